@@ -1,0 +1,90 @@
+//! [`Bus`]: a NATS client with the subject builder and typed request/reply.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::{HeaderMap, RequestErrorKind};
+use chat_domain::ApiError;
+use chat_domain::proto::{Command, Service, ServiceCommand};
+
+use crate::envelope;
+use crate::subjects::Subjects;
+use crate::trace;
+
+/// How long a caller waits for a command's reply by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to NATS, naming the connection after the service (visible in NATS
+/// monitoring). Fails if the server cannot be reached within a few seconds.
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(DEFAULT_REQUEST_TIMEOUT))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
+}
+
+/// A handle on the bus: cheap to clone, shared by every task of a service.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    client: async_nats::Client,
+    subjects: Subjects,
+    timeout: Duration,
+}
+
+impl Bus {
+    pub fn new(client: async_nats::Client, subjects: Subjects) -> Self {
+        Self { client, subjects, timeout: DEFAULT_REQUEST_TIMEOUT }
+    }
+
+    /// The same bus with another request timeout (health checks use a short one).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self { timeout, ..self.clone() }
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// Sends a command to the service that owns it and decodes the reply.
+    pub async fn request<C: ServiceCommand>(&self, cmd: &C) -> Result<C::Reply, ApiError> {
+        self.request_to(C::SERVICE, cmd).await
+    }
+
+    /// Sends a command that several services answer (such as `health`) to one of them.
+    pub async fn request_to<C: Command>(&self, service: Service, cmd: &C) -> Result<C::Reply, ApiError> {
+        let subject = self.subjects.command(service, C::VERB);
+        let payload = serde_json::to_vec(cmd).map_err(|e| {
+            tracing::error!(error = %e, verb = C::VERB, "could not serialize a command");
+            ApiError::internal()
+        })?;
+        let mut headers = HeaderMap::new();
+        trace::inject(&mut headers);
+        let request = async_nats::Request::new().payload(payload.into()).headers(headers).timeout(Some(self.timeout));
+        match self.client.send_request(subject, request).await {
+            Ok(reply) => envelope::decode(&reply.payload),
+            Err(e) => {
+                let what = match e.kind() {
+                    RequestErrorKind::TimedOut => "did not answer in time",
+                    RequestErrorKind::NoResponders => "is not running",
+                    _ => "could not be reached",
+                };
+                tracing::warn!(service = service.name(), verb = C::VERB, error = %e, "command failed");
+                Err(ApiError::unavailable(format!("{} {what}", service.name())))
+            }
+        }
+    }
+
+    /// Publishes a core NATS message (no persistence), with trace context.
+    pub async fn publish(&self, subject: String, payload: bytes::Bytes) -> anyhow::Result<()> {
+        let mut headers = HeaderMap::new();
+        trace::inject(&mut headers);
+        self.client.publish_with_headers(subject, headers, payload).await.context("publishing to NATS")
+    }
+}

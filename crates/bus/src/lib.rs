@@ -1,0 +1,19 @@
+//! The bus: the only crate that knows NATS subjects, headers, queue groups and streams.
+//!
+//! - [`subjects`]: every subject and stream name, built from validated ids.
+//! - [`envelope`]: the reply envelope `{"ok":true,"data":..}` / `{"ok":false,"error":..}`.
+//! - [`client`]: [`Bus`], typed request/reply for callers.
+//! - [`server`]: [`server::Router`], which answers a service's commands in its queue group
+//!   and never leaves a request unanswered.
+//! - [`events`]: JetStream streams and event publishing (with `Nats-Msg-Id` dedupe).
+//! - [`trace`]: W3C `traceparent` in NATS headers.
+
+pub mod client;
+pub mod envelope;
+pub mod events;
+pub mod server;
+pub mod subjects;
+pub mod trace;
+
+pub use client::{Bus, connect};
+pub use subjects::Subjects;

@@ -1,0 +1,172 @@
+//! Subject and stream names. Services never format a subject themselves: they call
+//! these builders, whose inputs are validated subject-safe ids.
+//!
+//! The first token is a configurable prefix (`chat` by default, `CHAT_BUS_PREFIX`), so
+//! several stacks (tests running in parallel, staging next to production) can share one
+//! NATS server without seeing each other's traffic.
+
+use chat_domain::ids::{RoomId, TenantId, UserId};
+use chat_domain::proto::Service;
+
+/// The default first subject token.
+pub const DEFAULT_PREFIX: &str = "chat";
+
+/// Something that may stand in a subject token: a validated id, or a documentation
+/// placeholder such as `{tenant}`.
+pub trait Token {
+    fn token(&self) -> &str;
+}
+
+impl Token for TenantId {
+    fn token(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Token for RoomId {
+    fn token(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Token for UserId {
+    fn token(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// A `{name}` placeholder, for the AsyncAPI document and its check.
+#[derive(Debug, Clone, Copy)]
+pub struct Placeholder(pub &'static str);
+
+impl Token for Placeholder {
+    fn token(&self) -> &str {
+        self.0
+    }
+}
+
+/// Presence signals a gateway sends about its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceSignal {
+    Connect,
+    Disconnect,
+    Heartbeat,
+}
+
+impl PresenceSignal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceSignal::Connect => "connect",
+            PresenceSignal::Disconnect => "disconnect",
+            PresenceSignal::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// Builds every subject and stream name under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+/// Why a prefix was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("bus prefix {0:?} must be 1-32 ASCII letters, digits, '_' or '-'")]
+pub struct BadPrefix(String);
+
+impl Subjects {
+    pub fn new(prefix: &str) -> Result<Self, BadPrefix> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 32
+            && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok { Ok(Self { prefix: prefix.to_owned() }) } else { Err(BadPrefix(prefix.to_owned())) }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<p>.cmd.<service>.<verb>`: one command.
+    pub fn command(&self, service: Service, verb: &str) -> String {
+        format!("{}.cmd.{}.{verb}", self.prefix, service.name())
+    }
+
+    /// `<p>.cmd.<service>.*`: all of a service's commands (its queue subscription).
+    pub fn commands_of(&self, service: Service) -> String {
+        format!("{}.cmd.{}.*", self.prefix, service.name())
+    }
+
+    /// `<p>.evt.<tenant>.<room>.<kind>`: one room event.
+    pub fn room_event(&self, tenant: &impl Token, room: &impl Token, kind: &str) -> String {
+        format!("{}.evt.{}.{}.{kind}", self.prefix, tenant.token(), room.token())
+    }
+
+    /// `<p>.evt.<tenant>.<room>.>`: everything about one room (a gateway's interest).
+    pub fn room_events(&self, tenant: &impl Token, room: &impl Token) -> String {
+        format!("{}.evt.{}.{}.>", self.prefix, tenant.token(), room.token())
+    }
+
+    /// `<p>.evt.>`: every room event (the events stream's subjects).
+    pub fn all_room_events(&self) -> String {
+        format!("{}.evt.>", self.prefix)
+    }
+
+    /// `<p>.user.<tenant>.<user>.<kind>`: an event addressed to one person.
+    pub fn user_event(&self, tenant: &impl Token, user: &impl Token, kind: &str) -> String {
+        format!("{}.user.{}.{}.{kind}", self.prefix, tenant.token(), user.token())
+    }
+
+    /// `<p>.presence.<tenant>.<room>.<signal>`: a gateway's presence signal.
+    pub fn presence(&self, tenant: &impl Token, room: &impl Token, signal: PresenceSignal) -> String {
+        format!("{}.presence.{}.{}.{}", self.prefix, tenant.token(), room.token(), signal.as_str())
+    }
+
+    /// `<p>.dlq.<tenant>.<kind>`: a dead letter.
+    pub fn dead_letter(&self, tenant: &impl Token, kind: &str) -> String {
+        format!("{}.dlq.{}.{kind}", self.prefix, tenant.token())
+    }
+
+    /// `<p>.sys.tenant.changed`: a tenant's keys or settings changed.
+    pub fn tenant_changed(&self) -> String {
+        format!("{}.sys.tenant.changed", self.prefix)
+    }
+
+    /// The JetStream stream that keeps room events, e.g. `CHAT_EVENTS`.
+    pub fn events_stream(&self) -> String {
+        format!("{}_EVENTS", self.prefix.to_ascii_uppercase())
+    }
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Self { prefix: DEFAULT_PREFIX.to_owned() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_follow_the_design() -> Result<(), Box<dyn std::error::Error>> {
+        let s = Subjects::default();
+        let (t, r, u) = (TenantId::parse("t1")?, RoomId::parse("r1")?, UserId::parse("u1")?);
+        assert_eq!(s.command(Service::MessageStore, "send_message"), "chat.cmd.message-store.send_message");
+        assert_eq!(s.commands_of(Service::Presence), "chat.cmd.presence.*");
+        assert_eq!(s.room_event(&t, &r, "message.created"), "chat.evt.t1.r1.message.created");
+        assert_eq!(s.room_events(&t, &r), "chat.evt.t1.r1.>");
+        assert_eq!(s.user_event(&t, &u, "notification"), "chat.user.t1.u1.notification");
+        assert_eq!(s.presence(&t, &r, PresenceSignal::Heartbeat), "chat.presence.t1.r1.heartbeat");
+        assert_eq!(s.dead_letter(&t, "webhook"), "chat.dlq.t1.webhook");
+        assert_eq!(s.events_stream(), "CHAT_EVENTS");
+        Ok(())
+    }
+
+    #[test]
+    fn prefixes_are_tokens() {
+        assert!(Subjects::new("t_1-a").is_ok());
+        for bad in ["", "a.b", "a*", "a b", &"x".repeat(33)] {
+            assert!(Subjects::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}

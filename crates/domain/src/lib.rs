@@ -1,0 +1,19 @@
+//! The chat domain: everything the services agree on, with no I/O in it.
+//!
+//! - [`ids`]: validated, subject-safe identifiers (`TenantId`, `RoomId`, `UserId`, ...).
+//! - [`error`]: the stable error codes and the error body every API and bus reply uses.
+//! - [`model`]: validated values (room types, roles, message bodies) and the records
+//!   that cross the bus (`Room`, `Member`, `Message`, `Tenant`).
+//! - [`proto`]: the commands each service answers, their replies, and the events on the bus.
+//! - [`time`]: the one timestamp format of the public APIs.
+//! - [`keys`]: API key generation and hashing.
+
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod proto;
+pub mod time;
+
+pub use error::{ApiError, ErrorCode};
+pub use ids::{EventId, MessageId, RoomId, TenantId, UserId};

@@ -1,0 +1,269 @@
+//! Validated values and the records that cross the bus.
+//!
+//! Wire input is parsed into these types once, at the edge (gateway adapters, bus
+//! deserialization); code past the edge never re-checks them.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::ids::{MessageId, RoomId, TenantId, UserId};
+
+/// Longest message body, in characters.
+pub const MAX_CONTENT_CHARS: usize = 16_000;
+/// Largest `meta` object, serialized, in bytes.
+pub const MAX_META_BYTES: usize = 8 * 1024;
+/// Longest client-chosen idempotency id (`client_msg_id`, `local_id`, `Idempotency-Key`).
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+/// Longest room or tenant name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Most members a room can be created with in one call.
+pub const MAX_INITIAL_MEMBERS: usize = 1_000;
+/// Default per-tenant request rate.
+pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 100;
+
+/// The kind of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomType {
+    /// Exactly two members; at most one DM per pair of users.
+    Dm,
+    Group,
+    Channel,
+}
+
+impl RoomType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomType::Dm => "dm",
+            RoomType::Group => "group",
+            RoomType::Channel => "channel",
+        }
+    }
+
+    /// Parses the `type` field of a create-room request.
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        match s {
+            "dm" => Ok(RoomType::Dm),
+            "group" => Ok(RoomType::Group),
+            "channel" => Ok(RoomType::Channel),
+            _ => Err(ApiError::validation("type", "Invalid room type. Must be one of: dm, group, channel")),
+        }
+    }
+}
+
+/// A member's role in a room. Admins manage membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    Admin,
+    Member,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Admin => "admin",
+            MemberRole::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        match s {
+            "admin" => Ok(MemberRole::Admin),
+            "member" => Ok(MemberRole::Member),
+            _ => Err(ApiError::validation("role", "Invalid role. Must be one of: admin, member")),
+        }
+    }
+}
+
+/// The text of a message: not blank, at most [`MAX_CONTENT_CHARS`] characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MessageContent(String);
+
+impl JsonSchema for MessageContent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MessageContent".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "minLength": 1, "maxLength": MAX_CONTENT_CHARS})
+    }
+}
+
+impl MessageContent {
+    pub fn parse(s: impl Into<String>) -> Result<Self, ApiError> {
+        let s = s.into();
+        if s.trim().is_empty() {
+            return Err(ApiError::validation("content", "content must not be empty"));
+        }
+        if s.chars().count() > MAX_CONTENT_CHARS {
+            return Err(ApiError::validation(
+                "content",
+                format!("content must be at most {MAX_CONTENT_CHARS} characters"),
+            ));
+        }
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for MessageContent {
+    type Error = ApiError;
+    fn try_from(s: String) -> Result<Self, ApiError> {
+        Self::parse(s)
+    }
+}
+
+impl From<MessageContent> for String {
+    fn from(c: MessageContent) -> String {
+        c.0
+    }
+}
+
+/// Free-form message metadata: a JSON object of at most [`MAX_META_BYTES`].
+pub fn validate_meta(meta: &serde_json::Value) -> Result<(), ApiError> {
+    if !meta.is_object() {
+        return Err(ApiError::validation("meta", "meta must be a JSON object"));
+    }
+    if meta.to_string().len() > MAX_META_BYTES {
+        return Err(ApiError::validation("meta", format!("meta must be at most {MAX_META_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+/// A client-chosen idempotency id (`client_msg_id`, `local_id`, `Idempotency-Key`).
+pub fn validate_client_id(field: &str, id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > MAX_CLIENT_ID_LEN || id.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must be 1 to {MAX_CLIENT_ID_LEN} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A room or tenant name: trimmed, not empty, at most [`MAX_NAME_CHARS`] characters.
+pub fn validate_name(field: &str, name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::validation(field, format!("{field} must be 1 to {MAX_NAME_CHARS} characters")));
+    }
+    Ok(name.to_owned())
+}
+
+/// A per-tenant rate limit in requests per second.
+pub fn validate_rate_limit(limit: i64) -> Result<u32, ApiError> {
+    if !(1..=1_000_000).contains(&limit) {
+        return Err(ApiError::validation("rate_limit_per_sec", "rate_limit_per_sec must be between 1 and 1000000"));
+    }
+    Ok(limit as u32)
+}
+
+/// The unique key of a DM between two users: `dm:<a>:<b>` with the ids sorted.
+pub fn dm_unique_key(a: &UserId, b: &UserId) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("dm:{lo}:{hi}")
+}
+
+/// A tenant as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Tenant {
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub rate_limit_per_sec: u32,
+    /// Display prefixes of the tenant's active API keys (never the keys).
+    pub api_key_prefixes: Vec<String>,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Room {
+    pub room_id: RoomId,
+    #[serde(rename = "type")]
+    pub room_type: RoomType,
+    /// `dm:<a>:<b>` for DMs, absent otherwise.
+    pub unique_key: Option<String>,
+    pub name: Option<String>,
+    /// The `seq` of the newest message (0 when empty).
+    pub last_seq: i64,
+    pub created_by: UserId,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A room member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Member {
+    pub user_id: UserId,
+    pub role: MemberRole,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String")]
+    pub joined_at: DateTime<Utc>,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Message {
+    pub message_id: MessageId,
+    pub room_id: RoomId,
+    pub sender_id: UserId,
+    /// Position in the room, from 1, without gaps.
+    pub seq: i64,
+    pub content: String,
+    pub meta: Option<serde_json::Value>,
+    /// The sender's idempotency id, when one was given.
+    pub client_msg_id: Option<String>,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The tenant a request acts for, and the user it acts as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Actor {
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dm_key_is_sorted() -> Result<(), crate::ids::IdError> {
+        let (a, b) = (UserId::parse("zed")?, UserId::parse("amy")?);
+        assert_eq!(dm_unique_key(&a, &b), "dm:amy:zed");
+        assert_eq!(dm_unique_key(&b, &a), "dm:amy:zed");
+        Ok(())
+    }
+
+    #[test]
+    fn content_rules() {
+        assert!(MessageContent::parse("  ").is_err());
+        assert!(MessageContent::parse("x".repeat(MAX_CONTENT_CHARS + 1)).is_err());
+        assert!(MessageContent::parse("hello").is_ok());
+    }
+
+    #[test]
+    fn meta_must_be_a_small_object() {
+        assert!(validate_meta(&serde_json::json!([1])).is_err());
+        assert!(validate_meta(&serde_json::json!({"k": "x".repeat(MAX_META_BYTES)})).is_err());
+        assert!(validate_meta(&serde_json::json!({"type": "text"})).is_ok());
+    }
+
+    #[test]
+    fn room_type_error_names_the_field() {
+        let e = RoomType::parse("party").err();
+        assert_eq!(e.and_then(|e| e.field), Some("type".to_owned()));
+    }
+}

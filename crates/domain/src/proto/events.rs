@@ -1,0 +1,62 @@
+//! Events on the bus. Room events go to `<prefix>.evt.<tenant>.<room>.<kind>` and are
+//! kept by JetStream; system events (`<prefix>.sys.*`) are core NATS broadcasts.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{EventId, RoomId, TenantId, UserId};
+use crate::model::{Member, Message};
+
+/// An event about one room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RoomEvent {
+    /// Unique per event; the JetStream `Nats-Msg-Id`, so republishing dedupes.
+    pub event_id: EventId,
+    pub tenant_id: TenantId,
+    pub room_id: RoomId,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String")]
+    pub occurred_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub body: RoomEventBody,
+}
+
+/// What happened, as `{"kind": ..., "data": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", content = "data")]
+pub enum RoomEventBody {
+    #[serde(rename = "message.created")]
+    MessageCreated(Message),
+    #[serde(rename = "member.added")]
+    MemberAdded(Member),
+    #[serde(rename = "member.removed")]
+    MemberRemoved(MemberRemoved),
+}
+
+impl RoomEventBody {
+    /// The last subject token(s) of this event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RoomEventBody::MessageCreated(_) => "message.created",
+            RoomEventBody::MemberAdded(_) => "member.added",
+            RoomEventBody::MemberRemoved(_) => "member.removed",
+        }
+    }
+
+    /// Every kind, for the AsyncAPI document check.
+    pub const KINDS: [&'static str; 3] = ["message.created", "member.added", "member.removed"];
+}
+
+/// A member left or was removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MemberRemoved {
+    pub user_id: UserId,
+    pub removed_by: UserId,
+}
+
+/// A tenant's keys or settings changed: gateways drop what they cached about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TenantChanged {
+    pub tenant_id: TenantId,
+}

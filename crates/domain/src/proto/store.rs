@@ -1,0 +1,187 @@
+//! Commands answered by message-store: tenants and keys, rooms, members, messages.
+//!
+//! Room commands carry the [`Actor`] the gateway authenticated; message-store checks
+//! tenant and membership on every one, and treats another tenant's ids as unknown.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Command, Done, Service, ServiceCommand};
+use crate::ids::{RoomId, TenantId, UserId};
+use crate::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
+
+macro_rules! store_command {
+    ($cmd:ty, $verb:literal, $reply:ty) => {
+        impl Command for $cmd {
+            const VERB: &'static str = $verb;
+            type Reply = $reply;
+        }
+        impl ServiceCommand for $cmd {
+            const SERVICE: Service = Service::MessageStore;
+        }
+    };
+}
+
+/// Resolve a tenant API key.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Authenticate {
+    pub api_key: String,
+}
+
+/// Who a valid tenant key belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TenantAuth {
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub rate_limit_per_sec: u32,
+}
+store_command!(Authenticate, "authenticate", TenantAuth);
+
+/// Check an operator (admin) key.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuthenticateAdmin {
+    pub api_key: String,
+}
+store_command!(AuthenticateAdmin, "authenticate_admin", Done);
+
+/// Create a tenant with a first API key.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CreateTenant {
+    pub name: String,
+    /// Chosen by the operator; generated when absent.
+    pub tenant_id: Option<TenantId>,
+    pub rate_limit_per_sec: Option<u32>,
+}
+
+/// A new tenant and its API key. The key is shown this once; only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TenantCreated {
+    pub tenant: Tenant,
+    pub api_key: String,
+}
+store_command!(CreateTenant, "create_tenant", TenantCreated);
+
+/// List tenants, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ListTenants {
+    pub limit: u32,
+    pub offset: u32,
+}
+store_command!(ListTenants, "list_tenants", Vec<Tenant>);
+
+/// One tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GetTenant {
+    pub tenant_id: TenantId,
+}
+store_command!(GetTenant, "get_tenant", Tenant);
+
+/// Change a tenant's settings; absent fields stay as they are.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct UpdateTenant {
+    pub tenant_id: TenantId,
+    pub name: Option<String>,
+    pub rate_limit_per_sec: Option<u32>,
+}
+store_command!(UpdateTenant, "update_tenant", Tenant);
+
+/// Issue a new API key and revoke the tenant's previous ones.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RotateKey {
+    pub tenant_id: TenantId,
+}
+
+/// The tenant's new key, shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyRotated {
+    pub tenant_id: TenantId,
+    pub api_key: String,
+}
+store_command!(RotateKey, "rotate_key", KeyRotated);
+
+/// Create a room; the actor becomes its admin and a member.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CreateRoom {
+    pub actor: Actor,
+    pub room_type: RoomType,
+    /// Initial members besides the actor (the actor may be listed too).
+    pub members: Vec<UserId>,
+    pub name: Option<String>,
+}
+store_command!(CreateRoom, "create_room", Room);
+
+/// A room the actor is a member of.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GetRoom {
+    pub actor: Actor,
+    pub room_id: RoomId,
+}
+store_command!(GetRoom, "get_room", Room);
+
+/// A page of a room's members, in join order.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ListMembers {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    pub limit: u32,
+    pub offset: u32,
+}
+store_command!(ListMembers, "list_members", Vec<Member>);
+
+/// Add a member (room admins only; not in DMs).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AddMember {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    pub user_id: UserId,
+    pub role: MemberRole,
+}
+
+/// The member, and whether this call added them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MemberAdded {
+    pub member: Member,
+    pub created: bool,
+}
+store_command!(AddMember, "add_member", MemberAdded);
+
+/// Remove a member (room admins, or a member removing themself).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RemoveMember {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    pub user_id: UserId,
+}
+store_command!(RemoveMember, "remove_member", Done);
+
+/// Store a message and give it the room's next `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SendMessage {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    pub content: MessageContent,
+    pub meta: Option<serde_json::Value>,
+    /// Idempotency id: a resend with the same id by the same sender in the same room
+    /// returns the first message.
+    pub client_msg_id: Option<String>,
+}
+
+/// The stored message; `duplicate` when it was stored by an earlier call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MessageSent {
+    pub message: Message,
+    pub duplicate: bool,
+}
+store_command!(SendMessage, "send_message", MessageSent);
+
+/// A page of history in `seq` order: after `after_seq` (from the start when absent),
+/// or the newest ones before `before_seq` when only that is given.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ListMessages {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    pub after_seq: Option<i64>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+store_command!(ListMessages, "list_messages", Vec<Message>);

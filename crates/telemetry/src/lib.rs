@@ -1,0 +1,127 @@
+//! Telemetry and process plumbing shared by every service.
+//!
+//! - [`init`]: JSON (or pretty) logs through `tracing`, and OpenTelemetry spans —
+//!   exported over OTLP/HTTP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Spans get
+//!   trace ids either way, so trace context still travels across the bus.
+//! - [`ops`]: `/healthz`, `/readyz` and Prometheus `/metrics` for Kubernetes.
+//! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
+//! - [`instance_id`]: which replica this is, for health replies and logs.
+
+pub mod ops;
+
+use std::sync::OnceLock;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default; what log pipelines want).
+    Json,
+    /// Human-readable, for `make run` in a terminal.
+    Pretty,
+}
+
+impl LogFormat {
+    /// Reads `LOG_FORMAT` (`json` or `pretty`).
+    pub fn from_env() -> Self {
+        match std::env::var("LOG_FORMAT").as_deref() {
+            Ok("pretty") | Ok("text") => LogFormat::Pretty,
+            _ => LogFormat::Json,
+        }
+    }
+}
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Installs the global subscriber for `service`. Safe to call more than once (tests
+/// start many services in one process): only the first call installs anything.
+pub fn init(service: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let provider = PROVIDER.get_or_init(|| build_provider(service));
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let result = match format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false))
+            .try_init(),
+        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
+    };
+    if result.is_ok() && std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        tracing::info!("exporting traces over OTLP");
+    }
+}
+
+/// Installs a subscriber for tests: spans with trace ids, logs to the test writer at
+/// `warn` unless `RUST_LOG` says otherwise. Idempotent.
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let provider = PROVIDER.get_or_init(|| build_provider("test"));
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .try_init();
+}
+
+fn build_provider(service: &str) -> SdkTracerProvider {
+    let resource = Resource::builder().with_service_name(service.to_owned()).build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
+        return builder.build();
+    }
+    // The exporter reads the endpoint (and headers) from the standard OTEL_* variables.
+    // A collector that is down only costs failed background exports, never an error here.
+    match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
+        Err(e) => {
+            eprintln!("OTLP exporter could not be built ({e}); traces will not be exported");
+            builder.build()
+        }
+    }
+}
+
+/// Flushes spans that are still buffered. Call once at the end of `main`.
+pub fn shutdown() {
+    if let Some(p) = PROVIDER.get() {
+        let _ = p.shutdown();
+    }
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// `host-pid`: tells replicas apart in health replies and logs.
+pub fn instance_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,68 @@
+//! The operations endpoints: `/healthz` (the process is alive), `/readyz` (its
+//! dependencies answer, so it should receive traffic) and Prometheus `/metrics`.
+//! The gateway mounts [`configure`] on its main port; the other services run
+//! [`serve`] on their `OPS_ADDR`.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use anyhow::Context as _;
+
+/// Answers whether the service's dependencies are reachable.
+pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// Adds `/healthz`, `/readyz` and `/metrics` to an actix app.
+pub fn configure(check: ReadinessCheck) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::new(check))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics));
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(check: web::Data<ReadinessCheck>) -> HttpResponse {
+    if (check.get_ref())().await {
+        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "not ready"}))
+    }
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics_text())
+}
+
+/// Everything in the default Prometheus registry, in the text format.
+pub fn metrics_text() -> String {
+    let families = prometheus::gather();
+    prometheus::TextEncoder::new().encode_to_string(&families).unwrap_or_default()
+}
+
+/// Serves the operations endpoints on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    check: ReadinessCheck,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(configure(check.clone())))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .listen(listener)
+        .context("listening for the ops endpoints")?
+        .run();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
+    server.await.context("ops server")
+}

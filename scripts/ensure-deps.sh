@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# Make sure the three backing services the chat backend needs answer on
+# localhost, installing (Debian packages) and starting whatever is missing:
+#
+#   PostgreSQL  127.0.0.1:5432   databases `chat` and `chat_test`
+#   Redis       127.0.0.1:6379
+#   NATS        127.0.0.1:4222   with JetStream enabled
+#
+# Idempotent: a dependency that already answers is left alone, so on a machine
+# that runs them already this prints one line per dependency and changes nothing.
+#
+# What this script starts is recorded in .dev/started.txt, one line per
+# dependency: "<name><TAB><shell command that stops it>". Stop them with
+#
+#   scripts/ensure-deps.sh stop            # everything listed there
+#   scripts/ensure-deps.sh stop redis nats # only these
+#
+# If ENSURE_DEPS_REPORT names a file, the names started by *this* invocation are
+# appended to it (scripts/run.sh uses this to stop only what its run started).
+#
+# Environment:
+#   DEPS_WAIT_SECS   how long to wait for each port (default 30)
+#   DEPS_PG_PORT, DEPS_REDIS_PORT, DEPS_NATS_PORT  other local ports (tests of
+#                    this script; the services default to the standard ones)
+#   PGUSER           PostgreSQL role used to create the databases (default postgres)
+#   PGPASSWORD       its password (default postgres; ignored under trust auth)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEV_DIR="$ROOT/.dev"
+STARTED_FILE="$DEV_DIR/started.txt"
+WAIT_SECS="${DEPS_WAIT_SECS:-30}"
+
+HOST=127.0.0.1
+PG_PORT="${DEPS_PG_PORT:-5432}"
+REDIS_PORT="${DEPS_REDIS_PORT:-6379}"
+NATS_PORT="${DEPS_NATS_PORT:-4222}"
+DATABASES=(chat chat_test)
+
+export PGUSER="${PGUSER:-postgres}"
+export PGPASSWORD="${PGPASSWORD:-postgres}"
+
+say() { printf '%s\n' "$*"; }
+die() {
+    printf 'ensure-deps: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------- helpers --
+
+# True when something accepts TCP connections on HOST:$1.
+port_open() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$HOST" "$1" 2>/dev/null
+}
+
+# Wait (bounded) until HOST:$2 accepts connections; $1 names the dependency,
+# $3 (optional) is a log file worth looking at when it does not come up.
+wait_port() {
+    local name=$1 port=$2 log=${3:-} i
+    for ((i = 0; i < WAIT_SECS * 2; i++)); do
+        port_open "$port" && return 0
+        sleep 0.5
+    done
+    if [[ -n $log && -f $log ]]; then
+        printf '%s: last lines of %s:\n' "$name" "$log" >&2
+        tail -n 20 "$log" >&2 || true
+    fi
+    die "$name did not answer on $HOST:$port within ${WAIT_SECS}s"
+}
+
+# Run a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root to run '$*' (not root and no sudo)"
+    fi
+}
+
+# Run a command as the postgres OS user (root, runuser, su or sudo).
+as_postgres() {
+    if [[ $(id -un) == postgres ]]; then
+        "$@"
+    elif [[ $(id -u) -eq 0 ]] && command -v runuser >/dev/null 2>&1; then
+        runuser -u postgres -- "$@"
+    elif [[ $(id -u) -eq 0 ]]; then
+        su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -u postgres "$@"
+    else
+        die "need root or sudo to run '$*' as the postgres user"
+    fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 ||
+        die "'$*' missing and apt-get not available: install $* yourself"
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        say "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    say "apt-get install -y $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Replace the started.txt line of dependency $1 by "$1<TAB>$2".
+record_started() {
+    local name=$1 stop_cmd=$2 tmp
+    mkdir -p "$DEV_DIR"
+    tmp="$(mktemp "$DEV_DIR/started.XXXXXX")"
+    if [[ -f $STARTED_FILE ]]; then
+        awk -F '\t' -v n="$name" '$1 != n' "$STARTED_FILE" >"$tmp" || true
+    fi
+    printf '%s\t%s\n' "$name" "$stop_cmd" >>"$tmp"
+    mv "$tmp" "$STARTED_FILE"
+    if [[ -n ${ENSURE_DEPS_REPORT:-} ]]; then
+        printf '%s\n' "$name" >>"$ENSURE_DEPS_REPORT"
+    fi
+}
+
+# Newest installed PostgreSQL server major version (Debian layout), if any.
+pg_version() {
+    local d
+    for d in /usr/lib/postgresql/*/bin/postgres; do
+        [[ -x $d ]] || continue
+        d=${d#/usr/lib/postgresql/}
+        printf '%s\n' "${d%%/*}"
+    done | sort -V | tail -n 1
+}
+
+psql_admin() {
+    psql -h "$HOST" -p "$PG_PORT" -d postgres -v ON_ERROR_STOP=1 -X -q "$@"
+}
+
+# ------------------------------------------------------------- PostgreSQL --
+
+ensure_postgres() {
+    local installed=0 ver
+    if port_open "$PG_PORT"; then
+        say "postgres: running"
+    else
+        if [[ -z "$(pg_version)" ]] || ! command -v pg_ctlcluster >/dev/null 2>&1; then
+            apt_install postgresql
+            installed=1
+        fi
+        # The package's own start (if the machine has an init system) may
+        # already have brought it up.
+        if port_open "$PG_PORT"; then
+            say "postgres: installed, started by the package"
+        else
+            ver="$(pg_version)"
+            [[ -n $ver ]] || die "no PostgreSQL server found under /usr/lib/postgresql"
+            if [[ ! -d /etc/postgresql/$ver/main ]]; then
+                say "postgres: creating cluster $ver/main"
+                as_root pg_createcluster "$ver" main >/dev/null
+            fi
+            say "postgres: starting cluster $ver/main"
+            as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start ||
+                die "could not start PostgreSQL $ver/main (see /var/log/postgresql/postgresql-$ver-main.log)"
+            local sudo_prefix=""
+            [[ $(id -u) -eq 0 ]] || sudo_prefix="sudo "
+            record_started postgres "${sudo_prefix}pg_ctlcluster --skip-systemctl-redirect $ver main stop"
+            wait_port postgres "$PG_PORT" "/var/log/postgresql/postgresql-$ver-main.log"
+            say "postgres: started"
+        fi
+    fi
+
+    command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+
+    # A freshly installed Debian PostgreSQL authenticates TCP clients by
+    # password (md5/scram) and the postgres role has none: give it the one the
+    # default DATABASE_URL uses. Under trust auth the password is ignored.
+    if [[ $installed -eq 1 ]]; then
+        say "postgres: setting the password of role postgres"
+        (cd / && as_postgres psql -X -q -v ON_ERROR_STOP=1 \
+            -c "ALTER ROLE postgres WITH PASSWORD 'postgres'") ||
+            die "could not set the postgres role's password"
+    fi
+
+    local ok=0 i
+    for ((i = 0; i < WAIT_SECS * 2; i++)); do
+        if psql_admin -tA -c 'SELECT 1' >/dev/null 2>&1; then
+            ok=1
+            break
+        fi
+        sleep 0.5
+    done
+    if [[ $ok -eq 0 ]]; then
+        psql_admin -tA -c 'SELECT 1' >&2 || true
+        die "cannot log in to PostgreSQL at $HOST:$PG_PORT as '$PGUSER' (password from PGPASSWORD, default 'postgres')"
+    fi
+
+    local db
+    for db in "${DATABASES[@]}"; do
+        if [[ -z "$(psql_admin -tA -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]]; then
+            psql_admin -c "CREATE DATABASE \"$db\"" ||
+                die "could not create database $db"
+            say "postgres: created database $db"
+        fi
+    done
+}
+
+# ------------------------------------------------------------------ Redis --
+
+ensure_redis() {
+    if port_open "$REDIS_PORT"; then
+        say "redis: running"
+        return
+    fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        apt_install redis-server
+        if port_open "$REDIS_PORT"; then
+            say "redis: installed, started by the package"
+            return
+        fi
+    fi
+    mkdir -p "$DEV_DIR/redis"
+    local pidfile="$DEV_DIR/redis.pid" log="$DEV_DIR/redis.log"
+    say "redis: starting (log: ${log#"$ROOT"/})"
+    redis-server --daemonize yes --bind "$HOST" --port "$REDIS_PORT" \
+        --save "" --appendonly no --dir "$DEV_DIR/redis" \
+        --pidfile "$pidfile" --logfile "$log" ||
+        die "redis-server failed to start (see $log)"
+    record_started redis "$(stop_pidfile_cmd "$pidfile" redis-server)"
+    wait_port redis "$REDIS_PORT" "$log"
+    say "redis: started"
+}
+
+# ------------------------------------------------------------------- NATS --
+
+# Read the INFO line a NATS server greets every client with.
+nats_info() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2" && IFS= read -r line <&3 && printf "%s\n" "$line"' \
+        _ "$HOST" "$NATS_PORT" 2>/dev/null || true
+}
+
+ensure_nats() {
+    local info
+    if port_open "$NATS_PORT"; then
+        info="$(nats_info)"
+        if [[ $info != INFO* ]]; then
+            die "something answers on $HOST:$NATS_PORT but it is not a NATS server"
+        fi
+        if [[ $info != *'"jetstream":true'* ]]; then
+            die "the NATS server on $HOST:$NATS_PORT runs without JetStream; restart it with -js"
+        fi
+        say "nats: running"
+        return
+    fi
+    if ! command -v nats-server >/dev/null 2>&1; then
+        apt_install nats-server
+        if port_open "$NATS_PORT"; then
+            # Started by the package with its own config: check JetStream.
+            ensure_nats
+            return
+        fi
+    fi
+    mkdir -p "$DEV_DIR/nats"
+    local pidfile="$DEV_DIR/nats.pid" log="$DEV_DIR/nats.log" pid
+    say "nats: starting with JetStream (log: ${log#"$ROOT"/})"
+    # setsid: a Ctrl-C in the terminal must not kill it behind run.sh's back.
+    setsid nats-server -a "$HOST" -p "$NATS_PORT" -js -sd "$DEV_DIR/nats" \
+        -l "$log" </dev/null >/dev/null 2>&1 &
+    pid=$!
+    printf '%s\n' "$pid" >"$pidfile"
+    record_started nats "$(stop_pidfile_cmd "$pidfile" nats-server)"
+    wait_port nats "$NATS_PORT" "$log"
+    info="$(nats_info)"
+    [[ $info == *'"jetstream":true'* ]] ||
+        die "nats-server started but reports no JetStream (see $log)"
+    say "nats: started"
+}
+
+# A stop command for a process whose pid is in $1, only if it still runs $2.
+stop_pidfile_cmd() {
+    # shellcheck disable=SC2016 # expanded when the stop command runs
+    printf 'pid=$(cat %q 2>/dev/null) && [ "$(cat /proc/$pid/comm 2>/dev/null)" = %q ] && kill "$pid"; rm -f %q' \
+        "$1" "$2" "$1"
+}
+
+# ------------------------------------------------------------------- stop --
+
+# Stop the dependencies named in $@ (all of started.txt when none given),
+# waiting for their ports to close, and remove their lines.
+stop_deps() {
+    [[ -f $STARTED_FILE ]] || return 0
+    local name cmd want port i
+    local -a names=("$@")
+    while IFS=$'\t' read -r name cmd; do
+        [[ -n $name ]] || continue
+        if [[ ${#names[@]} -gt 0 ]]; then
+            want=0
+            for n in "${names[@]}"; do [[ $n == "$name" ]] && want=1; done
+            [[ $want -eq 1 ]] || continue
+        fi
+        say "$name: stopping"
+        bash -c "$cmd" || printf '%s: stop command failed: %s\n' "$name" "$cmd" >&2
+        case $name in
+            postgres) port=$PG_PORT ;;
+            redis) port=$REDIS_PORT ;;
+            nats) port=$NATS_PORT ;;
+            *) port= ;;
+        esac
+        if [[ -n $port ]]; then
+            for ((i = 0; i < 20; i++)); do
+                port_open "$port" || break
+                sleep 0.5
+            done
+        fi
+        local tmp
+        tmp="$(mktemp "$DEV_DIR/started.XXXXXX")"
+        awk -F '\t' -v n="$name" '$1 != n' "$STARTED_FILE" >"$tmp" || true
+        mv "$tmp" "$STARTED_FILE"
+    done < <(cat "$STARTED_FILE")
+}
+
+# ------------------------------------------------------------------- main --
+
+case "${1:-}" in
+    stop)
+        shift
+        stop_deps "$@"
+        ;;
+    "" | start)
+        command -v timeout >/dev/null 2>&1 || die "coreutils 'timeout' is required"
+        mkdir -p "$DEV_DIR"
+        ensure_postgres
+        ensure_redis
+        ensure_nats
+        ;;
+    -h | --help)
+        sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+        ;;
+    *)
+        die "usage: $0 [start|stop [postgres|redis|nats]...]"
+        ;;
+esac

@@ -1,0 +1,50 @@
+//! Errors inside message-store, and how they become reply envelopes.
+
+use chat_domain::ApiError;
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A failure the caller should see as-is (not found, forbidden, conflict...).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("database: {0}")]
+    Db(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(String),
+    /// Stored data that does not parse back into domain types.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<diesel_async::pooled_connection::bb8::RunError> for StoreError {
+    fn from(e: diesel_async::pooled_connection::bb8::RunError) -> Self {
+        StoreError::Pool(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Api(e) => e,
+            StoreError::Pool(cause) => {
+                tracing::error!(%cause, "no database connection");
+                ApiError::unavailable("The database is unavailable")
+            }
+            other => {
+                tracing::error!(error = %other, "store operation failed");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// Parses a stored id back into its domain type.
+pub fn stored<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Whether a database error is a unique-constraint violation.
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+}

@@ -1,0 +1,124 @@
+//! Room membership: list, add, remove. Changes go out as `member.added` /
+//! `member.removed` events through the outbox.
+
+use chat_domain::ApiError;
+use chat_domain::ids::EventId;
+use chat_domain::model::{Member, MemberRole, RoomType};
+use chat_domain::proto::Done;
+use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody};
+use chat_domain::proto::store::{AddMember, ListMembers, MemberAdded, RemoveMember};
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::{Store, access, optional};
+use crate::error::StoreError;
+use crate::outbox;
+use crate::rows::MemberRow;
+
+pub async fn list_members(store: Store, cmd: ListMembers) -> Result<Vec<Member>, ApiError> {
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
+    let rows: Vec<MemberRow> = diesel::sql_query(
+        "SELECT user_id, role, joined_at FROM room_members WHERE room_id = $1
+         ORDER BY joined_at, user_id LIMIT $2 OFFSET $3",
+    )
+    .bind::<Text, _>(cmd.room_id.as_str())
+    .bind::<BigInt, _>(i64::from(cmd.limit))
+    .bind::<BigInt, _>(i64::from(cmd.offset))
+    .load(&mut conn)
+    .await
+    .map_err(StoreError::from)?;
+    Ok(rows.into_iter().map(Member::try_from).collect::<Result<_, _>>()?)
+}
+
+pub async fn add_member(store: Store, cmd: AddMember) -> Result<MemberAdded, ApiError> {
+    let subjects = store.subjects().clone();
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let (added, pending) = conn
+        .transaction(async move |conn| -> Result<(MemberAdded, Option<outbox::Pending>), StoreError> {
+            let room = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
+            if room.member()? != MemberRole::Admin {
+                return Err(ApiError::forbidden("Only room admins can add members").into());
+            }
+            if room.room_type == RoomType::Dm {
+                return Err(ApiError::forbidden("The members of a DM cannot change").into());
+            }
+            let inserted: Option<MemberRow> = optional(
+                diesel::sql_query(
+                    "INSERT INTO room_members (room_id, user_id, tenant_id, role) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (room_id, user_id) DO NOTHING RETURNING user_id, role, joined_at",
+                )
+                .bind::<Text, _>(cmd.room_id.as_str())
+                .bind::<Text, _>(cmd.user_id.as_str())
+                .bind::<Text, _>(cmd.actor.tenant_id.as_str())
+                .bind::<Text, _>(cmd.role.as_str())
+                .get_result(conn)
+                .await,
+            )?;
+            match inserted {
+                Some(row) => {
+                    let member = Member::try_from(row)?;
+                    let event = RoomEvent {
+                        event_id: EventId::generate(),
+                        tenant_id: cmd.actor.tenant_id.clone(),
+                        room_id: cmd.room_id.clone(),
+                        occurred_at: member.joined_at,
+                        body: RoomEventBody::MemberAdded(member.clone()),
+                    };
+                    let pending = outbox::insert(conn, &subjects, &event).await?;
+                    Ok((MemberAdded { member, created: true }, Some(pending)))
+                }
+                None => {
+                    let row: MemberRow =
+                        diesel::sql_query("SELECT user_id, role, joined_at FROM room_members WHERE room_id = $1 AND user_id = $2")
+                            .bind::<Text, _>(cmd.room_id.as_str())
+                            .bind::<Text, _>(cmd.user_id.as_str())
+                            .get_result(conn)
+                            .await?;
+                    Ok((MemberAdded { member: row.try_into()?, created: false }, None))
+                }
+            }
+        })
+        .await?;
+    store.0.publisher.submit(pending.into_iter().collect());
+    Ok(added)
+}
+
+pub async fn remove_member(store: Store, cmd: RemoveMember) -> Result<Done, ApiError> {
+    let subjects = store.subjects().clone();
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let pending = conn
+        .transaction(async move |conn| -> Result<outbox::Pending, StoreError> {
+            let room = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
+            let role = room.member()?;
+            let leaving = cmd.user_id == cmd.actor.user_id;
+            if room.room_type == RoomType::Dm {
+                return Err(ApiError::forbidden("The members of a DM cannot change").into());
+            }
+            if !leaving && role != MemberRole::Admin {
+                return Err(ApiError::forbidden("Only room admins can remove other members").into());
+            }
+            let removed = diesel::sql_query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
+                .bind::<Text, _>(cmd.room_id.as_str())
+                .bind::<Text, _>(cmd.user_id.as_str())
+                .execute(conn)
+                .await?;
+            if removed == 0 {
+                return Err(ApiError::not_found("That user is not a member of this room").into());
+            }
+            let event = RoomEvent {
+                event_id: EventId::generate(),
+                tenant_id: cmd.actor.tenant_id.clone(),
+                room_id: cmd.room_id.clone(),
+                occurred_at: chat_domain::time::now(),
+                body: RoomEventBody::MemberRemoved(MemberRemoved {
+                    user_id: cmd.user_id.clone(),
+                    removed_by: cmd.actor.user_id.clone(),
+                }),
+            };
+            outbox::insert(conn, &subjects, &event).await
+        })
+        .await?;
+    store.0.publisher.submit(vec![pending]);
+    Ok(Done {})
+}

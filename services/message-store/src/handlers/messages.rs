@@ -1,0 +1,144 @@
+//! `send_message` and `list_messages`.
+//!
+//! Sending takes the room's next `seq` by incrementing `rooms.last_seq` in the same
+//! transaction that inserts the message and its outbox event. The row lock that the
+//! increment takes also serializes idempotent resends: the duplicate check runs after
+//! it, so two concurrent sends with one `client_msg_id` store one message.
+
+use chat_domain::ApiError;
+use chat_domain::ids::{EventId, MessageId};
+use chat_domain::model::{Message, validate_client_id, validate_meta};
+use chat_domain::proto::events::{RoomEvent, RoomEventBody};
+use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage};
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::{Store, access, optional};
+use crate::error::StoreError;
+use crate::outbox;
+use crate::rows::{MESSAGE_COLUMNS, MessageRow};
+
+/// Largest history page.
+pub const MAX_PAGE: u32 = 100;
+
+enum Sent {
+    New(Message, outbox::Pending),
+    Duplicate(Message),
+}
+
+pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent, ApiError> {
+    if let Some(meta) = &cmd.meta {
+        validate_meta(meta)?;
+    }
+    if let Some(id) = &cmd.client_msg_id {
+        validate_client_id("client_msg_id", id)?;
+    }
+    let subjects = store.subjects().clone();
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let sent = conn
+        .transaction(async move |conn| -> Result<Sent, StoreError> {
+            access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
+            #[derive(diesel::QueryableByName)]
+            struct Seq {
+                #[diesel(sql_type = BigInt)]
+                last_seq: i64,
+            }
+            let seq: Seq = diesel::sql_query("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
+                .bind::<Text, _>(cmd.room_id.as_str())
+                .get_result(conn)
+                .await?;
+            if let Some(client_id) = &cmd.client_msg_id
+                && let Some(existing) = find_duplicate(conn, &cmd, client_id).await?
+            {
+                return Ok(Sent::Duplicate(existing));
+            }
+            let row: MessageRow = diesel::sql_query(format!(
+                "INSERT INTO messages (room_id, seq, id, sender_id, content, meta, client_msg_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {MESSAGE_COLUMNS}"
+            ))
+            .bind::<Text, _>(cmd.room_id.as_str())
+            .bind::<BigInt, _>(seq.last_seq)
+            .bind::<Text, _>(MessageId::generate().as_str())
+            .bind::<Text, _>(cmd.actor.user_id.as_str())
+            .bind::<Text, _>(cmd.content.as_str())
+            .bind::<Nullable<Jsonb>, _>(&cmd.meta)
+            .bind::<Nullable<Text>, _>(&cmd.client_msg_id)
+            .bind::<diesel::sql_types::Timestamptz, _>(chat_domain::time::now())
+            .get_result(conn)
+            .await?;
+            let message = Message::try_from(row)?;
+            let event = RoomEvent {
+                event_id: EventId::generate(),
+                tenant_id: cmd.actor.tenant_id.clone(),
+                room_id: cmd.room_id.clone(),
+                occurred_at: message.created_at,
+                body: RoomEventBody::MessageCreated(message.clone()),
+            };
+            let pending = outbox::insert(conn, &subjects, &event).await?;
+            Ok(Sent::New(message, pending))
+        })
+        .await;
+    match sent {
+        Ok(Sent::New(message, pending)) => {
+            store.0.publisher.submit(vec![pending]);
+            Ok(MessageSent { message, duplicate: false })
+        }
+        Ok(Sent::Duplicate(message)) => Ok(MessageSent { message, duplicate: true }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find_duplicate(conn: &mut AsyncPgConnection, cmd: &SendMessage, client_id: &str) -> Result<Option<Message>, StoreError> {
+    let row: Option<MessageRow> = optional(
+        diesel::sql_query(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"
+        ))
+        .bind::<Text, _>(cmd.room_id.as_str())
+        .bind::<Text, _>(cmd.actor.user_id.as_str())
+        .bind::<Text, _>(client_id)
+        .get_result(conn)
+        .await,
+    )?;
+    if row.is_some() {
+        // Give back the seq this transaction took; the room's order stays gapless.
+        diesel::sql_query("UPDATE rooms SET last_seq = last_seq - 1 WHERE id = $1")
+            .bind::<Text, _>(cmd.room_id.as_str())
+            .execute(conn)
+            .await?;
+    }
+    row.map(Message::try_from).transpose()
+}
+
+pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Message>, ApiError> {
+    let limit = i64::from(cmd.limit.clamp(1, MAX_PAGE));
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
+    let rows: Vec<MessageRow> = match (cmd.after_seq, cmd.before_seq) {
+        // Only an upper bound: the newest page below it, returned oldest first.
+        (None, Some(before)) => {
+            let mut rows: Vec<MessageRow> = diesel::sql_query(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+            ))
+            .bind::<Text, _>(cmd.room_id.as_str())
+            .bind::<BigInt, _>(before)
+            .bind::<BigInt, _>(limit)
+            .load(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+            rows.reverse();
+            rows
+        }
+        (after, before) => diesel::sql_query(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $3
+             ORDER BY seq ASC LIMIT $4"
+        ))
+        .bind::<Text, _>(cmd.room_id.as_str())
+        .bind::<BigInt, _>(after.unwrap_or(0))
+        .bind::<BigInt, _>(before.unwrap_or(i64::MAX))
+        .bind::<BigInt, _>(limit)
+        .load(&mut conn)
+        .await
+        .map_err(StoreError::from)?,
+    };
+    Ok(rows.into_iter().map(Message::try_from).collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,126 @@
+//! One file per group of commands; [`router`] wires them to their verbs.
+
+mod health;
+mod members;
+mod messages;
+mod rooms;
+mod tenants;
+
+pub use tenants::insert_key;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chat_bus::Subjects;
+use chat_bus::server::Router;
+use chat_domain::ApiError;
+use chat_domain::ids::{RoomId, TenantId, UserId};
+use chat_domain::model::{MemberRole, RoomType};
+use chat_domain::proto::events::TenantChanged;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::PgPool;
+use crate::error::{StoreError, stored};
+use crate::outbox::Publisher;
+
+/// What every handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Store(pub Arc<Inner>);
+
+pub struct Inner {
+    pub pool: PgPool,
+    pub bus: chat_bus::Bus,
+    pub publisher: Publisher,
+    pub instance: String,
+    pub started: Instant,
+}
+
+impl Store {
+    pub fn subjects(&self) -> &Subjects {
+        self.0.bus.subjects()
+    }
+
+    /// Tells gateways to forget what they cached about a tenant.
+    pub async fn tenant_changed(&self, tenant_id: &TenantId) {
+        let payload = serde_json::to_vec(&TenantChanged { tenant_id: tenant_id.clone() }).unwrap_or_default();
+        if let Err(e) = self.0.bus.publish(self.subjects().tenant_changed(), payload.into()).await {
+            tracing::warn!(error = %e, "could not announce a tenant change; caches expire on their own");
+        }
+    }
+}
+
+/// Every command message-store answers.
+pub fn router(store: Store) -> Router<Store> {
+    Router::new(store)
+        .route(health::health)
+        .route(tenants::authenticate)
+        .route(tenants::authenticate_admin)
+        .route(tenants::create_tenant)
+        .route(tenants::list_tenants)
+        .route(tenants::get_tenant)
+        .route(tenants::update_tenant)
+        .route(tenants::rotate_key)
+        .route(rooms::create_room)
+        .route(rooms::get_room)
+        .route(members::list_members)
+        .route(members::add_member)
+        .route(members::remove_member)
+        .route(messages::send_message)
+        .route(messages::list_messages)
+}
+
+/// A room seen by one user: its type, and the user's role if they are a member.
+pub struct Access {
+    pub room_type: RoomType,
+    pub role: Option<MemberRole>,
+}
+
+impl Access {
+    /// The user's role, or `FORBIDDEN` when they are not a member.
+    pub fn member(&self) -> Result<MemberRole, ApiError> {
+        self.role.ok_or_else(|| ApiError::forbidden("You are not a member of this room"))
+    }
+}
+
+/// Looks a room up for a user. Another tenant's room is `NOT_FOUND`, like a missing one.
+pub async fn access(
+    conn: &mut AsyncPgConnection,
+    tenant: &TenantId,
+    room: &RoomId,
+    user: &UserId,
+) -> Result<Access, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        room_type: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        role: Option<String>,
+    }
+    let row: Option<Row> = diesel::sql_query(
+        "SELECT r.room_type, m.role FROM rooms r
+         LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = $3
+         WHERE r.id = $1 AND r.tenant_id = $2",
+    )
+    .bind::<Text, _>(room.as_str())
+    .bind::<Text, _>(tenant.as_str())
+    .bind::<Text, _>(user.as_str())
+    .get_result(conn)
+    .await
+    .map(Some)
+    .or_else(|e| if e == diesel::result::Error::NotFound { Ok(None) } else { Err(e) })?;
+    let row = row.ok_or_else(|| ApiError::not_found("Room not found"))?;
+    Ok(Access {
+        room_type: stored(RoomType::parse(&row.room_type))?,
+        role: row.role.as_deref().map(MemberRole::parse).transpose().map_err(|e| StoreError::Corrupt(e.message))?,
+    })
+}
+
+/// `Ok(None)` for diesel's `NotFound`.
+pub fn optional<T>(r: Result<T, diesel::result::Error>) -> Result<Option<T>, diesel::result::Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(diesel::result::Error::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,104 @@
+//! `create_room` and `get_room`.
+
+use chat_domain::ApiError;
+use chat_domain::ids::{RoomId, UserId};
+use chat_domain::model::{MAX_INITIAL_MEMBERS, Room, RoomType, dm_unique_key, validate_name};
+use chat_domain::proto::store::{CreateRoom, GetRoom};
+use diesel::sql_types::{Array, Nullable, Text};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use super::{Store, access};
+use crate::error::StoreError;
+use crate::rows::RoomRow;
+
+const ROOM_COLUMNS: &str = "id, room_type, name, unique_key, last_seq, created_by, created_at";
+
+pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError> {
+    let name = cmd.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
+    let creator = cmd.actor.user_id.clone();
+    // The creator is always a member; duplicates are ignored.
+    let mut others: Vec<UserId> = Vec::with_capacity(cmd.members.len());
+    for m in cmd.members {
+        if m != creator && !others.contains(&m) {
+            others.push(m);
+        }
+    }
+    if others.len() + 1 > MAX_INITIAL_MEMBERS {
+        return Err(ApiError::validation("members", format!("A room can be created with at most {MAX_INITIAL_MEMBERS} members")));
+    }
+    let unique_key = match cmd.room_type {
+        RoomType::Dm => match others.as_slice() {
+            [other] => Some(dm_unique_key(&creator, other)),
+            _ => return Err(ApiError::validation("members", "A DM has exactly two members: you and one other user")),
+        },
+        RoomType::Group | RoomType::Channel => None,
+    };
+
+    let room_id = RoomId::generate();
+    let tenant = cmd.actor.tenant_id.clone();
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let room = conn
+        .transaction(async move |conn| -> Result<Room, StoreError> {
+            // ON CONFLICT keeps the transaction usable, so the existing DM can be named.
+            let inserted: Result<RoomRow, _> = diesel::sql_query(format!(
+                "INSERT INTO rooms (id, tenant_id, room_type, name, unique_key, created_by)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (tenant_id, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                 RETURNING {ROOM_COLUMNS}"
+            ))
+            .bind::<Text, _>(room_id.as_str())
+            .bind::<Text, _>(tenant.as_str())
+            .bind::<Text, _>(cmd.room_type.as_str())
+            .bind::<Nullable<Text>, _>(&name)
+            .bind::<Nullable<Text>, _>(&unique_key)
+            .bind::<Text, _>(creator.as_str())
+            .get_result(conn)
+            .await;
+            let row = match inserted {
+                Err(diesel::result::Error::NotFound) => {
+                    let existing = existing_dm(conn, tenant.as_str(), unique_key.as_deref().unwrap_or_default()).await?;
+                    return Err(ApiError::conflict(format!("A DM between these users already exists: {existing}")).into());
+                }
+                other => other?,
+            };
+            diesel::sql_query(
+                "INSERT INTO room_members (room_id, user_id, tenant_id, role)
+                 SELECT $1, u, $2, CASE WHEN u = $3 THEN 'admin' ELSE 'member' END
+                 FROM unnest($4::text[]) AS u",
+            )
+            .bind::<Text, _>(room_id.as_str())
+            .bind::<Text, _>(tenant.as_str())
+            .bind::<Text, _>(creator.as_str())
+            .bind::<Array<Text>, _>(std::iter::once(&creator).chain(others.iter()).map(|u| u.as_str()).collect::<Vec<_>>())
+            .execute(conn)
+            .await?;
+            row.try_into()
+        })
+        .await?;
+    Ok(room)
+}
+
+async fn existing_dm(conn: &mut diesel_async::AsyncPgConnection, tenant: &str, key: &str) -> Result<String, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let id: Id = diesel::sql_query("SELECT id FROM rooms WHERE tenant_id = $1 AND unique_key = $2")
+        .bind::<Text, _>(tenant)
+        .bind::<Text, _>(key)
+        .get_result(conn)
+        .await?;
+    Ok(id.id)
+}
+
+pub async fn get_room(store: Store, cmd: GetRoom) -> Result<Room, ApiError> {
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
+    let row: RoomRow = diesel::sql_query(format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = $1"))
+        .bind::<Text, _>(cmd.room_id.as_str())
+        .get_result(&mut conn)
+        .await
+        .map_err(StoreError::from)?;
+    Ok(Room::try_from(row)?)
+}

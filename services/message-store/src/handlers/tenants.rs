@@ -1,0 +1,168 @@
+//! Tenants and their keys: authentication, the admin API's commands, rotation.
+
+use chat_domain::ApiError;
+use chat_domain::ids::TenantId;
+use chat_domain::keys;
+use chat_domain::model::{DEFAULT_RATE_LIMIT_PER_SEC, Tenant, validate_name};
+use chat_domain::proto::Done;
+use chat_domain::proto::store::{
+    Authenticate, AuthenticateAdmin, CreateTenant, GetTenant, KeyRotated, ListTenants, RotateKey, TenantAuth,
+    TenantCreated, UpdateTenant,
+};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::{Store, optional};
+use crate::error::{StoreError, stored};
+use crate::rows::{TENANT_COLUMNS, TenantRow};
+
+pub async fn authenticate(store: Store, cmd: Authenticate) -> Result<TenantAuth, ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Integer)]
+        rate_limit_per_sec: i32,
+    }
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let row: Option<Row> = optional(
+        diesel::sql_query(
+            "SELECT t.id, t.name, t.rate_limit_per_sec FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind::<Text, _>(keys::hash(&cmd.api_key))
+        .get_result(&mut conn)
+        .await,
+    )
+    .map_err(StoreError::from)?;
+    let row = row.ok_or_else(|| ApiError::authentication("Invalid API key"))?;
+    Ok(TenantAuth {
+        tenant_id: stored(TenantId::parse(row.id))?,
+        name: row.name,
+        rate_limit_per_sec: row.rate_limit_per_sec.max(1) as u32,
+    })
+}
+
+pub async fn authenticate_admin(store: Store, cmd: AuthenticateAdmin) -> Result<Done, ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        #[allow(dead_code)]
+        one: i32,
+    }
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let found: Option<Row> = optional(
+        diesel::sql_query("SELECT 1 AS one FROM admin_keys WHERE key_hash = $1")
+            .bind::<Text, _>(keys::hash(&cmd.api_key))
+            .get_result(&mut conn)
+            .await,
+    )
+    .map_err(StoreError::from)?;
+    found.map(|_| Done {}).ok_or_else(|| ApiError::authentication("Invalid admin API key"))
+}
+
+pub async fn create_tenant(store: Store, cmd: CreateTenant) -> Result<TenantCreated, ApiError> {
+    let name = validate_name("name", &cmd.name)?;
+    let tenant_id = cmd.tenant_id.unwrap_or_else(TenantId::generate);
+    let limit = cmd.rate_limit_per_sec.unwrap_or(DEFAULT_RATE_LIMIT_PER_SEC);
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let api_key = keys::generate(keys::TENANT_KEY_PREFIX);
+    let (id, key) = (tenant_id.clone(), api_key.clone());
+    let tenant = conn
+        .transaction(async move |conn| -> Result<Tenant, StoreError> {
+            let inserted = diesel::sql_query(
+                "INSERT INTO tenants (id, name, rate_limit_per_sec) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            )
+                .bind::<Text, _>(id.as_str())
+                .bind::<Text, _>(&name)
+                .bind::<Integer, _>(limit.min(i32::MAX as u32) as i32)
+                .execute(conn)
+                .await?;
+            if inserted == 0 {
+                return Err(ApiError::conflict(format!("Tenant {id} already exists")).into());
+            }
+            insert_key(conn, &id, &key).await?;
+            load_tenant(conn, &id).await
+        })
+        .await?;
+    Ok(TenantCreated { tenant, api_key })
+}
+
+pub async fn list_tenants(store: Store, cmd: ListTenants) -> Result<Vec<Tenant>, ApiError> {
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let rows: Vec<TenantRow> =
+        diesel::sql_query(format!("SELECT {TENANT_COLUMNS} FROM tenants t ORDER BY t.created_at, t.id LIMIT $1 OFFSET $2"))
+            .bind::<BigInt, _>(i64::from(cmd.limit))
+            .bind::<BigInt, _>(i64::from(cmd.offset))
+            .load(&mut conn)
+            .await
+            .map_err(StoreError::from)?;
+    Ok(rows.into_iter().map(Tenant::try_from).collect::<Result<_, _>>()?)
+}
+
+pub async fn get_tenant(store: Store, cmd: GetTenant) -> Result<Tenant, ApiError> {
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    Ok(load_tenant(&mut conn, &cmd.tenant_id).await?)
+}
+
+pub async fn update_tenant(store: Store, cmd: UpdateTenant) -> Result<Tenant, ApiError> {
+    let name = cmd.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let updated = diesel::sql_query(
+        "UPDATE tenants SET name = COALESCE($2, name),
+             rate_limit_per_sec = COALESCE($3, rate_limit_per_sec), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind::<Text, _>(cmd.tenant_id.as_str())
+    .bind::<Nullable<Text>, _>(name)
+    .bind::<Nullable<Integer>, _>(cmd.rate_limit_per_sec.map(|l| l.min(i32::MAX as u32) as i32))
+    .execute(&mut conn)
+    .await
+    .map_err(StoreError::from)?;
+    if updated == 0 {
+        return Err(ApiError::not_found("Tenant not found"));
+    }
+    let tenant = load_tenant(&mut conn, &cmd.tenant_id).await?;
+    store.tenant_changed(&cmd.tenant_id).await;
+    Ok(tenant)
+}
+
+pub async fn rotate_key(store: Store, cmd: RotateKey) -> Result<KeyRotated, ApiError> {
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let api_key = keys::generate(keys::TENANT_KEY_PREFIX);
+    let (id, key) = (cmd.tenant_id.clone(), api_key.clone());
+    conn.transaction(async move |conn| -> Result<(), StoreError> {
+        load_tenant(conn, &id).await?;
+        diesel::sql_query("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND revoked_at IS NULL")
+            .bind::<Text, _>(id.as_str())
+            .execute(conn)
+            .await?;
+        insert_key(conn, &id, &key).await
+    })
+    .await
+    .map_err(ApiError::from)?;
+    store.tenant_changed(&cmd.tenant_id).await;
+    Ok(KeyRotated { tenant_id: cmd.tenant_id, api_key })
+}
+
+/// Stores the hash of a new tenant key.
+pub async fn insert_key(conn: &mut AsyncPgConnection, tenant: &TenantId, key: &str) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "INSERT INTO api_keys (key_hash, tenant_id, display_prefix) VALUES ($1, $2, $3)
+         ON CONFLICT (key_hash) DO NOTHING",
+    )
+    .bind::<Text, _>(keys::hash(key))
+    .bind::<Text, _>(tenant.as_str())
+    .bind::<Text, _>(keys::display_prefix(key))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn load_tenant(conn: &mut AsyncPgConnection, id: &TenantId) -> Result<Tenant, StoreError> {
+    let row: Option<TenantRow> =
+        optional(diesel::sql_query(format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = $1")).bind::<Text, _>(id.as_str()).get_result(conn).await)?;
+    row.ok_or_else(|| StoreError::Api(ApiError::not_found("Tenant not found")))?.try_into()
+}

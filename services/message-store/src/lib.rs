@@ -1,0 +1,149 @@
+//! message-store: tenants and keys, rooms, members, messages with per-room `seq`,
+//! idempotent sends, and the event outbox. It answers commands on
+//! `<prefix>.cmd.message-store.*` in the `message-store` queue group, so any number
+//! of replicas share the load.
+//!
+//! - [`Config`]: settings, from the environment or built by tests.
+//! - [`MessageStore::build`]: connect, migrate, bootstrap keys, bind the ops port.
+//! - [`MessageStore::run`]: answer commands until shutdown.
+//! - `handlers/`: one file per group of commands. `outbox`: publishing events after
+//!   commit, and the relay. `db`: pool and migrations. `bootstrap`: admin key, dev tenant.
+
+pub mod bootstrap;
+pub mod db;
+pub mod error;
+mod handlers;
+pub mod outbox;
+mod rows;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chat_bus::{Bus, Subjects};
+use chat_domain::proto::Service;
+use chat_telemetry::ops::ReadinessCheck;
+use futures_util::FutureExt as _;
+
+pub use bootstrap::Bootstrap;
+
+/// message-store's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    /// First subject token (`CHAT_BUS_PREFIX`, default `chat`).
+    pub bus_prefix: String,
+    pub database_url: String,
+    /// Most PostgreSQL connections (`DB_POOL_SIZE`).
+    pub db_pool_size: u32,
+    /// Longest wait for a connection (`DB_TIMEOUT_MS`).
+    pub db_timeout: Duration,
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (`OPS_ADDR`); `None` for none.
+    pub ops_addr: Option<SocketAddr>,
+    pub bootstrap: Bootstrap,
+    /// How long the events stream keeps events (`EVENTS_MAX_AGE_SECS`).
+    pub events_max_age: Duration,
+    /// Outbox rows older than this are republished by the relay.
+    pub outbox_relay_after: Duration,
+    pub outbox_relay_every: Duration,
+}
+
+impl Config {
+    /// Reads the environment; every setting has a localhost default.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+        let num = |k: &str, d: u64| -> anyhow::Result<u64> {
+            std::env::var(k).map_or(Ok(d), |v| v.parse().with_context(|| format!("{k} must be a number")))
+        };
+        Ok(Self {
+            nats_url: env("NATS_URL", "nats://127.0.0.1:4222"),
+            bus_prefix: env("CHAT_BUS_PREFIX", chat_bus::subjects::DEFAULT_PREFIX),
+            database_url: env("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/chat"),
+            db_pool_size: u32::try_from(num("DB_POOL_SIZE", 16)?).context("DB_POOL_SIZE")?,
+            db_timeout: Duration::from_millis(num("DB_TIMEOUT_MS", 5000)?),
+            ops_addr: Some(env("OPS_ADDR", "127.0.0.1:9101").parse().context("OPS_ADDR must be host:port")?),
+            bootstrap: Bootstrap {
+                admin_api_key: std::env::var("CHAT_ADMIN_API_KEY").ok().filter(|k| !k.is_empty()),
+                dev_tenant: env("CHAT_DEV_TENANT", "true") != "false",
+                dev_api_key: std::env::var("CHAT_DEV_API_KEY").ok().filter(|k| !k.is_empty()),
+            },
+            events_max_age: Duration::from_secs(num("EVENTS_MAX_AGE_SECS", 24 * 3600)?),
+            outbox_relay_after: Duration::from_secs(5),
+            outbox_relay_every: Duration::from_secs(1),
+        })
+    }
+}
+
+/// A built message-store, ready to [`run`](MessageStore::run).
+pub struct MessageStore {
+    config: Config,
+    bus: Bus,
+    pool: db::PgPool,
+    js: async_nats::jetstream::Context,
+    ops: Option<TcpListener>,
+}
+
+impl MessageStore {
+    /// Connects to NATS and PostgreSQL, applies migrations, bootstraps keys, makes sure
+    /// the events stream exists, and binds the ops port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let subjects = Subjects::new(&config.bus_prefix)?;
+        db::migrate(&config.database_url).await?;
+        bootstrap::run(&config.database_url, &config.bootstrap).await?;
+        let pool = db::pool(&config.database_url, config.db_pool_size, config.db_timeout).await?;
+        let client = chat_bus::connect(&config.nats_url, "message-store").await?;
+        let js = async_nats::jetstream::new(client.clone());
+        chat_bus::events::ensure_events_stream(&js, &subjects, config.events_max_age).await?;
+        let ops = config
+            .ops_addr
+            .map(|a| TcpListener::bind(a).with_context(|| format!("binding the ops port {a}")))
+            .transpose()?;
+        Ok(Self { bus: Bus::new(client, subjects), pool, js, ops, config })
+    }
+
+    /// The ops port actually bound (useful with port 0).
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+    }
+
+    /// Answers commands until `shutdown` completes, then drains and stops.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let shutdown = shutdown.boxed().shared();
+        let (publisher, publisher_task) = outbox::publisher(self.pool.clone(), self.js.clone());
+        let relay = tokio::spawn(outbox::relay(
+            self.pool.clone(),
+            self.js.clone(),
+            self.config.bus_prefix.clone(),
+            self.config.outbox_relay_after,
+            self.config.outbox_relay_every,
+            shutdown.clone(),
+        ));
+        let ops = self.ops.map(|listener| {
+            let (pool, client) = (self.pool.clone(), self.bus.client().clone());
+            let check: ReadinessCheck = Arc::new(move || {
+                let (pool, client) = (pool.clone(), client.clone());
+                Box::pin(async move {
+                    client.connection_state() == async_nats::connection::State::Connected && pool.get().await.is_ok()
+                })
+            });
+            tokio::spawn(chat_telemetry::ops::serve(listener, check, shutdown.clone()))
+        });
+        let store = handlers::Store(Arc::new(handlers::Inner {
+            pool: self.pool.clone(),
+            bus: self.bus.clone(),
+            publisher,
+            instance: chat_telemetry::instance_id(),
+            started: Instant::now(),
+        }));
+        let served = handlers::router(store).serve(self.bus.clone(), Service::MessageStore, shutdown.clone()).await;
+        // The router (and with it every Publisher) is gone: the publisher drains and ends.
+        let _ = tokio::time::timeout(Duration::from_secs(5), publisher_task).await;
+        let _ = relay.await;
+        if let Some(ops) = ops {
+            let _ = ops.await;
+        }
+        let _ = self.bus.client().flush().await;
+        served
+    }
+}

@@ -1,0 +1,201 @@
+//! The event outbox (DESIGN promise 3): an event is inserted in the same transaction
+//! as the change it describes; after commit the [`Publisher`] sends it to JetStream and
+//! deletes the row. Rows the publisher never confirmed (a crash, a NATS outage, a full
+//! queue) are picked up by [`relay`], which republishes them with the same
+//! `Nats-Msg-Id`, so a row published twice is stored once.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use bytes::Bytes;
+use chat_bus::Subjects;
+use chat_domain::proto::events::RoomEvent;
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tokio::sync::mpsc;
+
+use crate::db::PgPool;
+use crate::error::StoreError;
+
+/// Events waiting for the publisher. When full, new events are left to the relay
+/// rather than blocking the request that produced them.
+pub const PUBLISH_QUEUE: usize = 16_384;
+/// Most events published (and confirmed) in one round.
+const BATCH: usize = 256;
+
+/// An event committed to the outbox and not yet confirmed by JetStream.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub outbox_id: i64,
+    pub event_id: String,
+    pub subject: String,
+    pub payload: Bytes,
+}
+
+/// Inserts an event into the outbox inside the caller's transaction.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    subjects: &Subjects,
+    event: &RoomEvent,
+) -> Result<Pending, StoreError> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let subject = subjects.room_event(&event.tenant_id, &event.room_id, event.body.kind());
+    let payload = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let row: Id = diesel::sql_query(
+        "INSERT INTO outbox (bus_prefix, event_id, subject, payload) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind::<Text, _>(subjects.prefix())
+    .bind::<Text, _>(event.event_id.as_str())
+    .bind::<Text, _>(&subject)
+    .bind::<Text, _>(&payload)
+    .get_result(conn)
+    .await?;
+    Ok(Pending { outbox_id: row.id, event_id: event.event_id.to_string(), subject, payload: Bytes::from(payload) })
+}
+
+/// Hands committed events to the background publisher.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Publisher {
+    /// Queues events for publishing. Never blocks: a full queue leaves them to the relay.
+    pub fn submit(&self, events: Vec<Pending>) {
+        for e in events {
+            if self.tx.try_send(e).is_err() {
+                tracing::warn!("publish queue full; the outbox relay will publish the event");
+            }
+        }
+    }
+}
+
+/// Starts the publisher task; it ends when every [`Publisher`] is dropped.
+pub fn publisher(pool: PgPool, js: jetstream::Context) -> (Publisher, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Pending>(PUBLISH_QUEUE);
+    let task = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            let confirmed = publish_all(&js, &batch).await;
+            if let Err(e) = delete(&pool, &confirmed).await {
+                tracing::warn!(error = %e, "could not clear published outbox rows; the relay will retry");
+            }
+            batch.clear();
+        }
+    });
+    (Publisher { tx }, task)
+}
+
+/// Publishes a batch, pipelined, in order; returns the outbox ids JetStream confirmed.
+async fn publish_all(js: &jetstream::Context, batch: &[Pending]) -> Vec<i64> {
+    let mut acks = Vec::with_capacity(batch.len());
+    for p in batch {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(chat_bus::events::MSG_ID, p.event_id.as_str());
+        match js.publish_with_headers(p.subject.clone(), headers, p.payload.clone()).await {
+            Ok(ack) => acks.push((p.outbox_id, ack)),
+            Err(e) => tracing::warn!(error = %e, subject = %p.subject, "publish failed; the relay will retry"),
+        }
+    }
+    let mut confirmed = Vec::with_capacity(acks.len());
+    for (id, ack) in acks {
+        match ack.await {
+            Ok(_) => confirmed.push(id),
+            Err(e) => tracing::warn!(error = %e, "stream did not confirm an event; the relay will retry"),
+        }
+    }
+    confirmed
+}
+
+async fn delete(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool.get().await.context("outbox connection")?;
+    diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind::<Array<BigInt>, _>(ids)
+        .execute(&mut conn)
+        .await
+        .context("deleting published outbox rows")?;
+    Ok(())
+}
+
+/// Republishes this prefix's outbox rows older than `after`, every `every`, until
+/// `shutdown`. Replicas share the work with `FOR UPDATE SKIP LOCKED`.
+pub async fn relay(
+    pool: PgPool,
+    js: jetstream::Context,
+    prefix: String,
+    after: Duration,
+    every: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                match relay_once(&pool, &js, &prefix, after).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "outbox relay republished events"),
+                    Err(e) => tracing::warn!(error = %e, "outbox relay round failed"),
+                }
+            }
+        }
+    }
+}
+
+/// One relay round; returns how many events were confirmed.
+pub async fn relay_once(pool: &PgPool, js: &jetstream::Context, prefix: &str, after: Duration) -> anyhow::Result<usize> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        event_id: String,
+        #[diesel(sql_type = Text)]
+        subject: String,
+        #[diesel(sql_type = Text)]
+        payload: String,
+    }
+    let mut conn = pool.get().await.context("outbox connection")?;
+    let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+    let js = js.clone();
+    let prefix = prefix.to_owned();
+    let confirmed = conn
+        .transaction(async move |conn| -> Result<usize, StoreError> {
+            let rows: Vec<Row> = diesel::sql_query(
+                "SELECT id, event_id, subject, payload FROM outbox
+                 WHERE bus_prefix = $1 AND created_at < now() - make_interval(secs => $2::double precision / 1000)
+                 ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
+            )
+            .bind::<Text, _>(&prefix)
+            .bind::<BigInt, _>(after_ms)
+            .load(conn)
+            .await?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            let batch: Vec<Pending> = rows
+                .into_iter()
+                .map(|r| Pending { outbox_id: r.id, event_id: r.event_id, subject: r.subject, payload: Bytes::from(r.payload) })
+                .collect();
+            let ids = publish_all(&js, &batch).await;
+            diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")
+                .bind::<Array<BigInt>, _>(&ids)
+                .execute(conn)
+                .await?;
+            Ok(ids.len())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(confirmed)
+}

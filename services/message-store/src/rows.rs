@@ -1,0 +1,134 @@
+//! Rows as read from SQL, and their conversion into the domain records.
+
+use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
+use chat_domain::model::{Member, MemberRole, Message, Room, RoomType, Tenant};
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+
+use crate::error::{StoreError, stored};
+
+#[derive(QueryableByName, Debug)]
+pub struct TenantRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = Integer)]
+    pub rate_limit_per_sec: i32,
+    #[diesel(sql_type = Array<Text>)]
+    pub key_prefixes: Vec<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+    fn try_from(r: TenantRow) -> Result<Tenant, StoreError> {
+        Ok(Tenant {
+            tenant_id: stored(TenantId::parse(r.id))?,
+            name: r.name,
+            rate_limit_per_sec: r.rate_limit_per_sec.max(1) as u32,
+            api_key_prefixes: r.key_prefixes,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// The columns of `tenants` plus the active key prefixes, for `sql_query`.
+pub const TENANT_COLUMNS: &str = "t.id, t.name, t.rate_limit_per_sec, t.created_at,
+    COALESCE((SELECT array_agg(k.display_prefix ORDER BY k.created_at) FROM api_keys k
+              WHERE k.tenant_id = t.id AND k.revoked_at IS NULL), '{}') AS key_prefixes";
+
+#[derive(QueryableByName, Debug)]
+pub struct RoomRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub room_type: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub unique_key: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub last_seq: i64,
+    #[diesel(sql_type = Text)]
+    pub created_by: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<RoomRow> for Room {
+    type Error = StoreError;
+    fn try_from(r: RoomRow) -> Result<Room, StoreError> {
+        Ok(Room {
+            room_id: stored(RoomId::parse(r.id))?,
+            room_type: stored(RoomType::parse(&r.room_type))?,
+            unique_key: r.unique_key,
+            name: r.name,
+            last_seq: r.last_seq,
+            created_by: stored(UserId::parse(r.created_by))?,
+            created_at: r.created_at,
+        })
+    }
+}
+
+#[derive(QueryableByName, Debug)]
+pub struct MemberRow {
+    #[diesel(sql_type = Text)]
+    pub user_id: String,
+    #[diesel(sql_type = Text)]
+    pub role: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub joined_at: DateTime<Utc>,
+}
+
+impl TryFrom<MemberRow> for Member {
+    type Error = StoreError;
+    fn try_from(r: MemberRow) -> Result<Member, StoreError> {
+        Ok(Member {
+            user_id: stored(UserId::parse(r.user_id))?,
+            role: stored(MemberRole::parse(&r.role))?,
+            joined_at: r.joined_at,
+        })
+    }
+}
+
+#[derive(QueryableByName, Debug)]
+pub struct MessageRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub room_id: String,
+    #[diesel(sql_type = Text)]
+    pub sender_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub seq: i64,
+    #[diesel(sql_type = Text)]
+    pub content: String,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub meta: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub client_msg_id: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The columns of `messages` in [`MessageRow`]'s shape.
+pub const MESSAGE_COLUMNS: &str = "id, room_id, sender_id, seq, content, meta, client_msg_id, created_at";
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+    fn try_from(r: MessageRow) -> Result<Message, StoreError> {
+        Ok(Message {
+            message_id: stored(MessageId::parse(r.id))?,
+            room_id: stored(RoomId::parse(r.room_id))?,
+            sender_id: stored(UserId::parse(r.sender_id))?,
+            seq: r.seq,
+            content: r.content,
+            meta: r.meta,
+            client_msg_id: r.client_msg_id,
+            created_at: r.created_at,
+        })
+    }
+}
