@@ -50,3 +50,15 @@ pub fn current_trace_id() -> Option<String> {
     let sc = cx.span().span_context().clone();
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
+
+/// Makes `span` a child of a W3C `traceparent` (and optional `tracestate`) received
+/// from outside the bus, such as an HTTP request's headers.
+pub fn continue_from_w3c(traceparent: Option<&str>, tracestate: Option<&str>, span: &tracing::Span) {
+    let Some(tp) = traceparent else { return };
+    let mut headers = HeaderMap::new();
+    headers.insert(TRACEPARENT, tp);
+    if let Some(ts) = tracestate {
+        headers.insert("tracestate", ts);
+    }
+    continue_from(Some(&headers), span);
+}

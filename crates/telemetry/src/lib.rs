@@ -50,7 +50,9 @@ pub fn init(service: &str, format: LogFormat) {
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false))
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().compact().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())))
+            .try_init(),
     };
     if result.is_ok() && std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
         tracing::info!("exporting traces over OTLP");

@@ -1,1 +1,214 @@
-//! placeholder
+//! The gateway: the only door clients use. It authenticates tenants, applies
+//! per-tenant rate limits (in Redis, so they hold across replicas), validates input,
+//! and turns REST calls into commands on the bus. It never touches PostgreSQL and
+//! keeps no state another replica needs.
+//!
+//! - [`Config`] / [`Gateway::build`] / [`Gateway::run`]: the application shape.
+//! - `rest/`: the canonical REST API (`rest-rooms.md`), at `/` and `/v1/`.
+//! - `caller`: the `X-API-Key` / `X-User-Id` extractors.
+//! - `auth`: key resolution with a short cache. `ratelimit`: the Redis limiter.
+//! - `body`: reading bodies and queries with the documented errors.
+
+mod auth;
+mod body;
+mod caller;
+mod error;
+mod rest;
+mod ratelimit;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Service as _;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{App, HttpMessage, HttpServer, web};
+use anyhow::Context as _;
+use chat_bus::{Bus, Subjects};
+use chat_telemetry::ops::ReadinessCheck;
+use prometheus::{HistogramVec, IntCounterVec};
+use tracing::Instrument as _;
+
+pub use ratelimit::Decision;
+
+/// The gateway's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    /// First subject token (`CHAT_BUS_PREFIX`, default `chat`); also prefixes Redis keys.
+    pub bus_prefix: String,
+    pub redis_url: String,
+    /// Where the HTTP/WebSocket server listens (`GATEWAY_ADDR`, default `127.0.0.1:8000`).
+    pub addr: SocketAddr,
+    /// HTTP worker threads (`GATEWAY_WORKERS`, default: one per core).
+    pub workers: usize,
+    /// Largest accepted request body (`GATEWAY_MAX_BODY_BYTES`, default 64 KiB).
+    pub max_body_bytes: usize,
+    /// How long a resolved API key is trusted before it is checked again.
+    pub auth_cache_ttl: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+        let num = |k: &str, d: usize| -> anyhow::Result<usize> {
+            std::env::var(k).map_or(Ok(d), |v| v.parse().with_context(|| format!("{k} must be a number")))
+        };
+        Ok(Self {
+            nats_url: env("NATS_URL", "nats://127.0.0.1:4222"),
+            bus_prefix: env("CHAT_BUS_PREFIX", chat_bus::subjects::DEFAULT_PREFIX),
+            redis_url: env("REDIS_URL", "redis://127.0.0.1:6379"),
+            addr: env("GATEWAY_ADDR", "127.0.0.1:8000").parse().context("GATEWAY_ADDR must be host:port")?,
+            workers: num("GATEWAY_WORKERS", std::thread::available_parallelism().map_or(2, |n| n.get()))?,
+            max_body_bytes: num("GATEWAY_MAX_BODY_BYTES", 64 * 1024)?,
+            auth_cache_ttl: Duration::from_secs(num("GATEWAY_AUTH_CACHE_SECS", 10)? as u64),
+        })
+    }
+}
+
+/// Shared by every request handler.
+#[derive(Debug)]
+pub struct AppState {
+    pub bus: Bus,
+    pub auth: Arc<auth::AuthCache>,
+    pub limiter: ratelimit::RateLimiter,
+    pub started: Instant,
+    pub max_body_bytes: usize,
+}
+
+static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        prometheus::Opts::new("chat_gateway_http_requests_total", "HTTP requests by route and status"),
+        &["method", "route", "status"],
+    );
+    register(c)
+});
+
+static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let h = HistogramVec::new(
+        prometheus::HistogramOpts::new("chat_gateway_http_seconds", "HTTP request latency by route")
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
+        &["method", "route"],
+    );
+    register(h)
+});
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(m: Result<M, prometheus::Error>) -> M {
+    match m {
+        Ok(m) => {
+            let _ = prometheus::register(Box::new(m.clone()));
+            m
+        }
+        Err(e) => panic!("metric definition is invalid: {e}"),
+    }
+}
+
+/// A built gateway, listening but not yet serving.
+pub struct Gateway {
+    config: Config,
+    listener: TcpListener,
+    state: web::Data<AppState>,
+}
+
+impl Gateway {
+    /// Binds the listener and connects to NATS and Redis.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let subjects = Subjects::new(&config.bus_prefix)?;
+        let listener = TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
+        let client = chat_bus::connect(&config.nats_url, "gateway").await?;
+        let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?;
+        let redis = redis::aio::ConnectionManager::new(redis)
+            .await
+            .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
+        let state = web::Data::new(AppState {
+            bus: Bus::new(client, subjects),
+            auth: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
+            limiter: ratelimit::RateLimiter::new(redis, &config.bus_prefix),
+            started: Instant::now(),
+            max_body_bytes: config.max_body_bytes,
+        });
+        Ok(Self { config, listener, state })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and stops.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let follower = {
+            let (auth, bus) = (state.auth.clone(), state.bus.clone());
+            tokio::spawn(async move {
+                if let Err(e) = auth.follow_changes(&bus).await {
+                    tracing::warn!(error = %e, "not following tenant changes; cached keys expire on their own");
+                }
+            })
+        };
+        let check: ReadinessCheck = {
+            let client = state.bus.client().clone();
+            Arc::new(move || {
+                let client = client.clone();
+                Box::pin(async move { client.connection_state() == async_nats::connection::State::Connected })
+            })
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap_fn(|req, srv| {
+                    let method = req.method().to_string();
+                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                    let span = tracing::info_span!("http", %method, %route);
+                    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    chat_bus::trace::continue_from_w3c(header("traceparent").as_deref(), header("tracestate").as_deref(), &span);
+                    let started = Instant::now();
+                    let fut = srv.call(req);
+                    async move {
+                        let mut res = fut.await?;
+                        let decision = res.request().extensions().get::<Decision>().copied();
+                        if let Some(d) = decision {
+                            let h = res.headers_mut();
+                            let mut set = |name: &'static str, value: String| {
+                                if let Ok(v) = HeaderValue::from_str(&value) {
+                                    h.insert(HeaderName::from_static(name), v);
+                                }
+                            };
+                            set("x-ratelimit-limit", d.limit.to_string());
+                            set("x-ratelimit-remaining", d.remaining.to_string());
+                            set("x-ratelimit-reset", d.reset.to_string());
+                            if !d.allowed {
+                                set("retry-after", d.retry_after.to_string());
+                            }
+                        }
+                        let status = res.status().as_u16().to_string();
+                        REQUESTS.with_label_values(&[&method, &route, &status]).inc();
+                        LATENCY.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
+                        if res.status().is_server_error() {
+                            tracing::warn!(status = %status, "request failed");
+                        }
+                        Ok(res)
+                    }
+                    .instrument(span)
+                })
+                .configure(chat_telemetry::ops::configure(check.clone()))
+                .service(web::scope("/v1").configure(rest::routes))
+                .configure(rest::routes)
+                .default_service(web::to(error::no_route))
+        })
+        .workers(self.config.workers)
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(self.listener)
+        .context("starting the HTTP server")?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(async move {
+            shutdown.await;
+            handle.stop(true).await;
+        });
+        let result = server.await.context("HTTP server");
+        follower.abort();
+        result
+    }
+}

@@ -7,10 +7,9 @@
 //! - [`MessageStore::build`]: connect, migrate, bootstrap keys, bind the ops port.
 //! - [`MessageStore::run`]: answer commands until shutdown.
 //! - `handlers/`: one file per group of commands. `outbox`: publishing events after
-//!   commit, and the relay. `db`: pool and migrations. `bootstrap`: admin key, dev tenant.
+//!   commit, and the relay. `bootstrap`: admin key, dev tenant.
 
 pub mod bootstrap;
-pub mod db;
 pub mod error;
 mod handlers;
 pub mod outbox;
@@ -22,11 +21,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chat_bus::{Bus, Subjects};
+use chat_pg as db;
 use chat_domain::proto::Service;
 use chat_telemetry::ops::ReadinessCheck;
 use futures_util::FutureExt as _;
 
 pub use bootstrap::Bootstrap;
+
+/// message-store's schema, embedded and applied on start.
+pub const MIGRATIONS: db::Migrations = db::Migrations {
+    table: "schema_migrations",
+    lock: 0x6368_6174_0001,
+    steps: &[("0001_init", include_str!("../migrations/0001_init.sql"))],
+};
 
 /// message-store's settings.
 #[derive(Debug, Clone)]
@@ -89,7 +96,7 @@ impl MessageStore {
     /// the events stream exists, and binds the ops port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let subjects = Subjects::new(&config.bus_prefix)?;
-        db::migrate(&config.database_url).await?;
+        db::migrate(&config.database_url, &MIGRATIONS).await?;
         bootstrap::run(&config.database_url, &config.bootstrap).await?;
         let pool = db::pool(&config.database_url, config.db_pool_size, config.db_timeout).await?;
         let client = chat_bus::connect(&config.nats_url, "message-store").await?;

@@ -16,7 +16,7 @@ use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::mpsc;
 
-use crate::db::PgPool;
+use chat_pg::PgPool;
 use crate::error::StoreError;
 
 /// Events waiting for the publisher. When full, new events are left to the relay

@@ -1,1 +1,123 @@
-//! placeholder
+//! notification: `/notify`, topic subscriptions, offline delivery (inbox and signed
+//! webhooks), retries with backoff and dead letters — in a PostgreSQL schema of its
+//! own (`notification`), with JetStream for durable work. It answers commands on
+//! `<prefix>.cmd.notification.*` in the `notification` queue group. This version
+//! applies its schema and answers `health` (proving its schema takes writes); the
+//! delivery issue adds the rest.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chat_bus::server::Router;
+use chat_bus::{Bus, Subjects};
+use chat_domain::ApiError;
+use chat_domain::proto::Service;
+use chat_domain::proto::health::{Health, ServiceHealth};
+use chat_pg::PgPool;
+use chat_telemetry::ops::ReadinessCheck;
+use diesel_async::RunQueryDsl;
+use futures_util::FutureExt as _;
+
+/// notification's schema, embedded and applied on start.
+pub const MIGRATIONS: chat_pg::Migrations = chat_pg::Migrations {
+    table: "notification_schema_migrations",
+    lock: 0x6368_6174_0003,
+    steps: &[("0001_init", include_str!("../migrations/0001_init.sql"))],
+};
+
+/// notification's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub bus_prefix: String,
+    pub database_url: String,
+    pub db_pool_size: u32,
+    pub db_timeout: Duration,
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (`OPS_ADDR`); `None` for none.
+    pub ops_addr: Option<SocketAddr>,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+        Ok(Self {
+            nats_url: env("NATS_URL", "nats://127.0.0.1:4222"),
+            bus_prefix: env("CHAT_BUS_PREFIX", chat_bus::subjects::DEFAULT_PREFIX),
+            database_url: env("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/chat"),
+            db_pool_size: env("DB_POOL_SIZE", "8").parse().context("DB_POOL_SIZE must be a number")?,
+            db_timeout: Duration::from_millis(env("DB_TIMEOUT_MS", "5000").parse().context("DB_TIMEOUT_MS must be a number")?),
+            ops_addr: Some(env("OPS_ADDR", "127.0.0.1:9103").parse().context("OPS_ADDR must be host:port")?),
+        })
+    }
+}
+
+#[derive(Clone)]
+struct State {
+    pool: PgPool,
+    instance: Arc<str>,
+    started: Instant,
+}
+
+/// A built notification service.
+pub struct Notification {
+    bus: Bus,
+    pool: PgPool,
+    ops: Option<TcpListener>,
+}
+
+impl Notification {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let subjects = Subjects::new(&config.bus_prefix)?;
+        chat_pg::migrate(&config.database_url, &MIGRATIONS).await?;
+        let pool = chat_pg::pool(&config.database_url, config.db_pool_size, config.db_timeout).await?;
+        let client = chat_bus::connect(&config.nats_url, "notification").await?;
+        let ops = config
+            .ops_addr
+            .map(|a| TcpListener::bind(a).with_context(|| format!("binding the ops port {a}")))
+            .transpose()?;
+        Ok(Self { bus: Bus::new(client, subjects), pool, ops })
+    }
+
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+    }
+
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let shutdown = shutdown.boxed().shared();
+        let state = State { pool: self.pool.clone(), instance: chat_telemetry::instance_id().into(), started: Instant::now() };
+        let ops = self.ops.map(|listener| {
+            let (pool, client) = (self.pool.clone(), self.bus.client().clone());
+            let check: ReadinessCheck = Arc::new(move || {
+                let (pool, client) = (pool.clone(), client.clone());
+                Box::pin(async move {
+                    client.connection_state() == async_nats::connection::State::Connected && pool.get().await.is_ok()
+                })
+            });
+            tokio::spawn(chat_telemetry::ops::serve(listener, check, shutdown.clone()))
+        });
+        let served = Router::new(state).route(health).serve(self.bus.clone(), Service::Notification, shutdown).await;
+        if let Some(ops) = ops {
+            let _ = ops.await;
+        }
+        served
+    }
+}
+
+async fn health(state: State, _: Health) -> Result<ServiceHealth, ApiError> {
+    let write = async {
+        let mut conn = state.pool.get().await.ok()?;
+        diesel::sql_query(
+            "INSERT INTO notification.health_probe (id, touched_at) VALUES (1, now())
+             ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at",
+        )
+        .execute(&mut conn)
+        .await
+        .ok()
+    };
+    let db_writable = matches!(tokio::time::timeout(Duration::from_secs(2), write).await, Ok(Some(_)));
+    let checks = BTreeMap::from([("db_writable".to_owned(), db_writable)]);
+    Ok(ServiceHealth::new("notification", &state.instance, state.started.elapsed().as_secs(), checks))
+}

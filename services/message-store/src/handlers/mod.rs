@@ -20,7 +20,7 @@ use chat_domain::proto::events::TenantChanged;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::PgPool;
+use chat_pg::PgPool;
 use crate::error::{StoreError, stored};
 use crate::outbox::Publisher;
 

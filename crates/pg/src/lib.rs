@@ -1,4 +1,7 @@
-//! The PostgreSQL pool and the embedded migrations.
+//! PostgreSQL plumbing shared by the services that own data (message-store,
+//! notification): the connection pool, and a small migration runner for SQL files
+//! embedded in the binary. Each service keeps its own migration table, so their
+//! histories never collide in a shared database.
 
 use std::time::Duration;
 
@@ -10,11 +13,16 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 /// The connection pool every handler borrows from.
 pub type PgPool = Pool<AsyncPgConnection>;
 
-/// Embedded migrations, applied in order; each runs once (tracked in `schema_migrations`).
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../migrations/0001_init.sql"))];
-
-/// An arbitrary, fixed advisory-lock key: replicas starting together migrate one at a time.
-const MIGRATION_LOCK: i64 = 0x6368_6174_0001;
+/// A service's embedded migrations, applied in order, each once.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    /// Table that records what was applied (e.g. `schema_migrations`).
+    pub table: &'static str,
+    /// Advisory-lock key: replicas starting together migrate one at a time.
+    pub lock: i64,
+    /// `(version, sql)` in order.
+    pub steps: &'static [(&'static str, &'static str)],
+}
 
 /// Builds the pool. `timeout` bounds both connecting and waiting for a free connection.
 pub async fn pool(url: &str, size: u32, timeout: Duration) -> anyhow::Result<PgPool> {
@@ -30,15 +38,15 @@ pub async fn pool(url: &str, size: u32, timeout: Duration) -> anyhow::Result<PgP
 
 /// Applies pending migrations. Safe to run any number of times, from any number of
 /// replicas at once (they serialize on an advisory lock).
-pub async fn migrate(url: &str) -> anyhow::Result<Vec<&'static str>> {
+pub async fn migrate(url: &str, m: &Migrations) -> anyhow::Result<Vec<&'static str>> {
     let mut conn = AsyncPgConnection::establish(url).await.with_context(|| format!("connecting to {}", redact(url)))?;
-    conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await.context("taking the migration lock")?;
-    let result = apply(&mut conn).await;
-    let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await;
+    conn.batch_execute(&format!("SELECT pg_advisory_lock({})", m.lock)).await.context("taking the migration lock")?;
+    let result = apply(&mut conn, m).await;
+    let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({})", m.lock)).await;
     result
 }
 
-async fn apply(conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<&'static str>> {
+async fn apply(conn: &mut AsyncPgConnection, m: &Migrations) -> anyhow::Result<Vec<&'static str>> {
     use diesel::QueryableByName;
     use diesel::sql_types::Text;
     use diesel_async::RunQueryDsl;
@@ -49,24 +57,25 @@ async fn apply(conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<&'static str>
         version: String,
     }
 
-    conn.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
+    let table = m.table;
+    conn.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
             version TEXT PRIMARY KEY,
-            applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    ))
     .await
-    .context("creating schema_migrations")?;
-    let done: Vec<Applied> = diesel::sql_query("SELECT version FROM schema_migrations")
+    .with_context(|| format!("creating {table}"))?;
+    let done: Vec<Applied> = diesel::sql_query(format!("SELECT version FROM {table}"))
         .load(conn)
         .await
-        .context("reading schema_migrations")?;
+        .with_context(|| format!("reading {table}"))?;
     let mut applied = Vec::new();
-    for (version, sql) in MIGRATIONS {
+    for (version, sql) in m.steps {
         if done.iter().any(|a| a.version == *version) {
             continue;
         }
         let script = format!(
-            "BEGIN;\n{sql}\nINSERT INTO schema_migrations (version) VALUES ('{version}');\nCOMMIT;"
+            "BEGIN;\n{sql}\nINSERT INTO {table} (version) VALUES ('{version}');\nCOMMIT;"
         );
         conn.batch_execute(&script).await.with_context(|| format!("applying migration {version}"))?;
         tracing::info!(version, "applied migration");

@@ -1,0 +1,50 @@
+//! The canonical REST API (`rest-rooms.md`), mounted at `/` and again under `/v1/`.
+//! One file per resource.
+
+mod admin;
+mod health;
+mod messages;
+mod rooms;
+
+use actix_web::web;
+use chat_domain::ApiError;
+use chat_domain::ids::{RoomId, TenantId, UserId};
+
+/// Adds every route of the REST API to a scope.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health::health))
+        .route("/rooms", web::post().to(rooms::create))
+        .route("/rooms/{room_id}", web::get().to(rooms::get))
+        .route("/rooms/{room_id}/members", web::get().to(rooms::list_members))
+        .route("/rooms/{room_id}/members", web::post().to(rooms::add_member))
+        .route("/rooms/{room_id}/members/{user_id}", web::delete().to(rooms::remove_member))
+        .route("/rooms/{room_id}/messages", web::post().to(messages::send))
+        .route("/rooms/{room_id}/messages", web::get().to(messages::list))
+        .route("/admin/tenants", web::post().to(admin::create_tenant))
+        .route("/admin/tenants", web::get().to(admin::list_tenants))
+        .route("/admin/tenants/{tenant_id}", web::get().to(admin::get_tenant))
+        .route("/admin/tenants/{tenant_id}", web::patch().to(admin::update_tenant))
+        .route("/admin/tenants/{tenant_id}/rotate-key", web::post().to(admin::rotate_key));
+}
+
+/// Parses a `{room_id}` path segment.
+pub fn room_id(raw: &str) -> Result<RoomId, ApiError> {
+    RoomId::parse(raw).map_err(|e| ApiError::validation("room_id", format!("Invalid room id: {e}")))
+}
+
+/// Parses a `{user_id}` path segment or body field.
+pub fn user_id(field: &str, raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|e| ApiError::validation(field, format!("Invalid user id {raw:?}: {e}")))
+}
+
+/// Parses a `{tenant_id}` path segment or body field.
+pub fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(raw).map_err(|e| ApiError::validation("tenant_id", format!("Invalid tenant id: {e}")))
+}
+
+/// `limit` (default 50, max 100) and `offset` (default 0) for list endpoints.
+pub fn page(q: &crate::body::Query) -> Result<(u32, u32), ApiError> {
+    let limit = q.int("limit", 1, 100)?.unwrap_or(50) as u32;
+    let offset = q.int("offset", 0, i64::from(u32::MAX))?.unwrap_or(0) as u32;
+    Ok((limit, offset))
+}

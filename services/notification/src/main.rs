@@ -1,0 +1,11 @@
+//! The notification binary: configuration from the environment, then run until SIGTERM.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    chat_telemetry::init("notification", chat_telemetry::LogFormat::from_env());
+    let app = notification::Notification::build(notification::Config::from_env()?).await?;
+    tracing::info!(ops_port = ?app.ops_port(), "notification started");
+    let result = app.run(chat_telemetry::shutdown_signal()).await;
+    chat_telemetry::shutdown();
+    result
+}
