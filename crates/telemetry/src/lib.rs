@@ -15,6 +15,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -44,14 +46,23 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 pub fn init(service: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = PROVIDER.get_or_init(|| build_provider(service));
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Spans reach OpenTelemetry whatever RUST_LOG says, so trace context always
+    // travels; RUST_LOG only filters what is logged.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service.to_owned()))
+        .with_filter(LevelFilter::INFO);
+    let registry = tracing_subscriber::registry().with(otel);
     let result = match format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false))
+            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_filter(filter))
             .try_init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                    .with_filter(filter),
+            )
             .try_init(),
     };
     if result.is_ok() && std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
@@ -64,11 +75,10 @@ pub fn init(service: &str, format: LogFormat) {
 pub fn init_for_tests() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let provider = PROVIDER.get_or_init(|| build_provider("test"));
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test")).with_filter(LevelFilter::INFO);
     let _ = tracing_subscriber::registry()
-        .with(filter)
         .with(otel)
-        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter))
         .try_init();
 }
 

@@ -1,1 +1,456 @@
-//! placeholder
+//! Test support: start any set of the services in-process, on port 0, against the
+//! real PostgreSQL, Redis and NATS of the machine, isolated from every other test by
+//! a fresh bus prefix (subjects, queue groups, streams, Redis keys) and fresh tenants.
+//!
+//! - [`TestStack`] / [`StackBuilder`]: the running services and a stop handle.
+//! - [`TestTenant`] / [`Client`]: a tenant made through the admin API, and an HTTP
+//!   client acting as one of its users, with typed helpers that return readable errors.
+//! - [`eventually`]: poll a condition with a bound, for things that happen in the
+//!   background (no timing assertions: the bound is generous and only guards hangs).
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Installs the test subscriber (spans get trace ids). Idempotent.
+pub fn init_tracing() {
+    chat_telemetry::init_for_tests();
+}
+
+/// Settings for tests, from the environment with the machine's defaults.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub fn database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/chat_test".to_owned())
+}
+
+/// A unique token for names and ids in one test.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Creates the test database when it is missing (several test processes may race).
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    if AsyncPgConnection::establish(url).await.is_ok() {
+        return Ok(());
+    }
+    let (base, name) = url.rsplit_once('/').ok_or_else(|| anyhow!("database URL without a name: {url}"))?;
+    let name = name.split('?').next().unwrap_or(name);
+    let mut admin = AsyncPgConnection::establish(&format!("{base}/postgres")).await.context("connecting to the postgres database")?;
+    if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await
+        && !e.to_string().contains("already exists")
+    {
+        return Err(e).context("creating the test database");
+    }
+    Ok(())
+}
+
+/// Resolves when `rx` says stop (or its sender is gone).
+fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Which services a [`TestStack`] runs.
+#[derive(Debug, Clone)]
+pub struct StackBuilder {
+    gateways: usize,
+    message_stores: usize,
+    presence: bool,
+    notification: bool,
+    gateway_config: Option<fn(&mut gateway::Config)>,
+}
+
+impl Default for StackBuilder {
+    fn default() -> Self {
+        Self { gateways: 1, message_stores: 1, presence: true, notification: true, gateway_config: None }
+    }
+}
+
+impl StackBuilder {
+    pub fn gateways(mut self, n: usize) -> Self {
+        self.gateways = n;
+        self
+    }
+
+    pub fn message_stores(mut self, n: usize) -> Self {
+        self.message_stores = n;
+        self
+    }
+
+    pub fn without_notification(mut self) -> Self {
+        self.notification = false;
+        self
+    }
+
+    pub fn without_presence(mut self) -> Self {
+        self.presence = false;
+        self
+    }
+
+    /// Adjusts every gateway's configuration before it starts.
+    pub fn gateway_config(mut self, f: fn(&mut gateway::Config)) -> Self {
+        self.gateway_config = Some(f);
+        self
+    }
+
+    /// Starts the services and waits until each answers.
+    pub async fn start(self) -> anyhow::Result<TestStack> {
+        chat_telemetry::init_for_tests();
+        let prefix = unique("t");
+        let db = database_url();
+        ensure_database(&db).await?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
+        let admin_key = chat_domain::keys::generate(chat_domain::keys::ADMIN_KEY_PREFIX);
+
+        for i in 0..self.message_stores {
+            let cfg = message_store::Config {
+                nats_url: nats_url(),
+                bus_prefix: prefix.clone(),
+                database_url: db.clone(),
+                db_pool_size: 8,
+                db_timeout: Duration::from_secs(10),
+                ops_addr: None,
+                bootstrap: message_store::Bootstrap {
+                    admin_api_key: Some(admin_key.clone()),
+                    dev_tenant: false,
+                    dev_api_key: None,
+                },
+                events_max_age: Duration::from_secs(600),
+                outbox_relay_after: Duration::from_secs(2),
+                outbox_relay_every: Duration::from_millis(500),
+                instance: Some(format!("message-store-{i}")),
+            };
+            let app = message_store::MessageStore::build(cfg).await.context("starting message-store")?;
+            tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
+        }
+        if self.presence {
+            let cfg = presence::Config { nats_url: nats_url(), bus_prefix: prefix.clone(), redis_url: redis_url(), ops_addr: None };
+            let app = presence::Presence::build(cfg).await.context("starting presence")?;
+            tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
+        }
+        if self.notification {
+            let cfg = notification::Config {
+                nats_url: nats_url(),
+                bus_prefix: prefix.clone(),
+                database_url: db.clone(),
+                db_pool_size: 4,
+                db_timeout: Duration::from_secs(10),
+                ops_addr: None,
+            };
+            let app = notification::Notification::build(cfg).await.context("starting notification")?;
+            tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
+        }
+        let mut gateway_ports = Vec::new();
+        for _ in 0..self.gateways {
+            let mut cfg = gateway::Config {
+                nats_url: nats_url(),
+                bus_prefix: prefix.clone(),
+                redis_url: redis_url(),
+                addr: "127.0.0.1:0".parse()?,
+                workers: 2,
+                max_body_bytes: 64 * 1024,
+                auth_cache_ttl: Duration::from_secs(10),
+            };
+            if let Some(f) = self.gateway_config {
+                f(&mut cfg);
+            }
+            let app = gateway::Gateway::build(cfg).await.context("starting gateway")?;
+            gateway_ports.push(app.port());
+            tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
+        }
+        let nats = chat_bus::connect(&nats_url(), "test").await?;
+        let stack = TestStack {
+            bus: chat_bus::Bus::new(nats, chat_bus::Subjects::new(&prefix)?),
+            prefix,
+            gateway_ports,
+            admin_key,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            stop: stop_tx,
+            tasks,
+        };
+        stack.wait_ready(self.message_stores > 0).await?;
+        Ok(stack)
+    }
+}
+
+/// Services running in this process for one test.
+pub struct TestStack {
+    /// The bus prefix that isolates this stack.
+    pub prefix: String,
+    pub gateway_ports: Vec<u16>,
+    /// The operator key message-store was started with.
+    pub admin_key: String,
+    /// A bus client under this stack's prefix.
+    pub bus: chat_bus::Bus,
+    pub http: reqwest::Client,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestStack {
+    /// One of everything.
+    pub async fn start() -> anyhow::Result<Self> {
+        StackBuilder::default().start().await
+    }
+
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
+    /// `http://127.0.0.1:<port>` of gateway `i`.
+    pub fn base_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_ports[i])
+    }
+
+    /// `base_url(0) + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url(0))
+    }
+
+    async fn wait_ready(&self, store: bool) -> anyhow::Result<()> {
+        for i in 0..self.gateway_ports.len() {
+            let url = format!("{}/healthz", self.base_url(i));
+            eventually("gateway /healthz", || async { Ok(self.http.get(&url).send().await?.status().is_success()) }).await?;
+        }
+        if store {
+            eventually("message-store health", || async {
+                Ok(self.bus.request_to(chat_domain::proto::Service::MessageStore, &chat_domain::proto::health::Health {}).await.is_ok())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Calls the admin API on gateway 0.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Response> {
+        let mut req = self.http.request(method, self.url(path)).header("X-API-Key", &self.admin_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Response::from(req.send().await?).await
+    }
+
+    /// A fresh tenant, through the admin API.
+    pub async fn tenant(&self) -> anyhow::Result<TestTenant> {
+        self.tenant_with(json!({"name": unique("tenant-")})).await
+    }
+
+    /// A fresh tenant created with the given `POST /admin/tenants` body.
+    pub async fn tenant_with(&self, body: Value) -> anyhow::Result<TestTenant> {
+        let res = self.admin(reqwest::Method::POST, "/admin/tenants", Some(body)).await?;
+        let res = res.expect(StatusCode::CREATED)?;
+        Ok(TestTenant {
+            id: res.str("tenant_id")?.to_owned(),
+            api_key: res.str("api_key")?.to_owned(),
+            http: self.http.clone(),
+            base_urls: (0..self.gateway_ports.len()).map(|i| self.base_url(i)).collect(),
+        })
+    }
+
+    /// Stops every service and removes what this stack left on the shared servers.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            match tokio::time::timeout(Duration::from_secs(30), t).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => bail!("a service stopped with an error: {e:#}"),
+                Ok(Err(e)) => bail!("a service task failed: {e}"),
+                Err(_) => bail!("a service did not stop within 30 s"),
+            }
+        }
+        let js = async_nats::jetstream::new(self.bus.client().clone());
+        let _ = js.delete_stream(self.bus.subjects().events_stream()).await;
+        Ok(())
+    }
+}
+
+/// A tenant made for one test.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    pub id: String,
+    pub api_key: String,
+    http: reqwest::Client,
+    base_urls: Vec<String>,
+}
+
+impl TestTenant {
+    /// A client acting as `user` through gateway 0.
+    pub fn user(&self, user: &str) -> Client {
+        self.user_on(0, user)
+    }
+
+    /// A client acting as `user` through gateway `i`.
+    pub fn user_on(&self, i: usize, user: &str) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.base_urls[i].clone(),
+            headers: vec![("X-API-Key".to_owned(), self.api_key.clone()), ("X-User-Id".to_owned(), user.to_owned())],
+        }
+    }
+}
+
+/// An HTTP client with fixed headers.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Client {
+    /// A client with other headers (or none): `Client::raw(base)`.
+    pub fn raw(base: &str) -> Self {
+        Self { http: reqwest::Client::new(), base: base.to_owned(), headers: Vec::new() }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        for (n, v) in &self.headers {
+            req = req.header(n, v);
+        }
+        req
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Response> {
+        Response::from(self.request(reqwest::Method::GET, path).send().await?).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Response> {
+        Response::from(self.request(reqwest::Method::POST, path).json(&body).send().await?).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> anyhow::Result<Response> {
+        let req = self.request(reqwest::Method::POST, path).header("Content-Type", "application/json").body(body);
+        Response::from(req.send().await?).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Response> {
+        Response::from(self.request(reqwest::Method::DELETE, path).send().await?).await
+    }
+
+    /// Creates a room and returns its id.
+    pub async fn create_room(&self, kind: &str, members: &[&str]) -> anyhow::Result<String> {
+        let res = self.post("/rooms", json!({"type": kind, "members": members, "name": "test room"})).await?;
+        Ok(res.expect(StatusCode::CREATED)?.str("room_id")?.to_owned())
+    }
+
+    /// Sends a message and returns the stored message.
+    pub async fn send(&self, room: &str, content: &str) -> anyhow::Result<Value> {
+        let res = self.post(&format!("/rooms/{room}/messages"), json!({"content": content})).await?;
+        Ok(res.expect(StatusCode::CREATED)?.body)
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Response {
+    pub async fn from(res: reqwest::Response) -> anyhow::Result<Self> {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await?;
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Ok(Self { status, headers, body })
+    }
+
+    /// This response if it has `status`, else an error showing what came instead.
+    pub fn expect(self, status: StatusCode) -> anyhow::Result<Self> {
+        if self.status == status {
+            Ok(self)
+        } else {
+            bail!("expected {status}, got {}: {}", self.status, self.body)
+        }
+    }
+
+    /// Checks the documented error shape and returns `(code, field)`.
+    pub fn error(&self) -> anyhow::Result<(String, Option<String>)> {
+        if self.body["success"] != json!(false) {
+            bail!("not an error body: {}", self.body);
+        }
+        let e = &self.body["error"];
+        let code = e["code"].as_str().ok_or_else(|| anyhow!("error without code: {}", self.body))?;
+        if !e["message"].is_string() {
+            bail!("error without message: {}", self.body);
+        }
+        Ok((code.to_owned(), e["field"].as_str().map(str::to_owned)))
+    }
+
+    /// Expects an error of `status` with `code` (and `field`, when given).
+    pub fn expect_error(&self, status: StatusCode, code: &str, field: Option<&str>) -> anyhow::Result<()> {
+        let (got_code, got_field) = self.error()?;
+        if self.status != status || got_code != code || (field.is_some() && got_field.as_deref() != field) {
+            bail!("expected {status} {code} {field:?}, got {} {}", self.status, self.body);
+        }
+        Ok(())
+    }
+
+    pub fn str(&self, field: &str) -> anyhow::Result<&str> {
+        self.body[field].as_str().ok_or_else(|| anyhow!("no string {field:?} in {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Polls `check` until it returns true, for at most 30 s (a guard against hangs,
+/// not a timing assertion).
+pub async fn eventually<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last = Some(e),
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{what} did not happen within 30 s (last error: {last:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `fut` with a 60 s bound, so a hang fails the test instead of stalling the run.
+pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> anyhow::Result<T> {
+    tokio::time::timeout(Duration::from_secs(60), fut).await.map_err(|_| anyhow!("{what} took over 60 s"))
+}

@@ -54,6 +54,8 @@ pub struct Config {
     /// Outbox rows older than this are republished by the relay.
     pub outbox_relay_after: Duration,
     pub outbox_relay_every: Duration,
+    /// This replica's name in health replies; host and pid when `None`.
+    pub instance: Option<String>,
 }
 
 impl Config {
@@ -78,6 +80,7 @@ impl Config {
             events_max_age: Duration::from_secs(num("EVENTS_MAX_AGE_SECS", 24 * 3600)?),
             outbox_relay_after: Duration::from_secs(5),
             outbox_relay_every: Duration::from_secs(1),
+            instance: None,
         })
     }
 }
@@ -140,7 +143,7 @@ impl MessageStore {
             pool: self.pool.clone(),
             bus: self.bus.clone(),
             publisher,
-            instance: chat_telemetry::instance_id(),
+            instance: self.config.instance.clone().unwrap_or_else(chat_telemetry::instance_id),
             started: Instant::now(),
         }));
         let served = handlers::router(store).serve(self.bus.clone(), Service::MessageStore, shutdown.clone()).await;

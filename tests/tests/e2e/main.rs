@@ -1,0 +1,11 @@
+//! End-to-end tests: the four services started in-process on port 0 against the real
+//! PostgreSQL, Redis and NATS, driven through the gateway's REST API as a client
+//! would. Each test isolates itself with its own bus prefix and fresh tenants.
+
+mod admin;
+mod bus;
+mod errors;
+mod health;
+mod messages;
+mod ratelimit;
+mod rooms;
