@@ -39,8 +39,9 @@ pub fn ok<T: Serialize>(data: &T) -> Bytes {
 
 /// Encodes an error reply.
 pub fn err(error: &ApiError) -> Bytes {
-    let v = serde_json::to_vec(&ErrRef { ok: false, error })
-        .unwrap_or_else(|_| br#"{"ok":false,"error":{"code":"INTERNAL_ERROR","message":"Internal server error"}}"#.to_vec());
+    let v = serde_json::to_vec(&ErrRef { ok: false, error }).unwrap_or_else(|_| {
+        br#"{"ok":false,"error":{"code":"INTERNAL_ERROR","message":"Internal server error"}}"#.to_vec()
+    });
     Bytes::from(v)
 }
 

@@ -32,7 +32,12 @@ pub async fn ensure_events_stream(
 }
 
 /// Publishes one event and waits for JetStream to store it.
-pub async fn publish_event(js: &jetstream::Context, subject: String, event_id: &str, payload: Bytes) -> anyhow::Result<()> {
+pub async fn publish_event(
+    js: &jetstream::Context,
+    subject: String,
+    event_id: &str,
+    payload: Bytes,
+) -> anyhow::Result<()> {
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID, event_id);
     trace::inject(&mut headers);

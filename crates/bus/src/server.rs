@@ -38,9 +38,8 @@ static COMMANDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
     let h = HistogramVec::new(
-        prometheus::HistogramOpts::new("chat_bus_command_seconds", "Time to answer a command").buckets(vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
-        ]),
+        prometheus::HistogramOpts::new("chat_bus_command_seconds", "Time to answer a command")
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
         &["service", "verb"],
     );
     register(h)

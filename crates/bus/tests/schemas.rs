@@ -28,7 +28,23 @@ use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+/// A test failure that prints as written rather than `Debug`-escaped, so file names and
+/// the `make schemas` hint read well in the test output.
+struct Failure(String);
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+type TestResult = Result<(), Failure>;
 
 /// The folder under `commands/` and `replies/` of a command every service answers.
 const COMMON: &str = "common";
@@ -60,7 +76,13 @@ impl CommandSpec {
     fn of<C: Command>(folder: &'static str, services: &[Service]) -> Self {
         let command = schemars::schema_for!(C).to_value();
         let title = command.get("title").and_then(Value::as_str).unwrap_or(C::VERB).to_owned();
-        Self { verb: C::VERB, folder, services: services.to_vec(), command, reply: envelope_schema::<C::Reply>(&title, C::VERB) }
+        Self {
+            verb: C::VERB,
+            folder,
+            services: services.to_vec(),
+            command,
+            reply: envelope_schema::<C::Reply>(&title, C::VERB),
+        }
     }
 
     /// A command one service owns: its files live under that service's name.
@@ -273,7 +295,7 @@ fn asyncapi() -> Value {
                 }),
             );
             operations.insert(
-                format!("{}.{}", service.name(), c.verb),
+                format!("{}_{}", service.name(), c.verb),
                 json!({
                     "action": "receive",
                     "title": format!("{} answers {}", service.name(), c.verb),
@@ -313,7 +335,7 @@ fn asyncapi() -> Value {
             }),
         );
         operations.insert(
-            format!("message-store.publish.{kind}"),
+            format!("message-store_publish_{}", kind.replace('.', "_")),
             json!({
                 "action": "send",
                 "title": format!("message-store publishes {kind}"),
@@ -336,7 +358,7 @@ fn asyncapi() -> Value {
         }),
     );
     operations.insert(
-        "message-store.publish.tenant_changed".to_owned(),
+        "message-store_publish_tenant_changed".to_owned(),
         json!({
             "action": "send",
             "title": "message-store announces a tenant change",
@@ -466,7 +488,8 @@ fn json_files_on_disk() -> Result<BTreeSet<String>, std::io::Error> {
                 walk(&path, base, out)?;
             } else if path.extension().is_some_and(|e| e == "json") {
                 let rel = path.strip_prefix(base).unwrap_or(&path);
-                let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                let parts: Vec<String> =
+                    rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
                 out.insert(parts.join("/"));
             }
         }
@@ -547,7 +570,8 @@ fn validator(rel: &str) -> Result<jsonschema::Validator, String> {
 }
 
 fn check_valid(rel: &str, instance: &Value) -> Result<(), String> {
-    let errors: Vec<String> = validator(rel)?.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    let errors: Vec<String> =
+        validator(rel)?.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     if errors.is_empty() {
         Ok(())
     } else {
@@ -594,7 +618,8 @@ fn schema_files_match_the_rust_types() -> TestResult {
 fn no_stale_schema_files() -> TestResult {
     update_once()?;
     let expected: BTreeSet<String> = generated().into_keys().collect();
-    let stale: Vec<String> = json_files_on_disk()?.difference(&expected).map(|f| format!("proto-schemas/{f}")).collect();
+    let stale: Vec<String> =
+        json_files_on_disk()?.difference(&expected).map(|f| format!("proto-schemas/{f}")).collect();
     if stale.is_empty() {
         Ok(())
     } else {
@@ -658,9 +683,11 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
     };
     let created = serde_json::to_value(event(RoomEventBody::MessageCreated(message.clone())))?;
     check_valid("events/room-event.json", &created)?;
-    let added = event(RoomEventBody::MemberAdded(Member { user_id: alice.clone(), role: MemberRole::Admin, joined_at: now }));
+    let added =
+        event(RoomEventBody::MemberAdded(Member { user_id: alice.clone(), role: MemberRole::Admin, joined_at: now }));
     check_valid("events/room-event.json", &serde_json::to_value(added)?)?;
-    let removed = event(RoomEventBody::MemberRemoved(MemberRemoved { user_id: alice.clone(), removed_by: alice.clone() }));
+    let removed =
+        event(RoomEventBody::MemberRemoved(MemberRemoved { user_id: alice.clone(), removed_by: alice.clone() }));
     check_valid("events/room-event.json", &serde_json::to_value(removed)?)?;
     let mut bad = created;
     bad["kind"] = json!("member.added");
@@ -813,7 +840,10 @@ fn every_command_in_the_domain_crate_is_listed() -> TestResult {
     let listed: BTreeSet<String> = commands().iter().map(|c| c.verb.to_owned()).collect();
     let unlisted: Vec<&String> = declared.difference(&listed).collect();
     assert!(!declared.is_empty(), "found no verbs in {}", dir.display());
-    assert!(unlisted.is_empty(), "commands {unlisted:?} are declared in chat_domain::proto but not listed in commands()");
+    assert!(
+        unlisted.is_empty(),
+        "commands {unlisted:?} are declared in chat_domain::proto but not listed in commands()"
+    );
     Ok(())
 }
 
@@ -828,6 +858,9 @@ fn every_subject_builder_is_covered() -> TestResult {
         .filter_map(|(i, _)| text[i + "pub fn ".len()..].split(['(', '<']).next())
         .filter(|name| !known.contains(name))
         .collect();
-    assert!(unknown.is_empty(), "Subjects::{unknown:?} are not covered by the AsyncAPI check; list them in COVERED_BUILDERS");
+    assert!(
+        unknown.is_empty(),
+        "Subjects::{unknown:?} are not covered by the AsyncAPI check; list them in COVERED_BUILDERS"
+    );
     Ok(())
 }

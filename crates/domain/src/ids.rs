@@ -34,8 +34,8 @@ fn check(s: &str, max: usize, extra: &'static str) -> Result<(), IdError> {
 
 /// The JSON Schema pattern matching [`check`].
 fn pattern(extra: &str) -> String {
-    let extra: String = extra.chars().map(|c| format!("\\{c}")).collect();
-    format!("^[A-Za-z0-9_\\-{extra}]+$")
+    // No escapes and `-` last: valid in every regex dialect (ECMA-262 unicode mode too).
+    format!("^[A-Za-z0-9_{extra}-]+$")
 }
 
 macro_rules! token_id {

@@ -23,11 +23,11 @@ pub const MAX_INITIAL_MEMBERS: usize = 1_000;
 /// Default per-tenant request rate.
 pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 100;
 
-/// The kind of a room.
+/// The kind of a room. A DM has exactly two members, and there is at most one DM
+/// per pair of users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomType {
-    /// Exactly two members; at most one DM per pair of users.
     Dm,
     Group,
     Channel,
@@ -180,7 +180,7 @@ pub struct Tenant {
     /// Display prefixes of the tenant's active API keys (never the keys).
     pub api_key_prefixes: Vec<String>,
     #[serde(with = "crate::time::micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: DateTime<Utc>,
 }
 
@@ -197,7 +197,7 @@ pub struct Room {
     pub last_seq: i64,
     pub created_by: UserId,
     #[serde(with = "crate::time::micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: DateTime<Utc>,
 }
 
@@ -207,7 +207,7 @@ pub struct Member {
     pub user_id: UserId,
     pub role: MemberRole,
     #[serde(with = "crate::time::micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub joined_at: DateTime<Utc>,
 }
 
@@ -220,11 +220,12 @@ pub struct Message {
     /// Position in the room, from 1, without gaps.
     pub seq: i64,
     pub content: String,
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub meta: Option<serde_json::Value>,
     /// The sender's idempotency id, when one was given.
     pub client_msg_id: Option<String>,
     #[serde(with = "crate::time::micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: DateTime<Utc>,
 }
 

@@ -74,9 +74,7 @@ async fn apply(conn: &mut AsyncPgConnection, m: &Migrations) -> anyhow::Result<V
         if done.iter().any(|a| a.version == *version) {
             continue;
         }
-        let script = format!(
-            "BEGIN;\n{sql}\nINSERT INTO {table} (version) VALUES ('{version}');\nCOMMIT;"
-        );
+        let script = format!("BEGIN;\n{sql}\nINSERT INTO {table} (version) VALUES ('{version}');\nCOMMIT;");
         conn.batch_execute(&script).await.with_context(|| format!("applying migration {version}"))?;
         tracing::info!(version, "applied migration");
         applied.push(*version);

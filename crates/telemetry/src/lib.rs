@@ -48,13 +48,18 @@ pub fn init(service: &str, format: LogFormat) {
     let provider = PROVIDER.get_or_init(|| build_provider(service));
     // Spans reach OpenTelemetry whatever RUST_LOG says, so trace context always
     // travels; RUST_LOG only filters what is logged.
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer(service.to_owned()))
-        .with_filter(LevelFilter::INFO);
+    let otel =
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned())).with_filter(LevelFilter::INFO);
     let registry = tracing_subscriber::registry().with(otel);
     let result = match format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_filter(filter))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_filter(filter),
+            )
             .try_init(),
         LogFormat::Pretty => registry
             .with(

@@ -32,7 +32,8 @@ pub fn redis_url() -> String {
 }
 
 pub fn database_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/chat_test".to_owned())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/chat_test".to_owned())
 }
 
 /// A unique token for names and ids in one test.
@@ -48,7 +49,9 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     }
     let (base, name) = url.rsplit_once('/').ok_or_else(|| anyhow!("database URL without a name: {url}"))?;
     let name = name.split('?').next().unwrap_or(name);
-    let mut admin = AsyncPgConnection::establish(&format!("{base}/postgres")).await.context("connecting to the postgres database")?;
+    let mut admin = AsyncPgConnection::establish(&format!("{base}/postgres"))
+        .await
+        .context("connecting to the postgres database")?;
     if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await
         && !e.to_string().contains("already exists")
     {
@@ -58,12 +61,10 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
 }
 
 /// Resolves when `rx` says stop (or its sender is gone).
-fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        while !*rx.borrow() {
-            if rx.changed().await.is_err() {
-                return;
-            }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -143,7 +144,12 @@ impl StackBuilder {
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         if self.presence {
-            let cfg = presence::Config { nats_url: nats_url(), bus_prefix: prefix.clone(), redis_url: redis_url(), ops_addr: None };
+            let cfg = presence::Config {
+                nats_url: nats_url(),
+                bus_prefix: prefix.clone(),
+                redis_url: redis_url(),
+                ops_addr: None,
+            };
             let app = presence::Presence::build(cfg).await.context("starting presence")?;
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
@@ -229,11 +235,16 @@ impl TestStack {
     async fn wait_ready(&self, store: bool) -> anyhow::Result<()> {
         for i in 0..self.gateway_ports.len() {
             let url = format!("{}/healthz", self.base_url(i));
-            eventually("gateway /healthz", || async { Ok(self.http.get(&url).send().await?.status().is_success()) }).await?;
+            eventually("gateway /healthz", || async { Ok(self.http.get(&url).send().await?.status().is_success()) })
+                .await?;
         }
         if store {
             eventually("message-store health", || async {
-                Ok(self.bus.request_to(chat_domain::proto::Service::MessageStore, &chat_domain::proto::health::Health {}).await.is_ok())
+                Ok(self
+                    .bus
+                    .request_to(chat_domain::proto::Service::MessageStore, &chat_domain::proto::health::Health {})
+                    .await
+                    .is_ok())
             })
             .await?;
         }
@@ -384,17 +395,14 @@ impl Response {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await?;
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         Ok(Self { status, headers, body })
     }
 
     /// This response if it has `status`, else an error showing what came instead.
     pub fn expect(self, status: StatusCode) -> anyhow::Result<Self> {
-        if self.status == status {
-            Ok(self)
-        } else {
-            bail!("expected {status}, got {}: {}", self.status, self.body)
-        }
+        if self.status == status { Ok(self) } else { bail!("expected {status}, got {}: {}", self.status, self.body) }
     }
 
     /// Checks the documented error shape and returns `(code, field)`.

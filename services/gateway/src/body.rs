@@ -73,7 +73,10 @@ impl Fields {
             None => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| ApiError::validation(field, format!("{field} must be an array of strings"))))
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| ApiError::validation(field, format!("{field} must be an array of strings")))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             Some(_) => Err(ApiError::validation(field, format!("{field} must be an array of strings"))),
@@ -91,7 +94,9 @@ impl Fields {
     pub fn optional_i64(&self, field: &str) -> Result<Option<i64>, ApiError> {
         match self.get(field) {
             None => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| ApiError::validation(field, format!("{field} must be an integer"))),
+            Some(v) => {
+                v.as_i64().map(Some).ok_or_else(|| ApiError::validation(field, format!("{field} must be an integer")))
+            }
         }
     }
 }
@@ -137,6 +142,9 @@ mod tests {
         assert_eq!(f.and_then(|f| f.required_str("type").err()).and_then(|e| e.field), Some("type".into()));
         assert_eq!(f.and_then(|f| f.optional_str_array("members").err()).and_then(|e| e.field), Some("members".into()));
         assert_eq!(f.and_then(|f| f.optional_object("meta").err()).and_then(|e| e.field), Some("meta".into()));
-        assert_eq!(f.and_then(|f| f.required_str("content").err()).map(|e| e.message), Some("content is required".into()));
+        assert_eq!(
+            f.and_then(|f| f.required_str("content").err()).map(|e| e.message),
+            Some("content is required".into())
+        );
     }
 }

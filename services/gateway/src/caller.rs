@@ -49,7 +49,8 @@ impl FromRequest for Caller {
         let req = req.clone();
         Box::pin(async move {
             let state = state(&req)?;
-            let key = header(&req, API_KEY).ok_or_else(|| ApiError::authentication("Missing API key (X-API-Key header)"))?;
+            let key =
+                header(&req, API_KEY).ok_or_else(|| ApiError::authentication("Missing API key (X-API-Key header)"))?;
             let tenant = state.auth.tenant(&state.bus, key).await?;
             let decision = state.limiter.check(&tenant.tenant_id, tenant.rate_limit_per_sec).await;
             req.extensions_mut().insert(decision);
@@ -62,7 +63,9 @@ impl FromRequest for Caller {
             }
             let user = match header(&req, USER_ID) {
                 None => Err(ApiError::validation(USER_ID, "X-User-Id header is required")),
-                Some(u) => UserId::parse(u).map_err(|e| ApiError::validation(USER_ID, format!("Invalid X-User-Id: {e}"))),
+                Some(u) => {
+                    UserId::parse(u).map_err(|e| ApiError::validation(USER_ID, format!("Invalid X-User-Id: {e}")))
+                }
             };
             Ok(Caller { tenant, user })
         })
@@ -81,7 +84,8 @@ impl FromRequest for Admin {
         let req = req.clone();
         Box::pin(async move {
             let state = state(&req)?;
-            let key = header(&req, API_KEY).ok_or_else(|| ApiError::authentication("Missing admin API key (X-API-Key header)"))?;
+            let key = header(&req, API_KEY)
+                .ok_or_else(|| ApiError::authentication("Missing admin API key (X-API-Key header)"))?;
             state.auth.admin(&state.bus, key).await?;
             Ok(Admin)
         })

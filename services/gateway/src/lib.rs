@@ -13,8 +13,8 @@ mod auth;
 mod body;
 mod caller;
 mod error;
-mod rest;
 mod ratelimit;
+mod rest;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, LazyLock};
@@ -161,7 +161,11 @@ impl Gateway {
                     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
                     let span = tracing::info_span!("http", %method, %route);
                     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                    chat_bus::trace::continue_from_w3c(header("traceparent").as_deref(), header("tracestate").as_deref(), &span);
+                    chat_bus::trace::continue_from_w3c(
+                        header("traceparent").as_deref(),
+                        header("tracestate").as_deref(),
+                        &span,
+                    );
                     let started = Instant::now();
                     let fut = srv.call(req);
                     async move {

@@ -73,16 +73,17 @@ async fn apply(conn: &mut AsyncPgConnection, cfg: &Bootstrap) -> Result<(), Stor
     match &cfg.dev_api_key {
         Some(key) => handlers::insert_key(conn, &tenant, key).await?,
         None => {
-            let c: Count = diesel::sql_query(
-                "SELECT count(*) AS n FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
-            )
-            .bind::<Text, _>(tenant.as_str())
-            .get_result(conn)
-            .await?;
+            let c: Count =
+                diesel::sql_query("SELECT count(*) AS n FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL")
+                    .bind::<Text, _>(tenant.as_str())
+                    .get_result(conn)
+                    .await?;
             if c.n == 0 {
                 let key = keys::generate(keys::TENANT_KEY_PREFIX);
                 handlers::insert_key(conn, &tenant, &key).await?;
-                println!("Generated API key for tenant '{DEV_TENANT_ID}' (shown once; set CHAT_DEV_API_KEY to choose your own): {key}");
+                println!(
+                    "Generated API key for tenant '{DEV_TENANT_ID}' (shown once; set CHAT_DEV_API_KEY to choose your own): {key}"
+                );
             }
         }
     }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chat_bus::{Bus, Subjects};
-use chat_pg as db;
 use chat_domain::proto::Service;
+use chat_pg as db;
 use chat_telemetry::ops::ReadinessCheck;
 use futures_util::FutureExt as _;
 

@@ -16,8 +16,8 @@ use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::mpsc;
 
-use chat_pg::PgPool;
 use crate::error::StoreError;
+use chat_pg::PgPool;
 
 /// Events waiting for the publisher. When full, new events are left to the relay
 /// rather than blocking the request that produced them.
@@ -154,7 +154,12 @@ pub async fn relay(
 }
 
 /// One relay round; returns how many events were confirmed.
-pub async fn relay_once(pool: &PgPool, js: &jetstream::Context, prefix: &str, after: Duration) -> anyhow::Result<usize> {
+pub async fn relay_once(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    prefix: &str,
+    after: Duration,
+) -> anyhow::Result<usize> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = BigInt)]
@@ -186,7 +191,12 @@ pub async fn relay_once(pool: &PgPool, js: &jetstream::Context, prefix: &str, af
             }
             let batch: Vec<Pending> = rows
                 .into_iter()
-                .map(|r| Pending { outbox_id: r.id, event_id: r.event_id, subject: r.subject, payload: Bytes::from(r.payload) })
+                .map(|r| Pending {
+                    outbox_id: r.id,
+                    event_id: r.event_id,
+                    subject: r.subject,
+                    payload: Bytes::from(r.payload),
+                })
                 .collect();
             let ids = publish_all(&js, &batch).await;
             diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")

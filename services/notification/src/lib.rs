@@ -48,7 +48,9 @@ impl Config {
             bus_prefix: env("CHAT_BUS_PREFIX", chat_bus::subjects::DEFAULT_PREFIX),
             database_url: env("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/chat"),
             db_pool_size: env("DB_POOL_SIZE", "8").parse().context("DB_POOL_SIZE must be a number")?,
-            db_timeout: Duration::from_millis(env("DB_TIMEOUT_MS", "5000").parse().context("DB_TIMEOUT_MS must be a number")?),
+            db_timeout: Duration::from_millis(
+                env("DB_TIMEOUT_MS", "5000").parse().context("DB_TIMEOUT_MS must be a number")?,
+            ),
             ops_addr: Some(env("OPS_ADDR", "127.0.0.1:9103").parse().context("OPS_ADDR must be host:port")?),
         })
     }
@@ -87,7 +89,8 @@ impl Notification {
 
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
-        let state = State { pool: self.pool.clone(), instance: chat_telemetry::instance_id().into(), started: Instant::now() };
+        let state =
+            State { pool: self.pool.clone(), instance: chat_telemetry::instance_id().into(), started: Instant::now() };
         let ops = self.ops.map(|listener| {
             let (pool, client) = (self.pool.clone(), self.bus.client().clone());
             let check: ReadinessCheck = Arc::new(move || {

@@ -76,7 +76,11 @@ impl Presence {
 
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
-        let state = State { redis: self.redis.clone(), instance: chat_telemetry::instance_id().into(), started: Instant::now() };
+        let state = State {
+            redis: self.redis.clone(),
+            instance: chat_telemetry::instance_id().into(),
+            started: Instant::now(),
+        };
         let ops = self.ops.map(|listener| {
             let (redis, client) = (self.redis.clone(), self.bus.client().clone());
             let check: ReadinessCheck = Arc::new(move || {

@@ -26,14 +26,16 @@ async fn tenant_admin_lifecycle() -> anyhow::Result<()> {
     assert_eq!(res.header("X-RateLimit-Limit"), Some("42"));
 
     // Same id again is a conflict.
-    stack
-        .admin(Method::POST, "/admin/tenants", Some(json!({"name": "x", "tenant_id": id})))
-        .await?
-        .expect_error(StatusCode::CONFLICT, "CONFLICT", None)?;
-    stack
-        .admin(Method::POST, "/admin/tenants", Some(json!({"name": ""})))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("name"))?;
+    stack.admin(Method::POST, "/admin/tenants", Some(json!({"name": "x", "tenant_id": id}))).await?.expect_error(
+        StatusCode::CONFLICT,
+        "CONFLICT",
+        None,
+    )?;
+    stack.admin(Method::POST, "/admin/tenants", Some(json!({"name": ""}))).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("name"),
+    )?;
     stack
         .admin(Method::POST, "/admin/tenants", Some(json!({"name": "x", "rate_limit_per_sec": 0})))
         .await?
@@ -43,7 +45,10 @@ async fn tenant_admin_lifecycle() -> anyhow::Result<()> {
     let mut found = false;
     let mut offset = 0;
     while !found {
-        let page = stack.admin(Method::GET, &format!("/admin/tenants?limit=100&offset={offset}"), None).await?.expect(StatusCode::OK)?;
+        let page = stack
+            .admin(Method::GET, &format!("/admin/tenants?limit=100&offset={offset}"), None)
+            .await?
+            .expect(StatusCode::OK)?;
         let items = page.body.as_array().cloned().unwrap_or_default();
         if items.is_empty() {
             break;
@@ -58,44 +63,57 @@ async fn tenant_admin_lifecycle() -> anyhow::Result<()> {
 
     // Settings change.
     let patched = stack
-        .admin(Method::PATCH, &format!("/admin/tenants/{id}"), Some(json!({"rate_limit_per_sec": 7, "name": "Renamed"})))
+        .admin(
+            Method::PATCH,
+            &format!("/admin/tenants/{id}"),
+            Some(json!({"rate_limit_per_sec": 7, "name": "Renamed"})),
+        )
         .await?
         .expect(StatusCode::OK)?;
     assert_eq!(patched.body["rate_limit_per_sec"], 7);
     assert_eq!(patched.body["name"], "Renamed");
     let res = user.get(&format!("/rooms/{}", res.str("room_id")?)).await?.expect(StatusCode::OK)?;
     assert_eq!(res.header("X-RateLimit-Limit"), Some("7"), "the new limit applies at once");
-    stack
-        .admin(Method::PATCH, &format!("/admin/tenants/{id}"), Some(json!({"colour": "blue"})))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("colour"))?;
-    stack
-        .admin(Method::PATCH, "/admin/tenants/ten_missing", Some(json!({"name": "x"})))
-        .await?
-        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
+    stack.admin(Method::PATCH, &format!("/admin/tenants/{id}"), Some(json!({"colour": "blue"}))).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("colour"),
+    )?;
+    stack.admin(Method::PATCH, "/admin/tenants/ten_missing", Some(json!({"name": "x"}))).await?.expect_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        None,
+    )?;
 
     // Rotation: a new key works, the old one is refused.
-    let rotated = stack.admin(Method::POST, &format!("/admin/tenants/{id}/rotate-key"), None).await?.expect(StatusCode::OK)?;
+    let rotated =
+        stack.admin(Method::POST, &format!("/admin/tenants/{id}/rotate-key"), None).await?.expect(StatusCode::OK)?;
     let new_key = rotated.str("api_key")?.to_owned();
     assert_ne!(new_key, key);
-    user.post("/rooms", json!({"type": "group"})).await?.expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR", None)?;
+    user.post("/rooms", json!({"type": "group"})).await?.expect_error(
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+        None,
+    )?;
     let fresh = user.clone().with_header("X-API-Key", &new_key);
     fresh.post("/rooms", json!({"type": "group"})).await?.expect(StatusCode::CREATED)?;
-    stack
-        .admin(Method::POST, "/admin/tenants/ten_missing/rotate-key", None)
-        .await?
-        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
+    stack.admin(Method::POST, "/admin/tenants/ten_missing/rotate-key", None).await?.expect_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        None,
+    )?;
 
     // The admin API needs the admin key.
-    Client::raw(&stack.base_url(0))
-        .get("/admin/tenants")
-        .await?
-        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR", None)?;
-    Client::raw(&stack.base_url(0))
-        .with_header("X-API-Key", "adm_wrong")
-        .get("/admin/tenants")
-        .await?
-        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR", None)?;
+    Client::raw(&stack.base_url(0)).get("/admin/tenants").await?.expect_error(
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+        None,
+    )?;
+    Client::raw(&stack.base_url(0)).with_header("X-API-Key", "adm_wrong").get("/admin/tenants").await?.expect_error(
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+        None,
+    )?;
     stack.stop().await
 }
 

@@ -132,7 +132,8 @@ async fn every_command_gets_an_envelope() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn trace_context_crosses_the_bus() -> anyhow::Result<()> {
     chat_telemetry_init();
-    let stack = TestStack::builder().gateways(0).message_stores(0).without_presence().without_notification().start().await?;
+    let stack =
+        TestStack::builder().gateways(0).message_stores(0).without_presence().without_notification().start().await?;
     // A probe service answering `health` with the trace id it sees.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let router = Router::new(()).route(|_: (), _: Health| async {

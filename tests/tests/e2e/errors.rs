@@ -27,22 +27,23 @@ async fn authentication_errors() -> anyhow::Result<()> {
         .post("/rooms", json!({"type": "group"}))
         .await?
         .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR", None)?;
-    Client::raw(&base)
-        .with_header("X-API-Key", &t.api_key)
-        .get("/admin/tenants")
-        .await?
-        .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR", None)?;
+    Client::raw(&base).with_header("X-API-Key", &t.api_key).get("/admin/tenants").await?.expect_error(
+        StatusCode::UNAUTHORIZED,
+        "AUTHENTICATION_ERROR",
+        None,
+    )?;
 
     // A valid key without a user.
-    t.user("x")
-        .without_header("X-User-Id")
-        .post("/rooms", json!({"type": "group"}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("X-User-Id"))?;
-    t.user("bad.user")
-        .post("/rooms", json!({"type": "group"}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("X-User-Id"))?;
+    t.user("x").without_header("X-User-Id").post("/rooms", json!({"type": "group"})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("X-User-Id"),
+    )?;
+    t.user("bad.user").post("/rooms", json!({"type": "group"})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("X-User-Id"),
+    )?;
     stack.stop().await
 }
 
@@ -55,22 +56,26 @@ async fn validation_errors_name_the_field() -> anyhow::Result<()> {
     bad.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("type"))?;
     assert_eq!(bad.body["error"]["message"], "Invalid room type. Must be one of: dm, group, channel");
     alice.post("/rooms", json!({})).await?.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("type"))?;
-    alice
-        .post("/rooms", json!({"type": "group", "members": "bob"}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("members"))?;
-    alice
-        .post("/rooms", json!({"type": "group", "members": ["a.b"]}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("members"))?;
-    alice
-        .post("/rooms", json!({"type": "group", "name": 7}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("name"))?;
-    alice
-        .post("/rooms", json!({"type": "group", "name": "x".repeat(201)}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("name"))?;
+    alice.post("/rooms", json!({"type": "group", "members": "bob"})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("members"),
+    )?;
+    alice.post("/rooms", json!({"type": "group", "members": ["a.b"]})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("members"),
+    )?;
+    alice.post("/rooms", json!({"type": "group", "name": 7})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("name"),
+    )?;
+    alice.post("/rooms", json!({"type": "group", "name": "x".repeat(201)})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("name"),
+    )?;
 
     let room = alice.create_room("group", &[]).await?;
     let msgs = format!("/rooms/{room}/messages");
@@ -84,24 +89,33 @@ async fn validation_errors_name_the_field() -> anyhow::Result<()> {
     ] {
         alice.post(&msgs, body).await?.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some(field))?;
     }
-    for (query, field) in [("after_seq=-1", "after_seq"), ("after_seq=abc", "after_seq"), ("limit=0", "limit"), ("before_seq=0", "before_seq")] {
-        alice
-            .get(&format!("{msgs}?{query}"))
-            .await?
-            .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some(field))?;
+    for (query, field) in [
+        ("after_seq=-1", "after_seq"),
+        ("after_seq=abc", "after_seq"),
+        ("limit=0", "limit"),
+        ("before_seq=0", "before_seq"),
+    ] {
+        alice.get(&format!("{msgs}?{query}")).await?.expect_error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            Some(field),
+        )?;
     }
-    alice
-        .get("/rooms/bad.room/messages")
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("room_id"))?;
-    alice
-        .post(&format!("/rooms/{room}/members"), json!({}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("user_id"))?;
-    alice
-        .post(&format!("/rooms/{room}/members"), json!({"user_id": "bob", "role": "owner"}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("role"))?;
+    alice.get("/rooms/bad.room/messages").await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("room_id"),
+    )?;
+    alice.post(&format!("/rooms/{room}/members"), json!({})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("user_id"),
+    )?;
+    alice.post(&format!("/rooms/{room}/members"), json!({"user_id": "bob", "role": "owner"})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("role"),
+    )?;
     // Nothing invalid was stored.
     let list = alice.get(&msgs).await?.expect(StatusCode::OK)?;
     assert_eq!(list.body, json!([]));

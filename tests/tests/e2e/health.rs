@@ -44,7 +44,11 @@ async fn requests_fail_cleanly_without_message_store() -> anyhow::Result<()> {
     stack.stop().await?;
     // A fresh stack with no message-store at all: the gateway answers 503, not a hang.
     let bare = TestStack::builder().message_stores(0).start().await?;
-    let res = Client::raw(&bare.base_url(0)).with_header("X-API-Key", &t.api_key).with_header("X-User-Id", "a").get(&format!("/rooms/{room}")).await?;
+    let res = Client::raw(&bare.base_url(0))
+        .with_header("X-API-Key", &t.api_key)
+        .with_header("X-User-Id", "a")
+        .get(&format!("/rooms/{room}"))
+        .await?;
     res.expect_error(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", None)?;
     bare.stop().await
 }

@@ -9,3 +9,4 @@ mod health;
 mod messages;
 mod ratelimit;
 mod rooms;
+mod storage;

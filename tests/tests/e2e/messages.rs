@@ -12,7 +12,8 @@ async fn history(c: &chat_test_support::Client, room: &str) -> anyhow::Result<Ve
     let mut all = Vec::new();
     let mut after = 0;
     loop {
-        let page = c.get(&format!("/rooms/{room}/messages?after_seq={after}&limit=100")).await?.expect(StatusCode::OK)?;
+        let page =
+            c.get(&format!("/rooms/{room}/messages?after_seq={after}&limit=100")).await?.expect(StatusCode::OK)?;
         let items = page.body.as_array().cloned().unwrap_or_default();
         if items.is_empty() {
             return Ok(all);
@@ -29,7 +30,10 @@ async fn send_and_read_back_in_order() -> anyhow::Result<()> {
     let alice = t.user("alice");
     let room = alice.create_room("group", &["bob"]).await?;
     let sent = alice
-        .post(&format!("/rooms/{room}/messages"), json!({"content": "Hello, world!", "meta": {"type": "text", "mentions": ["bob"]}}))
+        .post(
+            &format!("/rooms/{room}/messages"),
+            json!({"content": "Hello, world!", "meta": {"type": "text", "mentions": ["bob"]}}),
+        )
         .await?
         .expect(StatusCode::CREATED)?;
     assert_eq!(sent.body["seq"], 1);
@@ -49,7 +53,10 @@ async fn send_and_read_back_in_order() -> anyhow::Result<()> {
     assert_eq!(msgs[1]["sender_id"], "bob");
 
     let after = alice.get(&format!("/rooms/{room}/messages?after_seq=1&limit=1")).await?.expect(StatusCode::OK)?;
-    assert_eq!(after.body.as_array().map(|a| a.iter().map(|m| m["seq"].clone()).collect::<Vec<_>>()), Some(vec![json!(2)]));
+    assert_eq!(
+        after.body.as_array().map(|a| a.iter().map(|m| m["seq"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!(2)])
+    );
     // before_seq pages backwards and still returns oldest first.
     let before = alice.get(&format!("/rooms/{room}/messages?before_seq=3&limit=5")).await?.expect(StatusCode::OK)?;
     let seqs: Vec<_> = before.body.as_array().into_iter().flatten().map(|m| m["seq"].clone()).collect();
@@ -78,10 +85,11 @@ async fn limits_default_to_50_and_cap_at_100() -> anyhow::Result<()> {
     assert_eq!(page.body.as_array().map(Vec::len), Some(50));
     let page = alice.get(&format!("/rooms/{room}/messages?limit=100")).await?.expect(StatusCode::OK)?;
     assert_eq!(page.body.as_array().map(Vec::len), Some(100));
-    alice
-        .get(&format!("/rooms/{room}/messages?limit=101"))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("limit"))?;
+    alice.get(&format!("/rooms/{room}/messages?limit=101")).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("limit"),
+    )?;
     stack.stop().await
 }
 
@@ -148,7 +156,10 @@ async fn resends_with_the_same_key_return_the_first_message() -> anyhow::Result<
 
     // Idempotency-Key header.
     let send = |key: &str, content: &str| {
-        let req = alice.request(reqwest::Method::POST, &path).header("Idempotency-Key", key).json(&json!({"content": content}));
+        let req = alice
+            .request(reqwest::Method::POST, &path)
+            .header("Idempotency-Key", key)
+            .json(&json!({"content": content}));
         async move { chat_test_support::Response::from(req.send().await?).await }
     };
     let first = send("k-1", "hello").await?.expect(StatusCode::CREATED)?;
@@ -167,7 +178,8 @@ async fn resends_with_the_same_key_return_the_first_message() -> anyhow::Result<
 
     // The same key from another sender is another message.
     let bob = t.user("bob");
-    let other = bob.post(&path, json!({"content": "bob's", "client_msg_id": "c-1"})).await?.expect(StatusCode::CREATED)?;
+    let other =
+        bob.post(&path, json!({"content": "bob's", "client_msg_id": "c-1"})).await?.expect(StatusCode::CREATED)?;
     assert_ne!(other.body["message_id"], a.body["message_id"]);
 
     // Concurrent resends store one message.

@@ -42,19 +42,26 @@ async fn group_room_lifecycle() -> anyhow::Result<()> {
     assert_eq!(added.expect(StatusCode::CREATED)?.body["role"], "member");
     alice.post(&format!("/rooms/{room}/members"), json!({"user_id": "dave"})).await?.expect(StatusCode::OK)?;
     let bob = t.user("bob");
-    bob.post(&format!("/rooms/{room}/members"), json!({"user_id": "erin"}))
-        .await?
-        .expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
+    bob.post(&format!("/rooms/{room}/members"), json!({"user_id": "erin"})).await?.expect_error(
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        None,
+    )?;
 
     // Remove: a member may leave; only admins remove others.
-    bob.delete(&format!("/rooms/{room}/members/carol")).await?.expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
+    bob.delete(&format!("/rooms/{room}/members/carol")).await?.expect_error(
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        None,
+    )?;
     bob.delete(&format!("/rooms/{room}/members/bob")).await?.expect(StatusCode::OK)?;
     bob.get(&format!("/rooms/{room}")).await?.expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
     alice.delete(&format!("/rooms/{room}/members/carol")).await?.expect(StatusCode::OK)?;
-    alice
-        .delete(&format!("/rooms/{room}/members/carol"))
-        .await?
-        .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
+    alice.delete(&format!("/rooms/{room}/members/carol")).await?.expect_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        None,
+    )?;
     let members = alice.get(&format!("/rooms/{room}/members")).await?.expect(StatusCode::OK)?;
     let ids: Vec<_> = members.body.as_array().into_iter().flatten().map(|m| m["user_id"].clone()).collect();
     assert_eq!(ids, vec![json!("alice"), json!("dave")]);
@@ -73,21 +80,31 @@ async fn dm_has_a_sorted_unique_key_and_no_second_copy() -> anyhow::Result<()> {
 
     // The same pair, from either side and listing both, is a conflict.
     let amy = t.user("amy");
-    amy.post("/rooms", json!({"type": "dm", "members": ["zed"]})).await?.expect_error(StatusCode::CONFLICT, "CONFLICT", None)?;
+    amy.post("/rooms", json!({"type": "dm", "members": ["zed"]})).await?.expect_error(
+        StatusCode::CONFLICT,
+        "CONFLICT",
+        None,
+    )?;
     let again = zed.post("/rooms", json!({"type": "dm", "members": ["amy", "zed"]})).await?;
     again.expect_error(StatusCode::CONFLICT, "CONFLICT", None)?;
     assert!(again.body["error"]["message"].as_str().unwrap_or_default().contains(&room), "names the existing DM");
 
     // A DM is exactly two people, and its membership is fixed.
-    zed.post("/rooms", json!({"type": "dm", "members": ["a", "b"]}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("members"))?;
-    zed.post("/rooms", json!({"type": "dm", "members": []}))
-        .await?
-        .expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("members"))?;
-    zed.post(&format!("/rooms/{room}/members"), json!({"user_id": "x"}))
-        .await?
-        .expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
+    zed.post("/rooms", json!({"type": "dm", "members": ["a", "b"]})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("members"),
+    )?;
+    zed.post("/rooms", json!({"type": "dm", "members": []})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("members"),
+    )?;
+    zed.post(&format!("/rooms/{room}/members"), json!({"user_id": "x"})).await?.expect_error(
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        None,
+    )?;
 
     // Another tenant may have its own DM between users with the same ids.
     let other = stack.tenant().await?;
@@ -111,21 +128,27 @@ async fn tenants_are_isolated_and_members_only() -> anyhow::Result<()> {
         c.get(&format!("/rooms/{room}")).await?.expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
         c.get(&format!("/rooms/{room}/messages")).await?.expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
         c.get(&format!("/rooms/{room}/members")).await?.expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
-        c.post(&format!("/rooms/{room}/messages"), json!({"content": "hi"}))
-            .await?
-            .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
-        c.post(&format!("/rooms/{room}/members"), json!({"user_id": user}))
-            .await?
-            .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
+        c.post(&format!("/rooms/{room}/messages"), json!({"content": "hi"})).await?.expect_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            None,
+        )?;
+        c.post(&format!("/rooms/{room}/members"), json!({"user_id": user})).await?.expect_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            None,
+        )?;
     }
     // A non-member of the right tenant is forbidden.
     let eve = a.user("eve");
     eve.get(&format!("/rooms/{room}")).await?.expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
     eve.get(&format!("/rooms/{room}/messages")).await?.expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
     eve.get(&format!("/rooms/{room}/members")).await?.expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
-    eve.post(&format!("/rooms/{room}/messages"), json!({"content": "hi"}))
-        .await?
-        .expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
+    eve.post(&format!("/rooms/{room}/messages"), json!({"content": "hi"})).await?.expect_error(
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        None,
+    )?;
     // A missing room is not found.
     a.user("alice").get("/rooms/room_doesnotexist").await?.expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
     stack.stop().await

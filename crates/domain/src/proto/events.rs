@@ -16,7 +16,7 @@ pub struct RoomEvent {
     pub tenant_id: TenantId,
     pub room_id: RoomId,
     #[serde(with = "crate::time::micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub occurred_at: DateTime<Utc>,
     #[serde(flatten)]
     pub body: RoomEventBody,

@@ -160,6 +160,7 @@ pub struct SendMessage {
     pub actor: Actor,
     pub room_id: RoomId,
     pub content: MessageContent,
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub meta: Option<serde_json::Value>,
     /// Idempotency id: a resend with the same id by the same sender in the same room
     /// returns the first message.

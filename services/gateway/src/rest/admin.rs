@@ -55,7 +55,11 @@ pub async fn update_tenant(
         .ok()
         .and_then(|m| m.keys().find(|k| !SETTINGS.contains(&k.as_str())).cloned())
     {
-        return Err(ApiError::validation(unknown.clone(), format!("Unknown setting {unknown:?}; known: {}", SETTINGS.join(", "))).into());
+        return Err(ApiError::validation(
+            unknown.clone(),
+            format!("Unknown setting {unknown:?}; known: {}", SETTINGS.join(", ")),
+        )
+        .into());
     }
     let name = f.optional_str("name")?.map(str::to_owned);
     let rate_limit_per_sec = rate_limit(&f)?;

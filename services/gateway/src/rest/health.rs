@@ -15,12 +15,10 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let bus = state.bus.with_timeout(TIMEOUT);
-    let answers = futures_util::future::join_all(
-        Service::BACKENDS.iter().map(|s| {
-            let bus = bus.clone();
-            async move { (*s, bus.request_to(*s, &Health {}).await) }
-        }),
-    )
+    let answers = futures_util::future::join_all(Service::BACKENDS.iter().map(|s| {
+        let bus = bus.clone();
+        async move { (*s, bus.request_to(*s, &Health {}).await) }
+    }))
     .await;
     let mut services = Map::new();
     let mut all_ok = true;

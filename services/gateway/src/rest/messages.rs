@@ -30,7 +30,9 @@ pub async fn send(
         chat_domain::model::validate_meta(meta)?;
     }
     let header = req.headers().get(IDEMPOTENCY_KEY).map(|v| {
-        v.to_str().map(str::to_owned).map_err(|_| chat_domain::ApiError::validation(IDEMPOTENCY_KEY, "Idempotency-Key must be printable ASCII"))
+        v.to_str()
+            .map(str::to_owned)
+            .map_err(|_| chat_domain::ApiError::validation(IDEMPOTENCY_KEY, "Idempotency-Key must be printable ASCII"))
     });
     let client_msg_id = match header {
         Some(h) => {

@@ -17,7 +17,9 @@ pub async fn create(req: HttpRequest, body: web::Payload, caller: Caller, state:
     let f = Fields::read(&req, body, state.max_body_bytes).await?;
     let room_type = match f.optional_str("type")? {
         Some(t) => RoomType::parse(t)?,
-        None => return Err(ApiError::validation("type", "Invalid room type. Must be one of: dm, group, channel").into()),
+        None => {
+            return Err(ApiError::validation("type", "Invalid room type. Must be one of: dm, group, channel").into());
+        }
     };
     let raw = f.optional_str_array("members")?.unwrap_or_default();
     if raw.len() > MAX_INITIAL_MEMBERS {

@@ -69,12 +69,13 @@ pub async fn add_member(store: Store, cmd: AddMember) -> Result<MemberAdded, Api
                     Ok((MemberAdded { member, created: true }, Some(pending)))
                 }
                 None => {
-                    let row: MemberRow =
-                        diesel::sql_query("SELECT user_id, role, joined_at FROM room_members WHERE room_id = $1 AND user_id = $2")
-                            .bind::<Text, _>(cmd.room_id.as_str())
-                            .bind::<Text, _>(cmd.user_id.as_str())
-                            .get_result(conn)
-                            .await?;
+                    let row: MemberRow = diesel::sql_query(
+                        "SELECT user_id, role, joined_at FROM room_members WHERE room_id = $1 AND user_id = $2",
+                    )
+                    .bind::<Text, _>(cmd.room_id.as_str())
+                    .bind::<Text, _>(cmd.user_id.as_str())
+                    .get_result(conn)
+                    .await?;
                     Ok((MemberAdded { member: row.try_into()?, created: false }, None))
                 }
             }

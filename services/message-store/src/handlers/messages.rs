@@ -43,10 +43,11 @@ pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent,
                 #[diesel(sql_type = BigInt)]
                 last_seq: i64,
             }
-            let seq: Seq = diesel::sql_query("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
-                .bind::<Text, _>(cmd.room_id.as_str())
-                .get_result(conn)
-                .await?;
+            let seq: Seq =
+                diesel::sql_query("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
+                    .bind::<Text, _>(cmd.room_id.as_str())
+                    .get_result(conn)
+                    .await?;
             if let Some(client_id) = &cmd.client_msg_id
                 && let Some(existing) = find_duplicate(conn, &cmd, client_id).await?
             {
@@ -88,7 +89,11 @@ pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent,
     }
 }
 
-async fn find_duplicate(conn: &mut AsyncPgConnection, cmd: &SendMessage, client_id: &str) -> Result<Option<Message>, StoreError> {
+async fn find_duplicate(
+    conn: &mut AsyncPgConnection,
+    cmd: &SendMessage,
+    client_id: &str,
+) -> Result<Option<Message>, StoreError> {
     let row: Option<MessageRow> = optional(
         diesel::sql_query(format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"

@@ -20,9 +20,9 @@ use chat_domain::proto::events::TenantChanged;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use chat_pg::PgPool;
 use crate::error::{StoreError, stored};
 use crate::outbox::Publisher;
+use chat_pg::PgPool;
 
 /// What every handler needs. Cheap to clone.
 #[derive(Clone)]

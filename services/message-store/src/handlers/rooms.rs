@@ -24,7 +24,10 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
         }
     }
     if others.len() + 1 > MAX_INITIAL_MEMBERS {
-        return Err(ApiError::validation("members", format!("A room can be created with at most {MAX_INITIAL_MEMBERS} members")));
+        return Err(ApiError::validation(
+            "members",
+            format!("A room can be created with at most {MAX_INITIAL_MEMBERS} members"),
+        ));
     }
     let unique_key = match cmd.room_type {
         RoomType::Dm => match others.as_slice() {
@@ -56,8 +59,11 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
             .await;
             let row = match inserted {
                 Err(diesel::result::Error::NotFound) => {
-                    let existing = existing_dm(conn, tenant.as_str(), unique_key.as_deref().unwrap_or_default()).await?;
-                    return Err(ApiError::conflict(format!("A DM between these users already exists: {existing}")).into());
+                    let existing =
+                        existing_dm(conn, tenant.as_str(), unique_key.as_deref().unwrap_or_default()).await?;
+                    return Err(
+                        ApiError::conflict(format!("A DM between these users already exists: {existing}")).into()
+                    );
                 }
                 other => other?,
             };
@@ -69,7 +75,9 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
             .bind::<Text, _>(room_id.as_str())
             .bind::<Text, _>(tenant.as_str())
             .bind::<Text, _>(creator.as_str())
-            .bind::<Array<Text>, _>(std::iter::once(&creator).chain(others.iter()).map(|u| u.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                std::iter::once(&creator).chain(others.iter()).map(|u| u.as_str()).collect::<Vec<_>>(),
+            )
             .execute(conn)
             .await?;
             row.try_into()
@@ -78,7 +86,11 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
     Ok(room)
 }
 
-async fn existing_dm(conn: &mut diesel_async::AsyncPgConnection, tenant: &str, key: &str) -> Result<String, StoreError> {
+async fn existing_dm(
+    conn: &mut diesel_async::AsyncPgConnection,
+    tenant: &str,
+    key: &str,
+) -> Result<String, StoreError> {
     #[derive(diesel::QueryableByName)]
     struct Id {
         #[diesel(sql_type = Text)]

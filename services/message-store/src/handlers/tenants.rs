@@ -3,7 +3,7 @@
 use chat_domain::ApiError;
 use chat_domain::ids::TenantId;
 use chat_domain::keys;
-use chat_domain::model::{DEFAULT_RATE_LIMIT_PER_SEC, Tenant, validate_name};
+use chat_domain::model::{DEFAULT_RATE_LIMIT_PER_SEC, Tenant, validate_name, validate_rate_limit};
 use chat_domain::proto::Done;
 use chat_domain::proto::store::{
     Authenticate, AuthenticateAdmin, CreateTenant, GetTenant, KeyRotated, ListTenants, RotateKey, TenantAuth,
@@ -66,7 +66,11 @@ pub async fn authenticate_admin(store: Store, cmd: AuthenticateAdmin) -> Result<
 pub async fn create_tenant(store: Store, cmd: CreateTenant) -> Result<TenantCreated, ApiError> {
     let name = validate_name("name", &cmd.name)?;
     let tenant_id = cmd.tenant_id.unwrap_or_else(TenantId::generate);
-    let limit = cmd.rate_limit_per_sec.unwrap_or(DEFAULT_RATE_LIMIT_PER_SEC);
+    let limit = cmd
+        .rate_limit_per_sec
+        .map(|l| validate_rate_limit(i64::from(l)))
+        .transpose()?
+        .unwrap_or(DEFAULT_RATE_LIMIT_PER_SEC);
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
     let api_key = keys::generate(keys::TENANT_KEY_PREFIX);
     let (id, key) = (tenant_id.clone(), api_key.clone());
@@ -75,11 +79,11 @@ pub async fn create_tenant(store: Store, cmd: CreateTenant) -> Result<TenantCrea
             let inserted = diesel::sql_query(
                 "INSERT INTO tenants (id, name, rate_limit_per_sec) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
             )
-                .bind::<Text, _>(id.as_str())
-                .bind::<Text, _>(&name)
-                .bind::<Integer, _>(limit.min(i32::MAX as u32) as i32)
-                .execute(conn)
-                .await?;
+            .bind::<Text, _>(id.as_str())
+            .bind::<Text, _>(&name)
+            .bind::<Integer, _>(limit.min(i32::MAX as u32) as i32)
+            .execute(conn)
+            .await?;
             if inserted == 0 {
                 return Err(ApiError::conflict(format!("Tenant {id} already exists")).into());
             }
@@ -92,13 +96,14 @@ pub async fn create_tenant(store: Store, cmd: CreateTenant) -> Result<TenantCrea
 
 pub async fn list_tenants(store: Store, cmd: ListTenants) -> Result<Vec<Tenant>, ApiError> {
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
-    let rows: Vec<TenantRow> =
-        diesel::sql_query(format!("SELECT {TENANT_COLUMNS} FROM tenants t ORDER BY t.created_at, t.id LIMIT $1 OFFSET $2"))
-            .bind::<BigInt, _>(i64::from(cmd.limit))
-            .bind::<BigInt, _>(i64::from(cmd.offset))
-            .load(&mut conn)
-            .await
-            .map_err(StoreError::from)?;
+    let rows: Vec<TenantRow> = diesel::sql_query(format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants t ORDER BY t.created_at, t.id LIMIT $1 OFFSET $2"
+    ))
+    .bind::<BigInt, _>(i64::from(cmd.limit))
+    .bind::<BigInt, _>(i64::from(cmd.offset))
+    .load(&mut conn)
+    .await
+    .map_err(StoreError::from)?;
     Ok(rows.into_iter().map(Tenant::try_from).collect::<Result<_, _>>()?)
 }
 
@@ -109,6 +114,9 @@ pub async fn get_tenant(store: Store, cmd: GetTenant) -> Result<Tenant, ApiError
 
 pub async fn update_tenant(store: Store, cmd: UpdateTenant) -> Result<Tenant, ApiError> {
     let name = cmd.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
+    if let Some(l) = cmd.rate_limit_per_sec {
+        validate_rate_limit(i64::from(l))?;
+    }
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
     let updated = diesel::sql_query(
         "UPDATE tenants SET name = COALESCE($2, name),
@@ -162,7 +170,11 @@ pub async fn insert_key(conn: &mut AsyncPgConnection, tenant: &TenantId, key: &s
 }
 
 async fn load_tenant(conn: &mut AsyncPgConnection, id: &TenantId) -> Result<Tenant, StoreError> {
-    let row: Option<TenantRow> =
-        optional(diesel::sql_query(format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = $1")).bind::<Text, _>(id.as_str()).get_result(conn).await)?;
+    let row: Option<TenantRow> = optional(
+        diesel::sql_query(format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = $1"))
+            .bind::<Text, _>(id.as_str())
+            .get_result(conn)
+            .await,
+    )?;
     row.ok_or_else(|| StoreError::Api(ApiError::not_found("Tenant not found")))?.try_into()
 }

@@ -1,0 +1,152 @@
+//! `chatctl`, the operator CLI. It does what the gateway's admin API does by sending
+//! the same typed commands straight to the services over NATS ([`chat_bus::Bus`]), so
+//! it needs no gateway and no admin key.
+//!
+//! - [`cli`]: the arguments (clap), validated as the admin API validates them.
+//! - [`output`]: tables and `key: value` lines for a terminal.
+//! - [`run`]: connect, send one command, print the reply, and pick the exit code:
+//!   0 on success, 1 on an error reply or an unreachable bus (`error: CODE: message` on
+//!   stderr), 2 on a usage error (clap).
+
+pub mod cli;
+pub mod output;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chat_bus::{Bus, envelope};
+use chat_domain::ApiError;
+use chat_domain::proto::Service;
+use chat_domain::proto::health::{Health, ServiceHealth};
+use chat_domain::proto::store::{CreateTenant, GetTenant, ListTenants, RotateKey, UpdateTenant};
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, Tenants};
+
+/// The name chatctl's NATS connection shows in server monitoring.
+const CONNECTION_NAME: &str = "chatctl";
+/// How long each service gets to answer `health`, as the gateway's `GET /health`.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs one parsed command line to completion and returns the process's exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match execute(&cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}: {}", e.code, e.message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(cli: &Cli) -> Result<ExitCode, ApiError> {
+    let client =
+        chat_bus::connect(&cli.nats_url, CONNECTION_NAME).await.map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+    let bus = Bus::new(client, cli.bus_prefix.clone());
+    let json = cli.json;
+    match &cli.command {
+        Command::Tenants(Tenants::Create { name, id, rate_limit }) => {
+            let cmd = CreateTenant { name: name.clone(), tenant_id: id.clone(), rate_limit_per_sec: *rate_limit };
+            let created = bus.request(&cmd).await?;
+            if json {
+                print_json(&created)?;
+            } else {
+                let t = &created.tenant;
+                print(&output::fields(&[("tenant_id", t.tenant_id.to_string()), ("api_key", created.api_key.clone())]));
+            }
+            eprintln!(
+                "created tenant {} ({}, {} requests/s). The API key is shown only this once: store it now.",
+                created.tenant.tenant_id,
+                output::cell(&created.tenant.name),
+                created.tenant.rate_limit_per_sec
+            );
+        }
+        Command::Tenants(Tenants::List(page)) => {
+            let tenants = bus.request(&ListTenants { limit: page.limit, offset: page.offset }).await?;
+            if json {
+                print_json(&tenants)?;
+            } else if tenants.is_empty() {
+                eprintln!("no tenants (offset {})", page.offset);
+            } else {
+                print(&output::tenant_table(&tenants));
+            }
+        }
+        Command::Tenants(Tenants::Show { id }) => {
+            let tenant = bus.request(&GetTenant { tenant_id: id.clone() }).await?;
+            if json { print_json(&tenant)? } else { print(&output::tenant(&tenant)) }
+        }
+        Command::Tenants(Tenants::Update { id, name, rate_limit }) => {
+            let cmd = UpdateTenant { tenant_id: id.clone(), name: name.clone(), rate_limit_per_sec: *rate_limit };
+            let tenant = bus.request(&cmd).await?;
+            if json { print_json(&tenant)? } else { print(&output::tenant(&tenant)) }
+        }
+        Command::Tenants(Tenants::RotateKey { id }) => {
+            let rotated = bus.request(&RotateKey { tenant_id: id.clone() }).await?;
+            if json {
+                print_json(&rotated)?;
+            } else {
+                print(&output::fields(&[
+                    ("tenant_id", rotated.tenant_id.to_string()),
+                    ("api_key", rotated.api_key.clone()),
+                ]));
+            }
+            eprintln!("previous keys of {} are revoked. The new key is shown only this once: store it now.", id);
+        }
+        Command::Health => return health(&bus, json).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks every backend at once. Exit code 1 unless all answered `ok`.
+async fn health(bus: &Bus, json: bool) -> Result<ExitCode, ApiError> {
+    let bus = bus.with_timeout(HEALTH_TIMEOUT);
+    let answers: Vec<(Service, Result<ServiceHealth, ApiError>)> =
+        futures_util::future::join_all(Service::BACKENDS.iter().map(|service| {
+            let bus = bus.clone();
+            async move { (*service, bus.request_to(*service, &Health {}).await) }
+        }))
+        .await;
+    if json {
+        // Each service's reply as the bus carried it: `{"ok":true,"data":..}` or
+        // `{"ok":false,"error":..}`.
+        let mut all = serde_json::Map::new();
+        for (service, answer) in &answers {
+            let bytes = match answer {
+                Ok(h) => envelope::ok(h),
+                Err(e) => envelope::err(e),
+            };
+            let value = serde_json::from_slice(&bytes).map_err(|_| ApiError::internal())?;
+            all.insert(service.name().to_owned(), value);
+        }
+        print_json(&all)?;
+    } else {
+        print(&output::health_table(&answers));
+    }
+    let unhealthy: Vec<String> = answers
+        .iter()
+        .filter_map(|(service, answer)| match answer {
+            Ok(h) if h.is_ok() => None,
+            Ok(h) => Some(format!("{} {}", service.name(), output::cell(&h.status))),
+            Err(_) => Some(format!("{} down", service.name())),
+        })
+        .collect();
+    if unhealthy.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: {}: {}", chat_domain::ErrorCode::ServiceUnavailable, unhealthy.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Writes to stdout; a closed pipe (`chatctl tenants list | head -1`) is not an error
+/// worth a panic.
+fn print(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), ApiError> {
+    let text = serde_json::to_string_pretty(value).map_err(|_| ApiError::internal())?;
+    print(&(text + "\n"));
+    Ok(())
+}

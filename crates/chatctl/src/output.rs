@@ -1,0 +1,156 @@
+//! How replies look on a terminal: aligned tables for lists, `key: value` lines for
+//! one record. Pure functions from replies to text, so they are tested without NATS.
+
+use chat_domain::model::Tenant;
+use chat_domain::proto::Service;
+use chat_domain::proto::health::ServiceHealth;
+use chat_domain::{ApiError, time};
+
+/// Columns separated by two spaces, padded to the widest cell; the last column is
+/// not padded, so lines carry no trailing blanks.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let last = row.len().saturating_sub(1);
+        for (i, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if i < last {
+                let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.chars().count()) + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `key: value` lines with the values aligned.
+pub fn fields(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+    pairs.iter().map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:"))).collect()
+}
+
+/// A value from the wire made safe for one terminal cell: control characters (a
+/// newline in a tenant's name) are escaped instead of breaking the layout.
+pub fn cell(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+fn key_prefixes(t: &Tenant) -> String {
+    if t.api_key_prefixes.is_empty() { "-".to_owned() } else { t.api_key_prefixes.join(",") }
+}
+
+pub fn tenant_table(tenants: &[Tenant]) -> String {
+    let rows: Vec<Vec<String>> = tenants
+        .iter()
+        .map(|t| {
+            vec![
+                t.tenant_id.to_string(),
+                cell(&t.name),
+                t.rate_limit_per_sec.to_string(),
+                key_prefixes(t),
+                time::format(&t.created_at),
+            ]
+        })
+        .collect();
+    table(&["TENANT_ID", "NAME", "RATE/S", "KEYS", "CREATED_AT"], &rows)
+}
+
+pub fn tenant(t: &Tenant) -> String {
+    fields(&[
+        ("tenant_id", t.tenant_id.to_string()),
+        ("name", cell(&t.name)),
+        ("rate_limit_per_sec", t.rate_limit_per_sec.to_string()),
+        ("api_key_prefixes", key_prefixes(t)),
+        ("created_at", time::format(&t.created_at)),
+    ])
+}
+
+/// One line per service: its status, which instance answered, and its checks, or why
+/// it did not answer.
+pub fn health_table(answers: &[(Service, Result<ServiceHealth, ApiError>)]) -> String {
+    let rows: Vec<Vec<String>> = answers
+        .iter()
+        .map(|(service, answer)| match answer {
+            Ok(h) => {
+                let checks: Vec<String> =
+                    h.checks.iter().map(|(k, ok)| format!("{}={}", cell(k), if *ok { "ok" } else { "FAIL" })).collect();
+                vec![
+                    service.name().to_owned(),
+                    cell(&h.status),
+                    cell(&h.instance),
+                    time::human_duration(std::time::Duration::from_secs(h.uptime_secs)),
+                    if checks.is_empty() { "-".to_owned() } else { checks.join(" ") },
+                ]
+            }
+            Err(e) => vec![
+                service.name().to_owned(),
+                "down".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                format!("{}: {}", e.code, cell(&e.message)),
+            ],
+        })
+        .collect();
+    table(&["SERVICE", "STATUS", "INSTANCE", "UPTIME", "CHECKS"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chat_domain::ids::TenantId;
+
+    use super::*;
+
+    fn acme() -> Result<Tenant, Box<dyn std::error::Error>> {
+        Ok(Tenant {
+            tenant_id: TenantId::parse("acme")?,
+            name: "Acme\nCorp".to_owned(),
+            rate_limit_per_sec: 100,
+            api_key_prefixes: vec!["sk_0123456".to_owned(), "sk_abcdef0".to_owned()],
+            created_at: chrono::DateTime::from_timestamp_micros(1_765_627_200_123_456).unwrap_or_default(),
+        })
+    }
+
+    #[test]
+    fn tenants_are_an_aligned_table() -> Result<(), Box<dyn std::error::Error>> {
+        let text = tenant_table(&[acme()?]);
+        assert_eq!(
+            text,
+            "TENANT_ID  NAME        RATE/S  KEYS                   CREATED_AT\n\
+             acme       Acme\\nCorp  100     sk_0123456,sk_abcdef0  2025-12-13T12:00:00.123456Z\n"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn one_tenant_is_aligned_lines() -> Result<(), Box<dyn std::error::Error>> {
+        let text = tenant(&acme()?);
+        assert!(text.starts_with("tenant_id:          acme\nname:               Acme\\nCorp\n"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn health_shows_down_services_with_their_error() {
+        let up =
+            ServiceHealth::new("message-store", "host-1/7", 61, BTreeMap::from([("db_writable".to_owned(), true)]));
+        let text = health_table(&[
+            (Service::MessageStore, Ok(up)),
+            (Service::Presence, Err(ApiError::unavailable("presence is not running"))),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.get(1).copied(), Some("message-store  ok      host-1/7  1m1s    db_writable=ok"));
+        assert_eq!(
+            lines.get(2).copied(),
+            Some("presence       down    -         -       SERVICE_UNAVAILABLE: presence is not running")
+        );
+    }
+}
