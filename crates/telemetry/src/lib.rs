@@ -88,14 +88,33 @@ pub fn init_for_tests() {
 }
 
 fn build_provider(service: &str) -> SdkTracerProvider {
+    let export =
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() { Export::FromEnv } else { Export::Nowhere };
+    provider_with(service, export)
+}
+
+/// Where spans go.
+enum Export {
+    /// Nowhere: spans still get ids, so trace context propagates.
+    Nowhere,
+    /// OTLP/HTTP, configured by the standard `OTEL_EXPORTER_OTLP_*` variables.
+    FromEnv,
+    /// OTLP/HTTP to this traces URL.
+    #[cfg_attr(not(test), allow(dead_code))]
+    To(String),
+}
+
+fn provider_with(service: &str, export: Export) -> SdkTracerProvider {
+    use opentelemetry_otlp::WithExportConfig as _;
     let resource = Resource::builder().with_service_name(service.to_owned()).build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
-    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
-        return builder.build();
-    }
-    // The exporter reads the endpoint (and headers) from the standard OTEL_* variables.
+    let exporter = match export {
+        Export::Nowhere => return builder.build(),
+        Export::FromEnv => opentelemetry_otlp::SpanExporter::builder().with_http().build(),
+        Export::To(url) => opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(url).build(),
+    };
     // A collector that is down only costs failed background exports, never an error here.
-    match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+    match exporter {
         Ok(exporter) => builder.with_batch_exporter(exporter).build(),
         Err(e) => {
             eprintln!("OTLP exporter could not be built ({e}); traces will not be exported");
@@ -141,4 +160,20 @@ pub fn instance_id() -> String {
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()))
         .unwrap_or_else(|| "localhost".to_owned());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+
+    #[test]
+    fn no_collector_is_no_error() {
+        // Nothing listens on port 9: exports fail in the background, quietly.
+        let provider =
+            super::provider_with("telemetry-test", super::Export::To("http://127.0.0.1:9/v1/traces".to_owned()));
+        let tracer = provider.tracer("t");
+        tracer.in_span("work", |_| {});
+        let _ = provider.force_flush();
+        let _ = provider.shutdown();
+    }
 }

@@ -121,6 +121,7 @@ impl StackBuilder {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
         let admin_key = chat_domain::keys::generate(chat_domain::keys::ADMIN_KEY_PREFIX);
+        let mut ops_ports = Vec::new();
 
         for i in 0..self.message_stores {
             let cfg = message_store::Config {
@@ -129,7 +130,7 @@ impl StackBuilder {
                 database_url: db.clone(),
                 db_pool_size: 8,
                 db_timeout: Duration::from_secs(10),
-                ops_addr: None,
+                ops_addr: Some("127.0.0.1:0".parse()?),
                 bootstrap: message_store::Bootstrap {
                     admin_api_key: Some(admin_key.clone()),
                     dev_tenant: false,
@@ -141,6 +142,7 @@ impl StackBuilder {
                 instance: Some(format!("message-store-{i}")),
             };
             let app = message_store::MessageStore::build(cfg).await.context("starting message-store")?;
+            ops_ports.extend(app.ops_port().map(|p| ("message-store", p)));
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         if self.presence {
@@ -148,9 +150,10 @@ impl StackBuilder {
                 nats_url: nats_url(),
                 bus_prefix: prefix.clone(),
                 redis_url: redis_url(),
-                ops_addr: None,
+                ops_addr: Some("127.0.0.1:0".parse()?),
             };
             let app = presence::Presence::build(cfg).await.context("starting presence")?;
+            ops_ports.extend(app.ops_port().map(|p| ("presence", p)));
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         if self.notification {
@@ -160,9 +163,10 @@ impl StackBuilder {
                 database_url: db.clone(),
                 db_pool_size: 4,
                 db_timeout: Duration::from_secs(10),
-                ops_addr: None,
+                ops_addr: Some("127.0.0.1:0".parse()?),
             };
             let app = notification::Notification::build(cfg).await.context("starting notification")?;
+            ops_ports.extend(app.ops_port().map(|p| ("notification", p)));
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         let mut gateway_ports = Vec::new();
@@ -188,6 +192,7 @@ impl StackBuilder {
             bus: chat_bus::Bus::new(nats, chat_bus::Subjects::new(&prefix)?),
             prefix,
             gateway_ports,
+            ops_ports,
             admin_key,
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
             stop: stop_tx,
@@ -203,6 +208,8 @@ pub struct TestStack {
     /// The bus prefix that isolates this stack.
     pub prefix: String,
     pub gateway_ports: Vec<u16>,
+    /// `(service, port)` of each non-gateway service's `/healthz`, `/readyz`, `/metrics`.
+    pub ops_ports: Vec<(&'static str, u16)>,
     /// The operator key message-store was started with.
     pub admin_key: String,
     /// A bus client under this stack's prefix.

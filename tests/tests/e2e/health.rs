@@ -22,6 +22,15 @@ async fn health_reports_every_service() -> anyhow::Result<()> {
     let text = metrics.body.as_str().unwrap_or_default();
     assert!(text.contains("chat_gateway_http_requests_total"), "gateway metrics exported");
     assert!(text.contains("chat_bus_commands_total"), "bus metrics exported");
+    // Every other service has its own ops endpoints.
+    assert_eq!(stack.ops_ports.len(), 3);
+    for (service, port) in &stack.ops_ports {
+        let ops = Client::raw(&format!("http://127.0.0.1:{port}"));
+        ops.get("/healthz").await?.expect(StatusCode::OK).map_err(|e| e.context(*service))?;
+        ops.get("/readyz").await?.expect(StatusCode::OK).map_err(|e| e.context(*service))?;
+        let m = ops.get("/metrics").await?.expect(StatusCode::OK)?;
+        assert!(m.body.as_str().is_some_and(|t| t.contains("# TYPE")), "{service} exports metrics");
+    }
     stack.stop().await
 }
 
