@@ -121,6 +121,11 @@ impl Subjects {
         format!("{}.presence.{}.{}.{}", self.prefix, tenant.token(), room.token(), signal.as_str())
     }
 
+    /// `<p>.presence.>`: every presence signal (presence's queue subscription).
+    pub fn all_presence(&self) -> String {
+        format!("{}.presence.>", self.prefix)
+    }
+
     /// `<p>.dlq.<tenant>.<kind>`: a dead letter.
     pub fn dead_letter(&self, tenant: &impl Token, kind: &str) -> String {
         format!("{}.dlq.{}.{kind}", self.prefix, tenant.token())

@@ -19,6 +19,7 @@ use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, TenantChanged};
 use chat_domain::proto::health::{Health, ServiceHealth};
+use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, HeartbeatSignal, SetTyping};
 use chat_domain::proto::store::{
     AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, GetRoom, GetTenant, ListMembers,
     ListMessages, ListTenants, RemoveMember, RotateKey, SendMessage, UpdateTenant,
@@ -124,6 +125,9 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<RemoveMember>(),
         CommandSpec::owned::<SendMessage>(),
         CommandSpec::owned::<ListMessages>(),
+        CommandSpec::owned::<Connect>(),
+        CommandSpec::owned::<GetOnline>(),
+        CommandSpec::owned::<SetTyping>(),
         CommandSpec::common::<Health>(),
     ]
 }
@@ -133,6 +137,8 @@ fn events() -> Vec<(&'static str, Value)> {
     vec![
         ("events/room-event.json", schemars::schema_for!(RoomEvent).to_value()),
         ("events/tenant-changed.json", schemars::schema_for!(TenantChanged).to_value()),
+        ("signals/disconnect.json", schemars::schema_for!(DisconnectSignal).to_value()),
+        ("signals/heartbeat.json", schemars::schema_for!(HeartbeatSignal).to_value()),
     ]
 }
 
@@ -155,7 +161,7 @@ const KIND: Placeholder = Placeholder("{kind}");
 /// Every builder of [`Subjects`] this test covers, by method name. A new builder fails
 /// `every_subject_builder_is_covered` until it is called in [`concrete_subjects`] or
 /// [`wildcard_subjects`] and named here.
-const COVERED_BUILDERS: [&str; 9] = [
+const COVERED_BUILDERS: [&str; 10] = [
     "command",
     "commands_of",
     "room_event",
@@ -163,6 +169,7 @@ const COVERED_BUILDERS: [&str; 9] = [
     "all_room_events",
     "user_event",
     "presence",
+    "all_presence",
     "dead_letter",
     "tenant_changed",
 ];
@@ -195,6 +202,7 @@ fn wildcard_subjects(s: &Subjects) -> Vec<String> {
     let mut out: Vec<String> = Service::BACKENDS.iter().map(|service| s.commands_of(*service)).collect();
     out.push(s.room_events(&TENANT, &ROOM));
     out.push(s.all_room_events());
+    out.push(s.all_presence());
     out
 }
 
@@ -700,6 +708,7 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         unique_key: None,
         name: Some("Ops".to_owned()),
         last_seq: 0,
+        member_count: 1,
         created_by: alice,
         created_at: now,
     };

@@ -195,6 +195,8 @@ pub struct Room {
     pub name: Option<String>,
     /// The `seq` of the newest message (0 when empty).
     pub last_seq: i64,
+    /// How many members the room has.
+    pub member_count: i64,
     pub created_by: UserId,
     #[serde(with = "crate::time::micros")]
     #[schemars(with = "String", extend("format" = "date-time"))]

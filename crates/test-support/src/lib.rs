@@ -146,12 +146,8 @@ impl StackBuilder {
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         if self.presence {
-            let cfg = presence::Config {
-                nats_url: nats_url(),
-                bus_prefix: prefix.clone(),
-                redis_url: redis_url(),
-                ops_addr: Some("127.0.0.1:0".parse()?),
-            };
+            let mut cfg = presence::Config::for_tests(nats_url(), prefix.clone(), redis_url());
+            cfg.ops_addr = Some("127.0.0.1:0".parse()?);
             let app = presence::Presence::build(cfg).await.context("starting presence")?;
             ops_ports.extend(app.ops_port().map(|p| ("presence", p)));
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));

@@ -52,6 +52,8 @@ pub struct RoomRow {
     pub unique_key: Option<String>,
     #[diesel(sql_type = BigInt)]
     pub last_seq: i64,
+    #[diesel(sql_type = BigInt)]
+    pub member_count: i64,
     #[diesel(sql_type = Text)]
     pub created_by: String,
     #[diesel(sql_type = Timestamptz)]
@@ -67,6 +69,7 @@ impl TryFrom<RoomRow> for Room {
             unique_key: r.unique_key,
             name: r.name,
             last_seq: r.last_seq,
+            member_count: r.member_count,
             created_by: stored(UserId::parse(r.created_by))?,
             created_at: r.created_at,
         })

@@ -32,6 +32,15 @@ pub enum RoomEventBody {
     MemberAdded(Member),
     #[serde(rename = "member.removed")]
     MemberRemoved(MemberRemoved),
+    /// A user's first socket in the room opened.
+    #[serde(rename = "presence.joined")]
+    PresenceJoined(PresenceChange),
+    /// A user's last socket in the room closed (after the grace period) or expired.
+    #[serde(rename = "presence.left")]
+    PresenceLeft(PresenceChange),
+    /// A user started or stopped typing (or their typing expired).
+    #[serde(rename = "typing")]
+    Typing(TypingChange),
 }
 
 impl RoomEventBody {
@@ -41,11 +50,15 @@ impl RoomEventBody {
             RoomEventBody::MessageCreated(_) => "message.created",
             RoomEventBody::MemberAdded(_) => "member.added",
             RoomEventBody::MemberRemoved(_) => "member.removed",
+            RoomEventBody::PresenceJoined(_) => "presence.joined",
+            RoomEventBody::PresenceLeft(_) => "presence.left",
+            RoomEventBody::Typing(_) => "typing",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 3] = ["message.created", "member.added", "member.removed"];
+    pub const KINDS: [&'static str; 6] =
+        ["message.created", "member.added", "member.removed", "presence.joined", "presence.left", "typing"];
 }
 
 /// A member left or was removed.
@@ -53,6 +66,21 @@ impl RoomEventBody {
 pub struct MemberRemoved {
     pub user_id: UserId,
     pub removed_by: UserId,
+}
+
+/// A user came online or went offline in a room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PresenceChange {
+    pub user_id: UserId,
+    pub user_name: Option<String>,
+}
+
+/// A user's typing state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TypingChange {
+    pub user_id: UserId,
+    pub user_name: Option<String>,
+    pub is_typing: bool,
 }
 
 /// A tenant's keys or settings changed: gateways drop what they cached about it.

@@ -11,7 +11,8 @@ use super::{Store, access};
 use crate::error::StoreError;
 use crate::rows::RoomRow;
 
-const ROOM_COLUMNS: &str = "id, room_type, name, unique_key, last_seq, created_by, created_at";
+const ROOM_COLUMNS: &str = "id, room_type, name, unique_key, last_seq, created_by, created_at,
+    (SELECT count(*) FROM room_members m WHERE m.room_id = rooms.id) AS member_count";
 
 pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError> {
     let name = cmd.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
@@ -80,6 +81,12 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
             )
             .execute(conn)
             .await?;
+            drop(row);
+            // Read back with the members counted.
+            let row: RoomRow = diesel::sql_query(format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = $1"))
+                .bind::<Text, _>(room_id.as_str())
+                .get_result(conn)
+                .await?;
             row.try_into()
         })
         .await?;
