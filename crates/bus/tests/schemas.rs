@@ -21,8 +21,8 @@ use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, Tenant
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, HeartbeatSignal, SetTyping};
 use chat_domain::proto::store::{
-    AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, GetRoom, GetTenant, ListMembers,
-    ListMessages, ListTenants, RemoveMember, RotateKey, SendMessage, UpdateTenant,
+    AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, GetRoom, GetTenant, GetTokenSecret,
+    ListMembers, ListMessages, ListTenants, RemoveMember, RotateKey, SendMessage, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -113,6 +113,7 @@ fn commands() -> Vec<CommandSpec> {
     vec![
         CommandSpec::owned::<Authenticate>(),
         CommandSpec::owned::<AuthenticateAdmin>(),
+        CommandSpec::owned::<GetTokenSecret>(),
         CommandSpec::owned::<CreateTenant>(),
         CommandSpec::owned::<ListTenants>(),
         CommandSpec::owned::<GetTenant>(),
@@ -676,6 +677,7 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         message_id: MessageId::generate(),
         room_id: room_id.clone(),
         sender_id: alice.clone(),
+        sender_name: Some("Alice".to_owned()),
         seq: 1,
         content: MessageContent::parse("hello")?.as_str().to_owned(),
         meta: Some(json!({"type": "text"})),

@@ -16,6 +16,8 @@ pub const MAX_CONTENT_CHARS: usize = 16_000;
 pub const MAX_META_BYTES: usize = 8 * 1024;
 /// Longest client-chosen idempotency id (`client_msg_id`, `local_id`, `Idempotency-Key`).
 pub const MAX_CLIENT_ID_LEN: usize = 128;
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 /// Longest room or tenant name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
 /// Most members a room can be created with in one call.
@@ -219,6 +221,8 @@ pub struct Message {
     pub message_id: MessageId,
     pub room_id: RoomId,
     pub sender_id: UserId,
+    /// The sender's display name when the message was sent, if one was given.
+    pub sender_name: Option<String>,
     /// Position in the room, from 1, without gaps.
     pub seq: i64,
     pub content: String,

@@ -166,6 +166,7 @@ impl StackBuilder {
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         let mut gateway_ports = Vec::new();
+        let mut gateway_stops = Vec::new();
         for _ in 0..self.gateways {
             let mut cfg = gateway::Config {
                 nats_url: nats_url(),
@@ -175,19 +176,34 @@ impl StackBuilder {
                 workers: 2,
                 max_body_bytes: 64 * 1024,
                 auth_cache_ttl: Duration::from_secs(10),
+                ws: gateway::ws::WsConfig {
+                    heartbeat_every: Duration::from_millis(500),
+                    reconnect_spread_ms: 100,
+                    ..gateway::ws::WsConfig::default()
+                },
             };
             if let Some(f) = self.gateway_config {
                 f(&mut cfg);
             }
             let app = gateway::Gateway::build(cfg).await.context("starting gateway")?;
             gateway_ports.push(app.port());
-            tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
+            // Each gateway also stops on its own switch, to test one going away.
+            let (own_tx, own_rx) = watch::channel(false);
+            gateway_stops.push(own_tx);
+            let (all, own) = (stopped(stop_rx.clone()), stopped(own_rx));
+            tasks.push(tokio::spawn(app.run(async move {
+                tokio::select! {
+                    _ = all => {},
+                    _ = own => {},
+                }
+            })));
         }
         let nats = chat_bus::connect(&nats_url(), "test").await?;
         let stack = TestStack {
             bus: chat_bus::Bus::new(nats, chat_bus::Subjects::new(&prefix)?),
             prefix,
             gateway_ports,
+            gateway_stops,
             ops_ports,
             admin_key,
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
@@ -204,6 +220,7 @@ pub struct TestStack {
     /// The bus prefix that isolates this stack.
     pub prefix: String,
     pub gateway_ports: Vec<u16>,
+    gateway_stops: Vec<watch::Sender<bool>>,
     /// `(service, port)` of each non-gateway service's `/healthz`, `/readyz`, `/metrics`.
     pub ops_ports: Vec<(&'static str, u16)>,
     /// The operator key message-store was started with.
@@ -228,6 +245,18 @@ impl TestStack {
     /// `http://127.0.0.1:<port>` of gateway `i`.
     pub fn base_url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.gateway_ports[i])
+    }
+
+    /// `ws://127.0.0.1:<port>` of gateway `i`.
+    pub fn ws_url(&self, i: usize) -> String {
+        format!("ws://127.0.0.1:{}", self.gateway_ports[i])
+    }
+
+    /// Stops gateway `i` alone, as a SIGTERM would.
+    pub async fn stop_gateway(&mut self, i: usize) -> anyhow::Result<()> {
+        let stop = self.gateway_stops.get(i).cloned().ok_or_else(|| anyhow!("no gateway {i}"))?;
+        let _ = stop.send(true);
+        Ok(())
     }
 
     /// `base_url(0) + path`.
@@ -464,4 +493,102 @@ where
 /// Runs `fut` with a 60 s bound, so a hang fails the test instead of stalling the run.
 pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> anyhow::Result<T> {
     tokio::time::timeout(Duration::from_secs(60), fut).await.map_err(|_| anyhow!("{what} took over 60 s"))
+}
+
+/// A WebSocket client speaking the `ws-rooms.md` protocol, for tests.
+pub struct WsClient {
+    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    /// Frames read while looking for another one, in arrival order.
+    pub seen: Vec<Value>,
+}
+
+/// How a socket ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// A close frame with this code.
+    Closed(u16),
+    /// The connection dropped without a close frame.
+    Dropped,
+}
+
+impl WsClient {
+    /// Connects to `url` (e.g. `ws://127.0.0.1:port/ws/room?token=..&user_id=..`).
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let (stream, _) = bounded("websocket connect", tokio_tungstenite::connect_async(url)).await??;
+        Ok(Self { stream, seen: Vec::new() })
+    }
+
+    /// Connects with a tiny TCP receive buffer, so a client that does not read
+    /// backs up the server quickly (for slow-consumer tests).
+    pub async fn connect_small_buffer(url: &str) -> anyhow::Result<Self> {
+        let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow!("not a ws:// URL: {url}"))?;
+        let host = rest.split('/').next().unwrap_or(rest);
+        let addr: std::net::SocketAddr = host.parse()?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let tcp = socket.connect(addr).await?;
+        let (stream, _) = bounded(
+            "websocket connect",
+            tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)),
+        )
+        .await??;
+        Ok(Self { stream, seen: Vec::new() })
+    }
+
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) -> anyhow::Result<()> {
+        use futures_util::SinkExt as _;
+        self.stream.send(tokio_tungstenite::tungstenite::Message::text(frame.to_string())).await?;
+        Ok(())
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: String) -> anyhow::Result<()> {
+        use futures_util::SinkExt as _;
+        self.stream.send(tokio_tungstenite::tungstenite::Message::text(text)).await?;
+        Ok(())
+    }
+
+    /// The next JSON frame (skipping pings), or how the socket ended.
+    pub async fn next(&mut self) -> anyhow::Result<Result<Value, Ended>> {
+        use futures_util::StreamExt as _;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let msg = bounded("a websocket frame", self.stream.next()).await?;
+            match msg {
+                None | Some(Err(_)) => return Ok(Err(Ended::Dropped)),
+                Some(Ok(Message::Text(t))) => return Ok(Ok(serde_json::from_str(&t)?)),
+                Some(Ok(Message::Close(frame))) => {
+                    return Ok(Err(Ended::Closed(frame.map(|f| u16::from(f.code)).unwrap_or(1005))));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Reads until a frame of `kind` arrives and returns it (earlier frames go to `seen`).
+    pub async fn expect(&mut self, kind: &str) -> anyhow::Result<Value> {
+        self.expect_where(kind, |_| true).await
+    }
+
+    /// Reads until a frame of `kind` matching `pred` arrives.
+    pub async fn expect_where(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        loop {
+            match self.next().await? {
+                Ok(frame) if frame["type"] == kind && pred(&frame) => return Ok(frame),
+                Ok(frame) => self.seen.push(frame),
+                Err(end) => bail!("socket ended ({end:?}) while waiting for {kind:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Reads until the socket ends and returns how.
+    pub async fn ended(&mut self) -> anyhow::Result<Ended> {
+        loop {
+            match self.next().await? {
+                Ok(frame) => self.seen.push(frame),
+                Err(end) => return Ok(end),
+            }
+        }
+    }
 }

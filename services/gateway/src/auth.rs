@@ -75,11 +75,14 @@ impl AuthCache {
     }
 
     /// Follows `tenant.changed` announcements until the subscription ends.
-    pub async fn follow_changes(&self, bus: &Bus) -> anyhow::Result<()> {
+    pub async fn follow_changes(&self, bus: &Bus, also: impl Fn(&TenantId)) -> anyhow::Result<()> {
         let mut sub = bus.client().subscribe(bus.subjects().tenant_changed()).await?;
         while let Some(msg) = sub.next().await {
             match serde_json::from_slice::<TenantChanged>(&msg.payload) {
-                Ok(c) => self.forget(&c.tenant_id),
+                Ok(c) => {
+                    self.forget(&c.tenant_id);
+                    also(&c.tenant_id);
+                }
                 Err(e) => tracing::warn!(error = %e, "malformed tenant.changed event"),
             }
         }

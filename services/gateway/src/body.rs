@@ -116,6 +116,11 @@ impl Query {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
+    /// A non-empty string parameter.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name)
+    }
+
     /// An optional integer parameter within `min..=max`.
     pub fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
         match self.get(name) {

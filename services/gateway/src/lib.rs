@@ -8,16 +8,21 @@
 //! - `caller`: the `X-API-Key` / `X-User-Id` extractors.
 //! - `auth`: key resolution with a short cache. `ratelimit`: the Redis limiter.
 //! - `body`: reading bodies and queries with the documented errors.
+//! - `ws/`: the WebSocket API (`ws-rooms.md`): hub, sessions, frames.
+//! - `tokens`: short-lived user tokens (`POST /tokens`). `metrics`: Prometheus.
 
 mod auth;
 mod body;
 mod caller;
 mod error;
+mod metrics;
 mod ratelimit;
 mod rest;
+mod tokens;
+pub mod ws;
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Service as _;
@@ -26,7 +31,6 @@ use actix_web::{App, HttpMessage, HttpServer, web};
 use anyhow::Context as _;
 use chat_bus::{Bus, Subjects};
 use chat_telemetry::ops::ReadinessCheck;
-use prometheus::{HistogramVec, IntCounterVec};
 use tracing::Instrument as _;
 
 pub use ratelimit::Decision;
@@ -46,6 +50,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a resolved API key is trusted before it is checked again.
     pub auth_cache_ttl: Duration,
+    /// WebSocket settings.
+    pub ws: ws::WsConfig,
 }
 
 impl Config {
@@ -62,6 +68,13 @@ impl Config {
             workers: num("GATEWAY_WORKERS", std::thread::available_parallelism().map_or(2, |n| n.get()))?,
             max_body_bytes: num("GATEWAY_MAX_BODY_BYTES", 64 * 1024)?,
             auth_cache_ttl: Duration::from_secs(num("GATEWAY_AUTH_CACHE_SECS", 10)? as u64),
+            ws: ws::WsConfig {
+                max_frame_bytes: num("WS_MAX_FRAME_BYTES", 64 * 1024)?,
+                queue: num("WS_QUEUE", 1024)?,
+                ping_interval: Duration::from_secs(num("WS_PING_SECS", 20)? as u64),
+                idle_timeout: Duration::from_secs(num("WS_IDLE_SECS", 60)? as u64),
+                ..ws::WsConfig::default()
+            },
         })
     }
 }
@@ -74,33 +87,14 @@ pub struct AppState {
     pub limiter: ratelimit::RateLimiter,
     pub started: Instant,
     pub max_body_bytes: usize,
-}
-
-static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        prometheus::Opts::new("chat_gateway_http_requests_total", "HTTP requests by route and status"),
-        &["method", "route", "status"],
-    );
-    register(c)
-});
-
-static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
-    let h = HistogramVec::new(
-        prometheus::HistogramOpts::new("chat_gateway_http_seconds", "HTTP request latency by route")
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
-        &["method", "route"],
-    );
-    register(h)
-});
-
-fn register<M: prometheus::core::Collector + Clone + 'static>(m: Result<M, prometheus::Error>) -> M {
-    match m {
-        Ok(m) => {
-            let _ = prometheus::register(Box::new(m.clone()));
-            m
-        }
-        Err(e) => panic!("metric definition is invalid: {e}"),
-    }
+    pub auth_ttl: Duration,
+    /// Token-signing secrets by tenant.
+    pub secrets: tokens::SecretCache,
+    /// This gateway's sockets and room subscriptions.
+    pub hub: Arc<ws::hub::Hub>,
+    pub ws: ws::WsConfig,
+    /// Becomes `true` when the gateway is shutting down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A built gateway, listening but not yet serving.
@@ -108,6 +102,7 @@ pub struct Gateway {
     config: Config,
     listener: TcpListener,
     state: web::Data<AppState>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -120,14 +115,22 @@ impl Gateway {
         let redis = redis::aio::ConnectionManager::new(redis)
             .await
             .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
+        let bus = Bus::new(client, subjects);
+        let gateway_id = format!("gw{}", &uuid_like());
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
         let state = web::Data::new(AppState {
-            bus: Bus::new(client, subjects),
+            hub: Arc::new(ws::hub::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
+            bus,
             auth: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             limiter: ratelimit::RateLimiter::new(redis, &config.bus_prefix),
             started: Instant::now(),
             max_body_bytes: config.max_body_bytes,
+            auth_ttl: config.auth_cache_ttl,
+            secrets: tokens::SecretCache::default(),
+            ws: config.ws.clone(),
+            shutdown,
         });
-        Ok(Self { config, listener, state })
+        Ok(Self { config, listener, state, stop })
     }
 
     /// The port actually bound (useful with port 0).
@@ -139,9 +142,9 @@ impl Gateway {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
         let follower = {
-            let (auth, bus) = (state.auth.clone(), state.bus.clone());
+            let state = state.clone();
             tokio::spawn(async move {
-                if let Err(e) = auth.follow_changes(&bus).await {
+                if let Err(e) = state.auth.follow_changes(&state.bus, |t| state.secrets.forget(t)).await {
                     tracing::warn!(error = %e, "not following tenant changes; cached keys expire on their own");
                 }
             })
@@ -186,8 +189,8 @@ impl Gateway {
                             }
                         }
                         let status = res.status().as_u16().to_string();
-                        REQUESTS.with_label_values(&[&method, &route, &status]).inc();
-                        LATENCY.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
+                        metrics::REQUESTS.with_label_values(&[&method, &route, &status]).inc();
+                        metrics::LATENCY.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
                         if res.status().is_server_error() {
                             tracing::warn!(status = %status, "request failed");
                         }
@@ -196,6 +199,7 @@ impl Gateway {
                     .instrument(span)
                 })
                 .configure(chat_telemetry::ops::configure(check.clone()))
+                .route("/ws/{room_id}", web::get().to(ws::connect))
                 .service(web::scope("/v1").configure(rest::routes))
                 .configure(rest::routes)
                 .default_service(web::to(error::no_route))
@@ -207,12 +211,29 @@ impl Gateway {
         .context("starting the HTTP server")?
         .run();
         let handle = server.handle();
+        let heartbeats = tokio::spawn(self.state.hub.clone().heartbeats(self.config.ws.heartbeat_every));
+        let (stop, hub) = (self.stop, self.state.hub.clone());
         tokio::spawn(async move {
             shutdown.await;
+            // Tell every socket to reconnect elsewhere, give them a moment to close,
+            // then stop serving (in-flight requests finish).
+            let _ = stop.send(true);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while hub.socket_count().await > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             handle.stop(true).await;
         });
         let result = server.await.context("HTTP server");
         follower.abort();
+        heartbeats.abort();
         result
     }
+}
+
+/// A short random id for this gateway instance (names its sockets in presence).
+fn uuid_like() -> String {
+    let mut b = [0u8; 6];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+    hex::encode(b)
 }

@@ -32,7 +32,11 @@ pub use bootstrap::Bootstrap;
 pub const MIGRATIONS: db::Migrations = db::Migrations {
     table: "schema_migrations",
     lock: 0x6368_6174_0001,
-    steps: &[("0001_init", include_str!("../migrations/0001_init.sql"))],
+    steps: &[
+        ("0001_init", include_str!("../migrations/0001_init.sql")),
+        ("0002_token_secret", include_str!("../migrations/0002_token_secret.sql")),
+        ("0003_sender_name", include_str!("../migrations/0003_sender_name.sql")),
+    ],
 };
 
 /// message-store's settings.

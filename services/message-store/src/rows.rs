@@ -105,6 +105,8 @@ pub struct MessageRow {
     pub room_id: String,
     #[diesel(sql_type = Text)]
     pub sender_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub sender_name: Option<String>,
     #[diesel(sql_type = BigInt)]
     pub seq: i64,
     #[diesel(sql_type = Text)]
@@ -118,7 +120,7 @@ pub struct MessageRow {
 }
 
 /// The columns of `messages` in [`MessageRow`]'s shape.
-pub const MESSAGE_COLUMNS: &str = "id, room_id, sender_id, seq, content, meta, client_msg_id, created_at";
+pub const MESSAGE_COLUMNS: &str = "id, room_id, sender_id, sender_name, seq, content, meta, client_msg_id, created_at";
 
 impl TryFrom<MessageRow> for Message {
     type Error = StoreError;
@@ -127,6 +129,7 @@ impl TryFrom<MessageRow> for Message {
             message_id: stored(MessageId::parse(r.id))?,
             room_id: stored(RoomId::parse(r.room_id))?,
             sender_id: stored(UserId::parse(r.sender_id))?,
+            sender_name: r.sender_name,
             seq: r.seq,
             content: r.content,
             meta: r.meta,

@@ -10,3 +10,4 @@ mod messages;
 mod ratelimit;
 mod rooms;
 mod storage;
+mod ws;

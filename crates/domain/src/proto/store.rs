@@ -37,6 +37,21 @@ pub struct TenantAuth {
 }
 store_command!(Authenticate, "authenticate", TenantAuth);
 
+/// The secret that signs a tenant's user tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GetTokenSecret {
+    pub tenant_id: TenantId,
+}
+
+/// A tenant and its token-signing secret (only the gateway asks for this).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenSecret {
+    pub tenant: TenantAuth,
+    /// Hex; rotated together with the tenant's API key.
+    pub secret: String,
+}
+store_command!(GetTokenSecret, "get_token_secret", TokenSecret);
+
 /// Check an operator (admin) key.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AuthenticateAdmin {
@@ -160,6 +175,8 @@ pub struct SendMessage {
     pub actor: Actor,
     pub room_id: RoomId,
     pub content: MessageContent,
+    /// The sender's display name, shown with the message.
+    pub sender_name: Option<String>,
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub meta: Option<serde_json::Value>,
     /// Idempotency id: a resend with the same id by the same sender in the same room

@@ -72,5 +72,6 @@ pub async fn rotate_key(path: web::Path<String>, _: Admin, state: web::Data<AppS
     let tenant_id = tenant_id(&path)?;
     let rotated = state.bus.request(&RotateKey { tenant_id: tenant_id.clone() }).await?;
     state.auth.forget(&tenant_id);
+    state.secrets.forget(&tenant_id);
     Ok(HttpResponse::Ok().json(rotated))
 }

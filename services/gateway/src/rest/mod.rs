@@ -3,6 +3,7 @@
 
 mod admin;
 mod health;
+mod live;
 mod messages;
 mod rooms;
 
@@ -20,6 +21,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/rooms/{room_id}/members/{user_id}", web::delete().to(rooms::remove_member))
         .route("/rooms/{room_id}/messages", web::post().to(messages::send))
         .route("/rooms/{room_id}/messages", web::get().to(messages::list))
+        .route("/tokens", web::post().to(crate::tokens::create))
+        .route("/api/v1/rooms/{room_id}/online", web::get().to(live::online))
+        .route("/api/v1/rooms/{room_id}/participants", web::get().to(live::participants))
         .route("/admin/tenants", web::post().to(admin::create_tenant))
         .route("/admin/tenants", web::get().to(admin::list_tenants))
         .route("/admin/tenants/{tenant_id}", web::get().to(admin::get_tenant))

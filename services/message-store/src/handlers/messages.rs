@@ -54,8 +54,8 @@ pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent,
                 return Ok(Sent::Duplicate(existing));
             }
             let row: MessageRow = diesel::sql_query(format!(
-                "INSERT INTO messages (room_id, seq, id, sender_id, content, meta, client_msg_id, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {MESSAGE_COLUMNS}"
+                "INSERT INTO messages (room_id, seq, id, sender_id, content, meta, client_msg_id, created_at, sender_name)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {MESSAGE_COLUMNS}"
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
             .bind::<BigInt, _>(seq.last_seq)
@@ -65,6 +65,7 @@ pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent,
             .bind::<Nullable<Jsonb>, _>(&cmd.meta)
             .bind::<Nullable<Text>, _>(&cmd.client_msg_id)
             .bind::<diesel::sql_types::Timestamptz, _>(chat_domain::time::now())
+            .bind::<Nullable<Text>, _>(cmd.sender_name.as_deref().map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect::<String>()))
             .get_result(conn)
             .await?;
             let message = Message::try_from(row)?;

@@ -56,6 +56,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(health::health)
         .route(tenants::authenticate)
         .route(tenants::authenticate_admin)
+        .route(tenants::get_token_secret)
         .route(tenants::create_tenant)
         .route(tenants::list_tenants)
         .route(tenants::get_tenant)

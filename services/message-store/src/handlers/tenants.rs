@@ -6,8 +6,8 @@ use chat_domain::keys;
 use chat_domain::model::{DEFAULT_RATE_LIMIT_PER_SEC, Tenant, validate_name, validate_rate_limit};
 use chat_domain::proto::Done;
 use chat_domain::proto::store::{
-    Authenticate, AuthenticateAdmin, CreateTenant, GetTenant, KeyRotated, ListTenants, RotateKey, TenantAuth,
-    TenantCreated, UpdateTenant,
+    Authenticate, AuthenticateAdmin, CreateTenant, GetTenant, GetTokenSecret, KeyRotated, ListTenants, RotateKey,
+    TenantAuth, TenantCreated, TokenSecret, UpdateTenant,
 };
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -42,6 +42,35 @@ pub async fn authenticate(store: Store, cmd: Authenticate) -> Result<TenantAuth,
         tenant_id: stored(TenantId::parse(row.id))?,
         name: row.name,
         rate_limit_per_sec: row.rate_limit_per_sec.max(1) as u32,
+    })
+}
+
+pub async fn get_token_secret(store: Store, cmd: GetTokenSecret) -> Result<TokenSecret, ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Integer)]
+        rate_limit_per_sec: i32,
+        #[diesel(sql_type = Text)]
+        token_secret: String,
+    }
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let row: Option<Row> = optional(
+        diesel::sql_query("SELECT name, rate_limit_per_sec, token_secret FROM tenants WHERE id = $1")
+            .bind::<Text, _>(cmd.tenant_id.as_str())
+            .get_result(&mut conn)
+            .await,
+    )
+    .map_err(StoreError::from)?;
+    let row = row.ok_or_else(|| ApiError::authentication("Invalid token"))?;
+    Ok(TokenSecret {
+        tenant: TenantAuth {
+            tenant_id: cmd.tenant_id,
+            name: row.name,
+            rate_limit_per_sec: row.rate_limit_per_sec.max(1) as u32,
+        },
+        secret: row.token_secret,
     })
 }
 
@@ -147,6 +176,14 @@ pub async fn rotate_key(store: Store, cmd: RotateKey) -> Result<KeyRotated, ApiE
             .bind::<Text, _>(id.as_str())
             .execute(conn)
             .await?;
+        // Tokens signed with the old secret stop working with the old key.
+        diesel::sql_query(
+            "UPDATE tenants SET token_secret = replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '')
+             WHERE id = $1",
+        )
+        .bind::<Text, _>(id.as_str())
+        .execute(conn)
+        .await?;
         insert_key(conn, &id, &key).await
     })
     .await

@@ -1,0 +1,138 @@
+//! Short-lived user tokens for browsers and mobile apps: JWTs (HS256) signed with the
+//! tenant's secret, minted by `POST /tokens` with the API key. Claims: `sub` (user
+//! id), `tid` (tenant id), `iat`, `exp`. A browser passes one as `?token=` instead of
+//! the API key, which never leaves the customer's server.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use chat_domain::ApiError;
+use chat_domain::ids::{TenantId, UserId};
+use chat_domain::proto::store::{GetTokenSecret, TenantAuth};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::AppState;
+use crate::body::Fields;
+use crate::caller::Caller;
+use crate::error::HttpResult;
+
+/// Default and longest token lifetimes.
+pub const DEFAULT_TTL_SECS: i64 = 3600;
+pub const MAX_TTL_SECS: i64 = 24 * 3600;
+
+const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    tid: String,
+    iat: i64,
+    exp: i64,
+}
+
+fn sign(secret: &str, input: &str) -> Result<Vec<u8>, ApiError> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| ApiError::internal())?;
+    mac.update(input.as_bytes());
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
+/// Makes a token for `user` of `tenant`, valid for `ttl_secs`.
+pub fn mint(secret: &str, tenant: &TenantId, user: &UserId, ttl_secs: i64) -> Result<(String, i64), ApiError> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims { sub: user.to_string(), tid: tenant.to_string(), iat: now, exp: now + ttl_secs };
+    let payload = serde_json::to_vec(&claims).map_err(|_| ApiError::internal())?;
+    let input = format!("{}.{}", B64.encode(HEADER), B64.encode(payload));
+    let signature = B64.encode(sign(secret, &input)?);
+    Ok((format!("{input}.{signature}"), claims.exp))
+}
+
+/// Token secrets by tenant, cached briefly (dropped with the tenant's other cache entries).
+#[derive(Debug, Default)]
+pub struct SecretCache {
+    entries: Mutex<HashMap<TenantId, (TenantAuth, String, Instant)>>,
+}
+
+impl SecretCache {
+    async fn get(&self, state: &AppState, tenant: &TenantId) -> Result<(TenantAuth, String), ApiError> {
+        if let Some((auth, secret, at)) = self.entries.lock().ok().and_then(|m| m.get(tenant).cloned())
+            && at.elapsed() < state.auth_ttl
+        {
+            return Ok((auth, secret));
+        }
+        let got = state.bus.request(&GetTokenSecret { tenant_id: tenant.clone() }).await?;
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(tenant.clone(), (got.tenant.clone(), got.secret.clone(), Instant::now()));
+        }
+        Ok((got.tenant, got.secret))
+    }
+
+    pub fn forget(&self, tenant: &TenantId) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.remove(tenant);
+        }
+    }
+}
+
+/// Verifies a user token. `None` when `token` is not a JWT at all (then it may be an
+/// API key); otherwise the tenant and user it names, or `AUTHENTICATION_ERROR`.
+pub async fn verify(state: &AppState, token: &str) -> Option<Result<(TenantAuth, UserId), ApiError>> {
+    let mut parts = token.split('.');
+    let (header, payload, signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bad = || ApiError::authentication("Invalid or expired token");
+    Some(
+        async {
+            let claims: Claims =
+                B64.decode(payload).ok().and_then(|p| serde_json::from_slice(&p).ok()).ok_or_else(bad)?;
+            if B64.decode(header).ok().as_deref() != Some(HEADER.as_bytes()) {
+                return Err(bad());
+            }
+            let tenant = TenantId::parse(claims.tid.as_str()).map_err(|_| bad())?;
+            let (auth, secret) = state.secrets.get(state, &tenant).await?;
+            let signature = B64.decode(signature).map_err(|_| bad())?;
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| ApiError::internal())?;
+            mac.update(format!("{header}.{payload}").as_bytes());
+            mac.verify_slice(&signature).map_err(|_| bad())?;
+            if claims.exp <= chrono::Utc::now().timestamp() {
+                return Err(ApiError::authentication("Token expired"));
+            }
+            let user = UserId::parse(claims.sub).map_err(|_| bad())?;
+            Ok((auth, user))
+        }
+        .await,
+    )
+}
+
+/// `POST /tokens` `{"user_id"?, "ttl_secs"?}` with the API key → `{"token","user_id","expires_at"}`.
+/// The user is the body's `user_id`, else `X-User-Id`.
+pub async fn create(req: HttpRequest, body: web::Payload, caller: Caller, state: web::Data<AppState>) -> HttpResult {
+    let bytes = crate::body::read(&req, body, state.max_body_bytes).await?;
+    let f = if bytes.iter().all(u8::is_ascii_whitespace) { None } else { Some(Fields::parse(&bytes)?) };
+    let user = match f.as_ref().map(|f| f.optional_str("user_id")).transpose()?.flatten() {
+        Some(u) => crate::rest::user_id("user_id", u)?,
+        None => {
+            caller.actor().map_err(|_| ApiError::validation("user_id", "user_id (or X-User-Id) is required"))?.user_id
+        }
+    };
+    let ttl = f.as_ref().map(|f| f.optional_i64("ttl_secs")).transpose()?.flatten().unwrap_or(DEFAULT_TTL_SECS);
+    if !(1..=MAX_TTL_SECS).contains(&ttl) {
+        return Err(ApiError::validation("ttl_secs", format!("ttl_secs must be between 1 and {MAX_TTL_SECS}")).into());
+    }
+    let (_, secret) = state.secrets.get(&state, &caller.tenant.tenant_id).await?;
+    let (token, exp) = mint(&secret, &caller.tenant.tenant_id, &user, ttl)?;
+    let expires_at = chrono::DateTime::from_timestamp(exp, 0).map(|t| chat_domain::time::format(&t));
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "token": token,
+        "user_id": user,
+        "expires_at": expires_at,
+        "expires_in": ttl,
+    })))
+}

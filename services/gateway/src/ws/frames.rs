@@ -1,0 +1,59 @@
+//! Server frames of `ws-rooms.md`: `{"type","data","timestamp","room_id"}`. Each is
+//! serialized once and shared (as a `ByteString`) by every socket that receives it.
+
+use bytestring::ByteString;
+use chat_domain::ids::RoomId;
+use chat_domain::model::Message;
+use serde_json::{Value, json};
+
+/// A frame ready to send, with the `seq` of the message it carries (for resume
+/// de-duplication), if any.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub seq: Option<i64>,
+    pub text: ByteString,
+}
+
+fn now() -> String {
+    chat_domain::time::format(&chat_domain::time::now())
+}
+
+/// Serializes an envelope.
+pub fn envelope(kind: &str, data: Value, room: Option<&RoomId>) -> ByteString {
+    let mut v = json!({"type": kind, "data": data, "timestamp": now()});
+    if let Some(r) = room {
+        v["room_id"] = json!(r.as_str());
+    }
+    ByteString::from(v.to_string())
+}
+
+/// The `data` of a `message` frame.
+pub fn message_data(m: &Message, sender_name: Option<&str>) -> Value {
+    let message_type = m.meta.as_ref().and_then(|meta| meta.get("type")).and_then(Value::as_str).unwrap_or("text");
+    json!({
+        "id": m.message_id.as_str(),
+        "message_id": m.message_id.as_str(),
+        "seq": m.seq,
+        "sender_id": m.sender_id.as_str(),
+        "sender_name": m.sender_name.as_deref().or(sender_name).unwrap_or(m.sender_id.as_str()),
+        "content": m.content,
+        "message_type": message_type,
+        "meta": m.meta.clone().unwrap_or_else(|| json!({})),
+        "local_id": m.client_msg_id,
+        "created_at": chat_domain::time::format(&m.created_at),
+    })
+}
+
+/// A `message` frame.
+pub fn message(m: &Message, sender_name: Option<&str>) -> Out {
+    Out { seq: Some(m.seq), text: envelope("message", message_data(m, sender_name), Some(&m.room_id)) }
+}
+
+/// An `error` frame: `{"code","message","local_id"?}`.
+pub fn error(room: &RoomId, code: &str, message: &str, local_id: Option<&str>) -> ByteString {
+    let mut data = json!({"code": code, "message": message});
+    if let Some(l) = local_id {
+        data["local_id"] = json!(l);
+    }
+    envelope("error", data, Some(room))
+}
