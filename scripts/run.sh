@@ -323,6 +323,7 @@ cat <<EOF
  chat backend is running (${PROFILE_DIR} build)
 
    REST        $GATEWAY_URL
+   WebSocket   ws://$GATEWAY_HOSTPORT/ws/{room_id}?token=<key>&user_id=<user>
    ops         message-store http://$(local_addr "$(ops_addr message-store)")  presence http://$(local_addr "$(ops_addr presence)")
                notification  http://$(local_addr "$(ops_addr notification)")  (/healthz /readyz /metrics)
    logs        .dev/logs/<service>.log
