@@ -22,7 +22,7 @@ use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, HeartbeatSignal, SetTyping};
 use chat_domain::proto::store::{
     AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, GetRoom, GetTenant, GetTokenSecret,
-    ListMembers, ListMessages, ListTenants, RemoveMember, RotateKey, SendMessage, UpdateTenant,
+    ListMembers, ListMessages, ListTenants, MoveCursor, RemoveMember, RotateKey, SendMessage, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -126,6 +126,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<RemoveMember>(),
         CommandSpec::owned::<SendMessage>(),
         CommandSpec::owned::<ListMessages>(),
+        CommandSpec::owned::<MoveCursor>(),
         CommandSpec::owned::<Connect>(),
         CommandSpec::owned::<GetOnline>(),
         CommandSpec::owned::<SetTyping>(),

@@ -36,6 +36,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0001_init", include_str!("../migrations/0001_init.sql")),
         ("0002_token_secret", include_str!("../migrations/0002_token_secret.sql")),
         ("0003_sender_name", include_str!("../migrations/0003_sender_name.sql")),
+        ("0004_cursors", include_str!("../migrations/0004_cursors.sql")),
     ],
 };
 

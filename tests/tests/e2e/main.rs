@@ -8,6 +8,7 @@ mod errors;
 mod health;
 mod messages;
 mod ratelimit;
+mod receipts;
 mod rooms;
 mod storage;
 mod ws;

@@ -41,6 +41,12 @@ pub enum RoomEventBody {
     /// A user started or stopped typing (or their typing expired).
     #[serde(rename = "typing")]
     Typing(TypingChange),
+    /// A member's delivered cursor moved forward.
+    #[serde(rename = "delivered")]
+    Delivered(CursorChange),
+    /// A member's read cursor moved forward.
+    #[serde(rename = "read")]
+    Read(CursorChange),
 }
 
 impl RoomEventBody {
@@ -53,12 +59,22 @@ impl RoomEventBody {
             RoomEventBody::PresenceJoined(_) => "presence.joined",
             RoomEventBody::PresenceLeft(_) => "presence.left",
             RoomEventBody::Typing(_) => "typing",
+            RoomEventBody::Delivered(_) => "delivered",
+            RoomEventBody::Read(_) => "read",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 6] =
-        ["message.created", "member.added", "member.removed", "presence.joined", "presence.left", "typing"];
+    pub const KINDS: [&'static str; 8] = [
+        "message.created",
+        "member.added",
+        "member.removed",
+        "presence.joined",
+        "presence.left",
+        "typing",
+        "delivered",
+        "read",
+    ];
 }
 
 /// A member left or was removed.
@@ -81,6 +97,13 @@ pub struct TypingChange {
     pub user_id: UserId,
     pub user_name: Option<String>,
     pub is_typing: bool,
+}
+
+/// A member's cursor is now at `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CursorChange {
+    pub user_id: UserId,
+    pub seq: i64,
 }
 
 /// A tenant's keys or settings changed: gateways drop what they cached about it.

@@ -192,6 +192,35 @@ pub struct MessageSent {
 }
 store_command!(SendMessage, "send_message", MessageSent);
 
+/// Which cursor to move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CursorKind {
+    /// Messages up to `seq` reached the member's device.
+    Delivered,
+    /// The member has seen messages up to `seq` (implies delivered).
+    Read,
+}
+
+/// Moves the actor's delivered or read cursor forward to `seq` (never back; a `seq`
+/// past the newest message counts as the newest).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MoveCursor {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    pub kind: CursorKind,
+    pub seq: i64,
+}
+
+/// The actor's cursors after the move; `moved` when either advanced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Cursors {
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+    pub moved: bool,
+}
+store_command!(MoveCursor, "move_cursor", Cursors);
+
 /// A page of history in `seq` order: after `after_seq` (from the start when absent),
 /// or the newest ones before `before_seq` when only that is given.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -2,6 +2,7 @@
 //! One file per resource.
 
 mod admin;
+mod cursors;
 mod health;
 mod live;
 mod messages;
@@ -21,6 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/rooms/{room_id}/members/{user_id}", web::delete().to(rooms::remove_member))
         .route("/rooms/{room_id}/messages", web::post().to(messages::send))
         .route("/rooms/{room_id}/messages", web::get().to(messages::list))
+        .route("/rooms/{room_id}/read", web::post().to(cursors::read))
+        .route("/acks", web::post().to(cursors::ack))
         .route("/tokens", web::post().to(crate::tokens::create))
         .route("/api/v1/rooms/{room_id}/online", web::get().to(live::online))
         .route("/api/v1/rooms/{room_id}/participants", web::get().to(live::participants))

@@ -292,6 +292,7 @@ async fn room_task(
             }
         };
         if let Some(event) = event {
+            let kind = event.body.kind();
             match event.body {
                 RoomEventBody::MessageCreated(m) => {
                     if m.seq >= next {
@@ -325,6 +326,15 @@ async fn room_task(
                     });
                     let out = Out { seq: None, text: frames::envelope("typing", data, Some(&room)) };
                     hub.offer(&shared, &out, |s| s.user != t.user_id);
+                }
+                RoomEventBody::Delivered(c) | RoomEventBody::Read(c) => {
+                    let data = json!({
+                        "user_id": c.user_id.as_str(),
+                        "seq": c.seq,
+                        "at": chat_domain::time::format(&event.occurred_at),
+                    });
+                    let out = Out { seq: None, text: frames::envelope(kind, data, Some(&room)) };
+                    hub.offer(&shared, &out, |s| s.user != c.user_id);
                 }
                 RoomEventBody::MemberAdded(_) => {}
                 RoomEventBody::MemberRemoved(r) => {

@@ -12,7 +12,7 @@ use chat_domain::ApiError;
 use chat_domain::ids::RoomId;
 use chat_domain::model::{Actor, MessageContent, Room, validate_client_id, validate_meta};
 use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal, GetOnline, SetTyping};
-use chat_domain::proto::store::{ListMessages, SendMessage};
+use chat_domain::proto::store::{CursorKind, ListMessages, MoveCursor, SendMessage};
 use serde_json::{Value, json};
 
 use super::frames::{self, Out};
@@ -316,6 +316,18 @@ impl Session {
                 Some(self.status_frame(&online.online_users))
             }
             "send_message" => Some(self.send_message(data).await),
+            "read" | "ack" | "delivered" => {
+                let seq = data
+                    .get("seq")
+                    .and_then(Value::as_i64)
+                    .filter(|s| *s >= 0)
+                    .ok_or_else(|| ApiError::validation("seq", "seq must be an integer of at least 0"))?;
+                let kind = if kind == "read" { CursorKind::Read } else { CursorKind::Delivered };
+                let cmd = MoveCursor { actor: self.actor.clone(), room_id: self.room_id().clone(), kind, seq };
+                let cursors = self.state.bus.request(&cmd).await?;
+                let data = json!({"delivered_seq": cursors.delivered_seq, "read_seq": cursors.read_seq});
+                Some(frames::envelope("cursor", data, Some(self.room_id())))
+            }
             "fetch_messages" => Some(self.fetch_messages(data).await?),
             other => return Err(ApiError::validation("type", format!("Unknown frame type {other:?}"))),
         };

@@ -1,5 +1,6 @@
 //! One file per group of commands; [`router`] wires them to their verbs.
 
+mod cursors;
 mod health;
 mod members;
 mod messages;
@@ -69,6 +70,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(members::remove_member)
         .route(messages::send_message)
         .route(messages::list_messages)
+        .route(cursors::move_cursor)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.
