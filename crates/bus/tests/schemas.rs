@@ -19,7 +19,7 @@ use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, TenantChanged};
 use chat_domain::proto::health::{Health, ServiceHealth};
-use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, HeartbeatSignal, SetTyping};
+use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, GetTenantOnline, HeartbeatSignal, SetTyping};
 use chat_domain::proto::store::{
     AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, GetRoom, GetTenant, GetTokenSecret,
     ListMembers, ListMessages, ListTenants, MoveCursor, RemoveMember, RotateKey, SendMessage, UpdateTenant,
@@ -129,6 +129,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<MoveCursor>(),
         CommandSpec::owned::<Connect>(),
         CommandSpec::owned::<GetOnline>(),
+        CommandSpec::owned::<GetTenantOnline>(),
         CommandSpec::owned::<SetTyping>(),
         CommandSpec::common::<Health>(),
     ]

@@ -28,7 +28,7 @@ use chat_domain::ids::{EventId, RoomId, TenantId, UserId};
 use chat_domain::proto::events::{PresenceChange, RoomEvent, RoomEventBody, TypingChange};
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{
-    Connect, Connected, DisconnectSignal, GetOnline, HeartbeatSignal, Online, SetTyping,
+    Connect, Connected, DisconnectSignal, GetOnline, GetTenantOnline, HeartbeatSignal, Online, SetTyping,
 };
 use chat_domain::proto::{Done, Service};
 use chat_telemetry::ops::ReadinessCheck;
@@ -157,6 +157,11 @@ async fn connect(ctx: Ctx, cmd: Connect) -> Result<Connected, ApiError> {
 
 async fn online(ctx: Ctx, cmd: GetOnline) -> Result<Online, ApiError> {
     let users = ctx.state.online(&cmd.tenant_id, &cmd.room_id).await.map_err(redis_error)?;
+    Ok(Online { online_users: parse_users(users) })
+}
+
+async fn tenant_online(ctx: Ctx, cmd: GetTenantOnline) -> Result<Online, ApiError> {
+    let users = ctx.state.tenant_online(&cmd.tenant_id).await.map_err(redis_error)?;
     Ok(Online { online_users: parse_users(users) })
 }
 
@@ -322,6 +327,7 @@ impl Presence {
             .route(health)
             .route(connect)
             .route(online)
+            .route(tenant_online)
             .route(typing)
             .serve(self.bus.clone(), Service::Presence, shutdown)
             .await;

@@ -43,6 +43,10 @@ fn member(user: &UserId, conn: &str) -> String {
     format!("{user}{SEP}{conn}")
 }
 
+fn tenant_member(user: &UserId, room: &RoomId, conn: &str) -> String {
+    format!("{user}{SEP}{room}{SEP}{conn}")
+}
+
 fn users_of(members: &[String]) -> BTreeSet<String> {
     members.iter().filter_map(|m| m.split(SEP).next()).map(str::to_owned).collect()
 }
@@ -58,6 +62,7 @@ impl State {
             redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
             if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[5]) end
             redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
+            redis.call('ZADD', KEYS[4], ARGV[3], ARGV[7])
             return {had, redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[4], '+inf')}
             "#,
         );
@@ -88,6 +93,11 @@ impl State {
         format!("{}:pr:{what}:{tenant}:{room}", self.prefix)
     }
 
+    /// `<p>:pr:tenant:<tenant>`: every socket of the tenant, `user\x1froom\x1fconn`.
+    fn tenant_key(&self, tenant: &TenantId) -> String {
+        format!("{}:pr:tenant:{tenant}", self.prefix)
+    }
+
     fn rooms_key(&self) -> String {
         format!("{}:pr:rooms", self.prefix)
     }
@@ -113,12 +123,14 @@ impl State {
             .key(self.key("conns", tenant, room))
             .key(self.key("names", tenant, room))
             .key(self.rooms_key())
+            .key(self.tenant_key(tenant))
             .arg(member(user, conn))
             .arg(user.as_str())
             .arg(now + ttl_ms)
             .arg(now)
             .arg(name.unwrap_or_default())
             .arg(Self::room_member(tenant, room))
+            .arg(tenant_member(user, room, conn))
             .invoke_async(&mut r)
             .await?;
         Ok((had == 0, users_of(&live).into_iter().collect()))
@@ -140,6 +152,13 @@ impl State {
             .arg("XX")
             .arg(now_ms() + grace_ms)
             .arg(member(user, conn))
+            .query_async::<()>(&mut r)
+            .await?;
+        redis::cmd("ZADD")
+            .arg(self.tenant_key(tenant))
+            .arg("XX")
+            .arg(now_ms() + grace_ms)
+            .arg(tenant_member(user, room, conn))
             .query_async::<()>(&mut r)
             .await?;
         // Someone who left is not typing.
@@ -169,8 +188,23 @@ impl State {
         for (user, conn) in conns {
             cmd.arg(expiry).arg(member(user, conn));
         }
+        let mut tenant_cmd = redis::cmd("ZADD");
+        tenant_cmd.arg(self.tenant_key(tenant)).arg("XX");
+        for (user, conn) in conns {
+            tenant_cmd.arg(expiry).arg(tenant_member(user, room, conn));
+        }
         let mut r = self.redis.clone();
-        cmd.query_async::<()>(&mut r).await
+        cmd.query_async::<()>(&mut r).await?;
+        tenant_cmd.query_async::<()>(&mut r).await
+    }
+
+    /// Users online anywhere in the tenant, sorted. Expired entries are dropped here.
+    pub async fn tenant_online(&self, tenant: &TenantId) -> redis::RedisResult<Vec<String>> {
+        let mut r = self.redis.clone();
+        let key = self.tenant_key(tenant);
+        redis::cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(now_ms()).query_async::<()>(&mut r).await?;
+        let live: Vec<String> = redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query_async(&mut r).await?;
+        Ok(users_of(&live).into_iter().collect())
     }
 
     /// Online users of a room, sorted.

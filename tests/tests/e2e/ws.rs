@@ -93,6 +93,12 @@ async fn chat_across_two_gateways() -> anyhow::Result<()> {
         "FORBIDDEN",
         None,
     )?;
+    // Online across the tenant (both gateways), and not across tenants.
+    let res = t.user("carol").get("/api/v1/users/online").await?.expect(StatusCode::OK)?;
+    assert_eq!(res.body["data"]["online_users"], json!(["alice", "bob"]));
+    let other = stack.tenant().await?;
+    let res = other.user("x").get("/api/v1/users/online").await?.expect(StatusCode::OK)?;
+    assert_eq!(res.body["data"]["online_users"], json!([]));
 
     // Bob leaves: alice hears it after the grace period.
     drop(bob);

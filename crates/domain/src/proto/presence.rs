@@ -54,6 +54,13 @@ pub struct Online {
 }
 presence_command!(GetOnline, "online", Online);
 
+/// Who is online anywhere in a tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GetTenantOnline {
+    pub tenant_id: TenantId,
+}
+presence_command!(GetTenantOnline, "tenant_online", Online);
+
 /// A user started or stopped typing. Typing expires on its own when not renewed.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SetTyping {

@@ -2,7 +2,7 @@
 //! `GET /api/v1/rooms/{id}/participants`, in its `{"data":...,"status":"success"}` shape.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chat_domain::proto::presence::GetOnline;
+use chat_domain::proto::presence::{GetOnline, GetTenantOnline};
 use chat_domain::proto::store::{GetRoom, ListMembers};
 use serde_json::json;
 
@@ -18,6 +18,15 @@ pub async fn online(path: web::Path<String>, caller: Caller, state: web::Data<Ap
     // Membership first: another tenant's room is not found, a stranger's is forbidden.
     state.bus.request(&GetRoom { actor: actor.clone(), room_id: room_id.clone() }).await?;
     let online = state.bus.request(&GetOnline { tenant_id: actor.tenant_id, room_id }).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "data": {"online_users": online.online_users, "total_online": online.online_users.len()},
+        "status": "success",
+    })))
+}
+
+/// `GET /api/v1/users/online`: users with a socket open anywhere in the tenant.
+pub async fn tenant_online(caller: Caller, state: web::Data<AppState>) -> HttpResult {
+    let online = state.bus.request(&GetTenantOnline { tenant_id: caller.tenant.tenant_id.clone() }).await?;
     Ok(HttpResponse::Ok().json(json!({
         "data": {"online_users": online.online_users, "total_online": online.online_users.len()},
         "status": "success",

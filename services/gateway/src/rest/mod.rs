@@ -26,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/acks", web::post().to(cursors::ack))
         .route("/tokens", web::post().to(crate::tokens::create))
         .route("/api/v1/rooms/{room_id}/online", web::get().to(live::online))
+        .route("/api/v1/users/online", web::get().to(live::tenant_online))
         .route("/api/v1/rooms/{room_id}/participants", web::get().to(live::participants))
         .route("/admin/tenants", web::post().to(admin::create_tenant))
         .route("/admin/tenants", web::get().to(admin::list_tenants))
