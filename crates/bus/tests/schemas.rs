@@ -21,8 +21,9 @@ use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, Tenant
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, GetTenantOnline, HeartbeatSignal, SetTyping};
 use chat_domain::proto::store::{
-    AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, GetRoom, GetTenant, GetTokenSecret,
-    ListMembers, ListMessages, ListTenants, MoveCursor, RemoveMember, RotateKey, SendMessage, UpdateTenant,
+    AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage, GetRoom,
+    GetTenant, GetTokenSecret, ListMembers, ListMessages, ListTenants, MoveCursor, RemoveMember, RotateKey,
+    SendMessage, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -127,6 +128,8 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<SendMessage>(),
         CommandSpec::owned::<ListMessages>(),
         CommandSpec::owned::<MoveCursor>(),
+        CommandSpec::owned::<EditMessage>(),
+        CommandSpec::owned::<DeleteMessage>(),
         CommandSpec::owned::<Connect>(),
         CommandSpec::owned::<GetOnline>(),
         CommandSpec::owned::<GetTenantOnline>(),
@@ -684,6 +687,8 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         content: MessageContent::parse("hello")?.as_str().to_owned(),
         meta: Some(json!({"type": "text"})),
         client_msg_id: Some("c-1".to_owned()),
+        edited_at: None,
+        deleted_at: None,
         created_at: now,
     };
     let event = |body| RoomEvent {

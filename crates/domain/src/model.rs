@@ -233,6 +233,14 @@ pub struct Message {
     #[serde(with = "crate::time::micros")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: DateTime<Utc>,
+    /// When the content was last edited.
+    #[serde(default, with = "crate::time::micros_opt")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// When the message was deleted (its content is then empty).
+    #[serde(default, with = "crate::time::micros_opt")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// The tenant a request acts for, and the user it acts as.

@@ -29,6 +29,25 @@ pub mod micros {
     }
 }
 
+/// `serde(with = "chat_domain::time::micros_opt")` for `Option<DateTime<Utc>>` fields.
+pub mod micros_opt {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&super::format(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Renders a duration as `2h30m45s`, the health endpoint's uptime format.
 pub fn human_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();

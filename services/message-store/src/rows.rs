@@ -117,10 +117,15 @@ pub struct MessageRow {
     pub client_msg_id: Option<String>,
     #[diesel(sql_type = Timestamptz)]
     pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// The columns of `messages` in [`MessageRow`]'s shape.
-pub const MESSAGE_COLUMNS: &str = "id, room_id, sender_id, sender_name, seq, content, meta, client_msg_id, created_at";
+pub const MESSAGE_COLUMNS: &str =
+    "id, room_id, sender_id, sender_name, seq, content, meta, client_msg_id, created_at, edited_at, deleted_at";
 
 impl TryFrom<MessageRow> for Message {
     type Error = StoreError;
@@ -135,6 +140,8 @@ impl TryFrom<MessageRow> for Message {
             meta: r.meta,
             client_msg_id: r.client_msg_id,
             created_at: r.created_at,
+            edited_at: r.edited_at,
+            deleted_at: r.deleted_at,
         })
     }
 }

@@ -395,3 +395,72 @@ async fn presence_expires_when_a_gateway_dies_silently() -> anyhow::Result<()> {
     .await?;
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_and_deletes_reach_sockets() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateways(2).start().await?;
+    let t = busy_tenant(&stack).await?;
+    let (alice, bob) = (t.user("alice"), t.user("bob"));
+    let room = alice.create_room("group", &["bob"]).await?;
+    let sent = bob.send(&room, "helo").await?;
+    let id = sent["message_id"].as_str().unwrap_or_default().to_owned();
+    let mut ws = WsClient::connect(&url(&stack, 1, &room, &t, "alice", "")).await?;
+    ws.expect("connection_status").await?;
+    let path = format!("/rooms/{room}/messages/{id}");
+
+    // Only the sender edits.
+    let res = chat_test_support::Response::from(
+        alice.request(reqwest::Method::PATCH, &path).json(&json!({"content": "x"})).send().await?,
+    )
+    .await?;
+    res.expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
+    let res = chat_test_support::Response::from(
+        bob.request(reqwest::Method::PATCH, &path)
+            .json(&json!({"content": "hello", "edit_reason": "typo"}))
+            .send()
+            .await?,
+    )
+    .await?
+    .expect(StatusCode::OK)?;
+    assert_eq!(res.body["content"], "hello");
+    assert!(res.body["edited_at"].is_string());
+    let updated = ws.expect("message_updated").await?;
+    assert_eq!(updated["data"]["id"], id.as_str());
+    assert_eq!(updated["data"]["content"], "hello");
+    assert_eq!(updated["data"]["edit_reason"], "typo");
+
+    // The sender or an admin deletes; the seq stays, the content goes.
+    let res = bob.delete(&path).await?.expect(StatusCode::OK)?;
+    assert_eq!(res.body["content"], "");
+    let deleted = ws.expect("message_deleted").await?;
+    assert_eq!(deleted["data"]["id"], id.as_str());
+    assert_eq!(deleted["data"]["deleted_by"], "bob");
+    let history = alice.get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?;
+    assert_eq!(history.body[0]["seq"], 1);
+    assert!(history.body[0]["deleted_at"].is_string());
+    // Editing a deleted message conflicts; deleting twice is fine.
+    let res = chat_test_support::Response::from(
+        bob.request(reqwest::Method::PATCH, &path).json(&json!({"content": "again"})).send().await?,
+    )
+    .await?;
+    res.expect_error(StatusCode::CONFLICT, "CONFLICT", None)?;
+    bob.delete(&path).await?.expect(StatusCode::OK)?;
+    // Admin deletes someone else's message; a plain member cannot.
+    let other = bob.send(&room, "by bob").await?;
+    let other_path = format!("/rooms/{room}/messages/{}", other["message_id"].as_str().unwrap_or_default());
+    alice.delete(&other_path).await?.expect(StatusCode::OK)?;
+    let mine = alice.send(&room, "by alice").await?;
+    let mine_path = format!("/rooms/{room}/messages/{}", mine["message_id"].as_str().unwrap_or_default());
+    bob.delete(&mine_path).await?.expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
+    alice.delete(&format!("/rooms/{room}/messages/msg_missing")).await?.expect_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        None,
+    )?;
+    alice.delete(&format!("/rooms/{room}/messages/bad.id")).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("message_id"),
+    )?;
+    stack.stop().await
+}

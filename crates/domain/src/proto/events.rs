@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{EventId, RoomId, TenantId, UserId};
+use crate::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use crate::model::{Member, Message};
 
 /// An event about one room.
@@ -41,6 +41,12 @@ pub enum RoomEventBody {
     /// A user started or stopped typing (or their typing expired).
     #[serde(rename = "typing")]
     Typing(TypingChange),
+    /// A message's content was edited.
+    #[serde(rename = "message.updated")]
+    MessageUpdated(MessageUpdated),
+    /// A message was deleted.
+    #[serde(rename = "message.deleted")]
+    MessageDeleted(MessageDeleted),
     /// A member's delivered cursor moved forward.
     #[serde(rename = "delivered")]
     Delivered(CursorChange),
@@ -59,14 +65,18 @@ impl RoomEventBody {
             RoomEventBody::PresenceJoined(_) => "presence.joined",
             RoomEventBody::PresenceLeft(_) => "presence.left",
             RoomEventBody::Typing(_) => "typing",
+            RoomEventBody::MessageUpdated(_) => "message.updated",
+            RoomEventBody::MessageDeleted(_) => "message.deleted",
             RoomEventBody::Delivered(_) => "delivered",
             RoomEventBody::Read(_) => "read",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 8] = [
+    pub const KINDS: [&'static str; 10] = [
         "message.created",
+        "message.updated",
+        "message.deleted",
         "member.added",
         "member.removed",
         "presence.joined",
@@ -97,6 +107,29 @@ pub struct TypingChange {
     pub user_id: UserId,
     pub user_name: Option<String>,
     pub is_typing: bool,
+}
+
+/// The new content of an edited message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MessageUpdated {
+    pub message_id: MessageId,
+    pub seq: i64,
+    pub content: String,
+    pub edit_reason: Option<String>,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub edited_at: DateTime<Utc>,
+}
+
+/// A deleted message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MessageDeleted {
+    pub message_id: MessageId,
+    pub seq: i64,
+    pub deleted_by: UserId,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub deleted_at: DateTime<Utc>,
 }
 
 /// A member's cursor is now at `seq`.

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Done, Service, ServiceCommand};
-use crate::ids::{RoomId, TenantId, UserId};
+use crate::ids::{MessageId, RoomId, TenantId, UserId};
 use crate::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
 
 macro_rules! store_command {
@@ -191,6 +191,28 @@ pub struct MessageSent {
     pub duplicate: bool,
 }
 store_command!(SendMessage, "send_message", MessageSent);
+
+/// Replace a message's content (its sender only).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EditMessage {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    pub message_id: MessageId,
+    pub content: MessageContent,
+    /// Shown to others with the edit.
+    pub edit_reason: Option<String>,
+}
+store_command!(EditMessage, "edit_message", Message);
+
+/// Soft-delete a message (its sender or a room admin): the row and its `seq` stay,
+/// the content goes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeleteMessage {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    pub message_id: MessageId,
+}
+store_command!(DeleteMessage, "delete_message", Message);
 
 /// Which cursor to move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

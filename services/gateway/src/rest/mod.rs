@@ -22,6 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/rooms/{room_id}/members/{user_id}", web::delete().to(rooms::remove_member))
         .route("/rooms/{room_id}/messages", web::post().to(messages::send))
         .route("/rooms/{room_id}/messages", web::get().to(messages::list))
+        .route("/rooms/{room_id}/messages/{message_id}", web::patch().to(messages::edit))
+        .route("/rooms/{room_id}/messages/{message_id}", web::delete().to(messages::delete))
         .route("/rooms/{room_id}/read", web::post().to(cursors::read))
         .route("/acks", web::post().to(cursors::ack))
         .route("/tokens", web::post().to(crate::tokens::create))

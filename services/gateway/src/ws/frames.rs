@@ -41,6 +41,8 @@ pub fn message_data(m: &Message, sender_name: Option<&str>) -> Value {
         "meta": m.meta.clone().unwrap_or_else(|| json!({})),
         "local_id": m.client_msg_id,
         "created_at": chat_domain::time::format(&m.created_at),
+        "edited_at": m.edited_at.as_ref().map(chat_domain::time::format),
+        "deleted_at": m.deleted_at.as_ref().map(chat_domain::time::format),
     })
 }
 

@@ -336,6 +336,27 @@ async fn room_task(
                     let out = Out { seq: None, text: frames::envelope(kind, data, Some(&room)) };
                     hub.offer(&shared, &out, |s| s.user != c.user_id);
                 }
+                RoomEventBody::MessageUpdated(u) => {
+                    let data = json!({
+                        "id": u.message_id.as_str(),
+                        "seq": u.seq,
+                        "content": u.content,
+                        "edited_at": chat_domain::time::format(&u.edited_at),
+                        "edit_reason": u.edit_reason,
+                    });
+                    let out = Out { seq: None, text: frames::envelope("message_updated", data, Some(&room)) };
+                    hub.offer(&shared, &out, |_| true);
+                }
+                RoomEventBody::MessageDeleted(d) => {
+                    let data = json!({
+                        "id": d.message_id.as_str(),
+                        "seq": d.seq,
+                        "deleted_by": d.deleted_by.as_str(),
+                        "deleted_at": chat_domain::time::format(&d.deleted_at),
+                    });
+                    let out = Out { seq: None, text: frames::envelope("message_deleted", data, Some(&room)) };
+                    hub.offer(&shared, &out, |_| true);
+                }
                 RoomEventBody::MemberAdded(_) => {}
                 RoomEventBody::MemberRemoved(r) => {
                     if let Ok(sockets) = shared.sockets.read() {

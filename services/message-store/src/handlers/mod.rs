@@ -1,6 +1,7 @@
 //! One file per group of commands; [`router`] wires them to their verbs.
 
 mod cursors;
+mod edits;
 mod health;
 mod members;
 mod messages;
@@ -71,6 +72,8 @@ pub fn router(store: Store) -> Router<Store> {
         .route(messages::send_message)
         .route(messages::list_messages)
         .route(cursors::move_cursor)
+        .route(edits::edit_message)
+        .route(edits::delete_message)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.

@@ -1,0 +1,121 @@
+//! `edit_message` (the sender only) and `delete_message` (the sender or a room admin;
+//! soft: the row and its `seq` stay, the content goes). Each emits a room event.
+
+use chat_domain::ApiError;
+use chat_domain::ids::EventId;
+use chat_domain::model::{MemberRole, Message};
+use chat_domain::proto::events::{MessageDeleted, MessageUpdated, RoomEvent, RoomEventBody};
+use chat_domain::proto::store::{DeleteMessage, EditMessage};
+use diesel::sql_types::{Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::{Store, access, optional};
+use crate::error::StoreError;
+use crate::outbox;
+use crate::rows::{MESSAGE_COLUMNS, MessageRow};
+
+/// Longest edit reason, in characters.
+const MAX_REASON_CHARS: usize = 200;
+
+async fn load(conn: &mut AsyncPgConnection, room: &str, id: &str) -> Result<Message, StoreError> {
+    let row: Option<MessageRow> = optional(
+        diesel::sql_query(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND id = $2 FOR UPDATE"))
+            .bind::<Text, _>(room)
+            .bind::<Text, _>(id)
+            .get_result(conn)
+            .await,
+    )?;
+    row.ok_or_else(|| StoreError::Api(ApiError::not_found("Message not found")))?.try_into()
+}
+
+pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, ApiError> {
+    let reason = cmd.edit_reason.as_deref().map(|r| r.chars().take(MAX_REASON_CHARS).collect::<String>());
+    let subjects = store.subjects().clone();
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let (message, pending) = conn
+        .transaction(async move |conn| -> Result<(Message, outbox::Pending), StoreError> {
+            access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
+            let old = load(conn, cmd.room_id.as_str(), cmd.message_id.as_str()).await?;
+            if old.sender_id != cmd.actor.user_id {
+                return Err(ApiError::forbidden("Only the sender can edit a message").into());
+            }
+            if old.deleted_at.is_some() {
+                return Err(ApiError::conflict("A deleted message cannot be edited").into());
+            }
+            let now = chat_domain::time::now();
+            let row: MessageRow = diesel::sql_query(format!(
+                "UPDATE messages SET content = $3, edited_at = $4 WHERE room_id = $1 AND id = $2 RETURNING {MESSAGE_COLUMNS}"
+            ))
+            .bind::<Text, _>(cmd.room_id.as_str())
+            .bind::<Text, _>(cmd.message_id.as_str())
+            .bind::<Text, _>(cmd.content.as_str())
+            .bind::<Timestamptz, _>(now)
+            .get_result(conn)
+            .await?;
+            let message = Message::try_from(row)?;
+            let event = RoomEvent {
+                event_id: EventId::generate(),
+                tenant_id: cmd.actor.tenant_id.clone(),
+                room_id: cmd.room_id.clone(),
+                occurred_at: now,
+                body: RoomEventBody::MessageUpdated(MessageUpdated {
+                    message_id: message.message_id.clone(),
+                    seq: message.seq,
+                    content: message.content.clone(),
+                    edit_reason: reason,
+                    edited_at: now,
+                }),
+            };
+            let pending = outbox::insert(conn, &subjects, &event).await?;
+            Ok((message, pending))
+        })
+        .await?;
+    store.0.publisher.submit(vec![pending]);
+    Ok(message)
+}
+
+pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<Message, ApiError> {
+    let subjects = store.subjects().clone();
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let (message, pending) = conn
+        .transaction(async move |conn| -> Result<(Message, Option<outbox::Pending>), StoreError> {
+            let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
+            let old = load(conn, cmd.room_id.as_str(), cmd.message_id.as_str()).await?;
+            if old.sender_id != cmd.actor.user_id && role != MemberRole::Admin {
+                return Err(ApiError::forbidden("Only the sender or a room admin can delete a message").into());
+            }
+            if old.deleted_at.is_some() {
+                // Deleting twice is not an error, and not a second event.
+                return Ok((old, None));
+            }
+            let now = chat_domain::time::now();
+            let row: MessageRow = diesel::sql_query(format!(
+                "UPDATE messages SET content = '', meta = NULL, deleted_at = $3, deleted_by = $4
+                 WHERE room_id = $1 AND id = $2 RETURNING {MESSAGE_COLUMNS}"
+            ))
+            .bind::<Text, _>(cmd.room_id.as_str())
+            .bind::<Text, _>(cmd.message_id.as_str())
+            .bind::<Timestamptz, _>(now)
+            .bind::<Text, _>(cmd.actor.user_id.as_str())
+            .get_result(conn)
+            .await?;
+            let message = Message::try_from(row)?;
+            let event = RoomEvent {
+                event_id: EventId::generate(),
+                tenant_id: cmd.actor.tenant_id.clone(),
+                room_id: cmd.room_id.clone(),
+                occurred_at: now,
+                body: RoomEventBody::MessageDeleted(MessageDeleted {
+                    message_id: message.message_id.clone(),
+                    seq: message.seq,
+                    deleted_by: cmd.actor.user_id.clone(),
+                    deleted_at: now,
+                }),
+            };
+            let pending = outbox::insert(conn, &subjects, &event).await?;
+            Ok((message, Some(pending)))
+        })
+        .await?;
+    store.0.publisher.submit(pending.into_iter().collect());
+    Ok(message)
+}
