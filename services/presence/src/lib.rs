@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use chat_bus::server::Router;
 use chat_bus::{Bus, Subjects};
 use chat_domain::ApiError;
-use chat_domain::ids::{EventId, RoomId, TenantId, UserId};
+use chat_domain::ids::{RoomId, TenantId, UserId};
 use chat_domain::proto::events::{PresenceChange, RoomEvent, RoomEventBody, TypingChange};
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{
@@ -106,13 +106,7 @@ impl Ctx {
 
     /// Publishes a room event (core NATS; the events stream keeps it too).
     async fn announce(&self, tenant: &TenantId, room: &RoomId, body: RoomEventBody) {
-        let event = RoomEvent {
-            event_id: EventId::generate(),
-            tenant_id: tenant.clone(),
-            room_id: room.clone(),
-            occurred_at: chat_domain::time::now(),
-            body,
-        };
+        let event = RoomEvent::new(tenant, room, chat_domain::time::now(), body);
         let subject = self.bus.subjects().room_event(tenant, room, event.body.kind());
         match serde_json::to_vec(&event) {
             Ok(payload) => {

@@ -22,6 +22,19 @@ pub struct RoomEvent {
     pub body: RoomEventBody,
 }
 
+impl RoomEvent {
+    /// A new event with a fresh id.
+    pub fn new(tenant_id: &TenantId, room_id: &RoomId, occurred_at: DateTime<Utc>, body: RoomEventBody) -> Self {
+        Self {
+            event_id: EventId::generate(),
+            tenant_id: tenant_id.clone(),
+            room_id: room_id.clone(),
+            occurred_at,
+            body,
+        }
+    }
+}
+
 /// What happened, as `{"kind": ..., "data": ...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", content = "data")]

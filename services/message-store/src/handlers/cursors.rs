@@ -3,7 +3,6 @@
 //! the outbox.
 
 use chat_domain::ApiError;
-use chat_domain::ids::EventId;
 use chat_domain::proto::events::{CursorChange, RoomEvent, RoomEventBody};
 use chat_domain::proto::store::{CursorKind, Cursors, MoveCursor};
 use diesel::sql_types::{BigInt, Text};
@@ -68,12 +67,8 @@ pub async fn move_cursor(store: Store, cmd: MoveCursor) -> Result<Cursors, ApiEr
             .execute(conn)
             .await?;
             let mut pending = Vec::new();
-            let emit = |body: RoomEventBody| RoomEvent {
-                event_id: EventId::generate(),
-                tenant_id: cmd.actor.tenant_id.clone(),
-                room_id: cmd.room_id.clone(),
-                occurred_at: chat_domain::time::now(),
-                body,
+            let emit = |body: RoomEventBody| {
+                RoomEvent::new(&cmd.actor.tenant_id, &cmd.room_id, chat_domain::time::now(), body)
             };
             if delivered > old_delivered {
                 let change = CursorChange { user_id: cmd.actor.user_id.clone(), seq: delivered };

@@ -2,7 +2,6 @@
 //! soft: the row and its `seq` stay, the content goes). Each emits a room event.
 
 use chat_domain::ApiError;
-use chat_domain::ids::EventId;
 use chat_domain::model::{MemberRole, Message};
 use chat_domain::proto::events::{MessageDeleted, MessageUpdated, RoomEvent, RoomEventBody};
 use chat_domain::proto::store::{DeleteMessage, EditMessage};
@@ -53,19 +52,13 @@ pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, Api
             .get_result(conn)
             .await?;
             let message = Message::try_from(row)?;
-            let event = RoomEvent {
-                event_id: EventId::generate(),
-                tenant_id: cmd.actor.tenant_id.clone(),
-                room_id: cmd.room_id.clone(),
-                occurred_at: now,
-                body: RoomEventBody::MessageUpdated(MessageUpdated {
+            let event = RoomEvent::new(&cmd.actor.tenant_id, &cmd.room_id, now, RoomEventBody::MessageUpdated(MessageUpdated {
                     message_id: message.message_id.clone(),
                     seq: message.seq,
                     content: message.content.clone(),
                     edit_reason: reason,
                     edited_at: now,
-                }),
-            };
+                }));
             let pending = outbox::insert(conn, &subjects, &event).await?;
             Ok((message, pending))
         })
@@ -100,18 +93,17 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<Message,
             .get_result(conn)
             .await?;
             let message = Message::try_from(row)?;
-            let event = RoomEvent {
-                event_id: EventId::generate(),
-                tenant_id: cmd.actor.tenant_id.clone(),
-                room_id: cmd.room_id.clone(),
-                occurred_at: now,
-                body: RoomEventBody::MessageDeleted(MessageDeleted {
+            let event = RoomEvent::new(
+                &cmd.actor.tenant_id,
+                &cmd.room_id,
+                now,
+                RoomEventBody::MessageDeleted(MessageDeleted {
                     message_id: message.message_id.clone(),
                     seq: message.seq,
                     deleted_by: cmd.actor.user_id.clone(),
                     deleted_at: now,
                 }),
-            };
+            );
             let pending = outbox::insert(conn, &subjects, &event).await?;
             Ok((message, Some(pending)))
         })

@@ -2,7 +2,6 @@
 //! `member.removed` events through the outbox.
 
 use chat_domain::ApiError;
-use chat_domain::ids::EventId;
 use chat_domain::model::{Member, MemberRole, RoomType};
 use chat_domain::proto::Done;
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody};
@@ -58,13 +57,12 @@ pub async fn add_member(store: Store, cmd: AddMember) -> Result<MemberAdded, Api
             match inserted {
                 Some(row) => {
                     let member = Member::try_from(row)?;
-                    let event = RoomEvent {
-                        event_id: EventId::generate(),
-                        tenant_id: cmd.actor.tenant_id.clone(),
-                        room_id: cmd.room_id.clone(),
-                        occurred_at: member.joined_at,
-                        body: RoomEventBody::MemberAdded(member.clone()),
-                    };
+                    let event = RoomEvent::new(
+                        &cmd.actor.tenant_id,
+                        &cmd.room_id,
+                        member.joined_at,
+                        RoomEventBody::MemberAdded(member.clone()),
+                    );
                     let pending = outbox::insert(conn, &subjects, &event).await?;
                     Ok((MemberAdded { member, created: true }, Some(pending)))
                 }
@@ -107,16 +105,15 @@ pub async fn remove_member(store: Store, cmd: RemoveMember) -> Result<Done, ApiE
             if removed == 0 {
                 return Err(ApiError::not_found("That user is not a member of this room").into());
             }
-            let event = RoomEvent {
-                event_id: EventId::generate(),
-                tenant_id: cmd.actor.tenant_id.clone(),
-                room_id: cmd.room_id.clone(),
-                occurred_at: chat_domain::time::now(),
-                body: RoomEventBody::MemberRemoved(MemberRemoved {
+            let event = RoomEvent::new(
+                &cmd.actor.tenant_id,
+                &cmd.room_id,
+                chat_domain::time::now(),
+                RoomEventBody::MemberRemoved(MemberRemoved {
                     user_id: cmd.user_id.clone(),
                     removed_by: cmd.actor.user_id.clone(),
                 }),
-            };
+            );
             outbox::insert(conn, &subjects, &event).await
         })
         .await?;

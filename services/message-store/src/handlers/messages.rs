@@ -6,7 +6,7 @@
 //! it, so two concurrent sends with one `client_msg_id` store one message.
 
 use chat_domain::ApiError;
-use chat_domain::ids::{EventId, MessageId};
+use chat_domain::ids::MessageId;
 use chat_domain::model::{Message, validate_client_id, validate_meta};
 use chat_domain::proto::events::{RoomEvent, RoomEventBody};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage};
@@ -69,13 +69,7 @@ pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent,
             .get_result(conn)
             .await?;
             let message = Message::try_from(row)?;
-            let event = RoomEvent {
-                event_id: EventId::generate(),
-                tenant_id: cmd.actor.tenant_id.clone(),
-                room_id: cmd.room_id.clone(),
-                occurred_at: message.created_at,
-                body: RoomEventBody::MessageCreated(message.clone()),
-            };
+            let event = RoomEvent::new(&cmd.actor.tenant_id, &cmd.room_id, message.created_at, RoomEventBody::MessageCreated(message.clone()));
             let pending = outbox::insert(conn, &subjects, &event).await?;
             Ok(Sent::New(message, pending))
         })
