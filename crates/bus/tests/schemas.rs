@@ -22,7 +22,7 @@ use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, GetTenantOnline, HeartbeatSignal, SetTyping};
 use chat_domain::proto::store::{
     AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage, GetRoom,
-    GetTenant, GetTokenSecret, ListMembers, ListMessages, ListTenants, MoveCursor, RemoveMember, RotateKey,
+    GetTenant, GetTokenSecret, ListMembers, ListMessages, ListRooms, ListTenants, MoveCursor, RemoveMember, RotateKey,
     SendMessage, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
@@ -128,6 +128,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<SendMessage>(),
         CommandSpec::owned::<ListMessages>(),
         CommandSpec::owned::<MoveCursor>(),
+        CommandSpec::owned::<ListRooms>(),
         CommandSpec::owned::<EditMessage>(),
         CommandSpec::owned::<DeleteMessage>(),
         CommandSpec::owned::<Connect>(),

@@ -91,3 +91,60 @@ async fn read_frames_reach_the_room() -> anyhow::Result<()> {
     assert_eq!(bob.expect("error").await?["data"]["code"], "VALIDATION_ERROR");
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unread_counts_follow_sends_acks_and_reads() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = stack.tenant_with(json!({"name": "u", "rate_limit_per_sec": 100_000})).await?;
+    let (alice, bob) = (t.user("alice"), t.user("bob"));
+    let quiet = alice.create_room("group", &["bob"]).await?;
+    let busy = alice.create_room("dm", &["bob"]).await?;
+    let rooms = |c: &chat_test_support::Client| {
+        let c = c.clone();
+        async move {
+            let res = c.get("/rooms").await?.expect(StatusCode::OK)?;
+            anyhow::Ok(res.body.as_array().cloned().unwrap_or_default())
+        }
+    };
+    let unread = |list: &[serde_json::Value], room: &str| {
+        list.iter().find(|r| r["room_id"] == room).map(|r| r["unread_count"].as_i64().unwrap_or(-1))
+    };
+    let list = rooms(&bob).await?;
+    assert_eq!(unread(&list, &quiet), Some(0));
+    assert_eq!(unread(&list, &busy), Some(0));
+
+    for i in 0..3 {
+        alice.send(&busy, &format!("m{i}")).await?;
+    }
+    let list = rooms(&bob).await?;
+    assert_eq!(unread(&list, &busy), Some(3));
+    assert_eq!(list[0]["room_id"], busy.as_str(), "the active room comes first");
+    assert_eq!(list[0]["last_message"]["content"], "m2");
+    assert_eq!(list[0]["last_message"]["seq"], 3);
+    assert!(list[0]["last_activity_at"].is_string());
+    // The sender has nothing unread in a room they just wrote to.
+    assert_eq!(unread(&rooms(&alice).await?, &busy), Some(0));
+
+    // Delivery is not reading.
+    bob.post("/acks", json!({"room_id": busy, "seq": 3})).await?.expect(StatusCode::OK)?;
+    assert_eq!(unread(&rooms(&bob).await?, &busy), Some(3));
+    bob.post(&format!("/rooms/{busy}/read"), json!({"seq": 2})).await?.expect(StatusCode::OK)?;
+    assert_eq!(unread(&rooms(&bob).await?, &busy), Some(1));
+    // A read cursor never moves back, so the count never grows from an old read.
+    bob.post(&format!("/rooms/{busy}/read"), json!({"seq": 1})).await?.expect(StatusCode::OK)?;
+    assert_eq!(unread(&rooms(&bob).await?, &busy), Some(1));
+    alice.send(&busy, "m3").await?;
+    assert_eq!(unread(&rooms(&bob).await?, &busy), Some(2));
+    // Bob replies: everything before his message counts as seen.
+    bob.send(&busy, "reply").await?;
+    assert_eq!(unread(&rooms(&bob).await?, &busy), Some(0));
+    assert_eq!(unread(&rooms(&alice).await?, &busy), Some(1));
+
+    // Paging and isolation.
+    let page = bob.get("/rooms?limit=1").await?.expect(StatusCode::OK)?;
+    assert_eq!(page.body.as_array().map(Vec::len), Some(1));
+    let stranger = stack.tenant().await?;
+    let res = stranger.user("bob").get("/rooms").await?.expect(StatusCode::OK)?;
+    assert_eq!(res.body, json!([]));
+    stack.stop().await
+}

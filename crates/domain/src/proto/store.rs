@@ -214,6 +214,29 @@ pub struct DeleteMessage {
 }
 store_command!(DeleteMessage, "delete_message", Message);
 
+/// The actor's rooms, most recently active first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ListRooms {
+    pub actor: Actor,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// One of the actor's rooms with what a room list shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RoomSummary {
+    #[serde(flatten)]
+    pub room: Room,
+    /// Messages after the actor's read cursor (`last_seq - read_seq`).
+    pub unread_count: i64,
+    pub last_message: Option<Message>,
+    /// The newest message's time, else the room's creation.
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub last_activity_at: chrono::DateTime<chrono::Utc>,
+}
+store_command!(ListRooms, "list_rooms", Vec<RoomSummary>);
+
 /// Which cursor to move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

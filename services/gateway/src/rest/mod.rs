@@ -16,6 +16,7 @@ use chat_domain::ids::{RoomId, TenantId, UserId};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health::health))
         .route("/rooms", web::post().to(rooms::create))
+        .route("/rooms", web::get().to(rooms::list))
         .route("/rooms/{room_id}", web::get().to(rooms::get))
         .route("/rooms/{room_id}/members", web::get().to(rooms::list_members))
         .route("/rooms/{room_id}/members", web::post().to(rooms::add_member))

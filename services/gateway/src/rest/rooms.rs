@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::model::{MAX_INITIAL_MEMBERS, MemberRole, RoomType};
-use chat_domain::proto::store::{AddMember, CreateRoom, GetRoom, ListMembers, RemoveMember};
+use chat_domain::proto::store::{AddMember, CreateRoom, GetRoom, ListMembers, ListRooms, RemoveMember};
 
 use super::{page, room_id, user_id};
 use crate::AppState;
@@ -29,6 +29,14 @@ pub async fn create(req: HttpRequest, body: web::Payload, caller: Caller, state:
     let name = f.optional_str("name")?.map(str::to_owned);
     let room = state.bus.request(&CreateRoom { actor, room_type, members, name }).await?;
     Ok(HttpResponse::Created().json(room))
+}
+
+/// `GET /rooms?limit=&offset=`: the caller's rooms, most recently active first, with
+/// `unread_count` and `last_message`.
+pub async fn list(req: HttpRequest, caller: Caller, state: web::Data<AppState>) -> HttpResult {
+    let (limit, offset) = page(&Query::parse(&req)?)?;
+    let cmd = ListRooms { actor: caller.actor()?, limit, offset };
+    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
 }
 
 pub async fn get(path: web::Path<String>, caller: Caller, state: web::Data<AppState>) -> HttpResult {

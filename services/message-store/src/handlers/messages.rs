@@ -69,6 +69,18 @@ pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent,
             .get_result(conn)
             .await?;
             let message = Message::try_from(row)?;
+            // Sending means having seen the room: the sender's own message is not unread.
+            diesel::sql_query(
+                "INSERT INTO room_cursors (room_id, user_id, delivered_seq, read_seq) VALUES ($1, $2, $3, $3)
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET
+                   delivered_seq = GREATEST(room_cursors.delivered_seq, EXCLUDED.delivered_seq),
+                   read_seq = GREATEST(room_cursors.read_seq, EXCLUDED.read_seq), updated_at = now()",
+            )
+            .bind::<Text, _>(cmd.room_id.as_str())
+            .bind::<Text, _>(cmd.actor.user_id.as_str())
+            .bind::<BigInt, _>(message.seq)
+            .execute(conn)
+            .await?;
             let event = RoomEvent::new(&cmd.actor.tenant_id, &cmd.room_id, message.created_at, RoomEventBody::MessageCreated(message.clone()));
             let pending = outbox::insert(conn, &subjects, &event).await?;
             Ok(Sent::New(message, pending))

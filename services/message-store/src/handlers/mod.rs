@@ -66,6 +66,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(tenants::rotate_key)
         .route(rooms::create_room)
         .route(rooms::get_room)
+        .route(rooms::list_rooms)
         .route(members::list_members)
         .route(members::add_member)
         .route(members::remove_member)

@@ -2,14 +2,16 @@
 
 use chat_domain::ApiError;
 use chat_domain::ids::{RoomId, UserId};
+use chat_domain::model::Message;
 use chat_domain::model::{MAX_INITIAL_MEMBERS, Room, RoomType, dm_unique_key, validate_name};
-use chat_domain::proto::store::{CreateRoom, GetRoom};
-use diesel::sql_types::{Array, Nullable, Text};
+use chat_domain::proto::store::{CreateRoom, GetRoom, ListRooms, RoomSummary};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{Store, access};
 use crate::error::StoreError;
-use crate::rows::RoomRow;
+use crate::rows::{MESSAGE_COLUMNS, MessageRow, RoomRow};
 
 const ROOM_COLUMNS: &str = "id, room_type, name, unique_key, last_seq, created_by, created_at,
     (SELECT count(*) FROM room_members m WHERE m.room_id = rooms.id) AS member_count";
@@ -120,4 +122,70 @@ pub async fn get_room(store: Store, cmd: GetRoom) -> Result<Room, ApiError> {
         .await
         .map_err(StoreError::from)?;
     Ok(Room::try_from(row)?)
+}
+
+/// `list_rooms`: the actor's rooms with unread counts from cursors and the newest
+/// message, most recently active first.
+pub async fn list_rooms(store: Store, cmd: ListRooms) -> Result<Vec<RoomSummary>, ApiError> {
+    use diesel::QueryableByName;
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(embed)]
+        room: RoomRow,
+        #[diesel(sql_type = BigInt)]
+        unread_count: i64,
+        #[diesel(sql_type = Timestamptz)]
+        last_activity_at: DateTime<Utc>,
+        #[diesel(sql_type = Nullable<Text>)]
+        m_id: Option<String>,
+    }
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT r.id, r.room_type, r.name, r.unique_key, r.last_seq, r.created_by, r.created_at,
+                (SELECT count(*) FROM room_members x WHERE x.room_id = r.id) AS member_count,
+                GREATEST(r.last_seq - COALESCE(c.read_seq, 0), 0) AS unread_count,
+                COALESCE(m.created_at, r.created_at) AS last_activity_at,
+                m.id AS m_id
+         FROM room_members rm
+         JOIN rooms r ON r.id = rm.room_id
+         LEFT JOIN room_cursors c ON c.room_id = r.id AND c.user_id = rm.user_id
+         LEFT JOIN messages m ON m.room_id = r.id AND m.seq = r.last_seq
+         WHERE rm.tenant_id = $1 AND rm.user_id = $2
+         ORDER BY last_activity_at DESC, r.id
+         LIMIT $3 OFFSET $4",
+    )
+    .bind::<Text, _>(cmd.actor.tenant_id.as_str())
+    .bind::<Text, _>(cmd.actor.user_id.as_str())
+    .bind::<BigInt, _>(i64::from(cmd.limit))
+    .bind::<BigInt, _>(i64::from(cmd.offset))
+    .load(&mut conn)
+    .await
+    .map_err(StoreError::from)?;
+    // The newest messages of the page, in one query.
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r.m_id.as_deref()).collect();
+    let messages: Vec<MessageRow> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        diesel::sql_query(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1)"))
+            .bind::<Array<Text>, _>(&ids)
+            .load(&mut conn)
+            .await
+            .map_err(StoreError::from)?
+    };
+    let mut by_id: std::collections::HashMap<String, Message> = std::collections::HashMap::new();
+    for m in messages {
+        let m = Message::try_from(m)?;
+        by_id.insert(m.message_id.to_string(), m);
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let last_message = r.m_id.as_deref().and_then(|id| by_id.remove(id));
+        out.push(RoomSummary {
+            room: Room::try_from(r.room)?,
+            unread_count: r.unread_count,
+            last_message,
+            last_activity_at: r.last_activity_at,
+        });
+    }
+    Ok(out)
 }
