@@ -14,21 +14,22 @@ use crate::trace;
 /// The header JetStream dedupes on.
 pub const MSG_ID: &str = "Nats-Msg-Id";
 
-/// Creates (or updates) the stream over `<prefix>.evt.>`, bounded by age.
+/// Creates (or updates) the stream over `<prefix>.evt.>` and `<prefix>.user.>`,
+/// bounded by age.
 pub async fn ensure_events_stream(
     js: &jetstream::Context,
     subjects: &Subjects,
     max_age: Duration,
-) -> anyhow::Result<stream::Stream> {
+) -> anyhow::Result<stream::Info> {
     let config = stream::Config {
         name: subjects.events_stream(),
-        subjects: vec![subjects.all_room_events()],
+        subjects: vec![subjects.all_room_events(), subjects.all_user_events()],
         max_age,
         storage: stream::StorageType::File,
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     };
-    js.get_or_create_stream(config.clone()).await.with_context(|| format!("creating stream {}", config.name))
+    js.create_or_update_stream(config.clone()).await.with_context(|| format!("creating stream {}", config.name))
 }
 
 /// Publishes one event and waits for JetStream to store it.

@@ -116,6 +116,17 @@ impl Subjects {
         format!("{}.user.{}.{}.{kind}", self.prefix, tenant.token(), user.token())
     }
 
+    /// `<p>.user.<tenant>.<user>.>`: everything addressed to one user (a gateway's
+    /// interest while the user has sockets there).
+    pub fn user_events(&self, tenant: &impl Token, user: &impl Token) -> String {
+        format!("{}.user.{}.{}.>", self.prefix, tenant.token(), user.token())
+    }
+
+    /// `<p>.user.>`: every user event (the events stream's subjects).
+    pub fn all_user_events(&self) -> String {
+        format!("{}.user.>", self.prefix)
+    }
+
     /// `<p>.presence.<tenant>.<room>.<signal>`: a gateway's presence signal.
     pub fn presence(&self, tenant: &impl Token, room: &impl Token, signal: PresenceSignal) -> String {
         format!("{}.presence.{}.{}.{}", self.prefix, tenant.token(), room.token(), signal.as_str())

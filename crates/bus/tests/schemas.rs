@@ -17,7 +17,7 @@ use chat_bus::subjects::{Placeholder, PresenceSignal, Subjects};
 use chat_domain::ApiError;
 use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
-use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, TenantChanged};
+use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, TenantChanged, UserEvent};
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, GetTenantOnline, HeartbeatSignal, SetTyping};
 use chat_domain::proto::store::{
@@ -144,6 +144,7 @@ fn events() -> Vec<(&'static str, Value)> {
     vec![
         ("events/room-event.json", schemars::schema_for!(RoomEvent).to_value()),
         ("events/tenant-changed.json", schemars::schema_for!(TenantChanged).to_value()),
+        ("events/user-event.json", schemars::schema_for!(UserEvent).to_value()),
         ("signals/disconnect.json", schemars::schema_for!(DisconnectSignal).to_value()),
         ("signals/heartbeat.json", schemars::schema_for!(HeartbeatSignal).to_value()),
     ]
@@ -168,13 +169,15 @@ const KIND: Placeholder = Placeholder("{kind}");
 /// Every builder of [`Subjects`] this test covers, by method name. A new builder fails
 /// `every_subject_builder_is_covered` until it is called in [`concrete_subjects`] or
 /// [`wildcard_subjects`] and named here.
-const COVERED_BUILDERS: [&str; 10] = [
+const COVERED_BUILDERS: [&str; 12] = [
     "command",
     "commands_of",
     "room_event",
     "room_events",
     "all_room_events",
     "user_event",
+    "user_events",
+    "all_user_events",
     "presence",
     "all_presence",
     "dead_letter",
@@ -210,6 +213,8 @@ fn wildcard_subjects(s: &Subjects) -> Vec<String> {
     out.push(s.room_events(&TENANT, &ROOM));
     out.push(s.all_room_events());
     out.push(s.all_presence());
+    out.push(s.user_events(&TENANT, &USER));
+    out.push(s.all_user_events());
     out
 }
 

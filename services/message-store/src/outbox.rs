@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use chat_bus::Subjects;
-use chat_domain::proto::events::RoomEvent;
+use chat_domain::proto::events::{RoomEvent, UserEvent};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -34,29 +34,50 @@ pub struct Pending {
     pub payload: Bytes,
 }
 
-/// Inserts an event into the outbox inside the caller's transaction.
+/// Inserts a room event into the outbox inside the caller's transaction.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     subjects: &Subjects,
     event: &RoomEvent,
+) -> Result<Pending, StoreError> {
+    let subject = subjects.room_event(&event.tenant_id, &event.room_id, event.body.kind());
+    let payload = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    insert_raw(conn, subjects, subject, event.event_id.as_str(), payload).await
+}
+
+/// Inserts an event addressed to one user into the outbox inside the caller's transaction.
+pub async fn insert_user(
+    conn: &mut AsyncPgConnection,
+    subjects: &Subjects,
+    event: &UserEvent,
+) -> Result<Pending, StoreError> {
+    let subject = subjects.user_event(&event.tenant_id, &event.user_id, event.body.kind());
+    let payload = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    insert_raw(conn, subjects, subject, event.event_id.as_str(), payload).await
+}
+
+async fn insert_raw(
+    conn: &mut AsyncPgConnection,
+    subjects: &Subjects,
+    subject: String,
+    event_id: &str,
+    payload: String,
 ) -> Result<Pending, StoreError> {
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
-    let subject = subjects.room_event(&event.tenant_id, &event.room_id, event.body.kind());
-    let payload = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let row: Id = diesel::sql_query(
         "INSERT INTO outbox (bus_prefix, event_id, subject, payload) VALUES ($1, $2, $3, $4) RETURNING id",
     )
     .bind::<Text, _>(subjects.prefix())
-    .bind::<Text, _>(event.event_id.as_str())
+    .bind::<Text, _>(event_id)
     .bind::<Text, _>(&subject)
     .bind::<Text, _>(&payload)
     .get_result(conn)
     .await?;
-    Ok(Pending { outbox_id: row.id, event_id: event.event_id.to_string(), subject, payload: Bytes::from(payload) })
+    Ok(Pending { outbox_id: row.id, event_id: event_id.to_owned(), subject, payload: Bytes::from(payload) })
 }
 
 /// Hands committed events to the background publisher.

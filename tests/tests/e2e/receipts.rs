@@ -148,3 +148,37 @@ async fn unread_counts_follow_sends_acks_and_reads() -> anyhow::Result<()> {
     assert_eq!(res.body, json!([]));
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sender_sees_sent_then_delivered_then_read() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateways(2).start().await?;
+    let t = stack.tenant_with(json!({"name": "s", "rate_limit_per_sec": 100_000})).await?;
+    let room = t.user("alice").create_room("dm", &["bob"]).await?;
+    let mut alice =
+        WsClient::connect(&format!("{}/ws/{room}?token={}&user_id=alice", stack.ws_url(0), t.api_key)).await?;
+    alice.expect("connection_status").await?;
+    alice.send(json!({"type": "send_message", "data": {"content": "ping?", "local_id": "l1"}})).await?;
+    let sent = alice.expect("message_sent").await?;
+    assert_eq!(sent["data"]["status"], "sent");
+    let id = sent["data"]["id"].clone();
+
+    let bob = t.user_on(1, "bob");
+    bob.post("/acks", json!({"room_id": room, "seq": 1})).await?.expect(StatusCode::OK)?;
+    let delivered = alice.expect("message_status").await?;
+    assert_eq!(delivered["data"]["status"], "delivered");
+    assert_eq!(delivered["data"]["message_ids"], json!([id]));
+    assert_eq!(delivered["data"]["user_id"], "bob");
+    assert_eq!(delivered["data"]["up_to_seq"], 1);
+    // Moving a cursor backwards (or to where it is) says nothing.
+    bob.post("/acks", json!({"room_id": room, "seq": 1})).await?.expect(StatusCode::OK)?;
+    bob.post(&format!("/rooms/{room}/read"), json!({"seq": 1})).await?.expect(StatusCode::OK)?;
+    let read = alice.expect("message_status").await?;
+    assert_eq!(read["data"]["status"], "read");
+    assert_eq!(read["data"]["message_ids"], json!([id]));
+    assert!(
+        alice.seen.iter().all(|f| f["type"] != "message_status"),
+        "no status frame besides delivered and read: {:?}",
+        alice.seen
+    );
+    stack.stop().await
+}

@@ -152,6 +152,53 @@ pub struct CursorChange {
     pub seq: i64,
 }
 
+/// An event addressed to one user (on any room), on `<p>.user.<tenant>.<user>.<kind>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UserEvent {
+    pub event_id: EventId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub occurred_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub body: UserEventBody,
+}
+
+/// What happened, as `{"kind": ..., "data": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", content = "data")]
+pub enum UserEventBody {
+    /// Some of the user's messages were delivered to, or read by, another member.
+    #[serde(rename = "message.status")]
+    MessageStatus(MessageStatus),
+}
+
+impl UserEventBody {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UserEventBody::MessageStatus(_) => "message.status",
+        }
+    }
+
+    /// Every kind, for the AsyncAPI document check.
+    pub const KINDS: [&'static str; 1] = ["message.status"];
+}
+
+/// The status of a sender's messages as seen by one other member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MessageStatus {
+    pub room_id: RoomId,
+    /// The sender's messages that changed status (oldest first; at most 500).
+    pub message_ids: Vec<MessageId>,
+    /// Every message of the sender up to this `seq` has at least this status.
+    pub up_to_seq: i64,
+    /// `delivered` or `read`.
+    pub status: String,
+    /// The member whose cursor moved.
+    pub by: UserId,
+}
+
 /// A tenant's keys or settings changed: gateways drop what they cached about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TenantChanged {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chat_bus::Bus;
 use chat_domain::ids::{RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Message};
-use chat_domain::proto::events::{RoomEvent, RoomEventBody};
+use chat_domain::proto::events::{RoomEvent, RoomEventBody, UserEvent, UserEventBody};
 use chat_domain::proto::presence::{ConnRef, HeartbeatSignal};
 use chat_domain::proto::store::ListMessages;
 use futures_util::StreamExt as _;
@@ -83,6 +83,17 @@ struct RoomEntry {
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
+struct UserKey {
+    tenant: TenantId,
+    user: UserId,
+}
+
+struct UserEntry {
+    sockets: Arc<RwLock<HashMap<u64, Socket>>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct RoomKey {
     tenant: TenantId,
     room: RoomId,
@@ -103,6 +114,8 @@ pub struct Hub {
     queue: usize,
     next: AtomicU64,
     rooms: Mutex<HashMap<RoomKey, RoomEntry>>,
+    /// Per-user subscriptions (`<p>.user.<tenant>.<user>.>`) while the user has sockets here.
+    users: Mutex<HashMap<UserKey, UserEntry>>,
     /// Sockets kicked because their queue was full.
     pub slow_kicks: AtomicU64,
 }
@@ -116,7 +129,15 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// `queue` bounds each socket's outgoing frames.
     pub fn new(bus: Bus, gateway_id: String, queue: usize) -> Self {
-        Self { bus, gateway_id, queue, next: AtomicU64::new(1), rooms: Mutex::default(), slow_kicks: AtomicU64::new(0) }
+        Self {
+            bus,
+            gateway_id,
+            queue,
+            next: AtomicU64::new(1),
+            rooms: Mutex::default(),
+            users: Mutex::default(),
+            slow_kicks: AtomicU64::new(0),
+        }
     }
 
     /// Registers a socket of `actor` in `room`, subscribing to the room if this is
@@ -142,6 +163,7 @@ impl Hub {
                 tokio::spawn(room_task(self.clone(), shared.clone(), sub, actor.clone(), room.clone(), last_seq));
             rooms.insert(key.clone(), RoomEntry { shared, task });
         }
+        let socket = Socket { user: actor.user_id.clone(), conn_id: conn_id.clone(), tx, kick: kick.clone() };
         if let Some(entry) = rooms.get(&key) {
             if let Some(n) = user_name
                 && let Ok(mut names) = entry.shared.names.write()
@@ -149,15 +171,46 @@ impl Hub {
                 names.insert(actor.user_id.clone(), n.to_owned());
             }
             if let Ok(mut sockets) = entry.shared.sockets.write() {
-                let socket = Socket { user: actor.user_id.clone(), conn_id: conn_id.clone(), tx, kick: kick.clone() };
-                sockets.insert(id, socket);
+                sockets.insert(id, socket.clone());
             }
+        }
+        drop(rooms);
+        let user_key = UserKey { tenant: actor.tenant_id.clone(), user: actor.user_id.clone() };
+        let mut users = self.users.lock().await;
+        if !users.contains_key(&user_key) {
+            let subject = self.bus.subjects().user_events(&actor.tenant_id, &actor.user_id);
+            let sub = self.bus.client().subscribe(subject).await?;
+            let sockets = Arc::new(RwLock::new(HashMap::new()));
+            let task = tokio::spawn(user_task(self.clone(), sockets.clone(), sub));
+            users.insert(user_key.clone(), UserEntry { sockets, task });
+        }
+        if let Some(entry) = users.get(&user_key)
+            && let Ok(mut sockets) = entry.sockets.write()
+        {
+            sockets.insert(id, socket);
         }
         Ok(Joined { id, conn_id, rx, kick })
     }
 
-    /// Removes a socket; the room's subscription ends with its last socket.
-    pub async fn leave(&self, tenant: &TenantId, room: &RoomId, id: u64) {
+    /// Removes a socket; the room's (and user's) subscription ends with its last socket.
+    pub async fn leave(&self, tenant: &TenantId, room: &RoomId, user: &UserId, id: u64) {
+        let user_key = UserKey { tenant: tenant.clone(), user: user.clone() };
+        {
+            let mut users = self.users.lock().await;
+            let empty = match users.get(&user_key) {
+                Some(entry) => match entry.sockets.write() {
+                    Ok(mut s) => {
+                        s.remove(&id);
+                        s.is_empty()
+                    }
+                    Err(_) => true,
+                },
+                None => false,
+            };
+            if empty && let Some(entry) = users.remove(&user_key) {
+                entry.task.abort();
+            }
+        }
         let key = RoomKey { tenant: tenant.clone(), room: room.clone() };
         let mut rooms = self.rooms.lock().await;
         let empty = match rooms.get(&key) {
@@ -223,7 +276,11 @@ impl Hub {
     }
 
     fn offer(&self, shared: &RoomShared, out: &Out, only: impl Fn(&Socket) -> bool) {
-        let Ok(sockets) = shared.sockets.read() else { return };
+        self.offer_to(&shared.sockets, out, only);
+    }
+
+    fn offer_to(&self, sockets: &RwLock<HashMap<u64, Socket>>, out: &Out, only: impl Fn(&Socket) -> bool) {
+        let Ok(sockets) = sockets.read() else { return };
         for socket in sockets.values().filter(|s| only(s)) {
             match socket.tx.try_send(out.clone()) {
                 Ok(()) => {}
@@ -377,6 +434,33 @@ async fn room_task(
             gap_deadline = None;
         } else if gap_deadline.is_none() {
             gap_deadline = Some(tokio::time::Instant::now() + GAP_WAIT);
+        }
+    }
+}
+
+/// One user's events (on any room), forwarded to all of the user's sockets here.
+async fn user_task(hub: Arc<Hub>, sockets: Arc<RwLock<HashMap<u64, Socket>>>, mut sub: async_nats::Subscriber) {
+    while let Some(msg) = sub.next().await {
+        let event = match serde_json::from_slice::<UserEvent>(&msg.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, subject = %msg.subject, "undecodable user event");
+                continue;
+            }
+        };
+        match event.body {
+            UserEventBody::MessageStatus(s) => {
+                let data = json!({
+                    "room_id": s.room_id.as_str(),
+                    "message_ids": s.message_ids,
+                    "up_to_seq": s.up_to_seq,
+                    "status": s.status,
+                    "user_id": s.by.as_str(),
+                    "timestamp": chat_domain::time::format(&event.occurred_at),
+                });
+                let out = Out { seq: None, text: frames::envelope("message_status", data, Some(&s.room_id)) };
+                hub.offer_to(&sockets, &out, |_| true);
+            }
         }
     }
 }

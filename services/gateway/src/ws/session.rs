@@ -59,7 +59,7 @@ impl Session {
         let mut stream = stream.max_frame_size(self.state.ws.max_frame_bytes * 16);
         let end = self.serve(&mut ws, &mut stream, &mut rx, &kick, &conn_id).await;
         crate::metrics::SOCKETS.dec();
-        hub.leave(&self.actor.tenant_id, self.room_id(), id).await;
+        hub.leave(&self.actor.tenant_id, self.room_id(), &self.actor.user_id, id).await;
         let signal = DisconnectSignal {
             tenant_id: self.actor.tenant_id.clone(),
             room_id: self.room_id().clone(),
@@ -376,6 +376,7 @@ impl Session {
             Ok(sent) => {
                 let mut data = frames::message_data(&sent.message, self.user_name.as_deref());
                 data["duplicate"] = json!(sent.duplicate);
+                data["status"] = json!("sent");
                 frames::envelope("message_sent", data, Some(self.room_id()))
             }
             Err(e) => frames::error(self.room_id(), e.code.as_str(), &e.message, local_id.as_deref()),

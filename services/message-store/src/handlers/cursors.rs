@@ -3,13 +3,14 @@
 //! the outbox.
 
 use chat_domain::ApiError;
-use chat_domain::proto::events::{CursorChange, RoomEvent, RoomEventBody};
+use chat_domain::ids::{EventId, MessageId, UserId};
+use chat_domain::proto::events::{CursorChange, MessageStatus, RoomEvent, RoomEventBody, UserEvent, UserEventBody};
 use chat_domain::proto::store::{CursorKind, Cursors, MoveCursor};
-use diesel::sql_types::{BigInt, Text};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::{Store, access, optional};
-use crate::error::StoreError;
+use crate::error::{StoreError, stored};
 use crate::outbox;
 
 #[derive(diesel::QueryableByName)]
@@ -73,10 +74,12 @@ pub async fn move_cursor(store: Store, cmd: MoveCursor) -> Result<Cursors, ApiEr
             if delivered > old_delivered {
                 let change = CursorChange { user_id: cmd.actor.user_id.clone(), seq: delivered };
                 pending.push(outbox::insert(conn, &subjects, &emit(RoomEventBody::Delivered(change))).await?);
+                pending.extend(status_events(conn, &subjects, &cmd, old_delivered, delivered, "delivered").await?);
             }
             if read > old_read {
                 let change = CursorChange { user_id: cmd.actor.user_id.clone(), seq: read };
                 pending.push(outbox::insert(conn, &subjects, &emit(RoomEventBody::Read(change))).await?);
+                pending.extend(status_events(conn, &subjects, &cmd, old_read, read, "read").await?);
             }
             let moved = !pending.is_empty();
             Ok((Cursors { delivered_seq: delivered, read_seq: read, moved }, pending))
@@ -84,4 +87,60 @@ pub async fn move_cursor(store: Store, cmd: MoveCursor) -> Result<Cursors, ApiEr
         .await?;
     store.0.publisher.submit(pending);
     Ok(cursors)
+}
+
+/// Most message ids named in one `message.status` event.
+const MAX_STATUS_IDS: usize = 500;
+
+/// `message.status` events for the senders of messages in `(from, to]` other than the
+/// actor: their messages now have `status` for this member.
+async fn status_events(
+    conn: &mut AsyncPgConnection,
+    subjects: &chat_bus::Subjects,
+    cmd: &MoveCursor,
+    from: i64,
+    to: i64,
+    status: &str,
+) -> Result<Vec<outbox::Pending>, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Sender {
+        #[diesel(sql_type = Text)]
+        sender_id: String,
+        #[diesel(sql_type = Array<Text>)]
+        ids: Vec<String>,
+        #[diesel(sql_type = BigInt)]
+        up_to: i64,
+    }
+    let senders: Vec<Sender> = diesel::sql_query(
+        "SELECT sender_id, array_agg(id ORDER BY seq) AS ids, max(seq) AS up_to FROM messages
+         WHERE room_id = $1 AND seq > $2 AND seq <= $3 AND sender_id <> $4 AND deleted_at IS NULL
+         GROUP BY sender_id",
+    )
+    .bind::<Text, _>(cmd.room_id.as_str())
+    .bind::<BigInt, _>(from)
+    .bind::<BigInt, _>(to)
+    .bind::<Text, _>(cmd.actor.user_id.as_str())
+    .load(conn)
+    .await?;
+    let mut pending = Vec::with_capacity(senders.len());
+    for s in senders {
+        let skip = s.ids.len().saturating_sub(MAX_STATUS_IDS);
+        let message_ids =
+            s.ids.into_iter().skip(skip).map(|id| stored(MessageId::parse(id))).collect::<Result<_, _>>()?;
+        let event = UserEvent {
+            event_id: EventId::generate(),
+            tenant_id: cmd.actor.tenant_id.clone(),
+            user_id: stored(UserId::parse(s.sender_id))?,
+            occurred_at: chat_domain::time::now(),
+            body: UserEventBody::MessageStatus(MessageStatus {
+                room_id: cmd.room_id.clone(),
+                message_ids,
+                up_to_seq: s.up_to,
+                status: status.to_owned(),
+                by: cmd.actor.user_id.clone(),
+            }),
+        };
+        pending.push(outbox::insert_user(conn, subjects, &event).await?);
+    }
+    Ok(pending)
 }
