@@ -22,8 +22,8 @@ use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, GetTenantOnline, HeartbeatSignal, SetTyping};
 use chat_domain::proto::store::{
     AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage, GetRoom,
-    GetTenant, GetTokenSecret, ListMembers, ListMessages, ListRooms, ListTenants, MoveCursor, RemoveMember, RotateKey,
-    SendMessage, UpdateTenant,
+    GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MoveCursor, RemoveMember,
+    RotateKey, SendMessage, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -115,6 +115,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<Authenticate>(),
         CommandSpec::owned::<AuthenticateAdmin>(),
         CommandSpec::owned::<GetTokenSecret>(),
+        CommandSpec::owned::<GetWebhook>(),
         CommandSpec::owned::<CreateTenant>(),
         CommandSpec::owned::<ListTenants>(),
         CommandSpec::owned::<GetTenant>(),
@@ -745,6 +746,9 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         name: "Acme".to_owned(),
         rate_limit_per_sec: 100,
         api_key_prefixes: vec!["sk_0123456".to_owned()],
+        webhook_url: Some("https://example.com/hook".to_owned()),
+        webhook_secret_set: true,
+        retry: chat_domain::model::RetryPolicy::default(),
         created_at: now,
     }];
     check_valid("replies/message-store/list_tenants.json", &serde_json::from_slice(&envelope::ok(&tenants))?)?;

@@ -77,7 +77,14 @@ async fn execute(cli: &Cli) -> Result<ExitCode, ApiError> {
             if json { print_json(&tenant)? } else { print(&output::tenant(&tenant)) }
         }
         Command::Tenants(Tenants::Update { id, name, rate_limit }) => {
-            let cmd = UpdateTenant { tenant_id: id.clone(), name: name.clone(), rate_limit_per_sec: *rate_limit };
+            let cmd = UpdateTenant {
+                tenant_id: id.clone(),
+                name: name.clone(),
+                rate_limit_per_sec: *rate_limit,
+                webhook_url: None,
+                webhook_secret: None,
+                retry: None,
+            };
             let tenant = bus.request(&cmd).await?;
             if json { print_json(&tenant)? } else { print(&output::tenant(&tenant)) }
         }

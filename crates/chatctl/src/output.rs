@@ -116,6 +116,9 @@ mod tests {
             name: "Acme\nCorp".to_owned(),
             rate_limit_per_sec: 100,
             api_key_prefixes: vec!["sk_0123456".to_owned(), "sk_abcdef0".to_owned()],
+            webhook_url: None,
+            webhook_secret_set: false,
+            retry: chat_domain::model::RetryPolicy::default(),
             created_at: chrono::DateTime::from_timestamp_micros(1_765_627_200_123_456).unwrap_or_default(),
         })
     }

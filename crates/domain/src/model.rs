@@ -173,6 +173,54 @@ pub fn dm_unique_key(a: &UserId, b: &UserId) -> String {
     format!("dm:{lo}:{hi}")
 }
 
+/// How failed webhook deliveries are retried: up to `max_attempts` tries in all,
+/// waiting `backoff_ms * 2^(attempt-1)` (with jitter) between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 5, backoff_ms: 1_000 }
+    }
+}
+
+impl RetryPolicy {
+    /// Checks the bounds: 1-20 attempts, 10 ms to 1 h base backoff.
+    pub fn validate(self) -> Result<Self, ApiError> {
+        if !(1..=20).contains(&self.max_attempts) {
+            return Err(ApiError::validation("retry.max_attempts", "retry.max_attempts must be between 1 and 20"));
+        }
+        if !(10..=3_600_000).contains(&self.backoff_ms) {
+            return Err(ApiError::validation("retry.backoff_ms", "retry.backoff_ms must be between 10 and 3600000"));
+        }
+        Ok(self)
+    }
+}
+
+/// A webhook URL: `http://` or `https://`, at most 2,048 characters.
+pub fn validate_webhook_url(url: &str) -> Result<(), ApiError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() <= 2048
+        && !url.contains(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation("webhook_url", "webhook_url must be an http(s) URL of at most 2048 characters"))
+    }
+}
+
+/// A webhook signing secret: 16 to 256 characters.
+pub fn validate_webhook_secret(secret: &str) -> Result<(), ApiError> {
+    if (16..=256).contains(&secret.len()) {
+        Ok(())
+    } else {
+        Err(ApiError::validation("webhook_secret", "webhook_secret must be 16 to 256 characters"))
+    }
+}
+
 /// A tenant as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Tenant {
@@ -181,6 +229,11 @@ pub struct Tenant {
     pub rate_limit_per_sec: u32,
     /// Display prefixes of the tenant's active API keys (never the keys).
     pub api_key_prefixes: Vec<String>,
+    /// Where offline notifications are POSTed, if anywhere.
+    pub webhook_url: Option<String>,
+    /// Whether a signing secret is set (the secret itself is never shown).
+    pub webhook_secret_set: bool,
+    pub retry: RetryPolicy,
     #[serde(with = "crate::time::micros")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: DateTime<Utc>,

@@ -18,6 +18,8 @@ pub struct TenantRow {
     pub rate_limit_per_sec: i32,
     #[diesel(sql_type = Array<Text>)]
     pub key_prefixes: Vec<String>,
+    #[diesel(sql_type = Jsonb)]
+    pub settings: serde_json::Value,
     #[diesel(sql_type = Timestamptz)]
     pub created_at: DateTime<Utc>,
 }
@@ -30,13 +32,16 @@ impl TryFrom<TenantRow> for Tenant {
             name: r.name,
             rate_limit_per_sec: r.rate_limit_per_sec.max(1) as u32,
             api_key_prefixes: r.key_prefixes,
+            webhook_url: r.settings.get("webhook_url").and_then(|v| v.as_str()).map(str::to_owned),
+            webhook_secret_set: r.settings.get("webhook_secret").is_some_and(|v| v.is_string()),
+            retry: r.settings.get("retry").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
             created_at: r.created_at,
         })
     }
 }
 
 /// The columns of `tenants` plus the active key prefixes, for `sql_query`.
-pub const TENANT_COLUMNS: &str = "t.id, t.name, t.rate_limit_per_sec, t.created_at,
+pub const TENANT_COLUMNS: &str = "t.id, t.name, t.rate_limit_per_sec, t.created_at, t.settings,
     COALESCE((SELECT array_agg(k.display_prefix ORDER BY k.created_at) FROM api_keys k
               WHERE k.tenant_id = t.id AND k.revoked_at IS NULL), '{}') AS key_prefixes";
 

@@ -131,3 +131,53 @@ async fn rotation_reaches_other_gateways() -> anyhow::Result<()> {
     .await?;
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_settings() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = stack.tenant().await?;
+    let path = format!("/admin/tenants/{}", t.id);
+    let shown = stack.admin(Method::GET, &path, None).await?.expect(StatusCode::OK)?;
+    assert!(shown.body["webhook_url"].is_null());
+    assert_eq!(shown.body["webhook_secret_set"], false);
+    assert_eq!(shown.body["retry"], json!({"max_attempts": 5, "backoff_ms": 1000}));
+
+    let body = json!({
+        "webhook_url": "https://hooks.example.com/chat",
+        "webhook_secret": "0123456789abcdef0123",
+        "retry": {"max_attempts": 3, "backoff_ms": 250},
+    });
+    let patched = stack.admin(Method::PATCH, &path, Some(body)).await?.expect(StatusCode::OK)?;
+    assert_eq!(patched.body["webhook_url"], "https://hooks.example.com/chat");
+    assert_eq!(patched.body["webhook_secret_set"], true);
+    assert!(patched.body.get("webhook_secret").is_none(), "the secret is never shown");
+    assert_eq!(patched.body["retry"], json!({"max_attempts": 3, "backoff_ms": 250}));
+    // The notification service reads the whole webhook, secret included, over the bus.
+    let hook = stack
+        .bus
+        .request(&chat_domain::proto::store::GetWebhook {
+            tenant_id: chat_domain::ids::TenantId::parse(t.id.as_str())?,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(hook.secret.as_deref(), Some("0123456789abcdef0123"));
+    // Other settings stay when one changes; an empty URL removes the webhook.
+    let patched = stack.admin(Method::PATCH, &path, Some(json!({"webhook_url": ""}))).await?.expect(StatusCode::OK)?;
+    assert!(patched.body["webhook_url"].is_null());
+    assert_eq!(patched.body["retry"]["max_attempts"], 3);
+
+    for (body, field) in [
+        (json!({"webhook_url": "ftp://x"}), "webhook_url"),
+        (json!({"webhook_secret": "short"}), "webhook_secret"),
+        (json!({"retry": {"max_attempts": 0}}), "retry.max_attempts"),
+        (json!({"retry": {"backoff_ms": 1}}), "retry.backoff_ms"),
+        (json!({"retry": 5}), "retry"),
+    ] {
+        stack.admin(Method::PATCH, &path, Some(body)).await?.expect_error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            Some(field),
+        )?;
+    }
+    stack.stop().await
+}

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Command, Done, Service, ServiceCommand};
 use crate::ids::{MessageId, RoomId, TenantId, UserId};
-use crate::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
+use crate::model::{Actor, Member, MemberRole, Message, MessageContent, RetryPolicy, Room, RoomType, Tenant};
 
 macro_rules! store_command {
     ($cmd:ty, $verb:literal, $reply:ty) => {
@@ -51,6 +51,21 @@ pub struct TokenSecret {
     pub secret: String,
 }
 store_command!(GetTokenSecret, "get_token_secret", TokenSecret);
+
+/// A tenant's webhook, with its secret (only the notification service asks for this).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GetWebhook {
+    pub tenant_id: TenantId,
+}
+
+/// Where and how to deliver a tenant's webhooks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Webhook {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub retry: RetryPolicy,
+}
+store_command!(GetWebhook, "get_webhook", Webhook);
 
 /// Check an operator (admin) key.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -97,6 +112,10 @@ pub struct UpdateTenant {
     pub tenant_id: TenantId,
     pub name: Option<String>,
     pub rate_limit_per_sec: Option<u32>,
+    /// A new webhook URL; an empty string removes it.
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub retry: Option<RetryPolicy>,
 }
 store_command!(UpdateTenant, "update_tenant", Tenant);
 

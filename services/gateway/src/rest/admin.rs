@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::ApiError;
-use chat_domain::model::validate_rate_limit;
+use chat_domain::model::{RetryPolicy, validate_rate_limit};
 use chat_domain::proto::store::{CreateTenant, GetTenant, ListTenants, RotateKey, UpdateTenant};
 use serde_json::json;
 
@@ -14,10 +14,27 @@ use crate::caller::Admin;
 use crate::error::HttpResult;
 
 /// Fields `PATCH /admin/tenants/{id}` understands.
-const SETTINGS: [&str; 2] = ["name", "rate_limit_per_sec"];
+const SETTINGS: [&str; 5] = ["name", "rate_limit_per_sec", "webhook_url", "webhook_secret", "retry"];
 
 fn rate_limit(f: &Fields) -> Result<Option<u32>, ApiError> {
     f.optional_i64("rate_limit_per_sec")?.map(validate_rate_limit).transpose()
+}
+
+/// `{"max_attempts","backoff_ms"}`; an absent field keeps the default.
+fn retry_policy(v: &serde_json::Value) -> Result<RetryPolicy, ApiError> {
+    let int = |k: &str| -> Result<Option<u64>, ApiError> {
+        match v.get(k).filter(|x| !x.is_null()) {
+            None => Ok(None),
+            Some(x) => x.as_u64().map(Some).ok_or_else(|| {
+                ApiError::validation(format!("retry.{k}"), format!("retry.{k} must be a positive integer"))
+            }),
+        }
+    };
+    let d = RetryPolicy::default();
+    let max_attempts = int("max_attempts")?.map_or(Ok(d.max_attempts), |n| {
+        u32::try_from(n).map_err(|_| ApiError::validation("retry.max_attempts", "too large"))
+    })?;
+    RetryPolicy { max_attempts, backoff_ms: int("backoff_ms")?.unwrap_or(d.backoff_ms) }.validate()
 }
 
 pub async fn create_tenant(req: HttpRequest, body: web::Payload, _: Admin, state: web::Data<AppState>) -> HttpResult {
@@ -63,7 +80,12 @@ pub async fn update_tenant(
     }
     let name = f.optional_str("name")?.map(str::to_owned);
     let rate_limit_per_sec = rate_limit(&f)?;
-    let tenant = state.bus.request(&UpdateTenant { tenant_id: tenant_id.clone(), name, rate_limit_per_sec }).await?;
+    let webhook_url = f.optional_str("webhook_url")?.map(str::to_owned);
+    let webhook_secret = f.optional_str("webhook_secret")?.map(str::to_owned);
+    let retry = f.optional_object("retry")?.map(|r| retry_policy(&r)).transpose()?;
+    let cmd =
+        UpdateTenant { tenant_id: tenant_id.clone(), name, rate_limit_per_sec, webhook_url, webhook_secret, retry };
+    let tenant = state.bus.request(&cmd).await?;
     state.auth.forget(&tenant_id);
     Ok(HttpResponse::Ok().json(tenant))
 }

@@ -59,6 +59,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(tenants::authenticate)
         .route(tenants::authenticate_admin)
         .route(tenants::get_token_secret)
+        .route(tenants::get_webhook)
         .route(tenants::create_tenant)
         .route(tenants::list_tenants)
         .route(tenants::get_tenant)

@@ -3,11 +3,14 @@
 use chat_domain::ApiError;
 use chat_domain::ids::TenantId;
 use chat_domain::keys;
-use chat_domain::model::{DEFAULT_RATE_LIMIT_PER_SEC, Tenant, validate_name, validate_rate_limit};
+use chat_domain::model::{
+    DEFAULT_RATE_LIMIT_PER_SEC, Tenant, validate_name, validate_rate_limit, validate_webhook_secret,
+    validate_webhook_url,
+};
 use chat_domain::proto::Done;
 use chat_domain::proto::store::{
-    Authenticate, AuthenticateAdmin, CreateTenant, GetTenant, GetTokenSecret, KeyRotated, ListTenants, RotateKey,
-    TenantAuth, TenantCreated, TokenSecret, UpdateTenant,
+    Authenticate, AuthenticateAdmin, CreateTenant, GetTenant, GetTokenSecret, GetWebhook, KeyRotated, ListTenants,
+    RotateKey, TenantAuth, TenantCreated, TokenSecret, UpdateTenant, Webhook,
 };
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -71,6 +74,29 @@ pub async fn get_token_secret(store: Store, cmd: GetTokenSecret) -> Result<Token
             rate_limit_per_sec: row.rate_limit_per_sec.max(1) as u32,
         },
         secret: row.token_secret,
+    })
+}
+
+pub async fn get_webhook(store: Store, cmd: GetWebhook) -> Result<Webhook, ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        settings: serde_json::Value,
+    }
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let row: Option<Row> = optional(
+        diesel::sql_query("SELECT settings FROM tenants WHERE id = $1")
+            .bind::<Text, _>(cmd.tenant_id.as_str())
+            .get_result(&mut conn)
+            .await,
+    )
+    .map_err(StoreError::from)?;
+    let s = row.ok_or_else(|| ApiError::not_found("Tenant not found"))?.settings;
+    let text = |k: &str| s.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    Ok(Webhook {
+        url: text("webhook_url"),
+        secret: text("webhook_secret"),
+        retry: s.get("retry").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
     })
 }
 
@@ -146,15 +172,35 @@ pub async fn update_tenant(store: Store, cmd: UpdateTenant) -> Result<Tenant, Ap
     if let Some(l) = cmd.rate_limit_per_sec {
         validate_rate_limit(i64::from(l))?;
     }
+    // Webhook settings merge into the settings document; an empty URL removes it.
+    let mut patch = serde_json::Map::new();
+    if let Some(url) = &cmd.webhook_url {
+        if url.is_empty() {
+            patch.insert("webhook_url".into(), serde_json::Value::Null);
+        } else {
+            validate_webhook_url(url)?;
+            patch.insert("webhook_url".into(), url.clone().into());
+        }
+    }
+    if let Some(secret) = &cmd.webhook_secret {
+        validate_webhook_secret(secret)?;
+        patch.insert("webhook_secret".into(), secret.clone().into());
+    }
+    if let Some(retry) = cmd.retry {
+        let retry = retry.validate()?;
+        patch.insert("retry".into(), serde_json::to_value(retry).map_err(|_| ApiError::internal())?);
+    }
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
     let updated = diesel::sql_query(
         "UPDATE tenants SET name = COALESCE($2, name),
-             rate_limit_per_sec = COALESCE($3, rate_limit_per_sec), updated_at = now()
+             rate_limit_per_sec = COALESCE($3, rate_limit_per_sec),
+             settings = settings || $4, updated_at = now()
          WHERE id = $1",
     )
     .bind::<Text, _>(cmd.tenant_id.as_str())
     .bind::<Nullable<Text>, _>(name)
     .bind::<Nullable<Integer>, _>(cmd.rate_limit_per_sec.map(|l| l.min(i32::MAX as u32) as i32))
+    .bind::<diesel::sql_types::Jsonb, _>(serde_json::Value::Object(patch))
     .execute(&mut conn)
     .await
     .map_err(StoreError::from)?;
