@@ -142,6 +142,26 @@ impl Subjects {
         format!("{}.dlq.{}.{kind}", self.prefix, tenant.token())
     }
 
+    /// `<p>.jobs.delivery`: webhook delivery jobs (a JetStream work queue).
+    pub fn delivery_jobs(&self) -> String {
+        format!("{}.jobs.delivery", self.prefix)
+    }
+
+    /// `<p>.dlq.>`: every dead letter (the dead-letter stream's subjects).
+    pub fn all_dead_letters(&self) -> String {
+        format!("{}.dlq.>", self.prefix)
+    }
+
+    /// The JetStream work queue of webhook deliveries, e.g. `CHAT_DELIVERIES`.
+    pub fn deliveries_stream(&self) -> String {
+        format!("{}_DELIVERIES", self.prefix.to_ascii_uppercase())
+    }
+
+    /// The JetStream stream that keeps dead letters, e.g. `CHAT_DLQ`.
+    pub fn dead_letter_stream(&self) -> String {
+        format!("{}_DLQ", self.prefix.to_ascii_uppercase())
+    }
+
     /// `<p>.sys.tenant.changed`: a tenant's keys or settings changed.
     pub fn tenant_changed(&self) -> String {
         format!("{}.sys.tenant.changed", self.prefix)

@@ -19,11 +19,14 @@ use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, TenantChanged, UserEvent};
 use chat_domain::proto::health::{Health, ServiceHealth};
+use chat_domain::proto::notify::{
+    ListDeadLetters, ListInbox, ListSubscriptions, Notify, RetryDeadLetter, Subscribe, TakeInbox, Unsubscribe,
+};
 use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, GetTenantOnline, HeartbeatSignal, SetTyping};
 use chat_domain::proto::store::{
-    AddMember, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage, GetRoom,
-    GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MoveCursor, RemoveMember,
-    RotateKey, SendMessage, UpdateTenant,
+    AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage,
+    GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MoveCursor,
+    RemoveMember, RotateKey, SendMessage, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -136,6 +139,15 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<GetOnline>(),
         CommandSpec::owned::<GetTenantOnline>(),
         CommandSpec::owned::<SetTyping>(),
+        CommandSpec::owned::<Notify>(),
+        CommandSpec::owned::<Subscribe>(),
+        CommandSpec::owned::<Unsubscribe>(),
+        CommandSpec::owned::<ListSubscriptions>(),
+        CommandSpec::owned::<ListInbox>(),
+        CommandSpec::owned::<TakeInbox>(),
+        CommandSpec::owned::<ListDeadLetters>(),
+        CommandSpec::owned::<RetryDeadLetter>(),
+        CommandSpec::owned::<Audience>(),
         CommandSpec::common::<Health>(),
     ]
 }
@@ -170,7 +182,7 @@ const KIND: Placeholder = Placeholder("{kind}");
 /// Every builder of [`Subjects`] this test covers, by method name. A new builder fails
 /// `every_subject_builder_is_covered` until it is called in [`concrete_subjects`] or
 /// [`wildcard_subjects`] and named here.
-const COVERED_BUILDERS: [&str; 12] = [
+const COVERED_BUILDERS: [&str; 14] = [
     "command",
     "commands_of",
     "room_event",
@@ -179,13 +191,15 @@ const COVERED_BUILDERS: [&str; 12] = [
     "user_event",
     "user_events",
     "all_user_events",
+    "delivery_jobs",
+    "all_dead_letters",
     "presence",
     "all_presence",
     "dead_letter",
     "tenant_changed",
 ];
 /// Methods of [`Subjects`] (and its helpers) that build no subject.
-const NOT_SUBJECTS: [&str; 4] = ["new", "prefix", "events_stream", "as_str"];
+const NOT_SUBJECTS: [&str; 6] = ["new", "prefix", "events_stream", "deliveries_stream", "dead_letter_stream", "as_str"];
 
 /// Every subject something publishes on, with placeholders for ids and open kinds.
 /// Built independently of the AsyncAPI generator, so each side checks the other.
@@ -205,6 +219,7 @@ fn concrete_subjects(s: &Subjects) -> Vec<String> {
     }
     out.push(s.dead_letter(&TENANT, KIND.0));
     out.push(s.tenant_changed());
+    out.push(s.delivery_jobs());
     out
 }
 
@@ -216,6 +231,7 @@ fn wildcard_subjects(s: &Subjects) -> Vec<String> {
     out.push(s.all_presence());
     out.push(s.user_events(&TENANT, &USER));
     out.push(s.all_user_events());
+    out.push(s.all_dead_letters());
     out
 }
 
@@ -365,6 +381,17 @@ fn asyncapi() -> Value {
             }),
         );
     }
+
+    let address = s.delivery_jobs();
+    channels.insert(
+        channel_id(&s, &address),
+        json!({
+            "address": address,
+            "title": "webhook delivery jobs",
+            "description": "notification's JetStream work queue: `{\"delivery_id\"}` per webhook \
+                            delivery; retried by delayed naks until the tenant's max_attempts.",
+        }),
+    );
 
     let address = s.tenant_changed();
     let id = channel_id(&s, &address);

@@ -125,6 +125,14 @@ token_id!(
     EventId, max = 64, extra = "", prefix = "evt_"
 );
 token_id!(
+    /// A notification sent with `/notify`.
+    NotificationId, max = 64, extra = "", prefix = "notif_"
+);
+token_id!(
+    /// One webhook delivery (its retries keep the id, so receivers can dedupe).
+    DeliveryId, max = 64, extra = "", prefix = "dlv_"
+);
+token_id!(
     /// A user of a tenant's application. Chosen by the tenant; `:` and `.` are not
     /// allowed because user ids appear in DM keys and NATS subjects.
     UserId, max = 128, extra = "@+=~", prefix = "usr_"

@@ -321,7 +321,13 @@ impl TestStack {
             }
         }
         let js = async_nats::jetstream::new(self.bus.client().clone());
-        let _ = js.delete_stream(self.bus.subjects().events_stream()).await;
+        for stream in [
+            self.bus.subjects().events_stream(),
+            self.bus.subjects().deliveries_stream(),
+            self.bus.subjects().dead_letter_stream(),
+        ] {
+            let _ = js.delete_stream(stream).await;
+        }
         Ok(())
     }
 }

@@ -5,6 +5,10 @@
 //! applies its schema and answers `health` (proving its schema takes writes); the
 //! delivery issue adds the rest.
 
+mod dead_letters;
+pub mod deliveries;
+mod handlers;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -25,7 +29,10 @@ use futures_util::FutureExt as _;
 pub const MIGRATIONS: chat_pg::Migrations = chat_pg::Migrations {
     table: "notification_schema_migrations",
     lock: 0x6368_6174_0003,
-    steps: &[("0001_init", include_str!("../migrations/0001_init.sql"))],
+    steps: &[
+        ("0001_init", include_str!("../migrations/0001_init.sql")),
+        ("0002_notifications", include_str!("../migrations/0002_notifications.sql")),
+    ],
 };
 
 /// notification's settings.
@@ -56,9 +63,12 @@ impl Config {
     }
 }
 
+/// What every handler and the delivery worker share. Cheap to clone.
 #[derive(Clone)]
-struct State {
+pub struct State {
     pool: PgPool,
+    bus: Bus,
+    js: async_nats::jetstream::Context,
     instance: Arc<str>,
     started: Instant,
 }
@@ -89,8 +99,16 @@ impl Notification {
 
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
-        let state =
-            State { pool: self.pool.clone(), instance: chat_telemetry::instance_id().into(), started: Instant::now() };
+        let js = async_nats::jetstream::new(self.bus.client().clone());
+        deliveries::ensure_streams(&js, self.bus.subjects()).await?;
+        let state = State {
+            pool: self.pool.clone(),
+            bus: self.bus.clone(),
+            js,
+            instance: chat_telemetry::instance_id().into(),
+            started: Instant::now(),
+        };
+        let worker = tokio::spawn(deliveries::worker(state.clone(), shutdown.clone()));
         let ops = self.ops.map(|listener| {
             let (pool, client) = (self.pool.clone(), self.bus.client().clone());
             let check: ReadinessCheck = Arc::new(move || {
@@ -101,7 +119,23 @@ impl Notification {
             });
             tokio::spawn(chat_telemetry::ops::serve(listener, check, shutdown.clone()))
         });
-        let served = Router::new(state).route(health).serve(self.bus.clone(), Service::Notification, shutdown).await;
+        let served = Router::new(state)
+            .route(health)
+            .route(handlers::notify)
+            .route(handlers::subscribe)
+            .route(handlers::unsubscribe)
+            .route(handlers::list_subscriptions)
+            .route(handlers::list_inbox)
+            .route(handlers::take_inbox)
+            .route(dead_letters::list)
+            .route(dead_letters::retry)
+            .serve(self.bus.clone(), Service::Notification, shutdown)
+            .await;
+        match worker.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "delivery worker failed"),
+            Err(e) => tracing::error!(error = %e, "delivery worker panicked"),
+            Ok(Ok(())) => {}
+        }
         if let Some(ops) = ops {
             let _ = ops.await;
         }

@@ -172,17 +172,21 @@ pub enum UserEventBody {
     /// Some of the user's messages were delivered to, or read by, another member.
     #[serde(rename = "message.status")]
     MessageStatus(MessageStatus),
+    /// A notification for the user (delivered live to their sockets).
+    #[serde(rename = "notification")]
+    Notification(crate::proto::notify::InboxItem),
 }
 
 impl UserEventBody {
     pub fn kind(&self) -> &'static str {
         match self {
             UserEventBody::MessageStatus(_) => "message.status",
+            UserEventBody::Notification(_) => "notification",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 1] = ["message.status"];
+    pub const KINDS: [&'static str; 2] = ["message.status", "notification"];
 }
 
 /// The status of a sender's messages as seen by one other member.

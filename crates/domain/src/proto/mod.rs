@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod health;
+pub mod notify;
 pub mod presence;
 pub mod store;
 

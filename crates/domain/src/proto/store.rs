@@ -67,6 +67,16 @@ pub struct Webhook {
 }
 store_command!(GetWebhook, "get_webhook", Webhook);
 
+/// Who should get something: the members of a room, or every user known to a tenant
+/// (members of any of its rooms). For services, not on behalf of a user.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Audience {
+    pub tenant_id: TenantId,
+    /// A room's members; the whole tenant when absent.
+    pub room_id: Option<RoomId>,
+}
+store_command!(Audience, "audience", Vec<UserId>);
+
 /// Check an operator (admin) key.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AuthenticateAdmin {

@@ -6,6 +6,7 @@ mod cursors;
 mod health;
 mod live;
 mod messages;
+mod notify;
 mod rooms;
 
 use actix_web::web;
@@ -28,6 +29,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/rooms/{room_id}/read", web::post().to(cursors::read))
         .route("/acks", web::post().to(cursors::ack))
         .route("/tokens", web::post().to(crate::tokens::create))
+        .route("/notify", web::post().to(notify::notify))
+        .route("/subscriptions", web::post().to(notify::subscribe))
+        .route("/subscriptions", web::get().to(notify::list_subscriptions))
+        .route("/subscriptions/{topic}", web::delete().to(notify::unsubscribe))
+        .route("/notifications", web::get().to(notify::inbox))
+        .route("/admin/dead-letters", web::get().to(notify::dead_letters))
+        .route("/admin/dead-letters/{id}/retry", web::post().to(notify::retry_dead_letter))
         .route("/api/v1/rooms/{room_id}/online", web::get().to(live::online))
         .route("/api/v1/users/online", web::get().to(live::tenant_online))
         .route("/api/v1/rooms/{room_id}/participants", web::get().to(live::participants))

@@ -59,3 +59,27 @@ pub fn error(room: &RoomId, code: &str, message: &str, local_id: Option<&str>) -
     }
     envelope("error", data, Some(room))
 }
+
+/// A `notification` frame from an inbox item: ws-rooms' `id`, `title`, `content`,
+/// `action_url`, `priority`, `icon` (read from the payload when it has them), plus the
+/// `topic`, the whole `payload`, and `kind` (`notification` or `message`).
+pub fn notification(item: &chat_domain::proto::notify::InboxItem) -> ByteString {
+    let b = &item.body;
+    let payload = b.get("payload").cloned().unwrap_or_else(|| json!({}));
+    let field = |k: &str| payload.get(k).cloned().unwrap_or(Value::Null);
+    let topic = b.get("topic").cloned().unwrap_or(Value::Null);
+    let data = json!({
+        "id": item.id,
+        "kind": item.kind,
+        "title": payload.get("title").cloned().unwrap_or_else(|| topic.clone()),
+        "content": field("content"),
+        "action_url": field("action_url"),
+        "priority": payload.get("priority").cloned().unwrap_or_else(|| json!("normal")),
+        "icon": field("icon"),
+        "topic": topic,
+        "payload": payload,
+        "created_at": chat_domain::time::format(&item.created_at),
+    });
+    let room = b.get("room_id").and_then(Value::as_str).and_then(|r| RoomId::parse(r).ok());
+    envelope("notification", data, room.as_ref())
+}

@@ -461,6 +461,10 @@ async fn user_task(hub: Arc<Hub>, sockets: Arc<RwLock<HashMap<u64, Socket>>>, mu
                 let out = Out { seq: None, text: frames::envelope("message_status", data, Some(&s.room_id)) };
                 hub.offer_to(&sockets, &out, |_| true);
             }
+            UserEventBody::Notification(item) => {
+                let out = Out { seq: None, text: frames::notification(&item) };
+                hub.offer_to(&sockets, &out, |_| true);
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use bytestring::ByteString;
 use chat_domain::ApiError;
 use chat_domain::ids::RoomId;
 use chat_domain::model::{Actor, MessageContent, Room, validate_client_id, validate_meta};
+use chat_domain::proto::notify::TakeInbox;
 use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal, GetOnline, SetTyping};
 use chat_domain::proto::store::{CursorKind, ListMessages, MoveCursor, SendMessage};
 use serde_json::{Value, json};
@@ -120,6 +121,18 @@ impl Session {
             });
         if !self.send(ws, self.status_frame(&online)).await {
             return End::Gone;
+        }
+        // What arrived for this user while they were away.
+        let take = TakeInbox { tenant_id: self.actor.tenant_id.clone(), user_id: self.actor.user_id.clone() };
+        match self.state.bus.request(&take).await {
+            Ok(items) => {
+                for item in items {
+                    if !self.send(ws, frames::notification(&item)).await {
+                        return End::Gone;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "inbox unavailable at connect"),
         }
         // Resume: everything after last_seq, then the live stream without repeats.
         let mut last_sent = None;

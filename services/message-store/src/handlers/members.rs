@@ -2,10 +2,11 @@
 //! `member.removed` events through the outbox.
 
 use chat_domain::ApiError;
+use chat_domain::ids::UserId;
 use chat_domain::model::{Member, MemberRole, RoomType};
 use chat_domain::proto::Done;
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody};
-use chat_domain::proto::store::{AddMember, ListMembers, MemberAdded, RemoveMember};
+use chat_domain::proto::store::{AddMember, Audience, ListMembers, MemberAdded, RemoveMember};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
@@ -119,4 +120,47 @@ pub async fn remove_member(store: Store, cmd: RemoveMember) -> Result<Done, ApiE
         .await?;
     store.0.publisher.submit(vec![pending]);
     Ok(Done {})
+}
+
+/// `audience`: a room's members, or every user with a membership in the tenant.
+pub async fn audience(store: Store, cmd: Audience) -> Result<Vec<UserId>, ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        user_id: String,
+    }
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let rows: Vec<Row> = match &cmd.room_id {
+        Some(room) => {
+            #[derive(diesel::QueryableByName)]
+            struct One {
+                #[diesel(sql_type = diesel::sql_types::Integer)]
+                #[allow(dead_code)]
+                one: i32,
+            }
+            let exists: Option<One> = optional(
+                diesel::sql_query("SELECT 1 AS one FROM rooms WHERE id = $1 AND tenant_id = $2")
+                    .bind::<Text, _>(room.as_str())
+                    .bind::<Text, _>(cmd.tenant_id.as_str())
+                    .get_result(&mut conn)
+                    .await,
+            )
+            .map_err(StoreError::from)?;
+            if exists.is_none() {
+                return Err(ApiError::not_found("Room not found"));
+            }
+            diesel::sql_query("SELECT user_id FROM room_members WHERE room_id = $1 ORDER BY user_id")
+                .bind::<Text, _>(room.as_str())
+                .load(&mut conn)
+                .await
+        }
+        None => {
+            diesel::sql_query("SELECT DISTINCT user_id FROM room_members WHERE tenant_id = $1 ORDER BY user_id")
+                .bind::<Text, _>(cmd.tenant_id.as_str())
+                .load(&mut conn)
+                .await
+        }
+    }
+    .map_err(StoreError::from)?;
+    Ok(rows.into_iter().filter_map(|r| UserId::parse(r.user_id).ok()).collect())
 }

@@ -71,6 +71,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(members::list_members)
         .route(members::add_member)
         .route(members::remove_member)
+        .route(members::audience)
         .route(messages::send_message)
         .route(messages::list_messages)
         .route(cursors::move_cursor)
