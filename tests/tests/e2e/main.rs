@@ -7,6 +7,7 @@ mod bus;
 mod errors;
 mod health;
 mod messages;
+mod notifications;
 mod ratelimit;
 mod receipts;
 mod rooms;
