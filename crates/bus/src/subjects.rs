@@ -106,6 +106,11 @@ impl Subjects {
         format!("{}.evt.{}.{}.>", self.prefix, tenant.token(), room.token())
     }
 
+    /// `<p>.evt.*.*.<kind>`: one kind of room event in every room (a consumer's filter).
+    pub fn room_events_of_kind(&self, kind: &str) -> String {
+        format!("{}.evt.*.*.{kind}", self.prefix)
+    }
+
     /// `<p>.evt.>`: every room event (the events stream's subjects).
     pub fn all_room_events(&self) -> String {
         format!("{}.evt.>", self.prefix)

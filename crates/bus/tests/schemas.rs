@@ -182,12 +182,13 @@ const KIND: Placeholder = Placeholder("{kind}");
 /// Every builder of [`Subjects`] this test covers, by method name. A new builder fails
 /// `every_subject_builder_is_covered` until it is called in [`concrete_subjects`] or
 /// [`wildcard_subjects`] and named here.
-const COVERED_BUILDERS: [&str; 14] = [
+const COVERED_BUILDERS: [&str; 15] = [
     "command",
     "commands_of",
     "room_event",
     "room_events",
     "all_room_events",
+    "room_events_of_kind",
     "user_event",
     "user_events",
     "all_user_events",
@@ -228,6 +229,7 @@ fn wildcard_subjects(s: &Subjects) -> Vec<String> {
     let mut out: Vec<String> = Service::BACKENDS.iter().map(|service| s.commands_of(*service)).collect();
     out.push(s.room_events(&TENANT, &ROOM));
     out.push(s.all_room_events());
+    out.push(s.room_events_of_kind("message.created"));
     out.push(s.all_presence());
     out.push(s.user_events(&TENANT, &USER));
     out.push(s.all_user_events());

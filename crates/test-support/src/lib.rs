@@ -160,6 +160,8 @@ impl StackBuilder {
                 db_pool_size: 4,
                 db_timeout: Duration::from_secs(10),
                 ops_addr: Some("127.0.0.1:0".parse()?),
+                offline_grace: Duration::from_millis(400),
+                events_max_age: Duration::from_secs(600),
             };
             let app = notification::Notification::build(cfg).await.context("starting notification")?;
             ops_ports.extend(app.ops_port().map(|p| ("notification", p)));

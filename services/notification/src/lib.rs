@@ -8,6 +8,7 @@
 mod dead_letters;
 pub mod deliveries;
 mod handlers;
+mod offline;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -45,6 +46,11 @@ pub struct Config {
     pub db_timeout: Duration,
     /// Where `/healthz`, `/readyz` and `/metrics` listen (`OPS_ADDR`); `None` for none.
     pub ops_addr: Option<SocketAddr>,
+    /// How old a message must be before its offline recipients are notified, so a
+    /// member who is reconnecting still counts as online (`OFFLINE_GRACE_MS`).
+    pub offline_grace: Duration,
+    /// How long the events stream keeps events, if this service creates it.
+    pub events_max_age: Duration,
 }
 
 impl Config {
@@ -59,6 +65,12 @@ impl Config {
                 env("DB_TIMEOUT_MS", "5000").parse().context("DB_TIMEOUT_MS must be a number")?,
             ),
             ops_addr: Some(env("OPS_ADDR", "127.0.0.1:9103").parse().context("OPS_ADDR must be host:port")?),
+            offline_grace: Duration::from_millis(
+                env("OFFLINE_GRACE_MS", "3000").parse().context("OFFLINE_GRACE_MS must be a number")?,
+            ),
+            events_max_age: Duration::from_secs(
+                env("EVENTS_MAX_AGE_SECS", "86400").parse().context("EVENTS_MAX_AGE_SECS must be a number")?,
+            ),
         })
     }
 }
@@ -78,6 +90,7 @@ pub struct Notification {
     bus: Bus,
     pool: PgPool,
     ops: Option<TcpListener>,
+    config: Config,
 }
 
 impl Notification {
@@ -90,7 +103,7 @@ impl Notification {
             .ops_addr
             .map(|a| TcpListener::bind(a).with_context(|| format!("binding the ops port {a}")))
             .transpose()?;
-        Ok(Self { bus: Bus::new(client, subjects), pool, ops })
+        Ok(Self { bus: Bus::new(client, subjects), pool, ops, config })
     }
 
     pub fn ops_port(&self) -> Option<u16> {
@@ -101,6 +114,10 @@ impl Notification {
         let shutdown = shutdown.boxed().shared();
         let js = async_nats::jetstream::new(self.bus.client().clone());
         deliveries::ensure_streams(&js, self.bus.subjects()).await?;
+        // The events stream is message-store's; make sure it exists if we start first.
+        if js.get_stream(self.bus.subjects().events_stream()).await.is_err() {
+            chat_bus::events::ensure_events_stream(&js, self.bus.subjects(), self.config.events_max_age).await?;
+        }
         let state = State {
             pool: self.pool.clone(),
             bus: self.bus.clone(),
@@ -109,6 +126,7 @@ impl Notification {
             started: Instant::now(),
         };
         let worker = tokio::spawn(deliveries::worker(state.clone(), shutdown.clone()));
+        let offline = tokio::spawn(offline::follow(state.clone(), self.config.offline_grace, shutdown.clone()));
         let ops = self.ops.map(|listener| {
             let (pool, client) = (self.pool.clone(), self.bus.client().clone());
             let check: ReadinessCheck = Arc::new(move || {
@@ -131,6 +149,11 @@ impl Notification {
             .route(dead_letters::retry)
             .serve(self.bus.clone(), Service::Notification, shutdown)
             .await;
+        match offline.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "offline-message follower failed"),
+            Err(e) => tracing::error!(error = %e, "offline-message follower panicked"),
+            Ok(Ok(())) => {}
+        }
         match worker.await {
             Ok(Err(e)) => tracing::error!(error = %e, "delivery worker failed"),
             Err(e) => tracing::error!(error = %e, "delivery worker panicked"),

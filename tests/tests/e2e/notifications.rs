@@ -203,3 +203,44 @@ async fn failing_webhooks_become_dead_letters_that_can_be_replayed() -> anyhow::
     )?;
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_members_are_notified_of_messages() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = tenant(&stack).await?;
+    let hook = WebhookReceiver::start(Some(0)).await?;
+    set_webhook(&stack, &t, &hook.url, 3).await?;
+    let room = t.user("alice").create_room("group", &["bob", "carol"]).await?;
+    let mut carol =
+        WsClient::connect(&format!("{}/ws/{room}?token={}&user_id=carol", stack.ws_url(0), t.api_key)).await?;
+    carol.expect("connection_status").await?;
+    let sent = t.user("alice").send(&room, "are you there?").await?;
+    carol.expect("message").await?;
+
+    // Bob (offline) gets a webhook call and an inbox entry; carol (online) and the
+    // sender get neither.
+    eventually("the offline webhook", || async { Ok(!hook.received().is_empty()) }).await?;
+    let got = hook.received();
+    assert_eq!(got.len(), 1, "one offline member, one delivery: {got:?}");
+    verify_signature(&got[0])?;
+    let body: Value = serde_json::from_slice(&got[0].body)?;
+    assert_eq!(body["type"], "message");
+    assert_eq!(body["user_id"], "bob");
+    assert_eq!(body["room_id"], room.as_str());
+    assert_eq!(body["message"]["message_id"], sent["message_id"]);
+    assert_eq!(got[0].headers.get("x-chat-event").map(String::as_str), Some("message"));
+    let inbox = t.user("bob").get("/notifications").await?.expect(StatusCode::OK)?;
+    assert_eq!(inbox.body[0]["kind"], "message");
+    assert_eq!(inbox.body[0]["id"], sent["message_id"]);
+    for user in ["carol", "alice"] {
+        let inbox = t.user(user).get("/notifications").await?.expect(StatusCode::OK)?;
+        assert_eq!(inbox.body, json!([]), "{user} was online or sent it");
+    }
+    // On his next connect bob gets it as a notification frame.
+    let mut bob = WsClient::connect(&format!("{}/ws/{room}?token={}&user_id=bob", stack.ws_url(0), t.api_key)).await?;
+    let frame = bob.expect("notification").await?;
+    assert_eq!(frame["data"]["kind"], "message");
+    assert_eq!(frame["data"]["content"], "are you there?");
+    assert_eq!(frame["room_id"], room.as_str());
+    stack.stop().await
+}
