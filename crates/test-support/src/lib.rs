@@ -122,6 +122,7 @@ impl StackBuilder {
         let mut tasks: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
         let admin_key = chat_domain::keys::generate(chat_domain::keys::ADMIN_KEY_PREFIX);
         let mut ops_ports = Vec::new();
+        let mut notification = None;
 
         for i in 0..self.message_stores {
             let cfg = message_store::Config {
@@ -163,9 +164,17 @@ impl StackBuilder {
                 offline_grace: Duration::from_millis(400),
                 events_max_age: Duration::from_secs(600),
             };
-            let app = notification::Notification::build(cfg).await.context("starting notification")?;
+            let app = notification::Notification::build(cfg.clone()).await.context("starting notification")?;
             ops_ports.extend(app.ops_port().map(|p| ("notification", p)));
-            tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
+            let (own_tx, own_rx) = watch::channel(false);
+            let (all, own) = (stopped(stop_rx.clone()), stopped(own_rx));
+            let task = tokio::spawn(app.run(async move {
+                tokio::select! {
+                    _ = all => {},
+                    _ = own => {},
+                }
+            }));
+            notification = Some(Restartable { config: cfg, stop: own_tx, task });
         }
         let mut gateway_ports = Vec::new();
         let mut gateway_stops = Vec::new();
@@ -206,6 +215,8 @@ impl StackBuilder {
             prefix,
             gateway_ports,
             gateway_stops,
+            notification,
+            stop_rx,
             ops_ports,
             admin_key,
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
@@ -223,6 +234,8 @@ pub struct TestStack {
     pub prefix: String,
     pub gateway_ports: Vec<u16>,
     gateway_stops: Vec<watch::Sender<bool>>,
+    notification: Option<Restartable<notification::Config>>,
+    stop_rx: watch::Receiver<bool>,
     /// `(service, port)` of each non-gateway service's `/healthz`, `/readyz`, `/metrics`.
     pub ops_ports: Vec<(&'static str, u16)>,
     /// The operator key message-store was started with.
@@ -258,6 +271,25 @@ impl TestStack {
     pub async fn stop_gateway(&mut self, i: usize) -> anyhow::Result<()> {
         let stop = self.gateway_stops.get(i).cloned().ok_or_else(|| anyhow!("no gateway {i}"))?;
         let _ = stop.send(true);
+        Ok(())
+    }
+
+    /// Stops the notification service and starts a new instance with the same
+    /// settings (its durable consumers and queued jobs carry over).
+    pub async fn restart_notification(&mut self) -> anyhow::Result<()> {
+        let old = self.notification.take().ok_or_else(|| anyhow!("this stack runs no notification service"))?;
+        let _ = old.stop.send(true);
+        bounded("notification to stop", old.task).await???;
+        let app = notification::Notification::build(old.config.clone()).await.context("restarting notification")?;
+        let (own_tx, own_rx) = watch::channel(false);
+        let (all, own) = (stopped(self.stop_rx.clone()), stopped(own_rx));
+        let task = tokio::spawn(app.run(async move {
+            tokio::select! {
+                _ = all => {},
+                _ = own => {},
+            }
+        }));
+        self.notification = Some(Restartable { config: old.config, stop: own_tx, task });
         Ok(())
     }
 
@@ -314,7 +346,8 @@ impl TestStack {
     /// Stops every service and removes what this stack left on the shared servers.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        let tasks = self.tasks.into_iter().chain(self.notification.map(|n| n.task));
+        for t in tasks {
             match tokio::time::timeout(Duration::from_secs(30), t).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(e))) => bail!("a service stopped with an error: {e:#}"),
@@ -332,6 +365,13 @@ impl TestStack {
         }
         Ok(())
     }
+}
+
+/// A service that can be stopped and started again on its own.
+struct Restartable<C> {
+    config: C,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
 }
 
 /// A tenant made for one test.

@@ -244,3 +244,28 @@ async fn offline_members_are_notified_of_messages() -> anyhow::Result<()> {
     assert_eq!(frame["room_id"], room.as_str());
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_deliveries_survive_a_restart_of_the_notification_service() -> anyhow::Result<()> {
+    let mut stack = TestStack::start().await?;
+    let t = tenant(&stack).await?;
+    let hook = WebhookReceiver::start(Some(2)).await?;
+    // Slow retries, so the restart lands between attempts.
+    let body = json!({
+        "webhook_url": hook.url,
+        "webhook_secret": "s3cret-s3cret-s3cret",
+        "retry": {"max_attempts": 5, "backoff_ms": 700},
+    });
+    stack.admin(Method::PATCH, &format!("/admin/tenants/{}", t.id), Some(body)).await?.expect(StatusCode::OK)?;
+    t.user("ops").post("/notify", json!({"topic": "survive", "targets": {"user_ids": ["bob"]}})).await?;
+    eventually("the first failed attempt", || async { Ok(!hook.received().is_empty()) }).await?;
+    stack.restart_notification().await?;
+    eventually("delivery after the restart", || async { Ok(hook.received().iter().any(|r| r.status == 200)) }).await?;
+    let got = hook.received();
+    assert_eq!(got.iter().filter(|r| r.status == 200).count(), 1, "delivered exactly once: {got:?}");
+    let ids: std::collections::BTreeSet<_> = got.iter().map(|r| r.headers.get("x-chat-delivery").cloned()).collect();
+    assert_eq!(ids.len(), 1, "the redelivery kept its delivery id");
+    let last: Value = serde_json::from_slice(&got[got.len() - 1].body)?;
+    assert_eq!(last["attempt"], got.len(), "attempts were counted across the restart");
+    stack.stop().await
+}
