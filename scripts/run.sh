@@ -271,6 +271,10 @@ start_log_tail() {
     TAIL_PID=$!
 }
 
+# Sockets are files: let the services (the gateway above all) hold as many as the
+# machine allows.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 start_service() {
     local svc=$1 log="$LOG_DIR/$1.log"
     local -a envs=()

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# What `make bench` runs: every load-generator scenario against the stack that
+# `make run` started (in another terminal), appending result lines to
+# bench-results.jsonl and drawing BENCHMARKS.svg. Figures go into BENCHMARKS.md by hand,
+# with the command lines printed here.
+#
+# Environment: LOADGEN_URL (default http://127.0.0.1:8000), BENCH_DURATION (seconds
+# per step, default 10), BENCH_IDLE (connection counts, default "10000 18000"),
+# BENCH_QUICK=1 for a short smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -f .dev/keys.env ]]; then
+    # shellcheck disable=SC1091
+    source .dev/keys.env
+fi
+: "${CHAT_ADMIN_API_KEY:?set CHAT_ADMIN_API_KEY or start the stack with make run (it writes .dev/keys.env)}"
+export CHAT_ADMIN_API_KEY
+URL="${LOADGEN_URL:-http://127.0.0.1:8000}"
+export LOADGEN_URL="$URL"
+
+if ! curl -fsS -o /dev/null --max-time 3 "$URL/healthz" 2>/dev/null; then
+    echo "bench: no gateway answers at $URL; start the stack first with: make run" >&2
+    exit 1
+fi
+
+cargo build --release -q -p loadgen
+LOADGEN=target/release/loadgen
+OUT=bench-results.jsonl
+D="${BENCH_DURATION:-10}"
+IDLE="${BENCH_IDLE:-10000 18000}"
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
+    D=3
+    IDLE=1000
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# Loopback has ~28k ephemeral ports per source address: spread sockets over several.
+SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
+
+run() {
+    echo
+    echo "\$ loadgen $*"
+    "$LOADGEN" --out "$OUT" "$@"
+}
+
+echo "bench: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), results appended to $OUT"
+run persist --via rest --duration "$D" --concurrency 64
+run persist --via ws --duration "$D" --concurrency 64
+run history --messages "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 5000 || echo 100000)" --duration "$D"
+run fanout --rooms 100 --members 10 --rate 500 --duration "$D" --search --max-steps "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 2 || echo 6)"
+run bigroom --members "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 500 || echo 5000)" --rate 20 --duration "$D"
+for n in $IDLE; do
+    run --sources "$SOURCES" idle --connections "$n"
+done
+"$LOADGEN" chart --input "$OUT" --output BENCHMARKS.svg
