@@ -44,17 +44,40 @@ impl Stack {
     }
 
     /// Creates a group room of `members` (the first is the creator); returns its id.
+    /// Rooms are created with at most 1,000 members; the rest are added one by one.
     pub async fn room(&self, members: &[String]) -> anyhow::Result<String> {
+        let first = members.len().min(1000);
         let res = self
             .http
             .post(format!("{}/rooms", self.url))
             .header("X-API-Key", &self.api_key)
             .header("X-User-Id", &members[0])
-            .json(&json!({"type": "group", "members": &members[1..]}))
+            .json(&json!({"type": "group", "members": &members[1..first]}))
             .send()
             .await?;
+        let status = res.status();
         let body: Value = res.json().await?;
-        Ok(body["room_id"].as_str().context("no room_id")?.to_owned())
+        if !status.is_success() {
+            bail!("creating a room: {status} {body}");
+        }
+        let room = body["room_id"].as_str().context("no room_id")?.to_owned();
+        for chunk in members[first..].chunks(64) {
+            let adds = chunk.iter().map(|user| {
+                self.http
+                    .post(format!("{}/rooms/{room}/members", self.url))
+                    .header("X-API-Key", &self.api_key)
+                    .header("X-User-Id", &members[0])
+                    .json(&json!({"user_id": user}))
+                    .send()
+            });
+            for res in futures_util::future::join_all(adds).await {
+                let res = res?;
+                if !res.status().is_success() {
+                    bail!("adding a member: {}", res.status());
+                }
+            }
+        }
+        Ok(room)
     }
 
     /// Sends a message over REST; returns its `seq`.

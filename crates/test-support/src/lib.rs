@@ -187,6 +187,8 @@ impl StackBuilder {
                 workers: 2,
                 max_body_bytes: 64 * 1024,
                 auth_cache_ttl: Duration::from_secs(10),
+                // Generous: a loaded CI machine must not turn into 503s.
+                bus_timeout: Duration::from_secs(30),
                 ws: gateway::ws::WsConfig {
                     heartbeat_every: Duration::from_millis(500),
                     reconnect_spread_ms: 100,

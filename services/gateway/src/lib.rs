@@ -52,6 +52,9 @@ pub struct Config {
     pub auth_cache_ttl: Duration,
     /// WebSocket settings.
     pub ws: ws::WsConfig,
+    /// How long a request waits for a service behind the gateway before it is a
+    /// `503` (`GATEWAY_BUS_TIMEOUT_MS`).
+    pub bus_timeout: Duration,
 }
 
 impl Config {
@@ -75,6 +78,7 @@ impl Config {
                 idle_timeout: Duration::from_secs(num("WS_IDLE_SECS", 60)? as u64),
                 ..ws::WsConfig::default()
             },
+            bus_timeout: Duration::from_millis(num("GATEWAY_BUS_TIMEOUT_MS", 5000)? as u64),
         })
     }
 }
@@ -115,7 +119,7 @@ impl Gateway {
         let redis = redis::aio::ConnectionManager::new(redis)
             .await
             .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
-        let bus = Bus::new(client, subjects);
+        let bus = Bus::new(client, subjects).with_timeout(config.bus_timeout);
         let gateway_id = format!("gw{}", &uuid_like());
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let state = web::Data::new(AppState {

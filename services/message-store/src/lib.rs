@@ -126,7 +126,7 @@ impl MessageStore {
     /// Answers commands until `shutdown` completes, then drains and stops.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
-        let (publisher, publisher_task) = outbox::publisher(self.pool.clone(), self.js.clone());
+        let (publisher, publisher_task) = outbox::publisher(self.config.database_url.clone(), self.js.clone());
         let relay = tokio::spawn(outbox::relay(
             self.pool.clone(),
             self.js.clone(),

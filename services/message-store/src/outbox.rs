@@ -24,6 +24,8 @@ use chat_pg::PgPool;
 pub const PUBLISH_QUEUE: usize = 16_384;
 /// Most events published (and confirmed) in one round.
 const BATCH: usize = 256;
+/// Most rows one relay round takes.
+const RELAY_BATCH: usize = 500;
 
 /// An event committed to the outbox and not yet confirmed by JetStream.
 #[derive(Debug, Clone)]
@@ -98,13 +100,18 @@ impl Publisher {
 }
 
 /// Starts the publisher task; it ends when every [`Publisher`] is dropped.
-pub fn publisher(pool: PgPool, js: jetstream::Context) -> (Publisher, tokio::task::JoinHandle<()>) {
+///
+/// It keeps a database connection of its own (outside the pool), so clearing
+/// published rows never waits behind the requests that are filling the outbox.
+pub fn publisher(database_url: String, js: jetstream::Context) -> (Publisher, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Pending>(PUBLISH_QUEUE);
     let task = tokio::spawn(async move {
+        let mut conn: Option<AsyncPgConnection> = None;
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
             let confirmed = publish_all(&js, &batch).await;
-            if let Err(e) = delete(&pool, &confirmed).await {
+            if let Err(e) = delete(&database_url, &mut conn, &confirmed).await {
+                conn = None;
                 tracing::warn!(error = %e, "could not clear published outbox rows; the relay will retry");
             }
             batch.clear();
@@ -134,14 +141,17 @@ async fn publish_all(js: &jetstream::Context, batch: &[Pending]) -> Vec<i64> {
     confirmed
 }
 
-async fn delete(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
+async fn delete(url: &str, conn: &mut Option<AsyncPgConnection>, ids: &[i64]) -> anyhow::Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let mut conn = pool.get().await.context("outbox connection")?;
+    if conn.is_none() {
+        *conn = Some(AsyncPgConnection::establish(url).await.context("outbox publisher connection")?);
+    }
+    let Some(c) = conn.as_mut() else { return Ok(()) };
     diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")
         .bind::<Array<BigInt>, _>(ids)
-        .execute(&mut conn)
+        .execute(c)
         .await
         .context("deleting published outbox rows")?;
     Ok(())
@@ -164,10 +174,21 @@ pub async fn relay(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {
-                match relay_once(&pool, &js, &prefix, after).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(events = n, "outbox relay republished events"),
-                    Err(e) => tracing::warn!(error = %e, "outbox relay round failed"),
+                // Drain in full batches while there is a backlog.
+                loop {
+                    match relay_once(&pool, &js, &prefix, after).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            tracing::info!(events = n, "outbox relay republished events");
+                            if n < RELAY_BATCH {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "outbox relay round failed");
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -198,11 +219,11 @@ pub async fn relay_once(
     let prefix = prefix.to_owned();
     let confirmed = conn
         .transaction(async move |conn| -> Result<usize, StoreError> {
-            let rows: Vec<Row> = diesel::sql_query(
+            let rows: Vec<Row> = diesel::sql_query(format!(
                 "SELECT id, event_id, subject, payload FROM outbox
                  WHERE bus_prefix = $1 AND created_at < now() - make_interval(secs => $2::double precision / 1000)
-                 ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
-            )
+                 ORDER BY id LIMIT {RELAY_BATCH} FOR UPDATE SKIP LOCKED"
+            ))
             .bind::<Text, _>(&prefix)
             .bind::<BigInt, _>(after_ms)
             .load(conn)

@@ -140,13 +140,23 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
             rows.reverse();
             rows
         }
-        (after, before) => diesel::sql_query(format!(
+        (after, Some(before)) => diesel::sql_query(format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $3
              ORDER BY seq ASC LIMIT $4"
         ))
         .bind::<Text, _>(cmd.room_id.as_str())
         .bind::<BigInt, _>(after.unwrap_or(0))
-        .bind::<BigInt, _>(before.unwrap_or(i64::MAX))
+        .bind::<BigInt, _>(before)
+        .bind::<BigInt, _>(limit)
+        .load(&mut conn)
+        .await
+        .map_err(StoreError::from)?,
+        // The common case; no upper bound, so the planner walks the primary key and stops.
+        (after, None) => diesel::sql_query(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+        ))
+        .bind::<Text, _>(cmd.room_id.as_str())
+        .bind::<BigInt, _>(after.unwrap_or(0))
         .bind::<BigInt, _>(limit)
         .load(&mut conn)
         .await
