@@ -84,7 +84,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Prints the JSON line and a summary, and appends the line to `out`.
 fn report(result: &Value, out: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let line = serde_json::to_string(result)?;
+    let mut result = result.clone();
+    result["at"] = serde_json::json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    result["cores"] = serde_json::json!(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let line = serde_json::to_string(&result)?;
     println!("{line}");
     if let Some(summary) = result.get("summary").and_then(Value::as_str) {
         eprintln!("{summary}");

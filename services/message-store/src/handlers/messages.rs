@@ -11,9 +11,9 @@ use chat_domain::model::{Message, validate_client_id, validate_meta};
 use chat_domain::proto::events::{RoomEvent, RoomEventBody};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage};
 use diesel::sql_types::{BigInt, Jsonb, Nullable, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::{Store, access, optional};
+use super::{Store, access};
 use crate::error::StoreError;
 use crate::outbox;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow};
@@ -35,53 +35,51 @@ pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent,
     }
     let subjects = store.subjects().clone();
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let sender_name = cmd
+        .sender_name
+        .as_deref()
+        .map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect::<String>());
     let sent = conn
         .transaction(async move |conn| -> Result<Sent, StoreError> {
-            access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
-            #[derive(diesel::QueryableByName)]
-            struct Seq {
-                #[diesel(sql_type = BigInt)]
-                last_seq: i64,
+            use diesel::QueryableByName;
+            #[derive(QueryableByName)]
+            struct Row {
+                #[diesel(sql_type = Text)]
+                outcome: String,
+                #[diesel(embed)]
+                message: MessageRow,
             }
-            let seq: Seq =
-                diesel::sql_query("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
-                    .bind::<Text, _>(cmd.room_id.as_str())
-                    .get_result(conn)
-                    .await?;
-            if let Some(client_id) = &cmd.client_msg_id
-                && let Some(existing) = find_duplicate(conn, &cmd, client_id).await?
-            {
-                return Ok(Sent::Duplicate(existing));
+            let row: Row = diesel::sql_query("SELECT * FROM chat_send_message($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind::<Text, _>(cmd.actor.tenant_id.as_str())
+                .bind::<Text, _>(cmd.room_id.as_str())
+                .bind::<Text, _>(cmd.actor.user_id.as_str())
+                .bind::<Nullable<Text>, _>(&sender_name)
+                .bind::<Text, _>(MessageId::generate().as_str())
+                .bind::<Text, _>(cmd.content.as_str())
+                .bind::<Nullable<Jsonb>, _>(&cmd.meta)
+                .bind::<Nullable<Text>, _>(&cmd.client_msg_id)
+                .bind::<diesel::sql_types::Timestamptz, _>(chat_domain::time::now())
+                .get_result(conn)
+                .await
+                .map_err(|e| match e {
+                    diesel::result::Error::DatabaseError(_, ref info) if info.message().contains("chat:not_found") => {
+                        StoreError::Api(ApiError::not_found("Room not found"))
+                    }
+                    diesel::result::Error::DatabaseError(_, ref info) if info.message().contains("chat:forbidden") => {
+                        StoreError::Api(ApiError::forbidden("You are not a member of this room"))
+                    }
+                    other => StoreError::Db(other),
+                })?;
+            let message = Message::try_from(row.message)?;
+            if row.outcome == "duplicate" {
+                return Ok(Sent::Duplicate(message));
             }
-            let row: MessageRow = diesel::sql_query(format!(
-                "INSERT INTO messages (room_id, seq, id, sender_id, content, meta, client_msg_id, created_at, sender_name)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {MESSAGE_COLUMNS}"
-            ))
-            .bind::<Text, _>(cmd.room_id.as_str())
-            .bind::<BigInt, _>(seq.last_seq)
-            .bind::<Text, _>(MessageId::generate().as_str())
-            .bind::<Text, _>(cmd.actor.user_id.as_str())
-            .bind::<Text, _>(cmd.content.as_str())
-            .bind::<Nullable<Jsonb>, _>(&cmd.meta)
-            .bind::<Nullable<Text>, _>(&cmd.client_msg_id)
-            .bind::<diesel::sql_types::Timestamptz, _>(chat_domain::time::now())
-            .bind::<Nullable<Text>, _>(cmd.sender_name.as_deref().map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect::<String>()))
-            .get_result(conn)
-            .await?;
-            let message = Message::try_from(row)?;
-            // Sending means having seen the room: the sender's own message is not unread.
-            diesel::sql_query(
-                "INSERT INTO room_cursors (room_id, user_id, delivered_seq, read_seq) VALUES ($1, $2, $3, $3)
-                 ON CONFLICT (room_id, user_id) DO UPDATE SET
-                   delivered_seq = GREATEST(room_cursors.delivered_seq, EXCLUDED.delivered_seq),
-                   read_seq = GREATEST(room_cursors.read_seq, EXCLUDED.read_seq), updated_at = now()",
-            )
-            .bind::<Text, _>(cmd.room_id.as_str())
-            .bind::<Text, _>(cmd.actor.user_id.as_str())
-            .bind::<BigInt, _>(message.seq)
-            .execute(conn)
-            .await?;
-            let event = RoomEvent::new(&cmd.actor.tenant_id, &cmd.room_id, message.created_at, RoomEventBody::MessageCreated(message.clone()));
+            let event = RoomEvent::new(
+                &cmd.actor.tenant_id,
+                &cmd.room_id,
+                message.created_at,
+                RoomEventBody::MessageCreated(message.clone()),
+            );
             let pending = outbox::insert(conn, &subjects, &event).await?;
             Ok(Sent::New(message, pending))
         })
@@ -94,31 +92,6 @@ pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent,
         Ok(Sent::Duplicate(message)) => Ok(MessageSent { message, duplicate: true }),
         Err(e) => Err(e.into()),
     }
-}
-
-async fn find_duplicate(
-    conn: &mut AsyncPgConnection,
-    cmd: &SendMessage,
-    client_id: &str,
-) -> Result<Option<Message>, StoreError> {
-    let row: Option<MessageRow> = optional(
-        diesel::sql_query(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"
-        ))
-        .bind::<Text, _>(cmd.room_id.as_str())
-        .bind::<Text, _>(cmd.actor.user_id.as_str())
-        .bind::<Text, _>(client_id)
-        .get_result(conn)
-        .await,
-    )?;
-    if row.is_some() {
-        // Give back the seq this transaction took; the room's order stays gapless.
-        diesel::sql_query("UPDATE rooms SET last_seq = last_seq - 1 WHERE id = $1")
-            .bind::<Text, _>(cmd.room_id.as_str())
-            .execute(conn)
-            .await?;
-    }
-    row.map(Message::try_from).transpose()
 }
 
 pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Message>, ApiError> {
