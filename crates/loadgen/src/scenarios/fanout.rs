@@ -122,7 +122,11 @@ impl Outcome {
                 s.hist.value_at_quantile(0.5) as f64 / 1000.0,
                 s.hist.value_at_quantile(0.99) as f64 / 1000.0,
                 s.hist.value_at_quantile(0.999) as f64 / 1000.0,
-                if search { format!(" (highest rate with p99 <= {max_p99} ms)") } else { String::new() },
+                match (search, best.is_some()) {
+                    (true, true) => format!(" (highest rate with p99 <= {max_p99} ms)"),
+                    (true, false) => format!(" (no rate kept p99 <= {max_p99} ms; last step shown)"),
+                    _ => String::new(),
+                },
             ),
             None => format!("{name}: no step ran"),
         };
