@@ -141,6 +141,7 @@ impl StackBuilder {
                 outbox_relay_after: Duration::from_secs(2),
                 outbox_relay_every: Duration::from_millis(500),
                 instance: Some(format!("message-store-{i}")),
+                send_writers: 4,
             };
             let app = message_store::MessageStore::build(cfg).await.context("starting message-store")?;
             ops_ports.extend(app.ops_port().map(|p| ("message-store", p)));

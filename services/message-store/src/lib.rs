@@ -11,6 +11,7 @@
 
 pub mod bootstrap;
 pub mod error;
+pub mod group_commit;
 mod handlers;
 pub mod outbox;
 mod rows;
@@ -63,6 +64,9 @@ pub struct Config {
     pub outbox_relay_every: Duration,
     /// This replica's name in health replies; host and pid when `None`.
     pub instance: Option<String>,
+    /// Group-commit writers: transactions of batched sends in flight at once
+    /// (`SEND_WRITERS`).
+    pub send_writers: usize,
 }
 
 impl Config {
@@ -88,6 +92,7 @@ impl Config {
             outbox_relay_after: Duration::from_secs(5),
             outbox_relay_every: Duration::from_secs(1),
             instance: None,
+            send_writers: usize::try_from(num("SEND_WRITERS", 4)?).context("SEND_WRITERS")?,
         })
     }
 }
@@ -146,15 +151,26 @@ impl MessageStore {
             });
             tokio::spawn(chat_telemetry::ops::serve(listener, check, shutdown.clone()))
         });
+        let (committer, writers) = group_commit::Committer::start(
+            self.pool.clone(),
+            self.bus.subjects().clone(),
+            publisher.clone(),
+            self.config.send_writers,
+        );
         let store = handlers::Store(Arc::new(handlers::Inner {
             pool: self.pool.clone(),
             bus: self.bus.clone(),
             publisher,
+            committer,
             instance: self.config.instance.clone().unwrap_or_else(chat_telemetry::instance_id),
             started: Instant::now(),
         }));
         let served = handlers::router(store).serve(self.bus.clone(), Service::MessageStore, shutdown.clone()).await;
-        // The router (and with it every Publisher) is gone: the publisher drains and ends.
+        // The router (and with it every Committer and Publisher) is gone: the writers
+        // finish their batches, then the publisher drains and ends.
+        for w in writers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), publisher_task).await;
         let _ = relay.await;
         if let Some(ops) = ops {

@@ -197,3 +197,31 @@ async fn resends_with_the_same_key_return_the_first_message() -> anyhow::Result<
     assert_eq!(seqs, vec![json!(1), json!(2), json!(3), json!(4)]);
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_send_does_not_sink_the_others_in_its_batch() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = stack.tenant_with(json!({"name": "batch", "rate_limit_per_sec": 100_000})).await?;
+    let room = t.user("alice").create_room("group", &[]).await?;
+    // Members and a stranger send at once; sends share transactions (group commit).
+    let sends = (0..100).map(|i| {
+        let user = if i % 2 == 0 { "alice" } else { "stranger" };
+        let (c, room) = (t.user(user), room.clone());
+        async move { c.post(&format!("/rooms/{room}/messages"), json!({"content": format!("m{i}")})).await }
+    });
+    let results = bounded("mixed sends", futures_util::future::join_all(sends)).await?;
+    let mut created = 0;
+    for r in results {
+        let r = r?;
+        match r.status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::FORBIDDEN => r.expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?,
+            other => anyhow::bail!("unexpected {other}: {}", r.body),
+        }
+    }
+    assert_eq!(created, 50);
+    let stored = history(&t.user("alice"), &room).await?;
+    let seqs: Vec<i64> = stored.iter().filter_map(|m| m["seq"].as_i64()).collect();
+    assert_eq!(seqs, (1..=50).collect::<Vec<_>>(), "only the members' sends, gapless");
+    stack.stop().await
+}

@@ -8,6 +8,7 @@ mod messages;
 mod rooms;
 mod tenants;
 
+pub use messages::{Sent, send_one};
 pub use tenants::insert_key;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct Inner {
     pub pool: PgPool,
     pub bus: chat_bus::Bus,
     pub publisher: Publisher,
+    /// Batches sends into shared transactions.
+    pub committer: crate::group_commit::Committer,
     pub instance: String,
     pub started: Instant,
 }

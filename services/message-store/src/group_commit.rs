@@ -1,0 +1,125 @@
+//! Group commit: concurrent sends share transactions, so one WAL flush (with
+//! `synchronous_commit` on) covers a whole batch instead of one message.
+//!
+//! Sends queue up for a few writer tasks. A writer takes whatever is queued (up to
+//! [`MAX_BATCH`]), orders it by room so every writer locks rooms in the same order
+//! (no deadlocks between batches), and runs each send under its own savepoint inside
+//! one transaction: a send that fails (not a member, no such room) rolls back alone
+//! and gets its own error, the others commit together. Replies go out after the
+//! commit; events are handed to the outbox publisher then.
+
+use std::sync::Arc;
+
+use chat_bus::Subjects;
+use chat_domain::ApiError;
+use chat_domain::proto::store::{MessageSent, SendMessage};
+use chat_pg::PgPool;
+use diesel_async::AsyncConnection;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::error::StoreError;
+use crate::handlers::{Sent, send_one};
+use crate::outbox::Publisher;
+
+/// Most sends in one transaction.
+pub const MAX_BATCH: usize = 128;
+/// Sends waiting for a writer; past this, callers wait (backpressure, not memory).
+const QUEUE: usize = 8_192;
+
+type Reply = oneshot::Sender<Result<MessageSent, ApiError>>;
+
+/// Hands sends to the writers.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    tx: mpsc::Sender<(SendMessage, Reply)>,
+}
+
+impl Committer {
+    /// Starts `writers` writer tasks; they end when every `Committer` is dropped.
+    pub fn start(
+        pool: PgPool,
+        subjects: Subjects,
+        publisher: Publisher,
+        writers: usize,
+    ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let tasks = (0..writers.max(1))
+            .map(|_| tokio::spawn(writer(rx.clone(), pool.clone(), subjects.clone(), publisher.clone())))
+            .collect();
+        (Self { tx }, tasks)
+    }
+
+    /// Stores one message (in whichever batch it lands in) and returns the result.
+    pub async fn send(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((cmd, reply)).await.map_err(|_| ApiError::unavailable("message-store is shutting down"))?;
+        answer.await.map_err(|_| ApiError::internal())?
+    }
+}
+
+async fn writer(
+    rx: Arc<Mutex<mpsc::Receiver<(SendMessage, Reply)>>>,
+    pool: PgPool,
+    subjects: Subjects,
+    publisher: Publisher,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        {
+            let mut rx = rx.lock().await;
+            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return;
+            }
+        }
+        // One lock order for every writer; stable, so a room keeps arrival order.
+        batch.sort_by(|a, b| a.0.room_id.cmp(&b.0.room_id));
+        let (cmds, replies): (Vec<SendMessage>, Vec<Reply>) = batch.drain(..).unzip();
+        let results = run_batch(&pool, &subjects, cmds).await;
+        let mut pending = Vec::new();
+        match results {
+            Ok(results) => {
+                for (result, reply) in results.into_iter().zip(replies) {
+                    let answer = match result {
+                        Ok(Sent::New(message, event)) => {
+                            pending.push(event);
+                            Ok(MessageSent { message, duplicate: false })
+                        }
+                        Ok(Sent::Duplicate(message)) => Ok(MessageSent { message, duplicate: true }),
+                        Err(e) => Err(ApiError::from(e)),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        publisher.submit(pending);
+    }
+}
+
+/// One transaction for the whole batch; a savepoint per send.
+async fn run_batch(
+    pool: &PgPool,
+    subjects: &Subjects,
+    cmds: Vec<SendMessage>,
+) -> Result<Vec<Result<Sent, StoreError>>, StoreError> {
+    let mut conn = pool.get().await?;
+    let subjects = subjects.clone();
+    conn.transaction(async move |conn| -> Result<Vec<Result<Sent, StoreError>>, StoreError> {
+        let mut results = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let subjects = subjects.clone();
+            let one = conn
+                .transaction(async move |c| -> Result<Sent, StoreError> { send_one(c, &subjects, &cmd).await })
+                .await;
+            results.push(one);
+        }
+        Ok(results)
+    })
+    .await
+}
