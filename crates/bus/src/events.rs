@@ -32,6 +32,31 @@ pub async fn ensure_events_stream(
     js.create_or_update_stream(config.clone()).await.with_context(|| format!("creating stream {}", config.name))
 }
 
+/// The next message of a pull consumer, or `None` once `shutdown` fires or the
+/// stream of messages ends. Transient errors are logged (as `what`) and skipped.
+pub async fn next_or_stop<S, F>(
+    messages: &mut S,
+    shutdown: &mut std::pin::Pin<&mut F>,
+    what: &str,
+) -> Option<jetstream::Message>
+where
+    S: futures_util::Stream<Item = Result<jetstream::Message, async_nats::jetstream::consumer::pull::MessagesError>>
+        + Unpin,
+    F: std::future::Future<Output = ()>,
+{
+    use futures_util::StreamExt as _;
+    loop {
+        tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            m = messages.next() => match m {
+                Some(Ok(m)) => return Some(m),
+                Some(Err(e)) => tracing::warn!(error = %e, "{what} error"),
+                None => return None,
+            },
+        }
+    }
+}
+
 /// Publishes one event and waits for JetStream to store it.
 pub async fn publish_event(
     js: &jetstream::Context,

@@ -46,6 +46,16 @@ pub fn metrics_text() -> String {
     prometheus::TextEncoder::new().encode_to_string(&families).unwrap_or_default()
 }
 
+/// Binds the ops listener when an address is configured (`None`: no ops endpoints).
+pub fn bind(addr: Option<std::net::SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    addr.map(|a| TcpListener::bind(a).with_context(|| format!("binding the ops port {a}"))).transpose()
+}
+
+/// The port an ops listener actually bound (useful with port 0).
+pub fn port(listener: &Option<TcpListener>) -> Option<u16> {
+    listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+}
+
 /// Serves the operations endpoints on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,

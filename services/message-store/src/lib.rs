@@ -117,16 +117,13 @@ impl MessageStore {
         let client = chat_bus::connect(&config.nats_url, "message-store").await?;
         let js = async_nats::jetstream::new(client.clone());
         chat_bus::events::ensure_events_stream(&js, &subjects, config.events_max_age).await?;
-        let ops = config
-            .ops_addr
-            .map(|a| TcpListener::bind(a).with_context(|| format!("binding the ops port {a}")))
-            .transpose()?;
+        let ops = chat_telemetry::ops::bind(config.ops_addr)?;
         Ok(Self { bus: Bus::new(client, subjects), pool, js, ops, config })
     }
 
     /// The ops port actually bound (useful with port 0).
     pub fn ops_port(&self) -> Option<u16> {
-        self.ops.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+        chat_telemetry::ops::port(&self.ops)
     }
 
     /// Answers commands until `shutdown` completes, then drains and stops.

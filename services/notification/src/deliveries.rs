@@ -21,7 +21,6 @@ use chat_domain::proto::store::{GetWebhook, Webhook};
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
-use futures_util::StreamExt as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -191,18 +190,7 @@ pub async fn worker(state: State, shutdown: impl std::future::Future<Output = ()
     let http = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().context("http client")?;
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     tokio::pin!(shutdown);
-    loop {
-        let msg = tokio::select! {
-            _ = &mut shutdown => break,
-            m = messages.next() => match m {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "delivery queue error");
-                    continue;
-                }
-                None => break,
-            },
-        };
+    while let Some(msg) = chat_bus::events::next_or_stop(&mut messages, &mut shutdown, "delivery queue").await {
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
         let (state, http) = (state.clone(), http.clone());
         tokio::spawn(async move {

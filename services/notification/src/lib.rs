@@ -99,15 +99,12 @@ impl Notification {
         chat_pg::migrate(&config.database_url, &MIGRATIONS).await?;
         let pool = chat_pg::pool(&config.database_url, config.db_pool_size, config.db_timeout).await?;
         let client = chat_bus::connect(&config.nats_url, "notification").await?;
-        let ops = config
-            .ops_addr
-            .map(|a| TcpListener::bind(a).with_context(|| format!("binding the ops port {a}")))
-            .transpose()?;
+        let ops = chat_telemetry::ops::bind(config.ops_addr)?;
         Ok(Self { bus: Bus::new(client, subjects), pool, ops, config })
     }
 
     pub fn ops_port(&self) -> Option<u16> {
-        self.ops.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+        chat_telemetry::ops::port(&self.ops)
     }
 
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

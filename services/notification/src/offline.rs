@@ -14,7 +14,6 @@ use chat_domain::proto::presence::GetOnline;
 use chat_domain::proto::store::Audience;
 use diesel::sql_types::{Array, Jsonb, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
-use futures_util::StreamExt as _;
 use serde_json::json;
 
 use crate::State;
@@ -47,18 +46,9 @@ pub async fn follow(
         .context("offline-messages consumer")?;
     let mut messages = consumer.messages().await.context("consuming messages")?;
     tokio::pin!(shutdown);
-    loop {
-        let msg = tokio::select! {
-            _ = &mut shutdown => break,
-            m = messages.next() => match m {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "offline-messages consumer error");
-                    continue;
-                }
-                None => break,
-            },
-        };
+    while let Some(msg) =
+        chat_bus::events::next_or_stop(&mut messages, &mut shutdown, "offline-messages consumer").await
+    {
         let ack = match handle(&state, &msg.payload, grace).await {
             Ok(None) => msg.ack().await,
             Ok(Some(wait)) => msg.ack_with(AckKind::Nak(Some(wait))).await,

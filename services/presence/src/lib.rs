@@ -284,15 +284,12 @@ impl Presence {
         let redis = ConnectionManager::new(redis)
             .await
             .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
-        let ops = config
-            .ops_addr
-            .map(|a| TcpListener::bind(a).with_context(|| format!("binding the ops port {a}")))
-            .transpose()?;
+        let ops = chat_telemetry::ops::bind(config.ops_addr)?;
         Ok(Self { bus: Bus::new(client, subjects), redis, ops, config: Arc::new(config) })
     }
 
     pub fn ops_port(&self) -> Option<u16> {
-        self.ops.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+        chat_telemetry::ops::port(&self.ops)
     }
 
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
