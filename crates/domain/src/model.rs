@@ -101,6 +101,9 @@ impl MessageContent {
         if s.trim().is_empty() {
             return Err(ApiError::validation("content", "content must not be empty"));
         }
+        if s.contains('\0') {
+            return Err(ApiError::validation("content", "content must not contain NUL (U+0000) characters"));
+        }
         if s.chars().count() > MAX_CONTENT_CHARS {
             return Err(ApiError::validation(
                 "content",
@@ -133,10 +136,25 @@ pub fn validate_meta(meta: &serde_json::Value) -> Result<(), ApiError> {
     if !meta.is_object() {
         return Err(ApiError::validation("meta", "meta must be a JSON object"));
     }
-    if meta.to_string().len() > MAX_META_BYTES {
+    let text = meta.to_string();
+    if text.len() > MAX_META_BYTES {
         return Err(ApiError::validation("meta", format!("meta must be at most {MAX_META_BYTES} bytes")));
     }
+    // PostgreSQL's jsonb cannot hold U+0000.
+    if has_nul(meta) {
+        return Err(ApiError::validation("meta", "meta must not contain NUL (U+0000) characters"));
+    }
     Ok(())
+}
+
+/// Whether any string or key in `v` contains U+0000.
+pub fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// A client-chosen idempotency id (`client_msg_id`, `local_id`, `Idempotency-Key`).
@@ -153,8 +171,11 @@ pub fn validate_client_id(field: &str, id: &str) -> Result<(), ApiError> {
 /// A room or tenant name: trimmed, not empty, at most [`MAX_NAME_CHARS`] characters.
 pub fn validate_name(field: &str, name: &str) -> Result<String, ApiError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(ApiError::validation(field, format!("{field} must be 1 to {MAX_NAME_CHARS} characters")));
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.contains('\0') {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must be 1 to {MAX_NAME_CHARS} characters, without NUL (U+0000)"),
+        ));
     }
     Ok(name.to_owned())
 }

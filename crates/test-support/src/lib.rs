@@ -77,11 +77,19 @@ pub struct StackBuilder {
     presence: bool,
     notification: bool,
     gateway_config: Option<fn(&mut gateway::Config)>,
+    message_store_config: Option<fn(&mut message_store::Config)>,
 }
 
 impl Default for StackBuilder {
     fn default() -> Self {
-        Self { gateways: 1, message_stores: 1, presence: true, notification: true, gateway_config: None }
+        Self {
+            gateways: 1,
+            message_stores: 1,
+            presence: true,
+            notification: true,
+            gateway_config: None,
+            message_store_config: None,
+        }
     }
 }
 
@@ -112,6 +120,12 @@ impl StackBuilder {
         self
     }
 
+    /// Adjusts every message-store's configuration before it starts.
+    pub fn message_store_config(mut self, f: fn(&mut message_store::Config)) -> Self {
+        self.message_store_config = Some(f);
+        self
+    }
+
     /// Starts the services and waits until each answers.
     pub async fn start(self) -> anyhow::Result<TestStack> {
         chat_telemetry::init_for_tests();
@@ -125,7 +139,7 @@ impl StackBuilder {
         let mut notification = None;
 
         for i in 0..self.message_stores {
-            let cfg = message_store::Config {
+            let mut cfg = message_store::Config {
                 nats_url: nats_url(),
                 bus_prefix: prefix.clone(),
                 database_url: db.clone(),
@@ -143,6 +157,9 @@ impl StackBuilder {
                 instance: Some(format!("message-store-{i}")),
                 send_writers: 4,
             };
+            if let Some(f) = self.message_store_config {
+                f(&mut cfg);
+            }
             let app = message_store::MessageStore::build(cfg).await.context("starting message-store")?;
             ops_ports.extend(app.ops_port().map(|p| ("message-store", p)));
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));

@@ -3,10 +3,13 @@
 //!
 //! Sends queue up for a few writer tasks. A writer takes whatever is queued (up to
 //! [`MAX_BATCH`]), orders it by room so every writer locks rooms in the same order
-//! (no deadlocks between batches), and runs each send under its own savepoint inside
-//! one transaction: a send that fails (not a member, no such room) rolls back alone
-//! and gets its own error, the others commit together. Replies go out after the
-//! commit; events are handed to the outbox publisher then.
+//! (no deadlocks between batches), and stores the whole batch with one call of
+//! `chat_send_messages` plus one multi-row outbox insert, in one transaction: four
+//! round trips to PostgreSQL per batch, whatever its size. A refused send (not a
+//! member, no such room) comes back as its own error row and the others commit. If
+//! the batch as a whole fails (an unexpected database error), each send is retried
+//! alone in its own transaction, so one bad send never sinks the others. Replies go
+//! out after the commit; events are handed to the outbox publisher then.
 
 use std::sync::Arc;
 
@@ -18,7 +21,7 @@ use diesel_async::AsyncConnection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::StoreError;
-use crate::handlers::{Sent, send_one};
+use crate::handlers::{Sent, send_batch, send_one};
 use crate::outbox::Publisher;
 
 /// Most sends in one transaction.
@@ -27,11 +30,13 @@ pub const MAX_BATCH: usize = 128;
 const QUEUE: usize = 8_192;
 
 type Reply = oneshot::Sender<Result<MessageSent, ApiError>>;
+/// A queued send: the command, when it arrived (the message's `created_at`), the reply.
+type Queued = (SendMessage, chrono::DateTime<chrono::Utc>, Reply);
 
 /// Hands sends to the writers.
 #[derive(Clone, Debug)]
 pub struct Committer {
-    tx: mpsc::Sender<(SendMessage, Reply)>,
+    tx: mpsc::Sender<Queued>,
 }
 
 impl Committer {
@@ -53,17 +58,15 @@ impl Committer {
     /// Stores one message (in whichever batch it lands in) and returns the result.
     pub async fn send(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((cmd, reply)).await.map_err(|_| ApiError::unavailable("message-store is shutting down"))?;
+        self.tx
+            .send((cmd, chat_domain::time::now(), reply))
+            .await
+            .map_err(|_| ApiError::unavailable("message-store is shutting down"))?;
         answer.await.map_err(|_| ApiError::internal())?
     }
 }
 
-async fn writer(
-    rx: Arc<Mutex<mpsc::Receiver<(SendMessage, Reply)>>>,
-    pool: PgPool,
-    subjects: Subjects,
-    publisher: Publisher,
-) {
+async fn writer(rx: Arc<Mutex<mpsc::Receiver<Queued>>>, pool: PgPool, subjects: Subjects, publisher: Publisher) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         {
@@ -74,7 +77,12 @@ async fn writer(
         }
         // One lock order for every writer; stable, so a room keeps arrival order.
         batch.sort_by(|a, b| a.0.room_id.cmp(&b.0.room_id));
-        let (cmds, replies): (Vec<SendMessage>, Vec<Reply>) = batch.drain(..).unzip();
+        let mut cmds = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (cmd, at, reply) in batch.drain(..) {
+            cmds.push((cmd, at));
+            replies.push(reply);
+        }
         let results = run_batch(&pool, &subjects, cmds).await;
         let mut pending = Vec::new();
         match results {
@@ -102,24 +110,29 @@ async fn writer(
     }
 }
 
-/// One transaction for the whole batch; a savepoint per send.
+/// One transaction for the whole batch; if it fails as a whole, one per send.
 async fn run_batch(
     pool: &PgPool,
     subjects: &Subjects,
-    cmds: Vec<SendMessage>,
+    cmds: Vec<(SendMessage, chrono::DateTime<chrono::Utc>)>,
 ) -> Result<Vec<Result<Sent, StoreError>>, StoreError> {
     let mut conn = pool.get().await?;
-    let subjects = subjects.clone();
-    conn.transaction(async move |conn| -> Result<Vec<Result<Sent, StoreError>>, StoreError> {
-        let mut results = Vec::with_capacity(cmds.len());
-        for cmd in cmds {
-            let subjects = subjects.clone();
-            let one = conn
-                .transaction(async move |c| -> Result<Sent, StoreError> { send_one(c, &subjects, &cmd).await })
-                .await;
-            results.push(one);
+    let batch = {
+        let (subjects, cmds) = (subjects.clone(), &cmds);
+        conn.transaction(async move |c| send_batch(c, &subjects, cmds).await).await
+    };
+    match batch {
+        Ok(results) => Ok(results),
+        Err(StoreError::Db(e)) if cmds.len() > 1 => {
+            tracing::warn!(error = %e, sends = cmds.len(), "a batch of sends failed; storing them one by one");
+            let mut results = Vec::with_capacity(cmds.len());
+            for (cmd, at) in cmds {
+                let subjects = subjects.clone();
+                let one = conn.transaction(async move |c| send_one(c, &subjects, &cmd, at).await).await;
+                results.push(one);
+            }
+            Ok(results)
         }
-        Ok(results)
-    })
-    .await
+        Err(e) => Err(e),
+    }
 }

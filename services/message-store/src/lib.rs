@@ -40,6 +40,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0004_cursors", include_str!("../migrations/0004_cursors.sql")),
         ("0005_edits", include_str!("../migrations/0005_edits.sql")),
         ("0006_send_function", include_str!("../migrations/0006_send_function.sql")),
+        ("0007_send_batch", include_str!("../migrations/0007_send_batch.sql")),
     ],
 };
 

@@ -47,6 +47,54 @@ pub async fn insert(
     insert_raw(conn, subjects, subject, event.event_id.as_str(), payload).await
 }
 
+/// Inserts room events into the outbox in one statement, inside the caller's
+/// transaction; the pending events come back in the order given.
+pub async fn insert_many<'a>(
+    conn: &mut AsyncPgConnection,
+    subjects: &Subjects,
+    events: impl Iterator<Item = &'a RoomEvent>,
+) -> Result<Vec<Pending>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        event_id: String,
+    }
+    let mut event_ids = Vec::new();
+    let mut subjects_of = Vec::new();
+    let mut payloads = Vec::new();
+    for event in events {
+        event_ids.push(event.event_id.to_string());
+        subjects_of.push(subjects.room_event(&event.tenant_id, &event.room_id, event.body.kind()));
+        payloads.push(serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+    }
+    if event_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Id> = diesel::sql_query(
+        "INSERT INTO outbox (bus_prefix, event_id, subject, payload)
+         SELECT $1, e, s, p FROM unnest($2::text[], $3::text[], $4::text[]) AS t (e, s, p)
+         RETURNING id, event_id",
+    )
+    .bind::<Text, _>(subjects.prefix())
+    .bind::<Array<Text>, _>(&event_ids)
+    .bind::<Array<Text>, _>(&subjects_of)
+    .bind::<Array<Text>, _>(&payloads)
+    .load(conn)
+    .await?;
+    let ids: std::collections::HashMap<String, i64> = rows.into_iter().map(|r| (r.event_id, r.id)).collect();
+    event_ids
+        .into_iter()
+        .zip(subjects_of)
+        .zip(payloads)
+        .map(|((event_id, subject), payload)| {
+            let outbox_id = *ids.get(&event_id).ok_or_else(|| StoreError::Corrupt("outbox row missing".to_owned()))?;
+            Ok(Pending { outbox_id, event_id, subject, payload: Bytes::from(payload) })
+        })
+        .collect()
+}
+
 /// Inserts an event addressed to one user into the outbox inside the caller's transaction.
 pub async fn insert_user(
     conn: &mut AsyncPgConnection,
@@ -146,7 +194,15 @@ async fn delete(url: &str, conn: &mut Option<AsyncPgConnection>, ids: &[i64]) ->
         return Ok(());
     }
     if conn.is_none() {
-        *conn = Some(AsyncPgConnection::establish(url).await.context("outbox publisher connection")?);
+        let mut c = AsyncPgConnection::establish(url).await.context("outbox publisher connection")?;
+        // Clearing a published row need not wait for its own WAL flush: if the
+        // deletion is lost in a crash, the relay publishes the row again and JetStream
+        // drops the duplicate (same Nats-Msg-Id). Sends keep synchronous commits.
+        diesel::sql_query("SET synchronous_commit = off")
+            .execute(&mut c)
+            .await
+            .context("outbox publisher connection")?;
+        *conn = Some(c);
     }
     let Some(c) = conn.as_mut() else { return Ok(()) };
     diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")

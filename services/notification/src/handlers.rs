@@ -74,6 +74,9 @@ pub async fn notify(state: State, cmd: Notify) -> Result<Notified, ApiError> {
     if cmd.payload.to_string().len() > MAX_PAYLOAD_BYTES {
         return Err(ApiError::validation("payload", format!("payload must be at most {MAX_PAYLOAD_BYTES} bytes")));
     }
+    if chat_domain::model::has_nul(&cmd.payload) {
+        return Err(ApiError::validation("payload", "payload must not contain NUL (U+0000) characters"));
+    }
     // Who gets it.
     let mut recipients: BTreeSet<UserId> = cmd.targets.user_ids.iter().cloned().collect();
     if let Some(room) = &cmd.targets.room_id {

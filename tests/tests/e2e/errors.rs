@@ -71,6 +71,11 @@ async fn validation_errors_name_the_field() -> anyhow::Result<()> {
         "VALIDATION_ERROR",
         Some("name"),
     )?;
+    alice.post("/rooms", json!({"type": "group", "name": "a\u{0}b"})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("name"),
+    )?;
     alice.post("/rooms", json!({"type": "group", "name": "x".repeat(201)})).await?.expect_error(
         StatusCode::BAD_REQUEST,
         "VALIDATION_ERROR",
@@ -86,6 +91,10 @@ async fn validation_errors_name_the_field() -> anyhow::Result<()> {
         (json!({"content": "x".repeat(16_001)}), "content"),
         (json!({"content": "ok", "meta": [1]}), "meta"),
         (json!({"content": "ok", "client_msg_id": ""}), "client_msg_id"),
+        // PostgreSQL text and jsonb cannot hold U+0000: refused up front, not a 500.
+        (json!({"content": "nul \u{0} inside"}), "content"),
+        (json!({"content": "ok", "meta": {"k": ["a\u{0}"]}}), "meta"),
+        (json!({"content": "ok", "meta": {"a\u{0}": 1}}), "meta"),
     ] {
         alice.post(&msgs, body).await?.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some(field))?;
     }

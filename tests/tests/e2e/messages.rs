@@ -225,3 +225,56 @@ async fn a_failing_send_does_not_sink_the_others_in_its_batch() -> anyhow::Resul
     assert_eq!(seqs, (1..=50).collect::<Vec<_>>(), "only the members' sends, gapless");
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_that_fails_in_the_database_is_stored_send_by_send() -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    // A database-side failure for one marked message (a trigger that only fires for
+    // this test's marker), as a stand-in for any unexpected error inside a batch.
+    let marker = chat_test_support::unique("poison-");
+    let mut conn = AsyncPgConnection::establish(&chat_test_support::database_url()).await?;
+    diesel::sql_query(
+        "CREATE OR REPLACE FUNCTION chat_test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.content LIKE 'poison-%' THEN RAISE EXCEPTION 'poisoned message'; END IF;
+             RETURN NEW;
+         END $$",
+    )
+    .execute(&mut conn)
+    .await?;
+    diesel::sql_query(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'chat_test_poison') THEN
+                 CREATE TRIGGER chat_test_poison BEFORE INSERT ON messages
+                 FOR EACH ROW EXECUTE FUNCTION chat_test_poison();
+             END IF;
+         END $$",
+    )
+    .execute(&mut conn)
+    .await?;
+    // One writer, so concurrent sends queue up and share batches with the poisoned one.
+    let stack = TestStack::builder().message_store_config(|c| c.send_writers = 1).start().await?;
+    let t = stack.tenant_with(json!({"name": "fallback", "rate_limit_per_sec": 100_000})).await?;
+    let room = t.user("alice").create_room("group", &[]).await?;
+    let sends = (0..60).map(|i| {
+        let (c, room) = (t.user("alice"), room.clone());
+        let content = if i == 30 { marker.clone() } else { format!("m{i}") };
+        async move { c.post(&format!("/rooms/{room}/messages"), json!({"content": content})).await }
+    });
+    let results = bounded("sends", futures_util::future::join_all(sends)).await?;
+    let mut created = 0;
+    for r in results {
+        let r = r?;
+        match r.status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::INTERNAL_SERVER_ERROR => assert_eq!(r.body["error"]["code"], "INTERNAL_ERROR"),
+            other => anyhow::bail!("unexpected {other}: {}", r.body),
+        }
+    }
+    assert_eq!(created, 59, "every send but the poisoned one is stored");
+    let stored = history(&t.user("alice"), &room).await?;
+    let seqs: Vec<i64> = stored.iter().filter_map(|m| m["seq"].as_i64()).collect();
+    assert_eq!(seqs, (1..=59).collect::<Vec<_>>(), "gapless: the failed batch left no seq behind");
+    assert!(stored.iter().all(|m| m["content"] != marker.as_str()));
+    stack.stop().await
+}

@@ -102,6 +102,7 @@ async fn targets_rooms_subscribers_and_everyone() -> anyhow::Result<()> {
         (json!({"payload": {}}), "topic"),
         (json!({"topic": "", "payload": {}}), "topic"),
         (json!({"topic": "x", "payload": [1]}), "payload"),
+        (json!({"topic": "x", "payload": {"t": "nul \u{0}"}}), "payload"),
         (json!({"topic": "x", "targets": {"user_ids": ["a.b"]}}), "targets.user_ids"),
         (json!({"topic": "x", "targets": {"topic_subscribers": "yes"}}), "targets.topic_subscribers"),
     ] {

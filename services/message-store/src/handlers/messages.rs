@@ -13,7 +13,8 @@ use chat_domain::ids::MessageId;
 use chat_domain::model::{Message, validate_client_id, validate_meta};
 use chat_domain::proto::events::{RoomEvent, RoomEventBody};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage};
-use diesel::sql_types::{BigInt, Jsonb, Nullable, Text};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{Store, access};
@@ -40,11 +41,111 @@ pub enum Sent {
     Duplicate(Message),
 }
 
+/// The sender name as stored: at most the display-name length, without NUL
+/// (which PostgreSQL text cannot hold).
+fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
+    cmd.sender_name
+        .as_deref()
+        .map(|n| n.chars().filter(|c| *c != '\0').take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect())
+}
+
+/// Stores a batch of messages and their outbox events on `conn`, inside the caller's
+/// transaction: one `chat_send_messages` call and one outbox insert. Results are in
+/// the order of `cmds`.
+pub async fn send_batch(
+    conn: &mut AsyncPgConnection,
+    subjects: &Subjects,
+    cmds: &[(SendMessage, DateTime<Utc>)],
+) -> Result<Vec<Result<Sent, StoreError>>, StoreError> {
+    use diesel::QueryableByName;
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        ord: i32,
+        #[diesel(sql_type = Text)]
+        outcome: String,
+        #[diesel(embed)]
+        message: MessageRow,
+    }
+    let mut tenants = Vec::with_capacity(cmds.len());
+    let mut rooms = Vec::with_capacity(cmds.len());
+    let mut senders = Vec::with_capacity(cmds.len());
+    let mut names = Vec::with_capacity(cmds.len());
+    let mut ids = Vec::with_capacity(cmds.len());
+    let mut contents = Vec::with_capacity(cmds.len());
+    let mut metas = Vec::with_capacity(cmds.len());
+    let mut client_ids = Vec::with_capacity(cmds.len());
+    let mut times = Vec::with_capacity(cmds.len());
+    for (cmd, at) in cmds {
+        tenants.push(cmd.actor.tenant_id.as_str());
+        rooms.push(cmd.room_id.as_str());
+        senders.push(cmd.actor.user_id.as_str());
+        names.push(stored_sender_name(cmd));
+        ids.push(MessageId::generate().to_string());
+        contents.push(cmd.content.as_str());
+        metas.push(cmd.meta.as_ref());
+        client_ids.push(cmd.client_msg_id.as_deref());
+        times.push(*at);
+    }
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT * FROM chat_send_messages($1, $2, $3, $4, $5, $6, $7, $8, $9) ORDER BY ord")
+            .bind::<Array<Text>, _>(&tenants)
+            .bind::<Array<Text>, _>(&rooms)
+            .bind::<Array<Text>, _>(&senders)
+            .bind::<Array<Nullable<Text>>, _>(&names)
+            .bind::<Array<Text>, _>(&ids)
+            .bind::<Array<Text>, _>(&contents)
+            .bind::<Array<Nullable<Jsonb>>, _>(&metas)
+            .bind::<Array<Nullable<Text>>, _>(&client_ids)
+            .bind::<Array<Timestamptz>, _>(&times)
+            .load(conn)
+            .await?;
+    if rows.len() != cmds.len() || rows.iter().enumerate().any(|(i, r)| usize::try_from(r.ord) != Ok(i + 1)) {
+        return Err(StoreError::Corrupt(format!("chat_send_messages answered {} rows for {}", rows.len(), cmds.len())));
+    }
+    // Created messages get their events, inserted in one statement; then every row
+    // becomes its send's result, in order.
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut events = Vec::new();
+    for (row, (cmd, _)) in rows.into_iter().zip(cmds) {
+        outcomes.push(match row.outcome.as_str() {
+            "not_found" => Err(StoreError::Api(ApiError::not_found("Room not found"))),
+            "forbidden" => Err(StoreError::Api(ApiError::forbidden("You are not a member of this room"))),
+            "duplicate" => Message::try_from(row.message).map(|m| (m, false)),
+            _ => Message::try_from(row.message).map(|m| {
+                events.push(created_event(cmd, &m));
+                (m, true)
+            }),
+        });
+    }
+    let mut pending = outbox::insert_many(conn, subjects, events.iter()).await?.into_iter();
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| match outcome? {
+            (message, false) => Ok(Sent::Duplicate(message)),
+            (message, true) => pending
+                .next()
+                .map(|p| Sent::New(message, p))
+                .ok_or_else(|| StoreError::Corrupt("an outbox event is missing".to_owned())),
+        })
+        .collect())
+}
+
+fn created_event(cmd: &SendMessage, message: &Message) -> RoomEvent {
+    RoomEvent::new(
+        &cmd.actor.tenant_id,
+        &cmd.room_id,
+        message.created_at,
+        RoomEventBody::MessageCreated(message.clone()),
+    )
+}
+
 /// Stores one message and its outbox event on `conn`, inside the caller's transaction.
 pub async fn send_one(
     conn: &mut AsyncPgConnection,
     subjects: &Subjects,
     cmd: &SendMessage,
+    at: DateTime<Utc>,
 ) -> Result<Sent, StoreError> {
     use diesel::QueryableByName;
     #[derive(QueryableByName)]
@@ -54,10 +155,7 @@ pub async fn send_one(
         #[diesel(embed)]
         message: MessageRow,
     }
-    let sender_name = cmd
-        .sender_name
-        .as_deref()
-        .map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect::<String>());
+    let sender_name = stored_sender_name(cmd);
     let row: Row = diesel::sql_query("SELECT * FROM chat_send_message($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind::<Text, _>(cmd.actor.tenant_id.as_str())
         .bind::<Text, _>(cmd.room_id.as_str())
@@ -67,7 +165,7 @@ pub async fn send_one(
         .bind::<Text, _>(cmd.content.as_str())
         .bind::<Nullable<Jsonb>, _>(&cmd.meta)
         .bind::<Nullable<Text>, _>(&cmd.client_msg_id)
-        .bind::<diesel::sql_types::Timestamptz, _>(chat_domain::time::now())
+        .bind::<Timestamptz, _>(at)
         .get_result(conn)
         .await
         .map_err(|e| match e {
@@ -83,13 +181,7 @@ pub async fn send_one(
     if row.outcome == "duplicate" {
         return Ok(Sent::Duplicate(message));
     }
-    let event = RoomEvent::new(
-        &cmd.actor.tenant_id,
-        &cmd.room_id,
-        message.created_at,
-        RoomEventBody::MessageCreated(message.clone()),
-    );
-    let pending = outbox::insert(conn, subjects, &event).await?;
+    let pending = outbox::insert(conn, subjects, &created_event(cmd, &message)).await?;
     Ok(Sent::New(message, pending))
 }
 
