@@ -121,10 +121,10 @@ impl Subjects {
         format!("{}.user.{}.{}.{kind}", self.prefix, tenant.token(), user.token())
     }
 
-    /// `<p>.user.<tenant>.<user>.>`: everything addressed to one user (a gateway's
-    /// interest while the user has sockets there).
-    pub fn user_events(&self, tenant: &impl Token, user: &impl Token) -> String {
-        format!("{}.user.{}.{}.>", self.prefix, tenant.token(), user.token())
+    /// `<p>.user.<tenant>.>`: everything addressed to a tenant's users (a gateway's
+    /// interest while it has sockets of the tenant).
+    pub fn tenant_user_events(&self, tenant: &impl Token) -> String {
+        format!("{}.user.{}.>", self.prefix, tenant.token())
     }
 
     /// `<p>.user.>`: every user event (the events stream's subjects).

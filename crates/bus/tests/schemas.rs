@@ -190,7 +190,7 @@ const COVERED_BUILDERS: [&str; 15] = [
     "all_room_events",
     "room_events_of_kind",
     "user_event",
-    "user_events",
+    "tenant_user_events",
     "all_user_events",
     "delivery_jobs",
     "all_dead_letters",
@@ -231,7 +231,7 @@ fn wildcard_subjects(s: &Subjects) -> Vec<String> {
     out.push(s.all_room_events());
     out.push(s.room_events_of_kind("message.created"));
     out.push(s.all_presence());
-    out.push(s.user_events(&TENANT, &USER));
+    out.push(s.tenant_user_events(&TENANT));
     out.push(s.all_user_events());
     out.push(s.all_dead_letters());
     out

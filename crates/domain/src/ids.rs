@@ -105,6 +105,13 @@ macro_rules! token_id {
                 &self.0
             }
         }
+
+        // Hashes and compares as its string, so maps keyed by ids can be searched by `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
     };
 }
 

@@ -23,10 +23,11 @@ use chat_domain::proto::presence::{ConnRef, HeartbeatSignal};
 use chat_domain::proto::store::ListMessages;
 use futures_util::StreamExt as _;
 use serde_json::json;
-use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
 use super::frames::{self, Out};
+use super::queue;
 
 /// How long an out-of-order message waits for the ones before it before the gap is
 /// filled from message-store.
@@ -65,7 +66,7 @@ impl Kick {
 struct Socket {
     user: UserId,
     conn_id: String,
-    tx: mpsc::Sender<Out>,
+    tx: queue::Sender,
     kick: Arc<Kick>,
 }
 
@@ -82,14 +83,12 @@ struct RoomEntry {
     task: JoinHandle<()>,
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct UserKey {
-    tenant: TenantId,
-    user: UserId,
-}
+/// Sockets by user, then by socket id.
+type UserSockets = HashMap<UserId, HashMap<u64, Socket>>;
 
-struct UserEntry {
-    sockets: Arc<RwLock<HashMap<u64, Socket>>>,
+/// A tenant's user events while this gateway has sockets of that tenant.
+struct TenantEntry {
+    users: Arc<RwLock<UserSockets>>,
     task: JoinHandle<()>,
 }
 
@@ -103,7 +102,7 @@ struct RoomKey {
 pub struct Joined {
     pub id: u64,
     pub conn_id: String,
-    pub rx: mpsc::Receiver<Out>,
+    pub rx: queue::Receiver,
     pub kick: Arc<Kick>,
 }
 
@@ -114,8 +113,10 @@ pub struct Hub {
     queue: usize,
     next: AtomicU64,
     rooms: Mutex<HashMap<RoomKey, RoomEntry>>,
-    /// Per-user subscriptions (`<p>.user.<tenant>.<user>.>`) while the user has sockets here.
-    users: Mutex<HashMap<UserKey, UserEntry>>,
+    /// Per-tenant subscriptions (`<p>.user.<tenant>.>`) while the tenant has sockets
+    /// here, routing user events to that user's sockets. One per tenant rather than
+    /// one per user: an idle socket should not cost a subscription (and its buffers).
+    tenants: Mutex<HashMap<TenantId, TenantEntry>>,
     /// Sockets kicked because their queue was full.
     pub slow_kicks: AtomicU64,
 }
@@ -135,7 +136,7 @@ impl Hub {
             queue,
             next: AtomicU64::new(1),
             rooms: Mutex::default(),
-            users: Mutex::default(),
+            tenants: Mutex::default(),
             slow_kicks: AtomicU64::new(0),
         }
     }
@@ -151,7 +152,7 @@ impl Hub {
     ) -> anyhow::Result<Joined> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let conn_id = format!("{}-{id}", self.gateway_id);
-        let (tx, rx) = mpsc::channel(self.queue);
+        let (tx, rx) = queue::bounded(self.queue);
         let kick = Arc::new(Kick::default());
         let key = RoomKey { tenant: actor.tenant_id.clone(), room: room.clone() };
         let mut rooms = self.rooms.lock().await;
@@ -175,39 +176,44 @@ impl Hub {
             }
         }
         drop(rooms);
-        let user_key = UserKey { tenant: actor.tenant_id.clone(), user: actor.user_id.clone() };
-        let mut users = self.users.lock().await;
-        if !users.contains_key(&user_key) {
-            let subject = self.bus.subjects().user_events(&actor.tenant_id, &actor.user_id);
-            let sub = self.bus.client().subscribe(subject).await?;
-            let sockets = Arc::new(RwLock::new(HashMap::new()));
-            let task = tokio::spawn(user_task(self.clone(), sockets.clone(), sub));
-            users.insert(user_key.clone(), UserEntry { sockets, task });
+        let mut tenants = self.tenants.lock().await;
+        if !tenants.contains_key(&actor.tenant_id) {
+            let subject = self.bus.subjects().tenant_user_events(&actor.tenant_id);
+            let sub = self.bus.client().subscribe(subject.clone()).await?;
+            let users = Arc::new(RwLock::new(HashMap::new()));
+            // Subjects are `<p>.user.<tenant>.<user>.<kind>`: the user follows this.
+            let before_user = subject.trim_end_matches('>').to_owned();
+            let task = tokio::spawn(user_task(self.clone(), users.clone(), sub, before_user));
+            tenants.insert(actor.tenant_id.clone(), TenantEntry { users, task });
         }
-        if let Some(entry) = users.get(&user_key)
-            && let Ok(mut sockets) = entry.sockets.write()
+        if let Some(entry) = tenants.get(&actor.tenant_id)
+            && let Ok(mut users) = entry.users.write()
         {
-            sockets.insert(id, socket);
+            users.entry(actor.user_id.clone()).or_default().insert(id, socket);
         }
         Ok(Joined { id, conn_id, rx, kick })
     }
 
     /// Removes a socket; the room's (and user's) subscription ends with its last socket.
     pub async fn leave(&self, tenant: &TenantId, room: &RoomId, user: &UserId, id: u64) {
-        let user_key = UserKey { tenant: tenant.clone(), user: user.clone() };
         {
-            let mut users = self.users.lock().await;
-            let empty = match users.get(&user_key) {
-                Some(entry) => match entry.sockets.write() {
-                    Ok(mut s) => {
-                        s.remove(&id);
-                        s.is_empty()
+            let mut tenants = self.tenants.lock().await;
+            let empty = match tenants.get(tenant) {
+                Some(entry) => match entry.users.write() {
+                    Ok(mut users) => {
+                        if let Some(sockets) = users.get_mut(user) {
+                            sockets.remove(&id);
+                            if sockets.is_empty() {
+                                users.remove(user);
+                            }
+                        }
+                        users.is_empty()
                     }
                     Err(_) => true,
                 },
                 None => false,
             };
-            if empty && let Some(entry) = users.remove(&user_key) {
+            if empty && let Some(entry) = tenants.remove(tenant) {
                 entry.task.abort();
             }
         }
@@ -276,20 +282,26 @@ impl Hub {
     }
 
     fn offer(&self, shared: &RoomShared, out: &Out, only: impl Fn(&Socket) -> bool) {
-        self.offer_to(&shared.sockets, out, only);
+        let Ok(sockets) = shared.sockets.read() else { return };
+        self.offer_to(sockets.values().filter(|s| only(s)), out);
     }
 
-    fn offer_to(&self, sockets: &RwLock<HashMap<u64, Socket>>, out: &Out, only: impl Fn(&Socket) -> bool) {
-        let Ok(sockets) = sockets.read() else { return };
-        for socket in sockets.values().filter(|s| only(s)) {
-            match socket.tx.try_send(out.clone()) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+    fn offer_to_user(&self, users: &RwLock<UserSockets>, user: &UserId, out: &Out) {
+        let Ok(users) = users.read() else { return };
+        if let Some(sockets) = users.get(user) {
+            self.offer_to(sockets.values(), out);
+        }
+    }
+
+    fn offer_to<'a>(&self, sockets: impl Iterator<Item = &'a Socket>, out: &Out) {
+        for socket in sockets {
+            match socket.tx.offer(out.clone()) {
+                Ok(()) | Err(queue::Refused::Closed) => {}
+                Err(queue::Refused::Full) => {
                     self.slow_kicks.fetch_add(1, Ordering::Relaxed);
                     crate::metrics::SLOW_KICKS.inc();
                     socket.kick.kick(CLOSE_SLOW);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
     }
@@ -438,9 +450,22 @@ async fn room_task(
     }
 }
 
-/// One user's events (on any room), forwarded to all of the user's sockets here.
-async fn user_task(hub: Arc<Hub>, sockets: Arc<RwLock<HashMap<u64, Socket>>>, mut sub: async_nats::Subscriber) {
+/// One tenant's user events (on any room), each forwarded to its user's sockets here;
+/// events for users with no socket here are dropped before they are decoded.
+async fn user_task(
+    hub: Arc<Hub>,
+    users: Arc<RwLock<UserSockets>>,
+    mut sub: async_nats::Subscriber,
+    before_user: String,
+) {
     while let Some(msg) = sub.next().await {
+        let Some(user) = msg.subject.strip_prefix(before_user.as_str()).and_then(|rest| rest.split('.').next()) else {
+            continue;
+        };
+        let here = users.read().is_ok_and(|u| u.contains_key(user));
+        if !here {
+            continue;
+        }
         let event = match serde_json::from_slice::<UserEvent>(&msg.payload) {
             Ok(e) => e,
             Err(e) => {
@@ -459,11 +484,11 @@ async fn user_task(hub: Arc<Hub>, sockets: Arc<RwLock<HashMap<u64, Socket>>>, mu
                     "timestamp": chat_domain::time::format(&event.occurred_at),
                 });
                 let out = Out { seq: None, text: frames::envelope("message_status", data, Some(&s.room_id)) };
-                hub.offer_to(&sockets, &out, |_| true);
+                hub.offer_to_user(&users, &event.user_id, &out);
             }
             UserEventBody::Notification(item) => {
                 let out = Out { seq: None, text: frames::notification(&item) };
-                hub.offer_to(&sockets, &out, |_| true);
+                hub.offer_to_user(&users, &event.user_id, &out);
             }
         }
     }

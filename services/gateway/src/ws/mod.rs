@@ -11,6 +11,7 @@
 
 pub mod frames;
 pub mod hub;
+mod queue;
 mod session;
 
 use std::time::Duration;

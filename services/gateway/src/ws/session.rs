@@ -16,7 +16,7 @@ use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal, GetOnline
 use chat_domain::proto::store::{CursorKind, ListMessages, MoveCursor, SendMessage};
 use serde_json::{Value, json};
 
-use super::frames::{self, Out};
+use super::frames;
 use super::hub::Joined;
 use crate::AppState;
 
@@ -97,52 +97,14 @@ impl Session {
         &self,
         ws: &mut actix_ws::Session,
         stream: &mut actix_ws::MessageStream,
-        rx: &mut tokio::sync::mpsc::Receiver<Out>,
+        rx: &mut super::queue::Receiver,
         kick: &Arc<super::hub::Kick>,
         conn_id: &str,
     ) -> End {
         let cfg = &self.state.ws;
-        // Register with presence, then greet with who is online.
-        let online = self
-            .state
-            .bus
-            .request(&Connect {
-                tenant_id: self.actor.tenant_id.clone(),
-                room_id: self.room_id().clone(),
-                user_id: self.actor.user_id.clone(),
-                user_name: self.user_name.clone(),
-                conn_id: conn_id.to_owned(),
-            })
-            .await
-            .map(|c| c.online_users)
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "presence unavailable at connect");
-                vec![self.actor.user_id.clone()]
-            });
-        if !self.send(ws, self.status_frame(&online)).await {
-            return End::Gone;
-        }
-        // What arrived for this user while they were away.
-        let take = TakeInbox { tenant_id: self.actor.tenant_id.clone(), user_id: self.actor.user_id.clone() };
-        match self.state.bus.request(&take).await {
-            Ok(items) => {
-                for item in items {
-                    if !self.send(ws, frames::notification(&item)).await {
-                        return End::Gone;
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "inbox unavailable at connect"),
-        }
-        // Resume: everything after last_seq, then the live stream without repeats.
-        let mut last_sent = None;
-        if let Some(after) = self.last_seq {
-            match self.replay(ws, after).await {
-                Some(n) => last_sent = Some(n),
-                None => return End::Gone,
-            }
-        }
-
+        // Boxed: the greeting's futures would otherwise live in every socket's task for
+        // the socket's whole life.
+        let Some(mut last_sent) = Box::pin(self.greet(ws, conn_id)).await else { return End::Gone };
         let mut ping = tokio::time::interval(cfg.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
@@ -152,7 +114,6 @@ impl Session {
         loop {
             tokio::select! {
                 out = rx.recv() => {
-                    let Some(out) = out else { return End::Close(close(1011, "server error")) };
                     if let (Some(seq), Some(done)) = (out.seq, last_sent)
                         && seq <= done
                     {
@@ -186,7 +147,7 @@ impl Session {
                                 }
                                 continue;
                             }
-                            match self.handle(ws, &text).await {
+                            match Box::pin(self.handle(ws, &text)).await {
                                 Ok(true) => bad_frames = 0,
                                 Ok(false) => return End::Gone,
                                 Err(e) => {
@@ -237,6 +198,52 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Registers with presence, greets with who is online, sends what arrived while
+    /// the user was away and replays from `last_seq`. `None` when the socket is gone;
+    /// otherwise the last `seq` sent.
+    async fn greet(&self, ws: &mut actix_ws::Session, conn_id: &str) -> Option<Option<i64>> {
+        let online = self
+            .state
+            .bus
+            .request(&Connect {
+                tenant_id: self.actor.tenant_id.clone(),
+                room_id: self.room_id().clone(),
+                user_id: self.actor.user_id.clone(),
+                user_name: self.user_name.clone(),
+                conn_id: conn_id.to_owned(),
+            })
+            .await
+            .map(|c| c.online_users)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "presence unavailable at connect");
+                vec![self.actor.user_id.clone()]
+            });
+        if !self.send(ws, self.status_frame(&online)).await {
+            return None;
+        }
+        // What arrived for this user while they were away.
+        let take = TakeInbox { tenant_id: self.actor.tenant_id.clone(), user_id: self.actor.user_id.clone() };
+        match self.state.bus.request(&take).await {
+            Ok(items) => {
+                for item in items {
+                    if !self.send(ws, frames::notification(&item)).await {
+                        return None;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "inbox unavailable at connect"),
+        }
+        // Resume: everything after last_seq, then the live stream without repeats.
+        let mut last_sent = None;
+        if let Some(after) = self.last_seq {
+            match self.replay(ws, after).await {
+                Some(n) => last_sent = Some(n),
+                None => return None,
+            }
+        }
+        Some(last_sent)
     }
 
     /// A reconnect delay spread over the configured window, so sockets do not all
