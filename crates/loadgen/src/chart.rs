@@ -1,5 +1,5 @@
 //! `chart`: draws the headline figure of every result line as an SVG bar chart
-//! (one bar per line, scaled within its unit).
+//! (one bar per scenario, from its newest line, scaled within its unit).
 
 use std::path::PathBuf;
 
@@ -36,8 +36,14 @@ fn escape(s: &str) -> String {
 
 pub fn draw(args: &Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.input)?;
-    let bars: Vec<(String, f64, &str)> =
-        text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|v| headline(&v)).collect();
+    // The newest line of each label: the file keeps every run, the chart shows the latest.
+    let mut bars: Vec<(String, f64, &str)> = Vec::new();
+    for bar in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|v| headline(&v)) {
+        match bars.iter_mut().find(|b| b.0 == bar.0) {
+            Some(old) => *old = bar,
+            None => bars.push(bar),
+        }
+    }
     anyhow::ensure!(!bars.is_empty(), "no results in {}", args.input.display());
     let (w, row, left, right) = (900.0, 34.0, 230.0, 170.0);
     let h = 60.0 + row * bars.len() as f64;

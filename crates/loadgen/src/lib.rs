@@ -79,7 +79,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Idle(a) => scenarios::idle::run(&stack().await?, &cli.sources, a).await?,
         Scenario::History(a) => scenarios::history::run(&stack().await?, a).await?,
     };
-    report(&result, cli.out.as_deref())
+    // A scenario with checkpoints (idle) gives one result line per checkpoint.
+    match result {
+        Value::Array(lines) => lines.iter().try_for_each(|r| report(r, cli.out.as_deref())),
+        one => report(&one, cli.out.as_deref()),
+    }
 }
 
 /// Prints the JSON line and a summary, and appends the line to `out`.
