@@ -37,7 +37,26 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # Loopback has ~28k ephemeral ports per source address: spread sockets over several.
 SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
 
+# Waits (up to 3 minutes) until the machine is quiet: a scenario leaves work behind
+# (offline-message notifications for members who have disconnected, presence expiry),
+# which would otherwise be measured as part of the next scenario.
+settle() {
+    local i busy
+    for ((i = 0; i < 90; i++)); do
+        read -r _ a b c _ < /proc/stat
+        sleep 2
+        read -r _ d e f _ < /proc/stat
+        busy=$(((d + e + f) - (a + b + c)))
+        # user + nice + system ticks (100 a second per core): under a fifth of a core.
+        if ((busy < 40)); then
+            return
+        fi
+    done
+    echo "bench: the machine did not settle; measuring anyway" >&2
+}
+
 run() {
+    settle
     echo
     echo "\$ loadgen $*"
     "$LOADGEN" --out "$OUT" "$@"
