@@ -21,7 +21,7 @@ use diesel_async::AsyncConnection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::StoreError;
-use crate::handlers::{Sent, send_batch, send_one};
+use crate::handlers::{Sent, send_batch};
 use crate::outbox::Publisher;
 
 /// Most sends in one transaction.
@@ -126,10 +126,14 @@ async fn run_batch(
         Err(StoreError::Db(e)) if cmds.len() > 1 => {
             tracing::warn!(error = %e, sends = cmds.len(), "a batch of sends failed; storing them one by one");
             let mut results = Vec::with_capacity(cmds.len());
-            for (cmd, at) in cmds {
+            for one in cmds.chunks(1) {
                 let subjects = subjects.clone();
-                let one = conn.transaction(async move |c| send_one(c, &subjects, &cmd, at).await).await;
-                results.push(one);
+                let result = conn.transaction(async move |c| send_batch(c, &subjects, one).await).await;
+                // A batch of one: its own error, or the send's result.
+                results.push(
+                    result
+                        .and_then(|mut r| r.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no result".to_owned())))),
+                );
             }
             Ok(results)
         }

@@ -1,8 +1,8 @@
 //! `send_message` and `list_messages`.
 //!
 //! Sending takes the room's next `seq` by incrementing `rooms.last_seq` in the same
-//! transaction that inserts the message and its outbox event (`chat_send_message`, a
-//! PL/pgSQL function, plus the outbox insert). The row lock that the increment takes
+//! transaction that inserts the message and its outbox event (`chat_send_messages`, a
+//! PL/pgSQL function taking a whole batch, plus one outbox insert). The row lock that the increment takes
 //! also serializes idempotent resends: the duplicate check runs after it, so two
 //! concurrent sends with one `client_msg_id` store one message. Sends are batched
 //! into shared transactions by the group committer (`group_commit.rs`).
@@ -138,51 +138,6 @@ fn created_event(cmd: &SendMessage, message: &Message) -> RoomEvent {
         message.created_at,
         RoomEventBody::MessageCreated(message.clone()),
     )
-}
-
-/// Stores one message and its outbox event on `conn`, inside the caller's transaction.
-pub async fn send_one(
-    conn: &mut AsyncPgConnection,
-    subjects: &Subjects,
-    cmd: &SendMessage,
-    at: DateTime<Utc>,
-) -> Result<Sent, StoreError> {
-    use diesel::QueryableByName;
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        outcome: String,
-        #[diesel(embed)]
-        message: MessageRow,
-    }
-    let sender_name = stored_sender_name(cmd);
-    let row: Row = diesel::sql_query("SELECT * FROM chat_send_message($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind::<Text, _>(cmd.actor.tenant_id.as_str())
-        .bind::<Text, _>(cmd.room_id.as_str())
-        .bind::<Text, _>(cmd.actor.user_id.as_str())
-        .bind::<Nullable<Text>, _>(&sender_name)
-        .bind::<Text, _>(MessageId::generate().as_str())
-        .bind::<Text, _>(cmd.content.as_str())
-        .bind::<Nullable<Jsonb>, _>(&cmd.meta)
-        .bind::<Nullable<Text>, _>(&cmd.client_msg_id)
-        .bind::<Timestamptz, _>(at)
-        .get_result(conn)
-        .await
-        .map_err(|e| match e {
-            diesel::result::Error::DatabaseError(_, ref info) if info.message().contains("chat:not_found") => {
-                StoreError::Api(ApiError::not_found("Room not found"))
-            }
-            diesel::result::Error::DatabaseError(_, ref info) if info.message().contains("chat:forbidden") => {
-                StoreError::Api(ApiError::forbidden("You are not a member of this room"))
-            }
-            other => StoreError::Db(other),
-        })?;
-    let message = Message::try_from(row.message)?;
-    if row.outcome == "duplicate" {
-        return Ok(Sent::Duplicate(message));
-    }
-    let pending = outbox::insert(conn, subjects, &created_event(cmd, &message)).await?;
-    Ok(Sent::New(message, pending))
 }
 
 pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Message>, ApiError> {

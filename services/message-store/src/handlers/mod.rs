@@ -8,7 +8,7 @@ mod messages;
 mod rooms;
 mod tenants;
 
-pub use messages::{Sent, send_batch, send_one};
+pub use messages::{Sent, send_batch};
 pub use tenants::insert_key;
 
 use std::sync::Arc;
