@@ -1,18 +1,24 @@
-//! `fanout` and `bigroom`: every member of every room connected; senders post over
-//! REST at a fixed open-loop rate (each send fires on schedule in its own task, so a
-//! slow reply never delays the next send — no coordinated omission). Each message
-//! carries its send time; receivers record send->deliver latency. With `--search`,
-//! the rate grows step by step and the result is the highest rate whose p99 stayed
-//! within `--max-p99-ms` with (nearly) every delivery made.
+//! `fanout` and `bigroom`: every member of every room connected; one sender per room
+//! (its first member) sends at a fixed open-loop rate over all rooms — by default as
+//! `send_message` frames on its own `/ws` socket, as a chat app does (`--via rest`
+//! posts over REST instead). Each send fires on schedule without waiting for the
+//! previous one's answer, so slow replies cannot hide latency (no coordinated
+//! omission). Each message carries its send time; receivers record send->deliver
+//! latency. A send counts as persisted when its `message_sent` answer (or REST `201`)
+//! arrives. With `--search`, the rate grows step by step and the result is the highest
+//! rate whose p99 stayed within `--max-p99-ms` with (nearly) every delivery made.
+//!
+//! Every step also reports the CPU the stack spent per message (every watched process
+//! but the load generator itself), the figure of the design's budget.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
+use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{Stack, now_ns};
@@ -39,6 +45,9 @@ pub struct Args {
     /// Most steps when searching.
     #[arg(long, default_value_t = 8)]
     pub max_steps: usize,
+    /// `ws` (`send_message` on the sender's socket) or `rest`.
+    #[arg(long, default_value = "ws")]
+    pub via: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -51,6 +60,26 @@ pub struct BigArgs {
     pub rate: u64,
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// `ws` (`send_message` on the sender's socket) or `rest`.
+    #[arg(long, default_value = "ws")]
+    pub via: String,
+}
+
+/// How senders send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Ws,
+    Rest,
+}
+
+impl Via {
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "ws" => Ok(Via::Ws),
+            "rest" => Ok(Via::Rest),
+            other => anyhow::bail!("--via must be ws or rest, not {other:?}"),
+        }
+    }
 }
 
 /// What one step measured.
@@ -69,13 +98,32 @@ type Shared = Arc<std::sync::Mutex<Vec<hdrhistogram::Histogram<u64>>>>;
 
 pub async fn run(stack: &Stack, sources: &[IpAddr], args: &Args) -> anyhow::Result<Value> {
     let steps = if args.search { args.max_steps } else { 1 };
-    let result = drive(stack, sources, args.rooms, args.members, args.rate, args.duration, steps).await?;
-    Ok(result.with_name("fanout", args.rooms, args.members, args.max_p99_ms, args.search))
+    let via = Via::parse(&args.via)?;
+    let result = drive(stack, sources, args.rooms, args.members, args.rate, args.duration, steps, via).await?;
+    Ok(result.with_name("fanout", args.rooms, args.members, args.max_p99_ms, args.search, via))
 }
 
 pub async fn run_big(stack: &Stack, sources: &[IpAddr], args: &BigArgs) -> anyhow::Result<Value> {
-    let result = drive(stack, sources, 1, args.members, args.rate, args.duration, 1).await?;
-    Ok(result.with_name("bigroom", 1, args.members, f64::MAX, false))
+    let via = Via::parse(&args.via)?;
+    let result = drive(stack, sources, 1, args.members, args.rate, args.duration, 1, via).await?;
+    Ok(result.with_name("bigroom", 1, args.members, f64::MAX, false, via))
+}
+
+/// CPU milliseconds the stack (every watched process but the load generator) spent
+/// per message sent, in all and per process.
+fn cpu_per_message(cpu: &Value, sent: u64) -> Value {
+    let Some(by) = cpu["by_process"].as_object() else { return Value::Null };
+    if sent == 0 {
+        return Value::Null;
+    }
+    let ms = |s: f64| (s * 1000.0 / sent as f64 * 1000.0).round() / 1000.0;
+    let stack: f64 = by.iter().filter(|(k, _)| k.as_str() != "loadgen").filter_map(|(_, v)| v.as_f64()).sum();
+    let per: serde_json::Map<String, Value> = by
+        .iter()
+        .filter(|(k, _)| k.as_str() != "loadgen")
+        .map(|(k, v)| (k.clone(), json!(ms(v.as_f64().unwrap_or(0.0)))))
+        .collect();
+    json!({"total": ms(stack), "by_process": per})
 }
 
 struct Outcome {
@@ -83,7 +131,7 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn with_name(self, name: &str, rooms: usize, members: usize, max_p99: f64, search: bool) -> Value {
+    fn with_name(self, name: &str, rooms: usize, members: usize, max_p99: f64, search: bool, via: Via) -> Value {
         let expected = |s: &Step| s.sent * members as u64;
         let steps: Vec<Value> = self
             .steps
@@ -101,6 +149,7 @@ impl Outcome {
                     "latency": crate::percentiles(&s.hist),
                     "duration_s": (s.wall * 100.0).round() / 100.0,
                     "cpu_seconds": s.cpu,
+                    "cpu_ms_per_message": cpu_per_message(&s.cpu, s.sent),
                 })
             })
             .collect();
@@ -114,14 +163,16 @@ impl Outcome {
         let headline = best.or(last);
         let summary = match headline {
             Some(s) => format!(
-                "{name}: {} rooms x {} members; at {} msg/s: {:.0} deliveries/s, send->deliver p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms{}",
+                "{name}: {} rooms x {} members, sent over {}; at {} msg/s: {:.0} deliveries/s, send->deliver p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; stack CPU {} ms per message{}",
                 rooms,
                 members,
+                if via == Via::Ws { "/ws" } else { "REST" },
                 s.rate,
                 s.delivered as f64 / s.wall,
                 s.hist.value_at_quantile(0.5) as f64 / 1000.0,
                 s.hist.value_at_quantile(0.99) as f64 / 1000.0,
                 s.hist.value_at_quantile(0.999) as f64 / 1000.0,
+                cpu_per_message(&s.cpu, s.sent)["total"],
                 match (search, best.is_some()) {
                     (true, true) => format!(" (highest rate with p99 <= {max_p99} ms)"),
                     (true, false) => format!(" (no rate kept p99 <= {max_p99} ms; last step shown)"),
@@ -135,16 +186,43 @@ impl Outcome {
             "rooms": rooms,
             "members": members,
             "search": search,
+            "via": if via == Via::Ws { "ws" } else { "rest" },
             "max_p99_ms": if search { json!(max_p99) } else { Value::Null },
             "best_rate": best.map(|s| s.rate),
             "deliveries_per_s": headline.map(|s| (s.delivered as f64 / s.wall).round()),
             "latency": headline.map(|s| crate::percentiles(&s.hist)),
+            "cpu_ms_per_message": headline.map(|s| cpu_per_message(&s.cpu, s.sent)),
             "steps": steps,
             "summary": summary,
         })
     }
 }
 
+/// Per-step counters shared by the readers and the scheduler.
+struct Counters {
+    /// Messages whose persisted answer arrived, per step.
+    acked: Vec<AtomicU64>,
+    /// Sends answered with an error (or failed to go out), per step.
+    failed: Vec<AtomicU64>,
+    /// `message` frames carrying a step's timestamp, per step.
+    delivered: Vec<AtomicU64>,
+}
+
+impl Counters {
+    fn new(steps: usize) -> Arc<Self> {
+        let zeros = || (0..steps).map(|_| AtomicU64::new(0)).collect();
+        Arc::new(Self { acked: zeros(), failed: zeros(), delivered: zeros() })
+    }
+}
+
+/// The step of a frame whose content is `t:<step>:<ns>`, and that timestamp.
+fn stamp(text: &str) -> Option<(usize, i64)> {
+    let i = text.find("\"content\":\"t:")?;
+    let mut parts = text[i + 13..].split([':', '"']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     stack: &Stack,
     sources: &[IpAddr],
@@ -153,6 +231,7 @@ async fn drive(
     rate: u64,
     duration: u64,
     steps: usize,
+    via: Via,
 ) -> anyhow::Result<Outcome> {
     // Rooms, then every member's socket.
     let mut room_ids = Vec::with_capacity(rooms);
@@ -160,11 +239,13 @@ async fn drive(
         let users: Vec<String> = (0..members).map(|m| format!("r{r}m{m}")).collect();
         room_ids.push(stack.room(&users).await?);
     }
-    let delivered: Arc<Vec<AtomicU64>> = Arc::new((0..steps).map(|_| AtomicU64::new(0)).collect());
+    let counters = Counters::new(steps);
     let shared: Shared = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let connecting = Arc::new(Semaphore::new(256));
     let mut readers = Vec::new();
+    // Each room's sender socket takes frames to send from this channel.
+    let mut senders: Vec<mpsc::UnboundedSender<String>> = Vec::with_capacity(rooms);
     eprintln!("connecting {} sockets...", rooms * members);
     for (r, room) in room_ids.iter().enumerate() {
         for m in 0..members {
@@ -172,30 +253,58 @@ async fn drive(
             let source = sources.get((r * members + m) % sources.len().max(1)).copied();
             let ws = stack.connect(room, &format!("r{r}m{m}"), source).await?;
             drop(permit);
-            let (delivered, shared, mut stop) = (delivered.clone(), shared.clone(), stop_rx.clone());
+            let (mut sink, mut stream) = ws.split();
+            let mut outgoing = None;
+            if m == 0 {
+                let (tx, rx) = mpsc::unbounded_channel::<String>();
+                senders.push(tx);
+                outgoing = Some(rx);
+            }
+            let (counters, shared, mut stop) = (counters.clone(), shared.clone(), stop_rx.clone());
             readers.push(tokio::spawn(async move {
-                let mut ws = ws;
                 let mut hists: Vec<hdrhistogram::Histogram<u64>> = (0..steps)
                     .map(|_| hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2))
                     .collect::<Result<_, _>>()?;
+                let mut outgoing = outgoing;
                 loop {
+                    let next_out = async {
+                        match outgoing.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
-                        _ = stop.wait_for(|s| *s) => break,
-                        msg = ws.next() => match msg {
+                        _ = stop.changed() => break,
+                        frame = next_out => match frame {
+                            Some(frame) => {
+                                if let Err(e) = sink.send(Message::text(frame)).await {
+                                    eprintln!("send failed: {e}");
+                                    break;
+                                }
+                            }
+                            None => outgoing = None,
+                        },
+                        msg = stream.next() => match msg {
                             Some(Ok(Message::Text(t))) => {
-                                // Content is "t:<step>:<ns>".
-                                if let Some(i) = t.find("\"content\":\"t:") {
-                                    let rest = &t[i + 13..];
-                                    let mut parts = rest.split([':', '"']);
-                                    if let (Some(step), Some(ns)) = (parts.next(), parts.next())
-                                        && let (Ok(step), Ok(ns)) = (step.parse::<usize>(), ns.parse::<i64>())
+                                let Some((step, ns)) = stamp(&t) else {
+                                    if t.contains("\"error\"") && t.contains("\"local_id\":\"t")
+                                        && let Some(step) = t.split("\"local_id\":\"t").nth(1).and_then(|r| r.split('-').next()).and_then(|s| s.parse::<usize>().ok())
                                         && step < steps
                                     {
-                                        let us = ((now_ns() - ns) / 1000).max(1) as u64;
-                                        let _ = hists[step].record(us.min(60_000_000));
-                                        delivered[step].fetch_add(1, Ordering::Relaxed);
+                                        counters.failed[step].fetch_add(1, Ordering::Relaxed);
                                     }
+                                    continue;
+                                };
+                                if step >= steps {
+                                    continue;
                                 }
+                                if t.contains("\"message_sent\"") {
+                                    counters.acked[step].fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                                let us = ((now_ns() - ns) / 1000).max(1) as u64;
+                                let _ = hists[step].record(us.min(60_000_000));
+                                counters.delivered[step].fetch_add(1, Ordering::Relaxed);
                             }
                             Some(Ok(_)) => {}
                             _ => break,
@@ -220,8 +329,6 @@ async fn drive(
     let mut outcome = Outcome { steps: Vec::new() };
     let mut step_rate = rate.max(1);
     for step in 0..steps {
-        let sent = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
         let cpu_before = crate::procstat::cpu_seconds();
         let started = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / step_rate));
@@ -232,40 +339,52 @@ async fn drive(
         while Instant::now() < until {
             tick.tick().await;
             let r = (n as usize) % rooms;
-            let (stack, room, sent, failed) = (stack.clone(), room_ids[r].clone(), sent.clone(), failed.clone());
-            inflight.push(tokio::spawn(async move {
-                match stack.send(&room, &format!("r{r}m0"), &format!("t:{step}:{}", now_ns())).await {
-                    Ok(_) => sent.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }));
-            n += 1;
-            if inflight.len() >= 4096 {
-                inflight.retain(|t| !t.is_finished());
+            let content = format!("t:{step}:{}", now_ns());
+            match via {
+                Via::Ws => {
+                    let frame = json!({"type": "send_message", "data": {"content": content, "local_id": format!("t{step}-{n}")}});
+                    if senders[r].send(frame.to_string()).is_err() {
+                        counters.failed[step].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Via::Rest => {
+                    let (stack, room, counters) = (stack.clone(), room_ids[r].clone(), counters.clone());
+                    inflight.push(tokio::spawn(async move {
+                        match stack.send(&room, &format!("r{r}m0"), &content).await {
+                            Ok(_) => counters.acked[step].fetch_add(1, Ordering::Relaxed),
+                            Err(_) => counters.failed[step].fetch_add(1, Ordering::Relaxed),
+                        };
+                    }));
+                    if inflight.len() >= 4096 {
+                        inflight.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+                    }
+                }
             }
+            n += 1;
         }
         for t in inflight {
             let _ = t.await;
         }
-        // Let the last deliveries arrive.
+        // Let the last answers and deliveries arrive.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let wall = started.elapsed().as_secs_f64() - 2.0;
         let cpu = crate::procstat::cpu_delta(&cpu_before, &crate::procstat::cpu_seconds());
         let total: f64 = cpu.values().sum();
+        let (sent, failed, delivered) = (
+            counters.acked[step].load(Ordering::Relaxed),
+            counters.failed[step].load(Ordering::Relaxed),
+            counters.delivered[step].load(Ordering::Relaxed),
+        );
         outcome.steps.push(Step {
             rate: step_rate,
-            sent: sent.load(Ordering::Relaxed),
-            failed: failed.load(Ordering::Relaxed),
-            delivered: delivered[step].load(Ordering::Relaxed),
+            sent,
+            failed,
+            delivered,
             hist: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)?,
             wall,
             cpu: json!({"by_process": cpu, "total": (total * 100.0).round() / 100.0}),
         });
-        eprintln!(
-            "step {step}: {step_rate} msg/s sent {} delivered {}",
-            sent.load(Ordering::Relaxed),
-            delivered[step].load(Ordering::Relaxed)
-        );
+        eprintln!("step {step}: {step_rate} msg/s offered, {n} sent, {sent} persisted, {failed} failed, {delivered} delivered");
         step_rate = step_rate * 3 / 2 + 1;
     }
     let _ = stop_tx.send(true);
