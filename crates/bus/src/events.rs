@@ -1,35 +1,25 @@
-//! JetStream: the stream that keeps room events, and publishing into it with
-//! `Nats-Msg-Id`, so a republish of the same event within the dedupe window is dropped.
+//! JetStream helpers: the header JetStream dedupes on, consuming a pull consumer until
+//! shutdown, and removing the events stream of earlier versions.
 
-use std::time::Duration;
-
-use anyhow::Context as _;
-use async_nats::HeaderMap;
-use async_nats::jetstream::{self, stream};
-use bytes::Bytes;
+use async_nats::jetstream;
 
 use crate::subjects::Subjects;
-use crate::trace;
 
 /// The header JetStream dedupes on.
 pub const MSG_ID: &str = "Nats-Msg-Id";
 
-/// Creates (or updates) the stream over `<prefix>.evt.>` and `<prefix>.user.>`,
-/// bounded by age.
-pub async fn ensure_events_stream(
-    js: &jetstream::Context,
-    subjects: &Subjects,
-    max_age: Duration,
-) -> anyhow::Result<stream::Info> {
-    let config = stream::Config {
-        name: subjects.events_stream(),
-        subjects: vec![subjects.all_room_events(), subjects.all_user_events()],
-        max_age,
-        storage: stream::StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    };
-    js.create_or_update_stream(config.clone()).await.with_context(|| format!("creating stream {}", config.name))
+/// Removes the stream over `<prefix>.evt.>` and `<prefix>.user.>` that earlier
+/// versions kept. Events now travel on core NATS: messages are durable in PostgreSQL
+/// and the offline pass reads them from there, so a second file-backed copy of every
+/// event is no longer paid for. A stream left bound to those subjects would still
+/// capture every publish, so it must go. Missing is fine; failures are logged.
+pub async fn remove_legacy_events_stream(client: &async_nats::Client, subjects: &Subjects) {
+    let js = jetstream::new(client.clone());
+    match js.delete_stream(subjects.events_stream()).await {
+        Ok(_) => tracing::info!(stream = %subjects.events_stream(), "removed the events stream of an earlier version"),
+        Err(e) if e.to_string().contains("not found") => {}
+        Err(e) => tracing::warn!(error = %e, "could not remove the legacy events stream"),
+    }
 }
 
 /// The next message of a pull consumer, or `None` once `shutdown` fires or the
@@ -55,22 +45,4 @@ where
             },
         }
     }
-}
-
-/// Publishes one event and waits for JetStream to store it.
-pub async fn publish_event(
-    js: &jetstream::Context,
-    subject: String,
-    event_id: &str,
-    payload: Bytes,
-) -> anyhow::Result<()> {
-    let mut headers = HeaderMap::new();
-    headers.insert(MSG_ID, event_id);
-    trace::inject(&mut headers);
-    let ack = js
-        .publish_with_headers(subject.clone(), headers, payload)
-        .await
-        .with_context(|| format!("publishing to {subject}"))?;
-    ack.await.with_context(|| format!("waiting for the stream to store {subject}"))?;
-    Ok(())
 }

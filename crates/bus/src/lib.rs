@@ -5,7 +5,7 @@
 //! - [`client`]: [`Bus`], typed request/reply for callers.
 //! - [`server`]: [`server::Router`], which answers a service's commands in its queue group
 //!   and never leaves a request unanswered.
-//! - [`events`]: JetStream streams and event publishing (with `Nats-Msg-Id` dedupe).
+//! - [`events`]: JetStream helpers (pull consumers, `Nats-Msg-Id`, the legacy events stream).
 //! - [`trace`]: W3C `traceparent` in NATS headers.
 
 pub mod client;

@@ -5,7 +5,7 @@
 //! several stacks (tests running in parallel, staging next to production) can share one
 //! NATS server without seeing each other's traffic.
 
-use chat_domain::ids::{RoomId, TenantId, UserId};
+use chat_domain::ids::{GatewayId, RoomId, TenantId, UserId};
 use chat_domain::proto::Service;
 
 /// The default first subject token.
@@ -35,6 +35,12 @@ impl Token for UserId {
     }
 }
 
+impl Token for GatewayId {
+    fn token(&self) -> &str {
+        self.as_str()
+    }
+}
+
 /// A `{name}` placeholder, for the AsyncAPI document and its check.
 #[derive(Debug, Clone, Copy)]
 pub struct Placeholder(pub &'static str);
@@ -45,12 +51,11 @@ impl Token for Placeholder {
     }
 }
 
-/// Presence signals a gateway sends about its sockets.
+/// Presence signals a gateway sends about its sockets in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceSignal {
     Connect,
     Disconnect,
-    Heartbeat,
 }
 
 impl PresenceSignal {
@@ -58,7 +63,6 @@ impl PresenceSignal {
         match self {
             PresenceSignal::Connect => "connect",
             PresenceSignal::Disconnect => "disconnect",
-            PresenceSignal::Heartbeat => "heartbeat",
         }
     }
 }
@@ -137,6 +141,13 @@ impl Subjects {
         format!("{}.presence.{}.{}.{}", self.prefix, tenant.token(), room.token(), signal.as_str())
     }
 
+    /// `<p>.presence.gateway.<gateway>.lease`: a gateway renewing the lease its sockets
+    /// live by. (A per-room signal's last token is `connect` or `disconnect`, so the two
+    /// shapes never meet.)
+    pub fn gateway_lease(&self, gateway: &impl Token) -> String {
+        format!("{}.presence.gateway.{}.lease", self.prefix, gateway.token())
+    }
+
     /// `<p>.presence.>`: every presence signal (presence's queue subscription).
     pub fn all_presence(&self) -> String {
         format!("{}.presence.>", self.prefix)
@@ -172,7 +183,8 @@ impl Subjects {
         format!("{}.sys.tenant.changed", self.prefix)
     }
 
-    /// The JetStream stream that keeps room events, e.g. `CHAT_EVENTS`.
+    /// The JetStream stream that kept room events in earlier versions, e.g.
+    /// `CHAT_EVENTS` (removed at start; see `events::remove_legacy_events_stream`).
     pub fn events_stream(&self) -> String {
         format!("{}_EVENTS", self.prefix.to_ascii_uppercase())
     }
@@ -197,7 +209,8 @@ mod tests {
         assert_eq!(s.room_event(&t, &r, "message.created"), "chat.evt.t1.r1.message.created");
         assert_eq!(s.room_events(&t, &r), "chat.evt.t1.r1.>");
         assert_eq!(s.user_event(&t, &u, "notification"), "chat.user.t1.u1.notification");
-        assert_eq!(s.presence(&t, &r, PresenceSignal::Heartbeat), "chat.presence.t1.r1.heartbeat");
+        assert_eq!(s.presence(&t, &r, PresenceSignal::Disconnect), "chat.presence.t1.r1.disconnect");
+        assert_eq!(s.gateway_lease(&GatewayId::parse("gw_1")?), "chat.presence.gateway.gw_1.lease");
         assert_eq!(s.dead_letter(&t, "webhook"), "chat.dlq.t1.webhook");
         assert_eq!(s.events_stream(), "CHAT_EVENTS");
         Ok(())

@@ -22,11 +22,13 @@ use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::notify::{
     ListDeadLetters, ListInbox, ListSubscriptions, Notify, RetryDeadLetter, Subscribe, TakeInbox, Unsubscribe,
 };
-use chat_domain::proto::presence::{Connect, DisconnectSignal, GetOnline, GetTenantOnline, HeartbeatSignal, SetTyping};
+use chat_domain::proto::presence::{
+    Connect, DisconnectSignal, GatewayLease, GetOnline, GetTenantOnline, OnlineHistory, SetTyping,
+};
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage,
-    GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MoveCursor,
-    RemoveMember, RotateKey, SendMessage, UpdateTenant,
+    GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MessageFeed,
+    MoveCursor, RemoveMember, RoomAudiences, RoomMessages, RotateKey, SendMessage, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -148,6 +150,10 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<ListDeadLetters>(),
         CommandSpec::owned::<RetryDeadLetter>(),
         CommandSpec::owned::<Audience>(),
+        CommandSpec::owned::<RoomMessages>(),
+        CommandSpec::owned::<RoomAudiences>(),
+        CommandSpec::owned::<MessageFeed>(),
+        CommandSpec::owned::<OnlineHistory>(),
         CommandSpec::common::<Health>(),
     ]
 }
@@ -159,16 +165,16 @@ fn events() -> Vec<(&'static str, Value)> {
         ("events/tenant-changed.json", schemars::schema_for!(TenantChanged).to_value()),
         ("events/user-event.json", schemars::schema_for!(UserEvent).to_value()),
         ("signals/disconnect.json", schemars::schema_for!(DisconnectSignal).to_value()),
-        ("signals/heartbeat.json", schemars::schema_for!(HeartbeatSignal).to_value()),
+        ("signals/gateway-lease.json", schemars::schema_for!(GatewayLease).to_value()),
     ]
 }
 
 /// Every presence signal. Adding a variant stops this from compiling until it is listed.
 fn presence_signals() -> Vec<PresenceSignal> {
-    let all = vec![PresenceSignal::Connect, PresenceSignal::Disconnect, PresenceSignal::Heartbeat];
+    let all = vec![PresenceSignal::Connect, PresenceSignal::Disconnect];
     for signal in &all {
         match signal {
-            PresenceSignal::Connect | PresenceSignal::Disconnect | PresenceSignal::Heartbeat => {}
+            PresenceSignal::Connect | PresenceSignal::Disconnect => {}
         }
     }
     all
@@ -178,11 +184,12 @@ const TENANT: Placeholder = Placeholder("{tenant}");
 const ROOM: Placeholder = Placeholder("{room}");
 const USER: Placeholder = Placeholder("{user}");
 const KIND: Placeholder = Placeholder("{kind}");
+const GATEWAY: Placeholder = Placeholder("{gateway}");
 
 /// Every builder of [`Subjects`] this test covers, by method name. A new builder fails
 /// `every_subject_builder_is_covered` until it is called in [`concrete_subjects`] or
 /// [`wildcard_subjects`] and named here.
-const COVERED_BUILDERS: [&str; 15] = [
+const COVERED_BUILDERS: [&str; 16] = [
     "command",
     "commands_of",
     "room_event",
@@ -195,6 +202,7 @@ const COVERED_BUILDERS: [&str; 15] = [
     "delivery_jobs",
     "all_dead_letters",
     "presence",
+    "gateway_lease",
     "all_presence",
     "dead_letter",
     "tenant_changed",
@@ -218,6 +226,7 @@ fn concrete_subjects(s: &Subjects) -> Vec<String> {
     for signal in presence_signals() {
         out.push(s.presence(&TENANT, &ROOM, signal));
     }
+    out.push(s.gateway_lease(&GATEWAY));
     out.push(s.dead_letter(&TENANT, KIND.0));
     out.push(s.tenant_changed());
     out.push(s.delivery_jobs());
@@ -448,6 +457,30 @@ fn asyncapi() -> Value {
             }),
         );
     }
+    let address = s.gateway_lease(&GATEWAY);
+    let id = channel_id(&s, &address);
+    channels.insert(
+        id.clone(),
+        json!({
+            "address": address,
+            "title": "gateway lease",
+            "description": "A gateway renewing the lease its sockets live by (every few seconds, \
+                            one signal per gateway however many sockets it holds). When a lease \
+                            runs out, presence closes that gateway's sockets. Core NATS, in the \
+                            `presence` queue group.",
+            "parameters": { "gateway": parameter("A gateway id (`GatewayId`).") },
+            "messages": { "signal": message("GatewayLease", "gateway lease", "signals/gateway-lease.json") },
+        }),
+    );
+    operations.insert(
+        "gateway_renew_lease".to_owned(),
+        json!({
+            "action": "send",
+            "title": "a gateway renews its lease",
+            "channel": { "$ref": format!("#/channels/{id}") },
+            "messages": [{ "$ref": format!("#/channels/{id}/messages/signal") }],
+        }),
+    );
     let address = s.dead_letter(&TENANT, KIND.0);
     channels.insert(
         channel_id(&s, &address),

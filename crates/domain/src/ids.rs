@@ -140,6 +140,10 @@ token_id!(
     DeliveryId, max = 64, extra = "", prefix = "dlv_"
 );
 token_id!(
+    /// One gateway process: names its presence lease and prefixes its sockets' ids.
+    GatewayId, max = 64, extra = "", prefix = "gw_"
+);
+token_id!(
     /// A user of a tenant's application. Chosen by the tenant; `:` and `.` are not
     /// allowed because user ids appear in DM keys and NATS subjects.
     UserId, max = 128, extra = "@+=~", prefix = "usr_"

@@ -104,3 +104,40 @@ mod tests {
         assert_eq!(super::redact("postgres://h/db"), "postgres://h/db");
     }
 }
+
+/// A hand-written statement that is prepared once per connection and reused.
+///
+/// Diesel never caches `sql_query` statements (it cannot know whether the SQL text was
+/// built at run time), so PostgreSQL would parse and plan them on every call. The
+/// statements wrapped here are constants, so they are safe to cache by their text:
+/// each pooled connection prepares one the first time and then only binds and
+/// executes it.
+#[derive(Debug, Clone)]
+pub struct Prepared<Q>(pub Q);
+
+/// Wraps a constant-SQL query so its prepared statement is cached (see [`Prepared`]).
+pub fn prepared<Q>(query: Q) -> Prepared<Q> {
+    Prepared(query)
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q> diesel::query_builder::QueryId for Prepared<Q> {
+    type QueryId = ();
+    // Cached by SQL text, not by type.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>> diesel::query_builder::QueryFragment<diesel::pg::Pg>
+    for Prepared<Q>
+{
+    fn walk_ast<'b>(&'b self, pass: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _: &diesel::pg::Pg) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}

@@ -151,11 +151,13 @@ impl StackBuilder {
                     dev_tenant: false,
                     dev_api_key: None,
                 },
-                events_max_age: Duration::from_secs(600),
                 outbox_relay_after: Duration::from_secs(2),
                 outbox_relay_every: Duration::from_millis(500),
                 instance: Some(format!("message-store-{i}")),
                 send_writers: 4,
+                publish_lease_every: Duration::from_millis(500),
+                publish_lease_ttl: Duration::from_secs(3),
+                crash_before_publish: false,
             };
             if let Some(f) = self.message_store_config {
                 f(&mut cfg);
@@ -376,11 +378,7 @@ impl TestStack {
             }
         }
         let js = async_nats::jetstream::new(self.bus.client().clone());
-        for stream in [
-            self.bus.subjects().events_stream(),
-            self.bus.subjects().deliveries_stream(),
-            self.bus.subjects().dead_letter_stream(),
-        ] {
+        for stream in [self.bus.subjects().deliveries_stream(), self.bus.subjects().dead_letter_stream()] {
             let _ = js.delete_stream(stream).await;
         }
         Ok(())

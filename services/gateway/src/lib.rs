@@ -120,7 +120,7 @@ impl Gateway {
             .await
             .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
         let bus = Bus::new(client, subjects).with_timeout(config.bus_timeout);
-        let gateway_id = format!("gw{}", &uuid_like());
+        let gateway_id = chat_domain::ids::GatewayId::parse(format!("gw_{}", uuid_like()))?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let state = web::Data::new(AppState {
             hub: Arc::new(ws::hub::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
@@ -215,7 +215,7 @@ impl Gateway {
         .context("starting the HTTP server")?
         .run();
         let handle = server.handle();
-        let heartbeats = tokio::spawn(self.state.hub.clone().heartbeats(self.config.ws.heartbeat_every));
+        let heartbeats = tokio::spawn(self.state.hub.clone().leases(self.config.ws.heartbeat_every));
         let (stop, hub) = (self.stop, self.state.hub.clone());
         tokio::spawn(async move {
             shutdown.await;

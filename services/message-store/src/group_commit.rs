@@ -2,30 +2,29 @@
 //! `synchronous_commit` on) covers a whole batch instead of one message.
 //!
 //! Sends queue up for a few writer tasks. A writer takes whatever is queued (up to
-//! [`MAX_BATCH`]), orders it by room so every writer locks rooms in the same order
-//! (no deadlocks between batches), and stores the whole batch with one call of
-//! `chat_send_messages` plus one multi-row outbox insert, in one transaction: four
-//! round trips to PostgreSQL per batch, whatever its size. A refused send (not a
-//! member, no such room) comes back as its own error row and the others commit. If
-//! the batch as a whole fails (an unexpected database error), each send is retried
-//! alone in its own transaction, so one bad send never sinks the others. Replies go
-//! out after the commit; events are handed to the outbox publisher then.
+//! [`MAX_BATCH`]), orders it by room, and stores the whole batch with one call of
+//! `chat_send_batch` — one statement, one round trip to PostgreSQL, one commit,
+//! whatever the batch's size (the statement is prepared once per connection). A refused
+//! send (not a member, no such room) comes back as its own error row and the others
+//! commit. If the batch as a whole fails (an unexpected database error), each send is
+//! retried alone, so one bad send never sinks the others. After the commit the batch's
+//! events go to the publisher (`publish.rs`) and the replies go out.
 
 use std::sync::Arc;
 
-use chat_bus::Subjects;
 use chat_domain::ApiError;
+use chat_domain::ids::TenantId;
+use chat_domain::model::Message;
 use chat_domain::proto::store::{MessageSent, SendMessage};
 use chat_pg::PgPool;
-use diesel_async::AsyncConnection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::StoreError;
-use crate::handlers::{Sent, send_batch};
-use crate::outbox::Publisher;
+use crate::handlers::{Sent, Stored, send_batch};
+use crate::publish::Publisher;
 
 /// Most sends in one transaction.
-pub const MAX_BATCH: usize = 128;
+pub const MAX_BATCH: usize = 256;
 /// Sends waiting for a writer; past this, callers wait (backpressure, not memory).
 const QUEUE: usize = 8_192;
 
@@ -41,17 +40,11 @@ pub struct Committer {
 
 impl Committer {
     /// Starts `writers` writer tasks; they end when every `Committer` is dropped.
-    pub fn start(
-        pool: PgPool,
-        subjects: Subjects,
-        publisher: Publisher,
-        writers: usize,
-    ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+    pub fn start(pool: PgPool, publisher: Publisher, writers: usize) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
-        let tasks = (0..writers.max(1))
-            .map(|_| tokio::spawn(writer(rx.clone(), pool.clone(), subjects.clone(), publisher.clone())))
-            .collect();
+        let tasks =
+            (0..writers.max(1)).map(|_| tokio::spawn(writer(rx.clone(), pool.clone(), publisher.clone()))).collect();
         (Self { tx }, tasks)
     }
 
@@ -66,7 +59,7 @@ impl Committer {
     }
 }
 
-async fn writer(rx: Arc<Mutex<mpsc::Receiver<Queued>>>, pool: PgPool, subjects: Subjects, publisher: Publisher) {
+async fn writer(rx: Arc<Mutex<mpsc::Receiver<Queued>>>, pool: PgPool, publisher: Publisher) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         {
@@ -75,7 +68,7 @@ async fn writer(rx: Arc<Mutex<mpsc::Receiver<Queued>>>, pool: PgPool, subjects: 
                 return;
             }
         }
-        // One lock order for every writer; stable, so a room keeps arrival order.
+        // Stable, so a room keeps arrival order.
         batch.sort_by(|a, b| a.0.room_id.cmp(&b.0.room_id));
         let mut cmds = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
@@ -83,59 +76,61 @@ async fn writer(rx: Arc<Mutex<mpsc::Receiver<Queued>>>, pool: PgPool, subjects: 
             cmds.push((cmd, at));
             replies.push(reply);
         }
-        let results = run_batch(&pool, &subjects, cmds).await;
-        let mut pending = Vec::new();
-        match results {
-            Ok(results) => {
-                for (result, reply) in results.into_iter().zip(replies) {
-                    let answer = match result {
-                        Ok(Sent::New(message, event)) => {
-                            pending.push(event);
+        let ticket = publisher.begin();
+        match run_batch(&pool, &cmds).await {
+            Ok(stored) => {
+                let mut created: Vec<(TenantId, Message)> = Vec::new();
+                let answers: Vec<_> = stored
+                    .results
+                    .into_iter()
+                    .zip(&cmds)
+                    .map(|(result, (cmd, _))| match result {
+                        Ok(Sent::New(message)) => {
+                            created.push((cmd.actor.tenant_id.clone(), message.clone()));
                             Ok(MessageSent { message, duplicate: false })
                         }
                         Ok(Sent::Duplicate(message)) => Ok(MessageSent { message, duplicate: true }),
                         Err(e) => Err(ApiError::from(e)),
-                    };
+                    })
+                    .collect();
+                publisher.publish(ticket, stored.tx, &created).await;
+                for (answer, reply) in answers.into_iter().zip(replies) {
                     let _ = reply.send(answer);
                 }
             }
             Err(e) => {
+                publisher.nothing(ticket, None);
                 let e = ApiError::from(e);
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
         }
-        publisher.submit(pending);
     }
 }
 
-/// One transaction for the whole batch; if it fails as a whole, one per send.
-async fn run_batch(
-    pool: &PgPool,
-    subjects: &Subjects,
-    cmds: Vec<(SendMessage, chrono::DateTime<chrono::Utc>)>,
-) -> Result<Vec<Result<Sent, StoreError>>, StoreError> {
+/// One statement for the whole batch; if it fails as a whole, one per send (each its
+/// own transaction; the highest transaction id is the batch's).
+async fn run_batch(pool: &PgPool, cmds: &[(SendMessage, chrono::DateTime<chrono::Utc>)]) -> Result<Stored, StoreError> {
     let mut conn = pool.get().await?;
-    let batch = {
-        let (subjects, cmds) = (subjects.clone(), &cmds);
-        conn.transaction(async move |c| send_batch(c, &subjects, cmds).await).await
-    };
-    match batch {
-        Ok(results) => Ok(results),
+    match send_batch(&mut conn, cmds).await {
+        Ok(stored) => Ok(stored),
         Err(StoreError::Db(e)) if cmds.len() > 1 => {
             tracing::warn!(error = %e, sends = cmds.len(), "a batch of sends failed; storing them one by one");
             let mut results = Vec::with_capacity(cmds.len());
+            let mut tx = 0;
             for one in cmds.chunks(1) {
-                let subjects = subjects.clone();
-                let result = conn.transaction(async move |c| send_batch(c, &subjects, one).await).await;
-                // A batch of one: its own error, or the send's result.
-                results.push(
-                    result
-                        .and_then(|mut r| r.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no result".to_owned())))),
-                );
+                match send_batch(&mut conn, one).await {
+                    Ok(mut stored) => {
+                        tx = tx.max(stored.tx);
+                        results.push(
+                            stored.results.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no result".to_owned()))),
+                        );
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
             }
-            Ok(results)
+            Ok(Stored { results, tx })
         }
         Err(e) => Err(e),
     }

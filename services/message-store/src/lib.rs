@@ -6,14 +6,20 @@
 //! - [`Config`]: settings, from the environment or built by tests.
 //! - [`MessageStore::build`]: connect, migrate, bootstrap keys, bind the ops port.
 //! - [`MessageStore::run`]: answer commands until shutdown.
-//! - `handlers/`: one file per group of commands. `outbox`: publishing events after
-//!   commit, and the relay. `bootstrap`: admin key, dev tenant.
+//! - `handlers/`: one file per group of commands.
+//! - `group_commit`: concurrent sends batched into one statement per transaction.
+//! - `publish`: `message.created` published after commit from the batch itself, with a
+//!   watermark and a lease per process, and the relay that republishes from the
+//!   message log when a process died between commit and publish.
+//! - `outbox`: the other events (edits, deletes, cursors, members), written with
+//!   their change and published after commit. `bootstrap`: admin key, dev tenant.
 
 pub mod bootstrap;
 pub mod error;
 pub mod group_commit;
 mod handlers;
 pub mod outbox;
+pub mod publish;
 mod rows;
 
 use std::net::{SocketAddr, TcpListener};
@@ -41,6 +47,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0005_edits", include_str!("../migrations/0005_edits.sql")),
         ("0006_send_function", include_str!("../migrations/0006_send_function.sql")),
         ("0007_send_batch", include_str!("../migrations/0007_send_batch.sql")),
+        ("0008_message_log", include_str!("../migrations/0008_message_log.sql")),
     ],
 };
 
@@ -58,8 +65,6 @@ pub struct Config {
     /// Where `/healthz`, `/readyz` and `/metrics` listen (`OPS_ADDR`); `None` for none.
     pub ops_addr: Option<SocketAddr>,
     pub bootstrap: Bootstrap,
-    /// How long the events stream keeps events (`EVENTS_MAX_AGE_SECS`).
-    pub events_max_age: Duration,
     /// Outbox rows older than this are republished by the relay.
     pub outbox_relay_after: Duration,
     pub outbox_relay_every: Duration,
@@ -68,6 +73,14 @@ pub struct Config {
     /// Group-commit writers: transactions of batched sends in flight at once
     /// (`SEND_WRITERS`).
     pub send_writers: usize,
+    /// How often the publisher writes its watermark and renews its lease.
+    pub publish_lease_every: Duration,
+    /// How long a publisher's lease lasts unrenewed (after that, a relay republishes
+    /// what it may not have published).
+    pub publish_lease_ttl: Duration,
+    /// For tests: commit sends but never publish their events (see
+    /// [`publish::PublisherConfig::crash_before_publish`]).
+    pub crash_before_publish: bool,
 }
 
 impl Config {
@@ -89,11 +102,13 @@ impl Config {
                 dev_tenant: env("CHAT_DEV_TENANT", "true") != "false",
                 dev_api_key: std::env::var("CHAT_DEV_API_KEY").ok().filter(|k| !k.is_empty()),
             },
-            events_max_age: Duration::from_secs(num("EVENTS_MAX_AGE_SECS", 24 * 3600)?),
             outbox_relay_after: Duration::from_secs(5),
             outbox_relay_every: Duration::from_secs(1),
             instance: None,
             send_writers: usize::try_from(num("SEND_WRITERS", 4)?).context("SEND_WRITERS")?,
+            publish_lease_every: publish::LEASE_EVERY,
+            publish_lease_ttl: publish::LEASE_TTL,
+            crash_before_publish: false,
         })
     }
 }
@@ -103,23 +118,21 @@ pub struct MessageStore {
     config: Config,
     bus: Bus,
     pool: db::PgPool,
-    js: async_nats::jetstream::Context,
     ops: Option<TcpListener>,
 }
 
 impl MessageStore {
-    /// Connects to NATS and PostgreSQL, applies migrations, bootstraps keys, makes sure
-    /// the events stream exists, and binds the ops port.
+    /// Connects to NATS and PostgreSQL, applies migrations, bootstraps keys, and binds
+    /// the ops port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let subjects = Subjects::new(&config.bus_prefix)?;
         db::migrate(&config.database_url, &MIGRATIONS).await?;
         bootstrap::run(&config.database_url, &config.bootstrap).await?;
         let pool = db::pool(&config.database_url, config.db_pool_size, config.db_timeout).await?;
         let client = chat_bus::connect(&config.nats_url, "message-store").await?;
-        let js = async_nats::jetstream::new(client.clone());
-        chat_bus::events::ensure_events_stream(&js, &subjects, config.events_max_age).await?;
+        chat_bus::events::remove_legacy_events_stream(&client, &subjects).await;
         let ops = chat_telemetry::ops::bind(config.ops_addr)?;
-        Ok(Self { bus: Bus::new(client, subjects), pool, js, ops, config })
+        Ok(Self { bus: Bus::new(client, subjects), pool, ops, config })
     }
 
     /// The ops port actually bound (useful with port 0).
@@ -130,12 +143,33 @@ impl MessageStore {
     /// Answers commands until `shutdown` completes, then drains and stops.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
-        let (publisher, publisher_task) = outbox::publisher(self.config.database_url.clone(), self.js.clone());
+        let client = self.bus.client().clone();
+        let (publisher, publisher_task) = outbox::publisher(self.config.database_url.clone(), client.clone());
         let relay = tokio::spawn(outbox::relay(
             self.pool.clone(),
-            self.js.clone(),
+            client.clone(),
             self.config.bus_prefix.clone(),
             self.config.outbox_relay_after,
+            self.config.outbox_relay_every,
+            shutdown.clone(),
+        ));
+        let instance = self.config.instance.clone().unwrap_or_else(chat_telemetry::instance_id);
+        let (messages, messages_task) = publish::start(
+            self.pool.clone(),
+            client.clone(),
+            self.bus.subjects().clone(),
+            publish::PublisherConfig {
+                id: format!("{instance}-{}", chat_domain::ids::EventId::generate()),
+                lease_every: self.config.publish_lease_every,
+                lease_ttl: self.config.publish_lease_ttl,
+                crash_before_publish: self.config.crash_before_publish,
+            },
+        )
+        .await?;
+        let takeover = tokio::spawn(publish::relay(
+            self.pool.clone(),
+            client.clone(),
+            self.bus.subjects().clone(),
             self.config.outbox_relay_every,
             shutdown.clone(),
         ));
@@ -149,28 +183,26 @@ impl MessageStore {
             });
             tokio::spawn(chat_telemetry::ops::serve(listener, check, shutdown.clone()))
         });
-        let (committer, writers) = group_commit::Committer::start(
-            self.pool.clone(),
-            self.bus.subjects().clone(),
-            publisher.clone(),
-            self.config.send_writers,
-        );
+        let (committer, writers) =
+            group_commit::Committer::start(self.pool.clone(), messages, self.config.send_writers);
         let store = handlers::Store(Arc::new(handlers::Inner {
             pool: self.pool.clone(),
             bus: self.bus.clone(),
             publisher,
             committer,
-            instance: self.config.instance.clone().unwrap_or_else(chat_telemetry::instance_id),
+            instance,
             started: Instant::now(),
         }));
         let served = handlers::router(store).serve(self.bus.clone(), Service::MessageStore, shutdown.clone()).await;
         // The router (and with it every Committer and Publisher) is gone: the writers
-        // finish their batches, then the publisher drains and ends.
+        // finish their batches, then the publishers drain and end.
         for w in writers {
             let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
         }
+        let _ = tokio::time::timeout(Duration::from_secs(5), messages_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), publisher_task).await;
         let _ = relay.await;
+        let _ = takeover.await;
         if let Some(ops) = ops {
             let _ = ops.await;
         }

@@ -1,13 +1,14 @@
-//! The event outbox (DESIGN promise 3): an event is inserted in the same transaction
-//! as the change it describes; after commit the [`Publisher`] sends it to JetStream and
-//! deletes the row. Rows the publisher never confirmed (a crash, a NATS outage, a full
-//! queue) are picked up by [`relay`], which republishes them with the same
-//! `Nats-Msg-Id`, so a row published twice is stored once.
+//! The event outbox (DESIGN promise 3) for the changes that are not messages — edits,
+//! deletes, cursor moves, members (messages are published from the message log
+//! itself, `publish.rs`): an event is inserted in the same transaction as the change
+//! it describes; after commit the [`Publisher`] sends it on core NATS, flushes (the
+//! server has it) and deletes the row. Rows the publisher never confirmed (a crash, a
+//! NATS outage, a full queue) are picked up by [`relay`], which republishes them;
+//! receivers tolerate the duplicate (a cursor or an edit applied twice is the same).
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream;
 use bytes::Bytes;
 use chat_bus::Subjects;
 use chat_domain::proto::events::{RoomEvent, UserEvent};
@@ -45,54 +46,6 @@ pub async fn insert(
     let subject = subjects.room_event(&event.tenant_id, &event.room_id, event.body.kind());
     let payload = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     insert_raw(conn, subjects, subject, event.event_id.as_str(), payload).await
-}
-
-/// Inserts room events into the outbox in one statement, inside the caller's
-/// transaction; the pending events come back in the order given.
-pub async fn insert_many<'a>(
-    conn: &mut AsyncPgConnection,
-    subjects: &Subjects,
-    events: impl Iterator<Item = &'a RoomEvent>,
-) -> Result<Vec<Pending>, StoreError> {
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-        #[diesel(sql_type = Text)]
-        event_id: String,
-    }
-    let mut event_ids = Vec::new();
-    let mut subjects_of = Vec::new();
-    let mut payloads = Vec::new();
-    for event in events {
-        event_ids.push(event.event_id.to_string());
-        subjects_of.push(subjects.room_event(&event.tenant_id, &event.room_id, event.body.kind()));
-        payloads.push(serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-    }
-    if event_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<Id> = diesel::sql_query(
-        "INSERT INTO outbox (bus_prefix, event_id, subject, payload)
-         SELECT $1, e, s, p FROM unnest($2::text[], $3::text[], $4::text[]) AS t (e, s, p)
-         RETURNING id, event_id",
-    )
-    .bind::<Text, _>(subjects.prefix())
-    .bind::<Array<Text>, _>(&event_ids)
-    .bind::<Array<Text>, _>(&subjects_of)
-    .bind::<Array<Text>, _>(&payloads)
-    .load(conn)
-    .await?;
-    let ids: std::collections::HashMap<String, i64> = rows.into_iter().map(|r| (r.event_id, r.id)).collect();
-    event_ids
-        .into_iter()
-        .zip(subjects_of)
-        .zip(payloads)
-        .map(|((event_id, subject), payload)| {
-            let outbox_id = *ids.get(&event_id).ok_or_else(|| StoreError::Corrupt("outbox row missing".to_owned()))?;
-            Ok(Pending { outbox_id, event_id, subject, payload: Bytes::from(payload) })
-        })
-        .collect()
 }
 
 /// Inserts an event addressed to one user into the outbox inside the caller's transaction.
@@ -151,13 +104,13 @@ impl Publisher {
 ///
 /// It keeps a database connection of its own (outside the pool), so clearing
 /// published rows never waits behind the requests that are filling the outbox.
-pub fn publisher(database_url: String, js: jetstream::Context) -> (Publisher, tokio::task::JoinHandle<()>) {
+pub fn publisher(database_url: String, client: async_nats::Client) -> (Publisher, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Pending>(PUBLISH_QUEUE);
     let task = tokio::spawn(async move {
         let mut conn: Option<AsyncPgConnection> = None;
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
-            let confirmed = publish_all(&js, &batch).await;
+            let confirmed = publish_all(&client, &batch).await;
             if let Err(e) = delete(&database_url, &mut conn, &confirmed).await {
                 conn = None;
                 tracing::warn!(error = %e, "could not clear published outbox rows; the relay will retry");
@@ -168,25 +121,21 @@ pub fn publisher(database_url: String, js: jetstream::Context) -> (Publisher, to
     (Publisher { tx }, task)
 }
 
-/// Publishes a batch, pipelined, in order; returns the outbox ids JetStream confirmed.
-async fn publish_all(js: &jetstream::Context, batch: &[Pending]) -> Vec<i64> {
-    let mut acks = Vec::with_capacity(batch.len());
+/// Publishes a batch in order on core NATS and flushes; returns the outbox ids the
+/// server has (all of them, or none when the flush failed).
+async fn publish_all(client: &async_nats::Client, batch: &[Pending]) -> Vec<i64> {
+    let mut sent = Vec::with_capacity(batch.len());
     for p in batch {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(chat_bus::events::MSG_ID, p.event_id.as_str());
-        match js.publish_with_headers(p.subject.clone(), headers, p.payload.clone()).await {
-            Ok(ack) => acks.push((p.outbox_id, ack)),
+        match client.publish(p.subject.clone(), p.payload.clone()).await {
+            Ok(()) => sent.push(p.outbox_id),
             Err(e) => tracing::warn!(error = %e, subject = %p.subject, "publish failed; the relay will retry"),
         }
     }
-    let mut confirmed = Vec::with_capacity(acks.len());
-    for (id, ack) in acks {
-        match ack.await {
-            Ok(_) => confirmed.push(id),
-            Err(e) => tracing::warn!(error = %e, "stream did not confirm an event; the relay will retry"),
-        }
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "the server did not confirm events; the relay will retry");
+        return Vec::new();
     }
-    confirmed
+    sent
 }
 
 async fn delete(url: &str, conn: &mut Option<AsyncPgConnection>, ids: &[i64]) -> anyhow::Result<()> {
@@ -217,7 +166,7 @@ async fn delete(url: &str, conn: &mut Option<AsyncPgConnection>, ids: &[i64]) ->
 /// `shutdown`. Replicas share the work with `FOR UPDATE SKIP LOCKED`.
 pub async fn relay(
     pool: PgPool,
-    js: jetstream::Context,
+    client: async_nats::Client,
     prefix: String,
     after: Duration,
     every: Duration,
@@ -232,7 +181,7 @@ pub async fn relay(
             _ = tick.tick() => {
                 // Drain in full batches while there is a backlog.
                 loop {
-                    match relay_once(&pool, &js, &prefix, after).await {
+                    match relay_once(&pool, &client, &prefix, after).await {
                         Ok(0) => break,
                         Ok(n) => {
                             tracing::info!(events = n, "outbox relay republished events");
@@ -254,7 +203,7 @@ pub async fn relay(
 /// One relay round; returns how many events were confirmed.
 pub async fn relay_once(
     pool: &PgPool,
-    js: &jetstream::Context,
+    client: &async_nats::Client,
     prefix: &str,
     after: Duration,
 ) -> anyhow::Result<usize> {
@@ -271,7 +220,7 @@ pub async fn relay_once(
     }
     let mut conn = pool.get().await.context("outbox connection")?;
     let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-    let js = js.clone();
+    let client = client.clone();
     let prefix = prefix.to_owned();
     let confirmed = conn
         .transaction(async move |conn| -> Result<usize, StoreError> {
@@ -296,7 +245,7 @@ pub async fn relay_once(
                     payload: Bytes::from(r.payload),
                 })
                 .collect();
-            let ids = publish_all(&js, &batch).await;
+            let ids = publish_all(&client, &batch).await;
             diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")
                 .bind::<Array<BigInt>, _>(&ids)
                 .execute(conn)

@@ -111,10 +111,6 @@ impl Notification {
         let shutdown = shutdown.boxed().shared();
         let js = async_nats::jetstream::new(self.bus.client().clone());
         deliveries::ensure_streams(&js, self.bus.subjects()).await?;
-        // The events stream is message-store's; make sure it exists if we start first.
-        if js.get_stream(self.bus.subjects().events_stream()).await.is_err() {
-            chat_bus::events::ensure_events_stream(&js, self.bus.subjects(), self.config.events_max_age).await?;
-        }
         let state = State {
             pool: self.pool.clone(),
             bus: self.bus.clone(),

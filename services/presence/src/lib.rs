@@ -28,7 +28,7 @@ use chat_domain::ids::{RoomId, TenantId, UserId};
 use chat_domain::proto::events::{PresenceChange, RoomEvent, RoomEventBody, TypingChange};
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{
-    Connect, Connected, DisconnectSignal, GetOnline, GetTenantOnline, HeartbeatSignal, Online, SetTyping,
+    Connect, Connected, DisconnectSignal, GatewayLease, GetOnline, GetTenantOnline, Online, SetTyping,
 };
 use chat_domain::proto::{Done, Service};
 use chat_telemetry::ops::ReadinessCheck;
@@ -208,16 +208,10 @@ async fn follow_signals(ctx: Ctx, shutdown: impl std::future::Future<Output = ()
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(format!("malformed disconnect signal: {e}")),
             }
-        } else if msg.subject.ends_with(".heartbeat") {
-            match serde_json::from_slice::<HeartbeatSignal>(&msg.payload) {
-                Ok(s) => {
-                    let conns: Vec<_> = s.conns.into_iter().map(|c| (c.user_id, c.conn_id)).collect();
-                    ctx.state
-                        .heartbeat(&s.tenant_id, &s.room_id, &conns, Ctx::ms(ctx.config.conn_ttl))
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(format!("malformed heartbeat signal: {e}")),
+        } else if msg.subject.ends_with(".lease") {
+            match serde_json::from_slice::<GatewayLease>(&msg.payload) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("malformed lease signal: {e}")),
             }
         } else {
             Ok(())

@@ -376,13 +376,14 @@ async fn presence_expires_when_a_gateway_dies_silently() -> anyhow::Result<()> {
     let stack = TestStack::start().await?;
     let t = busy_tenant(&stack).await?;
     let room = t.user("alice").create_room("group", &["ghost"]).await?;
-    // A socket registered by a "gateway" that then vanishes: no heartbeats, no goodbye.
+    // A socket registered by a "gateway" that then vanishes: no lease, no goodbye.
     let connect = chat_domain::proto::presence::Connect {
         tenant_id: chat_domain::ids::TenantId::parse(t.id.as_str())?,
         room_id: chat_domain::ids::RoomId::parse(room.as_str())?,
         user_id: chat_domain::ids::UserId::parse("ghost")?,
         user_name: None,
-        conn_id: "dead-gateway-1".into(),
+        gateway_id: chat_domain::ids::GatewayId::parse("gw_dead")?,
+        conn_id: "gw_dead-1".into(),
     };
     stack.bus.request(&connect).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let online = |body: &Value| body["data"]["online_users"].as_array().cloned().unwrap_or_default();

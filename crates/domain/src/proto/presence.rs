@@ -1,12 +1,16 @@
 //! Commands and signals answered by presence: which sockets are open in which room,
-//! who is online, and who is typing. Everything lives in Redis with expiry, so a
-//! gateway that dies without saying goodbye has its sockets expire on their own.
+//! who is online (and when they were), and who is typing. Everything lives in Redis.
+//! Liveness is a lease per gateway, not a heartbeat per socket: a gateway renews its
+//! lease with one signal every few seconds, and one that stops renewing (it died
+//! without saying goodbye) takes its sockets with it.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Done, Service, ServiceCommand};
-use crate::ids::{RoomId, TenantId, UserId};
+use chrono::{DateTime, Utc};
+
+use crate::ids::{GatewayId, RoomId, TenantId, UserId};
 
 macro_rules! presence_command {
     ($cmd:ty, $verb:literal, $reply:ty) => {
@@ -27,6 +31,8 @@ pub struct Connect {
     pub room_id: RoomId,
     pub user_id: UserId,
     pub user_name: Option<String>,
+    /// The gateway holding the socket; the socket lives as long as its lease.
+    pub gateway_id: GatewayId,
     /// Unique per socket (gateway id and a counter).
     pub conn_id: String,
 }
@@ -89,11 +95,62 @@ pub struct DisconnectSignal {
     pub conn: ConnRef,
 }
 
-/// Signal on `<prefix>.presence.<tenant>.<room>.heartbeat`: these sockets are still
-/// open. Sockets not renewed within the connection TTL expire.
+/// Signal on `<prefix>.presence.gateway.<gateway>.lease`: this gateway is alive and
+/// its sockets are open for `ttl_ms` more. Gateways renew well within the TTL; when a
+/// lease runs out, presence closes every socket of that gateway (announcing who left).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct HeartbeatSignal {
+pub struct GatewayLease {
+    pub gateway_id: GatewayId,
+    pub ttl_ms: u64,
+}
+
+/// One room and a span of time to ask about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistorySpan {
     pub tenant_id: TenantId,
     pub room_id: RoomId,
-    pub conns: Vec<ConnRef>,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub from: DateTime<Utc>,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub to: DateTime<Utc>,
 }
+
+/// When users had a socket open in rooms, for deciding after the fact (however late)
+/// who was online when a message arrived.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OnlineHistory {
+    pub spans: Vec<HistorySpan>,
+}
+
+/// A span when a user had at least one socket open in a room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Interval {
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub from: DateTime<Utc>,
+    /// When the user's last socket closed; absent while one is still open.
+    #[serde(default, with = "crate::time::micros_opt")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A user's intervals that overlap the asked span.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UserIntervals {
+    pub user_id: UserId,
+    pub intervals: Vec<Interval>,
+}
+
+/// One room's answer: every user online at some point of the span, with when. Users
+/// not listed had no socket open in the room during the span.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RoomHistory {
+    pub tenant_id: TenantId,
+    pub room_id: RoomId,
+    /// False when the span starts before the history kept (it is then incomplete).
+    pub complete: bool,
+    pub users: Vec<UserIntervals>,
+}
+presence_command!(OnlineHistory, "online_history", Vec<RoomHistory>);

@@ -3,6 +3,7 @@
 //! Room commands carry the [`Actor`] the gateway authenticated; message-store checks
 //! tenant and membership on every one, and treats another tenant's ids as unknown.
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -306,3 +307,85 @@ pub struct ListMessages {
     pub limit: u32,
 }
 store_command!(ListMessages, "list_messages", Vec<Message>);
+
+/// A room named with its tenant: how services address rooms when they act for no user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct RoomRef {
+    pub tenant_id: TenantId,
+    pub room_id: RoomId,
+}
+
+/// Largest page of [`RoomMessages`].
+pub const MAX_ROOM_MESSAGES: u32 = 1_000;
+
+/// A room's messages after `after_seq` (and up to `until_seq`, when given), in `seq`
+/// order, at most `limit` (up to [`MAX_ROOM_MESSAGES`]). For services that act for no
+/// user — a gateway filling a `seq` gap, notification reading what a member missed —
+/// so there is no membership check; another tenant's room is `NOT_FOUND`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RoomMessages {
+    pub tenant_id: TenantId,
+    pub room_id: RoomId,
+    pub after_seq: i64,
+    pub until_seq: Option<i64>,
+    pub limit: u32,
+}
+store_command!(RoomMessages, "room_messages", Vec<Message>);
+
+/// The members of several rooms at once (services only).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RoomAudiences {
+    pub rooms: Vec<RoomRef>,
+}
+
+/// One room's members, sorted. Rooms that do not exist are left out of the reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RoomAudience {
+    pub tenant_id: TenantId,
+    pub room_id: RoomId,
+    pub members: Vec<UserId>,
+}
+store_command!(RoomAudiences, "room_audiences", Vec<RoomAudience>);
+
+/// Reads the message log in commit order, summarized per room and time window: the
+/// durable feed the offline-notification pass follows (instead of a second copy of
+/// every message in a stream). Each stored message carries the id of the transaction
+/// that stored it; a page holds only transactions that have ended, so no later commit
+/// can add to what was already read.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MessageFeed {
+    /// The `next` of the previous page; absent to start at the present (nothing older).
+    pub after: Option<i64>,
+    /// Most messages summarized in one page (whole transactions: a page may hold a
+    /// batch's worth more).
+    pub limit: u32,
+    /// Length of the windows messages are grouped into, by `created_at`.
+    pub window_ms: u64,
+}
+
+/// A page of the feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FeedPage {
+    /// Where the next page starts (pass it as `after`).
+    pub next: i64,
+    /// What the page's messages amount to, per room and window.
+    pub windows: Vec<FeedWindow>,
+    /// Whether more ended transactions are waiting (ask again at once).
+    pub more: bool,
+}
+
+/// Messages of one room whose `created_at` falls in one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FeedWindow {
+    pub tenant_id: TenantId,
+    pub room_id: RoomId,
+    /// Start of the window: `created_at` rounded down to a multiple of `window_ms`.
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub window_start: DateTime<Utc>,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// Messages of this page in the window (seqs of other pages may fall between).
+    pub messages: u32,
+}
+store_command!(MessageFeed, "message_feed", FeedPage);

@@ -384,7 +384,9 @@ async fn drive(
             wall,
             cpu: json!({"by_process": cpu, "total": (total * 100.0).round() / 100.0}),
         });
-        eprintln!("step {step}: {step_rate} msg/s offered, {n} sent, {sent} persisted, {failed} failed, {delivered} delivered");
+        eprintln!(
+            "step {step}: {step_rate} msg/s offered, {n} sent, {sent} persisted, {failed} failed, {delivered} delivered"
+        );
         step_rate = step_rate * 3 / 2 + 1;
     }
     let _ = stop_tx.send(true);

@@ -16,10 +16,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chat_bus::Bus;
-use chat_domain::ids::{RoomId, TenantId, UserId};
+use chat_domain::ids::{GatewayId, RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Message};
 use chat_domain::proto::events::{RoomEvent, RoomEventBody, UserEvent, UserEventBody};
-use chat_domain::proto::presence::{ConnRef, HeartbeatSignal};
+use chat_domain::proto::presence::{ConnRef, GatewayLease};
 use chat_domain::proto::store::ListMessages;
 use futures_util::StreamExt as _;
 use serde_json::json;
@@ -109,7 +109,7 @@ pub struct Joined {
 /// All sockets of this gateway, by room.
 pub struct Hub {
     bus: Bus,
-    gateway_id: String,
+    pub gateway_id: GatewayId,
     queue: usize,
     next: AtomicU64,
     rooms: Mutex<HashMap<RoomKey, RoomEntry>>,
@@ -129,7 +129,7 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     /// `queue` bounds each socket's outgoing frames.
-    pub fn new(bus: Bus, gateway_id: String, queue: usize) -> Self {
+    pub fn new(bus: Bus, gateway_id: GatewayId, queue: usize) -> Self {
         Self {
             bus,
             gateway_id,
@@ -259,24 +259,20 @@ impl Hub {
             .collect()
     }
 
-    /// Renews this gateway's sockets in presence every `every`, until the task is dropped.
-    pub async fn heartbeats(self: Arc<Self>, every: Duration) {
+    /// Renews this gateway's presence lease every `every` (its sockets live as long
+    /// as it), until the task is dropped.
+    pub async fn leases(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let subject = self.bus.subjects().gateway_lease(&self.gateway_id);
+        let ttl_ms = u64::try_from((every * 3).as_millis()).unwrap_or(u64::MAX);
         loop {
             tick.tick().await;
-            for (tenant, room, conns) in self.rooms_with_sockets().await {
-                if conns.is_empty() {
-                    continue;
-                }
-                let subject =
-                    self.bus.subjects().presence(&tenant, &room, chat_bus::subjects::PresenceSignal::Heartbeat);
-                let signal = HeartbeatSignal { tenant_id: tenant, room_id: room, conns };
-                if let Ok(payload) = serde_json::to_vec(&signal)
-                    && let Err(e) = self.bus.publish(subject, payload.into()).await
-                {
-                    tracing::warn!(error = %e, "presence heartbeat failed");
-                }
+            let lease = GatewayLease { gateway_id: self.gateway_id.clone(), ttl_ms };
+            if let Ok(payload) = serde_json::to_vec(&lease)
+                && let Err(e) = self.bus.publish(subject.clone(), payload.into()).await
+            {
+                tracing::warn!(error = %e, "presence lease renewal failed");
             }
         }
     }

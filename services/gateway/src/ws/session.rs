@@ -212,6 +212,7 @@ impl Session {
                 room_id: self.room_id().clone(),
                 user_id: self.actor.user_id.clone(),
                 user_name: self.user_name.clone(),
+                gateway_id: self.state.hub.gateway_id.clone(),
                 conn_id: conn_id.to_owned(),
             })
             .await

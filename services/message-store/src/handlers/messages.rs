@@ -1,25 +1,24 @@
 //! `send_message` and `list_messages`.
 //!
-//! Sending takes the room's next `seq` by incrementing `rooms.last_seq` in the same
-//! transaction that inserts the message and its outbox event (`chat_send_messages`, a
-//! PL/pgSQL function taking a whole batch, plus one outbox insert). The row lock that the increment takes
-//! also serializes idempotent resends: the duplicate check runs after it, so two
-//! concurrent sends with one `client_msg_id` store one message. Sends are batched
-//! into shared transactions by the group committer (`group_commit.rs`).
+//! Sending takes the room's next `seq` by bumping `rooms.last_seq` in the statement
+//! that inserts the message (`chat_send_batch`, one set-based call for a whole batch
+//! of sends, migration 0008). The function locks the batch's rooms first, so the
+//! idempotency check that follows sees every committed resend: two concurrent sends
+//! with one `client_msg_id` store one message. Sends are batched by the group
+//! committer (`group_commit.rs`); events are published after commit by
+//! `publish.rs`, from the batch's result, with no outbox row per message.
 
-use chat_bus::Subjects;
 use chat_domain::ApiError;
 use chat_domain::ids::MessageId;
 use chat_domain::model::{Message, validate_client_id, validate_meta};
-use chat_domain::proto::events::{RoomEvent, RoomEventBody};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage};
+use chat_pg::prepared;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{Store, access};
 use crate::error::StoreError;
-use crate::outbox;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow};
 
 /// Largest history page.
@@ -35,10 +34,21 @@ pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent,
     store.0.committer.send(cmd).await
 }
 
-/// What one send did, inside a (group) transaction.
+/// What one send of a batch did.
+#[derive(Debug)]
 pub enum Sent {
-    New(Message, outbox::Pending),
+    /// Stored now: its `message.created` event is to be published.
+    New(Message),
+    /// A resend: the message stored earlier.
     Duplicate(Message),
+}
+
+/// A committed batch: each send's result, in input order, and the id of the
+/// transaction that stored them.
+#[derive(Debug)]
+pub struct Stored {
+    pub results: Vec<Result<Sent, StoreError>>,
+    pub tx: i64,
 }
 
 /// The sender name as stored: at most the display-name length, without NUL
@@ -49,14 +59,13 @@ fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
         .map(|n| n.chars().filter(|c| *c != '\0').take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect())
 }
 
-/// Stores a batch of messages and their outbox events on `conn`, inside the caller's
-/// transaction: one `chat_send_messages` call and one outbox insert. Results are in
-/// the order of `cmds`.
+/// Stores a batch of messages with one `chat_send_batch` call, as one statement in its
+/// own transaction: when this returns, the batch is committed (the rows are read to
+/// the end, which is after the commit). Results are in the order of `cmds`.
 pub async fn send_batch(
     conn: &mut AsyncPgConnection,
-    subjects: &Subjects,
     cmds: &[(SendMessage, DateTime<Utc>)],
-) -> Result<Vec<Result<Sent, StoreError>>, StoreError> {
+) -> Result<Stored, StoreError> {
     use diesel::QueryableByName;
     #[derive(QueryableByName)]
     struct Row {
@@ -64,6 +73,8 @@ pub async fn send_batch(
         ord: i32,
         #[diesel(sql_type = Text)]
         outcome: String,
+        #[diesel(sql_type = BigInt)]
+        tx: i64,
         #[diesel(embed)]
         message: MessageRow,
     }
@@ -87,8 +98,8 @@ pub async fn send_batch(
         client_ids.push(cmd.client_msg_id.as_deref());
         times.push(*at);
     }
-    let rows: Vec<Row> =
-        diesel::sql_query("SELECT * FROM chat_send_messages($1, $2, $3, $4, $5, $6, $7, $8, $9) ORDER BY ord")
+    let mut rows: Vec<Row> = prepared(
+        diesel::sql_query("SELECT * FROM chat_send_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind::<Array<Text>, _>(&tenants)
             .bind::<Array<Text>, _>(&rooms)
             .bind::<Array<Text>, _>(&senders)
@@ -97,47 +108,25 @@ pub async fn send_batch(
             .bind::<Array<Text>, _>(&contents)
             .bind::<Array<Nullable<Jsonb>>, _>(&metas)
             .bind::<Array<Nullable<Text>>, _>(&client_ids)
-            .bind::<Array<Timestamptz>, _>(&times)
-            .load(conn)
-            .await?;
+            .bind::<Array<Timestamptz>, _>(&times),
+    )
+    .load(conn)
+    .await?;
+    rows.sort_unstable_by_key(|r| r.ord);
     if rows.len() != cmds.len() || rows.iter().enumerate().any(|(i, r)| usize::try_from(r.ord) != Ok(i + 1)) {
-        return Err(StoreError::Corrupt(format!("chat_send_messages answered {} rows for {}", rows.len(), cmds.len())));
+        return Err(StoreError::Corrupt(format!("chat_send_batch answered {} rows for {}", rows.len(), cmds.len())));
     }
-    // Created messages get their events, inserted in one statement; then every row
-    // becomes its send's result, in order.
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut events = Vec::new();
-    for (row, (cmd, _)) in rows.into_iter().zip(cmds) {
-        outcomes.push(match row.outcome.as_str() {
+    let tx = rows.iter().next().map_or(0, |r| r.tx);
+    let results = rows
+        .into_iter()
+        .map(|row| match row.outcome.as_str() {
             "not_found" => Err(StoreError::Api(ApiError::not_found("Room not found"))),
             "forbidden" => Err(StoreError::Api(ApiError::forbidden("You are not a member of this room"))),
-            "duplicate" => Message::try_from(row.message).map(|m| (m, false)),
-            _ => Message::try_from(row.message).map(|m| {
-                events.push(created_event(cmd, &m));
-                (m, true)
-            }),
-        });
-    }
-    let mut pending = outbox::insert_many(conn, subjects, events.iter()).await?.into_iter();
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| match outcome? {
-            (message, false) => Ok(Sent::Duplicate(message)),
-            (message, true) => pending
-                .next()
-                .map(|p| Sent::New(message, p))
-                .ok_or_else(|| StoreError::Corrupt("an outbox event is missing".to_owned())),
+            "duplicate" => Message::try_from(row.message).map(Sent::Duplicate),
+            _ => Message::try_from(row.message).map(Sent::New),
         })
-        .collect())
-}
-
-fn created_event(cmd: &SendMessage, message: &Message) -> RoomEvent {
-    RoomEvent::new(
-        &cmd.actor.tenant_id,
-        &cmd.room_id,
-        message.created_at,
-        RoomEventBody::MessageCreated(message.clone()),
-    )
+        .collect();
+    Ok(Stored { results, tx })
 }
 
 pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Message>, ApiError> {
@@ -147,36 +136,42 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
     let rows: Vec<MessageRow> = match (cmd.after_seq, cmd.before_seq) {
         // Only an upper bound: the newest page below it, returned oldest first.
         (None, Some(before)) => {
-            let mut rows: Vec<MessageRow> = diesel::sql_query(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
-            ))
-            .bind::<Text, _>(cmd.room_id.as_str())
-            .bind::<BigInt, _>(before)
-            .bind::<BigInt, _>(limit)
+            let mut rows: Vec<MessageRow> = prepared(
+                diesel::sql_query(format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+                ))
+                .bind::<Text, _>(cmd.room_id.as_str())
+                .bind::<BigInt, _>(before)
+                .bind::<BigInt, _>(limit),
+            )
             .load(&mut conn)
             .await
             .map_err(StoreError::from)?;
             rows.reverse();
             rows
         }
-        (after, Some(before)) => diesel::sql_query(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $3
-             ORDER BY seq ASC LIMIT $4"
-        ))
-        .bind::<Text, _>(cmd.room_id.as_str())
-        .bind::<BigInt, _>(after.unwrap_or(0))
-        .bind::<BigInt, _>(before)
-        .bind::<BigInt, _>(limit)
+        (after, Some(before)) => prepared(
+            diesel::sql_query(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $3
+                 ORDER BY seq ASC LIMIT $4"
+            ))
+            .bind::<Text, _>(cmd.room_id.as_str())
+            .bind::<BigInt, _>(after.unwrap_or(0))
+            .bind::<BigInt, _>(before)
+            .bind::<BigInt, _>(limit),
+        )
         .load(&mut conn)
         .await
         .map_err(StoreError::from)?,
         // The common case; no upper bound, so the planner walks the primary key and stops.
-        (after, None) => diesel::sql_query(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
-        ))
-        .bind::<Text, _>(cmd.room_id.as_str())
-        .bind::<BigInt, _>(after.unwrap_or(0))
-        .bind::<BigInt, _>(limit)
+        (after, None) => prepared(
+            diesel::sql_query(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+            ))
+            .bind::<Text, _>(cmd.room_id.as_str())
+            .bind::<BigInt, _>(after.unwrap_or(0))
+            .bind::<BigInt, _>(limit),
+        )
         .load(&mut conn)
         .await
         .map_err(StoreError::from)?,

@@ -3,12 +3,13 @@
 mod cursors;
 mod edits;
 mod health;
+mod log;
 mod members;
 mod messages;
 mod rooms;
 mod tenants;
 
-pub use messages::{Sent, send_batch};
+pub use messages::{Sent, Stored, send_batch};
 pub use tenants::insert_key;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub struct Store(pub Arc<Inner>);
 pub struct Inner {
     pub pool: PgPool,
     pub bus: chat_bus::Bus,
+    /// Publishes the outbox's events (edits, deletes, cursors, members) after commit.
     pub publisher: Publisher,
     /// Batches sends into shared transactions.
     pub committer: crate::group_commit::Committer,
@@ -77,6 +79,9 @@ pub fn router(store: Store) -> Router<Store> {
         .route(members::audience)
         .route(messages::send_message)
         .route(messages::list_messages)
+        .route(log::room_messages)
+        .route(log::room_audiences)
+        .route(log::message_feed)
         .route(cursors::move_cursor)
         .route(edits::edit_message)
         .route(edits::delete_message)
