@@ -131,7 +131,16 @@ impl Subjects {
         format!("{}.user.{}.>", self.prefix, tenant.token())
     }
 
-    /// `<p>.user.>`: every user event (the events stream's subjects).
+    /// The user a `<p>.user.<tenant>.<user>.<kind>` subject is addressed to (the
+    /// inverse of [`Subjects::user_event`]); `None` for any other subject.
+    pub fn user_of_user_event<'s>(&self, subject: &'s str) -> Option<&'s str> {
+        let rest = subject.strip_prefix(self.prefix.as_str())?.strip_prefix(".user.")?;
+        let mut tokens = rest.splitn(3, '.');
+        let (_tenant, user, _kind) = (tokens.next()?, tokens.next()?, tokens.next()?);
+        Some(user)
+    }
+
+    /// `<p>.user.>`: every user event (a stream's or a monitor's subjects).
     pub fn all_user_events(&self) -> String {
         format!("{}.user.>", self.prefix)
     }
@@ -209,6 +218,9 @@ mod tests {
         assert_eq!(s.room_event(&t, &r, "message.created"), "chat.evt.t1.r1.message.created");
         assert_eq!(s.room_events(&t, &r), "chat.evt.t1.r1.>");
         assert_eq!(s.user_event(&t, &u, "notification"), "chat.user.t1.u1.notification");
+        assert_eq!(s.user_of_user_event("chat.user.t1.u1.message.status"), Some("u1"));
+        assert_eq!(s.user_of_user_event("chat.evt.t1.r1.typing"), None);
+        assert_eq!(s.user_of_user_event("other.user.t1.u1.x"), None);
         assert_eq!(s.presence(&t, &r, PresenceSignal::Disconnect), "chat.presence.t1.r1.disconnect");
         assert_eq!(s.gateway_lease(&GatewayId::parse("gw_1")?), "chat.presence.gateway.gw_1.lease");
         assert_eq!(s.dead_letter(&t, "webhook"), "chat.dlq.t1.webhook");

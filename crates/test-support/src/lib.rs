@@ -209,10 +209,10 @@ impl StackBuilder {
                 auth_cache_ttl: Duration::from_secs(10),
                 // Generous: a loaded CI machine must not turn into 503s.
                 bus_timeout: Duration::from_secs(30),
-                ws: gateway::ws::WsConfig {
+                ws: gateway::WsConfig {
                     heartbeat_every: Duration::from_millis(500),
                     reconnect_spread_ms: 100,
-                    ..gateway::ws::WsConfig::default()
+                    ..gateway::WsConfig::default()
                 },
             };
             if let Some(f) = self.gateway_config {

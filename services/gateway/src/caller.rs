@@ -7,10 +7,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use chat_domain::ApiError;
 use chat_domain::ids::UserId;
 use chat_domain::model::Actor;
 use chat_domain::proto::store::TenantAuth;
-use chat_domain::{ApiError, ErrorCode};
 
 use crate::AppState;
 use crate::error::HttpError;
@@ -51,15 +51,11 @@ impl FromRequest for Caller {
             let state = state(&req)?;
             let key =
                 header(&req, API_KEY).ok_or_else(|| ApiError::authentication("Missing API key (X-API-Key header)"))?;
-            let tenant = state.auth.tenant(&state.bus, key).await?;
-            let decision = state.limiter.check(&tenant.tenant_id, tenant.rate_limit_per_sec).await;
+            let tenant = crate::admit::tenant_of_key(&state, key).await?;
+            let decision = crate::admit::count(&state, &tenant).await;
             req.extensions_mut().insert(decision);
             if !decision.allowed {
-                return Err(ApiError::new(
-                    ErrorCode::RateLimitExceeded,
-                    format!("Rate limit exceeded. Try again in {} seconds", decision.retry_after),
-                )
-                .into());
+                return Err(crate::admit::rate_limited(&decision).into());
             }
             let user = match header(&req, USER_ID) {
                 None => Err(ApiError::validation(USER_ID, "X-User-Id header is required")),

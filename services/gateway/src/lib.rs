@@ -4,22 +4,30 @@
 //! keeps no state another replica needs.
 //!
 //! - [`Config`] / [`Gateway::build`] / [`Gateway::run`]: the application shape.
+//! - `admit`: one admission (key or token -> tenant + user, rate limit) for every
+//!   endpoint. `caller`: the REST extractors built on it.
 //! - `rest/`: the canonical REST API (`rest-rooms.md`), at `/` and `/v1/`.
-//! - `caller`: the `X-API-Key` / `X-User-Id` extractors.
-//! - `auth`: key resolution with a short cache. `ratelimit`: the Redis limiter.
+//! - `session/`: the protocol-neutral WebSocket session core; each dialect is a codec.
+//! - `fanout/`: the socket registry, per-room ordering and fan-out, user events.
+//! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
+//! - `auth`: key resolution with a short cache. `ratelimit`: the tenant limiter.
 //! - `body`: reading bodies and queries with the documented errors.
-//! - `ws/`: the WebSocket API (`ws-rooms.md`): hub, sessions, frames.
 //! - `tokens`: short-lived user tokens (`POST /tokens`). `metrics`: Prometheus.
 
+mod admit;
 mod auth;
 mod body;
 mod caller;
 mod error;
+pub mod fanout;
 mod metrics;
 mod ratelimit;
 mod rest;
+pub mod session;
 mod tokens;
-pub mod ws;
+pub mod ws_rooms;
+
+pub use session::WsConfig;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -51,7 +59,7 @@ pub struct Config {
     /// How long a resolved API key is trusted before it is checked again.
     pub auth_cache_ttl: Duration,
     /// WebSocket settings.
-    pub ws: ws::WsConfig,
+    pub ws: WsConfig,
     /// How long a request waits for a service behind the gateway before it is a
     /// `503` (`GATEWAY_BUS_TIMEOUT_MS`).
     pub bus_timeout: Duration,
@@ -71,12 +79,12 @@ impl Config {
             workers: num("GATEWAY_WORKERS", std::thread::available_parallelism().map_or(2, |n| n.get()))?,
             max_body_bytes: num("GATEWAY_MAX_BODY_BYTES", 64 * 1024)?,
             auth_cache_ttl: Duration::from_secs(num("GATEWAY_AUTH_CACHE_SECS", 10)? as u64),
-            ws: ws::WsConfig {
+            ws: WsConfig {
                 max_frame_bytes: num("WS_MAX_FRAME_BYTES", 64 * 1024)?,
                 queue: num("WS_QUEUE", 1024)?,
                 ping_interval: Duration::from_secs(num("WS_PING_SECS", 20)? as u64),
                 idle_timeout: Duration::from_secs(num("WS_IDLE_SECS", 60)? as u64),
-                ..ws::WsConfig::default()
+                ..WsConfig::default()
             },
             bus_timeout: Duration::from_millis(num("GATEWAY_BUS_TIMEOUT_MS", 5000)? as u64),
         })
@@ -95,8 +103,8 @@ pub struct AppState {
     /// Token-signing secrets by tenant.
     pub secrets: tokens::SecretCache,
     /// This gateway's sockets and room subscriptions.
-    pub hub: Arc<ws::hub::Hub>,
-    pub ws: ws::WsConfig,
+    pub hub: Arc<fanout::Hub>,
+    pub ws: WsConfig,
     /// Becomes `true` when the gateway is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -123,7 +131,7 @@ impl Gateway {
         let gateway_id = chat_domain::ids::GatewayId::parse(format!("gw_{}", uuid_like()))?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let state = web::Data::new(AppState {
-            hub: Arc::new(ws::hub::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
+            hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
             bus,
             auth: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             limiter: ratelimit::RateLimiter::new(redis, &config.bus_prefix),
@@ -203,7 +211,7 @@ impl Gateway {
                     .instrument(span)
                 })
                 .configure(chat_telemetry::ops::configure(check.clone()))
-                .route("/ws/{room_id}", web::get().to(ws::connect))
+                .route("/ws/{room_id}", web::get().to(ws_rooms::connect))
                 .service(web::scope("/v1").configure(rest::routes))
                 .configure(rest::routes)
                 .default_service(web::to(error::no_route))
@@ -215,7 +223,7 @@ impl Gateway {
         .context("starting the HTTP server")?
         .run();
         let handle = server.handle();
-        let heartbeats = tokio::spawn(self.state.hub.clone().leases(self.config.ws.heartbeat_every));
+        let leases = tokio::spawn(self.state.hub.clone().leases(self.config.ws.heartbeat_every));
         let (stop, hub) = (self.stop, self.state.hub.clone());
         tokio::spawn(async move {
             shutdown.await;
@@ -230,7 +238,7 @@ impl Gateway {
         });
         let result = server.await.context("HTTP server");
         follower.abort();
-        heartbeats.abort();
+        leases.abort();
         result
     }
 }

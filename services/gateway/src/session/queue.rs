@@ -9,9 +9,16 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use bytestring::ByteString;
 use tokio::sync::Notify;
 
-use super::frames::Out;
+/// A frame ready to send, with the `seq` of the message it carries (for resume
+/// de-duplication), if any. The text is shared by every socket that gets it.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub seq: Option<i64>,
+    pub text: ByteString,
+}
 
 /// Spare capacity kept after a drain; anything above is released.
 const KEEP: usize = 8;
@@ -73,15 +80,25 @@ impl Sender {
 
 impl Receiver {
     /// The next frame, waiting for one.
+    #[cfg(test)]
     pub async fn recv(&mut self) -> Out {
+        let mut one = Vec::with_capacity(1);
+        self.recv_many(&mut one, 1).await;
+        one.pop().unwrap_or(Out { seq: None, text: ByteString::new() })
+    }
+
+    /// Waits for at least one frame, then moves up to `max` into `out`, in order.
+    pub async fn recv_many(&mut self, out: &mut Vec<Out>, max: usize) {
         loop {
             if let Ok(mut inner) = self.0.inner.lock()
-                && let Some(out) = inner.items.pop_front()
+                && !inner.items.is_empty()
             {
+                let n = inner.items.len().min(max.max(1));
+                out.extend(inner.items.drain(..n));
                 if inner.items.is_empty() && inner.items.capacity() > KEEP {
                     inner.items = VecDeque::new();
                 }
-                return out;
+                return;
             }
             self.0.ready.notified().await;
         }
@@ -102,7 +119,7 @@ mod tests {
     use super::*;
 
     fn out(n: i64) -> Out {
-        Out { seq: Some(n), text: bytestring::ByteString::from(format!("{n}")) }
+        Out { seq: Some(n), text: ByteString::from(format!("{n}")) }
     }
 
     #[tokio::test]
@@ -128,6 +145,20 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(tx.offer(out(7)), Ok(()));
         assert_eq!(waiter.await.ok().flatten(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn recv_many_takes_what_is_there_in_order() {
+        let (tx, mut rx) = bounded(16);
+        for n in 0..5 {
+            assert_eq!(tx.offer(out(n)), Ok(()));
+        }
+        let mut got = Vec::new();
+        rx.recv_many(&mut got, 3).await;
+        assert_eq!(got.iter().map(|o| o.seq).collect::<Vec<_>>(), vec![Some(0), Some(1), Some(2)]);
+        rx.recv_many(&mut got, 10).await;
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[4].seq, Some(4));
     }
 
     #[tokio::test]

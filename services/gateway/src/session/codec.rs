@@ -1,0 +1,87 @@
+//! What a dialect is: a codec between one WebSocket protocol and the session core.
+//!
+//! A client frame becomes a [`Command`]; a [`Reply`] to one socket, a room event and a
+//! user event become frames. Room and user events are rendered once per event per
+//! dialect (the fan-out keeps the bytes and offers the same ones to every socket of
+//! that dialect), so a codec must not put anything socket-specific into them.
+
+use bytestring::ByteString;
+use chat_domain::ApiError;
+use chat_domain::ids::RoomId;
+use chat_domain::model::Message;
+use chat_domain::proto::events::{RoomEvent, UserEvent};
+
+use super::command::{Command, Reply};
+
+/// The WebSocket protocols the gateway speaks. Each has a slot in per-event render
+/// caches, so this list is closed and small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// `ws-rooms.md` at `/ws/{room_id}`.
+    WsRooms,
+}
+
+impl Dialect {
+    /// How many dialects there are (the size of render caches).
+    pub const COUNT: usize = 1;
+
+    /// This dialect's slot in a render cache.
+    pub fn index(self) -> usize {
+        match self {
+            Dialect::WsRooms => 0,
+        }
+    }
+}
+
+/// A frame the client refused to send us: the error to answer with, and the client's
+/// id for the message it tried to send, when it had one.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub error: ApiError,
+    pub local_id: Option<String>,
+}
+
+impl From<ApiError> for Rejected {
+    fn from(error: ApiError) -> Self {
+        Self { error, local_id: None }
+    }
+}
+
+/// Why the server closes a socket, for the dialect to pick its close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The socket's queue filled: it could not keep up (retryable; resume by seq).
+    Slow,
+    /// The member was removed from the room while connected.
+    Removed,
+}
+
+/// One WebSocket dialect.
+pub trait Codec: Send + Sync + std::fmt::Debug {
+    fn dialect(&self) -> Dialect;
+
+    /// A client text frame as a command.
+    fn decode(&self, text: &str) -> Result<Command, Rejected>;
+
+    /// A reply to one socket, or nothing when this dialect has no frame for it.
+    fn reply(&self, room: &RoomId, reply: &Reply) -> Option<ByteString>;
+
+    /// A stored message, as this dialect shows it (live and in a resume replay).
+    /// `fallback_name` names the sender when the message carries no name.
+    fn message(&self, message: &Message, fallback_name: Option<&str>) -> ByteString;
+
+    /// A room event other than a new message, shared by every socket of the dialect.
+    fn room_event(&self, event: &RoomEvent) -> Option<ByteString>;
+
+    /// An event addressed to one user, as frames to each of their sockets.
+    fn user_event(&self, event: &UserEvent) -> Vec<ByteString>;
+
+    /// A frame the server sends on its own every ping interval, for dialects that
+    /// have an application-level heartbeat.
+    fn heartbeat(&self) -> Option<ByteString> {
+        None
+    }
+
+    /// The close code this dialect's document gives for `why`.
+    fn close_code(&self, why: Close) -> u16;
+}

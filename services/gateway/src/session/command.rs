@@ -1,0 +1,79 @@
+//! What a client asks of its session, and what the session answers, independent of
+//! any dialect. Codecs build commands from client frames (validating at the boundary:
+//! past this point values are domain types) and render replies.
+
+use chat_domain::ApiError;
+use chat_domain::ids::UserId;
+use chat_domain::model::{Message, MessageContent};
+use chat_domain::proto::notify::InboxItem;
+use chat_domain::proto::store::{CursorKind, Cursors, MessageSent};
+
+/// A client's request to its session.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Answered with [`Reply::Pong`].
+    Ping,
+    /// Keeps the connection alive; no answer.
+    KeepAlive,
+    /// Started or stopped typing (relayed to the others; expires on its own).
+    Typing(bool),
+    /// Who is online in the room: [`Reply::Online`].
+    OnlineUsers,
+    /// Store a message: [`Reply::Sent`] or [`Reply::SendFailed`].
+    Send(Send),
+    /// A page of history: [`Reply::History`].
+    History(History),
+    /// Move the caller's delivered or read cursor: [`Reply::Cursor`].
+    Cursor { kind: CursorKind, seq: i64 },
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct Send {
+    pub content: MessageContent,
+    /// The client's id for it; a resend with the same id returns the first message.
+    pub local_id: Option<String>,
+    pub meta: Option<serde_json::Value>,
+}
+
+/// Which page of history (the rules of the REST history endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    pub after_seq: Option<i64>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// What the session sends one socket (besides the room's and the user's events).
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Pong,
+    /// Who is online (on connect, and when asked).
+    Online {
+        user_id: UserId,
+        online: Vec<UserId>,
+        total_participants: i64,
+    },
+    /// The stored message (or the earlier one, for a resend).
+    Sent {
+        sent: MessageSent,
+        sender_name: Option<String>,
+    },
+    /// A send that failed, with the client's id for it.
+    SendFailed {
+        error: ApiError,
+        local_id: Option<String>,
+    },
+    /// A history page.
+    History(Vec<Message>),
+    /// The caller's cursors after a move.
+    Cursor(Cursors),
+    /// Something the client got wrong (a bad frame, a failed request).
+    Error(ApiError),
+    /// Something from the user's inbox that arrived while they were away.
+    Notification(InboxItem),
+    /// The gateway is going away: reconnect after `delay_ms`.
+    Reconnect {
+        delay_ms: u64,
+    },
+}

@@ -1,0 +1,436 @@
+//! The protocol-neutral session core: everything one WebSocket connection has, whatever
+//! dialect it speaks — identity, room, bounded outgoing queue, resume, presence,
+//! typing, receipts, keep-alive, slow-consumer and removal kicks, graceful shutdown.
+//!
+//! A dialect is a [`codec::Codec`]: it turns client frames into [`command::Command`]s
+//! and renders [`command::Reply`]s and events; the session does the rest, the same way
+//! for every dialect. One `select!` loop per connection shows every input: the
+//! socket, the room's frames, the keep-alive timer, a kick, and gateway shutdown.
+//!
+//! - `codec`: the dialect trait. `command`: commands and replies.
+//! - `queue`: the socket's bounded queue of outgoing frames.
+
+pub mod codec;
+pub mod command;
+pub mod queue;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use actix_ws::{CloseCode, CloseReason, Message as WsMessage};
+use bytestring::ByteString;
+use chat_domain::model::{Actor, Room};
+use chat_domain::proto::notify::TakeInbox;
+use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal, GetOnline, SetTyping};
+use chat_domain::proto::store::{ListMessages, MoveCursor, SendMessage};
+use chat_domain::{ApiError, ErrorCode};
+use futures_util::FutureExt as _;
+
+use self::codec::{Close, Codec};
+use self::command::{Command, History, Reply};
+use crate::AppState;
+use crate::fanout::{Joined, Kick};
+
+/// Consecutive bad frames (malformed, unknown, oversized) tolerated before closing.
+const MAX_BAD_FRAMES: u32 = 5;
+/// Longest a single send to the client may take before the socket counts as stuck.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames taken from the queue per wake-up.
+const DRAIN: usize = 64;
+/// Messages per page of a resume replay.
+const REPLAY_PAGE: u32 = 100;
+
+/// WebSocket settings, shared by every dialect.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Largest client frame handled (`WS_MAX_FRAME_BYTES`); larger ones get an error frame.
+    pub max_frame_bytes: usize,
+    /// Outgoing frames a socket may have queued before it is closed as too slow (`WS_QUEUE`).
+    pub queue: usize,
+    /// How often the server pings (`WS_PING_SECS`).
+    pub ping_interval: Duration,
+    /// A socket silent for this long is closed (`WS_IDLE_SECS`).
+    pub idle_timeout: Duration,
+    /// How often the gateway renews its presence lease (its sockets live by it).
+    pub heartbeat_every: Duration,
+    /// Reconnect delays sent at shutdown are spread over this window.
+    pub reconnect_spread_ms: u64,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            queue: 1024,
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            heartbeat_every: Duration::from_secs(10),
+            reconnect_spread_ms: 5_000,
+        }
+    }
+}
+
+fn close(code: u16, description: &str) -> Option<CloseReason> {
+    Some(CloseReason { code: CloseCode::Other(code), description: Some(description.to_owned()) })
+}
+
+/// Why the loop ended, and how to close.
+enum End {
+    Close(Option<CloseReason>),
+    Gone,
+}
+
+/// One admitted connection to one room.
+pub struct Session {
+    pub state: web::Data<AppState>,
+    pub codec: &'static dyn Codec,
+    pub actor: Actor,
+    /// Shown to others with the user's messages and typing.
+    pub user_name: Option<String>,
+    pub room: Room,
+    /// Resume point: deliver every message after this `seq` first.
+    pub resume_after: Option<i64>,
+    /// The tenant's requests per second, for frames that count against it.
+    pub rate_limit: u32,
+}
+
+impl Session {
+    /// Runs the connection to its end, then unregisters it.
+    pub async fn run(self, mut ws: actix_ws::Session, stream: actix_ws::MessageStream, joined: Joined) {
+        let Joined { id, conn_id, mut rx, kick } = joined;
+        let hub = self.state.hub.clone();
+        crate::metrics::SOCKETS.inc();
+        let mut stream = stream.max_frame_size(self.state.ws.max_frame_bytes * 16);
+        let end = self.serve(&mut ws, &mut stream, &mut rx, &kick, &conn_id).await;
+        crate::metrics::SOCKETS.dec();
+        hub.leave(&self.actor.tenant_id, &self.room.room_id, &self.actor.user_id, id).await;
+        let signal = DisconnectSignal {
+            tenant_id: self.actor.tenant_id.clone(),
+            room_id: self.room.room_id.clone(),
+            conn: ConnRef { user_id: self.actor.user_id.clone(), conn_id },
+        };
+        let subject = self.state.bus.subjects().presence(
+            &self.actor.tenant_id,
+            &self.room.room_id,
+            chat_bus::subjects::PresenceSignal::Disconnect,
+        );
+        if let Ok(payload) = serde_json::to_vec(&signal) {
+            let _ = self.state.bus.publish(subject, payload.into()).await;
+        }
+        if let End::Close(reason) = end {
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(reason)).await;
+            // Give the client a moment to answer the close, so it reads our code
+            // instead of a reset connection.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(Ok(m)) = stream.recv().await {
+                    if matches!(m, WsMessage::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Sends a frame; `false` when the socket is gone or stuck. Most sends find room in
+    /// the connection's buffer at once; only those that must wait get a timer.
+    async fn send(&self, ws: &mut actix_ws::Session, text: ByteString) -> bool {
+        if let Some(sent) = ws.text(text.clone()).now_or_never() {
+            return sent.is_ok();
+        }
+        matches!(tokio::time::timeout(SEND_TIMEOUT, ws.text(text)).await, Ok(Ok(())))
+    }
+
+    /// Renders and sends a reply; `false` when the socket is gone.
+    async fn answer(&self, ws: &mut actix_ws::Session, reply: &Reply) -> bool {
+        match self.codec.reply(&self.room.room_id, reply) {
+            Some(frame) => self.send(ws, frame).await,
+            None => true,
+        }
+    }
+
+    async fn serve(
+        &self,
+        ws: &mut actix_ws::Session,
+        stream: &mut actix_ws::MessageStream,
+        rx: &mut queue::Receiver,
+        kick: &Arc<Kick>,
+        conn_id: &str,
+    ) -> End {
+        let cfg = &self.state.ws;
+        // Boxed: the greeting's futures would otherwise live in every socket's task for
+        // the socket's whole life.
+        let Some(mut last_sent) = Box::pin(self.greet(ws, conn_id)).await else { return End::Gone };
+        let mut ping = tokio::time::interval(cfg.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let mut bad_frames = 0u32;
+        let mut oversized = 0u32;
+        let mut shutdown = self.state.shutdown.clone();
+        let mut out = Vec::with_capacity(DRAIN);
+        loop {
+            tokio::select! {
+                () = rx.recv_many(&mut out, DRAIN) => {
+                    for frame in out.drain(..) {
+                        // A resumed socket may see live messages it was just replayed.
+                        if let (Some(seq), Some(done)) = (frame.seq, last_sent)
+                            && seq <= done
+                        {
+                            continue;
+                        }
+                        if frame.seq.is_some() {
+                            last_sent = frame.seq;
+                        }
+                        if !self.send(ws, frame.text).await {
+                            crate::metrics::SLOW_KICKS.inc();
+                            return End::Gone;
+                        }
+                    }
+                }
+                frame = stream.recv() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        None => return End::Gone,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "websocket protocol error");
+                            return End::Close(close(1009, "frame too large or malformed"));
+                        }
+                        Some(Ok(WsMessage::Text(text))) => {
+                            if text.len() > cfg.max_frame_bytes {
+                                oversized += 1;
+                                if oversized >= MAX_BAD_FRAMES {
+                                    return End::Close(close(1009, "repeated oversized frames"));
+                                }
+                                let e = ApiError::new(
+                                    ErrorCode::PayloadTooLarge,
+                                    format!("Frame larger than {} bytes", cfg.max_frame_bytes),
+                                );
+                                if !self.answer(ws, &Reply::Error(e)).await {
+                                    return End::Gone;
+                                }
+                                continue;
+                            }
+                            let reply = match self.codec.decode(&text) {
+                                Ok(command) => {
+                                    bad_frames = 0;
+                                    Box::pin(self.handle(command)).await
+                                }
+                                Err(rejected) => {
+                                    bad_frames += 1;
+                                    if bad_frames >= MAX_BAD_FRAMES {
+                                        return End::Close(close(1008, "repeated invalid frames"));
+                                    }
+                                    Some(match rejected.local_id {
+                                        Some(_) => Reply::SendFailed { error: rejected.error, local_id: rejected.local_id },
+                                        None => Reply::Error(rejected.error),
+                                    })
+                                }
+                            };
+                            if let Some(reply) = reply
+                                && !self.answer(ws, &reply).await
+                            {
+                                return End::Gone;
+                            }
+                        }
+                        Some(Ok(WsMessage::Binary(_))) => {
+                            bad_frames += 1;
+                            if bad_frames >= MAX_BAD_FRAMES {
+                                return End::Close(close(1003, "binary frames are not supported"));
+                            }
+                            let e = ApiError::validation("frame", "Binary frames are not supported; send JSON text");
+                            if !self.answer(ws, &Reply::Error(e)).await {
+                                return End::Gone;
+                            }
+                        }
+                        Some(Ok(WsMessage::Ping(bytes))) => {
+                            let _ = ws.pong(&bytes).await;
+                        }
+                        Some(Ok(WsMessage::Close(_))) => return End::Close(None),
+                        Some(Ok(_)) => {}
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > cfg.idle_timeout {
+                        return End::Close(close(1001, "idle timeout"));
+                    }
+                    if tokio::time::timeout(SEND_TIMEOUT, ws.ping(b"")).await.map_or(true, |r| r.is_err()) {
+                        return End::Gone;
+                    }
+                    if let Some(beat) = self.codec.heartbeat()
+                        && !self.send(ws, beat).await
+                    {
+                        return End::Gone;
+                    }
+                }
+                why = kick.kicked() => {
+                    let reason = match why {
+                        Close::Slow => "slow consumer: reconnect and resume from your last seq",
+                        Close::Removed => "removed from the room",
+                    };
+                    return End::Close(close(self.codec.close_code(why), reason));
+                }
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    let _ = self.answer(ws, &Reply::Reconnect { delay_ms: self.reconnect_delay_ms() }).await;
+                    return End::Close(Some(CloseReason { code: CloseCode::Away, description: Some("server shutting down".to_owned()) }));
+                }
+            }
+        }
+    }
+
+    /// Registers with presence, greets with who is online, sends what arrived while
+    /// the user was away and replays from the resume point. `None` when the socket is
+    /// gone; otherwise the last `seq` sent.
+    async fn greet(&self, ws: &mut actix_ws::Session, conn_id: &str) -> Option<Option<i64>> {
+        let online = self
+            .state
+            .bus
+            .request(&Connect {
+                tenant_id: self.actor.tenant_id.clone(),
+                room_id: self.room.room_id.clone(),
+                user_id: self.actor.user_id.clone(),
+                user_name: self.user_name.clone(),
+                gateway_id: self.state.hub.gateway_id.clone(),
+                conn_id: conn_id.to_owned(),
+            })
+            .await
+            .map(|c| c.online_users)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "presence unavailable at connect");
+                vec![self.actor.user_id.clone()]
+            });
+        if !self.answer(ws, &self.online(online)).await {
+            return None;
+        }
+        // What arrived for this user while they were away.
+        let take = TakeInbox { tenant_id: self.actor.tenant_id.clone(), user_id: self.actor.user_id.clone() };
+        match self.state.bus.request(&take).await {
+            Ok(items) => {
+                for item in items {
+                    if !self.answer(ws, &Reply::Notification(item)).await {
+                        return None;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "inbox unavailable at connect"),
+        }
+        // Resume: everything after the resume point, then the live stream without repeats.
+        match self.resume_after {
+            Some(after) => self.replay(ws, after).await.map(Some),
+            None => Some(None),
+        }
+    }
+
+    fn online(&self, online: Vec<chat_domain::UserId>) -> Reply {
+        Reply::Online { user_id: self.actor.user_id.clone(), online, total_participants: self.room.member_count }
+    }
+
+    /// A reconnect delay spread over the configured window, so sockets do not all
+    /// come back at once.
+    fn reconnect_delay_ms(&self) -> u64 {
+        let spread = self.state.ws.reconnect_spread_ms.max(1);
+        let h = self.actor.user_id.as_str().bytes().fold(17u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
+        500 + h % spread
+    }
+
+    /// Sends every message after `after`; returns the last `seq` sent (or `after`).
+    async fn replay(&self, ws: &mut actix_ws::Session, mut after: i64) -> Option<i64> {
+        loop {
+            let page = ListMessages {
+                actor: self.actor.clone(),
+                room_id: self.room.room_id.clone(),
+                after_seq: Some(after),
+                before_seq: None,
+                limit: REPLAY_PAGE,
+            };
+            let messages = match self.state.bus.request(&page).await {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = self.answer(ws, &Reply::Error(e)).await;
+                    return Some(after);
+                }
+            };
+            let full = messages.len() == REPLAY_PAGE as usize;
+            for m in messages {
+                after = m.seq;
+                if !self.send(ws, self.codec.message(&m, None)).await {
+                    return None;
+                }
+            }
+            if !full {
+                return Some(after);
+            }
+        }
+    }
+
+    /// Carries out one command; the reply to send, if any.
+    async fn handle(&self, command: Command) -> Option<Reply> {
+        let result = match command {
+            Command::Ping => Ok(Some(Reply::Pong)),
+            Command::KeepAlive => Ok(None),
+            Command::Typing(is_typing) => {
+                self.typing(is_typing);
+                Ok(None)
+            }
+            Command::OnlineUsers => self
+                .state
+                .bus
+                .request(&GetOnline { tenant_id: self.actor.tenant_id.clone(), room_id: self.room.room_id.clone() })
+                .await
+                .map(|o| Some(self.online(o.online_users))),
+            Command::Send(send) => return Some(self.send_message(send).await),
+            Command::History(History { after_seq, before_seq, limit }) => {
+                let cmd = ListMessages {
+                    actor: self.actor.clone(),
+                    room_id: self.room.room_id.clone(),
+                    after_seq,
+                    before_seq,
+                    limit,
+                };
+                self.state.bus.request(&cmd).await.map(|page| Some(Reply::History(page)))
+            }
+            Command::Cursor { kind, seq } => {
+                let cmd = MoveCursor { actor: self.actor.clone(), room_id: self.room.room_id.clone(), kind, seq };
+                self.state.bus.request(&cmd).await.map(|c| Some(Reply::Cursor(c)))
+            }
+        };
+        result.unwrap_or_else(|e| Some(Reply::Error(e)))
+    }
+
+    /// Tells presence, without waiting (typing is best effort and frequent).
+    fn typing(&self, is_typing: bool) {
+        let cmd = SetTyping {
+            tenant_id: self.actor.tenant_id.clone(),
+            room_id: self.room.room_id.clone(),
+            user_id: self.actor.user_id.clone(),
+            user_name: self.user_name.clone(),
+            is_typing,
+        };
+        let bus = self.state.bus.clone();
+        tokio::spawn(async move {
+            if let Err(e) = bus.request(&cmd).await {
+                tracing::warn!(error = %e, "typing signal failed");
+            }
+        });
+    }
+
+    /// Stores a message (counted against the tenant's rate limit).
+    async fn send_message(&self, send: command::Send) -> Reply {
+        let decision = self.state.limiter.check(&self.actor.tenant_id, self.rate_limit).await;
+        if !decision.allowed {
+            return Reply::SendFailed { error: crate::admit::rate_limited(&decision), local_id: send.local_id };
+        }
+        let cmd = SendMessage {
+            actor: self.actor.clone(),
+            room_id: self.room.room_id.clone(),
+            content: send.content,
+            sender_name: self.user_name.clone(),
+            meta: send.meta,
+            client_msg_id: send.local_id.clone(),
+        };
+        match self.state.bus.request(&cmd).await {
+            Ok(sent) => Reply::Sent { sent, sender_name: self.user_name.clone() },
+            Err(error) => Reply::SendFailed { error, local_id: send.local_id },
+        }
+    }
+}
