@@ -27,8 +27,9 @@ use chat_domain::proto::presence::{
 };
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage,
-    GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MessageFeed,
-    MoveCursor, RemoveMember, RoomAudiences, RoomMessages, RotateKey, SendMessage, UpdateTenant,
+    GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MarkDelivered,
+    MessageFeed, MoveCursor, OlderMessages, ReadMessages, RemoveMember, RoomAudiences, RoomMessages, RotateKey,
+    SendMessage, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -134,6 +135,9 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<SendMessage>(),
         CommandSpec::owned::<ListMessages>(),
         CommandSpec::owned::<MoveCursor>(),
+        CommandSpec::owned::<ReadMessages>(),
+        CommandSpec::owned::<MarkDelivered>(),
+        CommandSpec::owned::<OlderMessages>(),
         CommandSpec::owned::<ListRooms>(),
         CommandSpec::owned::<EditMessage>(),
         CommandSpec::owned::<DeleteMessage>(),
@@ -208,7 +212,8 @@ const COVERED_BUILDERS: [&str; 16] = [
     "tenant_changed",
 ];
 /// Methods of [`Subjects`] (and its helpers) that build no subject.
-const NOT_SUBJECTS: [&str; 6] = ["new", "prefix", "events_stream", "deliveries_stream", "dead_letter_stream", "as_str"];
+const NOT_SUBJECTS: [&str; 7] =
+    ["new", "prefix", "events_stream", "deliveries_stream", "dead_letter_stream", "as_str", "user_of_user_event"];
 
 /// Every subject something publishes on, with placeholders for ids and open kinds.
 /// Built independently of the AsyncAPI generator, so each side checks the other.

@@ -648,6 +648,48 @@ impl WsClient {
         }
     }
 
+    /// Reads nothing through the WebSocket layer (so no ping is answered, as with a
+    /// client that has gone silent) until the server closes the connection, and returns
+    /// the close code the server sent, parsed straight off the TCP stream. For sockets
+    /// that have read no frame yet.
+    pub async fn ended_unread(mut self) -> anyhow::Result<Ended> {
+        use tokio::io::AsyncReadExt as _;
+        let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = self.stream.get_mut() else {
+            bail!("ended_unread needs a plain ws:// connection");
+        };
+        let mut raw = Vec::new();
+        bounded("the server to close the connection", tcp.read_to_end(&mut raw)).await??;
+        // Server frames are unmasked: [FIN|opcode, len (126: u16 follows, 127: u64), payload].
+        let mut at = 0;
+        while at + 2 <= raw.len() {
+            let opcode = raw[at] & 0x0f;
+            let (len, head) = match raw[at + 1] & 0x7f {
+                126 if at + 4 <= raw.len() => (usize::from(u16::from_be_bytes([raw[at + 2], raw[at + 3]])), 4),
+                127 => bail!("unexpectedly large frame in {raw:?}"),
+                n => (usize::from(n), 2),
+            };
+            let payload = raw.get(at + head..at + head + len).ok_or_else(|| anyhow!("truncated frame in {raw:?}"))?;
+            if opcode == 0x8 {
+                return Ok(match payload {
+                    [hi, lo, ..] => Ended::Closed(u16::from_be_bytes([*hi, *lo])),
+                    _ => Ended::Closed(1005),
+                });
+            }
+            at += head + len;
+        }
+        Ok(Ended::Dropped)
+    }
+
+    /// The first frame of `kind` matching `pred`, taken from `seen` if one was passed
+    /// over already, else read as [`Self::expect_where`] does. For frames whose order
+    /// relative to others is not promised (room and user events travel apart).
+    pub async fn take_where(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        if let Some(i) = self.seen.iter().position(|f| f["type"] == kind && pred(f)) {
+            return Ok(self.seen.remove(i));
+        }
+        self.expect_where(kind, pred).await
+    }
+
     /// Reads until the socket ends and returns how.
     pub async fn ended(&mut self) -> anyhow::Result<Ended> {
         loop {

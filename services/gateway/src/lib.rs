@@ -10,6 +10,7 @@
 //! - `session/`: the protocol-neutral WebSocket session core; each dialect is a codec.
 //! - `fanout/`: the socket registry, per-room ordering and fan-out, user events.
 //! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
+//! - `conversations/`: the `ws-conversations.md` dialect at `/conversations/{id}/`.
 //! - `auth`: key resolution with a short cache. `ratelimit`: the tenant limiter.
 //! - `body`: reading bodies and queries with the documented errors.
 //! - `tokens`: short-lived user tokens (`POST /tokens`). `metrics`: Prometheus.
@@ -18,6 +19,7 @@ mod admit;
 mod auth;
 mod body;
 mod caller;
+pub mod conversations;
 mod error;
 pub mod fanout;
 mod metrics;
@@ -104,6 +106,8 @@ pub struct AppState {
     pub secrets: tokens::SecretCache,
     /// This gateway's sockets and room subscriptions.
     pub hub: Arc<fanout::Hub>,
+    /// Delivered receipts the gateway records itself (dialects without an ack frame).
+    pub deliveries: Arc<fanout::receipts::Deliveries>,
     pub ws: WsConfig,
     /// Becomes `true` when the gateway is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -132,6 +136,7 @@ impl Gateway {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let state = web::Data::new(AppState {
             hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
+            deliveries: Arc::default(),
             bus,
             auth: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             limiter: ratelimit::RateLimiter::new(redis, &config.bus_prefix),
@@ -212,6 +217,8 @@ impl Gateway {
                 })
                 .configure(chat_telemetry::ops::configure(check.clone()))
                 .route("/ws/{room_id}", web::get().to(ws_rooms::connect))
+                .route("/conversations/{id}", web::get().to(conversations::connect))
+                .route("/conversations/{id}/", web::get().to(conversations::connect))
                 .service(web::scope("/v1").configure(rest::routes))
                 .configure(rest::routes)
                 .default_service(web::to(error::no_route))
@@ -224,6 +231,7 @@ impl Gateway {
         .run();
         let handle = server.handle();
         let leases = tokio::spawn(self.state.hub.clone().leases(self.config.ws.heartbeat_every));
+        let receipts = tokio::spawn(self.state.deliveries.clone().run(self.state.bus.clone()));
         let (stop, hub) = (self.stop, self.state.hub.clone());
         tokio::spawn(async move {
             shutdown.await;
@@ -239,6 +247,7 @@ impl Gateway {
         let result = server.await.context("HTTP server");
         follower.abort();
         leases.abort();
+        receipts.abort();
         result
     }
 }

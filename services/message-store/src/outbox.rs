@@ -59,6 +59,73 @@ pub async fn insert_user(
     insert_raw(conn, subjects, subject, event.event_id.as_str(), payload).await
 }
 
+/// Inserts many events into the outbox with one statement inside the caller's
+/// transaction (a batch of cursor moves writes all its events at once).
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    subjects: &Subjects,
+    room_events: &[RoomEvent],
+    user_events: &[UserEvent],
+) -> Result<Vec<Pending>, StoreError> {
+    let n = room_events.len() + user_events.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let encode = |e: serde_json::Result<String>| e.map_err(|e| StoreError::Corrupt(e.to_string()));
+    let mut ids = Vec::with_capacity(n);
+    let mut subjects_ = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    for e in room_events {
+        ids.push(e.event_id.as_str().to_owned());
+        subjects_.push(subjects.room_event(&e.tenant_id, &e.room_id, e.body.kind()));
+        payloads.push(encode(serde_json::to_string(e))?);
+    }
+    for e in user_events {
+        ids.push(e.event_id.as_str().to_owned());
+        subjects_.push(subjects.user_event(&e.tenant_id, &e.user_id, e.body.kind()));
+        payloads.push(encode(serde_json::to_string(e))?);
+    }
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let rows: Vec<Id> = chat_pg::prepared(
+        diesel::sql_query(
+            "INSERT INTO outbox (bus_prefix, event_id, subject, payload)
+             SELECT $1, e.event_id, e.subject, e.payload
+             FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(event_id, subject, payload, ord)
+             ORDER BY e.ord
+             RETURNING id",
+        )
+        .bind::<Text, _>(subjects.prefix())
+        .bind::<Array<Text>, _>(&ids)
+        .bind::<Array<Text>, _>(&subjects_)
+        .bind::<Array<Text>, _>(&payloads),
+    )
+    .load(conn)
+    .await?;
+    if rows.len() != n {
+        return Err(StoreError::Corrupt(format!("outbox insert returned {} ids for {n} events", rows.len())));
+    }
+    // Ids come from one sequence in insertion order; the statement inserts in `ord`
+    // order, and only the set of ids matters to the publisher (it deletes by id).
+    let mut out_ids: Vec<i64> = rows.into_iter().map(|r| r.id).collect();
+    out_ids.sort_unstable();
+    Ok(out_ids
+        .into_iter()
+        .zip(ids)
+        .zip(subjects_)
+        .zip(payloads)
+        .map(|(((outbox_id, event_id), subject), payload)| Pending {
+            outbox_id,
+            event_id,
+            subject,
+            payload: Bytes::from(payload),
+        })
+        .collect())
+}
+
 async fn insert_raw(
     conn: &mut AsyncPgConnection,
     subjects: &Subjects,

@@ -4,6 +4,7 @@
 
 mod admin;
 mod bus;
+mod conversations;
 mod errors;
 mod health;
 mod messages;

@@ -150,6 +150,12 @@ pub struct MessageDeleted {
 pub struct CursorChange {
     pub user_id: UserId,
     pub seq: i64,
+    /// Which messages the move covers, for dialects that name messages rather than a
+    /// `seq` (`ws-conversations.md`'s `read {user_id, message_ids}`): the ids a read
+    /// receipt named, or else the other senders' messages the cursor passed (newest
+    /// 500). Empty for delivered cursors and for older events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<MessageId>,
 }
 
 /// An event addressed to one user (on any room), on `<p>.user.<tenant>.<user>.<kind>`.

@@ -389,3 +389,59 @@ pub struct FeedWindow {
     pub messages: u32,
 }
 store_command!(MessageFeed, "message_feed", FeedPage);
+
+/// Most message ids one [`ReadMessages`] may name.
+pub const MAX_READ_IDS: usize = 500;
+
+/// A read receipt that names messages rather than a `seq` (`ws-conversations.md`'s
+/// `read {message_ids}`): moves the actor's read cursor to the newest of the named
+/// messages of this room (never back). The room's `read` event carries the ids; each
+/// sender of a newly read message gets `message.status`. Ids of other rooms are
+/// ignored; when none is a message of this room, `NOT_FOUND`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ReadMessages {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    /// 1 to [`MAX_READ_IDS`] ids.
+    pub message_ids: Vec<MessageId>,
+}
+store_command!(ReadMessages, "read_messages", Cursors);
+
+/// A room's messages up to `seq` were pushed to a socket of a member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Delivery {
+    pub tenant_id: TenantId,
+    pub room_id: RoomId,
+    pub user_id: UserId,
+    pub seq: i64,
+}
+
+/// Moves many members' delivered cursors at once: what a gateway pushed to sockets of
+/// dialects that have no ack frame, batched per gateway (one command and one
+/// statement per batch, never one per delivery). For services, not on behalf of a
+/// user: deliveries to non-members or unknown rooms are skipped. Each cursor that
+/// moved emits the room's `delivered` event and `message.status` to the senders.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MarkDelivered {
+    pub deliveries: Vec<Delivery>,
+}
+
+/// How many cursors moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveriesMarked {
+    pub moved: u32,
+}
+store_command!(MarkDelivered, "mark_delivered", DeliveriesMarked);
+
+/// A page of history going backwards from a message (`ws-conversations.md`'s
+/// `fetch_messages {before_id, limit}`): the `limit` messages before `before_id`, or
+/// the newest ones when it is absent, **newest first**. `NOT_FOUND` when `before_id`
+/// is not a message of this room.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OlderMessages {
+    pub actor: Actor,
+    pub room_id: RoomId,
+    pub before_id: Option<MessageId>,
+    pub limit: u32,
+}
+store_command!(OlderMessages, "older_messages", Vec<Message>);

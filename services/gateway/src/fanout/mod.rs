@@ -8,11 +8,13 @@
 //! - `room`: one task per room: decode each event once, put messages in `seq` order
 //!   (`order`), render once per dialect, offer to every socket.
 //! - `users`: one task per tenant routing user events to that user's sockets.
+//! - `receipts`: delivered receipts the gateway records itself, batched per gateway.
 //!
 //! Offering never waits: a socket whose bounded queue is full is kicked (closed with a
 //! retryable code; it resumes by `seq`) and never slows the others.
 
 mod order;
+pub mod receipts;
 mod room;
 mod users;
 

@@ -19,31 +19,36 @@ use super::command::{Command, Reply};
 pub enum Dialect {
     /// `ws-rooms.md` at `/ws/{room_id}`.
     WsRooms,
+    /// `ws-conversations.md` at `/conversations/{id}/`.
+    Conversations,
 }
 
 impl Dialect {
     /// How many dialects there are (the size of render caches).
-    pub const COUNT: usize = 1;
+    pub const COUNT: usize = 2;
 
     /// This dialect's slot in a render cache.
     pub fn index(self) -> usize {
         match self {
             Dialect::WsRooms => 0,
+            Dialect::Conversations => 1,
         }
     }
 }
 
-/// A frame the client refused to send us: the error to answer with, and the client's
-/// id for the message it tried to send, when it had one.
+/// A client frame the codec refused: answered with an error, never a send.
 #[derive(Debug, Clone)]
-pub struct Rejected {
-    pub error: ApiError,
-    pub local_id: Option<String>,
+pub enum Rejected {
+    /// A bad frame (malformed, unknown type, bad field): an error frame.
+    Frame(ApiError),
+    /// A message the client tried to send and that cannot be sent: the send's failure
+    /// frame, with the client's id for the message when it had one.
+    Send { error: ApiError, local_id: Option<String> },
 }
 
 impl From<ApiError> for Rejected {
     fn from(error: ApiError) -> Self {
-        Self { error, local_id: None }
+        Self::Frame(error)
     }
 }
 
@@ -60,8 +65,9 @@ pub enum Close {
 pub trait Codec: Send + Sync + std::fmt::Debug {
     fn dialect(&self) -> Dialect;
 
-    /// A client text frame as a command.
-    fn decode(&self, text: &str) -> Result<Command, Rejected>;
+    /// A client text frame of a socket in `room` as a command. Dialects whose frames
+    /// name their room refuse a frame naming another one (never a send elsewhere).
+    fn decode(&self, text: &str, room: &RoomId) -> Result<Command, Rejected>;
 
     /// A reply to one socket, or nothing when this dialect has no frame for it.
     fn reply(&self, room: &RoomId, reply: &Reply) -> Option<ByteString>;
@@ -80,6 +86,14 @@ pub trait Codec: Send + Sync + std::fmt::Debug {
     /// have an application-level heartbeat.
     fn heartbeat(&self) -> Option<ByteString> {
         None
+    }
+
+    /// Whether the gateway acknowledges delivery itself for sockets of this dialect:
+    /// dialects without an ack frame whose senders still expect `delivered`. The
+    /// session then reports each message it pushes, and the receipts batcher moves the
+    /// member's delivered cursor.
+    fn acks_delivery(&self) -> bool {
+        false
     }
 
     /// The close code this dialect's document gives for `why`.

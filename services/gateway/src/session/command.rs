@@ -3,7 +3,7 @@
 //! past this point values are domain types) and render replies.
 
 use chat_domain::ApiError;
-use chat_domain::ids::UserId;
+use chat_domain::ids::{MessageId, UserId};
 use chat_domain::model::{Message, MessageContent};
 use chat_domain::proto::notify::InboxItem;
 use chat_domain::proto::store::{CursorKind, Cursors, MessageSent};
@@ -25,6 +25,19 @@ pub enum Command {
     History(History),
     /// Move the caller's delivered or read cursor: [`Reply::Cursor`].
     Cursor { kind: CursorKind, seq: i64 },
+    /// A read receipt naming messages: the read cursor moves to the newest of them
+    /// ([`Reply::Cursor`]).
+    ReadMessages(Vec<MessageId>),
+    /// A page of history backwards from a message id: [`Reply::Older`].
+    Older(Older),
+}
+
+/// Which page of history, paging backwards by message id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Older {
+    /// The page ends just before this message; the newest messages when absent.
+    pub before_id: Option<MessageId>,
+    pub limit: u32,
 }
 
 /// A message to store.
@@ -66,6 +79,8 @@ pub enum Reply {
     },
     /// A history page.
     History(Vec<Message>),
+    /// A history page paged backwards, newest first.
+    Older(Vec<Message>),
     /// The caller's cursors after a move.
     Cursor(Cursors),
     /// Something the client got wrong (a bad frame, a failed request).

@@ -9,9 +9,11 @@
 //!
 //! - `codec`: the dialect trait. `command`: commands and replies.
 //! - `queue`: the socket's bounded queue of outgoing frames.
+//! - `connect`: refusing or starting a connection, for every endpoint.
 
 pub mod codec;
 pub mod command;
+pub mod connect;
 pub mod queue;
 
 use std::sync::Arc;
@@ -23,12 +25,12 @@ use bytestring::ByteString;
 use chat_domain::model::{Actor, Room};
 use chat_domain::proto::notify::TakeInbox;
 use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal, GetOnline, SetTyping};
-use chat_domain::proto::store::{ListMessages, MoveCursor, SendMessage};
+use chat_domain::proto::store::{ListMessages, MoveCursor, OlderMessages, ReadMessages, SendMessage};
 use chat_domain::{ApiError, ErrorCode};
 use futures_util::FutureExt as _;
 
-use self::codec::{Close, Codec};
-use self::command::{Command, History, Reply};
+use self::codec::{Close, Codec, Rejected};
+use self::command::{Command, History, Older, Reply};
 use crate::AppState;
 use crate::fanout::{Joined, Kick};
 
@@ -169,6 +171,8 @@ impl Session {
         let mut oversized = 0u32;
         let mut shutdown = self.state.shutdown.clone();
         let mut out = Vec::with_capacity(DRAIN);
+        // Dialects without an ack frame: report what was pushed, for delivered receipts.
+        let delivered = self.codec.acks_delivery().then(|| self.state.deliveries.slot(&self.actor, &self.room.room_id));
         loop {
             tokio::select! {
                 () = rx.recv_many(&mut out, DRAIN) => {
@@ -185,6 +189,9 @@ impl Session {
                         if !self.send(ws, frame.text).await {
                             crate::metrics::SLOW_KICKS.inc();
                             return End::Gone;
+                        }
+                        if let (Some(seq), Some(slot)) = (frame.seq, &delivered) {
+                            slot.pushed(seq);
                         }
                     }
                 }
@@ -211,7 +218,7 @@ impl Session {
                                 }
                                 continue;
                             }
-                            let reply = match self.codec.decode(&text) {
+                            let reply = match self.codec.decode(&text, &self.room.room_id) {
                                 Ok(command) => {
                                     bad_frames = 0;
                                     Box::pin(self.handle(command)).await
@@ -221,9 +228,9 @@ impl Session {
                                     if bad_frames >= MAX_BAD_FRAMES {
                                         return End::Close(close(1008, "repeated invalid frames"));
                                     }
-                                    Some(match rejected.local_id {
-                                        Some(_) => Reply::SendFailed { error: rejected.error, local_id: rejected.local_id },
-                                        None => Reply::Error(rejected.error),
+                                    Some(match rejected {
+                                        Rejected::Send { error, local_id } => Reply::SendFailed { error, local_id },
+                                        Rejected::Frame(error) => Reply::Error(error),
                                     })
                                 }
                             };
@@ -392,6 +399,15 @@ impl Session {
             Command::Cursor { kind, seq } => {
                 let cmd = MoveCursor { actor: self.actor.clone(), room_id: self.room.room_id.clone(), kind, seq };
                 self.state.bus.request(&cmd).await.map(|c| Some(Reply::Cursor(c)))
+            }
+            Command::ReadMessages(message_ids) => {
+                let cmd = ReadMessages { actor: self.actor.clone(), room_id: self.room.room_id.clone(), message_ids };
+                self.state.bus.request(&cmd).await.map(|c| Some(Reply::Cursor(c)))
+            }
+            Command::Older(Older { before_id, limit }) => {
+                let cmd =
+                    OlderMessages { actor: self.actor.clone(), room_id: self.room.room_id.clone(), before_id, limit };
+                self.state.bus.request(&cmd).await.map(|page| Some(Reply::Older(page)))
             }
         };
         result.unwrap_or_else(|e| Some(Reply::Error(e)))

@@ -103,7 +103,7 @@ impl TryFrom<SendData> for Send {
             Some(Value::String(s)) => Some(s),
             Some(_) => return Err(ApiError::validation("local_id", "local_id must be a string").into()),
         };
-        let reject = |error: ApiError| Rejected { error, local_id: local_id.clone() };
+        let reject = |error: ApiError| Rejected::Send { error, local_id: local_id.clone() };
         let content = match d.content.filter(|v| !v.is_null()) {
             None => return Err(reject(ApiError::validation("content", "content is required"))),
             Some(Value::String(s)) => MessageContent::parse(s).map_err(reject)?,
@@ -183,9 +183,9 @@ impl Serialize for Meta<'_> {
     }
 }
 
-/// The `data` of a `message` frame.
+/// The `data` of a `message` frame (also the message of the document's REST helpers).
 #[derive(Serialize)]
-struct MessageData<'a> {
+pub struct MessageData<'a> {
     id: &'a str,
     message_id: &'a str,
     seq: i64,
@@ -205,7 +205,7 @@ struct MessageData<'a> {
 }
 
 impl<'a> MessageData<'a> {
-    fn of(m: &'a Message, fallback_name: Option<&'a str>) -> Self {
+    pub fn of(m: &'a Message, fallback_name: Option<&'a str>) -> Self {
         let message_type = m.meta.as_ref().and_then(|meta| meta.get("type")).and_then(Value::as_str).unwrap_or("text");
         Self {
             id: m.message_id.as_str(),
@@ -231,10 +231,17 @@ impl<'a> MessageData<'a> {
 /// `topic`, the whole `payload`, and `kind` (`notification` or `message`).
 fn notification(item: &InboxItem) -> ByteString {
     let b = &item.body;
+    let room = b.get("room_id").and_then(Value::as_str).and_then(|r| RoomId::parse(r).ok());
+    frame("notification", notification_data(item), room.as_ref())
+}
+
+/// The fields of a `notification` frame (shared with the conversations dialect).
+pub fn notification_data(item: &InboxItem) -> Value {
+    let b = &item.body;
     let payload = b.get("payload").cloned().unwrap_or_else(|| json!({}));
     let field = |k: &str| payload.get(k).cloned().unwrap_or(Value::Null);
     let topic = b.get("topic").cloned().unwrap_or(Value::Null);
-    let data = json!({
+    json!({
         "id": item.id,
         "kind": item.kind,
         "title": payload.get("title").cloned().unwrap_or_else(|| topic.clone()),
@@ -245,9 +252,7 @@ fn notification(item: &InboxItem) -> ByteString {
         "topic": topic,
         "payload": payload,
         "created_at": chat_domain::time::format(&item.created_at),
-    });
-    let room = b.get("room_id").and_then(Value::as_str).and_then(|r| RoomId::parse(r).ok());
-    frame("notification", data, room.as_ref())
+    })
 }
 
 impl Codec for WsRooms {
@@ -255,7 +260,7 @@ impl Codec for WsRooms {
         Dialect::WsRooms
     }
 
-    fn decode(&self, text: &str) -> Result<Command, Rejected> {
+    fn decode(&self, text: &str, _room: &RoomId) -> Result<Command, Rejected> {
         let env: Envelope =
             serde_json::from_str(text).map_err(|e| ApiError::validation("frame", format!("Malformed JSON: {e}")))?;
         let kind = match &env.kind {
@@ -314,7 +319,7 @@ impl Codec for WsRooms {
                 frame("error", data, room)
             }
             Reply::Error(error) => frame("error", json!({"code": error.code.as_str(), "message": error.message}), room),
-            Reply::History(messages) => {
+            Reply::History(messages) | Reply::Older(messages) => {
                 let items: Vec<MessageData<'_>> = messages.iter().map(|m| MessageData::of(m, None)).collect();
                 frame("messages", json!({"messages": items}), room)
             }

@@ -2,44 +2,24 @@
 //! `GET /ws/{room_id}?token=&user_id=&user_name=&last_seq=`.
 //!
 //! The connection is admitted before anything else; a refused one is upgraded and
-//! closed at once with the document's code (browsers cannot read an HTTP status on a
-//! failed upgrade): 4001 bad token, 4002 room not found, 4003 not a member, 4004 rate
-//! limited. Everything after that is the session core's (`session/`), with this
-//! dialect's [`codec`].
+//! closed at once with the document's code: 4001 bad token, 4002 room not found, 4003
+//! not a member, 4004 rate limited. Everything after that is the session core's
+//! (`session/`), with this dialect's [`codec`].
 
 pub mod codec;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason};
 use chat_domain::ErrorCode;
 use chat_domain::ids::RoomId;
-use chat_domain::model::{Actor, Room};
+use chat_domain::model::Actor;
 use chat_domain::proto::store::GetRoom;
 
 use crate::AppState;
-use crate::admit::{Admitted, Refused};
+use crate::admit::Refused;
 use crate::body::Query;
-use crate::session::Session;
+use crate::session::connect::{Opening, Refusal, refuse, start};
 
-/// A refused connection: the close code and why.
-pub struct Refusal(pub u16, pub String);
-
-/// Closes a freshly upgraded socket with `code`.
-pub fn refuse(ws: actix_ws::Session, Refusal(code, why): Refusal) {
-    actix_web::rt::spawn(async move {
-        let reason = CloseReason { code: CloseCode::Other(code), description: Some(why) };
-        let _ = ws.close(Some(reason)).await;
-    });
-}
-
-struct Authorized {
-    admitted: Admitted,
-    room: Room,
-    user_name: Option<String>,
-    last_seq: Option<i64>,
-}
-
-async fn authorize(req: &HttpRequest, state: &AppState, room: &str) -> Result<Authorized, Refusal> {
+async fn authorize(req: &HttpRequest, state: &AppState, room: &str) -> Result<Opening, Refusal> {
     let q = Query::parse(req).map_err(|e| Refusal(4001, e.message))?;
     let admitted = crate::admit::admit(state, q.get_str("token"), q.get_str("user_id")).await.map_err(|r| match r {
         Refused::Unauthenticated(e) | Refused::BadUser(e) => Refusal(4001, e.message),
@@ -56,7 +36,7 @@ async fn authorize(req: &HttpRequest, state: &AppState, room: &str) -> Result<Au
         ErrorCode::Forbidden => Refusal(4003, e.message),
         _ => Refusal(1011, e.message),
     })?;
-    Ok(Authorized { admitted, room, user_name, last_seq })
+    Ok(Opening { admitted, room, user_name, resume_after: last_seq })
 }
 
 /// `GET /ws/{room_id}`.
@@ -70,29 +50,7 @@ pub async fn connect(
     let (res, ws, stream) = actix_ws::handle(&req, body)?;
     match outcome {
         Err(refusal) => refuse(ws, refusal),
-        Ok(a) => {
-            let actor = Actor { tenant_id: a.admitted.tenant.tenant_id.clone(), user_id: a.admitted.user.clone() };
-            let joined =
-                state.hub.join(&actor, &a.room.room_id, &codec::CODEC, a.user_name.as_deref(), a.room.last_seq).await;
-            match joined {
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not register a socket");
-                    refuse(ws, Refusal(1011, "server error".to_owned()));
-                }
-                Ok(joined) => {
-                    let session = Session {
-                        state: state.clone(),
-                        codec: &codec::CODEC,
-                        actor,
-                        user_name: a.user_name,
-                        room: a.room,
-                        resume_after: a.last_seq,
-                        rate_limit: a.admitted.tenant.rate_limit_per_sec,
-                    };
-                    actix_web::rt::spawn(session.run(ws, stream, joined));
-                }
-            }
-        }
+        Ok(open) => start(state, &codec::CODEC, ws, stream, open).await,
     }
     Ok(res)
 }

@@ -1,11 +1,14 @@
-//! `move_cursor`: per-member delivered and read cursors that only move forward.
-//! A move that advances a cursor emits a `delivered` or `read` room event through
-//! the outbox.
+//! Per-member delivered and read cursors that only move forward: `move_cursor` (to a
+//! `seq`) and `read_messages` (to the newest of some named messages, the read receipt
+//! of `ws-conversations.md`). A move that advances a cursor emits a `delivered` or
+//! `read` room event and `message.status` to the senders of the messages it passed,
+//! through the outbox.
 
 use chat_domain::ApiError;
-use chat_domain::ids::{EventId, MessageId, UserId};
+use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
+use chat_domain::model::Actor;
 use chat_domain::proto::events::{CursorChange, MessageStatus, RoomEvent, RoomEventBody, UserEvent, UserEventBody};
-use chat_domain::proto::store::{CursorKind, Cursors, MoveCursor};
+use chat_domain::proto::store::{CursorKind, Cursors, MAX_READ_IDS, MoveCursor, ReadMessages};
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
@@ -30,117 +33,227 @@ pub async fn move_cursor(store: Store, cmd: MoveCursor) -> Result<Cursors, ApiEr
     let (cursors, pending) = conn
         .transaction(async move |conn| -> Result<(Cursors, Vec<outbox::Pending>), StoreError> {
             access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
-            #[derive(diesel::QueryableByName)]
-            struct Last {
-                #[diesel(sql_type = BigInt)]
-                last_seq: i64,
-            }
-            let last: Last = diesel::sql_query("SELECT last_seq FROM rooms WHERE id = $1")
-                .bind::<Text, _>(cmd.room_id.as_str())
-                .get_result(conn)
-                .await?;
-            let seq = cmd.seq.min(last.last_seq);
-            let before: Option<Row> = optional(
-                diesel::sql_query(
-                    "SELECT delivered_seq, read_seq FROM room_cursors WHERE room_id = $1 AND user_id = $2 FOR UPDATE",
-                )
-                .bind::<Text, _>(cmd.room_id.as_str())
-                .bind::<Text, _>(cmd.actor.user_id.as_str())
-                .get_result(conn)
-                .await,
-            )?;
-            let (old_delivered, old_read) = before.map_or((0, 0), |r| (r.delivered_seq, r.read_seq));
-            let (delivered, read) = match cmd.kind {
-                CursorKind::Delivered => (old_delivered.max(seq), old_read),
-                // Reading implies delivery.
-                CursorKind::Read => (old_delivered.max(seq), old_read.max(seq)),
-            };
-            diesel::sql_query(
-                "INSERT INTO room_cursors (room_id, user_id, delivered_seq, read_seq, updated_at)
-                 VALUES ($1, $2, $3, $4, now())
-                 ON CONFLICT (room_id, user_id) DO UPDATE
-                 SET delivered_seq = EXCLUDED.delivered_seq, read_seq = EXCLUDED.read_seq, updated_at = now()",
-            )
-            .bind::<Text, _>(cmd.room_id.as_str())
-            .bind::<Text, _>(cmd.actor.user_id.as_str())
-            .bind::<BigInt, _>(delivered)
-            .bind::<BigInt, _>(read)
-            .execute(conn)
-            .await?;
-            let mut pending = Vec::new();
-            let emit = |body: RoomEventBody| {
-                RoomEvent::new(&cmd.actor.tenant_id, &cmd.room_id, chat_domain::time::now(), body)
-            };
-            if delivered > old_delivered {
-                let change = CursorChange { user_id: cmd.actor.user_id.clone(), seq: delivered };
-                pending.push(outbox::insert(conn, &subjects, &emit(RoomEventBody::Delivered(change))).await?);
-                pending.extend(status_events(conn, &subjects, &cmd, old_delivered, delivered, "delivered").await?);
-            }
-            if read > old_read {
-                let change = CursorChange { user_id: cmd.actor.user_id.clone(), seq: read };
-                pending.push(outbox::insert(conn, &subjects, &emit(RoomEventBody::Read(change))).await?);
-                pending.extend(status_events(conn, &subjects, &cmd, old_read, read, "read").await?);
-            }
-            let moved = !pending.is_empty();
-            Ok((Cursors { delivered_seq: delivered, read_seq: read, moved }, pending))
+            let to = Move { actor: &cmd.actor, room_id: &cmd.room_id, kind: cmd.kind, seq: cmd.seq, named: None };
+            advance(conn, &subjects, to).await
         })
         .await?;
     store.0.publisher.submit(pending);
     Ok(cursors)
 }
 
-/// Most message ids named in one `message.status` event.
-const MAX_STATUS_IDS: usize = 500;
+pub async fn read_messages(store: Store, cmd: ReadMessages) -> Result<Cursors, ApiError> {
+    if cmd.message_ids.is_empty() || cmd.message_ids.len() > MAX_READ_IDS {
+        return Err(ApiError::validation("message_ids", format!("message_ids must name 1 to {MAX_READ_IDS} messages")));
+    }
+    let subjects = store.subjects().clone();
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let (cursors, pending) = conn
+        .transaction(async move |conn| -> Result<(Cursors, Vec<outbox::Pending>), StoreError> {
+            access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
+            #[derive(diesel::QueryableByName)]
+            struct Named {
+                #[diesel(sql_type = Text)]
+                id: String,
+                #[diesel(sql_type = BigInt)]
+                seq: i64,
+            }
+            let ids: Vec<&str> = cmd.message_ids.iter().map(MessageId::as_str).collect();
+            let found: Vec<Named> = chat_pg::prepared(
+                diesel::sql_query("SELECT id, seq FROM messages WHERE room_id = $1 AND id = ANY($2) ORDER BY seq")
+                    .bind::<Text, _>(cmd.room_id.as_str())
+                    .bind::<Array<Text>, _>(&ids),
+            )
+            .load(conn)
+            .await?;
+            let Some(seq) = found.last().map(|n| n.seq) else {
+                return Err(ApiError::not_found("None of message_ids is a message of this room").into());
+            };
+            let named = found.into_iter().map(|n| stored(MessageId::parse(n.id))).collect::<Result<_, _>>()?;
+            let to = Move { actor: &cmd.actor, room_id: &cmd.room_id, kind: CursorKind::Read, seq, named: Some(named) };
+            advance(conn, &subjects, to).await
+        })
+        .await?;
+    store.0.publisher.submit(pending);
+    Ok(cursors)
+}
 
-/// `message.status` events for the senders of messages in `(from, to]` other than the
-/// actor: their messages now have `status` for this member.
-async fn status_events(
+/// Where a member's cursor is to go.
+struct Move<'a> {
+    actor: &'a Actor,
+    room_id: &'a RoomId,
+    kind: CursorKind,
+    seq: i64,
+    /// The messages a read receipt named, carried by the `read` event.
+    named: Option<Vec<MessageId>>,
+}
+
+/// Moves the actor's cursor forward to `to.seq` (capped at the newest message) inside
+/// the caller's transaction, and writes the events of the move to the outbox.
+async fn advance(
     conn: &mut AsyncPgConnection,
     subjects: &chat_bus::Subjects,
-    cmd: &MoveCursor,
+    to: Move<'_>,
+) -> Result<(Cursors, Vec<outbox::Pending>), StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Last {
+        #[diesel(sql_type = BigInt)]
+        last_seq: i64,
+    }
+    let last: Last = diesel::sql_query("SELECT last_seq FROM rooms WHERE id = $1")
+        .bind::<Text, _>(to.room_id.as_str())
+        .get_result(conn)
+        .await?;
+    let seq = to.seq.min(last.last_seq);
+    let before: Option<Row> = optional(
+        diesel::sql_query(
+            "SELECT delivered_seq, read_seq FROM room_cursors WHERE room_id = $1 AND user_id = $2 FOR UPDATE",
+        )
+        .bind::<Text, _>(to.room_id.as_str())
+        .bind::<Text, _>(to.actor.user_id.as_str())
+        .get_result(conn)
+        .await,
+    )?;
+    let (old_delivered, old_read) = before.map_or((0, 0), |r| (r.delivered_seq, r.read_seq));
+    let (delivered, read) = match to.kind {
+        CursorKind::Delivered => (old_delivered.max(seq), old_read),
+        // Reading implies delivery.
+        CursorKind::Read => (old_delivered.max(seq), old_read.max(seq)),
+    };
+    diesel::sql_query(
+        "INSERT INTO room_cursors (room_id, user_id, delivered_seq, read_seq, updated_at)
+         VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (room_id, user_id) DO UPDATE
+         SET delivered_seq = EXCLUDED.delivered_seq, read_seq = EXCLUDED.read_seq, updated_at = now()",
+    )
+    .bind::<Text, _>(to.room_id.as_str())
+    .bind::<Text, _>(to.actor.user_id.as_str())
+    .bind::<BigInt, _>(delivered)
+    .bind::<BigInt, _>(read)
+    .execute(conn)
+    .await?;
+    let mut pending = Vec::new();
+    let emit = |body: RoomEventBody| RoomEvent::new(&to.actor.tenant_id, to.room_id, chat_domain::time::now(), body);
+    if delivered > old_delivered {
+        let passed = passed(conn, to.room_id, &to.actor.user_id, old_delivered, delivered).await?;
+        let change = CursorChange { user_id: to.actor.user_id.clone(), seq: delivered, message_ids: Vec::new() };
+        pending.push(outbox::insert(conn, subjects, &emit(RoomEventBody::Delivered(change))).await?);
+        let events = status_events(&to.actor.tenant_id, to.room_id, &to.actor.user_id, passed.by_sender, "delivered")?;
+        pending.extend(outbox::insert_many(conn, subjects, &[], &events).await?);
+    }
+    if read > old_read {
+        let passed = passed(conn, to.room_id, &to.actor.user_id, old_read, read).await?;
+        let message_ids = match to.named {
+            Some(named) => named,
+            None => passed.newest(MAX_STATUS_IDS),
+        };
+        let change = CursorChange { user_id: to.actor.user_id.clone(), seq: read, message_ids };
+        pending.push(outbox::insert(conn, subjects, &emit(RoomEventBody::Read(change))).await?);
+        let events = status_events(&to.actor.tenant_id, to.room_id, &to.actor.user_id, passed.by_sender, "read")?;
+        pending.extend(outbox::insert_many(conn, subjects, &[], &events).await?);
+    }
+    let moved = !pending.is_empty();
+    Ok((Cursors { delivered_seq: delivered, read_seq: read, moved }, pending))
+}
+
+/// Most message ids named in one `message.status` event.
+pub const MAX_STATUS_IDS: usize = 500;
+
+/// One sender's messages a cursor passed.
+pub struct SenderMessages {
+    pub sender_id: UserId,
+    /// Oldest first, with their `seq`.
+    pub messages: Vec<(i64, MessageId)>,
+}
+
+/// The messages of other senders a member's cursor passed, by sender.
+struct Passed {
+    by_sender: Vec<SenderMessages>,
+}
+
+impl Passed {
+    /// The newest `n` ids over every sender, oldest first.
+    fn newest(&self, n: usize) -> Vec<MessageId> {
+        let mut all: Vec<&(i64, MessageId)> = self.by_sender.iter().flat_map(|s| &s.messages).collect();
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        let skip = all.len().saturating_sub(n);
+        all.into_iter().skip(skip).map(|(_, id)| id.clone()).collect()
+    }
+}
+
+/// The messages in `(from, to]` of senders other than `member` (not deleted).
+async fn passed(
+    conn: &mut AsyncPgConnection,
+    room: &RoomId,
+    member: &UserId,
     from: i64,
     to: i64,
-    status: &str,
-) -> Result<Vec<outbox::Pending>, StoreError> {
+) -> Result<Passed, StoreError> {
     #[derive(diesel::QueryableByName)]
     struct Sender {
         #[diesel(sql_type = Text)]
         sender_id: String,
         #[diesel(sql_type = Array<Text>)]
         ids: Vec<String>,
-        #[diesel(sql_type = BigInt)]
-        up_to: i64,
+        #[diesel(sql_type = Array<BigInt>)]
+        seqs: Vec<i64>,
     }
-    let senders: Vec<Sender> = diesel::sql_query(
-        "SELECT sender_id, array_agg(id ORDER BY seq) AS ids, max(seq) AS up_to FROM messages
-         WHERE room_id = $1 AND seq > $2 AND seq <= $3 AND sender_id <> $4 AND deleted_at IS NULL
-         GROUP BY sender_id",
+    let senders: Vec<Sender> = chat_pg::prepared(
+        diesel::sql_query(
+            "SELECT sender_id, array_agg(id ORDER BY seq) AS ids, array_agg(seq ORDER BY seq) AS seqs FROM messages
+             WHERE room_id = $1 AND seq > $2 AND seq <= $3 AND sender_id <> $4 AND deleted_at IS NULL
+             GROUP BY sender_id",
+        )
+        .bind::<Text, _>(room.as_str())
+        .bind::<BigInt, _>(from)
+        .bind::<BigInt, _>(to)
+        .bind::<Text, _>(member.as_str()),
     )
-    .bind::<Text, _>(cmd.room_id.as_str())
-    .bind::<BigInt, _>(from)
-    .bind::<BigInt, _>(to)
-    .bind::<Text, _>(cmd.actor.user_id.as_str())
     .load(conn)
     .await?;
-    let mut pending = Vec::with_capacity(senders.len());
-    for s in senders {
-        let skip = s.ids.len().saturating_sub(MAX_STATUS_IDS);
-        let message_ids =
-            s.ids.into_iter().skip(skip).map(|id| stored(MessageId::parse(id))).collect::<Result<_, _>>()?;
-        let event = UserEvent {
-            event_id: EventId::generate(),
-            tenant_id: cmd.actor.tenant_id.clone(),
-            user_id: stored(UserId::parse(s.sender_id))?,
-            occurred_at: chat_domain::time::now(),
-            body: UserEventBody::MessageStatus(MessageStatus {
-                room_id: cmd.room_id.clone(),
-                message_ids,
-                up_to_seq: s.up_to,
-                status: status.to_owned(),
-                by: cmd.actor.user_id.clone(),
-            }),
-        };
-        pending.push(outbox::insert_user(conn, subjects, &event).await?);
-    }
-    Ok(pending)
+    let by_sender = senders
+        .into_iter()
+        .map(|s| {
+            let messages = s
+                .seqs
+                .into_iter()
+                .zip(s.ids)
+                .map(|(seq, id)| stored(MessageId::parse(id)).map(|id| (seq, id)))
+                .collect::<Result<_, _>>()?;
+            Ok(SenderMessages { sender_id: stored(UserId::parse(s.sender_id))?, messages })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Passed { by_sender })
+}
+
+/// `message.status` events telling each sender that `member` now has their messages
+/// with `status` (`delivered` or `read`).
+pub fn status_events(
+    tenant: &TenantId,
+    room: &RoomId,
+    member: &UserId,
+    senders: Vec<SenderMessages>,
+    status: &str,
+) -> Result<Vec<UserEvent>, StoreError> {
+    let now = chat_domain::time::now();
+    Ok(senders
+        .into_iter()
+        .filter_map(|s| {
+            let up_to_seq = s.messages.last()?.0;
+            let skip = s.messages.len().saturating_sub(MAX_STATUS_IDS);
+            let message_ids = s.messages.into_iter().skip(skip).map(|(_, id)| id).collect();
+            Some(UserEvent {
+                event_id: EventId::generate(),
+                tenant_id: tenant.clone(),
+                user_id: s.sender_id,
+                occurred_at: now,
+                body: UserEventBody::MessageStatus(MessageStatus {
+                    room_id: room.clone(),
+                    message_ids,
+                    up_to_seq,
+                    status: status.to_owned(),
+                    by: member.clone(),
+                }),
+            })
+        })
+        .collect())
 }

@@ -1,8 +1,10 @@
 //! One file per group of commands; [`router`] wires them to their verbs.
 
 mod cursors;
+mod deliveries;
 mod edits;
 mod health;
+mod history;
 mod log;
 mod members;
 mod messages;
@@ -83,6 +85,9 @@ pub fn router(store: Store) -> Router<Store> {
         .route(log::room_audiences)
         .route(log::message_feed)
         .route(cursors::move_cursor)
+        .route(cursors::read_messages)
+        .route(deliveries::mark_delivered)
+        .route(history::older_messages)
         .route(edits::edit_message)
         .route(edits::delete_message)
 }
