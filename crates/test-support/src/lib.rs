@@ -78,6 +78,7 @@ pub struct StackBuilder {
     notification: bool,
     gateway_config: Option<fn(&mut gateway::Config)>,
     message_store_config: Option<fn(&mut message_store::Config)>,
+    static_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for StackBuilder {
@@ -89,6 +90,7 @@ impl Default for StackBuilder {
             notification: true,
             gateway_config: None,
             message_store_config: None,
+            static_dir: None,
         }
     }
 }
@@ -117,6 +119,12 @@ impl StackBuilder {
     /// Adjusts every gateway's configuration before it starts.
     pub fn gateway_config(mut self, f: fn(&mut gateway::Config)) -> Self {
         self.gateway_config = Some(f);
+        self
+    }
+
+    /// Serves the files of `dir` at `/static/{file}` on every gateway.
+    pub fn static_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.static_dir = Some(dir.into());
         self
     }
 
@@ -214,6 +222,7 @@ impl StackBuilder {
                     reconnect_spread_ms: 100,
                     ..gateway::WsConfig::default()
                 },
+                static_dir: self.static_dir.clone(),
             };
             if let Some(f) = self.gateway_config {
                 f(&mut cfg);

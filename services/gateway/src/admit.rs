@@ -1,7 +1,9 @@
 //! Admission: who is calling, for which tenant, and whether the tenant may make one
-//! more request now. One path for every REST endpoint and every WebSocket endpoint of
-//! every dialect; each turns a [`Refused`] into its own document's answer (an HTTP
-//! status, or a close code).
+//! more request now. One module for every REST endpoint and every WebSocket endpoint of
+//! every dialect: [`admit`] for sockets (key or token, and the user), [`identify`] and
+//! [`tenant_of_key`] with [`count`] for the REST callers (`crate::caller`). Each
+//! endpoint turns a refusal into its own document's answer (an HTTP status, or a close
+//! code).
 
 use chat_domain::ids::UserId;
 use chat_domain::proto::store::TenantAuth;
@@ -53,22 +55,37 @@ pub async fn count(state: &AppState, tenant: &TenantAuth) -> Decision {
     state.limiter.check(&tenant.tenant_id, tenant.rate_limit_per_sec).await
 }
 
+/// Who a credential names: the tenant, and the user when it is a user token (an API
+/// key names no user; the caller names one some other way).
+#[derive(Debug, Clone)]
+pub struct Identified {
+    pub tenant: TenantAuth,
+    pub token_user: Option<UserId>,
+}
+
+/// Resolves a credential that is a user token or an API key (without counting it).
+pub async fn identify(state: &AppState, credential: &str) -> Result<Identified, ApiError> {
+    match crate::tokens::verify(state, credential).await {
+        Some(verified) => verified.map(|(tenant, user)| Identified { tenant, token_user: Some(user) }),
+        None => tenant_of_key(state, credential).await.map(|tenant| Identified { tenant, token_user: None }),
+    }
+}
+
 /// Admits a caller presenting `credential` — a user token (which names the user) or an
 /// API key (then `named_user` names the user) — and counts the request.
 pub async fn admit(state: &AppState, credential: Option<&str>, named_user: Option<&str>) -> Result<Admitted, Refused> {
     let credential = credential
         .filter(|c| !c.is_empty())
         .ok_or_else(|| Refused::Unauthenticated(ApiError::authentication("token is required")))?;
-    let (tenant, user) = match crate::tokens::verify(state, credential).await {
-        Some(verified) => verified.map_err(classify)?,
+    let Identified { tenant, token_user } = identify(state, credential).await.map_err(classify)?;
+    let user = match token_user {
+        Some(user) => user,
         None => {
-            let tenant = tenant_of_key(state, credential).await.map_err(classify)?;
             let user = named_user.filter(|u| !u.is_empty()).ok_or_else(|| {
                 Refused::BadUser(ApiError::validation("user_id", "user_id is required with an API key"))
             })?;
-            let user = UserId::parse(user)
-                .map_err(|e| Refused::BadUser(ApiError::validation("user_id", format!("Invalid user_id: {e}"))))?;
-            (tenant, user)
+            UserId::parse(user)
+                .map_err(|e| Refused::BadUser(ApiError::validation("user_id", format!("Invalid user_id: {e}"))))?
         }
     };
     let decision = count(state, &tenant).await;

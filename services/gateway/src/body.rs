@@ -1,14 +1,26 @@
 //! Reading request bodies and query strings at the edge, with the documented errors:
 //! `413 PAYLOAD_TOO_LARGE` past the size limit, `400 VALIDATION_ERROR` for malformed
 //! JSON or a field of the wrong type, naming the field.
+//!
+//! Request bodies are typed structs per endpoint whose fields are read loosely
+//! (`Option<Value>`: any JSON deserializes), then checked by the endpoint's
+//! conversion into its command with the [`field`] readers, so a wrong type is an error
+//! naming the field in the document's words rather than serde's.
 
-use actix_web::{HttpRequest, web};
+use actix_web::HttpRequest;
+use actix_web::error::PayloadError;
+use actix_web::web::{self, Bytes};
 use chat_domain::{ApiError, ErrorCode};
-use futures_util::StreamExt as _;
-use serde_json::{Map, Value};
+use futures_util::{Stream, StreamExt as _};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Reads the whole body, refusing more than `limit` bytes without buffering them.
-pub async fn read(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+pub async fn read(
+    req: &HttpRequest,
+    mut payload: impl Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::new(ErrorCode::PayloadTooLarge, format!("Request body must be at most {limit} bytes"));
     let declared = req
         .headers()
@@ -29,73 +41,77 @@ pub async fn read(req: &HttpRequest, mut payload: web::Payload, limit: usize) ->
     Ok(body.freeze())
 }
 
-/// A request body that is a JSON object, with typed field access.
-#[derive(Debug)]
-pub struct Fields(Map<String, Value>);
+/// Whether a body is empty (or only whitespace).
+pub fn is_blank(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
 
-impl Fields {
-    /// Parses a JSON object body.
-    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::validation("body", "Request body must be a JSON object"));
+/// Parses a body that must be a JSON object into `T` (a struct of loosely typed fields).
+pub fn object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let not_object = || ApiError::validation("body", "Request body must be a JSON object");
+    if is_blank(body) {
+        return Err(not_object());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v @ Value::Object(_)) => {
+            serde_json::from_value(v).map_err(|e| ApiError::validation("body", format!("Invalid request body: {e}")))
         }
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => Ok(Fields(map)),
-            Ok(_) => Err(ApiError::validation("body", "Request body must be a JSON object")),
-            Err(e) => Err(ApiError::validation("body", format!("Malformed JSON: {e}"))),
-        }
+        Ok(_) => Err(not_object()),
+        Err(e) => Err(ApiError::validation("body", format!("Malformed JSON: {e}"))),
+    }
+}
+
+/// Readers of loosely typed fields (`null` counts as absent), with the documented
+/// messages.
+pub mod field {
+    use chat_domain::ApiError;
+    use serde_json::Value;
+
+    fn present(v: Option<Value>) -> Option<Value> {
+        v.filter(|v| !v.is_null())
     }
 
-    /// Reads and parses in one go.
-    pub async fn read(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Self, ApiError> {
-        let body = read(req, payload, limit).await?;
-        Self::parse(&body)
+    pub fn required_str(name: &str, v: Option<Value>) -> Result<String, ApiError> {
+        optional_str(name, v)?.ok_or_else(|| ApiError::validation(name, format!("{name} is required")))
     }
 
-    fn get(&self, field: &str) -> Option<&Value> {
-        self.0.get(field).filter(|v| !v.is_null())
-    }
-
-    pub fn required_str(&self, field: &str) -> Result<&str, ApiError> {
-        self.optional_str(field)?.ok_or_else(|| ApiError::validation(field, format!("{field} is required")))
-    }
-
-    pub fn optional_str(&self, field: &str) -> Result<Option<&str>, ApiError> {
-        match self.get(field) {
+    pub fn optional_str(name: &str, v: Option<Value>) -> Result<Option<String>, ApiError> {
+        match present(v) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(ApiError::validation(field, format!("{field} must be a string"))),
+            Some(_) => Err(ApiError::validation(name, format!("{name} must be a string"))),
         }
     }
 
-    pub fn optional_str_array(&self, field: &str) -> Result<Option<Vec<&str>>, ApiError> {
-        match self.get(field) {
+    pub fn optional_str_array(name: &str, v: Option<Value>) -> Result<Option<Vec<String>>, ApiError> {
+        let bad = || ApiError::validation(name, format!("{name} must be an array of strings"));
+        match present(v) {
             None => Ok(None),
             Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .ok_or_else(|| ApiError::validation(field, format!("{field} must be an array of strings")))
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(bad()),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(_) => Err(ApiError::validation(field, format!("{field} must be an array of strings"))),
+            Some(_) => Err(bad()),
         }
     }
 
-    pub fn optional_object(&self, field: &str) -> Result<Option<Value>, ApiError> {
-        match self.get(field) {
+    pub fn optional_object(name: &str, v: Option<Value>) -> Result<Option<Value>, ApiError> {
+        match present(v) {
             None => Ok(None),
-            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
-            Some(_) => Err(ApiError::validation(field, format!("{field} must be a JSON object"))),
+            Some(v @ Value::Object(_)) => Ok(Some(v)),
+            Some(_) => Err(ApiError::validation(name, format!("{name} must be a JSON object"))),
         }
     }
 
-    pub fn optional_i64(&self, field: &str) -> Result<Option<i64>, ApiError> {
-        match self.get(field) {
+    pub fn optional_i64(name: &str, v: Option<Value>) -> Result<Option<i64>, ApiError> {
+        match present(v) {
             None => Ok(None),
             Some(v) => {
-                v.as_i64().map(Some).ok_or_else(|| ApiError::validation(field, format!("{field} must be an integer")))
+                v.as_i64().map(Some).ok_or_else(|| ApiError::validation(name, format!("{name} must be an integer")))
             }
         }
     }
@@ -137,19 +153,34 @@ impl Query {
 mod tests {
     use super::*;
 
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(rename = "type", default)]
+        kind: Option<Value>,
+        #[serde(default)]
+        members: Option<Value>,
+        #[serde(default)]
+        meta: Option<Value>,
+        #[serde(default)]
+        content: Option<Value>,
+    }
+
     #[test]
     fn malformed_and_wrong_types_name_the_field() {
-        assert_eq!(Fields::parse(b"{").err().and_then(|e| e.field), Some("body".into()));
-        assert_eq!(Fields::parse(b"[1]").err().and_then(|e| e.field), Some("body".into()));
-        let f = Fields::parse(br#"{"type": 5, "members": ["a", 1], "meta": "x"}"#);
-        let f = f.ok();
-        let f = f.as_ref();
-        assert_eq!(f.and_then(|f| f.required_str("type").err()).and_then(|e| e.field), Some("type".into()));
-        assert_eq!(f.and_then(|f| f.optional_str_array("members").err()).and_then(|e| e.field), Some("members".into()));
-        assert_eq!(f.and_then(|f| f.optional_object("meta").err()).and_then(|e| e.field), Some("meta".into()));
+        let field_of = |r: Result<Body, ApiError>| r.err().and_then(|e| e.field);
+        assert_eq!(field_of(object(b"{")), Some("body".into()));
+        assert_eq!(field_of(object(b"[1]")), Some("body".into()));
+        assert_eq!(field_of(object(b"  ")), Some("body".into()));
+        let Ok(b) = object::<Body>(br#"{"type": 5, "members": ["a", 1], "meta": "x"}"#) else {
+            panic!("an object with any fields parses");
+        };
+        assert_eq!(field::required_str("type", b.kind).err().and_then(|e| e.field), Some("type".into()));
+        assert_eq!(field::optional_str_array("members", b.members).err().and_then(|e| e.field), Some("members".into()));
+        assert_eq!(field::optional_object("meta", b.meta).err().and_then(|e| e.field), Some("meta".into()));
         assert_eq!(
-            f.and_then(|f| f.required_str("content").err()).map(|e| e.message),
+            field::required_str("content", b.content).err().map(|e| e.message),
             Some("content is required".into())
         );
+        assert_eq!(field::optional_str("name", Some(Value::Null)).ok(), Some(None), "null is absent");
     }
 }

@@ -1,19 +1,25 @@
-//! Who is calling: the [`Caller`] extractor authenticates the tenant key
-//! (`X-API-Key`), counts the request against the tenant's rate limit, and reads
-//! `X-User-Id`. The rate-limit decision is left in the request's extensions for the
-//! response middleware to turn into `X-RateLimit-*` headers.
+//! Who is calling, as parts of a REST request (`rest::extract`), each admitted through
+//! `crate::admit` and failing with the documented error:
+//!
+//! - [`Caller`]: the tenant's API key (`X-API-Key`), counted against the tenant's rate
+//!   limit; `X-User-Id` read but not yet required (`401` / `429`).
+//! - [`Acting`]: a [`Caller`] acting as the user `X-User-Id` names (`400` naming
+//!   `X-User-Id` when it is missing or invalid).
+//! - [`ApiCaller`]: a caller of `ws-rooms.md`'s `/api/v1` helpers, whose `X-API-Key`
+//!   may hold an API key or a user token (a browser app fills it with a token);
+//!   [`ApiActing`]: one acting as the token's user (or `X-User-Id`'s, with a key).
+//! - [`Admin`]: the operator key.
+//!
+//! The rate-limit decision is left in the request's extensions for the response
+//! middleware to turn into `X-RateLimit-*` headers.
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::HttpMessage as _;
 use chat_domain::ApiError;
 use chat_domain::ids::UserId;
 use chat_domain::model::Actor;
 use chat_domain::proto::store::TenantAuth;
 
-use crate::AppState;
-use crate::error::HttpError;
+use crate::rest::extract::{Cx, Part};
 
 pub const API_KEY: &str = "X-API-Key";
 pub const USER_ID: &str = "X-User-Id";
@@ -33,38 +39,106 @@ impl Caller {
     }
 }
 
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+/// `X-User-Id`, parsed.
+fn header_user(cx: &Cx) -> Option<Result<UserId, ApiError>> {
+    cx.header(USER_ID)
+        .map(|u| UserId::parse(u).map_err(|e| ApiError::validation(USER_ID, format!("Invalid X-User-Id: {e}"))))
 }
 
-fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(ApiError::internal)
+fn user_required() -> ApiError {
+    ApiError::validation(USER_ID, "X-User-Id header is required")
 }
 
-impl FromRequest for Caller {
-    type Error = HttpError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, HttpError>>>>;
+/// Counts the request against the tenant's limit; `429` when over it.
+async fn count(cx: &Cx, tenant: &TenantAuth) -> Result<(), ApiError> {
+    let decision = crate::admit::count(&cx.state, tenant).await;
+    cx.req.extensions_mut().insert(decision);
+    if decision.allowed { Ok(()) } else { Err(crate::admit::rate_limited(&decision)) }
+}
 
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = state(&req)?;
-            let key =
-                header(&req, API_KEY).ok_or_else(|| ApiError::authentication("Missing API key (X-API-Key header)"))?;
-            let tenant = crate::admit::tenant_of_key(&state, key).await?;
-            let decision = crate::admit::count(&state, &tenant).await;
-            req.extensions_mut().insert(decision);
-            if !decision.allowed {
-                return Err(crate::admit::rate_limited(&decision).into());
-            }
-            let user = match header(&req, USER_ID) {
-                None => Err(ApiError::validation(USER_ID, "X-User-Id header is required")),
-                Some(u) => {
-                    UserId::parse(u).map_err(|e| ApiError::validation(USER_ID, format!("Invalid X-User-Id: {e}")))
+impl Part for Caller {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        if let Some(caller) = &cx.caller {
+            return Ok(caller.clone());
+        }
+        let key = cx.header(API_KEY).ok_or_else(|| ApiError::authentication("Missing API key (X-API-Key header)"))?;
+        let tenant = crate::admit::tenant_of_key(&cx.state, key).await?;
+        count(cx, &tenant).await?;
+        let caller = Caller { tenant, user: header_user(cx).unwrap_or_else(|| Err(user_required())) };
+        cx.caller = Some(caller.clone());
+        Ok(caller)
+    }
+}
+
+/// The tenant and the user a request acts as.
+#[derive(Debug, Clone)]
+pub struct Acting(pub Actor);
+
+impl Part for Acting {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        Caller::read(cx).await?.actor().map(Acting)
+    }
+}
+
+/// A caller of the `/api/v1` helpers of `ws-rooms.md`: `X-API-Key` holds the tenant's
+/// API key (then the user is named by the request: `X-User-Id`, or a field of the body)
+/// or a user token (which names the user; naming anyone else is `403`).
+#[derive(Debug, Clone)]
+pub struct ApiCaller {
+    pub tenant: TenantAuth,
+    /// The user a token names.
+    token_user: Option<UserId>,
+    header_user: Option<Result<UserId, ApiError>>,
+}
+
+impl ApiCaller {
+    /// The user the request acts as: the token's, or with an API key the one `named`
+    /// (`(field, value)` of the body), else `X-User-Id`; `missing` when none names one.
+    pub fn user(&self, named: Option<(&str, &str)>, missing: impl FnOnce() -> ApiError) -> Result<UserId, ApiError> {
+        let named = named
+            .map(|(field, value)| {
+                UserId::parse(value).map_err(|e| ApiError::validation(field, format!("Invalid {field}: {e}")))
+            })
+            .transpose()?;
+        match &self.token_user {
+            Some(user) => {
+                let header = self.header_user.clone().transpose()?;
+                if named.as_ref().is_some_and(|n| n != user) || header.as_ref().is_some_and(|h| h != user) {
+                    return Err(ApiError::forbidden(format!("This user token acts for {user} only")));
                 }
-            };
-            Ok(Caller { tenant, user })
-        })
+                Ok(user.clone())
+            }
+            None => match named {
+                Some(user) => Ok(user),
+                None => self.header_user.clone().unwrap_or_else(|| Err(missing())),
+            },
+        }
+    }
+
+    /// The tenant and the user, when the user comes from the token or `X-User-Id`.
+    pub fn actor(&self) -> Result<Actor, ApiError> {
+        Ok(Actor { tenant_id: self.tenant.tenant_id.clone(), user_id: self.user(None, user_required)? })
+    }
+}
+
+impl Part for ApiCaller {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        let credential =
+            cx.header(API_KEY).ok_or_else(|| ApiError::authentication("Missing API key (X-API-Key header)"))?;
+        let identified = crate::admit::identify(&cx.state, credential).await?;
+        count(cx, &identified.tenant).await?;
+        Ok(ApiCaller { tenant: identified.tenant, token_user: identified.token_user, header_user: header_user(cx) })
+    }
+}
+
+/// An [`ApiCaller`] acting as the user its token (or, with an API key, `X-User-Id`)
+/// names.
+#[derive(Debug, Clone)]
+pub struct ApiActing(pub Actor);
+
+impl Part for ApiActing {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        ApiCaller::read(cx).await?.actor().map(ApiActing)
     }
 }
 
@@ -72,18 +146,11 @@ impl FromRequest for Caller {
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
 
-impl FromRequest for Admin {
-    type Error = HttpError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, HttpError>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = state(&req)?;
-            let key = header(&req, API_KEY)
-                .ok_or_else(|| ApiError::authentication("Missing admin API key (X-API-Key header)"))?;
-            state.auth.admin(&state.bus, key).await?;
-            Ok(Admin)
-        })
+impl Part for Admin {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        let key =
+            cx.header(API_KEY).ok_or_else(|| ApiError::authentication("Missing admin API key (X-API-Key header)"))?;
+        cx.state.auth.admin(&cx.state.bus, key).await?;
+        Ok(Admin)
     }
 }

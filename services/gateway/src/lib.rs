@@ -14,6 +14,7 @@
 //! - `auth`: key resolution with a short cache. `ratelimit`: the tenant limiter.
 //! - `body`: reading bodies and queries with the documented errors.
 //! - `tokens`: short-lived user tokens (`POST /tokens`). `metrics`: Prometheus.
+//! - `static_files`: pages served from `GATEWAY_STATIC_DIR` at `/static/{file}`.
 
 mod admit;
 mod auth;
@@ -26,6 +27,7 @@ mod metrics;
 mod ratelimit;
 mod rest;
 pub mod session;
+mod static_files;
 mod tokens;
 pub mod ws_rooms;
 
@@ -65,6 +67,9 @@ pub struct Config {
     /// How long a request waits for a service behind the gateway before it is a
     /// `503` (`GATEWAY_BUS_TIMEOUT_MS`).
     pub bus_timeout: Duration,
+    /// A directory whose files are served at `/static/{file}` (`GATEWAY_STATIC_DIR`;
+    /// unset: none), e.g. the `ws-rooms.md` demo page in `docs/demo/`.
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -89,6 +94,7 @@ impl Config {
                 ..WsConfig::default()
             },
             bus_timeout: Duration::from_millis(num("GATEWAY_BUS_TIMEOUT_MS", 5000)? as u64),
+            static_dir: std::env::var_os("GATEWAY_STATIC_DIR").filter(|d| !d.is_empty()).map(Into::into),
         })
     }
 }
@@ -173,7 +179,9 @@ impl Gateway {
                 Box::pin(async move { client.connection_state() == async_nats::connection::State::Connected })
             })
         };
+        let static_dir = self.config.static_dir.clone().map(|d| web::Data::new(static_files::StaticDir(d)));
         let server = HttpServer::new(move || {
+            let statics = static_dir.clone();
             App::new()
                 .app_data(state.clone())
                 .wrap_fn(|req, srv| {
@@ -219,6 +227,11 @@ impl Gateway {
                 .route("/ws/{room_id}", web::get().to(ws_rooms::connect))
                 .route("/conversations/{id}", web::get().to(conversations::connect))
                 .route("/conversations/{id}/", web::get().to(conversations::connect))
+                .configure(move |cfg| {
+                    if let Some(dir) = statics {
+                        cfg.app_data(dir).route("/static/{file}", web::get().to(static_files::serve));
+                    }
+                })
                 .service(web::scope("/v1").configure(rest::routes))
                 .configure(rest::routes)
                 .default_service(web::to(error::no_route))

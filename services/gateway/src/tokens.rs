@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chat_domain::ApiError;
@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::AppState;
-use crate::body::Fields;
+use crate::body::field;
 use crate::caller::Caller;
 use crate::error::HttpResult;
+use crate::rest::extract::{MaybeBody, Rest};
 
 /// Default and longest token lifetimes.
 pub const DEFAULT_TTL_SECS: i64 = 3600;
@@ -111,18 +112,27 @@ pub async fn verify(state: &AppState, token: &str) -> Option<Result<(TenantAuth,
     )
 }
 
+/// The body of `POST /tokens` (which may be empty).
+#[derive(Deserialize)]
+pub struct NewToken {
+    user_id: Option<serde_json::Value>,
+    ttl_secs: Option<serde_json::Value>,
+}
+
 /// `POST /tokens` `{"user_id"?, "ttl_secs"?}` with the API key → `{"token","user_id","expires_at"}`.
 /// The user is the body's `user_id`, else `X-User-Id`.
-pub async fn create(req: HttpRequest, body: web::Payload, caller: Caller, state: web::Data<AppState>) -> HttpResult {
-    let bytes = crate::body::read(&req, body, state.max_body_bytes).await?;
-    let f = if bytes.iter().all(u8::is_ascii_whitespace) { None } else { Some(Fields::parse(&bytes)?) };
-    let user = match f.as_ref().map(|f| f.optional_str("user_id")).transpose()?.flatten() {
-        Some(u) => crate::rest::user_id("user_id", u)?,
+pub async fn create(
+    Rest((caller, MaybeBody(body))): Rest<(Caller, MaybeBody<NewToken>)>,
+    state: web::Data<AppState>,
+) -> HttpResult {
+    let (user_id, ttl_secs) = body.map_or((None, None), |b| (b.user_id, b.ttl_secs));
+    let user = match field::optional_str("user_id", user_id)? {
+        Some(u) => crate::rest::user_id("user_id", &u)?,
         None => {
             caller.actor().map_err(|_| ApiError::validation("user_id", "user_id (or X-User-Id) is required"))?.user_id
         }
     };
-    let ttl = f.as_ref().map(|f| f.optional_i64("ttl_secs")).transpose()?.flatten().unwrap_or(DEFAULT_TTL_SECS);
+    let ttl = field::optional_i64("ttl_secs", ttl_secs)?.unwrap_or(DEFAULT_TTL_SECS);
     if !(1..=MAX_TTL_SECS).contains(&ttl) {
         return Err(ApiError::validation("ttl_secs", format!("ttl_secs must be between 1 and {MAX_TTL_SECS}")).into());
     }

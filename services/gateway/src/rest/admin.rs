@@ -1,27 +1,32 @@
 //! The operator API, authenticated with the admin key: tenants, their settings and
 //! key rotation.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
+use chat_domain::ids::TenantId;
 use chat_domain::model::{RetryPolicy, validate_rate_limit};
 use chat_domain::proto::store::{CreateTenant, GetTenant, ListTenants, RotateKey, UpdateTenant};
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
-use super::{page, tenant_id};
+use super::extract::{Body, Cx, InTenant, Page, Part, Rest, parts};
+use super::tenant_id;
 use crate::AppState;
-use crate::body::{Fields, Query};
+use crate::body::field;
 use crate::caller::Admin;
 use crate::error::HttpResult;
 
 /// Fields `PATCH /admin/tenants/{id}` understands.
 const SETTINGS: [&str; 5] = ["name", "rate_limit_per_sec", "webhook_url", "webhook_secret", "retry"];
 
-fn rate_limit(f: &Fields) -> Result<Option<u32>, ApiError> {
-    f.optional_i64("rate_limit_per_sec")?.map(validate_rate_limit).transpose()
+fn rate_limit(v: Option<Value>) -> Result<Option<u32>, ApiError> {
+    field::optional_i64("rate_limit_per_sec", v)?.map(validate_rate_limit).transpose()
 }
 
 /// `{"max_attempts","backoff_ms"}`; an absent field keeps the default.
-fn retry_policy(v: &serde_json::Value) -> Result<RetryPolicy, ApiError> {
+fn retry_policy(v: &Value) -> Result<RetryPolicy, ApiError> {
     let int = |k: &str| -> Result<Option<u64>, ApiError> {
         match v.get(k).filter(|x| !x.is_null()) {
             None => Ok(None),
@@ -37,61 +42,103 @@ fn retry_policy(v: &serde_json::Value) -> Result<RetryPolicy, ApiError> {
     RetryPolicy { max_attempts, backoff_ms: int("backoff_ms")?.unwrap_or(d.backoff_ms) }.validate()
 }
 
-pub async fn create_tenant(req: HttpRequest, body: web::Payload, _: Admin, state: web::Data<AppState>) -> HttpResult {
-    let f = Fields::read(&req, body, state.max_body_bytes).await?;
-    let name = f.required_str("name")?.to_owned();
-    let tenant_id = f.optional_str("tenant_id")?.map(tenant_id).transpose()?;
-    let rate_limit_per_sec = rate_limit(&f)?;
-    let created = state.bus.request(&CreateTenant { name, tenant_id, rate_limit_per_sec }).await?;
+/// The body of `POST /admin/tenants`.
+#[derive(Deserialize)]
+pub struct NewTenant {
+    name: Option<Value>,
+    tenant_id: Option<Value>,
+    rate_limit_per_sec: Option<Value>,
+}
+
+impl TryFrom<NewTenant> for CreateTenant {
+    type Error = ApiError;
+
+    fn try_from(body: NewTenant) -> Result<Self, ApiError> {
+        let name = field::required_str("name", body.name)?;
+        let tenant_id = field::optional_str("tenant_id", body.tenant_id)?.map(|t| tenant_id(&t)).transpose()?;
+        let rate_limit_per_sec = rate_limit(body.rate_limit_per_sec)?;
+        Ok(CreateTenant { name, tenant_id, rate_limit_per_sec })
+    }
+}
+
+pub async fn create_tenant(
+    Rest((Admin, Body(body))): Rest<(Admin, Body<NewTenant>)>,
+    state: web::Data<AppState>,
+) -> HttpResult {
+    let created = state.bus.request(&CreateTenant::try_from(body)?).await?;
     let mut body = serde_json::to_value(&created.tenant).map_err(|_| ApiError::internal())?;
     body["api_key"] = json!(created.api_key);
     Ok(HttpResponse::Created().json(body))
 }
 
-pub async fn list_tenants(req: HttpRequest, _: Admin, state: web::Data<AppState>) -> HttpResult {
-    let (limit, offset) = page(&Query::parse(&req)?)?;
-    Ok(HttpResponse::Ok().json(state.bus.request(&ListTenants { limit, offset }).await?))
+pub async fn list_tenants(Rest((Admin, page)): Rest<(Admin, Page)>, state: web::Data<AppState>) -> HttpResult {
+    Ok(HttpResponse::Ok().json(state.bus.request(&ListTenants { limit: page.limit, offset: page.offset }).await?))
 }
 
-pub async fn get_tenant(path: web::Path<String>, _: Admin, state: web::Data<AppState>) -> HttpResult {
-    let cmd = GetTenant { tenant_id: tenant_id(&path)? };
-    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
-}
-
-pub async fn update_tenant(
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Payload,
-    _: Admin,
+pub async fn get_tenant(
+    Rest((Admin, InTenant(tenant_id))): Rest<(Admin, InTenant)>,
     state: web::Data<AppState>,
 ) -> HttpResult {
-    let tenant_id = tenant_id(&path)?;
-    let body = crate::body::read(&req, body, state.max_body_bytes).await?;
-    let f = Fields::parse(&body)?;
-    if let Some(unknown) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
-        .ok()
-        .and_then(|m| m.keys().find(|k| !SETTINGS.contains(&k.as_str())).cloned())
-    {
-        return Err(ApiError::validation(
-            unknown.clone(),
-            format!("Unknown setting {unknown:?}; known: {}", SETTINGS.join(", ")),
-        )
-        .into());
+    Ok(HttpResponse::Ok().json(state.bus.request(&GetTenant { tenant_id }).await?))
+}
+
+/// The body of `PATCH /admin/tenants/{id}`: any of the settings, nothing else.
+#[derive(Deserialize)]
+pub struct Settings {
+    name: Option<Value>,
+    rate_limit_per_sec: Option<Value>,
+    webhook_url: Option<Value>,
+    webhook_secret: Option<Value>,
+    retry: Option<Value>,
+    /// Anything else, refused by name.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// `PATCH /admin/tenants/{tenant_id}`.
+pub struct UpdateRequest {
+    tenant_id: TenantId,
+    body: Settings,
+}
+
+impl Part for UpdateRequest {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        let (Admin, InTenant(tenant_id), Body(body)) = parts(cx).await?;
+        Ok(Self { tenant_id, body })
     }
-    let name = f.optional_str("name")?.map(str::to_owned);
-    let rate_limit_per_sec = rate_limit(&f)?;
-    let webhook_url = f.optional_str("webhook_url")?.map(str::to_owned);
-    let webhook_secret = f.optional_str("webhook_secret")?.map(str::to_owned);
-    let retry = f.optional_object("retry")?.map(|r| retry_policy(&r)).transpose()?;
-    let cmd =
-        UpdateTenant { tenant_id: tenant_id.clone(), name, rate_limit_per_sec, webhook_url, webhook_secret, retry };
+}
+
+impl TryFrom<UpdateRequest> for UpdateTenant {
+    type Error = ApiError;
+
+    fn try_from(UpdateRequest { tenant_id, body }: UpdateRequest) -> Result<Self, ApiError> {
+        if let Some(unknown) = body.unknown.keys().next() {
+            return Err(ApiError::validation(
+                unknown.clone(),
+                format!("Unknown setting {unknown:?}; known: {}", SETTINGS.join(", ")),
+            ));
+        }
+        let name = field::optional_str("name", body.name)?;
+        let rate_limit_per_sec = rate_limit(body.rate_limit_per_sec)?;
+        let webhook_url = field::optional_str("webhook_url", body.webhook_url)?;
+        let webhook_secret = field::optional_str("webhook_secret", body.webhook_secret)?;
+        let retry = field::optional_object("retry", body.retry)?.map(|r| retry_policy(&r)).transpose()?;
+        Ok(UpdateTenant { tenant_id, name, rate_limit_per_sec, webhook_url, webhook_secret, retry })
+    }
+}
+
+pub async fn update_tenant(Rest(req): Rest<UpdateRequest>, state: web::Data<AppState>) -> HttpResult {
+    let cmd = UpdateTenant::try_from(req)?;
+    let tenant_id = cmd.tenant_id.clone();
     let tenant = state.bus.request(&cmd).await?;
     state.auth.forget(&tenant_id);
     Ok(HttpResponse::Ok().json(tenant))
 }
 
-pub async fn rotate_key(path: web::Path<String>, _: Admin, state: web::Data<AppState>) -> HttpResult {
-    let tenant_id = tenant_id(&path)?;
+pub async fn rotate_key(
+    Rest((Admin, InTenant(tenant_id))): Rest<(Admin, InTenant)>,
+    state: web::Data<AppState>,
+) -> HttpResult {
     let rotated = state.bus.request(&RotateKey { tenant_id: tenant_id.clone() }).await?;
     state.auth.forget(&tenant_id);
     state.secrets.forget(&tenant_id);

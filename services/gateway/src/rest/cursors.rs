@@ -2,19 +2,23 @@
 //! `POST /rooms/{id}/read` `{seq}` the read cursor. Cursors only move forward; the
 //! room sees `delivered` / `read` events.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
+use chat_domain::ids::RoomId;
+use chat_domain::model::Actor;
 use chat_domain::proto::store::{CursorKind, MoveCursor};
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
+use super::extract::{Body, Cx, InRoom, Part, Rest, parts};
 use super::room_id;
 use crate::AppState;
-use crate::body::Fields;
-use crate::caller::Caller;
+use crate::body::field;
+use crate::caller::Acting;
 use crate::error::HttpResult;
 
-fn seq(f: &Fields) -> Result<i64, ApiError> {
-    match f.optional_i64("seq")? {
+fn seq(v: Option<Value>) -> Result<i64, ApiError> {
+    match field::optional_i64("seq", v)? {
         Some(s) if s >= 0 => Ok(s),
         Some(_) => Err(ApiError::validation("seq", "seq must be 0 or more")),
         None => Err(ApiError::validation("seq", "seq is required")),
@@ -26,24 +30,67 @@ async fn move_cursor(state: &AppState, cmd: MoveCursor) -> HttpResult {
     Ok(HttpResponse::Ok().json(json!({"success": true, "delivered_seq": c.delivered_seq, "read_seq": c.read_seq})))
 }
 
-pub async fn ack(req: HttpRequest, body: web::Payload, caller: Caller, state: web::Data<AppState>) -> HttpResult {
-    let actor = caller.actor()?;
-    let f = Fields::read(&req, body, state.max_body_bytes).await?;
-    let room_id = room_id(f.required_str("room_id")?)?;
-    let seq = seq(&f)?;
-    move_cursor(&state, MoveCursor { actor, room_id, kind: CursorKind::Delivered, seq }).await
+/// The body of `POST /acks`.
+#[derive(Deserialize)]
+pub struct Ack {
+    room_id: Option<Value>,
+    seq: Option<Value>,
 }
 
-pub async fn read(
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Payload,
-    caller: Caller,
-    state: web::Data<AppState>,
-) -> HttpResult {
-    let actor = caller.actor()?;
-    let room_id = room_id(&path)?;
-    let f = Fields::read(&req, body, state.max_body_bytes).await?;
-    let seq = seq(&f)?;
-    move_cursor(&state, MoveCursor { actor, room_id, kind: CursorKind::Read, seq }).await
+/// `POST /acks`.
+pub struct AckRequest {
+    actor: Actor,
+    body: Ack,
+}
+
+impl Part for AckRequest {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        let (Acting(actor), Body(body)) = parts(cx).await?;
+        Ok(Self { actor, body })
+    }
+}
+
+impl TryFrom<AckRequest> for MoveCursor {
+    type Error = ApiError;
+
+    fn try_from(AckRequest { actor, body }: AckRequest) -> Result<Self, ApiError> {
+        let room_id = room_id(&field::required_str("room_id", body.room_id)?)?;
+        Ok(MoveCursor { actor, room_id, kind: CursorKind::Delivered, seq: seq(body.seq)? })
+    }
+}
+
+pub async fn ack(Rest(req): Rest<AckRequest>, state: web::Data<AppState>) -> HttpResult {
+    move_cursor(&state, MoveCursor::try_from(req)?).await
+}
+
+/// The body of `POST /rooms/{room_id}/read`.
+#[derive(Deserialize)]
+pub struct Read {
+    seq: Option<Value>,
+}
+
+/// `POST /rooms/{room_id}/read`.
+pub struct ReadRequest {
+    actor: Actor,
+    room_id: RoomId,
+    body: Read,
+}
+
+impl Part for ReadRequest {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        let (Acting(actor), InRoom(room_id), Body(body)) = parts(cx).await?;
+        Ok(Self { actor, room_id, body })
+    }
+}
+
+impl TryFrom<ReadRequest> for MoveCursor {
+    type Error = ApiError;
+
+    fn try_from(ReadRequest { actor, room_id, body }: ReadRequest) -> Result<Self, ApiError> {
+        Ok(MoveCursor { actor, room_id, kind: CursorKind::Read, seq: seq(body.seq)? })
+    }
+}
+
+pub async fn read(Rest(req): Rest<ReadRequest>, state: web::Data<AppState>) -> HttpResult {
+    move_cursor(&state, MoveCursor::try_from(req)?).await
 }

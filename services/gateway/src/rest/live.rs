@@ -1,20 +1,23 @@
-//! The WebSocket document's REST helpers: `GET /api/v1/rooms/{id}/online` and
-//! `GET /api/v1/rooms/{id}/participants`, in its `{"data":...,"status":"success"}` shape.
+//! The WebSocket document's REST helpers about who is online:
+//! `GET /api/v1/rooms/{id}/online`, `GET /api/v1/rooms/{id}/participants` and
+//! `GET /api/v1/users/online`, in its `{"data":...,"status":"success"}` shape. Like
+//! every `/api/v1` helper they take an API key (with `X-User-Id`) or a user token in
+//! `X-API-Key`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chat_domain::proto::presence::{GetOnline, GetTenantOnline};
 use chat_domain::proto::store::{GetRoom, ListMembers};
 use serde_json::json;
 
-use super::{page, room_id};
+use super::extract::{InRoom, Page, Rest};
 use crate::AppState;
-use crate::body::Query;
-use crate::caller::Caller;
+use crate::caller::{ApiActing, ApiCaller};
 use crate::error::HttpResult;
 
-pub async fn online(path: web::Path<String>, caller: Caller, state: web::Data<AppState>) -> HttpResult {
-    let actor = caller.actor()?;
-    let room_id = room_id(&path)?;
+pub async fn online(
+    Rest((ApiActing(actor), InRoom(room_id))): Rest<(ApiActing, InRoom)>,
+    state: web::Data<AppState>,
+) -> HttpResult {
     // Membership first: another tenant's room is not found, a stranger's is forbidden.
     state.bus.request(&GetRoom { actor: actor.clone(), room_id: room_id.clone() }).await?;
     let online = state.bus.request(&GetOnline { tenant_id: actor.tenant_id, room_id }).await?;
@@ -25,7 +28,7 @@ pub async fn online(path: web::Path<String>, caller: Caller, state: web::Data<Ap
 }
 
 /// `GET /api/v1/users/online`: users with a socket open anywhere in the tenant.
-pub async fn tenant_online(caller: Caller, state: web::Data<AppState>) -> HttpResult {
+pub async fn tenant_online(Rest(caller): Rest<ApiCaller>, state: web::Data<AppState>) -> HttpResult {
     let online = state.bus.request(&GetTenantOnline { tenant_id: caller.tenant.tenant_id.clone() }).await?;
     Ok(HttpResponse::Ok().json(json!({
         "data": {"online_users": online.online_users, "total_online": online.online_users.len()},
@@ -34,15 +37,11 @@ pub async fn tenant_online(caller: Caller, state: web::Data<AppState>) -> HttpRe
 }
 
 pub async fn participants(
-    req: HttpRequest,
-    path: web::Path<String>,
-    caller: Caller,
+    Rest((ApiActing(actor), InRoom(room_id), page)): Rest<(ApiActing, InRoom, Page)>,
     state: web::Data<AppState>,
 ) -> HttpResult {
-    let actor = caller.actor()?;
-    let room_id = room_id(&path)?;
-    let (limit, offset) = page(&Query::parse(&req)?)?;
     let room = state.bus.request(&GetRoom { actor: actor.clone(), room_id: room_id.clone() }).await?;
+    let (limit, offset) = (page.limit, page.offset);
     let members =
         state.bus.request(&ListMembers { actor: actor.clone(), room_id: room_id.clone(), limit, offset }).await?;
     let online = state.bus.request(&GetOnline { tenant_id: actor.tenant_id, room_id }).await?;

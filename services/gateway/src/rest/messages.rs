@@ -1,58 +1,102 @@
 //! Messages: `POST /rooms/{id}/messages` (idempotent with `Idempotency-Key` or
-//! `client_msg_id`) and `GET /rooms/{id}/messages?after_seq=&before_seq=&limit=`.
+//! `client_msg_id`), `GET /rooms/{id}/messages?after_seq=&before_seq=&limit=`, and
+//! `PATCH` / `DELETE /rooms/{id}/messages/{message_id}`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
-use chat_domain::ids::MessageId;
-use chat_domain::model::{MessageContent, validate_client_id};
+use chat_domain::ids::{MessageId, RoomId};
+use chat_domain::model::{Actor, MessageContent, validate_client_id, validate_meta};
 use chat_domain::proto::store::{DeleteMessage, EditMessage, ListMessages, SendMessage};
+use serde::Deserialize;
+use serde_json::Value;
 
-use super::room_id;
+use super::extract::{Body, Cx, InMessage, InRoom, Part, QueryString, Rest, parts};
 use crate::AppState;
-use crate::body::{Fields, Query};
-use crate::caller::Caller;
+use crate::body::{Query, field};
+use crate::caller::Acting;
 use crate::error::HttpResult;
 
 /// The header a client retries a send with.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
-pub async fn send(
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Payload,
-    caller: Caller,
-    state: web::Data<AppState>,
-) -> HttpResult {
-    let actor = caller.actor()?;
-    let room_id = room_id(&path)?;
-    let f = Fields::read(&req, body, state.max_body_bytes).await?;
-    let content = MessageContent::parse(f.required_str("content")?)?;
-    let meta = f.optional_object("meta")?;
-    if let Some(meta) = &meta {
-        chat_domain::model::validate_meta(meta)?;
-    }
-    let header = req.headers().get(IDEMPOTENCY_KEY).map(|v| {
-        v.to_str()
-            .map(str::to_owned)
-            .map_err(|_| chat_domain::ApiError::validation(IDEMPOTENCY_KEY, "Idempotency-Key must be printable ASCII"))
-    });
-    let client_msg_id = match header {
+/// The client's id for a send: the `Idempotency-Key` header (which wins), else the
+/// body's field `field`.
+pub fn client_msg_id(
+    header: Option<Result<String, ApiError>>,
+    field: &str,
+    body: Option<Value>,
+) -> Result<Option<String>, ApiError> {
+    match header {
         Some(h) => {
             let h = h?;
             validate_client_id(IDEMPOTENCY_KEY, &h)?;
-            Some(h)
+            Ok(Some(h))
         }
-        None => match f.optional_str("client_msg_id")? {
+        None => match field::optional_str(field, body)? {
             Some(id) => {
-                validate_client_id("client_msg_id", id)?;
-                Some(id.to_owned())
+                validate_client_id(field, &id)?;
+                Ok(Some(id))
             }
-            None => None,
+            None => Ok(None),
         },
-    };
-    let sender_name =
-        f.optional_str("sender_name")?.map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect());
-    let sent = state.bus.request(&SendMessage { actor, room_id, content, sender_name, meta, client_msg_id }).await?;
+    }
+}
+
+/// The `Idempotency-Key` header, if sent (it must be printable ASCII).
+pub fn idempotency_key(cx: &Cx) -> Option<Result<String, ApiError>> {
+    cx.req.headers().get(IDEMPOTENCY_KEY).map(|v| {
+        v.to_str()
+            .map(str::to_owned)
+            .map_err(|_| ApiError::validation(IDEMPOTENCY_KEY, "Idempotency-Key must be printable ASCII"))
+    })
+}
+
+/// A display name as stored: at most the display-name length.
+pub fn display_name(name: Option<String>) -> Option<String> {
+    name.map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect())
+}
+
+/// The body of `POST /rooms/{room_id}/messages`.
+#[derive(Deserialize)]
+pub struct NewMessage {
+    content: Option<Value>,
+    meta: Option<Value>,
+    client_msg_id: Option<Value>,
+    sender_name: Option<Value>,
+}
+
+/// `POST /rooms/{room_id}/messages`.
+pub struct SendRequest {
+    actor: Actor,
+    room_id: RoomId,
+    body: NewMessage,
+    idempotency_key: Option<Result<String, ApiError>>,
+}
+
+impl Part for SendRequest {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        let (Acting(actor), InRoom(room_id), Body(body)) = parts(cx).await?;
+        Ok(Self { actor, room_id, body, idempotency_key: idempotency_key(cx) })
+    }
+}
+
+impl TryFrom<SendRequest> for SendMessage {
+    type Error = ApiError;
+
+    fn try_from(SendRequest { actor, room_id, body, idempotency_key }: SendRequest) -> Result<Self, ApiError> {
+        let content = MessageContent::parse(field::required_str("content", body.content)?)?;
+        let meta = field::optional_object("meta", body.meta)?;
+        if let Some(meta) = &meta {
+            validate_meta(meta)?;
+        }
+        let client_msg_id = client_msg_id(idempotency_key, "client_msg_id", body.client_msg_id)?;
+        let sender_name = display_name(field::optional_str("sender_name", body.sender_name)?);
+        Ok(SendMessage { actor, room_id, content, sender_name, meta, client_msg_id })
+    }
+}
+
+pub async fn send(Rest(req): Rest<SendRequest>, state: web::Data<AppState>) -> HttpResult {
+    let sent = state.bus.request(&SendMessage::try_from(req)?).await?;
     if sent.duplicate {
         Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(sent.message))
     } else {
@@ -60,44 +104,65 @@ pub async fn send(
     }
 }
 
-pub async fn list(req: HttpRequest, path: web::Path<String>, caller: Caller, state: web::Data<AppState>) -> HttpResult {
-    let actor = caller.actor()?;
-    let room_id = room_id(&path)?;
-    let q = Query::parse(&req)?;
+/// `after_seq`, `before_seq` and `limit` of a history page, with the history rules.
+pub fn history(q: &Query) -> Result<(Option<i64>, Option<i64>, u32), ApiError> {
     let after_seq = q.int("after_seq", 0, i64::MAX)?;
     let before_seq = q.int("before_seq", 1, i64::MAX)?;
     let limit = q.int("limit", 1, 100)?.unwrap_or(50) as u32;
+    Ok((after_seq, before_seq, limit))
+}
+
+pub async fn list(
+    Rest((Acting(actor), InRoom(room_id), QueryString(q))): Rest<(Acting, InRoom, QueryString)>,
+    state: web::Data<AppState>,
+) -> HttpResult {
+    let (after_seq, before_seq, limit) = history(&q)?;
     let cmd = ListMessages { actor, room_id, after_seq, before_seq, limit };
     Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
 }
 
-fn message_id(raw: &str) -> Result<MessageId, ApiError> {
-    MessageId::parse(raw).map_err(|e| ApiError::validation("message_id", format!("Invalid message id: {e}")))
+/// The body of `PATCH /rooms/{room_id}/messages/{message_id}`.
+#[derive(Deserialize)]
+pub struct Edit {
+    content: Option<Value>,
+    edit_reason: Option<Value>,
+}
+
+/// `PATCH /rooms/{room_id}/messages/{message_id}`.
+pub struct EditRequest {
+    actor: Actor,
+    room_id: RoomId,
+    message_id: MessageId,
+    body: Edit,
+}
+
+impl Part for EditRequest {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        let (Acting(actor), InRoom(room_id), InMessage(message_id), Body(body)) = parts(cx).await?;
+        Ok(Self { actor, room_id, message_id, body })
+    }
+}
+
+impl TryFrom<EditRequest> for EditMessage {
+    type Error = ApiError;
+
+    fn try_from(EditRequest { actor, room_id, message_id, body }: EditRequest) -> Result<Self, ApiError> {
+        let content = MessageContent::parse(field::required_str("content", body.content)?)?;
+        let edit_reason = field::optional_str("edit_reason", body.edit_reason)?;
+        Ok(EditMessage { actor, room_id, message_id, content, edit_reason })
+    }
 }
 
 /// `PATCH /rooms/{id}/messages/{message_id}` `{"content","edit_reason"?}`: the sender edits.
-pub async fn edit(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Payload,
-    caller: Caller,
-    state: web::Data<AppState>,
-) -> HttpResult {
-    let actor = caller.actor()?;
-    let (room, message) = path.into_inner();
-    let (room_id, message_id) = (room_id(&room)?, message_id(&message)?);
-    let f = Fields::read(&req, body, state.max_body_bytes).await?;
-    let content = MessageContent::parse(f.required_str("content")?)?;
-    let edit_reason = f.optional_str("edit_reason")?.map(str::to_owned);
-    let cmd = EditMessage { actor, room_id, message_id, content, edit_reason };
-    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
+pub async fn edit(Rest(req): Rest<EditRequest>, state: web::Data<AppState>) -> HttpResult {
+    Ok(HttpResponse::Ok().json(state.bus.request(&EditMessage::try_from(req)?).await?))
 }
 
 /// `DELETE /rooms/{id}/messages/{message_id}`: the sender or a room admin deletes
 /// (softly: the `seq` stays, the content goes).
-pub async fn delete(path: web::Path<(String, String)>, caller: Caller, state: web::Data<AppState>) -> HttpResult {
-    let actor = caller.actor()?;
-    let (room, message) = path.into_inner();
-    let cmd = DeleteMessage { actor, room_id: room_id(&room)?, message_id: message_id(&message)? };
-    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
+pub async fn delete(
+    Rest((Acting(actor), InRoom(room_id), InMessage(message_id))): Rest<(Acting, InRoom, InMessage)>,
+    state: web::Data<AppState>,
+) -> HttpResult {
+    Ok(HttpResponse::Ok().json(state.bus.request(&DeleteMessage { actor, room_id, message_id }).await?))
 }

@@ -1,8 +1,12 @@
-//! The canonical REST API (`rest-rooms.md`), mounted at `/` and again under `/v1/`.
-//! One file per resource.
+//! The canonical REST API (`rest-rooms.md`), mounted at `/` and again under `/v1/`,
+//! with the `/api/v1` helpers of `ws-rooms.md`. One file per resource; every handler
+//! takes one [`extract::Rest`] of the parts it reads, in order, and typed request
+//! structs convert into bus commands with `TryFrom`.
 
 mod admin;
+mod api_messages;
 mod cursors;
+pub mod extract;
 mod health;
 mod live;
 mod messages;
@@ -36,6 +40,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/notifications", web::get().to(notify::inbox))
         .route("/admin/dead-letters", web::get().to(notify::dead_letters))
         .route("/admin/dead-letters/{id}/retry", web::post().to(notify::retry_dead_letter))
+        .route("/api/v1/rooms/{room_id}/messages", web::post().to(api_messages::send))
+        .route("/api/v1/rooms/{room_id}/messages/", web::post().to(api_messages::send))
+        .route("/api/v1/rooms/{room_id}/messages", web::get().to(api_messages::list))
+        .route("/api/v1/rooms/{room_id}/messages/", web::get().to(api_messages::list))
         .route("/api/v1/rooms/{room_id}/online", web::get().to(live::online))
         .route("/api/v1/users/online", web::get().to(live::tenant_online))
         .route("/api/v1/rooms/{room_id}/participants", web::get().to(live::participants))

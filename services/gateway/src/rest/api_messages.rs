@@ -1,0 +1,114 @@
+//! The WebSocket document's message helpers, as its own demo page calls them:
+//! `POST /api/v1/rooms/{id}/messages` (with or without the trailing slash)
+//! `{sender_id, sender_name, content, message_type, meta?, client_msg_id?}` and
+//! `GET /api/v1/rooms/{id}/messages?after_seq=&before_seq=&limit=`, answered in the
+//! document's `{"data":...,"status":"success"}` envelope with messages in the shape of
+//! its `message` frame.
+//!
+//! `X-API-Key` holds the API key — then the sender is the body's `sender_id` (or
+//! `X-User-Id`) — or a user token, which names the sender: a `sender_id` naming
+//! anyone else is `403`. A browser app puts a token there, never the key.
+
+use actix_web::{HttpResponse, web};
+use chat_domain::ApiError;
+use chat_domain::ids::RoomId;
+use chat_domain::model::{MessageContent, validate_meta};
+use chat_domain::proto::store::{ListMessages, SendMessage};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Body, Cx, InRoom, Part, QueryString, Rest, parts};
+use super::messages::{client_msg_id, display_name, history, idempotency_key};
+use crate::AppState;
+use crate::body::field;
+use crate::caller::{ApiActing, ApiCaller};
+use crate::error::HttpResult;
+use crate::ws_rooms::codec::MessageData;
+
+/// Longest `message_type`.
+const MAX_MESSAGE_TYPE_CHARS: usize = 50;
+
+/// The body of `POST /api/v1/rooms/{room_id}/messages`.
+#[derive(Deserialize)]
+pub struct ApiMessage {
+    sender_id: Option<Value>,
+    sender_name: Option<Value>,
+    content: Option<Value>,
+    message_type: Option<Value>,
+    meta: Option<Value>,
+    client_msg_id: Option<Value>,
+}
+
+/// `POST /api/v1/rooms/{room_id}/messages`.
+pub struct ApiSendRequest {
+    caller: ApiCaller,
+    room_id: RoomId,
+    body: ApiMessage,
+    idempotency_key: Option<Result<String, ApiError>>,
+}
+
+impl Part for ApiSendRequest {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        let (caller, InRoom(room_id), Body(body)) = parts(cx).await?;
+        Ok(Self { caller, room_id, body, idempotency_key: idempotency_key(cx) })
+    }
+}
+
+impl TryFrom<ApiSendRequest> for SendMessage {
+    type Error = ApiError;
+
+    fn try_from(ApiSendRequest { caller, room_id, body, idempotency_key }: ApiSendRequest) -> Result<Self, ApiError> {
+        let sender = field::optional_str("sender_id", body.sender_id)?;
+        let user = caller.user(sender.as_deref().map(|s| ("sender_id", s)), || {
+            ApiError::validation("sender_id", "sender_id (or X-User-Id) is required with an API key")
+        })?;
+        let content = MessageContent::parse(field::required_str("content", body.content)?)?;
+        let mut meta = field::optional_object("meta", body.meta)?;
+        // The document's message_type is kept in meta.type ("text" is the default).
+        if let Some(kind) = field::optional_str("message_type", body.message_type)?
+            && kind != "text"
+        {
+            if kind.chars().count() > MAX_MESSAGE_TYPE_CHARS {
+                return Err(ApiError::validation(
+                    "message_type",
+                    format!("message_type must be at most {MAX_MESSAGE_TYPE_CHARS} characters"),
+                ));
+            }
+            let meta = meta.get_or_insert_with(|| json!({}));
+            if meta.get("type").is_none() {
+                meta["type"] = json!(kind);
+            }
+        }
+        if let Some(meta) = &meta {
+            validate_meta(meta)?;
+        }
+        let client_msg_id = client_msg_id(idempotency_key, "client_msg_id", body.client_msg_id)?;
+        let sender_name = display_name(field::optional_str("sender_name", body.sender_name)?);
+        let actor = chat_domain::model::Actor { tenant_id: caller.tenant.tenant_id.clone(), user_id: user };
+        Ok(SendMessage { actor, room_id, content, sender_name, meta, client_msg_id })
+    }
+}
+
+/// `POST /api/v1/rooms/{room_id}/messages` → `201 {"data": message, "status": "success"}`
+/// (`200` with `Idempotent-Replayed: true` for a resend).
+pub async fn send(Rest(req): Rest<ApiSendRequest>, state: web::Data<AppState>) -> HttpResult {
+    let sent = state.bus.request(&SendMessage::try_from(req)?).await?;
+    let body = json!({"data": MessageData::of(&sent.message, None), "status": "success"});
+    if sent.duplicate {
+        Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(body))
+    } else {
+        Ok(HttpResponse::Created().json(body))
+    }
+}
+
+/// `GET /api/v1/rooms/{room_id}/messages` → `{"data": {"messages": [...]}, "status": "success"}`,
+/// in `seq` order with the history rules of `GET /rooms/{id}/messages`.
+pub async fn list(
+    Rest((ApiActing(actor), InRoom(room_id), QueryString(q))): Rest<(ApiActing, InRoom, QueryString)>,
+    state: web::Data<AppState>,
+) -> HttpResult {
+    let (after_seq, before_seq, limit) = history(&q)?;
+    let messages = state.bus.request(&ListMessages { actor, room_id, after_seq, before_seq, limit }).await?;
+    let messages: Vec<MessageData<'_>> = messages.iter().map(|m| MessageData::of(m, None)).collect();
+    Ok(HttpResponse::Ok().json(json!({"data": {"messages": messages}, "status": "success"})))
+}
