@@ -9,6 +9,9 @@
 # Idempotent: a dependency that already answers is left alone, so on a machine
 # that runs them already this prints one line per dependency and changes nothing.
 #
+#   scripts/ensure-deps.sh browser   also installs Chromium (Debian's `chromium`)
+#                                    when missing, for the browser tests (make test)
+#
 # What this script starts is recorded in .dev/started.txt, one line per
 # dependency: "<name><TAB><shell command that stops it>". Stop them with
 #
@@ -284,6 +287,21 @@ stop_pidfile_cmd() {
         "$1" "$2" "$1"
 }
 
+# --------------------------------------------------------------- Chromium --
+
+# The headless browser the end-to-end tests drive the ws-rooms.md demo page with.
+# Installed, never started (each test launches its own).
+ensure_chromium() {
+    if [[ -n ${CHROMIUM:-} && -x $CHROMIUM ]] || [[ -x /usr/bin/chromium ]] || command -v chromium >/dev/null 2>&1; then
+        say "chromium: installed"
+        return
+    fi
+    apt_install chromium
+    [[ -x /usr/bin/chromium ]] || command -v chromium >/dev/null 2>&1 ||
+        die "chromium was installed but is not on the path"
+    say "chromium: installed now"
+}
+
 # ------------------------------------------------------------------- stop --
 
 # Stop the dependencies named in $@ (all of started.txt when none given),
@@ -334,10 +352,13 @@ case "${1:-}" in
         ensure_redis
         ensure_nats
         ;;
+    browser)
+        ensure_chromium
+        ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
         ;;
     *)
-        die "usage: $0 [start|stop [postgres|redis|nats]...]"
+        die "usage: $0 [start|browser|stop [postgres|redis|nats]...]"
         ;;
 esac

@@ -18,6 +18,8 @@
 #   DATABASE_URL   [postgres://postgres:postgres@127.0.0.1:5432/chat]
 #   REDIS_URL      [redis://127.0.0.1:6379]
 #   GATEWAY_ADDR   [127.0.0.1:8000]
+#   GATEWAY_STATIC_DIR  pages served at /static/{file}      [.dev/demo, which starts
+#                  with a copy of docs/demo/ws-rooms-demo.html to edit]
 #   MESSAGE_STORE_OPS_ADDR, PRESENCE_OPS_ADDR, NOTIFICATION_OPS_ADDR
 #                  [127.0.0.1:9101, :9102, :9103] (passed as OPS_ADDR)
 #   LOG_FORMAT [pretty], RUST_LOG [info], OTEL_EXPORTER_OTLP_ENDPOINT [unset]
@@ -51,6 +53,12 @@ export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/chat}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export GATEWAY_ADDR="${GATEWAY_ADDR:-127.0.0.1:8000}"
+if [[ -z ${GATEWAY_STATIC_DIR:-} ]]; then
+    export GATEWAY_STATIC_DIR="$DEV_DIR/demo"
+    mkdir -p "$GATEWAY_STATIC_DIR"
+    [[ -f $GATEWAY_STATIC_DIR/ws-rooms-demo.html ]] ||
+        cp "$ROOT/docs/demo/ws-rooms-demo.html" "$GATEWAY_STATIC_DIR/ws-rooms-demo.html"
+fi
 export LOG_FORMAT="${LOG_FORMAT:-pretty}"
 export RUST_LOG="${RUST_LOG:-info}"
 
@@ -328,6 +336,9 @@ cat <<EOF
 
    REST        $GATEWAY_URL
    WebSocket   ws://$GATEWAY_HOSTPORT/ws/{room_id}?token=<key>&user_id=<user>
+               ws://$GATEWAY_HOSTPORT/conversations/{room_id}/?token=<user token>
+   demo page   $GATEWAY_URL/static/ws-rooms-demo.html
+               (set roomId/apiKey/userId/userName in $GATEWAY_STATIC_DIR/ws-rooms-demo.html first)
    ops         message-store http://$(local_addr "$(ops_addr message-store)")  presence http://$(local_addr "$(ops_addr presence)")
                notification  http://$(local_addr "$(ops_addr notification)")  (/healthz /readyz /metrics)
    logs        .dev/logs/<service>.log

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` (and CI, through .ci/run) runs:
-#   1. scripts/ensure-deps.sh   PostgreSQL, Redis, NATS+JetStream on localhost
+#   1. scripts/ensure-deps.sh   PostgreSQL, Redis, NATS+JetStream on localhost,
+#                               and Chromium (ensure-deps.sh browser)
 #   2. the workspace's tests    cargo nextest when installed, else cargo test
 #   3. scripts/validate-deploy.sh
 # Exits non-zero when any step fails. Extra arguments go to the test runner,
@@ -18,6 +19,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "dependencies"
 scripts/ensure-deps.sh
+# Chromium, for the browser test of the ws-rooms.md demo page.
+scripts/ensure-deps.sh browser
 
 scope=(--workspace)
 [[ $# -eq 0 ]] || scope=("$@")

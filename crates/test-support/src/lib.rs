@@ -7,6 +7,10 @@
 //!   client acting as one of its users, with typed helpers that return readable errors.
 //! - [`eventually`]: poll a condition with a bound, for things that happen in the
 //!   background (no timing assertions: the bound is generous and only guards hangs).
+//! - [`WsClient`]: a WebSocket client for the gateway's dialects.
+//! - [`browser`]: a headless Chromium driven over the DevTools protocol.
+
+pub mod browser;
 
 use std::future::Future;
 use std::time::Duration;

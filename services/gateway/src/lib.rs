@@ -21,6 +21,8 @@ mod auth;
 mod body;
 mod caller;
 pub mod conversations;
+#[cfg(test)]
+mod dialects_doc;
 mod error;
 pub mod fanout;
 mod metrics;

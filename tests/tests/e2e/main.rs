@@ -3,6 +3,7 @@
 //! would. Each test isolates itself with its own bus prefix and fresh tenants.
 
 mod admin;
+mod browser;
 mod bus;
 mod conversations;
 mod errors;
@@ -11,6 +12,7 @@ mod messages;
 mod notifications;
 mod ratelimit;
 mod receipts;
+mod rest_helpers;
 mod rooms;
 mod storage;
 mod ws;

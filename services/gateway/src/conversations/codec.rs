@@ -48,20 +48,6 @@ enum ClientFrame {
 /// The actions this dialect understands, for the unknown-action error.
 pub const ACTIONS: [&str; 6] = ["send_message", "typing", "read", "fetch_messages", "heartbeat_ack", "heartbeat"];
 
-/// The frame types this dialect sends.
-pub const SERVER_TYPES: [&str; 10] = [
-    "chat_message",
-    "message.failed",
-    "typing",
-    "read",
-    "messages_fetched",
-    "message.status",
-    "user_status",
-    "heartbeat",
-    "notification",
-    "error",
-];
-
 #[derive(Deserialize)]
 struct Empty {}
 

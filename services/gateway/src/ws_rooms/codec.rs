@@ -80,7 +80,7 @@ struct SeqData {
 }
 
 /// The type names this dialect understands, for the unknown-type error.
-const TYPES: [&str; 8] =
+pub const TYPES: [&str; 8] =
     ["ping", "typing", "get_online_users", "send_message", "fetch_messages", "ack", "delivered", "read"];
 
 /// An optional integer field of at least `min` (`null` counts as absent).
