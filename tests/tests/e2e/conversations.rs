@@ -82,6 +82,19 @@ async fn close_codes() -> anyhow::Result<()> {
     // A participant removed while connected is closed with 4004.
     t.user("alice").delete(&format!("/rooms/{room}/members/bob")).await?.expect(StatusCode::OK)?;
     assert_eq!(bob.ended().await?, Ended::Closed(4004));
+
+    // A tenant over its rate limit cannot open sockets: 1013, try again later.
+    let limited = stack.tenant_with(json!({"name": "tiny", "rate_limit_per_sec": 1})).await?;
+    // Its first request of the second: allowed.
+    let small = limited.user("x").create_room("group", &[]).await?;
+    let mut saw_1013 = false;
+    for _ in 0..20 {
+        if closed(conv(&stack, 0, &small, &limited, "x")).await? == Ended::Closed(1013) {
+            saw_1013 = true;
+            break;
+        }
+    }
+    assert!(saw_1013, "20 connects in a row at 1/s must hit the limit");
     stack.stop().await
 }
 
@@ -186,6 +199,11 @@ async fn senders_see_delivered_then_read() -> anyhow::Result<()> {
     let status = alice.take_where("message.status", |f| f["status"] == "read").await?;
     assert_eq!(status["message_id"], sent[1].as_str());
     let read = alice.take_where("read", |_| true).await?;
+    assert_eq!(read["message_ids"], json!([sent[0], sent[1]]));
+
+    // A read through /ws names no messages; conversation sockets get the ones it passed.
+    carol.send(json!({"type": "read", "data": {"seq": 2}})).await?;
+    let read = alice.take_where("read", |f| f["user_id"] == "carol").await?;
     assert_eq!(read["message_ids"], json!([sent[0], sent[1]]));
 
     // Unknown or foreign message ids are an error frame, and the socket stays.
@@ -398,5 +416,18 @@ async fn heartbeats_and_the_idle_close() -> anyhow::Result<()> {
     // A silent one (it does not even answer pings) is closed as idle (1001).
     let silent = WsClient::connect(&conv(&stack, 0, &room, &t, "alice")).await?;
     assert_eq!(silent.ended_unread().await?, Ended::Closed(1001));
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_reach_conversation_sockets() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = busy_tenant(&stack).await?;
+    let room = t.user("alice").create_room("group", &[]).await?;
+    let mut alice = open(&conv(&stack, 0, &room, &t, "alice")).await?;
+    let body = json!({"topic": "order.shipped", "payload": {"title": "Shipped"}, "targets": {"user_ids": ["alice"]}});
+    t.user("ops").post("/notify", body).await?.expect(StatusCode::ACCEPTED)?;
+    let n = alice.expect("notification").await?;
+    assert_eq!((n["title"].clone(), n["topic"].clone()), (json!("Shipped"), json!("order.shipped")));
     stack.stop().await
 }
