@@ -8,6 +8,7 @@ mod errors;
 mod health;
 mod messages;
 mod notifications;
+mod offline_notifications;
 mod ratelimit;
 mod receipts;
 mod rooms;
