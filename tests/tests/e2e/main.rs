@@ -9,6 +9,7 @@ mod health;
 mod messages;
 mod notifications;
 mod offline_notifications;
+mod presence;
 mod ratelimit;
 mod receipts;
 mod rooms;
