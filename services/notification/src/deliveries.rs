@@ -201,8 +201,10 @@ pub async fn queue_recorded(state: &State, ids: &[DeliveryId]) {
     }
 }
 
-/// Queues again the deliveries whose job was never confirmed (see [`queue_recorded`]).
-pub async fn requeue_unqueued(state: &State) {
+/// Queues again the deliveries whose job was never confirmed (see [`queue_recorded`]),
+/// of the tenants whose id starts with `tenant_prefix` (all when `None`): the offline
+/// pass's own, when deployments share a database.
+pub async fn requeue_unqueued(state: &State, tenant_prefix: Option<&str>) {
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = Text)]
@@ -210,10 +212,14 @@ pub async fn requeue_unqueued(state: &State) {
     }
     let rows = async {
         let mut conn = state.pool.get().await.context("database")?;
-        chat_pg::prepared(diesel::sql_query(
-            "SELECT id FROM notification.deliveries WHERE NOT queued AND status = 'pending'
+        chat_pg::prepared(
+            diesel::sql_query(
+                "SELECT id FROM notification.deliveries
+             WHERE NOT queued AND status = 'pending' AND ($1::text IS NULL OR starts_with(tenant_id, $1))
              ORDER BY created_at LIMIT 1000",
-        ))
+            )
+            .bind::<Nullable<Text>, _>(tenant_prefix),
+        )
         .load::<Row>(&mut conn)
         .await
         .context("reading unqueued deliveries")

@@ -152,7 +152,7 @@ async fn lead(
             checked = Instant::now();
         }
         if swept.is_none_or(|s| s.elapsed() >= SWEEP_EVERY) {
-            crate::deliveries::requeue_unqueued(state).await;
+            crate::deliveries::requeue_unqueued(state, settings.tenant_prefix.as_deref()).await;
             swept = Some(Instant::now());
         }
 
