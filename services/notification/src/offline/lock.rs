@@ -90,3 +90,41 @@ impl Lock {
         }
     }
 }
+
+/// Against the machine's PostgreSQL (`TEST_DATABASE_URL`, default localhost).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> String {
+        std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_and_a_standby_takes_over() -> anyhow::Result<()> {
+        let follower = format!("lock-test-{}-{}", std::process::id(), chat_domain::time::now().timestamp_micros());
+        let (mut a, mut b) = (Lock::new(&url(), &follower), Lock::new(&url(), &follower));
+        assert!(a.try_take().await?, "nobody held it");
+        assert!(a.try_take().await?, "taking it again keeps it");
+        assert!(!b.try_take().await?, "held by a");
+        assert!(a.still_held().await);
+        let mut other = Lock::new(&url(), &format!("{follower}-other"));
+        assert!(other.try_take().await?, "another deployment's lock is another lock");
+        a.release().await;
+        assert!(b.try_take().await?, "a standby takes over once released");
+        drop(b);
+        // The lock ends with its connection: a holder that dies frees it.
+        let mut c = Lock::new(&url(), &follower);
+        let mut taken = false;
+        for _ in 0..100 {
+            if c.try_take().await? {
+                taken = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(taken, "a dropped holder's lock is free");
+        Ok(())
+    }
+}
