@@ -36,6 +36,9 @@ use crate::State;
 
 /// Most windows closed together.
 const BATCH: i64 = 256;
+/// Most rows one insert statement writes (a batch may hold several statements' worth:
+/// a window of a large room has an entry per member who missed something).
+const ROWS_PER_STATEMENT: usize = 2_000;
 /// `room_messages` requests in flight at once.
 const READS_AT_ONCE: usize = 8;
 
@@ -161,7 +164,7 @@ struct NewEntry<'a> {
 }
 
 async fn close_batch(state: &State, settings: &Settings, windows: &[Window]) -> anyhow::Result<()> {
-    let grace = settings.grace();
+    let grace = settings.grace_delta();
     // Each room once, with the span of all its windows and their grace periods.
     let mut spans: BTreeMap<&RoomRef, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
     for w in windows {
@@ -441,43 +444,48 @@ async fn write(
     let mut conn = state.pool.get().await.context("database")?;
     let recorded: Vec<Recorded> = conn
         .transaction(async |conn| -> anyhow::Result<Vec<Recorded>> {
-            if !users.is_empty() {
-                prepared(diesel::sql_query(
-                    "INSERT INTO notification.inbox (tenant_id, user_id, item_id, kind, body, created_at)
-                     SELECT t, u, k, 'message', b, c
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[]) AS x (t, u, k, b, c)
-                     ON CONFLICT DO NOTHING",
+            for r in chunks(users.len()) {
+                prepared(
+                    diesel::sql_query(
+                        "INSERT INTO notification.inbox (tenant_id, user_id, item_id, kind, body, created_at)
+                         SELECT t, u, k, 'message', b, c
+                         FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[])
+                             AS x (t, u, k, b, c)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind::<Array<Text>, _>(&tenants[r.clone()])
+                    .bind::<Array<Text>, _>(&users[r.clone()])
+                    .bind::<Array<Text>, _>(&keys[r.clone()])
+                    .bind::<Array<Jsonb>, _>(&bodies[r.clone()])
+                    .bind::<Array<Timestamptz>, _>(&times[r]),
                 )
-                .bind::<Array<Text>, _>(&tenants)
-                .bind::<Array<Text>, _>(&users)
-                .bind::<Array<Text>, _>(&keys)
-                .bind::<Array<Jsonb>, _>(&bodies)
-                .bind::<Array<Timestamptz>, _>(&times))
                 .execute(conn)
                 .await
                 .context("writing offline inbox entries")?;
             }
-            let recorded = if hook_ids.is_empty() {
-                Vec::new()
-            } else {
-                prepared(diesel::sql_query(
-                    "INSERT INTO notification.deliveries (id, tenant_id, kind, ref_id, user_id, room_id, body, queued)
-                     SELECT i, t, 'message', k, u, r, b, false
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
-                         AS x (i, t, k, u, r, b)
-                     ON CONFLICT DO NOTHING
-                     RETURNING id",
+            let mut recorded = Vec::new();
+            for r in chunks(hook_ids.len()) {
+                let some: Vec<Recorded> = prepared(
+                    diesel::sql_query(
+                        "INSERT INTO notification.deliveries (id, tenant_id, kind, ref_id, user_id, room_id, body, queued)
+                         SELECT i, t, 'message', k, u, r, b, false
+                         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+                             AS x (i, t, k, u, r, b)
+                         ON CONFLICT DO NOTHING
+                         RETURNING id",
+                    )
+                    .bind::<Array<Text>, _>(&hook_ids[r.clone()])
+                    .bind::<Array<Text>, _>(&hook_tenants[r.clone()])
+                    .bind::<Array<Text>, _>(&hook_keys[r.clone()])
+                    .bind::<Array<Text>, _>(&hook_users[r.clone()])
+                    .bind::<Array<Text>, _>(&hook_rooms[r.clone()])
+                    .bind::<Array<Jsonb>, _>(&hook_bodies[r]),
                 )
-                .bind::<Array<Text>, _>(&hook_ids)
-                .bind::<Array<Text>, _>(&hook_tenants)
-                .bind::<Array<Text>, _>(&hook_keys)
-                .bind::<Array<Text>, _>(&hook_users)
-                .bind::<Array<Text>, _>(&hook_rooms)
-                .bind::<Array<Jsonb>, _>(&hook_bodies))
                 .load(conn)
                 .await
-                .context("recording offline webhook deliveries")?
-            };
+                .context("recording offline webhook deliveries")?;
+                recorded.extend(some);
+            }
             prepared(diesel::sql_query(
                 "DELETE FROM notification.offline_windows w
                  USING unnest($2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[]) AS d (t, r, s, f, l)
@@ -497,4 +505,9 @@ async fn write(
         })
         .await?;
     recorded.into_iter().map(|r| DeliveryId::parse(r.id).context("recorded delivery id")).collect()
+}
+
+/// `0..n` in ranges of at most [`ROWS_PER_STATEMENT`].
+fn chunks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n).step_by(ROWS_PER_STATEMENT).map(move |start| start..n.min(start + ROWS_PER_STATEMENT))
 }

@@ -63,7 +63,7 @@ impl Settings {
         self.tenant_prefix.as_deref().is_none_or(|p| tenant.as_str().starts_with(p))
     }
 
-    fn grace(&self) -> chrono::TimeDelta {
+    fn grace_delta(&self) -> chrono::TimeDelta {
         chrono::TimeDelta::from_std(self.grace).unwrap_or(chrono::TimeDelta::MAX)
     }
 }
@@ -192,7 +192,7 @@ async fn lead(
         // Close what is due: windows that ended a grace period before the moment up
         // to which the log has been read.
         let Some(caught_up) = caught_up else { continue };
-        let until = caught_up - settings.grace();
+        let until = caught_up - settings.grace_delta();
         let known = match next_end {
             Some(known) => known,
             None => match close::earliest_end(state, settings).await {
