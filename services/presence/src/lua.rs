@@ -160,22 +160,23 @@ if redis.call('EXISTS', set) == 0 then redis.call('ZREM', P .. 'leases', gw) end
 return {gw, closed}
 "#;
 
-/// `sweep`: ARGV = prefix, tenant, room, now, grace ms, history ms. Removes sockets
-/// whose grace is over (users whose last socket that was leave), and typing that
-/// expired; then files the room under its next due moment (or drops it from the
-/// queue). Returns `{left users, their names, stopped typers, their names}`.
+/// `sweep`: ARGV = prefix, tenant, room, now, grace ms, history ms, most sockets.
+/// Removes up to that many sockets whose grace is over (users whose last socket that
+/// was leave), and typing that expired; then files the room under its next due moment
+/// (at once if sockets remain to be removed; or drops it from the queue).
+/// Returns `{left users, their names, stopped typers, their names}`.
 const SWEEP: &str = r#"
 local t, r = ARGV[2], ARGV[3]
 local now, grace, keep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local conns = key('conns', t, r)
 local cutoff = num(now - grace)
-local expired = redis.call('ZRANGEBYSCORE', conns, '-inf', cutoff)
+local expired = redis.call('ZRANGEBYSCORE', conns, '-inf', cutoff, 'LIMIT', 0, ARGV[7])
 local left = {}
 if #expired > 0 then
-  redis.call('ZREMRANGEBYSCORE', conns, '-inf', cutoff)
   local users = key('users', t, r)
   local seen = {}
   for _, m in ipairs(expired) do
+    redis.call('ZREM', conns, m)
     local u, c = string.match(m, '^([^\31]*)\31(.*)$')
     redis.call('ZREM', P .. 'tenant:' .. t, u .. SEP .. r .. SEP .. c)
     if not seen[u] then
@@ -193,9 +194,10 @@ local stopped = redis.call('ZRANGEBYSCORE', typing, '-inf', num(now))
 if #stopped > 0 then redis.call('ZREMRANGEBYSCORE', typing, '-inf', num(now)) end
 
 local names = key('names', t, r)
+-- One HGET each (not HMGET with unpack, which fails past Lua's stack size).
 local left_names, stopped_names = {}, {}
-if #left > 0 then left_names = redis.call('HMGET', names, unpack(left)) end
-if #stopped > 0 then stopped_names = redis.call('HMGET', names, unpack(stopped)) end
+for i, u in ipairs(left) do left_names[i] = redis.call('HGET', names, u) end
+for i, u in ipairs(stopped) do stopped_names[i] = redis.call('HGET', names, u) end
 for _, u in ipairs(left) do
   if not redis.call('ZSCORE', typing, u) then redis.call('HDEL', names, u) end
 end

@@ -50,6 +50,10 @@ const SEP: char = '\u{1f}';
 /// calls, so Redis is never blocked for long.
 const LEASE_CHUNK: usize = 1_000;
 
+/// Most expired sockets one sweep of a room removes; a room with more stays due and
+/// is swept again on the next tick.
+const SWEEP_CHUNK: usize = 2_000;
+
 /// The clock, in the unit of every stored time.
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -74,6 +78,8 @@ pub struct State {
     prefix: Arc<str>,
     timing: Timing,
     scripts: Arc<Scripts>,
+    /// [`LEASE_CHUNK`] and [`SWEEP_CHUNK`] (smaller in tests).
+    chunks: (usize, usize),
 }
 
 /// What registering a socket found.
@@ -113,7 +119,13 @@ fn time(ms: i64) -> DateTime<Utc> {
 
 impl State {
     pub fn new(redis: ConnectionManager, bus_prefix: &str, timing: Timing) -> Self {
-        Self { redis, prefix: format!("{bus_prefix}:pr:").into(), timing, scripts: Arc::new(Scripts::new()) }
+        Self {
+            redis,
+            prefix: format!("{bus_prefix}:pr:").into(),
+            timing,
+            scripts: Arc::new(Scripts::new()),
+            chunks: (LEASE_CHUNK, SWEEP_CHUNK),
+        }
     }
 
     /// Must match `key` in `lua.rs`.
@@ -216,7 +228,7 @@ impl State {
             .arg(&*self.prefix)
             .arg(now)
             .arg(self.timing.grace_ms)
-            .arg(LEASE_CHUNK)
+            .arg(self.chunks.0)
             .invoke_async(&mut r)
             .await?;
         let mut reply = reply.into_iter();
@@ -312,6 +324,7 @@ impl State {
             .arg(now)
             .arg(self.timing.grace_ms)
             .arg(self.timing.history_ms)
+            .arg(self.chunks.1)
             .invoke_async(&mut r)
             .await?;
         Ok(Swept { left: named(left, left_names), stopped_typing: named(stopped, stopped_names) })
@@ -570,6 +583,33 @@ mod tests {
             ("carol".into(), vec![(t0 + 5, None)]),
         ];
         assert_eq!(h, expect);
+        f.cleanup().await
+    }
+
+    #[tokio::test]
+    async fn a_big_gateway_is_closed_and_swept_in_chunks() -> anyhow::Result<()> {
+        let mut f = Fixture::new().await?;
+        let (lease_chunk, sweep_chunk) = (10, 20);
+        f.state.chunks = (lease_chunk, sweep_chunk);
+        let (t0, r) = (f.t0, f.r.clone());
+        let n = lease_chunk * 2 + 5;
+        f.state.lease(&f.gw, 1_000, t0).await?;
+        for i in 0..n {
+            f.connect(&r, &format!("u{i}"), &format!("c{i}"), t0 + 1).await?;
+        }
+        let now = t0 + 1_000 + GRACE;
+        let mut closed = Vec::new();
+        while let Some((_, k)) = f.state.expire_lease(now).await? {
+            closed.push(k);
+        }
+        assert_eq!(closed, [lease_chunk, lease_chunk, 5]);
+        let mut left = Vec::new();
+        while !f.state.due_rooms(now, 10).await?.is_empty() {
+            left.push(f.state.sweep(&f.t, &r, now).await?.left.len());
+        }
+        assert_eq!(left, [sweep_chunk, n - sweep_chunk]);
+        assert!(f.state.online(&f.t, &r, now).await?.is_empty());
+        assert!(f.state.tenant_online(&f.t, now).await?.is_empty());
         f.cleanup().await
     }
 
