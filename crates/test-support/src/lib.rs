@@ -60,6 +60,13 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the ids of a stack's tenants begin: the stack's bus prefix. The stacks of
+/// concurrent tests share one database and so one message log; each stack's offline
+/// pass follows only the tenants with its prefix.
+pub fn tenant_prefix(bus_prefix: &str) -> String {
+    format!("{bus_prefix}_")
+}
+
 /// Resolves when `rx` says stop (or its sender is gone).
 async fn stopped(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow() {
@@ -78,6 +85,7 @@ pub struct StackBuilder {
     notification: bool,
     gateway_config: Option<fn(&mut gateway::Config)>,
     message_store_config: Option<fn(&mut message_store::Config)>,
+    notification_config: Option<fn(&mut notification::Config)>,
 }
 
 impl Default for StackBuilder {
@@ -89,6 +97,7 @@ impl Default for StackBuilder {
             notification: true,
             gateway_config: None,
             message_store_config: None,
+            notification_config: None,
         }
     }
 }
@@ -123,6 +132,12 @@ impl StackBuilder {
     /// Adjusts every message-store's configuration before it starts.
     pub fn message_store_config(mut self, f: fn(&mut message_store::Config)) -> Self {
         self.message_store_config = Some(f);
+        self
+    }
+
+    /// Adjusts the notification service's configuration before it starts.
+    pub fn notification_config(mut self, f: fn(&mut notification::Config)) -> Self {
+        self.notification_config = Some(f);
         self
     }
 
@@ -174,7 +189,7 @@ impl StackBuilder {
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         if self.notification {
-            let cfg = notification::Config {
+            let mut cfg = notification::Config {
                 nats_url: nats_url(),
                 bus_prefix: prefix.clone(),
                 database_url: db.clone(),
@@ -182,8 +197,14 @@ impl StackBuilder {
                 db_timeout: Duration::from_secs(10),
                 ops_addr: Some("127.0.0.1:0".parse()?),
                 offline_grace: Duration::from_millis(400),
-                events_max_age: Duration::from_secs(600),
+                offline_window: Duration::from_millis(1_000),
+                // Every stack shares the database, and so the message log: each follows
+                // only its own tenants (see `TestStack::tenant_with`).
+                offline_tenant_prefix: Some(tenant_prefix(&prefix)),
             };
+            if let Some(f) = self.notification_config {
+                f(&mut cfg);
+            }
             let app = notification::Notification::build(cfg.clone()).await.context("starting notification")?;
             ops_ports.extend(app.ops_port().map(|p| ("notification", p)));
             let (own_tx, own_rx) = watch::channel(false);
@@ -238,6 +259,7 @@ impl StackBuilder {
             gateway_ports,
             gateway_stops,
             notification,
+            notification_stopped: None,
             stop_rx,
             ops_ports,
             admin_key,
@@ -257,6 +279,8 @@ pub struct TestStack {
     pub gateway_ports: Vec<u16>,
     gateway_stops: Vec<watch::Sender<bool>>,
     notification: Option<Restartable<notification::Config>>,
+    /// The settings of a notification service stopped by `stop_notification`.
+    notification_stopped: Option<notification::Config>,
     stop_rx: watch::Receiver<bool>,
     /// `(service, port)` of each non-gateway service's `/healthz`, `/readyz`, `/metrics`.
     pub ops_ports: Vec<(&'static str, u16)>,
@@ -299,10 +323,26 @@ impl TestStack {
     /// Stops the notification service and starts a new instance with the same
     /// settings (its durable consumers and queued jobs carry over).
     pub async fn restart_notification(&mut self) -> anyhow::Result<()> {
+        self.stop_notification().await?;
+        self.start_notification().await
+    }
+
+    /// Stops the notification service, as a SIGTERM would, until
+    /// [`TestStack::start_notification`]: what it persisted (its place in the message
+    /// log, open windows, queued jobs) waits for the next instance.
+    pub async fn stop_notification(&mut self) -> anyhow::Result<()> {
         let old = self.notification.take().ok_or_else(|| anyhow!("this stack runs no notification service"))?;
         let _ = old.stop.send(true);
         bounded("notification to stop", old.task).await???;
-        let app = notification::Notification::build(old.config.clone()).await.context("restarting notification")?;
+        self.notification_stopped = Some(old.config);
+        Ok(())
+    }
+
+    /// Starts a new notification service with the settings of the one
+    /// [`TestStack::stop_notification`] stopped.
+    pub async fn start_notification(&mut self) -> anyhow::Result<()> {
+        let config = self.notification_stopped.take().ok_or_else(|| anyhow!("no stopped notification service"))?;
+        let app = notification::Notification::build(config.clone()).await.context("starting notification again")?;
         let (own_tx, own_rx) = watch::channel(false);
         let (all, own) = (stopped(self.stop_rx.clone()), stopped(own_rx));
         let task = tokio::spawn(app.run(async move {
@@ -311,7 +351,7 @@ impl TestStack {
                 _ = own => {},
             }
         }));
-        self.notification = Some(Restartable { config: old.config, stop: own_tx, task });
+        self.notification = Some(Restartable { config, stop: own_tx, task });
         Ok(())
     }
 
@@ -353,8 +393,15 @@ impl TestStack {
         self.tenant_with(json!({"name": unique("tenant-")})).await
     }
 
-    /// A fresh tenant created with the given `POST /admin/tenants` body.
-    pub async fn tenant_with(&self, body: Value) -> anyhow::Result<TestTenant> {
+    /// A fresh tenant created with the given `POST /admin/tenants` body. Without a
+    /// `tenant_id` in it, the id starts with this stack's tenant prefix, so that this
+    /// stack's notification service (and no other stack's) follows its messages.
+    pub async fn tenant_with(&self, mut body: Value) -> anyhow::Result<TestTenant> {
+        if let Some(fields) = body.as_object_mut()
+            && !fields.contains_key("tenant_id")
+        {
+            fields.insert("tenant_id".to_owned(), json!(unique(&tenant_prefix(&self.prefix))));
+        }
         let res = self.admin(reqwest::Method::POST, "/admin/tenants", Some(body)).await?;
         let res = res.expect(StatusCode::CREATED)?;
         Ok(TestTenant {
@@ -646,6 +693,12 @@ impl WsClient {
                 Err(end) => bail!("socket ended ({end:?}) while waiting for {kind:?}; saw {:?}", self.seen),
             }
         }
+    }
+
+    /// Closes the socket (a normal close frame), as a client leaving does.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        bounded("websocket close", self.stream.close(None)).await??;
+        Ok(())
     }
 
     /// Reads until the socket ends and returns how.

@@ -8,6 +8,7 @@ mod errors;
 mod health;
 mod messages;
 mod notifications;
+mod offline_notifications;
 mod presence;
 mod ratelimit;
 mod receipts;
