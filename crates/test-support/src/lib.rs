@@ -76,6 +76,30 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     }
 }
 
+/// Test settings of message-store number `i` of a stack.
+fn message_store_config(prefix: &str, db: &str, admin_key: &str, i: usize) -> anyhow::Result<message_store::Config> {
+    Ok(message_store::Config {
+        nats_url: nats_url(),
+        bus_prefix: prefix.to_owned(),
+        database_url: db.to_owned(),
+        db_pool_size: 8,
+        db_timeout: Duration::from_secs(10),
+        ops_addr: Some("127.0.0.1:0".parse()?),
+        bootstrap: message_store::Bootstrap {
+            admin_api_key: Some(admin_key.to_owned()),
+            dev_tenant: false,
+            dev_api_key: None,
+        },
+        outbox_relay_after: Duration::from_secs(2),
+        outbox_relay_every: Duration::from_millis(500),
+        instance: Some(format!("message-store-{i}")),
+        send_writers: 4,
+        publish_lease_every: Duration::from_millis(500),
+        publish_lease_ttl: Duration::from_secs(3),
+        crash_before_publish: false,
+    })
+}
+
 /// Which services a [`TestStack`] runs.
 #[derive(Debug, Clone)]
 pub struct StackBuilder {
@@ -154,26 +178,7 @@ impl StackBuilder {
         let mut notification = None;
 
         for i in 0..self.message_stores {
-            let mut cfg = message_store::Config {
-                nats_url: nats_url(),
-                bus_prefix: prefix.clone(),
-                database_url: db.clone(),
-                db_pool_size: 8,
-                db_timeout: Duration::from_secs(10),
-                ops_addr: Some("127.0.0.1:0".parse()?),
-                bootstrap: message_store::Bootstrap {
-                    admin_api_key: Some(admin_key.clone()),
-                    dev_tenant: false,
-                    dev_api_key: None,
-                },
-                outbox_relay_after: Duration::from_secs(2),
-                outbox_relay_every: Duration::from_millis(500),
-                instance: Some(format!("message-store-{i}")),
-                send_writers: 4,
-                publish_lease_every: Duration::from_millis(500),
-                publish_lease_ttl: Duration::from_secs(3),
-                crash_before_publish: false,
-            };
+            let mut cfg = message_store_config(&prefix, &db, &admin_key, i)?;
             if let Some(f) = self.message_store_config {
                 f(&mut cfg);
             }
@@ -231,7 +236,7 @@ impl StackBuilder {
                 // Generous: a loaded CI machine must not turn into 503s.
                 bus_timeout: Duration::from_secs(30),
                 ws: gateway::WsConfig {
-                    heartbeat_every: Duration::from_millis(500),
+                    heartbeat_every: Duration::from_secs(1),
                     reconnect_spread_ms: 100,
                     ..gateway::WsConfig::default()
                 },
@@ -317,6 +322,23 @@ impl TestStack {
     pub async fn stop_gateway(&mut self, i: usize) -> anyhow::Result<()> {
         let stop = self.gateway_stops.get(i).cloned().ok_or_else(|| anyhow!("no gateway {i}"))?;
         let _ = stop.send(true);
+        Ok(())
+    }
+
+    /// Kills message-store `i` (the `i`-th started) as a crash would: it stops answering
+    /// at once, finishes nothing and says goodbye to nobody.
+    pub fn kill_message_store(&mut self, i: usize) -> anyhow::Result<()> {
+        self.tasks.get(i).ok_or_else(|| anyhow!("no message-store {i}"))?.abort();
+        Ok(())
+    }
+
+    /// Starts one more message-store replica (e.g. one that takes over after another
+    /// died); `configure` adjusts its settings. It stops with the stack.
+    pub async fn add_message_store(&mut self, configure: fn(&mut message_store::Config)) -> anyhow::Result<()> {
+        let mut cfg = message_store_config(&self.prefix, &database_url(), &self.admin_key, self.tasks.len())?;
+        configure(&mut cfg);
+        let app = message_store::MessageStore::build(cfg).await.context("starting another message-store")?;
+        self.tasks.push(tokio::spawn(app.run(stopped(self.stop_rx.clone()))));
         Ok(())
     }
 
@@ -419,6 +441,8 @@ impl TestStack {
         for t in tasks {
             match tokio::time::timeout(Duration::from_secs(30), t).await {
                 Ok(Ok(Ok(()))) => {}
+                // Killed on purpose (`kill_message_store`).
+                Ok(Err(e)) if e.is_cancelled() => {}
                 Ok(Ok(Err(e))) => bail!("a service stopped with an error: {e:#}"),
                 Ok(Err(e)) => bail!("a service task failed: {e}"),
                 Err(_) => bail!("a service did not stop within 30 s"),

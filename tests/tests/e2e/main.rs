@@ -10,6 +10,7 @@ mod messages;
 mod notifications;
 mod offline_notifications;
 mod presence;
+mod publish;
 mod ratelimit;
 mod receipts;
 mod rooms;
