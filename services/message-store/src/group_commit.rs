@@ -67,6 +67,10 @@ impl Committer {
 
 async fn writer(mut rx: mpsc::Receiver<Queued>, pool: PgPool, publisher: Publisher) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The writer keeps its connection: one PostgreSQL backend stores all of this
+    // writer's batches (a pool would hand each batch to the next idle backend, and
+    // at low rates every transaction would pay for a cold process).
+    let mut conn: Option<Conn> = None;
     loop {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
@@ -80,7 +84,7 @@ async fn writer(mut rx: mpsc::Receiver<Queued>, pool: PgPool, publisher: Publish
             replies.push(reply);
         }
         let ticket = publisher.begin();
-        match run_batch(&pool, &cmds).await {
+        match run_batch(&pool, &mut conn, &cmds).await {
             Ok(stored) => {
                 let mut created: Vec<(TenantId, Message)> = Vec::new();
                 let answers: Vec<_> = stored
@@ -112,18 +116,29 @@ async fn writer(mut rx: mpsc::Receiver<Queued>, pool: PgPool, publisher: Publish
     }
 }
 
+/// A writer's own connection, taken from the pool for as long as it works.
+type Conn = diesel_async::pooled_connection::bb8::PooledConnection<'static, diesel_async::AsyncPgConnection>;
+
 /// One statement for the whole batch; if it fails as a whole, one per send (each its
-/// own transaction; the highest transaction id is the batch's).
-async fn run_batch(pool: &PgPool, cmds: &[(SendMessage, chrono::DateTime<chrono::Utc>)]) -> Result<Stored, StoreError> {
-    let mut conn = pool.get().await?;
-    match send_batch(&mut conn, cmds).await {
+/// own transaction; the highest transaction id is the batch's). A connection that
+/// failed is given up, and the next batch takes a fresh one.
+async fn run_batch(
+    pool: &PgPool,
+    conn: &mut Option<Conn>,
+    cmds: &[(SendMessage, chrono::DateTime<chrono::Utc>)],
+) -> Result<Stored, StoreError> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(pool.get_owned().await?),
+    };
+    match send_batch(c, cmds).await {
         Ok(stored) => Ok(stored),
         Err(StoreError::Db(e)) if cmds.len() > 1 => {
             tracing::warn!(error = %e, sends = cmds.len(), "a batch of sends failed; storing them one by one");
             let mut results = Vec::with_capacity(cmds.len());
             let mut tx = 0;
             for one in cmds.chunks(1) {
-                match send_batch(&mut conn, one).await {
+                match send_batch(c, one).await {
                     Ok(mut stored) => {
                         tx = tx.max(stored.tx);
                         results.push(
@@ -135,6 +150,9 @@ async fn run_batch(pool: &PgPool, cmds: &[(SendMessage, chrono::DateTime<chrono:
             }
             Ok(Stored { results, tx })
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            *conn = None;
+            Err(e)
+        }
     }
 }
