@@ -28,7 +28,7 @@ use chat_domain::proto::presence::{
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage,
     GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MessageFeed,
-    MoveCursor, RemoveMember, RoomAudiences, RoomMessages, RotateKey, SendMessage, UpdateTenant,
+    MoveCursor, RemoveMember, RoomAudiences, RoomMessages, RotateKey, SendMessage, SendMessages, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -132,6 +132,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<AddMember>(),
         CommandSpec::owned::<RemoveMember>(),
         CommandSpec::owned::<SendMessage>(),
+        CommandSpec::owned::<SendMessages>(),
         CommandSpec::owned::<ListMessages>(),
         CommandSpec::owned::<MoveCursor>(),
         CommandSpec::owned::<ListRooms>(),
@@ -208,7 +209,8 @@ const COVERED_BUILDERS: [&str; 16] = [
     "tenant_changed",
 ];
 /// Methods of [`Subjects`] (and its helpers) that build no subject.
-const NOT_SUBJECTS: [&str; 6] = ["new", "prefix", "events_stream", "deliveries_stream", "dead_letter_stream", "as_str"];
+const NOT_SUBJECTS: [&str; 7] =
+    ["new", "prefix", "events_stream", "deliveries_stream", "dead_letter_stream", "as_str", "user_of_user_event"];
 
 /// Every subject something publishes on, with placeholders for ids and open kinds.
 /// Built independently of the AsyncAPI generator, so each side checks the other.

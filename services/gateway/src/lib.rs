@@ -12,6 +12,7 @@
 //! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
 //! - `auth`: key resolution with a short cache. `ratelimit`: the tenant limiter.
 //! - `body`: reading bodies and queries with the documented errors.
+//! - `sends`: every send of the gateway, batched into requests to message-store.
 //! - `tokens`: short-lived user tokens (`POST /tokens`). `metrics`: Prometheus.
 
 mod admit;
@@ -23,6 +24,7 @@ pub mod fanout;
 mod metrics;
 mod ratelimit;
 mod rest;
+mod sends;
 pub mod session;
 mod tokens;
 pub mod ws_rooms;
@@ -104,6 +106,8 @@ pub struct AppState {
     pub secrets: tokens::SecretCache,
     /// This gateway's sockets and room subscriptions.
     pub hub: Arc<fanout::Hub>,
+    /// Every send of this gateway, batched into requests to message-store.
+    pub sends: sends::Sends,
     pub ws: WsConfig,
     /// Becomes `true` when the gateway is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -132,6 +136,7 @@ impl Gateway {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let state = web::Data::new(AppState {
             hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
+            sends: sends::Sends::start(bus.clone()),
             bus,
             auth: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             limiter: ratelimit::RateLimiter::new(redis, &config.bus_prefix),

@@ -52,7 +52,7 @@ pub async fn send(
     };
     let sender_name =
         f.optional_str("sender_name")?.map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect());
-    let sent = state.bus.request(&SendMessage { actor, room_id, content, sender_name, meta, client_msg_id }).await?;
+    let sent = state.sends.send(SendMessage { actor, room_id, content, sender_name, meta, client_msg_id }).await?;
     if sent.duplicate {
         Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(sent.message))
     } else {

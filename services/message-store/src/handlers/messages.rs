@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use chat_domain::ApiError;
 use chat_domain::ids::MessageId;
 use chat_domain::model::{Message, validate_client_id, validate_meta};
-use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage};
+use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage, SendMessages, SendOutcome};
 use chat_pg::prepared;
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -31,14 +31,50 @@ use crate::rows::{MESSAGE_COLUMNS, MessageRow};
 /// Largest history page.
 pub const MAX_PAGE: u32 = 100;
 
-pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent, ApiError> {
+/// Most sends in one `send_messages` request.
+pub const MAX_SENDS: usize = 1_000;
+
+fn validate(cmd: &SendMessage) -> Result<(), ApiError> {
     if let Some(meta) = &cmd.meta {
         validate_meta(meta)?;
     }
     if let Some(id) = &cmd.client_msg_id {
         validate_client_id("client_msg_id", id)?;
     }
+    Ok(())
+}
+
+pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent, ApiError> {
+    validate(&cmd)?;
     store.0.committer.send(cmd).await
+}
+
+/// `send_messages`: every send goes to the group committer at once (they land in
+/// whatever batches their rooms' writers are forming) and the answers come back in
+/// order.
+pub async fn send_messages(store: Store, cmd: SendMessages) -> Result<Vec<SendOutcome>, ApiError> {
+    if cmd.sends.len() > MAX_SENDS {
+        return Err(ApiError::validation("sends", format!("at most {MAX_SENDS} sends per request")));
+    }
+    let pending: Vec<_> = cmd
+        .sends
+        .into_iter()
+        .map(|send| {
+            let committer = store.0.committer.clone();
+            async move {
+                validate(&send)?;
+                committer.send(send).await
+            }
+        })
+        .collect();
+    Ok(futures_util::future::join_all(pending)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(sent) => SendOutcome::Sent(sent),
+            Err(e) => SendOutcome::Failed(e),
+        })
+        .collect())
 }
 
 /// What one send of a batch did.
