@@ -153,15 +153,16 @@ async fn answer<S: Clone + Send + Sync + 'static>(
     let started = std::time::Instant::now();
     let (reply, outcome) = match routes.get(verb.as_str()) {
         Some(handler) => {
-            // Run in its own task so a panic becomes an error reply, not silence.
-            let fut = handler(state, msg.payload.clone()).instrument(span.clone());
-            match tokio::spawn(fut).await {
+            // A panic becomes an error reply, not silence (caught here rather than by
+            // running the handler in a task of its own: one task per command).
+            let fut = std::panic::AssertUnwindSafe(handler(state, msg.payload.clone()).instrument(span.clone()));
+            match futures_util::FutureExt::catch_unwind(fut).await {
                 Ok(reply) => {
                     let outcome = if reply.starts_with(br#"{"ok":true"#) { "ok" } else { "error" };
                     (reply, outcome)
                 }
-                Err(e) => {
-                    tracing::error!(parent: &span, error = %e, "command handler panicked");
+                Err(_) => {
+                    tracing::error!(parent: &span, "command handler panicked");
                     (envelope::err(&ApiError::internal()), "panic")
                 }
             }

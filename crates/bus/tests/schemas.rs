@@ -29,7 +29,7 @@ use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage,
     GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MarkDelivered,
     MessageFeed, MoveCursor, OlderMessages, ReadMessages, RemoveMember, RoomAudiences, RoomMessages, RotateKey,
-    SendMessage, UpdateTenant,
+    SendMessage, SendMessages, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -133,6 +133,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<AddMember>(),
         CommandSpec::owned::<RemoveMember>(),
         CommandSpec::owned::<SendMessage>(),
+        CommandSpec::owned::<SendMessages>(),
         CommandSpec::owned::<ListMessages>(),
         CommandSpec::owned::<MoveCursor>(),
         CommandSpec::owned::<ReadMessages>(),

@@ -1,5 +1,10 @@
 //! CPU seconds and resident memory of the processes on this machine, from `/proc`, so
 //! figures can be given per CPU-second (the load generator shares the machine).
+//!
+//! On a machine that runs other work on the same servers (another PostgreSQL client,
+//! tests against the same NATS), set `LOADGEN_PROC_ROOTS` to a comma-separated list of
+//! process ids: only those processes and their descendants are counted (e.g. the
+//! benchmark stack's own postmaster, nats-server, redis-server and services).
 
 use std::collections::BTreeMap;
 
@@ -12,10 +17,39 @@ const TICKS: f64 = 100.0;
 
 fn pids_named(name: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let roots = roots();
     dir.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
+        .filter(|pid| name == "loadgen" || roots.is_empty() || descends(*pid, &roots))
         .collect()
+}
+
+/// `LOADGEN_PROC_ROOTS`, parsed.
+fn roots() -> Vec<u32> {
+    std::env::var("LOADGEN_PROC_ROOTS")
+        .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `pid` is one of `roots` or below one of them.
+fn descends(mut pid: u32, roots: &[u32]) -> bool {
+    for _ in 0..64 {
+        if roots.contains(&pid) {
+            return true;
+        }
+        let Some(parent) = parent_of(pid) else { return false };
+        if parent <= 1 {
+            return false;
+        }
+        pid = parent;
+    }
+    false
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
 }
 
 /// utime + stime of one process, in seconds.

@@ -64,6 +64,13 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the ids of a stack's tenants begin: the stack's bus prefix. The stacks of
+/// concurrent tests share one database and so one message log; each stack's offline
+/// pass follows only the tenants with its prefix.
+pub fn tenant_prefix(bus_prefix: &str) -> String {
+    format!("{bus_prefix}_")
+}
+
 /// Resolves when `rx` says stop (or its sender is gone).
 async fn stopped(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow() {
@@ -71,6 +78,30 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
             return;
         }
     }
+}
+
+/// Test settings of message-store number `i` of a stack.
+fn message_store_config(prefix: &str, db: &str, admin_key: &str, i: usize) -> anyhow::Result<message_store::Config> {
+    Ok(message_store::Config {
+        nats_url: nats_url(),
+        bus_prefix: prefix.to_owned(),
+        database_url: db.to_owned(),
+        db_pool_size: 8,
+        db_timeout: Duration::from_secs(10),
+        ops_addr: Some("127.0.0.1:0".parse()?),
+        bootstrap: message_store::Bootstrap {
+            admin_api_key: Some(admin_key.to_owned()),
+            dev_tenant: false,
+            dev_api_key: None,
+        },
+        outbox_relay_after: Duration::from_secs(2),
+        outbox_relay_every: Duration::from_millis(500),
+        instance: Some(format!("message-store-{i}")),
+        send_writers: 4,
+        publish_lease_every: Duration::from_millis(500),
+        publish_lease_ttl: Duration::from_secs(3),
+        crash_before_publish: false,
+    })
 }
 
 /// Which services a [`TestStack`] runs.
@@ -83,6 +114,7 @@ pub struct StackBuilder {
     gateway_config: Option<fn(&mut gateway::Config)>,
     message_store_config: Option<fn(&mut message_store::Config)>,
     static_dir: Option<std::path::PathBuf>,
+    notification_config: Option<fn(&mut notification::Config)>,
 }
 
 impl Default for StackBuilder {
@@ -95,6 +127,7 @@ impl Default for StackBuilder {
             gateway_config: None,
             message_store_config: None,
             static_dir: None,
+            notification_config: None,
         }
     }
 }
@@ -138,6 +171,12 @@ impl StackBuilder {
         self
     }
 
+    /// Adjusts the notification service's configuration before it starts.
+    pub fn notification_config(mut self, f: fn(&mut notification::Config)) -> Self {
+        self.notification_config = Some(f);
+        self
+    }
+
     /// Starts the services and waits until each answers.
     pub async fn start(self) -> anyhow::Result<TestStack> {
         chat_telemetry::init_for_tests();
@@ -151,26 +190,7 @@ impl StackBuilder {
         let mut notification = None;
 
         for i in 0..self.message_stores {
-            let mut cfg = message_store::Config {
-                nats_url: nats_url(),
-                bus_prefix: prefix.clone(),
-                database_url: db.clone(),
-                db_pool_size: 8,
-                db_timeout: Duration::from_secs(10),
-                ops_addr: Some("127.0.0.1:0".parse()?),
-                bootstrap: message_store::Bootstrap {
-                    admin_api_key: Some(admin_key.clone()),
-                    dev_tenant: false,
-                    dev_api_key: None,
-                },
-                outbox_relay_after: Duration::from_secs(2),
-                outbox_relay_every: Duration::from_millis(500),
-                instance: Some(format!("message-store-{i}")),
-                send_writers: 4,
-                publish_lease_every: Duration::from_millis(500),
-                publish_lease_ttl: Duration::from_secs(3),
-                crash_before_publish: false,
-            };
+            let mut cfg = message_store_config(&prefix, &db, &admin_key, i)?;
             if let Some(f) = self.message_store_config {
                 f(&mut cfg);
             }
@@ -186,7 +206,7 @@ impl StackBuilder {
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         if self.notification {
-            let cfg = notification::Config {
+            let mut cfg = notification::Config {
                 nats_url: nats_url(),
                 bus_prefix: prefix.clone(),
                 database_url: db.clone(),
@@ -194,8 +214,14 @@ impl StackBuilder {
                 db_timeout: Duration::from_secs(10),
                 ops_addr: Some("127.0.0.1:0".parse()?),
                 offline_grace: Duration::from_millis(400),
-                events_max_age: Duration::from_secs(600),
+                offline_window: Duration::from_millis(1_000),
+                // Every stack shares the database, and so the message log: each follows
+                // only its own tenants (see `TestStack::tenant_with`).
+                offline_tenant_prefix: Some(tenant_prefix(&prefix)),
             };
+            if let Some(f) = self.notification_config {
+                f(&mut cfg);
+            }
             let app = notification::Notification::build(cfg.clone()).await.context("starting notification")?;
             ops_ports.extend(app.ops_port().map(|p| ("notification", p)));
             let (own_tx, own_rx) = watch::channel(false);
@@ -222,7 +248,7 @@ impl StackBuilder {
                 // Generous: a loaded CI machine must not turn into 503s.
                 bus_timeout: Duration::from_secs(30),
                 ws: gateway::WsConfig {
-                    heartbeat_every: Duration::from_millis(500),
+                    heartbeat_every: Duration::from_secs(1),
                     reconnect_spread_ms: 100,
                     ..gateway::WsConfig::default()
                 },
@@ -251,6 +277,7 @@ impl StackBuilder {
             gateway_ports,
             gateway_stops,
             notification,
+            notification_stopped: None,
             stop_rx,
             ops_ports,
             admin_key,
@@ -270,6 +297,8 @@ pub struct TestStack {
     pub gateway_ports: Vec<u16>,
     gateway_stops: Vec<watch::Sender<bool>>,
     notification: Option<Restartable<notification::Config>>,
+    /// The settings of a notification service stopped by `stop_notification`.
+    notification_stopped: Option<notification::Config>,
     stop_rx: watch::Receiver<bool>,
     /// `(service, port)` of each non-gateway service's `/healthz`, `/readyz`, `/metrics`.
     pub ops_ports: Vec<(&'static str, u16)>,
@@ -309,13 +338,46 @@ impl TestStack {
         Ok(())
     }
 
+    /// Kills message-store `i` (the `i`-th started) as a crash would: it stops answering
+    /// at once, finishes nothing and says goodbye to nobody.
+    pub fn kill_message_store(&mut self, i: usize) -> anyhow::Result<()> {
+        self.tasks.get(i).ok_or_else(|| anyhow!("no message-store {i}"))?.abort();
+        Ok(())
+    }
+
+    /// Starts one more message-store replica (e.g. one that takes over after another
+    /// died); `configure` adjusts its settings. It stops with the stack.
+    pub async fn add_message_store(&mut self, configure: fn(&mut message_store::Config)) -> anyhow::Result<()> {
+        let mut cfg = message_store_config(&self.prefix, &database_url(), &self.admin_key, self.tasks.len())?;
+        configure(&mut cfg);
+        let app = message_store::MessageStore::build(cfg).await.context("starting another message-store")?;
+        self.tasks.push(tokio::spawn(app.run(stopped(self.stop_rx.clone()))));
+        Ok(())
+    }
+
     /// Stops the notification service and starts a new instance with the same
     /// settings (its durable consumers and queued jobs carry over).
     pub async fn restart_notification(&mut self) -> anyhow::Result<()> {
+        self.stop_notification().await?;
+        self.start_notification().await
+    }
+
+    /// Stops the notification service, as a SIGTERM would, until
+    /// [`TestStack::start_notification`]: what it persisted (its place in the message
+    /// log, open windows, queued jobs) waits for the next instance.
+    pub async fn stop_notification(&mut self) -> anyhow::Result<()> {
         let old = self.notification.take().ok_or_else(|| anyhow!("this stack runs no notification service"))?;
         let _ = old.stop.send(true);
         bounded("notification to stop", old.task).await???;
-        let app = notification::Notification::build(old.config.clone()).await.context("restarting notification")?;
+        self.notification_stopped = Some(old.config);
+        Ok(())
+    }
+
+    /// Starts a new notification service with the settings of the one
+    /// [`TestStack::stop_notification`] stopped.
+    pub async fn start_notification(&mut self) -> anyhow::Result<()> {
+        let config = self.notification_stopped.take().ok_or_else(|| anyhow!("no stopped notification service"))?;
+        let app = notification::Notification::build(config.clone()).await.context("starting notification again")?;
         let (own_tx, own_rx) = watch::channel(false);
         let (all, own) = (stopped(self.stop_rx.clone()), stopped(own_rx));
         let task = tokio::spawn(app.run(async move {
@@ -324,7 +386,7 @@ impl TestStack {
                 _ = own => {},
             }
         }));
-        self.notification = Some(Restartable { config: old.config, stop: own_tx, task });
+        self.notification = Some(Restartable { config, stop: own_tx, task });
         Ok(())
     }
 
@@ -366,8 +428,15 @@ impl TestStack {
         self.tenant_with(json!({"name": unique("tenant-")})).await
     }
 
-    /// A fresh tenant created with the given `POST /admin/tenants` body.
-    pub async fn tenant_with(&self, body: Value) -> anyhow::Result<TestTenant> {
+    /// A fresh tenant created with the given `POST /admin/tenants` body. Without a
+    /// `tenant_id` in it, the id starts with this stack's tenant prefix, so that this
+    /// stack's notification service (and no other stack's) follows its messages.
+    pub async fn tenant_with(&self, mut body: Value) -> anyhow::Result<TestTenant> {
+        if let Some(fields) = body.as_object_mut()
+            && !fields.contains_key("tenant_id")
+        {
+            fields.insert("tenant_id".to_owned(), json!(unique(&tenant_prefix(&self.prefix))));
+        }
         let res = self.admin(reqwest::Method::POST, "/admin/tenants", Some(body)).await?;
         let res = res.expect(StatusCode::CREATED)?;
         Ok(TestTenant {
@@ -385,6 +454,8 @@ impl TestStack {
         for t in tasks {
             match tokio::time::timeout(Duration::from_secs(30), t).await {
                 Ok(Ok(Ok(()))) => {}
+                // Killed on purpose (`kill_message_store`).
+                Ok(Err(e)) if e.is_cancelled() => {}
                 Ok(Ok(Err(e))) => bail!("a service stopped with an error: {e:#}"),
                 Ok(Err(e)) => bail!("a service task failed: {e}"),
                 Err(_) => bail!("a service did not stop within 30 s"),
@@ -701,6 +772,12 @@ impl WsClient {
             return Ok(self.seen.remove(i));
         }
         self.expect_where(kind, pred).await
+    }
+
+    /// Closes the socket (a normal close frame), as a client leaving does.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        bounded("websocket close", self.stream.close(None)).await??;
+        Ok(())
     }
 
     /// Reads until the socket ends and returns how.

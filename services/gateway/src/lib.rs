@@ -13,6 +13,7 @@
 //! - `conversations/`: the `ws-conversations.md` dialect at `/conversations/{id}/`.
 //! - `auth`: key resolution with a short cache. `ratelimit`: the tenant limiter.
 //! - `body`: reading bodies and queries with the documented errors.
+//! - `sends`: every send of the gateway, batched into requests to message-store.
 //! - `tokens`: short-lived user tokens (`POST /tokens`). `metrics`: Prometheus.
 //! - `static_files`: pages served from `GATEWAY_STATIC_DIR` at `/static/{file}`.
 
@@ -28,6 +29,7 @@ pub mod fanout;
 mod metrics;
 mod ratelimit;
 mod rest;
+mod sends;
 pub mod session;
 mod static_files;
 mod tokens;
@@ -116,6 +118,8 @@ pub struct AppState {
     pub hub: Arc<fanout::Hub>,
     /// Delivered receipts the gateway records itself (dialects without an ack frame).
     pub deliveries: Arc<fanout::receipts::Deliveries>,
+    /// Every send of this gateway, batched into requests to message-store.
+    pub sends: sends::Sends,
     pub ws: WsConfig,
     /// Becomes `true` when the gateway is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -145,6 +149,7 @@ impl Gateway {
         let state = web::Data::new(AppState {
             hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
             deliveries: Arc::default(),
+            sends: sends::Sends::start(bus.clone()),
             bus,
             auth: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             limiter: ratelimit::RateLimiter::new(redis, &config.bus_prefix),

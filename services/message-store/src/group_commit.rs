@@ -1,23 +1,23 @@
 //! Group commit: concurrent sends share transactions, so one WAL flush (with
 //! `synchronous_commit` on) covers a whole batch instead of one message.
 //!
-//! Sends queue up for a few writer tasks. A writer takes whatever is queued (up to
-//! [`MAX_BATCH`]), orders it by room, and stores the whole batch with one call of
-//! `chat_send_batch` — one statement, one round trip to PostgreSQL, one commit,
-//! whatever the batch's size (the statement is prepared once per connection). A refused
+//! Sends queue up for a few writer tasks; each room belongs to one writer (by a hash
+//! of its id), so no two transactions of this process ever wait on one room's row,
+//! and a room's sends are stored in arrival order. A writer takes whatever is queued
+//! (up to [`MAX_BATCH`]), orders it by room, and stores the whole batch with one
+//! statement (`SEND_BATCH`) — one round trip to PostgreSQL, one commit, whatever the
+//! batch's size (the statement is prepared once per connection). A refused
 //! send (not a member, no such room) comes back as its own error row and the others
 //! commit. If the batch as a whole fails (an unexpected database error), each send is
 //! retried alone, so one bad send never sinks the others. After the commit the batch's
 //! events go to the publisher (`publish.rs`) and the replies go out.
-
-use std::sync::Arc;
 
 use chat_domain::ApiError;
 use chat_domain::ids::TenantId;
 use chat_domain::model::Message;
 use chat_domain::proto::store::{MessageSent, SendMessage};
 use chat_pg::PgPool;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
 use crate::handlers::{Sent, Stored, send_batch};
@@ -25,8 +25,8 @@ use crate::publish::Publisher;
 
 /// Most sends in one transaction.
 pub const MAX_BATCH: usize = 256;
-/// Sends waiting for a writer; past this, callers wait (backpressure, not memory).
-const QUEUE: usize = 8_192;
+/// Sends waiting for one writer; past this, callers wait (backpressure, not memory).
+const QUEUE: usize = 4_096;
 
 type Reply = oneshot::Sender<Result<MessageSent, ApiError>>;
 /// A queued send: the command, when it arrived (the message's `created_at`), the reply.
@@ -35,23 +35,29 @@ type Queued = (SendMessage, chrono::DateTime<chrono::Utc>, Reply);
 /// Hands sends to the writers.
 #[derive(Clone, Debug)]
 pub struct Committer {
-    tx: mpsc::Sender<Queued>,
+    /// One queue per writer; a room's sends always go to the same one.
+    writers: Vec<mpsc::Sender<Queued>>,
 }
 
 impl Committer {
     /// Starts `writers` writer tasks; they end when every `Committer` is dropped.
     pub fn start(pool: PgPool, publisher: Publisher, writers: usize) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
-        let tasks =
-            (0..writers.max(1)).map(|_| tokio::spawn(writer(rx.clone(), pool.clone(), publisher.clone()))).collect();
-        (Self { tx }, tasks)
+        let (senders, tasks) = (0..writers.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                (tx, tokio::spawn(writer(rx, pool.clone(), publisher.clone())))
+            })
+            .unzip();
+        (Self { writers: senders }, tasks)
     }
 
     /// Stores one message (in whichever batch it lands in) and returns the result.
     pub async fn send(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(cmd.room_id.as_str(), &mut h);
+        let writer = &self.writers[(std::hash::Hasher::finish(&h) % self.writers.len() as u64) as usize];
+        writer
             .send((cmd, chat_domain::time::now(), reply))
             .await
             .map_err(|_| ApiError::unavailable("message-store is shutting down"))?;
@@ -59,14 +65,15 @@ impl Committer {
     }
 }
 
-async fn writer(rx: Arc<Mutex<mpsc::Receiver<Queued>>>, pool: PgPool, publisher: Publisher) {
+async fn writer(mut rx: mpsc::Receiver<Queued>, pool: PgPool, publisher: Publisher) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The writer keeps its connection: one PostgreSQL backend stores all of this
+    // writer's batches (a pool would hand each batch to the next idle backend, and
+    // at low rates every transaction would pay for a cold process).
+    let mut conn: Option<Conn> = None;
     loop {
-        {
-            let mut rx = rx.lock().await;
-            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return;
-            }
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
         }
         // Stable, so a room keeps arrival order.
         batch.sort_by(|a, b| a.0.room_id.cmp(&b.0.room_id));
@@ -77,7 +84,7 @@ async fn writer(rx: Arc<Mutex<mpsc::Receiver<Queued>>>, pool: PgPool, publisher:
             replies.push(reply);
         }
         let ticket = publisher.begin();
-        match run_batch(&pool, &cmds).await {
+        match run_batch(&pool, &mut conn, &cmds).await {
             Ok(stored) => {
                 let mut created: Vec<(TenantId, Message)> = Vec::new();
                 let answers: Vec<_> = stored
@@ -109,18 +116,29 @@ async fn writer(rx: Arc<Mutex<mpsc::Receiver<Queued>>>, pool: PgPool, publisher:
     }
 }
 
+/// A writer's own connection, taken from the pool for as long as it works.
+type Conn = diesel_async::pooled_connection::bb8::PooledConnection<'static, diesel_async::AsyncPgConnection>;
+
 /// One statement for the whole batch; if it fails as a whole, one per send (each its
-/// own transaction; the highest transaction id is the batch's).
-async fn run_batch(pool: &PgPool, cmds: &[(SendMessage, chrono::DateTime<chrono::Utc>)]) -> Result<Stored, StoreError> {
-    let mut conn = pool.get().await?;
-    match send_batch(&mut conn, cmds).await {
+/// own transaction; the highest transaction id is the batch's). A connection that
+/// failed is given up, and the next batch takes a fresh one.
+async fn run_batch(
+    pool: &PgPool,
+    conn: &mut Option<Conn>,
+    cmds: &[(SendMessage, chrono::DateTime<chrono::Utc>)],
+) -> Result<Stored, StoreError> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(pool.get_owned().await?),
+    };
+    match send_batch(c, cmds).await {
         Ok(stored) => Ok(stored),
         Err(StoreError::Db(e)) if cmds.len() > 1 => {
             tracing::warn!(error = %e, sends = cmds.len(), "a batch of sends failed; storing them one by one");
             let mut results = Vec::with_capacity(cmds.len());
             let mut tx = 0;
             for one in cmds.chunks(1) {
-                match send_batch(&mut conn, one).await {
+                match send_batch(c, one).await {
                     Ok(mut stored) => {
                         tx = tx.max(stored.tx);
                         results.push(
@@ -132,6 +150,9 @@ async fn run_batch(pool: &PgPool, cmds: &[(SendMessage, chrono::DateTime<chrono:
             }
             Ok(Stored { results, tx })
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            *conn = None;
+            Err(e)
+        }
     }
 }

@@ -40,7 +40,8 @@ fn db(e: impl std::fmt::Display) -> ApiError {
 pub async fn list(state: State, cmd: ListDeadLetters) -> Result<DeadLetters, ApiError> {
     let mut conn = state.pool.get().await.map_err(db)?;
     let rows: Vec<Row> = diesel::sql_query(
-        "SELECT id, kind, ref_id, user_id, room_id, topic, attempts, last_attempt_at, last_error
+        "SELECT id, kind, COALESCE(CASE WHEN kind = 'message' THEN body->'message_ids'->>0 END, ref_id) AS ref_id,
+                user_id, room_id, topic, attempts, last_attempt_at, last_error
          FROM notification.deliveries WHERE tenant_id = $1 AND status = 'dead'
          ORDER BY last_attempt_at DESC NULLS LAST, id DESC LIMIT $2",
     )

@@ -19,7 +19,7 @@ use chat_domain::ids::{DeliveryId, NotificationId, TenantId, UserId};
 use chat_domain::model::RetryPolicy;
 use chat_domain::proto::store::{GetWebhook, Webhook};
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,86 @@ pub async fn queue(state: &State, id: &DeliveryId) {
             }
         }
         Err(e) => tracing::error!(error = %e, delivery = %id, "could not queue a delivery job"),
+    }
+}
+
+/// Queues the jobs of deliveries recorded with `queued = false` (the offline pass
+/// records them in the transaction that closes their window, and queues them once it
+/// has committed), then marks the ones the work queue confirmed. Each job carries its
+/// delivery id as `Nats-Msg-Id`, so queuing one again — after a crash between commit
+/// and confirmation — within the stream's duplicate window makes no second job.
+pub async fn queue_recorded(state: &State, ids: &[DeliveryId]) {
+    if ids.is_empty() {
+        return;
+    }
+    let subject = state.bus.subjects().delivery_jobs();
+    let mut acks = Vec::with_capacity(ids.len());
+    for id in ids {
+        let payload = serde_json::to_vec(&Job { delivery_id: id.to_string() }).unwrap_or_default();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(chat_bus::events::MSG_ID, id.as_str());
+        match state.js.publish_with_headers(subject.clone(), headers, payload.into()).await {
+            Ok(ack) => acks.push((id, ack)),
+            Err(e) => tracing::warn!(error = %e, delivery = %id, "could not queue a delivery job; it is retried"),
+        }
+    }
+    let mut confirmed = Vec::with_capacity(acks.len());
+    for (id, ack) in acks {
+        match ack.await {
+            Ok(_) => confirmed.push(id.as_str()),
+            Err(e) => tracing::warn!(error = %e, delivery = %id, "the work queue did not take a job; it is retried"),
+        }
+    }
+    if confirmed.is_empty() {
+        return;
+    }
+    let marked = async {
+        let mut conn = state.pool.get().await.context("database")?;
+        chat_pg::prepared(
+            diesel::sql_query("UPDATE notification.deliveries SET queued = true WHERE id = ANY($1)")
+                .bind::<Array<Text>, _>(&confirmed),
+        )
+        .execute(&mut conn)
+        .await
+        .context("marking deliveries queued")
+    };
+    if let Err(e) = marked.await {
+        tracing::warn!(error = format!("{e:#}"), "could not mark deliveries queued; they are queued again later");
+    }
+}
+
+/// Queues again the deliveries whose job was never confirmed (see [`queue_recorded`]),
+/// of the tenants whose id starts with `tenant_prefix` (all when `None`): the offline
+/// pass's own, when deployments share a database.
+pub async fn requeue_unqueued(state: &State, tenant_prefix: Option<&str>) {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let rows = async {
+        let mut conn = state.pool.get().await.context("database")?;
+        chat_pg::prepared(
+            diesel::sql_query(
+                "SELECT id FROM notification.deliveries
+             WHERE NOT queued AND status = 'pending' AND ($1::text IS NULL OR starts_with(tenant_id, $1))
+             ORDER BY created_at LIMIT 1000",
+            )
+            .bind::<Nullable<Text>, _>(tenant_prefix),
+        )
+        .load::<Row>(&mut conn)
+        .await
+        .context("reading unqueued deliveries")
+    };
+    match rows.await {
+        Ok(rows) => {
+            let ids: Vec<DeliveryId> = rows.into_iter().filter_map(|r| DeliveryId::parse(r.id).ok()).collect();
+            if !ids.is_empty() {
+                tracing::info!(deliveries = ids.len(), "queuing deliveries whose job was never confirmed");
+            }
+            queue_recorded(state, &ids).await;
+        }
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "could not look for unqueued deliveries"),
     }
 }
 

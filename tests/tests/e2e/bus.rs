@@ -163,3 +163,31 @@ fn chat_telemetry_init() {
     // TestStack does this too; called first so the span below is traced.
     chat_test_support::init_tracing();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_handler_still_answers() -> anyhow::Result<()> {
+    let stack =
+        TestStack::builder().gateways(0).message_stores(0).without_presence().without_notification().start().await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = Router::new(()).route(|_: (), _: Health| async {
+        if std::hint::black_box(true) {
+            panic!("a bug in a handler");
+        }
+        Ok(ServiceHealth::new("probe", "never", 0, BTreeMap::new()))
+    });
+    let server = tokio::spawn(router.serve(stack.bus.clone(), Service::Presence, async {
+        let _ = stop_rx.await;
+    }));
+    // Until the probe is subscribed, requests find no responder.
+    chat_test_support::eventually("the probe to answer", || async {
+        let reply = stack.bus.request_to(Service::Presence, &Health {}).await;
+        Ok(!matches!(&reply, Err(e) if e.code == ErrorCode::ServiceUnavailable))
+    })
+    .await?;
+    // A panic is an error envelope, not a timeout, and the service goes on serving.
+    let again = stack.bus.request_to(Service::Presence, &Health {}).await.err().map(|e| e.code);
+    assert_eq!(again, Some(ErrorCode::InternalError));
+    let _ = stop_tx.send(());
+    bounded("probe stop", server).await???;
+    stack.stop().await
+}

@@ -278,3 +278,44 @@ async fn a_batch_that_fails_in_the_database_is_stored_send_by_send() -> anyhow::
     assert!(stored.iter().all(|m| m["content"] != marker.as_str()));
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_request_answers_every_send_in_order() -> anyhow::Result<()> {
+    use chat_domain::model::{Actor, MessageContent};
+    use chat_domain::proto::store::{SendMessage, SendMessages, SendOutcome};
+    let stack = TestStack::start().await?;
+    let t = stack.tenant_with(json!({"name": "batch request", "rate_limit_per_sec": 100_000})).await?;
+    let room = t.user("alice").create_room("group", &[]).await?;
+    let tenant = chat_domain::ids::TenantId::parse(t.id.as_str())?;
+    let send = |user: &str, room: &str, content: &str, client: Option<&str>| -> anyhow::Result<SendMessage> {
+        Ok(SendMessage {
+            actor: Actor { tenant_id: tenant.clone(), user_id: chat_domain::ids::UserId::parse(user)? },
+            room_id: chat_domain::ids::RoomId::parse(room)?,
+            content: MessageContent::parse(content)?,
+            sender_name: None,
+            meta: None,
+            client_msg_id: client.map(str::to_owned),
+        })
+    };
+    let sends = vec![
+        send("alice", &room, "one", Some("c1"))?,
+        send("stranger", &room, "not a member", None)?,
+        send("alice", "room_missing", "no such room", None)?,
+        send("alice", &room, "one again", Some("c1"))?,
+        send("alice", &room, "two", None)?,
+    ];
+    let outcomes = stack.bus.request(&SendMessages { sends }).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kinds: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            SendOutcome::Sent(s) => format!("sent {} {}", s.message.seq, s.duplicate),
+            SendOutcome::Failed(e) => e.code.as_str().to_owned(),
+        })
+        .collect();
+    assert_eq!(kinds, ["sent 1 false", "FORBIDDEN", "NOT_FOUND", "sent 1 true", "sent 2 false"]);
+    // Too many in one request is refused as a whole.
+    let many = (0..1001).map(|i| send("alice", &room, &format!("m{i}"), None)).collect::<anyhow::Result<Vec<_>>>()?;
+    let err = stack.bus.request(&SendMessages { sends: many }).await.err().map(|e| e.code);
+    assert_eq!(err, Some(chat_domain::ErrorCode::ValidationError));
+    stack.stop().await
+}

@@ -218,8 +218,8 @@ async fn offline_members_are_notified_of_messages() -> anyhow::Result<()> {
     let sent = t.user("alice").send(&room, "are you there?").await?;
     carol.expect("message").await?;
 
-    // Bob (offline) gets a webhook call and an inbox entry; carol (online) and the
-    // sender get neither.
+    // Bob (offline) gets a webhook call and an inbox entry for the room's window: one
+    // message, listed by id. Carol (online) and the sender get neither.
     eventually("the offline webhook", || async { Ok(!hook.received().is_empty()) }).await?;
     let got = hook.received();
     assert_eq!(got.len(), 1, "one offline member, one delivery: {got:?}");
@@ -228,11 +228,19 @@ async fn offline_members_are_notified_of_messages() -> anyhow::Result<()> {
     assert_eq!(body["type"], "message");
     assert_eq!(body["user_id"], "bob");
     assert_eq!(body["room_id"], room.as_str());
-    assert_eq!(body["message"]["message_id"], sent["message_id"]);
+    assert_eq!(body["count"], 1);
+    assert_eq!(body["message_ids"], json!([sent["message_id"]]));
+    assert_eq!(body["first_seq"], sent["seq"]);
+    assert_eq!(body["latest"]["message_id"], sent["message_id"]);
+    assert_eq!(body["latest"]["content"], "are you there?");
+    assert!(body["window_start"].is_string() && body["window_end"].is_string(), "{body}");
     assert_eq!(got[0].headers.get("x-chat-event").map(String::as_str), Some("message"));
     let inbox = t.user("bob").get("/notifications").await?.expect(StatusCode::OK)?;
+    assert_eq!(inbox.body.as_array().map(Vec::len), Some(1), "{}", inbox.body);
     assert_eq!(inbox.body[0]["kind"], "message");
-    assert_eq!(inbox.body[0]["id"], sent["message_id"]);
+    let payload = &inbox.body[0]["body"]["payload"];
+    assert_eq!(payload["count"], 1);
+    assert_eq!(payload["message_ids"], json!([sent["message_id"]]));
     for user in ["carol", "alice"] {
         let inbox = t.user(user).get("/notifications").await?.expect(StatusCode::OK)?;
         assert_eq!(inbox.body, json!([]), "{user} was online or sent it");
@@ -240,9 +248,37 @@ async fn offline_members_are_notified_of_messages() -> anyhow::Result<()> {
     // On his next connect bob gets it as a notification frame.
     let mut bob = WsClient::connect(&format!("{}/ws/{room}?token={}&user_id=bob", stack.ws_url(0), t.api_key)).await?;
     let frame = bob.expect("notification").await?;
+    assert_eq!(frame["data"]["id"], inbox.body[0]["id"]);
     assert_eq!(frame["data"]["kind"], "message");
+    assert_eq!(frame["data"]["title"], "New message from alice");
     assert_eq!(frame["data"]["content"], "are you there?");
+    assert_eq!(frame["data"]["action_url"], format!("/rooms/{room}"));
+    assert_eq!(frame["data"]["payload"]["count"], 1);
     assert_eq!(frame["room_id"], room.as_str());
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_offline_webhooks_are_dead_letters_naming_a_message() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = tenant(&stack).await?;
+    let hook = WebhookReceiver::start(None).await?;
+    set_webhook(&stack, &t, &hook.url, 2).await?;
+    let room = t.user("alice").create_room("group", &["bob"]).await?;
+    let sent = t.user("alice").send(&room, "anyone?").await?;
+    let path = format!("/admin/dead-letters?tenant_id={}", t.id);
+    eventually("a dead letter", || async {
+        let res = stack.admin(Method::GET, &path, None).await?;
+        Ok(res.body["failed_messages"].as_array().is_some_and(|a| !a.is_empty()))
+    })
+    .await?;
+    let dead = stack.admin(Method::GET, &path, None).await?.expect(StatusCode::OK)?;
+    let letter = &dead.body["failed_messages"][0];
+    assert_eq!(letter["message_id"], sent["message_id"], "the first message the delivery lists");
+    assert_eq!(letter["user_id"], "bob");
+    assert_eq!(letter["room_id"], room.as_str());
+    assert_eq!(letter["attempts"], 2);
+    assert_eq!(hook.received().len(), 2, "exactly max_attempts tries");
     stack.stop().await
 }
 

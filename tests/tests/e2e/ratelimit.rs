@@ -1,64 +1,102 @@
-//! Per-tenant rate limits across two gateway replicas: in every one-second window,
-//! the requests let through on both gateways together stay within the tenant's limit,
-//! and the rest are `429` with `Retry-After`.
+//! Per-tenant rate limits across two gateway replicas (issue 9): each gateway spends
+//! tokens it leased from the tenant's shared Redis counter, and in every one-second
+//! window the requests let through on both gateways together stay within the limit and
+//! reach at least 90% of it when more is asked for. The rest are `429
+//! RATE_LIMIT_EXCEEDED` with `Retry-After`, and every answer carries the
+//! `X-RateLimit-*` headers. Needs the shared NATS, PostgreSQL and Redis.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_test_support::TestStack;
+use chat_test_support::{Response, TestStack, bounded};
 use reqwest::StatusCode;
 use serde_json::json;
 
+/// Large enough that 10% of it is more than rounding (a chunk is 2 tokens).
+const LIMIT: u32 = 50;
+/// Requests in flight per gateway; each worker sends again `PAUSE` after its last
+/// answer, so each gateway alone is offered several times the limit.
+const WORKERS_PER_GATEWAY: usize = 4;
+const PAUSE: Duration = Duration::from_millis(10);
+/// How long the load is offered: at least three whole windows fall inside it.
+const LOAD: Duration = Duration::from_millis(4500);
+
+/// Answers of one window (`X-RateLimit-Reset` - 1), both gateways together.
+#[derive(Debug, Default)]
+struct Window {
+    allowed: u32,
+    refused: u32,
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn limit_holds_across_two_gateways() -> anyhow::Result<()> {
+async fn limit_holds_across_two_gateways_within_ten_percent() -> anyhow::Result<()> {
     let stack = TestStack::builder().gateways(2).start().await?;
-    let limit = 5;
-    let t = stack.tenant_with(json!({"name": "limited", "rate_limit_per_sec": limit})).await?;
-    let room = {
-        // Creating the room counts too; wait for a fresh window by retrying on 429.
-        let mut id = None;
-        for _ in 0..50 {
-            let res = t.user("a").post("/rooms", json!({"type": "group"})).await?;
-            if res.status == StatusCode::CREATED {
-                id = Some(res.str("room_id")?.to_owned());
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        id.ok_or_else(|| anyhow::anyhow!("could not create a room under the limit"))?
-    };
-    let requests = (0..40).map(|i| {
-        let c = t.user_on(i % 2, "a");
+    let t = stack.tenant_with(json!({"name": "limited", "rate_limit_per_sec": LIMIT})).await?;
+    let room = t.user("a").create_room("group", &[]).await?;
+
+    let started = SystemTime::now().duration_since(UNIX_EPOCH)?;
+    let deadline = tokio::time::Instant::now() + LOAD;
+    let workers = (0..2 * WORKERS_PER_GATEWAY).map(|i| {
+        let client = t.user_on(i % 2, "a");
         let path = format!("/rooms/{room}");
-        async move { c.get(&path).await }
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while tokio::time::Instant::now() < deadline {
+                answers.push(client.get(&path).await?);
+                tokio::time::sleep(PAUSE).await;
+            }
+            anyhow::Ok(answers)
+        })
     });
-    // Per window (X-RateLimit-Reset names it): (allowed, refused).
-    let mut windows: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
-    let mut refused_total = 0;
-    for res in futures_util::future::join_all(requests).await {
-        let res = res?;
-        let reset: u64 = res.header("X-RateLimit-Reset").unwrap_or_default().parse()?;
-        assert_eq!(res.header("X-RateLimit-Limit"), Some("5"));
-        assert!(res.header("X-RateLimit-Remaining").is_some());
-        let w = windows.entry(reset).or_default();
+    let answers = bounded("the load", futures_util::future::try_join_all(workers)).await??;
+    let answers = answers.into_iter().collect::<anyhow::Result<Vec<Vec<Response>>>>()?;
+
+    let mut windows: BTreeMap<u64, Window> = BTreeMap::new();
+    for res in answers.into_iter().flatten() {
+        let reset = check_headers(&res)?;
+        let w = windows.entry(reset - 1).or_default();
         match res.status {
-            StatusCode::OK => w.0 += 1,
+            StatusCode::OK => w.allowed += 1,
             StatusCode::TOO_MANY_REQUESTS => {
                 res.expect_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", None)?;
-                assert_eq!(res.header("Retry-After"), Some("1"));
-                assert_eq!(res.header("X-RateLimit-Remaining"), Some("0"));
-                w.1 += 1;
-                refused_total += 1;
+                anyhow::ensure!(res.header("Retry-After") == Some("1"), "Retry-After: {:?}", res.headers);
+                anyhow::ensure!(res.header("X-RateLimit-Remaining") == Some("0"), "a refusal leaves nothing");
+                w.refused += 1;
             }
             other => anyhow::bail!("unexpected {other}: {}", res.body),
         }
     }
-    for (window, (allowed, refused)) in &windows {
-        // The room creation above may have counted in the first window.
-        assert!(*allowed <= limit, "window {window}: {allowed} allowed over two gateways, limit {limit}");
-        if allowed + refused > limit + 1 {
-            assert!(*refused > 0, "window {window}: over the limit but nothing refused");
-        }
+
+    // Only windows the load covered from start to end: the first and last are partial,
+    // and how much of them was offered depends on the machine.
+    let (from, until) = (started.as_secs() + 1, (started + LOAD).as_secs());
+    let mut over_the_limit = 0;
+    for window in from..until {
+        let (allowed, refused) = windows.get(&window).map_or((0, 0), |w| (w.allowed, w.refused));
+        let offered = allowed + refused;
+        anyhow::ensure!(allowed <= LIMIT, "window {window}: {allowed} let through by two gateways, limit {LIMIT}");
+        // With fewer than the limit offered, everything must pass; with more, 90% of
+        // the limit at least.
+        anyhow::ensure!(
+            allowed * 10 >= offered.min(LIMIT) * 9,
+            "window {window}: {allowed} let through of {offered} offered, limit {LIMIT}: {windows:?}"
+        );
+        over_the_limit += u32::from(offered >= 2 * LIMIT);
     }
-    assert!(refused_total > 0 || windows.len() >= 8, "40 requests over few windows must see a 429: {windows:?}");
+    anyhow::ensure!(
+        over_the_limit >= 2,
+        "the load did not reach twice the limit in two whole windows, nothing was proven: {windows:?}"
+    );
     stack.stop().await
+}
+
+/// Checks the `X-RateLimit-*` headers every answer carries; returns the window's reset.
+fn check_headers(res: &Response) -> anyhow::Result<u64> {
+    let limit = LIMIT.to_string();
+    anyhow::ensure!(res.header("X-RateLimit-Limit") == Some(limit.as_str()), "X-RateLimit-Limit: {:?}", res.headers);
+    let remaining: u32 = res.header("X-RateLimit-Remaining").unwrap_or_default().parse()?;
+    anyhow::ensure!(remaining <= LIMIT, "X-RateLimit-Remaining {remaining} over the limit");
+    let reset: u64 = res.header("X-RateLimit-Reset").unwrap_or_default().parse()?;
+    anyhow::ensure!(reset > 0, "X-RateLimit-Reset {reset}");
+    Ok(reset)
 }

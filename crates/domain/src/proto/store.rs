@@ -222,6 +222,23 @@ pub struct MessageSent {
 }
 store_command!(SendMessage, "send_message", MessageSent);
 
+/// Store several messages in one request: what a gateway sends when sends arrive
+/// faster than it gets answers (each is handled exactly as a `send_message` would
+/// be; one failing does not affect the others).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SendMessages {
+    pub sends: Vec<SendMessage>,
+}
+
+/// One send's outcome, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SendOutcome {
+    Sent(MessageSent),
+    Failed(crate::ApiError),
+}
+store_command!(SendMessages, "send_messages", Vec<SendOutcome>);
+
 /// Replace a message's content (its sender only).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct EditMessage {

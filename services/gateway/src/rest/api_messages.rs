@@ -92,7 +92,7 @@ impl TryFrom<ApiSendRequest> for SendMessage {
 /// `POST /api/v1/rooms/{room_id}/messages` → `201 {"data": message, "status": "success"}`
 /// (`200` with `Idempotent-Replayed: true` for a resend).
 pub async fn send(Rest(req): Rest<ApiSendRequest>, state: web::Data<AppState>) -> HttpResult {
-    let sent = state.bus.request(&SendMessage::try_from(req)?).await?;
+    let sent = state.sends.send(SendMessage::try_from(req)?).await?;
     let body = json!({"data": MessageData::of(&sent.message, None), "status": "success"});
     if sent.duplicate {
         Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(body))

@@ -96,7 +96,7 @@ impl TryFrom<SendRequest> for SendMessage {
 }
 
 pub async fn send(Rest(req): Rest<SendRequest>, state: web::Data<AppState>) -> HttpResult {
-    let sent = state.bus.request(&SendMessage::try_from(req)?).await?;
+    let sent = state.sends.send(SendMessage::try_from(req)?).await?;
     if sent.duplicate {
         Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(sent.message))
     } else {

@@ -444,7 +444,7 @@ impl Session {
             meta: send.meta,
             client_msg_id: send.local_id.clone(),
         };
-        match self.state.bus.request(&cmd).await {
+        match self.state.sends.send(cmd).await {
             Ok(sent) => Reply::Sent { sent, sender_name: self.user_name.clone() },
             Err(error) => Reply::SendFailed { error, local_id: send.local_id },
         }

@@ -80,6 +80,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(members::remove_member)
         .route(members::audience)
         .route(messages::send_message)
+        .route(messages::send_messages)
         .route(messages::list_messages)
         .route(log::room_messages)
         .route(log::room_audiences)
