@@ -194,17 +194,46 @@ async fn senders_see_delivered_then_read() -> anyhow::Result<()> {
     let unread = rooms.body.as_array().into_iter().flatten().find(|r| r["room_id"] == room.as_str()).cloned();
     assert_eq!(unread.map(|r| r["unread_count"].clone()), Some(json!(1)));
 
-    // Reading both moves the cursor to the newer; only the newly read gets a status.
+    // Reading both moves the cursor to the newer; the named ones are reported read.
     bob.send(json!({"action": "read", "message_ids": [sent[1], sent[0]]})).await?;
-    let status = alice.take_where("message.status", |f| f["status"] == "read").await?;
-    assert_eq!(status["message_id"], sent[1].as_str());
     let read = alice.take_where("read", |_| true).await?;
     assert_eq!(read["message_ids"], json!([sent[0], sent[1]]));
+    let mut read_ids = BTreeSet::new();
+    while read_ids.len() < 2 {
+        let status = alice.take_where("message.status", |f| f["status"] == "read").await?;
+        read_ids.insert(status["message_id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(read_ids, sent.iter().cloned().collect::<BTreeSet<_>>());
+
+    // Bob replies before his client sends the receipt for alice's next message (his
+    // reply moves his cursors past it): the receipt still reaches alice.
+    alice.send(json!({"action": "send_message", "content": "three", "local_id": "l3"})).await?;
+    let third = alice.expect_where("chat_message", |f| f["message"]["content"] == "three").await?;
+    let third = third["message"]["id"].as_str().unwrap_or_default().to_owned();
+    bob.expect_where("chat_message", |f| f["message"]["id"] == third.as_str()).await?;
+    bob.send(json!({"action": "send_message", "content": "reply", "local_id": "r1"})).await?;
+    bob.expect_where("chat_message", |f| f["message"]["content"] == "reply").await?;
+    let status = alice.take_where("message.status", |f| f["message_id"] == third.as_str()).await?;
+    assert_eq!(status["status"], "delivered");
+    bob.send(json!({"action": "read", "message_ids": [third]})).await?;
+    let status =
+        alice.take_where("message.status", |f| f["message_id"] == third.as_str() && f["status"] == "read").await?;
+    assert_eq!(status["conversation_id"], room.as_str());
+
+    // A receipt sent the moment a message is shown (a chat window that is open): the
+    // sender still hears `delivered` before `read`.
+    alice.send(json!({"action": "send_message", "content": "four", "local_id": "l4"})).await?;
+    let fourth = bob.expect_where("chat_message", |f| f["message"]["content"] == "four").await?;
+    let fourth = fourth["message"]["id"].as_str().unwrap_or_default().to_owned();
+    bob.send(json!({"action": "read", "message_ids": [fourth]})).await?;
+    let first = alice.take_where("message.status", |f| f["message_id"] == fourth.as_str()).await?;
+    assert_eq!(first["status"], "delivered");
+    alice.take_where("message.status", |f| f["message_id"] == fourth.as_str() && f["status"] == "read").await?;
 
     // A read through /ws names no messages; conversation sockets get the ones it passed.
-    carol.send(json!({"type": "read", "data": {"seq": 2}})).await?;
+    carol.send(json!({"type": "read", "data": {"seq": 3}})).await?;
     let read = alice.take_where("read", |f| f["user_id"] == "carol").await?;
-    assert_eq!(read["message_ids"], json!([sent[0], sent[1]]));
+    assert_eq!(read["message_ids"], json!([sent[0], sent[1], third]));
 
     // Unknown or foreign message ids are an error frame, and the socket stays.
     bob.send(json!({"action": "read", "message_ids": ["msg_unknown"]})).await?;
@@ -429,5 +458,51 @@ async fn notifications_reach_conversation_sockets() -> anyhow::Result<()> {
     t.user("ops").post("/notify", body).await?.expect(StatusCode::ACCEPTED)?;
     let n = alice.expect("notification").await?;
     assert_eq!((n["title"].clone(), n["topic"].clone()), (json!("Shipped"), json!("order.shipped")));
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_message_of_a_busy_room_is_marked_delivered() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateways(2).start().await?;
+    let t = busy_tenant(&stack).await?;
+    let users = ["u0", "u1", "u2", "u3"];
+    let room = t.user("u0").create_room("group", &users[1..]).await?;
+    let mut sockets = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        sockets.push(open(&conv(&stack, i % 2, &room, &t, u)).await?);
+    }
+    // Everyone sends at once, interleaved: send batches and receipt batches overlap.
+    const EACH: usize = 15;
+    for n in 0..EACH {
+        for (i, s) in sockets.iter_mut().enumerate() {
+            s.send(json!({"action": "send_message", "content": format!("{i}-{n}"), "local_id": format!("{i}-{n}")}))
+                .await?;
+        }
+    }
+    for (i, s) in sockets.iter_mut().enumerate() {
+        let mut mine = BTreeSet::new();
+        let mut delivered = BTreeSet::new();
+        while mine.len() < EACH || !mine.is_subset(&delivered) {
+            let frame = tokio::time::timeout(Duration::from_secs(10), s.next()).await;
+            let Ok(frame) = frame else {
+                anyhow::bail!(
+                    "socket {i}: mine {} delivered {} missing {:?}",
+                    mine.len(),
+                    delivered.len(),
+                    mine.difference(&delivered).collect::<Vec<_>>()
+                );
+            };
+            let frame = frame?.map_err(|end| anyhow::anyhow!("socket {i} ended: {end:?}"))?;
+            match frame["type"].as_str() {
+                Some("chat_message") if frame["message"]["sender_id"] == users[i] => {
+                    mine.insert(frame["message"]["id"].as_str().unwrap_or_default().to_owned());
+                }
+                Some("message.status") if frame["status"] == "delivered" => {
+                    delivered.insert(frame["message_id"].as_str().unwrap_or_default().to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
     stack.stop().await
 }

@@ -412,9 +412,11 @@ pub const MAX_READ_IDS: usize = 500;
 
 /// A read receipt that names messages rather than a `seq` (`ws-conversations.md`'s
 /// `read {message_ids}`): moves the actor's read cursor to the newest of the named
-/// messages of this room (never back). The room's `read` event carries the ids; each
-/// sender of a newly read message gets `message.status`. Ids of other rooms are
-/// ignored; when none is a message of this room, `NOT_FOUND`.
+/// messages of this room (never back). The room's `read` event carries the named ids
+/// (other senders' messages), and their senders get `message.status` `read` — also
+/// when the cursor had already passed them (the reader's own sends move it) — as do the
+/// senders of the messages the cursor newly passed. Ids of other rooms are ignored;
+/// when none is a message of this room, `NOT_FOUND`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ReadMessages {
     pub actor: Actor,
@@ -424,20 +426,27 @@ pub struct ReadMessages {
 }
 store_command!(ReadMessages, "read_messages", Cursors);
 
-/// A room's messages up to `seq` were pushed to a socket of a member.
+/// A room's messages in `(after_seq, seq]` were pushed to a socket of a member.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Delivery {
     pub tenant_id: TenantId,
     pub room_id: RoomId,
     pub user_id: UserId,
+    /// The last `seq` reported for this socket before (the room's newest when it
+    /// connected, at first).
+    pub after_seq: i64,
     pub seq: i64,
 }
 
-/// Moves many members' delivered cursors at once: what a gateway pushed to sockets of
-/// dialects that have no ack frame, batched per gateway (one command and one
-/// statement per batch, never one per delivery). For services, not on behalf of a
-/// user: deliveries to non-members or unknown rooms are skipped. Each cursor that
-/// moved emits the room's `delivered` event and `message.status` to the senders.
+/// Records what a gateway pushed to sockets of dialects that have no ack frame,
+/// batched per gateway (one command and one statement per batch, never one per
+/// delivery). For services, not on behalf of a user: deliveries to non-members or
+/// unknown rooms are skipped. Each member's delivered cursor moves forward to the
+/// highest `seq` (a cursor that moved emits the room's `delivered` event), and the
+/// senders of the pushed messages get `message.status` `delivered` — also for
+/// messages the member's cursor had already passed (sending a message moves the
+/// sender's cursors past everything before it, and those messages were never
+/// reported delivered).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MarkDelivered {
     pub deliveries: Vec<Delivery>,

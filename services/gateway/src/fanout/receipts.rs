@@ -1,21 +1,23 @@
 //! Delivered receipts for dialects without an ack frame (`ws-conversations.md`): the
-//! gateway itself moves a member's delivered cursor once a message was pushed to one
-//! of their sockets, so the sender sees `message.status: delivered`.
+//! gateway itself reports what it pushed to a member's sockets, so message-store moves
+//! the member's delivered cursor and the senders see `message.status: delivered`.
 //!
 //! Paid per batch, never per delivery: each such socket has a [`Slot`] holding the
 //! highest `seq` pushed to it. Reporting a push is an atomic max (plus, the first time
 //! since the last flush, putting the slot on the dirty list). One task per gateway
-//! wakes when something is dirty, waits [`BATCH_WINDOW`] for more, and sends
-//! everything dirty as one `mark_delivered` command (which message-store applies with
-//! one set-based statement). An idle gateway does nothing.
+//! wakes when something is dirty, waits [`BATCH_WINDOW`] for more, and sends, for every
+//! dirty socket, the range pushed since its last report, as one `mark_delivered`
+//! command (which message-store applies with one set-based statement). An idle
+//! gateway does nothing. A read receipt flushes its socket's slot first, so a sender
+//! hears `delivered` before `read`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_bus::Bus;
-use chat_domain::ids::{RoomId, TenantId, UserId};
+use chat_domain::ApiError;
+use chat_domain::ids::RoomId;
 use chat_domain::model::Actor;
 use chat_domain::proto::store::{Delivery, MarkDelivered};
 use tokio::sync::Notify;
@@ -33,13 +35,16 @@ pub struct Deliveries {
     wake: Notify,
 }
 
-/// One socket's deliveries: the highest `seq` of its room pushed to it.
+/// One socket's deliveries in its room.
 #[derive(Debug)]
 pub struct Slot {
     actor: Actor,
     room: RoomId,
-    seq: AtomicI64,
-    /// On the dirty list (reported since the last flush).
+    /// The highest `seq` pushed to the socket.
+    pushed: AtomicI64,
+    /// The highest `seq` reported to message-store.
+    reported: AtomicI64,
+    /// On the dirty list (pushed to since the last flush).
     dirty: AtomicBool,
     owner: Arc<Deliveries>,
 }
@@ -47,28 +52,51 @@ pub struct Slot {
 impl Slot {
     /// Reports that messages up to `seq` were pushed to the socket.
     pub fn pushed(self: &Arc<Self>, seq: i64) {
-        if self.seq.fetch_max(seq, Ordering::AcqRel) < seq && !self.dirty.swap(true, Ordering::AcqRel) {
+        if self.pushed.fetch_max(seq, Ordering::AcqRel) < seq && !self.dirty.swap(true, Ordering::AcqRel) {
             if let Ok(mut dirty) = self.owner.dirty.lock() {
                 dirty.push(self.clone());
             }
             self.owner.wake.notify_one();
         }
     }
+
+    /// What was pushed since the last report, now reported; `None` when nothing was.
+    fn take(&self) -> Option<Delivery> {
+        let seq = self.pushed.load(Ordering::Acquire);
+        let after_seq = self.reported.fetch_max(seq, Ordering::AcqRel);
+        (seq > after_seq).then(|| Delivery {
+            tenant_id: self.actor.tenant_id.clone(),
+            room_id: self.room.clone(),
+            user_id: self.actor.user_id.clone(),
+            after_seq,
+            seq,
+        })
+    }
+
+    /// Sends what this socket was pushed and has not reported yet, now.
+    pub async fn flush(&self, bus: &Bus) -> Result<(), ApiError> {
+        match self.take() {
+            Some(delivery) => bus.request(&MarkDelivered { deliveries: vec![delivery] }).await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Deliveries {
-    /// A slot for a socket of `actor` in `room`.
-    pub fn slot(self: &Arc<Self>, actor: &Actor, room: &RoomId) -> Arc<Slot> {
+    /// A slot for a socket of `actor` in `room`, whose newest message was `last_seq`
+    /// when the socket connected (messages up to it were not pushed by this socket).
+    pub fn slot(self: &Arc<Self>, actor: &Actor, room: &RoomId, last_seq: i64) -> Arc<Slot> {
         Arc::new(Slot {
             actor: actor.clone(),
             room: room.clone(),
-            seq: AtomicI64::new(0),
+            pushed: AtomicI64::new(last_seq),
+            reported: AtomicI64::new(last_seq),
             dirty: AtomicBool::new(false),
             owner: self.clone(),
         })
     }
 
-    /// What is dirty now, one delivery per member and room (the highest `seq`).
+    /// What the dirty sockets were pushed since their last report.
     fn take(&self) -> Vec<Delivery> {
         let slots = match self.dirty.lock() {
             Ok(mut dirty) => {
@@ -77,20 +105,12 @@ impl Deliveries {
             }
             Err(_) => Vec::new(),
         };
-        let mut best: HashMap<(&TenantId, &UserId, &RoomId), i64> = HashMap::with_capacity(slots.len());
-        for slot in &slots {
-            // Cleared before reading: a push after this line re-lists the slot.
-            slot.dirty.store(false, Ordering::Release);
-            let seq = slot.seq.load(Ordering::Acquire);
-            let e = best.entry((&slot.actor.tenant_id, &slot.actor.user_id, &slot.room)).or_insert(seq);
-            *e = (*e).max(seq);
-        }
-        best.into_iter()
-            .map(|((tenant, user, room), seq)| Delivery {
-                tenant_id: tenant.clone(),
-                room_id: room.clone(),
-                user_id: user.clone(),
-                seq,
+        slots
+            .iter()
+            .filter_map(|slot| {
+                // Cleared before reading: a push after this line re-lists the slot.
+                slot.dirty.store(false, Ordering::Release);
+                slot.take()
             })
             .collect()
     }
@@ -121,29 +141,45 @@ impl Deliveries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_domain::ids::{TenantId, UserId};
 
     fn actor(user: &str) -> anyhow::Result<Actor> {
         Ok(Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse(user)? })
     }
 
+    fn ranges(d: &Deliveries) -> Vec<(String, i64, i64)> {
+        let mut got: Vec<_> = d.take().into_iter().map(|x| (x.user_id.to_string(), x.after_seq, x.seq)).collect();
+        got.sort();
+        got
+    }
+
     #[test]
-    fn one_delivery_per_member_and_room_with_the_highest_seq() -> anyhow::Result<()> {
+    fn each_socket_reports_the_range_pushed_since_its_last_report() -> anyhow::Result<()> {
         let d = Arc::new(Deliveries::default());
         let room = RoomId::parse("r1")?;
-        let (a1, a2, b) = (d.slot(&actor("a")?, &room), d.slot(&actor("a")?, &room), d.slot(&actor("b")?, &room));
+        let (a1, a2, b) =
+            (d.slot(&actor("a")?, &room, 2), d.slot(&actor("a")?, &room, 4), d.slot(&actor("b")?, &room, 0));
         a1.pushed(3);
         a1.pushed(5);
-        a2.pushed(4);
+        a2.pushed(5);
         b.pushed(2);
         b.pushed(1);
-        let mut got: Vec<(String, i64)> = d.take().into_iter().map(|x| (x.user_id.to_string(), x.seq)).collect();
-        got.sort();
-        assert_eq!(got, vec![("a".to_owned(), 5), ("b".to_owned(), 2)]);
-        assert!(d.take().is_empty(), "nothing new, nothing sent");
-        a2.pushed(4);
-        assert!(d.take().is_empty(), "a seq already reported is not reported again");
+        assert_eq!(ranges(&d), vec![("a".into(), 2, 5), ("a".into(), 4, 5), ("b".into(), 0, 2)]);
+        assert!(ranges(&d).is_empty(), "nothing new, nothing sent");
+        a2.pushed(5);
+        assert!(ranges(&d).is_empty(), "a seq already reported is not reported again");
         a2.pushed(9);
-        assert_eq!(d.take().into_iter().map(|x| x.seq).collect::<Vec<_>>(), vec![9]);
+        assert_eq!(ranges(&d), vec![("a".into(), 5, 9)]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_flushed_slot_is_not_reported_twice() -> anyhow::Result<()> {
+        let d = Arc::new(Deliveries::default());
+        let slot = d.slot(&actor("a")?, &RoomId::parse("r1")?, 0);
+        slot.pushed(3);
+        assert_eq!(slot.take().map(|x| (x.after_seq, x.seq)), Some((0, 3)));
+        assert!(ranges(&d).is_empty(), "the batcher finds it already reported");
         Ok(())
     }
 }

@@ -48,6 +48,8 @@ pub async fn start(
             refuse(ws, Refusal(1011, "server error".to_owned()));
         }
         Ok(joined) => {
+            let delivered =
+                codec.acks_delivery().then(|| state.deliveries.slot(&actor, &open.room.room_id, open.room.last_seq));
             let session = Session {
                 state: state.clone(),
                 codec,
@@ -56,6 +58,7 @@ pub async fn start(
                 room: open.room,
                 resume_after: open.resume_after,
                 rate_limit: open.admitted.tenant.rate_limit_per_sec,
+                delivered,
             };
             actix_web::rt::spawn(session.run(ws, stream, joined));
         }

@@ -95,6 +95,9 @@ pub struct Session {
     pub resume_after: Option<i64>,
     /// The tenant's requests per second, for frames that count against it.
     pub rate_limit: u32,
+    /// What this socket was pushed, for dialects whose delivered receipts the gateway
+    /// records itself (see [`Codec::acks_delivery`]).
+    pub delivered: Option<Arc<crate::fanout::receipts::Slot>>,
 }
 
 impl Session {
@@ -171,8 +174,6 @@ impl Session {
         let mut oversized = 0u32;
         let mut shutdown = self.state.shutdown.clone();
         let mut out = Vec::with_capacity(DRAIN);
-        // Dialects without an ack frame: report what was pushed, for delivered receipts.
-        let delivered = self.codec.acks_delivery().then(|| self.state.deliveries.slot(&self.actor, &self.room.room_id));
         loop {
             tokio::select! {
                 () = rx.recv_many(&mut out, DRAIN) => {
@@ -190,7 +191,7 @@ impl Session {
                             crate::metrics::SLOW_KICKS.inc();
                             return End::Gone;
                         }
-                        if let (Some(seq), Some(slot)) = (frame.seq, &delivered) {
+                        if let (Some(seq), Some(slot)) = (frame.seq, &self.delivered) {
                             slot.pushed(seq);
                         }
                     }
@@ -401,6 +402,12 @@ impl Session {
                 self.state.bus.request(&cmd).await.map(|c| Some(Reply::Cursor(c)))
             }
             Command::ReadMessages(message_ids) => {
+                // What this socket was shown is delivered before it is read.
+                if let Some(slot) = &self.delivered
+                    && let Err(e) = slot.flush(&self.state.bus).await
+                {
+                    tracing::warn!(error = %e, "could not record delivered receipts before a read");
+                }
                 let cmd = ReadMessages { actor: self.actor.clone(), room_id: self.room.room_id.clone(), message_ids };
                 self.state.bus.request(&cmd).await.map(|c| Some(Reply::Cursor(c)))
             }

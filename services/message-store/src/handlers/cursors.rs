@@ -4,6 +4,8 @@
 //! `read` room event and `message.status` to the senders of the messages it passed,
 //! through the outbox.
 
+use std::collections::BTreeMap;
+
 use chat_domain::ApiError;
 use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::Actor;
@@ -51,24 +53,35 @@ pub async fn read_messages(store: Store, cmd: ReadMessages) -> Result<Cursors, A
         .transaction(async move |conn| -> Result<(Cursors, Vec<outbox::Pending>), StoreError> {
             access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             #[derive(diesel::QueryableByName)]
-            struct Named {
+            struct Found {
                 #[diesel(sql_type = Text)]
                 id: String,
                 #[diesel(sql_type = BigInt)]
                 seq: i64,
+                #[diesel(sql_type = Text)]
+                sender_id: String,
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                deleted: bool,
             }
             let ids: Vec<&str> = cmd.message_ids.iter().map(MessageId::as_str).collect();
-            let found: Vec<Named> = chat_pg::prepared(
-                diesel::sql_query("SELECT id, seq FROM messages WHERE room_id = $1 AND id = ANY($2) ORDER BY seq")
-                    .bind::<Text, _>(cmd.room_id.as_str())
-                    .bind::<Array<Text>, _>(&ids),
+            let found: Vec<Found> = chat_pg::prepared(
+                diesel::sql_query(
+                    "SELECT id, seq, sender_id, deleted_at IS NOT NULL AS deleted FROM messages
+                     WHERE room_id = $1 AND id = ANY($2) ORDER BY seq",
+                )
+                .bind::<Text, _>(cmd.room_id.as_str())
+                .bind::<Array<Text>, _>(&ids),
             )
             .load(conn)
             .await?;
             let Some(seq) = found.last().map(|n| n.seq) else {
                 return Err(ApiError::not_found("None of message_ids is a message of this room").into());
             };
-            let named = found.into_iter().map(|n| stored(MessageId::parse(n.id))).collect::<Result<_, _>>()?;
+            // Receipts for one's own (or deleted) messages tell nobody anything.
+            let mut named = Vec::new();
+            for f in found.into_iter().filter(|f| !f.deleted && f.sender_id != cmd.actor.user_id.as_str()) {
+                named.push((stored(UserId::parse(f.sender_id))?, f.seq, stored(MessageId::parse(f.id))?));
+            }
             let to = Move { actor: &cmd.actor, room_id: &cmd.room_id, kind: CursorKind::Read, seq, named: Some(named) };
             advance(conn, &subjects, to).await
         })
@@ -83,8 +96,10 @@ struct Move<'a> {
     room_id: &'a RoomId,
     kind: CursorKind,
     seq: i64,
-    /// The messages a read receipt named, carried by the `read` event.
-    named: Option<Vec<MessageId>>,
+    /// The other senders' messages a read receipt named (sender, `seq`, id), oldest
+    /// first: the `read` event carries them and their senders hear of them, whether
+    /// or not the cursor moves.
+    named: Option<Vec<(UserId, i64, MessageId)>>,
 }
 
 /// Moves the actor's cursor forward to `to.seq` (capped at the newest message) inside
@@ -131,27 +146,33 @@ async fn advance(
     .bind::<BigInt, _>(read)
     .execute(conn)
     .await?;
-    let mut pending = Vec::new();
+    let (mut room_events, mut user_events) = (Vec::new(), Vec::new());
     let emit = |body: RoomEventBody| RoomEvent::new(&to.actor.tenant_id, to.room_id, chat_domain::time::now(), body);
+    let member = &to.actor.user_id;
     if delivered > old_delivered {
-        let passed = passed(conn, to.room_id, &to.actor.user_id, old_delivered, delivered).await?;
-        let change = CursorChange { user_id: to.actor.user_id.clone(), seq: delivered, message_ids: Vec::new() };
-        pending.push(outbox::insert(conn, subjects, &emit(RoomEventBody::Delivered(change))).await?);
-        let events = status_events(&to.actor.tenant_id, to.room_id, &to.actor.user_id, passed.by_sender, "delivered")?;
-        pending.extend(outbox::insert_many(conn, subjects, &[], &events).await?);
+        let passed = passed(conn, to.room_id, member, old_delivered, delivered).await?;
+        let change = CursorChange { user_id: member.clone(), seq: delivered, message_ids: Vec::new() };
+        room_events.push(emit(RoomEventBody::Delivered(change)));
+        user_events.extend(status_events(&to.actor.tenant_id, to.room_id, member, passed, "delivered"));
     }
-    if read > old_read {
-        let passed = passed(conn, to.room_id, &to.actor.user_id, old_read, read).await?;
-        let message_ids = match to.named {
-            Some(named) => named,
-            None => passed.newest(MAX_STATUS_IDS),
-        };
-        let change = CursorChange { user_id: to.actor.user_id.clone(), seq: read, message_ids };
-        pending.push(outbox::insert(conn, subjects, &emit(RoomEventBody::Read(change))).await?);
-        let events = status_events(&to.actor.tenant_id, to.room_id, &to.actor.user_id, passed.by_sender, "read")?;
-        pending.extend(outbox::insert_many(conn, subjects, &[], &events).await?);
+    let passed = if read > old_read { passed(conn, to.room_id, member, old_read, read).await? } else { Vec::new() };
+    let (message_ids, read_senders) = match to.named {
+        None => (newest(&passed, MAX_STATUS_IDS), passed),
+        Some(named) => {
+            let ids = named.iter().map(|(_, _, id)| id.clone()).collect();
+            let named = named
+                .into_iter()
+                .map(|(sender, seq, id)| SenderMessages { sender_id: sender, messages: vec![(seq, id)] });
+            (ids, merge(passed.into_iter().chain(named)))
+        }
+    };
+    if read > old_read || !message_ids.is_empty() {
+        let change = CursorChange { user_id: member.clone(), seq: read, message_ids };
+        room_events.push(emit(RoomEventBody::Read(change)));
+        user_events.extend(status_events(&to.actor.tenant_id, to.room_id, member, read_senders, "read"));
     }
-    let moved = !pending.is_empty();
+    let pending = outbox::insert_many(conn, subjects, &room_events, &user_events).await?;
+    let moved = delivered > old_delivered || read > old_read;
     Ok((Cursors { delivered_seq: delivered, read_seq: read, moved }, pending))
 }
 
@@ -165,19 +186,24 @@ pub struct SenderMessages {
     pub messages: Vec<(i64, MessageId)>,
 }
 
-/// The messages of other senders a member's cursor passed, by sender.
-struct Passed {
-    by_sender: Vec<SenderMessages>,
+/// The newest `n` ids over every sender, oldest first.
+fn newest(senders: &[SenderMessages], n: usize) -> Vec<MessageId> {
+    let mut all: Vec<&(i64, MessageId)> = senders.iter().flat_map(|s| &s.messages).collect();
+    all.sort_unstable_by_key(|(seq, _)| *seq);
+    let skip = all.len().saturating_sub(n);
+    all.into_iter().skip(skip).map(|(_, id)| id.clone()).collect()
 }
 
-impl Passed {
-    /// The newest `n` ids over every sender, oldest first.
-    fn newest(&self, n: usize) -> Vec<MessageId> {
-        let mut all: Vec<&(i64, MessageId)> = self.by_sender.iter().flat_map(|s| &s.messages).collect();
-        all.sort_unstable_by_key(|(seq, _)| *seq);
-        let skip = all.len().saturating_sub(n);
-        all.into_iter().skip(skip).map(|(_, id)| id.clone()).collect()
+/// One entry per sender, each message once, oldest first.
+pub fn merge(groups: impl Iterator<Item = SenderMessages>) -> Vec<SenderMessages> {
+    let mut by_sender: BTreeMap<UserId, BTreeMap<i64, MessageId>> = BTreeMap::new();
+    for g in groups {
+        by_sender.entry(g.sender_id).or_default().extend(g.messages);
     }
+    by_sender
+        .into_iter()
+        .map(|(sender_id, messages)| SenderMessages { sender_id, messages: messages.into_iter().collect() })
+        .collect()
 }
 
 /// The messages in `(from, to]` of senders other than `member` (not deleted).
@@ -187,7 +213,7 @@ async fn passed(
     member: &UserId,
     from: i64,
     to: i64,
-) -> Result<Passed, StoreError> {
+) -> Result<Vec<SenderMessages>, StoreError> {
     #[derive(diesel::QueryableByName)]
     struct Sender {
         #[diesel(sql_type = Text)]
@@ -210,7 +236,7 @@ async fn passed(
     )
     .load(conn)
     .await?;
-    let by_sender = senders
+    senders
         .into_iter()
         .map(|s| {
             let messages = s
@@ -221,8 +247,7 @@ async fn passed(
                 .collect::<Result<_, _>>()?;
             Ok(SenderMessages { sender_id: stored(UserId::parse(s.sender_id))?, messages })
         })
-        .collect::<Result<_, StoreError>>()?;
-    Ok(Passed { by_sender })
+        .collect()
 }
 
 /// `message.status` events telling each sender that `member` now has their messages
@@ -233,9 +258,9 @@ pub fn status_events(
     member: &UserId,
     senders: Vec<SenderMessages>,
     status: &str,
-) -> Result<Vec<UserEvent>, StoreError> {
+) -> Vec<UserEvent> {
     let now = chat_domain::time::now();
-    Ok(senders
+    senders
         .into_iter()
         .filter_map(|s| {
             let up_to_seq = s.messages.last()?.0;
@@ -255,5 +280,5 @@ pub fn status_events(
                 }),
             })
         })
-        .collect())
+        .collect()
 }

@@ -1,9 +1,14 @@
 //! `mark_delivered`: many members' delivered cursors moved at once — what one gateway
 //! pushed to sockets of dialects that have no ack frame (`ws-conversations.md`),
-//! batched there every few hundred milliseconds. A batch costs one transaction of
-//! three set-based statements, however many deliveries it carries: lock the rooms
-//! (key share, in id order — the order send batches lock them in, so the two never
-//! deadlock), move every cursor and read what each move passed, write every event.
+//! batched there every 150 ms: for each socket, the range of the room's `seq`s pushed
+//! to it since the last report. A batch costs one transaction of two set-based
+//! statements, however many deliveries it carries: move every cursor and read the
+//! pushed messages (one statement), write every event (one more).
+//!
+//! Cursor rows are locked in (room, member) order, so two batches never deadlock; a
+//! send batch also moves its senders' cursors, in an order of its own, so a batch that
+//! loses a deadlock to one is retried (PostgreSQL aborted it whole, so nothing of it
+//! was applied).
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -23,18 +28,19 @@ use crate::outbox;
 /// Most deliveries one command may carry.
 pub const MAX_DELIVERIES: usize = 10_000;
 
-/// One (room, member, sender) of the moved cursors: the sender's messages the member's
-/// cursor passed (`ids` is empty for a cursor that passed none of anyone's).
+/// One (room, member, sender) of a batch: the member's delivered cursor if it moved
+/// (`moved_to`), and the sender's messages pushed to the member (none when `sender_id`
+/// is absent: nothing of anyone's, or only the member's own, was pushed).
 #[derive(diesel::QueryableByName)]
-struct Moved {
+struct Pushed {
     #[diesel(sql_type = Text)]
     tenant_id: String,
     #[diesel(sql_type = Text)]
     room_id: String,
     #[diesel(sql_type = Text)]
     member: String,
-    #[diesel(sql_type = BigInt)]
-    to_seq: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    moved_to: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
     sender_id: Option<String>,
     #[diesel(sql_type = Array<Text>)]
@@ -44,39 +50,41 @@ struct Moved {
 }
 
 /// Moves the cursors (never back, at most to the room's newest message, members only)
-/// and returns, per moved cursor and sender, what it passed.
-const MOVE: &str = "
+/// and returns, per member and sender, what was pushed and whether the cursor moved.
+const MARK: &str = "
 WITH input AS (
-    SELECT i.tenant, i.room, i.member, max(i.seq) AS seq
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS i(tenant, room, member, seq)
-    GROUP BY i.tenant, i.room, i.member
+    SELECT i.tenant, i.room, i.member, i.after_seq, i.seq
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+         AS i(tenant, room, member, after_seq, seq)
 ),
 valid AS (
-    SELECT i.room, i.member, LEAST(i.seq, r.last_seq) AS seq
+    SELECT i.room, i.member, i.after_seq, LEAST(i.seq, r.last_seq) AS seq
     FROM input i
     JOIN rooms r ON r.id = i.room AND r.tenant_id = i.tenant
     JOIN room_members m ON m.room_id = i.room AND m.user_id = i.member
 ),
-old AS (
-    SELECT c.room_id, c.user_id, c.delivered_seq
-    FROM room_cursors c JOIN valid v ON c.room_id = v.room AND c.user_id = v.member
-),
 moved AS (
     INSERT INTO room_cursors AS c (room_id, user_id, delivered_seq, read_seq, updated_at)
-    SELECT v.room, v.member, v.seq, 0, now() FROM valid v WHERE v.seq > 0 ORDER BY v.room, v.member
+    SELECT v.room, v.member, max(v.seq), 0, now() FROM valid v WHERE v.seq > 0
+    GROUP BY v.room, v.member ORDER BY v.room, v.member
     ON CONFLICT (room_id, user_id) DO UPDATE SET delivered_seq = EXCLUDED.delivered_seq, updated_at = now()
     WHERE c.delivered_seq < EXCLUDED.delivered_seq
     RETURNING c.room_id, c.user_id, c.delivered_seq
+),
+pushed AS (
+    SELECT DISTINCT v.room, v.member, m.sender_id, m.id, m.seq
+    FROM valid v
+    JOIN messages m ON m.room_id = v.room AND m.seq > v.after_seq AND m.seq <= v.seq
+        AND m.sender_id <> v.member AND m.deleted_at IS NULL
 )
-SELECT r.tenant_id, mv.room_id, mv.user_id AS member, mv.delivered_seq AS to_seq, m.sender_id,
-       COALESCE(array_agg(m.id ORDER BY m.seq) FILTER (WHERE m.id IS NOT NULL), '{}') AS ids,
-       COALESCE(array_agg(m.seq ORDER BY m.seq) FILTER (WHERE m.id IS NOT NULL), '{}') AS seqs
-FROM moved mv
-JOIN rooms r ON r.id = mv.room_id
-LEFT JOIN old o ON o.room_id = mv.room_id AND o.user_id = mv.user_id
-LEFT JOIN messages m ON m.room_id = mv.room_id AND m.seq > COALESCE(o.delivered_seq, 0)
-    AND m.seq <= mv.delivered_seq AND m.sender_id <> mv.user_id AND m.deleted_at IS NULL
-GROUP BY r.tenant_id, mv.room_id, mv.user_id, mv.delivered_seq, m.sender_id";
+SELECT r.tenant_id, k.room AS room_id, k.member, mv.delivered_seq AS moved_to, p.sender_id,
+       COALESCE(array_agg(p.id ORDER BY p.seq) FILTER (WHERE p.id IS NOT NULL), '{}') AS ids,
+       COALESCE(array_agg(p.seq ORDER BY p.seq) FILTER (WHERE p.id IS NOT NULL), '{}') AS seqs
+FROM (SELECT DISTINCT room, member FROM valid) k
+JOIN rooms r ON r.id = k.room
+LEFT JOIN moved mv ON mv.room_id = k.room AND mv.user_id = k.member
+LEFT JOIN pushed p ON p.room = k.room AND p.member = k.member
+GROUP BY r.tenant_id, k.room, k.member, mv.delivered_seq, p.sender_id";
 
 pub async fn mark_delivered(store: Store, cmd: MarkDelivered) -> Result<DeliveriesMarked, ApiError> {
     if cmd.deliveries.len() > MAX_DELIVERIES {
@@ -85,64 +93,102 @@ pub async fn mark_delivered(store: Store, cmd: MarkDelivered) -> Result<Deliveri
     if cmd.deliveries.is_empty() {
         return Ok(DeliveriesMarked { moved: 0 });
     }
-    let (mut tenants, mut rooms, mut members, mut seqs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let n = cmd.deliveries.len();
+    let (mut tenants, mut rooms, mut members) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut afters, mut seqs) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for d in &cmd.deliveries {
         tenants.push(d.tenant_id.as_str());
         rooms.push(d.room_id.as_str());
         members.push(d.user_id.as_str());
+        afters.push(d.after_seq);
         seqs.push(d.seq);
     }
-    let subjects = store.subjects().clone();
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
-    let (moved, pending) = conn
-        .transaction(async move |conn| -> Result<(u32, Vec<outbox::Pending>), StoreError> {
-            chat_pg::prepared(
-                diesel::sql_query("SELECT 1 FROM rooms WHERE id = ANY($1) ORDER BY id FOR KEY SHARE")
-                    .bind::<Array<Text>, _>(&rooms),
-            )
-            .execute(conn)
-            .await?;
-            let rows: Vec<Moved> = chat_pg::prepared(
-                diesel::sql_query(MOVE)
-                    .bind::<Array<Text>, _>(&tenants)
-                    .bind::<Array<Text>, _>(&rooms)
-                    .bind::<Array<Text>, _>(&members)
-                    .bind::<Array<BigInt>, _>(&seqs),
-            )
-            .load(conn)
-            .await?;
-            let (room_events, user_events, moved) = events(rows)?;
-            let pending = outbox::insert_many(conn, &subjects, &room_events, &user_events).await?;
-            Ok((moved, pending))
-        })
-        .await?;
+    let mut attempt = 0;
+    let (moved, pending) = loop {
+        attempt += 1;
+        let batch = Batch { tenants: &tenants, rooms: &rooms, members: &members, afters: &afters, seqs: &seqs };
+        match apply(&mut conn, store.subjects(), batch).await {
+            Err(StoreError::Db(e)) if attempt < MAX_ATTEMPTS && is_deadlock(&e) => {
+                tracing::debug!(attempt, "delivered receipts met a concurrent send in another order; retrying");
+            }
+            result => break result?,
+        }
+    };
     store.0.publisher.submit(pending);
     Ok(DeliveriesMarked { moved })
 }
 
-/// One moved cursor and what it passed, by sender.
-struct Cursor {
+/// Tries of one batch that lost a deadlock to a concurrent transaction.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// A deadlock (or serialization failure) PostgreSQL resolved by aborting this side.
+fn is_deadlock(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
+}
+
+/// The deliveries of one command, as statement arrays.
+struct Batch<'a> {
+    tenants: &'a [&'a str],
+    rooms: &'a [&'a str],
+    members: &'a [&'a str],
+    afters: &'a [i64],
+    seqs: &'a [i64],
+}
+
+/// One transaction: move the cursors, write their events to the outbox.
+async fn apply(
+    conn: &mut diesel_async::AsyncPgConnection,
+    subjects: &chat_bus::Subjects,
+    b: Batch<'_>,
+) -> Result<(u32, Vec<outbox::Pending>), StoreError> {
+    conn.transaction(async move |conn| -> Result<(u32, Vec<outbox::Pending>), StoreError> {
+        let rows: Vec<Pushed> = chat_pg::prepared(
+            diesel::sql_query(MARK)
+                .bind::<Array<Text>, _>(b.tenants)
+                .bind::<Array<Text>, _>(b.rooms)
+                .bind::<Array<Text>, _>(b.members)
+                .bind::<Array<BigInt>, _>(b.afters)
+                .bind::<Array<BigInt>, _>(b.seqs),
+        )
+        .load(conn)
+        .await?;
+        let (room_events, user_events, moved) = events(rows)?;
+        let pending = outbox::insert_many(conn, subjects, &room_events, &user_events).await?;
+        Ok((moved, pending))
+    })
+    .await
+}
+
+/// One member of a room in the batch: their cursor if it moved, and what was pushed
+/// to them, by sender.
+struct Reached {
     tenant: TenantId,
     room: RoomId,
     member: UserId,
-    seq: i64,
+    moved_to: Option<i64>,
     senders: Vec<SenderMessages>,
 }
 
-/// The room's `delivered` event per moved cursor, and `message.status` per sender;
-/// and how many cursors moved.
-fn events(rows: Vec<Moved>) -> Result<(Vec<RoomEvent>, Vec<UserEvent>, u32), StoreError> {
+/// The room's `delivered` event per moved cursor, and `message.status` per sender of
+/// pushed messages; and how many cursors moved.
+fn events(rows: Vec<Pushed>) -> Result<(Vec<RoomEvent>, Vec<UserEvent>, u32), StoreError> {
     let now = chat_domain::time::now();
-    // Rows of one cursor are adjacent only by chance; key them.
-    let mut cursors: BTreeMap<(String, String), Cursor> = BTreeMap::new();
+    // Rows of one member are adjacent only by chance; key them.
+    let mut reached: BTreeMap<(String, String), Reached> = BTreeMap::new();
     for row in rows {
-        let cursor = match cursors.entry((row.room_id.clone(), row.member.clone())) {
+        let r = match reached.entry((row.room_id.clone(), row.member.clone())) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(Cursor {
+            Entry::Vacant(e) => e.insert(Reached {
                 tenant: stored(TenantId::parse(row.tenant_id))?,
                 room: stored(RoomId::parse(row.room_id))?,
                 member: stored(UserId::parse(row.member))?,
-                seq: row.to_seq,
+                moved_to: row.moved_to,
                 senders: Vec::new(),
             }),
         };
@@ -153,15 +199,18 @@ fn events(rows: Vec<Moved>) -> Result<(Vec<RoomEvent>, Vec<UserEvent>, u32), Sto
                 .zip(row.ids)
                 .map(|(seq, id)| stored(MessageId::parse(id)).map(|id| (seq, id)))
                 .collect::<Result<_, _>>()?;
-            cursor.senders.push(SenderMessages { sender_id: stored(UserId::parse(sender))?, messages });
+            r.senders.push(SenderMessages { sender_id: stored(UserId::parse(sender))?, messages });
         }
     }
-    let moved = u32::try_from(cursors.len()).unwrap_or(u32::MAX);
-    let (mut room_events, mut user_events) = (Vec::with_capacity(cursors.len()), Vec::new());
-    for c in cursors.into_values() {
-        let change = CursorChange { user_id: c.member.clone(), seq: c.seq, message_ids: Vec::new() };
-        room_events.push(RoomEvent::new(&c.tenant, &c.room, now, RoomEventBody::Delivered(change)));
-        user_events.extend(status_events(&c.tenant, &c.room, &c.member, c.senders, "delivered")?);
+    let mut moved = 0u32;
+    let (mut room_events, mut user_events) = (Vec::new(), Vec::new());
+    for r in reached.into_values() {
+        if let Some(seq) = r.moved_to {
+            moved += 1;
+            let change = CursorChange { user_id: r.member.clone(), seq, message_ids: Vec::new() };
+            room_events.push(RoomEvent::new(&r.tenant, &r.room, now, RoomEventBody::Delivered(change)));
+        }
+        user_events.extend(status_events(&r.tenant, &r.room, &r.member, r.senders, "delivered"));
     }
     Ok((room_events, user_events, moved))
 }
