@@ -645,7 +645,8 @@ pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> anyhow::Res
     tokio::time::timeout(Duration::from_secs(60), fut).await.map_err(|_| anyhow!("{what} took over 60 s"))
 }
 
-/// A WebSocket client speaking the `ws-rooms.md` protocol, for tests.
+/// A WebSocket client for tests, for any of the gateway's dialects (frames are JSON
+/// objects with a `type`).
 pub struct WsClient {
     stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     /// Frames read while looking for another one, in arrival order.
