@@ -147,10 +147,8 @@ fn latency_curve(points: &[(f64, f64, f64)], top: f64, w: f64) -> String {
         t = y(50.0)
     ));
     for (i, (label, color)) in [("p50", "#3b82f6"), ("p99", "#f59e0b")].into_iter().enumerate() {
-        let pts: Vec<String> = points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.0), y(if i == 0 { p.1 } else { p.2 })))
-            .collect();
+        let pts: Vec<String> =
+            points.iter().map(|p| format!("{:.1},{:.1}", x(p.0), y(if i == 0 { p.1 } else { p.2 }))).collect();
         svg.push_str(&format!(
             "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
             pts.join(" ")
