@@ -149,7 +149,7 @@ impl Gateway {
         let state = web::Data::new(AppState {
             hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
             deliveries: Arc::default(),
-            sends: sends::Sends::start(bus.clone()),
+            sends: sends::Sends::new(bus.clone()),
             bus,
             auth: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             limiter: ratelimit::RateLimiter::new(redis, &config.bus_prefix),

@@ -2,100 +2,129 @@
 //! goes to message-store through one batcher, so the bus carries one request per batch
 //! rather than one per message when sends arrive faster than answers.
 //!
-//! Nothing waits to fill a batch: a send goes out at once while fewer than
-//! [`IN_FLIGHT`] requests are outstanding, alone if it is alone. Only when that many
-//! are waiting for their answers do new sends queue, and the next request then takes
-//! everything queued (up to [`MAX_BATCH`]). At low rates a send costs what a single
-//! request does; at high rates the bus, message-store's request handling and the JSON
-//! envelopes are paid per batch.
+//! Nothing waits to fill a batch. While fewer than [`IN_FLIGHT`] requests are
+//! outstanding, a send goes out at once, from the caller's own task (no hop to another
+//! task at low rates). When that many are outstanding, new sends queue; whichever
+//! request finishes first takes everything queued (up to [`MAX_BATCH`]) as one
+//! `send_messages` request, in a task of its own, and keeps doing so while sends keep
+//! queueing. At low rates a send costs what a single request does; at high rates the
+//! bus, message-store's request handling and the JSON envelopes are paid per batch.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use chat_bus::Bus;
 use chat_domain::ApiError;
 use chat_domain::proto::store::{MessageSent, SendMessage, SendMessages, SendOutcome};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// Requests waiting for message-store's answer at once.
 pub const IN_FLIGHT: usize = 4;
 /// Most sends in one request.
 pub const MAX_BATCH: usize = 256;
-/// Sends waiting for a request; past this, senders wait (backpressure).
+/// Sends queued for a request; past this, senders are told to slow down.
 const QUEUE: usize = 8_192;
 
-type Pending = (SendMessage, oneshot::Sender<Result<MessageSent, ApiError>>);
+type Answer = oneshot::Sender<Result<MessageSent, ApiError>>;
 
-/// Hands sends to the batcher.
+/// The batcher (cheap to clone).
 #[derive(Debug, Clone)]
-pub struct Sends {
-    tx: mpsc::Sender<Pending>,
+pub struct Sends(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    bus: Bus,
+    slots: Arc<Semaphore>,
+    queue: Mutex<VecDeque<(SendMessage, Answer)>>,
 }
 
 impl Sends {
-    /// Starts the batcher; it ends when every `Sends` is dropped.
-    pub fn start(bus: Bus) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(bus, rx));
-        Self { tx }
+    pub fn new(bus: Bus) -> Self {
+        Self(Arc::new(Inner { bus, slots: Arc::new(Semaphore::new(IN_FLIGHT)), queue: Mutex::default() }))
     }
 
-    /// Stores one message (in whichever request it lands in).
+    /// Stores one message (alone, or in whichever request it lands in).
     pub async fn send(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx.send((cmd, reply)).await.map_err(|_| ApiError::unavailable("the gateway is shutting down"))?;
-        answer.await.map_err(|_| ApiError::unavailable("message-store did not answer"))?
-    }
-}
-
-async fn run(bus: Bus, mut rx: mpsc::Receiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // A free slot first: while all are taken, sends gather in the queue.
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+        match self.0.slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let result = self.0.bus.request(&cmd).await;
+                self.drain(slot);
+                result
+            }
+            Err(_) => {
+                let (answer, answered) = oneshot::channel();
+                {
+                    let mut queue = self.0.queue.lock().map_err(|_| ApiError::internal())?;
+                    if queue.len() >= QUEUE {
+                        return Err(ApiError::unavailable("too many sends waiting; try again"));
+                    }
+                    queue.push_back((cmd, answer));
+                }
+                // A request may have finished between the failed try and the push.
+                if let Ok(slot) = self.0.slots.clone().try_acquire_owned() {
+                    self.drain(slot);
+                }
+                answered.await.map_err(|_| ApiError::unavailable("message-store did not answer"))?
+            }
         }
-        let (sends, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let bus = bus.clone();
+    }
+
+    /// With a free slot: sends what is queued, batch after batch, in a task of its own,
+    /// until the queue is empty; then frees the slot.
+    fn drain(&self, slot: OwnedSemaphorePermit) {
+        let Some(first) = self.take() else { return };
+        let this = self.clone();
         tokio::spawn(async move {
-            answer(&bus, sends, replies).await;
+            let mut batch = first;
+            loop {
+                answer(&this.0.bus, batch).await;
+                match this.take() {
+                    Some(next) => batch = next,
+                    None => break,
+                }
+            }
             drop(slot);
+            // A send may have queued after the last take and before the slot was free.
+            if let Ok(slot) = this.0.slots.clone().try_acquire_owned() {
+                this.drain(slot);
+            }
         });
     }
+
+    /// Up to a batch of queued sends, if any.
+    fn take(&self) -> Option<Vec<(SendMessage, Answer)>> {
+        let mut queue = self.0.queue.lock().ok()?;
+        if queue.is_empty() {
+            return None;
+        }
+        let n = queue.len().min(MAX_BATCH);
+        Some(queue.drain(..n).collect())
+    }
 }
 
-/// One request; each send gets its own outcome (or the request's error).
-async fn answer(bus: &Bus, sends: Vec<SendMessage>, replies: Vec<oneshot::Sender<Result<MessageSent, ApiError>>>) {
-    if let [_] = sends.as_slice() {
-        // Alone: the plain command, so a lone send costs what it always did.
-        let Some(send) = sends.into_iter().next() else { return };
-        let result = bus.request(&send).await;
-        for reply in replies {
-            let _ = reply.send(result.clone());
-        }
-        return;
-    }
+/// One request for a batch; each send gets its own outcome (or the request's error).
+async fn answer(bus: &Bus, batch: Vec<(SendMessage, Answer)>) {
+    let (sends, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let n = sends.len();
-    match bus.request(&SendMessages { sends }).await {
-        Ok(outcomes) if outcomes.len() == n => {
-            for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                let _ = reply.send(match outcome {
+    let outcomes = match <[SendMessage; 1]>::try_from(sends) {
+        // Alone: the plain command.
+        Ok([send]) => vec![bus.request(&send).await],
+        Err(sends) => match bus.request(&SendMessages { sends }).await {
+            Ok(outcomes) if outcomes.len() == n => outcomes
+                .into_iter()
+                .map(|o| match o {
                     SendOutcome::Sent(sent) => Ok(sent),
                     SendOutcome::Failed(e) => Err(e),
-                });
+                })
+                .collect(),
+            Ok(outcomes) => {
+                tracing::error!(sent = n, answered = outcomes.len(), "message-store answered a batch of sends wrongly");
+                vec![Err(ApiError::internal()); n]
             }
-        }
-        Ok(outcomes) => {
-            tracing::error!(sent = n, answered = outcomes.len(), "message-store answered a batch of sends wrongly");
-            for reply in replies {
-                let _ = reply.send(Err(ApiError::internal()));
-            }
-        }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
+            Err(e) => vec![Err(e); n],
+        },
+    };
+    for (outcome, answer) in outcomes.into_iter().zip(answers) {
+        let _ = answer.send(outcome);
     }
 }

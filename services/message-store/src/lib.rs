@@ -106,7 +106,7 @@ impl Config {
             outbox_relay_after: Duration::from_secs(5),
             outbox_relay_every: Duration::from_secs(1),
             instance: None,
-            send_writers: usize::try_from(num("SEND_WRITERS", 4)?).context("SEND_WRITERS")?,
+            send_writers: usize::try_from(num("SEND_WRITERS", 2)?).context("SEND_WRITERS")?,
             publish_lease_every: publish::LEASE_EVERY,
             publish_lease_ttl: publish::LEASE_TTL,
             crash_before_publish: false,

@@ -12,7 +12,8 @@
 //! - The watermark is the lowest floor of the tickets still open (batch running, or
 //!   committed and not yet handed to NATS). Every batch of this process below it has
 //!   reached the bus.
-//! - Every [`LEASE_EVERY`] the publisher flushes NATS (the server has everything sent
+//! - The writer that committed a batch publishes its events itself, then closes the
+//!   ticket. Every [`LEASE_EVERY`] the publisher flushes NATS (the server has everything sent
 //!   so far) and then writes the watermark and renews its lease: one small write per
 //!   interval, not per message or batch.
 //! - [`relay`] (in every replica) looks for leases that ran out — a process that died,
@@ -45,9 +46,6 @@ use crate::rows::MessageRow;
 pub const LEASE_EVERY: Duration = Duration::from_secs(2);
 /// How long a lease lasts without renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
-/// Committed batches waiting for the publisher; writers wait when it is full (the
-/// bus is then the bottleneck, and waiting is the right backpressure).
-const QUEUE: usize = 1_024;
 /// Messages read per page when republishing.
 const RELAY_PAGE: i64 = 500;
 
@@ -72,18 +70,17 @@ impl Marks {
     }
 }
 
-/// One committed batch's events, in commit order.
-struct Batch {
-    ticket: Ticket,
-    events: Vec<(String, Bytes)>,
-}
-
-/// Hands committed batches to the publisher task.
+/// Publishes committed batches (from the writer's own task: no hop to another task
+/// between a commit and its events) and keeps the watermark.
 #[derive(Clone, Debug)]
 pub struct Publisher {
-    tx: mpsc::Sender<Batch>,
+    client: async_nats::Client,
     marks: Arc<Mutex<Marks>>,
     subjects: Subjects,
+    /// See [`PublisherConfig::crash_before_publish`].
+    crash_before_publish: bool,
+    /// Dropped with the last `Publisher`: tells the lease task to finish.
+    _alive: mpsc::Sender<()>,
 }
 
 impl Publisher {
@@ -111,21 +108,22 @@ impl Publisher {
         }
     }
 
-    /// Queues the `message.created` events of a committed batch (`tx`) for publishing.
+    /// Publishes the `message.created` events of a committed batch (`tx`), in order,
+    /// and closes its ticket once the NATS client has them all.
     pub async fn publish(&self, ticket: Ticket, tx: i64, created: &[(TenantId, Message)]) {
         if let Ok(mut m) = self.marks.lock() {
             m.seen = m.seen.max(tx);
         }
-        if created.is_empty() {
-            self.close(ticket, None);
+        if self.crash_before_publish {
+            // Never published, the ticket never closed: the watermark stays below it.
             return;
         }
-        let events = created.iter().filter_map(|(tenant, m)| encode(&self.subjects, tenant, m)).collect();
-        if self.tx.send(Batch { ticket, events }).await.is_err() {
-            // Shutting down: the ticket stays open, so the lease left behind keeps the
-            // watermark below this batch, and a relay republishes it.
-            tracing::warn!("publisher gone; a relay will publish the batch");
+        for (tenant, message) in created {
+            if let Some((subject, payload)) = encode(&self.subjects, tenant, message) {
+                publish_until_sent(&self.client, subject, payload).await;
+            }
         }
+        self.close(ticket, None);
     }
 }
 
@@ -186,9 +184,15 @@ pub async fn start(
     .context("registering the publisher")?;
     drop(conn);
     let marks = Arc::new(Mutex::new(Marks { seen: start.start - 1, ..Marks::default() }));
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let publisher = Publisher { tx, marks: marks.clone(), subjects: subjects.clone() };
-    let task = tokio::spawn(run(pool, client, subjects, config, marks, rx));
+    let (alive, gone) = mpsc::channel(1);
+    let publisher = Publisher {
+        client: client.clone(),
+        marks: marks.clone(),
+        subjects: subjects.clone(),
+        crash_before_publish: config.crash_before_publish,
+        _alive: alive,
+    };
+    let task = tokio::spawn(run(pool, client, subjects, config, marks, gone));
     Ok((publisher, task))
 }
 
@@ -196,37 +200,22 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The lease: renewed with the watermark every `lease_every`, until every
+/// [`Publisher`] is gone; then, if everything handed to the client reached the server,
+/// the row is removed (nobody needs to republish for us).
 async fn run(
     pool: PgPool,
     client: async_nats::Client,
     subjects: Subjects,
     config: PublisherConfig,
     marks: Arc<Mutex<Marks>>,
-    mut rx: mpsc::Receiver<Batch>,
+    mut gone: mpsc::Receiver<()>,
 ) {
     let mut lease = tokio::time::interval(config.lease_every);
     lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut batches = Vec::with_capacity(64);
     loop {
         tokio::select! {
-            n = rx.recv_many(&mut batches, 64) => {
-                if n == 0 {
-                    break;
-                }
-                if config.crash_before_publish {
-                    // Never published, tickets never closed: the watermark stays below them.
-                    batches.clear();
-                    continue;
-                }
-                for batch in batches.drain(..) {
-                    for (subject, payload) in batch.events {
-                        publish_until_sent(&client, subject, payload).await;
-                    }
-                    if let Ok(mut m) = marks.lock() {
-                        m.open.remove(&batch.ticket.0);
-                    }
-                }
-            }
+            _ = gone.recv() => break,
             _ = lease.tick() => {
                 if !config.crash_before_publish {
                     renew(&pool, &client, &subjects, &config, &marks).await;
@@ -234,8 +223,6 @@ async fn run(
             }
         }
     }
-    // Every Publisher is gone and everything queued is on its way: make sure the
-    // server has it, then leave (nobody needs to republish for us).
     if config.crash_before_publish {
         return;
     }

@@ -404,6 +404,10 @@ pub struct FeedWindow {
     pub last_seq: i64,
     /// Messages of this page in the window (seqs of other pages may fall between).
     pub messages: u32,
+    /// The one user who sent all of them, when one did (lets the offline pass skip a
+    /// window whose only possible reader wrote it all).
+    #[serde(default)]
+    pub sole_sender: Option<UserId>,
 }
 store_command!(MessageFeed, "message_feed", FeedPage);
 

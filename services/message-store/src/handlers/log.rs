@@ -175,12 +175,15 @@ pub async fn message_feed(store: Store, cmd: MessageFeed) -> Result<FeedPage, Ap
         last_seq: i64,
         #[diesel(sql_type = Integer)]
         messages: i32,
+        #[diesel(sql_type = Nullable<Text>)]
+        sole_sender: Option<String>,
     }
     let rows: Vec<Row> = prepared(
         diesel::sql_query(
             "SELECT r.tenant_id, m.room_id,
                     (floor(extract(epoch FROM m.created_at) * 1000 / $3)::bigint * $3) AS window_ms,
-                    min(m.seq) AS first_seq, max(m.seq) AS last_seq, count(*)::int AS messages
+                    min(m.seq) AS first_seq, max(m.seq) AS last_seq, count(*)::int AS messages,
+                    CASE WHEN min(m.sender_id) = max(m.sender_id) THEN min(m.sender_id) END AS sole_sender
              FROM messages m JOIN rooms r ON r.id = m.room_id
              WHERE m.tx > $1 AND m.tx <= $2
              GROUP BY r.tenant_id, m.room_id, 3
@@ -205,6 +208,7 @@ pub async fn message_feed(store: Store, cmd: MessageFeed) -> Result<FeedPage, Ap
                 first_seq: r.first_seq,
                 last_seq: r.last_seq,
                 messages: u32::try_from(r.messages).unwrap_or(0),
+                sole_sender: r.sole_sender.map(|u| stored(UserId::parse(u))).transpose()?,
             })
         })
         .collect::<Result<_, StoreError>>()?;

@@ -56,6 +56,8 @@ struct WindowRow {
     first_seq: i64,
     #[diesel(sql_type = BigInt)]
     last_seq: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    sole_sender: Option<String>,
 }
 
 /// An open window of one room.
@@ -65,6 +67,8 @@ struct Window {
     end: DateTime<Utc>,
     first_seq: i64,
     last_seq: i64,
+    /// The one user who sent all of the window's messages, when one did.
+    sole_sender: Option<UserId>,
 }
 
 impl TryFrom<WindowRow> for Window {
@@ -80,6 +84,7 @@ impl TryFrom<WindowRow> for Window {
             end: r.window_end,
             first_seq: r.first_seq,
             last_seq: r.last_seq,
+            sole_sender: r.sole_sender.map(UserId::parse).transpose().context("stored sender id")?,
         })
     }
 }
@@ -129,7 +134,7 @@ pub async fn close_due(
             let mut conn = state.pool.get().await.context("database")?;
             prepared(
                 diesel::sql_query(
-                    "SELECT tenant_id, room_id, window_start, window_end, first_seq, last_seq
+                    "SELECT tenant_id, room_id, window_start, window_end, first_seq, last_seq, sole_sender
                  FROM notification.offline_windows WHERE follower = $1 AND window_end <= $2
                  ORDER BY window_end, tenant_id, room_id LIMIT $3",
                 )
@@ -188,7 +193,7 @@ async fn close_batch(state: &State, settings: &Settings, windows: &[Window]) -> 
             (Some(_), Some(h)) if !h.complete => Ok(Plan::Recheck),
             (Some(members), Some(h)) => {
                 let maybe = absent_at_times(members, h, w.start, w.end, grace);
-                Ok(if maybe.is_empty() { Plan::Seen } else { Plan::Read(maybe) })
+                Ok(if nobody_missed(&maybe, w.sole_sender.as_ref()) { Plan::Seen } else { Plan::Read(maybe) })
             }
         })
         .collect::<anyhow::Result<_>>()?;
@@ -274,6 +279,16 @@ async fn close_batch(state: &State, settings: &Settings, windows: &[Window]) -> 
     WINDOWS.with_label_values(&["seen"]).inc_by((windows.len() as u64).saturating_sub(notified + gone + unknown));
     tracing::debug!(windows = windows.len(), entries = entries.len(), "closed offline windows");
     Ok(())
+}
+
+/// Whether a window needs no look at its messages: nobody may have missed anything,
+/// or the only member who may have is the one who sent every message of it.
+fn nobody_missed(maybe: &[(UserId, Vec<Interval>)], sole_sender: Option<&UserId>) -> bool {
+    match maybe {
+        [] => true,
+        [(only, _)] => sole_sender == Some(only),
+        _ => false,
+    }
 }
 
 /// Presence history of each room over its span, in one request. An error when presence
@@ -510,4 +525,20 @@ async fn write(
 /// `0..n` in ranges of at most [`ROWS_PER_STATEMENT`].
 fn chunks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..n).step_by(ROWS_PER_STATEMENT).map(move |start| start..n.min(start + ROWS_PER_STATEMENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_is_skipped_only_when_its_one_possible_reader_wrote_it_all() -> anyhow::Result<()> {
+        let (alice, bob) = (UserId::parse("alice")?, UserId::parse("bob")?);
+        assert!(nobody_missed(&[], None));
+        assert!(nobody_missed(&[(alice.clone(), Vec::new())], Some(&alice)));
+        assert!(!nobody_missed(&[(alice.clone(), Vec::new())], Some(&bob)), "bob wrote, alice may have missed it");
+        assert!(!nobody_missed(&[(alice.clone(), Vec::new())], None), "several senders");
+        assert!(!nobody_missed(&[(alice.clone(), Vec::new()), (bob, Vec::new())], Some(&alice)));
+        Ok(())
+    }
 }

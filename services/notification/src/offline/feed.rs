@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chat_bus::Bus;
-use chat_domain::ids::{RoomId, TenantId};
+use chat_domain::ids::{RoomId, TenantId, UserId};
 use chat_domain::proto::store::MessageFeed;
 use chat_pg::{PgPool, prepared};
 use chrono::{DateTime, Utc};
@@ -21,6 +21,23 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::Settings;
 use crate::State;
+
+/// A page's part of one window: its seq range, and its one sender if it had one.
+struct Span {
+    first_seq: i64,
+    last_seq: i64,
+    sole_sender: Option<UserId>,
+}
+
+impl Span {
+    fn merge(&mut self, other: &Span) {
+        self.first_seq = self.first_seq.min(other.first_seq);
+        self.last_seq = self.last_seq.max(other.last_seq);
+        if self.sole_sender != other.sole_sender {
+            self.sole_sender = None;
+        }
+    }
+}
 
 /// Most messages one page summarizes.
 const PAGE: u32 = 5_000;
@@ -107,10 +124,10 @@ impl Follower {
         let window = chrono::TimeDelta::from_std(settings.window).context("window length")?;
         // One row per room and window (a page has each once; merged all the same, as a
         // statement may not update a row twice).
-        let mut windows: BTreeMap<(TenantId, RoomId, DateTime<Utc>), (i64, i64)> = BTreeMap::new();
+        let mut windows: BTreeMap<(TenantId, RoomId, DateTime<Utc>), Span> = BTreeMap::new();
         for w in page.windows.into_iter().filter(|w| settings.follows(&w.tenant_id)) {
-            let seqs = windows.entry((w.tenant_id, w.room_id, w.window_start)).or_insert((w.first_seq, w.last_seq));
-            *seqs = (seqs.0.min(w.first_seq), seqs.1.max(w.last_seq));
+            let span = Span { first_seq: w.first_seq, last_seq: w.last_seq, sole_sender: w.sole_sender };
+            windows.entry((w.tenant_id, w.room_id, w.window_start)).and_modify(|s| s.merge(&span)).or_insert(span);
         }
         let earliest_end = windows.keys().map(|k| k.2 + window).min();
         let save = !windows.is_empty() || (page.next != self.saved && self.saved_at.elapsed() >= IDLE_SAVE);
@@ -127,15 +144,16 @@ impl Follower {
         state: &State,
         settings: &Settings,
         next: i64,
-        windows: &BTreeMap<(TenantId, RoomId, DateTime<Utc>), (i64, i64)>,
+        windows: &BTreeMap<(TenantId, RoomId, DateTime<Utc>), Span>,
         window: chrono::TimeDelta,
     ) -> anyhow::Result<()> {
         let tenants: Vec<&str> = windows.keys().map(|k| k.0.as_str()).collect();
         let rooms: Vec<&str> = windows.keys().map(|k| k.1.as_str()).collect();
         let starts: Vec<DateTime<Utc>> = windows.keys().map(|k| k.2).collect();
         let ends: Vec<DateTime<Utc>> = starts.iter().map(|s| *s + window).collect();
-        let firsts: Vec<i64> = windows.values().map(|v| v.0).collect();
-        let lasts: Vec<i64> = windows.values().map(|v| v.1).collect();
+        let firsts: Vec<i64> = windows.values().map(|v| v.first_seq).collect();
+        let lasts: Vec<i64> = windows.values().map(|v| v.last_seq).collect();
+        let senders: Vec<Option<&str>> = windows.values().map(|v| v.sole_sender.as_ref().map(UserId::as_str)).collect();
         let (follower, saved) = (settings.follower.as_str(), self.saved);
         let mut conn = state.pool.get().await.context("database")?;
         conn.transaction(async |conn| -> anyhow::Result<()> {
@@ -160,13 +178,15 @@ impl Follower {
             prepared(
                 diesel::sql_query(
                     "INSERT INTO notification.offline_windows AS w
-                     (follower, tenant_id, room_id, window_start, window_end, first_seq, last_seq)
-                 SELECT $1, t, r, s, e, f, l
-                 FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bigint[], $7::bigint[])
-                     AS x (t, r, s, e, f, l)
+                     (follower, tenant_id, room_id, window_start, window_end, first_seq, last_seq, sole_sender)
+                 SELECT $1, t, r, s, e, f, l, o
+                 FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bigint[], $7::bigint[],
+                             $8::text[])
+                     AS x (t, r, s, e, f, l, o)
                  ON CONFLICT (follower, tenant_id, room_id, window_start) DO UPDATE SET
                      first_seq = LEAST(w.first_seq, EXCLUDED.first_seq),
-                     last_seq = GREATEST(w.last_seq, EXCLUDED.last_seq)",
+                     last_seq = GREATEST(w.last_seq, EXCLUDED.last_seq),
+                     sole_sender = CASE WHEN w.sole_sender = EXCLUDED.sole_sender THEN w.sole_sender END",
                 )
                 .bind::<Text, _>(follower)
                 .bind::<Array<Text>, _>(&tenants)
@@ -174,7 +194,8 @@ impl Follower {
                 .bind::<Array<Timestamptz>, _>(&starts)
                 .bind::<Array<Timestamptz>, _>(&ends)
                 .bind::<Array<BigInt>, _>(&firsts)
-                .bind::<Array<BigInt>, _>(&lasts),
+                .bind::<Array<BigInt>, _>(&lasts)
+                .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(&senders),
             )
             .execute(conn)
             .await
