@@ -51,8 +51,7 @@ pub fn draw(args: &Args) -> anyhow::Result<()> {
     let curve: Vec<(f64, f64, f64)> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["scenario"] == "fanout" && v["steps"].as_array().is_some_and(|s| s.len() > 1))
-        .last()
+        .rfind(|v| v["scenario"] == "fanout" && v["steps"].as_array().is_some_and(|s| s.len() > 1))
         .map(|v| {
             v["steps"]
                 .as_array()

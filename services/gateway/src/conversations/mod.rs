@@ -22,7 +22,7 @@ use chat_domain::proto::store::GetRoom;
 use crate::AppState;
 use crate::admit::Refused;
 use crate::body::Query;
-use crate::session::connect::{Opening, Refusal, refuse, start};
+use crate::session::connect::{Opening, Refusal, open};
 
 /// Unauthorized: a missing, invalid or expired token.
 pub const UNAUTHORIZED: u16 = 4003;
@@ -57,10 +57,5 @@ pub async fn connect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let outcome = authorize(&req, &state, &path).await;
-    let (res, ws, stream) = actix_ws::handle(&req, body)?;
-    match outcome {
-        Err(refusal) => refuse(ws, refusal),
-        Ok(open) => start(state, &codec::CODEC, ws, stream, open).await,
-    }
-    Ok(res)
+    open(&req, body, state, &codec::CODEC, outcome).await
 }

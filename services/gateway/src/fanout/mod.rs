@@ -148,7 +148,10 @@ struct RoomKey {
 pub struct Joined {
     pub id: u64,
     pub conn_id: String,
-    pub rx: queue::Receiver,
+    /// The session's end of the socket's queue.
+    pub outlet: queue::Outlet,
+    /// The connection's end (its response body reads it).
+    pub receiver: queue::Receiver,
     pub kick: Arc<Kick>,
 }
 
@@ -192,7 +195,7 @@ impl Hub {
     ) -> anyhow::Result<Joined> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let conn_id = format!("{}-{id}", self.gateway_id);
-        let (tx, rx) = queue::bounded(self.queue);
+        let (tx, outlet, receiver) = queue::bounded(self.queue);
         let kick = Arc::new(Kick::default());
         let socket = Socket { user: actor.user_id.clone(), codec, tx, kick: kick.clone() };
         let key = RoomKey { tenant: actor.tenant_id.clone(), room: room.clone() };
@@ -236,7 +239,7 @@ impl Hub {
         {
             users.entry(actor.user_id.clone()).or_default().insert(id, socket);
         }
-        Ok(Joined { id, conn_id, rx, kick })
+        Ok(Joined { id, conn_id, outlet, receiver, kick })
     }
 
     /// Removes a socket; the room's (and tenant's) subscription ends with its last socket.

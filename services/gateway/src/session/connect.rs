@@ -1,27 +1,22 @@
 //! Opening a session, shared by every WebSocket endpoint: a connection is admitted by
 //! its endpoint first; a refused one is upgraded and closed at once with the
 //! dialect's close code (browsers cannot read an HTTP status on a failed upgrade); an
-//! admitted one is registered with the hub and its [`Session`] runs on its own task.
+//! admitted one is registered with the hub, upgraded onto its queue (`transport`),
+//! and its [`Session`] runs on its own task.
 
-use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason};
 use chat_domain::model::{Actor, Room};
 
 use super::Session;
 use super::codec::Codec;
+use super::queue;
+use super::transport;
 use crate::AppState;
 use crate::admit::Admitted;
 
 /// A refused connection: the close code and why.
 pub struct Refusal(pub u16, pub String);
-
-/// Closes a freshly upgraded socket with `code`.
-pub fn refuse(ws: actix_ws::Session, Refusal(code, why): Refusal) {
-    actix_web::rt::spawn(async move {
-        let reason = CloseReason { code: CloseCode::Other(code), description: Some(why) };
-        let _ = ws.close(Some(reason)).await;
-    });
-}
 
 /// Who connected to which room, and how.
 pub struct Opening {
@@ -32,35 +27,62 @@ pub struct Opening {
     pub resume_after: Option<i64>,
 }
 
-/// Registers an admitted socket speaking `codec` and runs its session.
-pub async fn start(
+/// Answers a WebSocket request whose admission came out as `outcome`: a refused one
+/// is closed at once with its code, an admitted one gets a session speaking `codec`.
+pub async fn open(
+    req: &HttpRequest,
+    payload: web::Payload,
     state: web::Data<AppState>,
     codec: &'static dyn Codec,
-    ws: actix_ws::Session,
-    stream: actix_ws::MessageStream,
-    open: Opening,
-) {
+    outcome: Result<Opening, Refusal>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let max_frame = state.ws.max_frame_bytes * 16;
+    let open = match outcome {
+        Ok(open) => open,
+        Err(refusal) => return refuse(req, payload, refusal, max_frame),
+    };
     let actor = Actor { tenant_id: open.admitted.tenant.tenant_id.clone(), user_id: open.admitted.user.clone() };
     let joined = state.hub.join(&actor, &open.room.room_id, codec, open.user_name.as_deref(), open.room.last_seq).await;
-    match joined {
+    let joined = match joined {
+        Ok(joined) => joined,
         Err(e) => {
             tracing::warn!(error = %e, "could not register a socket");
-            refuse(ws, Refusal(1011, "server error".to_owned()));
+            return refuse(req, payload, Refusal(1011, "server error".to_owned()), max_frame);
         }
-        Ok(joined) => {
-            let delivered =
-                codec.acks_delivery().then(|| state.deliveries.slot(&actor, &open.room.room_id, open.room.last_seq));
-            let session = Session {
-                state: state.clone(),
-                codec,
-                actor,
-                user_name: open.user_name,
-                room: open.room,
-                resume_after: open.resume_after,
-                rate_limit: open.admitted.tenant.rate_limit_per_sec,
-                delivered,
-            };
-            actix_web::rt::spawn(session.run(ws, stream, joined));
+    };
+    let delivered =
+        codec.acks_delivery().then(|| state.deliveries.slot(&actor, &open.room.room_id, open.room.last_seq));
+    let crate::fanout::Joined { id, conn_id, outlet, receiver, kick } = joined;
+    let (response, inlet) = match transport::upgrade(req, payload, receiver, max_frame, delivered.clone()) {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            state.hub.leave(&actor.tenant_id, &open.room.room_id, &actor.user_id, id).await;
+            return Err(e);
         }
-    }
+    };
+    let session = Session {
+        state: state.clone(),
+        codec,
+        actor,
+        user_name: open.user_name,
+        room: open.room,
+        resume_after: open.resume_after,
+        rate_limit: open.admitted.tenant.rate_limit_per_sec,
+        delivered,
+    };
+    actix_web::rt::spawn(session.run(outlet, inlet, super::Link { id, conn_id, kick }));
+    Ok(response)
+}
+
+/// Upgrades and closes at once with the refusal's code.
+fn refuse(
+    req: &HttpRequest,
+    payload: web::Payload,
+    Refusal(code, why): Refusal,
+    max_frame: usize,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (_, outlet, receiver) = queue::bounded(1);
+    outlet.close_now(Some(CloseReason { code: CloseCode::Other(code), description: Some(why) }));
+    let (response, _) = transport::upgrade(req, payload, receiver, max_frame, None)?;
+    Ok(response)
 }

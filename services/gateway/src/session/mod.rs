@@ -5,41 +5,47 @@
 //! A dialect is a [`codec::Codec`]: it turns client frames into [`command::Command`]s
 //! and renders [`command::Reply`]s and events; the session does the rest, the same way
 //! for every dialect. One `select!` loop per connection shows every input: the
-//! socket, the room's frames, the keep-alive timer, a kick, and gateway shutdown.
+//! client's frames, the keep-alive timer, a kick, and gateway shutdown. The room's
+//! frames do not pass through the session: the fan-out queues them and the
+//! connection's response body writes them (`transport`).
 //!
 //! - `codec`: the dialect trait. `command`: commands and replies.
-//! - `queue`: the socket's bounded queue of outgoing frames.
+//! - `queue`: the socket's outgoing frames (the fan-out's lane and the session's own).
+//! - `transport`: the handshake, the response body that writes the queue, the
+//!   client's frames.
 //! - `connect`: refusing or starting a connection, for every endpoint.
 
 pub mod codec;
 pub mod command;
 pub mod connect;
 pub mod queue;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::web;
 use actix_ws::{CloseCode, CloseReason, Message as WsMessage};
+use bytes::Bytes;
 use bytestring::ByteString;
 use chat_domain::model::{Actor, Room};
 use chat_domain::proto::notify::TakeInbox;
 use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal, GetOnline, SetTyping};
 use chat_domain::proto::store::{ListMessages, MoveCursor, OlderMessages, ReadMessages, SendMessage};
 use chat_domain::{ApiError, ErrorCode};
-use futures_util::FutureExt as _;
 
 use self::codec::{Close, Codec, Rejected};
 use self::command::{Command, History, Older, Reply};
+use self::queue::{Outlet, Own};
+use self::transport::Inlet;
 use crate::AppState;
-use crate::fanout::{Joined, Kick};
+use crate::fanout::Kick;
 
 /// Consecutive bad frames (malformed, unknown, oversized) tolerated before closing.
 const MAX_BAD_FRAMES: u32 = 5;
-/// Longest a single send to the client may take before the socket counts as stuck.
+/// Longest the session waits for room in its own lane before the socket counts as
+/// stuck (its client stopped reading).
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// Frames taken from the queue per wake-up.
-const DRAIN: usize = 64;
 /// Messages per page of a resume replay.
 const REPLAY_PAGE: u32 = 100;
 
@@ -77,6 +83,13 @@ fn close(code: u16, description: &str) -> Option<CloseReason> {
     Some(CloseReason { code: CloseCode::Other(code), description: Some(description.to_owned()) })
 }
 
+/// A session's registration with the hub.
+pub struct Link {
+    pub id: u64,
+    pub conn_id: String,
+    pub kick: Arc<Kick>,
+}
+
 /// Why the loop ended, and how to close.
 enum End {
     Close(Option<CloseReason>),
@@ -95,19 +108,18 @@ pub struct Session {
     pub resume_after: Option<i64>,
     /// The tenant's requests per second, for frames that count against it.
     pub rate_limit: u32,
-    /// What this socket was pushed, for dialects whose delivered receipts the gateway
-    /// records itself (see [`Codec::acks_delivery`]).
+    /// What this socket was pushed (the response body records it), for dialects whose
+    /// delivered receipts the gateway records itself (see [`Codec::acks_delivery`]).
     pub delivered: Option<Arc<crate::fanout::receipts::Slot>>,
 }
 
 impl Session {
     /// Runs the connection to its end, then unregisters it.
-    pub async fn run(self, mut ws: actix_ws::Session, stream: actix_ws::MessageStream, joined: Joined) {
-        let Joined { id, conn_id, mut rx, kick } = joined;
+    pub async fn run(self, outlet: Outlet, mut inlet: Inlet, link: Link) {
+        let Link { id, conn_id, kick } = link;
         let hub = self.state.hub.clone();
         crate::metrics::SOCKETS.inc();
-        let mut stream = stream.max_frame_size(self.state.ws.max_frame_bytes * 16);
-        let end = self.serve(&mut ws, &mut stream, &mut rx, &kick, &conn_id).await;
+        let end = self.serve(&outlet, &mut inlet, &kick, &conn_id).await;
         crate::metrics::SOCKETS.dec();
         hub.leave(&self.actor.tenant_id, &self.room.room_id, &self.actor.user_id, id).await;
         let signal = DisconnectSignal {
@@ -123,12 +135,13 @@ impl Session {
         if let Ok(payload) = serde_json::to_vec(&signal) {
             let _ = self.state.bus.publish(subject, payload.into()).await;
         }
-        if let End::Close(reason) = end {
-            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(reason)).await;
+        if let End::Close(reason) = end
+            && outlet.send(Own::Close(reason), Duration::from_secs(1)).await
+        {
             // Give the client a moment to answer the close, so it reads our code
             // instead of a reset connection.
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while let Some(Ok(m)) = stream.recv().await {
+                while let Some(Ok(m)) = inlet.recv().await {
                     if matches!(m, WsMessage::Close(_)) {
                         break;
                     }
@@ -138,65 +151,37 @@ impl Session {
         }
     }
 
-    /// Sends a frame; `false` when the socket is gone or stuck. Most sends find room in
-    /// the connection's buffer at once; only those that must wait get a timer.
-    async fn send(&self, ws: &mut actix_ws::Session, text: ByteString) -> bool {
-        if let Some(sent) = ws.text(text.clone()).now_or_never() {
-            return sent.is_ok();
-        }
-        matches!(tokio::time::timeout(SEND_TIMEOUT, ws.text(text)).await, Ok(Ok(())))
+    /// Queues a frame of the session's own; `false` when the socket is gone or stuck.
+    async fn send(&self, outlet: &Outlet, text: ByteString) -> bool {
+        outlet.send(Own::Text(text), SEND_TIMEOUT).await
     }
 
-    /// Renders and sends a reply; `false` when the socket is gone.
-    async fn answer(&self, ws: &mut actix_ws::Session, reply: &Reply) -> bool {
+    /// Renders and queues a reply; `false` when the socket is gone.
+    async fn answer(&self, outlet: &Outlet, reply: &Reply) -> bool {
         match self.codec.reply(&self.room.room_id, reply) {
-            Some(frame) => self.send(ws, frame).await,
+            Some(frame) => self.send(outlet, frame).await,
             None => true,
         }
     }
 
-    async fn serve(
-        &self,
-        ws: &mut actix_ws::Session,
-        stream: &mut actix_ws::MessageStream,
-        rx: &mut queue::Receiver,
-        kick: &Arc<Kick>,
-        conn_id: &str,
-    ) -> End {
+    async fn serve(&self, outlet: &Outlet, inlet: &mut Inlet, kick: &Arc<Kick>, conn_id: &str) -> End {
         let cfg = &self.state.ws;
         // Boxed: the greeting's futures would otherwise live in every socket's task for
         // the socket's whole life.
-        let Some(mut last_sent) = Box::pin(self.greet(ws, conn_id)).await else { return End::Gone };
+        if !Box::pin(self.greet(outlet, conn_id)).await {
+            return End::Gone;
+        }
+        // Greeted (and replayed): the room's frames may flow.
+        outlet.open();
         let mut ping = tokio::time::interval(cfg.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let mut bad_frames = 0u32;
         let mut oversized = 0u32;
         let mut shutdown = self.state.shutdown.clone();
-        let mut out = Vec::with_capacity(DRAIN);
         loop {
             tokio::select! {
-                () = rx.recv_many(&mut out, DRAIN) => {
-                    for frame in out.drain(..) {
-                        // A resumed socket may see live messages it was just replayed.
-                        if let (Some(seq), Some(done)) = (frame.seq, last_sent)
-                            && seq <= done
-                        {
-                            continue;
-                        }
-                        if frame.seq.is_some() {
-                            last_sent = frame.seq;
-                        }
-                        if !self.send(ws, frame.text).await {
-                            crate::metrics::SLOW_KICKS.inc();
-                            return End::Gone;
-                        }
-                        if let (Some(seq), Some(slot)) = (frame.seq, &self.delivered) {
-                            slot.pushed(seq);
-                        }
-                    }
-                }
-                frame = stream.recv() => {
+                frame = inlet.recv() => {
                     last_heard = Instant::now();
                     match frame {
                         None => return End::Gone,
@@ -214,7 +199,7 @@ impl Session {
                                     ErrorCode::PayloadTooLarge,
                                     format!("Frame larger than {} bytes", cfg.max_frame_bytes),
                                 );
-                                if !self.answer(ws, &Reply::Error(e)).await {
+                                if !self.answer(outlet, &Reply::Error(e)).await {
                                     return End::Gone;
                                 }
                                 continue;
@@ -236,7 +221,7 @@ impl Session {
                                 }
                             };
                             if let Some(reply) = reply
-                                && !self.answer(ws, &reply).await
+                                && !self.answer(outlet, &reply).await
                             {
                                 return End::Gone;
                             }
@@ -247,12 +232,14 @@ impl Session {
                                 return End::Close(close(1003, "binary frames are not supported"));
                             }
                             let e = ApiError::validation("frame", "Binary frames are not supported; send JSON text");
-                            if !self.answer(ws, &Reply::Error(e)).await {
+                            if !self.answer(outlet, &Reply::Error(e)).await {
                                 return End::Gone;
                             }
                         }
                         Some(Ok(WsMessage::Ping(bytes))) => {
-                            let _ = ws.pong(&bytes).await;
+                            if !outlet.send(Own::Pong(bytes), SEND_TIMEOUT).await {
+                                return End::Gone;
+                            }
                         }
                         Some(Ok(WsMessage::Close(_))) => return End::Close(None),
                         Some(Ok(_)) => {}
@@ -262,11 +249,11 @@ impl Session {
                     if last_heard.elapsed() > cfg.idle_timeout {
                         return End::Close(close(1001, "idle timeout"));
                     }
-                    if tokio::time::timeout(SEND_TIMEOUT, ws.ping(b"")).await.map_or(true, |r| r.is_err()) {
+                    if !outlet.send(Own::Ping(Bytes::new()), SEND_TIMEOUT).await {
                         return End::Gone;
                     }
                     if let Some(beat) = self.codec.heartbeat()
-                        && !self.send(ws, beat).await
+                        && !self.send(outlet, beat).await
                     {
                         return End::Gone;
                     }
@@ -279,7 +266,7 @@ impl Session {
                     return End::Close(close(self.codec.close_code(why), reason));
                 }
                 _ = shutdown.wait_for(|stop| *stop) => {
-                    let _ = self.answer(ws, &Reply::Reconnect { delay_ms: self.reconnect_delay_ms() }).await;
+                    let _ = self.answer(outlet, &Reply::Reconnect { delay_ms: self.reconnect_delay_ms() }).await;
                     return End::Close(Some(CloseReason { code: CloseCode::Away, description: Some("server shutting down".to_owned()) }));
                 }
             }
@@ -287,9 +274,9 @@ impl Session {
     }
 
     /// Registers with presence, greets with who is online, sends what arrived while
-    /// the user was away and replays from the resume point. `None` when the socket is
-    /// gone; otherwise the last `seq` sent.
-    async fn greet(&self, ws: &mut actix_ws::Session, conn_id: &str) -> Option<Option<i64>> {
+    /// the user was away and replays from the resume point. `false` when the socket is
+    /// gone.
+    async fn greet(&self, outlet: &Outlet, conn_id: &str) -> bool {
         let online = self
             .state
             .bus
@@ -307,16 +294,16 @@ impl Session {
                 tracing::warn!(error = %e, "presence unavailable at connect");
                 vec![self.actor.user_id.clone()]
             });
-        if !self.answer(ws, &self.online(online)).await {
-            return None;
+        if !self.answer(outlet, &self.online(online)).await {
+            return false;
         }
         // What arrived for this user while they were away.
         let take = TakeInbox { tenant_id: self.actor.tenant_id.clone(), user_id: self.actor.user_id.clone() };
         match self.state.bus.request(&take).await {
             Ok(items) => {
                 for item in items {
-                    if !self.answer(ws, &Reply::Notification(item)).await {
-                        return None;
+                    if !self.answer(outlet, &Reply::Notification(item)).await {
+                        return false;
                     }
                 }
             }
@@ -324,8 +311,8 @@ impl Session {
         }
         // Resume: everything after the resume point, then the live stream without repeats.
         match self.resume_after {
-            Some(after) => self.replay(ws, after).await.map(Some),
-            None => Some(None),
+            Some(after) => self.replay(outlet, after).await,
+            None => true,
         }
     }
 
@@ -341,8 +328,9 @@ impl Session {
         500 + h % spread
     }
 
-    /// Sends every message after `after`; returns the last `seq` sent (or `after`).
-    async fn replay(&self, ws: &mut actix_ws::Session, mut after: i64) -> Option<i64> {
+    /// Sends every message after `after` (each counts as sent, so the live lane skips
+    /// it); `false` when the socket is gone.
+    async fn replay(&self, outlet: &Outlet, mut after: i64) -> bool {
         loop {
             let page = ListMessages {
                 actor: self.actor.clone(),
@@ -353,20 +341,18 @@ impl Session {
             };
             let messages = match self.state.bus.request(&page).await {
                 Ok(m) => m,
-                Err(e) => {
-                    let _ = self.answer(ws, &Reply::Error(e)).await;
-                    return Some(after);
-                }
+                Err(e) => return self.answer(outlet, &Reply::Error(e)).await,
             };
             let full = messages.len() == REPLAY_PAGE as usize;
             for m in messages {
                 after = m.seq;
-                if !self.send(ws, self.codec.message(&m, None)).await {
-                    return None;
+                let frame = Own::Replayed { seq: m.seq, text: self.codec.message(&m, None) };
+                if !outlet.send(frame, SEND_TIMEOUT).await {
+                    return false;
                 }
             }
             if !full {
-                return Some(after);
+                return true;
             }
         }
     }

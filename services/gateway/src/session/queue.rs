@@ -1,18 +1,39 @@
-//! A socket's bounded queue of outgoing frames.
+//! A socket's outgoing frames, read straight by the connection's response body.
 //!
-//! A `tokio::sync::mpsc` channel allocates a block of 32 slots when it is created and
-//! keeps spare blocks around, a few KiB per socket even when the socket is idle. This
-//! queue holds nothing while empty: its `VecDeque` grows with a burst and gives the
-//! memory back once drained, so tens of thousands of idle sockets cost only the
-//! queue's header.
+//! Two lanes feed one socket:
+//! - the **live** lane: room and user events offered by the fan-out. It is bounded; an
+//!   offer never waits, and a full lane means the socket is not keeping up (the
+//!   fan-out then kicks it).
+//! - the **own** lane: what the session itself sends (the greeting, a resume replay,
+//!   answers, pings, the close frame). The session waits for room in it, so a client
+//!   that stops reading slows only its own session down.
+//!
+//! The response body ([`Body`], in `transport`) takes whatever both lanes hold each
+//! time the connection can write, own lane first, and writes it in one go: a frame is
+//! handed from the fan-out to the socket with one wake-up (the connection's), not two.
+//! Live frames are held back until the session has sent its greeting and any replay
+//! ([`Outlet::open`]); after that, a live message whose `seq` was already sent is
+//! dropped, so a resumed socket gets every message once.
+//!
+//! Both lanes hold nothing while empty (`VecDeque` grows with a burst and gives the
+//! memory back after), so tens of thousands of idle sockets cost only the header.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
 
+use actix_ws::CloseReason;
+use bytes::Bytes;
 use bytestring::ByteString;
 use tokio::sync::Notify;
 
-/// A frame ready to send, with the `seq` of the message it carries (for resume
+/// Spare capacity kept after a drain; anything above is released.
+const KEEP: usize = 8;
+/// Frames the session may have waiting in its own lane before it waits itself.
+const OWN_BOUND: usize = 256;
+
+/// A frame of the live lane, with the `seq` of the message it carries (for resume
 /// de-duplication), if any. The text is shared by every socket that gets it.
 #[derive(Debug, Clone)]
 pub struct Out {
@@ -20,157 +41,319 @@ pub struct Out {
     pub text: ByteString,
 }
 
-/// Spare capacity kept after a drain; anything above is released.
-const KEEP: usize = 8;
+/// A frame of the session's own lane.
+#[derive(Debug, Clone)]
+pub enum Own {
+    Text(ByteString),
+    /// A message replayed on resume: counts as sent for de-duplication.
+    Replayed {
+        seq: i64,
+        text: ByteString,
+    },
+    Ping(Bytes),
+    Pong(Bytes),
+    /// The last frame: the body ends after it.
+    Close(Option<CloseReason>),
+}
 
 /// Why an offer was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
-    /// The queue holds its bound: the socket is not keeping up.
+    /// The live lane holds its bound: the socket is not keeping up.
     Full,
-    /// The socket's session has ended.
+    /// The connection has ended, or is closing.
     Closed,
 }
 
+/// What the body takes in one go.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub own: Vec<Own>,
+    pub live: Vec<Out>,
+}
+
 struct Inner {
-    items: VecDeque<Out>,
-    closed: bool,
+    live: VecDeque<Out>,
+    own: VecDeque<Own>,
+    /// Live frames flow once the session opened the lane (after greeting and replay).
+    open: bool,
+    /// The highest `seq` sent on this socket: live messages at or below it are dropped.
+    sent_seq: Option<i64>,
+    /// A close frame was queued: nothing is taken in after it.
+    closing: bool,
+    /// The body is gone (the connection ended).
+    gone: bool,
+    /// The body's task, to wake when there is something to write.
+    waker: Option<Waker>,
 }
 
 struct Shared {
     inner: Mutex<Inner>,
-    ready: Notify,
+    /// The session waits on this for room in its own lane.
+    room: Notify,
     bound: usize,
 }
 
-/// The hub's end: offers frames without waiting.
+impl Shared {
+    fn lock(&self) -> Option<MutexGuard<'_, Inner>> {
+        self.inner.lock().ok()
+    }
+}
+
+/// The fan-out's end: offers live frames without waiting.
 #[derive(Clone)]
 pub struct Sender(Arc<Shared>);
 
-/// The session's end: takes frames in order.
+/// The session's end: its own frames, opening the live lane, closing.
+pub struct Outlet(Arc<Shared>);
+
+/// The response body's end (see `transport`).
 pub struct Receiver(Arc<Shared>);
 
-/// A queue holding at most `bound` frames.
-pub fn bounded(bound: usize) -> (Sender, Receiver) {
+/// A socket's queue whose live lane holds at most `bound` frames.
+pub fn bounded(bound: usize) -> (Sender, Outlet, Receiver) {
     let shared = Arc::new(Shared {
-        inner: Mutex::new(Inner { items: VecDeque::new(), closed: false }),
-        ready: Notify::new(),
+        inner: Mutex::new(Inner {
+            live: VecDeque::new(),
+            own: VecDeque::new(),
+            open: false,
+            sent_seq: None,
+            closing: false,
+            gone: false,
+            waker: None,
+        }),
+        room: Notify::new(),
         bound: bound.max(1),
     });
-    (Sender(shared.clone()), Receiver(shared))
+    (Sender(shared.clone()), Outlet(shared.clone()), Receiver(shared))
+}
+
+fn wake(mut inner: MutexGuard<'_, Inner>) {
+    let waker = inner.waker.take();
+    drop(inner);
+    if let Some(w) = waker {
+        w.wake();
+    }
 }
 
 impl Sender {
-    /// Queues `out`, or says why not.
+    /// Queues a live frame, or says why not.
     pub fn offer(&self, out: Out) -> Result<(), Refused> {
-        let Ok(mut inner) = self.0.inner.lock() else { return Err(Refused::Closed) };
-        if inner.closed {
+        let Some(mut inner) = self.0.lock() else { return Err(Refused::Closed) };
+        if inner.gone || inner.closing {
             return Err(Refused::Closed);
         }
-        if inner.items.len() >= self.0.bound {
+        if inner.live.len() >= self.0.bound {
             return Err(Refused::Full);
         }
-        inner.items.push_back(out);
-        drop(inner);
-        // Stores a permit when the session is not waiting yet, so no wake-up is lost.
-        self.0.ready.notify_one();
+        inner.live.push_back(out);
+        if inner.open {
+            wake(inner);
+        }
         Ok(())
     }
 }
 
-impl Receiver {
-    /// The next frame, waiting for one.
-    #[cfg(test)]
-    pub async fn recv(&mut self) -> Out {
-        let mut one = Vec::with_capacity(1);
-        self.recv_many(&mut one, 1).await;
-        one.pop().unwrap_or(Out { seq: None, text: ByteString::new() })
+impl Outlet {
+    /// Queues one of the session's own frames, waiting (at most `patience`) while its
+    /// lane is full. `false` when the connection is gone or the client stopped reading.
+    pub async fn send(&self, frame: Own, patience: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Registered before looking, so a drain in between is not missed.
+            let room = self.0.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let Some(mut inner) = self.0.lock() else { return false };
+                if inner.gone || inner.closing {
+                    return false;
+                }
+                if inner.own.len() < OWN_BOUND {
+                    inner.closing = matches!(frame, Own::Close(_));
+                    inner.own.push_back(frame);
+                    wake(inner);
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return false;
+            }
+        }
     }
 
-    /// Waits for at least one frame, then moves up to `max` into `out`, in order.
-    pub async fn recv_many(&mut self, out: &mut Vec<Out>, max: usize) {
-        loop {
-            if let Ok(mut inner) = self.0.inner.lock()
-                && !inner.items.is_empty()
-            {
-                let n = inner.items.len().min(max.max(1));
-                out.extend(inner.items.drain(..n));
-                if inner.items.is_empty() && inner.items.capacity() > KEEP {
-                    inner.items = VecDeque::new();
-                }
-                return;
-            }
-            self.0.ready.notified().await;
+    /// Queues the close frame without waiting (a refused connection's only frame).
+    pub fn close_now(&self, reason: Option<CloseReason>) {
+        if let Some(mut inner) = self.0.lock()
+            && !inner.closing
+        {
+            inner.closing = true;
+            inner.own.push_back(Own::Close(reason));
+            wake(inner);
+        }
+    }
+
+    /// Lets live frames flow: the greeting and the replay (if any) are queued.
+    pub fn open(&self) {
+        if let Some(mut inner) = self.0.lock() {
+            inner.open = true;
+            wake(inner);
+        }
+    }
+
+    /// Whether the connection is still there.
+    pub fn is_gone(&self) -> bool {
+        self.0.lock().is_none_or(|i| i.gone)
+    }
+}
+
+impl Drop for Outlet {
+    /// A session that ends without a close frame still ends the body.
+    fn drop(&mut self) {
+        if let Some(mut inner) = self.0.lock()
+            && !inner.closing
+        {
+            inner.closing = true;
+            inner.own.push_back(Own::Close(None));
+            wake(inner);
         }
     }
 }
 
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if let Ok(mut inner) = self.0.inner.lock() {
-            inner.closed = true;
-            inner.items = VecDeque::new();
+impl Receiver {
+    /// Takes everything there is to write (own lane first), or registers `waker` and
+    /// returns `None` when there is nothing. Live messages already sent are dropped.
+    pub fn take(&self, waker: &Waker) -> Option<Taken> {
+        let mut inner = self.0.lock()?;
+        let mut taken = Taken::default();
+        if !inner.own.is_empty() {
+            taken.own = inner.own.drain(..).collect();
+            for f in &taken.own {
+                if let Own::Replayed { seq, .. } = f {
+                    inner.sent_seq = Some(inner.sent_seq.map_or(*seq, |s| s.max(*seq)));
+                }
+            }
+            self.0.room.notify_waiters();
         }
+        let closed_now = matches!(taken.own.last(), Some(Own::Close(_)));
+        if inner.open && !closed_now && !inner.live.is_empty() {
+            let mut sent = inner.sent_seq;
+            taken.live = inner
+                .live
+                .drain(..)
+                .filter(|o| match (o.seq, sent) {
+                    (Some(seq), Some(done)) if seq <= done => false,
+                    (Some(seq), _) => {
+                        sent = Some(seq);
+                        true
+                    }
+                    (None, _) => true,
+                })
+                .collect();
+            inner.sent_seq = sent;
+        }
+        if inner.live.is_empty() && inner.live.capacity() > KEEP {
+            inner.live = VecDeque::new();
+        }
+        if inner.own.capacity() > KEEP {
+            inner.own = VecDeque::new();
+        }
+        if taken.own.is_empty() && taken.live.is_empty() {
+            inner.waker = Some(waker.clone());
+            return None;
+        }
+        Some(taken)
+    }
+}
+
+impl Drop for Receiver {
+    /// The connection ended: offers are refused from now on, and a waiting session
+    /// stops waiting.
+    fn drop(&mut self) {
+        if let Some(mut inner) = self.0.lock() {
+            inner.gone = true;
+            inner.live = VecDeque::new();
+            inner.own = VecDeque::new();
+        }
+        self.0.room.notify_waiters();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::task::Waker;
+
     use super::*;
 
     fn out(n: i64) -> Out {
         Out { seq: Some(n), text: ByteString::from(format!("{n}")) }
     }
 
+    fn seqs(t: &Taken) -> Vec<Option<i64>> {
+        t.live.iter().map(|o| o.seq).collect()
+    }
+
     #[tokio::test]
-    async fn keeps_order_refuses_past_the_bound_and_after_close() {
-        let (tx, mut rx) = bounded(3);
-        for n in 1..=3 {
+    async fn live_frames_wait_for_the_greeting_and_skip_what_was_replayed() {
+        let (tx, outlet, rx) = bounded(8);
+        for n in 1..=4 {
             assert_eq!(tx.offer(out(n)), Ok(()));
         }
-        assert_eq!(tx.offer(out(4)), Err(Refused::Full));
-        for n in 1..=3 {
-            assert_eq!(rx.recv().await.seq, Some(n));
-        }
-        assert_eq!(tx.offer(out(5)), Ok(()), "room again once drained");
-        assert_eq!(rx.recv().await.seq, Some(5));
+        assert!(rx.take(Waker::noop()).is_none(), "held until the session opens the lane");
+        let patience = Duration::from_secs(1);
+        assert!(outlet.send(Own::Text(ByteString::from("hello")), patience).await);
+        assert!(outlet.send(Own::Replayed { seq: 2, text: ByteString::from("2") }, patience).await);
+        outlet.open();
+        let taken = rx.take(Waker::noop()).unwrap_or_default();
+        assert_eq!(taken.own.len(), 2, "own frames first");
+        assert_eq!(seqs(&taken), vec![Some(3), Some(4)], "1 and 2 were replayed");
+        assert_eq!(tx.offer(out(4)), Ok(()));
+        assert_eq!(tx.offer(Out { seq: None, text: ByteString::from("typing") }), Ok(()));
+        assert_eq!(seqs(&rx.take(Waker::noop()).unwrap_or_default()), vec![None], "4 went out already");
+    }
+
+    #[tokio::test]
+    async fn a_full_live_lane_refuses_and_a_closed_one_too() {
+        let (tx, outlet, rx) = bounded(2);
+        assert_eq!(tx.offer(out(1)), Ok(()));
+        assert_eq!(tx.offer(out(2)), Ok(()));
+        assert_eq!(tx.offer(out(3)), Err(Refused::Full));
+        outlet.open();
+        assert_eq!(rx.take(Waker::noop()).map(|t| t.live.len()), Some(2));
+        assert_eq!(tx.offer(out(3)), Ok(()), "room again once taken");
+        assert!(outlet.send(Own::Close(None), Duration::from_secs(1)).await);
+        assert_eq!(tx.offer(out(4)), Err(Refused::Closed), "nothing after the close frame");
+        let taken = rx.take(Waker::noop()).unwrap_or_default();
+        assert!(matches!(taken.own.last(), Some(Own::Close(_))));
+        assert!(taken.live.is_empty(), "no live frame after a close");
         drop(rx);
-        assert_eq!(tx.offer(out(6)), Err(Refused::Closed));
+        assert!(outlet.is_gone());
+        assert!(!outlet.send(Own::Text(ByteString::from("x")), Duration::from_secs(1)).await);
     }
 
     #[tokio::test]
-    async fn a_waiting_receiver_is_woken() {
-        let (tx, mut rx) = bounded(8);
-        let waiter = tokio::spawn(async move { rx.recv().await.seq });
-        tokio::task::yield_now().await;
-        assert_eq!(tx.offer(out(7)), Ok(()));
-        assert_eq!(waiter.await.ok().flatten(), Some(7));
-    }
-
-    #[tokio::test]
-    async fn recv_many_takes_what_is_there_in_order() {
-        let (tx, mut rx) = bounded(16);
-        for n in 0..5 {
-            assert_eq!(tx.offer(out(n)), Ok(()));
+    async fn a_session_waits_for_room_in_its_own_lane() {
+        let (_tx, outlet, rx) = bounded(2);
+        for _ in 0..OWN_BOUND {
+            assert!(outlet.send(Own::Text(ByteString::from("x")), Duration::from_millis(10)).await);
         }
-        let mut got = Vec::new();
-        rx.recv_many(&mut got, 3).await;
-        assert_eq!(got.iter().map(|o| o.seq).collect::<Vec<_>>(), vec![Some(0), Some(1), Some(2)]);
-        rx.recv_many(&mut got, 10).await;
-        assert_eq!(got.len(), 5);
-        assert_eq!(got[4].seq, Some(4));
+        assert!(
+            !outlet.send(Own::Text(ByteString::from("y")), Duration::from_millis(10)).await,
+            "a client that does not read stops the session"
+        );
+        assert!(rx.take(Waker::noop()).is_some());
+        assert!(outlet.send(Own::Text(ByteString::from("z")), Duration::from_millis(10)).await, "room again");
     }
 
     #[tokio::test]
     async fn memory_is_given_back_after_a_burst() {
-        let (tx, mut rx) = bounded(1024);
+        let (tx, outlet, rx) = bounded(1024);
+        outlet.open();
         for n in 0..500 {
             assert_eq!(tx.offer(out(n)), Ok(()));
         }
-        for _ in 0..500 {
-            rx.recv().await;
-        }
-        let capacity = rx.0.inner.lock().map(|i| i.items.capacity()).unwrap_or(usize::MAX);
+        assert_eq!(rx.take(Waker::noop()).map(|t| t.live.len()), Some(500));
+        let capacity = rx.0.lock().map(|i| i.live.capacity()).unwrap_or(usize::MAX);
         assert!(capacity <= KEEP, "capacity {capacity} kept after draining");
     }
 }
