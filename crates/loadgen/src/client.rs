@@ -110,6 +110,9 @@ impl Stack {
             socket.bind(SocketAddr::new(ip, 0))?;
         }
         let tcp = socket.connect(addr).await?;
+        // A client waiting for each answer before its next frame must not sit on
+        // Nagle's algorithm (it cost ~40 ms per round trip with delayed ACKs).
+        tcp.set_nodelay(true)?;
         // tungstenite zeroes its whole read buffer (128 KiB by default) on every read:
         // with a thousand sockets that memset was a fifth of the load generator's CPU,
         // taken from the stack it measures. Frames here are small.
