@@ -230,6 +230,8 @@ impl Gateway {
                     }
                     .instrument(span)
                 })
+                // The REST API first: its busiest routes are tried before anything else.
+                .configure(rest::routes)
                 .configure(chat_telemetry::ops::configure(check.clone()))
                 .route("/ws/{room_id}", web::get().to(ws_rooms::connect))
                 .route("/conversations/{id}", web::get().to(conversations::connect))
@@ -240,7 +242,6 @@ impl Gateway {
                     }
                 })
                 .service(web::scope("/v1").configure(rest::routes))
-                .configure(rest::routes)
                 .default_service(web::to(error::no_route))
         })
         .workers(self.config.workers)

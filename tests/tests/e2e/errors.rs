@@ -161,5 +161,14 @@ async fn unknown_routes_are_json_404s() -> anyhow::Result<()> {
     let stack = TestStack::start().await?;
     let res = Client::raw(&stack.base_url(0)).get("/nope").await?;
     res.expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
+    // A known path with a method it does not have is the same JSON 404, at the root
+    // and under /v1.
+    for path in ["/rooms/room_x/messages", "/v1/rooms/room_x/messages", "/acks", "/api/v1/rooms/room_x/messages/"] {
+        let res = chat_test_support::Response::from(
+            Client::raw(&stack.base_url(0)).request(reqwest::Method::PUT, path).send().await?,
+        )
+        .await?;
+        res.expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
+    }
     stack.stop().await
 }

@@ -18,40 +18,66 @@ use chat_domain::ApiError;
 use chat_domain::ids::{RoomId, TenantId, UserId};
 
 /// Adds every route of the REST API to a scope.
+/// A resource whose other methods answer like an unknown path (the JSON `404`).
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(crate::error::no_route))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health))
-        .route("/rooms", web::post().to(rooms::create))
-        .route("/rooms", web::get().to(rooms::list))
-        .route("/rooms/{room_id}", web::get().to(rooms::get))
-        .route("/rooms/{room_id}/members", web::get().to(rooms::list_members))
-        .route("/rooms/{room_id}/members", web::post().to(rooms::add_member))
-        .route("/rooms/{room_id}/members/{user_id}", web::delete().to(rooms::remove_member))
-        .route("/rooms/{room_id}/messages", web::post().to(messages::send))
-        .route("/rooms/{room_id}/messages", web::get().to(messages::list))
-        .route("/rooms/{room_id}/messages/{message_id}", web::patch().to(messages::edit))
-        .route("/rooms/{room_id}/messages/{message_id}", web::delete().to(messages::delete))
-        .route("/rooms/{room_id}/read", web::post().to(cursors::read))
-        .route("/acks", web::post().to(cursors::ack))
-        .route("/tokens", web::post().to(crate::tokens::create))
-        .route("/notify", web::post().to(notify::notify))
-        .route("/subscriptions", web::post().to(notify::subscribe))
-        .route("/subscriptions", web::get().to(notify::list_subscriptions))
-        .route("/subscriptions/{topic}", web::delete().to(notify::unsubscribe))
-        .route("/notifications", web::get().to(notify::inbox))
-        .route("/admin/dead-letters", web::get().to(notify::dead_letters))
-        .route("/admin/dead-letters/{id}/retry", web::post().to(notify::retry_dead_letter))
-        .route("/api/v1/rooms/{room_id}/messages", web::post().to(api_messages::send))
-        .route("/api/v1/rooms/{room_id}/messages/", web::post().to(api_messages::send))
-        .route("/api/v1/rooms/{room_id}/messages", web::get().to(api_messages::list))
-        .route("/api/v1/rooms/{room_id}/messages/", web::get().to(api_messages::list))
-        .route("/api/v1/rooms/{room_id}/online", web::get().to(live::online))
-        .route("/api/v1/users/online", web::get().to(live::tenant_online))
-        .route("/api/v1/rooms/{room_id}/participants", web::get().to(live::participants))
-        .route("/admin/tenants", web::post().to(admin::create_tenant))
-        .route("/admin/tenants", web::get().to(admin::list_tenants))
-        .route("/admin/tenants/{tenant_id}", web::get().to(admin::get_tenant))
-        .route("/admin/tenants/{tenant_id}", web::patch().to(admin::update_tenant))
-        .route("/admin/tenants/{tenant_id}/rotate-key", web::post().to(admin::rotate_key));
+    // One resource per path (every method of a path matched by one pattern), the busiest
+    // first: routes are tried in order, and each dynamic pattern costs a regex match.
+    cfg.service(
+        resource("/rooms/{room_id}/messages")
+            .route(web::post().to(messages::send))
+            .route(web::get().to(messages::list)),
+    )
+    .service(
+        resource("/rooms/{room_id}/messages/{message_id}")
+            .route(web::patch().to(messages::edit))
+            .route(web::delete().to(messages::delete)),
+    )
+    .service(resource("/rooms/{room_id}/read").route(web::post().to(cursors::read)))
+    .service(resource("/acks").route(web::post().to(cursors::ack)))
+    .service(resource("/rooms").route(web::post().to(rooms::create)).route(web::get().to(rooms::list)))
+    .service(resource("/rooms/{room_id}").route(web::get().to(rooms::get)))
+    .service(
+        resource("/rooms/{room_id}/members")
+            .route(web::get().to(rooms::list_members))
+            .route(web::post().to(rooms::add_member)),
+    )
+    .service(resource("/rooms/{room_id}/members/{user_id}").route(web::delete().to(rooms::remove_member)))
+    .service(
+        web::resource(["/api/v1/rooms/{room_id}/messages", "/api/v1/rooms/{room_id}/messages/"])
+            .default_service(web::to(crate::error::no_route))
+            .route(web::post().to(api_messages::send))
+            .route(web::get().to(api_messages::list)),
+    )
+    .service(resource("/api/v1/rooms/{room_id}/online").route(web::get().to(live::online)))
+    .service(resource("/api/v1/users/online").route(web::get().to(live::tenant_online)))
+    .service(resource("/api/v1/rooms/{room_id}/participants").route(web::get().to(live::participants)))
+    .service(resource("/health").route(web::get().to(health::health)))
+    .service(resource("/tokens").route(web::post().to(crate::tokens::create)))
+    .service(resource("/notify").route(web::post().to(notify::notify)))
+    .service(
+        resource("/subscriptions")
+            .route(web::post().to(notify::subscribe))
+            .route(web::get().to(notify::list_subscriptions)),
+    )
+    .service(resource("/subscriptions/{topic}").route(web::delete().to(notify::unsubscribe)))
+    .service(resource("/notifications").route(web::get().to(notify::inbox)))
+    .service(resource("/admin/dead-letters").route(web::get().to(notify::dead_letters)))
+    .service(resource("/admin/dead-letters/{id}/retry").route(web::post().to(notify::retry_dead_letter)))
+    .service(
+        resource("/admin/tenants")
+            .route(web::post().to(admin::create_tenant))
+            .route(web::get().to(admin::list_tenants)),
+    )
+    .service(
+        resource("/admin/tenants/{tenant_id}")
+            .route(web::get().to(admin::get_tenant))
+            .route(web::patch().to(admin::update_tenant)),
+    )
+    .service(resource("/admin/tenants/{tenant_id}/rotate-key").route(web::post().to(admin::rotate_key)));
 }
 
 /// Parses a `{room_id}` path segment.
