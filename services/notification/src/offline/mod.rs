@@ -33,8 +33,10 @@ use prometheus::IntCounterVec;
 use crate::State;
 pub use feed::start_point;
 
-/// How often the feed is read when it has nothing more.
-const POLL: Duration = Duration::from_millis(300);
+/// How often the feed is read when it has nothing more. Each read is a bus request and
+/// two queries even when nothing happened, so it is paid by an idle box; a second is
+/// small next to the window and grace a notification waits for anyway.
+const POLL: Duration = Duration::from_secs(1);
 /// How long to wait after a failure (presence or message-store unavailable, database
 /// trouble) before trying again. Nothing is skipped: the same step runs again.
 const RETRY: Duration = Duration::from_secs(1);
