@@ -255,7 +255,8 @@ impl Receiver {
         if inner.live.is_empty() && inner.live.capacity() > KEEP {
             inner.live = VecDeque::new();
         }
-        if inner.own.capacity() > KEEP {
+        // The session's own frames are rare (a greeting, pings, answers): keep nothing.
+        if inner.own.capacity() > 0 {
             inner.own = VecDeque::new();
         }
         if taken.own.is_empty() && taken.live.is_empty() {

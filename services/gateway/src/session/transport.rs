@@ -122,7 +122,13 @@ impl Inlet {
     /// to ignore or refuse.
     pub async fn recv(&mut self) -> Option<Result<Message, ProtocolError>> {
         loop {
-            match self.codec.decode(&mut self.buf) {
+            let decoded = self.codec.decode(&mut self.buf);
+            if self.buf.is_empty() {
+                // An empty buffer would still hold the connection's read buffer (its
+                // allocation is shared): an idle socket keeps nothing.
+                self.buf = BytesMut::new();
+            }
+            match decoded {
                 Ok(Some(frame)) => return Some(message(frame)),
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),
