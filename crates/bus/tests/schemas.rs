@@ -377,11 +377,14 @@ fn asyncapi() -> Value {
                 "address": address,
                 "title": kind,
                 "description": format!(
-                    "A room event of kind `{kind}`. Kept by the JetStream stream `{stream}` \
-                     (subjects `{all}`); a gateway subscribes to `{room_all}` while it has a socket \
-                     in the room. The `Nats-Msg-Id` header is the event's `event_id`.",
-                    stream = s.events_stream(),
-                    all = s.all_room_events(),
+                    "A room event of kind `{kind}`, published on core NATS right after the \
+                     transaction that made it commits (PostgreSQL keeps the durable copy: \
+                     message-store republishes message events from the messages log and \
+                     other events from its outbox after a crash, so a receiver may see an \
+                     event twice, with the same `event_id`). A gateway subscribes to \
+                     `{room_all}` while it has a socket in the room and orders messages by \
+                     `seq`, dropping repeats. Notification follows messages through \
+                     message-store's feed, not this subject.",
                     room_all = s.room_events(&TENANT, &ROOM),
                 ),
                 "parameters": { "tenant": tenant, "room": room },

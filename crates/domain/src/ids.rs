@@ -128,7 +128,7 @@ token_id!(
     MessageId, max = 64, extra = "", prefix = "msg_"
 );
 token_id!(
-    /// An event on the bus; also its JetStream `Nats-Msg-Id`, so a republish dedupes.
+    /// An event on the bus; a republished event keeps its id.
     EventId, max = 64, extra = "", prefix = "evt_"
 );
 token_id!(

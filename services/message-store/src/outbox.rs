@@ -212,8 +212,9 @@ async fn delete(url: &str, conn: &mut Option<AsyncPgConnection>, ids: &[i64]) ->
     if conn.is_none() {
         let mut c = AsyncPgConnection::establish(url).await.context("outbox publisher connection")?;
         // Clearing a published row need not wait for its own WAL flush: if the
-        // deletion is lost in a crash, the relay publishes the row again and JetStream
-        // drops the duplicate (same Nats-Msg-Id). Sends keep synchronous commits.
+        // deletion is lost in a crash, the relay publishes the row again: receivers
+        // may see that event twice, with the same event_id (at least once). Sends keep
+        // synchronous commits.
         diesel::sql_query("SET synchronous_commit = off")
             .execute(&mut c)
             .await

@@ -1,5 +1,6 @@
-//! Events on the bus. Room events go to `<prefix>.evt.<tenant>.<room>.<kind>` and are
-//! kept by JetStream; system events (`<prefix>.sys.*`) are core NATS broadcasts.
+//! Events on the bus. Room events go to `<prefix>.evt.<tenant>.<room>.<kind>` on core
+//! NATS, published after their transaction commits (PostgreSQL holds the durable copy);
+//! system events (`<prefix>.sys.*`) are core NATS broadcasts too.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -11,7 +12,7 @@ use crate::model::{Member, Message};
 /// An event about one room.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RoomEvent {
-    /// Unique per event; the JetStream `Nats-Msg-Id`, so republishing dedupes.
+    /// Unique per event; a republished event keeps it, so receivers can spot repeats.
     pub event_id: EventId,
     pub tenant_id: TenantId,
     pub room_id: RoomId,

@@ -8,6 +8,8 @@ mod history;
 mod log;
 mod members;
 mod messages;
+#[cfg(test)]
+mod plans;
 mod rooms;
 mod tenants;
 

@@ -1,0 +1,84 @@
+//! The statements on the send path must keep index-driven plans whatever the
+//! statistics said when their plan was cached. A writer's connection caches one
+//! generic plan per statement for its whole life, often made while the tables are
+//! still empty, and nothing replans it unless the tables are analyzed again (never,
+//! where autovacuum is off). A plan that hashed a scan of `messages` once looked
+//! cheapest on empty tables and then read the whole table on every batch. Checked
+//! here on a freshly migrated, empty database.
+
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+use super::log::ROOM_AUDIENCES;
+use super::messages::SEND_BATCH;
+
+#[derive(QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// (name, parameter types, statement, arguments for EXPLAIN EXECUTE)
+const STATEMENTS: [(&str, &str, &str, &str); 2] = [
+    (
+        "send_batch",
+        "text[], text[], text[], text[], text[], text[], jsonb[], text[], timestamptz[]",
+        SEND_BATCH,
+        "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x}', ARRAY[now()]",
+    ),
+    ("room_audiences", "text[], text[]", ROOM_AUDIENCES, "'{t}', '{r}'"),
+];
+
+fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/chat_test".to_owned())
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+async fn plans_on(url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+    chat_pg::migrate(url, &crate::MIGRATIONS).await?;
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute("SET plan_cache_mode = force_generic_plan").await?;
+    let mut plans = Vec::new();
+    for (name, types, sql, args) in STATEMENTS {
+        conn.batch_execute(&format!("PREPARE {name} ({types}) AS {sql}")).await?;
+        let lines: Vec<PlanLine> =
+            diesel::sql_query(format!("EXPLAIN EXECUTE {name} ({args})")).load(&mut conn).await?;
+        plans.push((name, lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")));
+    }
+    Ok(plans)
+}
+
+#[tokio::test]
+async fn send_path_statements_probe_indexes_when_planned_on_empty_tables() -> anyhow::Result<()> {
+    let admin_url = test_database_url();
+    let name = format!("plans_{}_{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    let plans = plans_on(&with_database(&admin_url, &name)).await;
+    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
+
+    let plans = plans?;
+    assert_eq!(plans.len(), STATEMENTS.len());
+    for (statement, plan) in plans {
+        assert!(plan.contains("Index"), "{statement}: expected index probes:\n{plan}");
+        assert!(!plan.contains("Seq Scan"), "{statement} scans a table when planned on empty tables:\n{plan}");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_scratch_database_replaces_only_the_name() {
+    assert_eq!(with_database("postgres://u:p@h:5432/chat_test", "x"), "postgres://u:p@h:5432/x");
+    assert_eq!(with_database("postgres://u:p@h/chat_test?sslmode=disable", "x"), "postgres://u:p@h/x?sslmode=disable");
+}
