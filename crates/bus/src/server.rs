@@ -95,11 +95,6 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         self
     }
 
-    /// The verbs this router answers.
-    pub fn verbs(&self) -> Vec<&'static str> {
-        self.routes.keys().copied().collect()
-    }
-
     /// Subscribes in `service`'s queue group and answers until `shutdown` completes,
     /// then stops taking requests and waits for the ones in flight.
     pub async fn serve(self, bus: Bus, service: Service, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {

@@ -43,8 +43,3 @@ impl From<StoreError> for ApiError {
 pub fn stored<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
     r.map_err(|e| StoreError::Corrupt(e.to_string()))
 }
-
-/// Whether a database error is a unique-constraint violation.
-pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
-    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
-}
