@@ -107,6 +107,14 @@ class Load:
             time.sleep(delay)
 
     def _sender(self, i):
+        try:
+            self._send_loop(i)
+        except Exception as e:  # a bug here must not quietly lower the load
+            log(f"sender {i} failed: {e!r}")
+            with self.lock:
+                self.rejected.append((None, None, "sender crashed", repr(e)))
+
+    def _send_loop(self, i):
         conns = [Http(p, self.http_timeout) for p in self.ports]
         side = i % len(conns)
         rng = random.Random(i)
@@ -475,7 +483,7 @@ def write_report(path, args, rows, totals, started, duration):
         f"{started.strftime('%Y-%m-%d %H:%M UTC')}, {duration:.0f} s.",
         f"Machine: {os.cpu_count()} vCPU, {platform.system()} {platform.release()}, "
         f"{args.profile} binaries; everything (stack, load, suite) on this one machine.",
-        f"Load: {args.rate} sends/s over REST into {args.rooms} rooms, {len(rows) and totals['readers']} "
+        f"Load: {args.rate} sends/s over REST into {args.rooms} rooms, {totals['readers']} "
         f"WebSocket readers; gateway bus timeout {args.bus_timeout_ms} ms; dependencies down "
         f"{args.down:.0f} s per restart.",
         "",
