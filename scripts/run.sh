@@ -142,12 +142,24 @@ port_open() {
 declare -A PIDS=()
 # Supervision (section 6): when each service was last started, the delay before
 # its next restart, and when a dead one is due to start again.
+# Times are in milliseconds (now_ms), delays in seconds.
 declare -A STARTED_AT=() DELAY=() RESTART_AT=() RESTARTS=()
+NOW_MS=0
 TAIL_PID=""
 RUN_STARTED="$DEV_DIR/run-started.$$"
 CLEANED=0
 
 alive() { [[ -n ${PIDS[$1]:-} ]] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
+
+# NOW_MS = milliseconds since the epoch (bash 5's EPOCHREALTIME; date otherwise).
+now_ms() {
+    if [[ -n ${EPOCHREALTIME:-} ]]; then
+        local t=${EPOCHREALTIME/[.,]/}
+        NOW_MS=$((10#$t / 1000))
+    else
+        NOW_MS=$(date +%s%3N)
+    fi
+}
 
 stop_services() {
     local svc i pid any
@@ -325,7 +337,8 @@ start_service() {
     fi
     env "${envs[@]}" "$BIN_DIR/$svc" >>"$log" 2>&1 </dev/null &
     PIDS[$svc]=$!
-    STARTED_AT[$svc]=$SECONDS
+    now_ms
+    STARTED_AT[$svc]=$NOW_MS
 }
 
 # Wait until GET $2 answers 200; $1 is the service whose process must stay up.
@@ -416,7 +429,8 @@ on_exit() {
     local svc=$1 rc=0 up delay
     wait "${PIDS[$svc]}" 2>/dev/null || rc=$?
     unset "PIDS[$svc]"
-    up=$((SECONDS - ${STARTED_AT[$svc]:-$SECONDS}))
+    now_ms
+    up=$(((NOW_MS - ${STARTED_AT[$svc]:-$NOW_MS}) / 1000))
     if [[ $RESTART == no ]]; then
         say "$svc $(exit_reason "$rc") after ${up}s; stopping the others (RESTART=no)"
         exit 1
@@ -425,7 +439,7 @@ on_exit() {
     if ((up >= RESTART_RESET_AFTER)); then
         delay=$RESTART_DELAY_MIN # it ran long enough: this is a fresh failure
     fi
-    RESTART_AT[$svc]=$((SECONDS + delay))
+    RESTART_AT[$svc]=$((NOW_MS + delay * 1000))
     # The delay after this one, if the restart does not stay up.
     DELAY[$svc]=$((delay * 2 > RESTART_DELAY_MAX ? RESTART_DELAY_MAX : delay * 2))
     say "$svc $(exit_reason "$rc") after ${up}s up; restarting it in ${delay}s (log: ${LOG_DIR#"$ROOT"/}/$svc.log)"
@@ -444,8 +458,11 @@ while :; do
         if [[ -n ${PIDS[$svc]:-} ]] && ! alive "$svc"; then
             on_exit "$svc"
         fi
-        if [[ -n ${RESTART_AT[$svc]:-} ]] && ((SECONDS >= ${RESTART_AT[$svc]})); then
-            restart_due "$svc"
+        if [[ -n ${RESTART_AT[$svc]:-} ]]; then
+            now_ms
+            if ((NOW_MS >= ${RESTART_AT[$svc]})); then
+                restart_due "$svc"
+            fi
         fi
     done
     sleep 0.2 &
