@@ -35,6 +35,7 @@ the markers `<!-- chaos:begin -->` and `<!-- chaos:end -->`.
 
 import argparse
 import datetime
+import http.client
 import os
 import platform
 import random
@@ -255,19 +256,21 @@ class Verifier:
         self.keys = {}  # key -> [(room, seq)]
         self.acks_checked = 0
 
-    def _get(self, path):
+    def _get(self, path, user):
+        status = None
         for attempt in range(20):
             try:
                 status, data, _ = self.http.request(
-                    "GET", path, headers={"X-API-Key": self.load.api_key,
-                                          "X-User-Id": self.load.rooms[0]["sender"]})
+                    "GET", path, headers={"X-API-Key": self.load.api_key, "X-User-Id": user})
                 if status == 200:
                     return data
-            except Exception:
+                if status not in RETRYABLE:
+                    raise RuntimeError(f"GET {path} answered {status}: {data}")
+            except (OSError, ValueError, http.client.HTTPException):
                 pass
             time.sleep(0.5)
             self.http = Http(self.load.ports[attempt % len(self.load.ports)], 15)
-        raise RuntimeError(f"GET {path} kept failing")
+        raise RuntimeError(f"GET {path} kept failing (last status {status})")
 
     def _fetch(self, room):
         """New history of one room; returns (duplicates, gaps) found in it."""
@@ -275,7 +278,7 @@ class Verifier:
         after = max(hist) if hist else 0
         dups = gaps = 0
         while True:
-            page = self._get(f"/rooms/{room['room_id']}/messages?after_seq={after}&limit=100")
+            page = self._get(f"/rooms/{room['room_id']}/messages?after_seq={after}&limit=100", room["sender"])
             msgs = page if isinstance(page, list) else (page or {}).get("messages", [])
             for m in msgs:
                 seq = m["seq"]
@@ -337,7 +340,7 @@ class Fault:
 def kill9(stack, name, restart_after):
     def inject():
         svc = stack.service(name)
-        svc.proc.signal(signal.SIGKILL)
+        svc.proc.send_signal(signal.SIGKILL)
         svc.proc.wait(10)
         time.sleep(restart_after)  # the supervisor's first delay
         svc.start()
@@ -350,9 +353,9 @@ def kill9(stack, name, restart_after):
 def sigstop(stack, name, secs):
     def inject():
         svc = stack.service(name)
-        svc.proc.signal(signal.SIGSTOP)
+        svc.proc.send_signal(signal.SIGSTOP)
         time.sleep(secs)
-        svc.proc.signal(signal.SIGCONT)
+        svc.proc.send_signal(signal.SIGCONT)
         return now(), f"stopped {secs:.0f}s"
     return Fault(f"SIGSTOP {name} {secs:.0f}s", inject)
 

@@ -109,7 +109,7 @@ class Proc:
     def alive(self):
         return self.popen is not None and self.popen.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         if self.alive():
             os.kill(self.popen.pid, sig)
 
@@ -125,10 +125,10 @@ class Proc:
         """Stops the process (SIGCONT first, in case it was stopped), SIGKILL after `grace`."""
         if not self.alive():
             return
-        self.signal(sig)
-        self.signal(signal.SIGCONT)
+        self.send_signal(sig)
+        self.send_signal(signal.SIGCONT)
         if self.wait(grace) is None:
-            self.signal(signal.SIGKILL)
+            self.send_signal(signal.SIGKILL)
             self.wait(10)
 
     def tail(self, lines=30):
