@@ -145,7 +145,7 @@ class Load:
             end = now()
             ok = status in (200, 201) and isinstance(data, dict) and "seq" in data
             with self.lock:
-                self.attempts.append((start, end, ok))
+                self.attempts.append((start, end, ok, status or "conn"))
                 if ok:
                     self.acks.append({"key": key, "room": room["room_id"], "seq": data["seq"],
                                       "mid": data.get("message_id"), "t": end, "tries": tries})
@@ -414,6 +414,12 @@ def window_stats(load, t0, t1, t_end):
         acked = sum(1 for a in load.acks if t0 <= a["t"] <= t_end)
     failures = [a for a in attempts if not a[2]]
     successes = sorted(a[1] for a in attempts if a[2])
+    kinds = {}
+    for a in failures:
+        kinds[a[3]] = kinds.get(a[3], 0) + 1
+    failed_as = ", ".join(f"{k}×{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    if failures:
+        failed_as += f" (started +{min(a[0] for a in failures) - t0:.1f}…+{max(a[0] for a in failures) - t0:.1f}s)"
     gap, prev = 0.0, t0
     for s in successes:
         gap = max(gap, s - prev)
@@ -426,7 +432,7 @@ def window_stats(load, t0, t1, t_end):
         recovery = None if recovered is None else max(0.0, recovered - t1)
     else:
         recovery = 0.0
-    return {"acked": acked, "failed": len(failures), "gap": gap, "recovery": recovery}
+    return {"acked": acked, "failed": len(failures), "gap": gap, "recovery": recovery, "failed_as": failed_as}
 
 
 def reader_stats(load, t0, t_end):
@@ -460,7 +466,8 @@ def wait_for_success_after(load, t, timeout):
 COLUMNS = [("fault", "fault"), ("acked", "acked sends"), ("failed", "failed attempts"),
            ("gap", "longest send gap (s)"), ("recovery", "recovery (s)"), ("lost", "lost"),
            ("dup_stored", "dup stored"), ("socket_dup", "dup on socket"), ("seq_gaps", "seq gaps"),
-           ("socket_missed", "socket missed seqs"), ("reconnects", "socket reconnects"), ("note", "note")]
+           ("socket_missed", "socket missed seqs"), ("reconnects", "socket reconnects"), ("note", "note"),
+           ("failed_as", "failed attempts: answer × count (start after fault)")]
 
 
 def fmt(v):

@@ -11,18 +11,26 @@ import json
 import os
 import socket
 import struct
+import time
 
 
 class Http:
     """JSON over HTTP/1.1 to 127.0.0.1:port."""
 
+    # The gateway (actix-web) closes a keep-alive connection idle for 5 s; one idle
+    # longer than this is not reused, so a send never fails only for having waited.
+    IDLE_REUSE_SECS = 3.0
+
     def __init__(self, port, timeout):
         self.port, self.timeout = port, timeout
         self.conn = None
+        self.last_used = 0.0
 
     def request(self, method, path, body=None, headers=None):
         """(status, json or None, headers). Raises OSError / HTTPException when the
         connection fails; the next call reconnects."""
+        if self.conn is not None and time.monotonic() - self.last_used > self.IDLE_REUSE_SECS:
+            self.close()
         if self.conn is None:
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         h = {"Content-Type": "application/json"} if body is not None else {}
@@ -35,6 +43,7 @@ class Http:
         except Exception:
             self.close()
             raise
+        self.last_used = time.monotonic()
         if r.getheader("Connection", "").lower() == "close":
             self.close()
         try:
