@@ -542,6 +542,41 @@ def setup(stack, args):
     return key, rooms
 
 
+def self_check(stack, api_key, reader_wait):
+    """Shows the checks can fail: a room with a message stored twice (same content
+    under two keys, as a broken idempotency would store it), an acknowledgement that
+    history does not match (as a lost message would look), and a socket that never
+    saw seq 1 must come out as exactly one duplicate, one loss and one missed seq."""
+    http = Http(stack.gateway_ports()[0], 15)
+    headers = {"X-API-Key": api_key, "X-User-Id": "checker"}
+    status, room, _ = http.request("POST", "/rooms", {"type": "group", "members": ["checker-r"]}, headers)
+    if status != 201:
+        raise RuntimeError(f"self-check room: {status} {room}")
+    key, sent = uuid.uuid4().hex, []
+    for n in range(2):
+        status, m, _ = http.request("POST", f"/rooms/{room['room_id']}/messages", {"content": f"chaos {key}"},
+                                    dict(headers, **{"Idempotency-Key": f"{key}-{n}"}))
+        if status != 201:
+            raise RuntimeError(f"self-check send: {status} {m}")
+        sent.append(m)
+
+    class Fake:
+        pass
+    load = Fake()
+    load.lock, load.api_key, load.ports = threading.Lock(), api_key, stack.gateway_ports()
+    load.rooms = [{"room_id": room["room_id"], "sender": "checker"}]
+    load.acks = [{"key": key, "room": room["room_id"], "seq": sent[0]["seq"], "mid": "not-" + sent[0]["message_id"],
+                  "t": now(), "tries": 1}]
+    reader = Reader(load, room["room_id"], "checker-r", 0)
+    reader.seen, reader.last = {sent[1]["seq"]}, sent[1]["seq"]
+    load.readers = [reader]
+    found = Verifier(load, load.ports[0]).check(reader_wait)
+    expected = {"lost": 1, "dup_stored": 1, "seq_gaps": 0, "socket_missed": 1, "lagging": 0}
+    if found != expected:
+        raise RuntimeError(f"self-check: the checks found {found} where {expected} was planted")
+    log(f"self-check: a planted loss, duplicate and missed seq were all found ({found})")
+
+
 def run(args):
     bin_dir = args.bin_dir or os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
                                            "release" if args.profile == "release" else "debug")
@@ -555,6 +590,8 @@ def run(args):
         log(f"starting the stack in {stack.tmp} ({bin_dir})")
         stack.start()
         key, rooms = setup(stack, args)
+        if args.self_check:
+            self_check(stack, key, args.reader_wait)
         load = Load(stack, key, rooms, args.rate, http_timeout=args.bus_timeout_ms / 1000 + 5)
         load.start(workers=max(4, min(48, args.rate // 6)))
         verifier = Verifier(load, stack.gateway_ports()[0])
@@ -644,6 +681,8 @@ def main():
     p.add_argument("--reader-wait", type=float, default=30.0, help="how long sockets may take to catch up [30]")
     p.add_argument("--report", help="write the results into this markdown file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--no-self-check", dest="self_check", action="store_false",
+                   help="skip planting a loss, a duplicate and a missed seq to show the checks find them")
     args = p.parse_args()
     short = args.short
     defaults = {"rate": (200, 40), "rooms": (10, 4), "down": (5.0, 2.0), "settle": (5.0, 3.0),
