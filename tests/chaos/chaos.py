@@ -419,7 +419,7 @@ def window_stats(load, t0, t1, t_end):
         kinds[a[3]] = kinds.get(a[3], 0) + 1
     failed_as = ", ".join(f"{k}×{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
     if failures:
-        failed_as += f" (started +{min(a[0] for a in failures) - t0:.1f}…+{max(a[0] for a in failures) - t0:.1f}s)"
+        failed_as += f" (started {min(a[0] for a in failures) - t0:+.1f}…{max(a[0] for a in failures) - t0:+.1f}s)"
     gap, prev = 0.0, t0
     for s in successes:
         gap = max(gap, s - prev)
