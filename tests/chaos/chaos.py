@@ -693,7 +693,9 @@ def main():
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
+    # Both, explicitly: a shell that starts us in the background ignores SIGINT for us.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         return run(args)
     except KeyboardInterrupt:

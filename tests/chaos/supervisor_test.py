@@ -141,7 +141,14 @@ def kill_and_expect_restart(run, svc, delay):
     print(f"supervisor: {svc} killed, back after {took:.1f}s (delay {delay}s), the others kept their pids", flush=True)
 
 
+def on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main():
+    # Stopped by a signal, still stop run.sh and the dependencies (the finally below).
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     profile = os.environ.get("PROFILE", "release")
     bin_dir = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
                            "release" if profile == "release" else "debug")
