@@ -6,6 +6,12 @@
 #   3. cargo build --bins        release by default, PROFILE=dev for a debug build
 #   4. message-store, then presence, notification, gateway, each logging to
 #      .dev/logs/<service>.log and echoed here with the service's name
+#   5. supervise: a service that dies once all four were ready is restarted, as
+#      docker compose's `restart: unless-stopped` does, after a delay that starts
+#      at 1 s and doubles up to 30 s, back to 1 s once it stayed up 30 s; the
+#      others keep running. Every exit and restart is logged with a "run:" line.
+#      (A service that dies while the stack starts still stops everything: that
+#      is a configuration problem, not a crash to ride out.)
 #
 # Ctrl-C (or SIGTERM) stops the four services (SIGTERM, SIGKILL after 10 s) and
 # the dependencies that this run itself started, then exits 0.
@@ -13,7 +19,15 @@
 # Environment (defaults in brackets):
 #   PROFILE        release | dev                              [release]
 #   SKIP_BUILD     1 to use the binaries already built        [unset]
+#   SKIP_DEPS      1 to leave PostgreSQL/Redis/NATS alone (they run elsewhere) [unset]
 #   READY_TIMEOUT  seconds to wait for each service to be ready [90]
+#   RESTART        unless-stopped (restart a dead service) | no (stop them all,
+#                  exit 1)                                    [unless-stopped]
+#   RESTART_DELAY_MIN, RESTART_DELAY_MAX  seconds, first and longest delay
+#                  before a restart                           [1, 30]
+#   RESTART_RESET_AFTER  seconds a service must stay up for its delay to go
+#                  back to RESTART_DELAY_MIN                  [30]
+#   CHAT_DEV_DIR   where keys, logs and the demo page live    [.dev]
 #   NATS_URL       [nats://127.0.0.1:4222]
 #   DATABASE_URL   [postgres://postgres:postgres@127.0.0.1:5432/chat]
 #   REDIS_URL      [redis://127.0.0.1:6379]
@@ -29,12 +43,16 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-DEV_DIR="$ROOT/.dev"
+DEV_DIR="${CHAT_DEV_DIR:-$ROOT/.dev}"
 LOG_DIR="$DEV_DIR/logs"
 KEYS_FILE="$DEV_DIR/keys.env"
 SERVICES=(message-store presence notification gateway)
 STOP_TIMEOUT=10
 READY_TIMEOUT="${READY_TIMEOUT:-90}"
+RESTART="${RESTART:-unless-stopped}"
+RESTART_DELAY_MIN="${RESTART_DELAY_MIN:-1}"
+RESTART_DELAY_MAX="${RESTART_DELAY_MAX:-30}"
+RESTART_RESET_AFTER="${RESTART_RESET_AFTER:-30}"
 
 say() { printf 'run: %s\n' "$*"; }
 die() {
@@ -47,6 +65,13 @@ case "${PROFILE:-release}" in
     dev | debug) BUILD_ARGS=() PROFILE_DIR=debug ;;
     *) die "PROFILE must be 'release' or 'dev', not '${PROFILE}'" ;;
 esac
+case $RESTART in
+    unless-stopped | no) ;;
+    *) die "RESTART must be 'unless-stopped' or 'no', not '${RESTART}'" ;;
+esac
+for v in RESTART_DELAY_MIN RESTART_DELAY_MAX RESTART_RESET_AFTER; do
+    [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || die "$v must be a whole number of seconds (at least 1)"
+done
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE_DIR"
 
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
@@ -115,11 +140,26 @@ port_open() {
 # --------------------------------------------------------- process control --
 
 declare -A PIDS=()
+# Supervision (section 6): when each service was last started, the delay before
+# its next restart, and when a dead one is due to start again.
+# Times are in milliseconds (now_ms), delays in seconds.
+declare -A STARTED_AT=() DELAY=() RESTART_AT=() RESTARTS=()
+NOW_MS=0
 TAIL_PID=""
 RUN_STARTED="$DEV_DIR/run-started.$$"
 CLEANED=0
 
 alive() { [[ -n ${PIDS[$1]:-} ]] && kill -0 "${PIDS[$1]}" 2>/dev/null; }
+
+# NOW_MS = milliseconds since the epoch (bash 5's EPOCHREALTIME; date otherwise).
+now_ms() {
+    if [[ -n ${EPOCHREALTIME:-} ]]; then
+        local t=${EPOCHREALTIME/[.,]/}
+        NOW_MS=$((10#$t / 1000))
+    else
+        NOW_MS=$(date +%s%3N)
+    fi
+}
 
 stop_services() {
     local svc i pid any
@@ -188,7 +228,11 @@ trap 'cleanup' EXIT
 
 mkdir -p "$DEV_DIR" "$LOG_DIR"
 : >"$RUN_STARTED"
-ENSURE_DEPS_REPORT="$RUN_STARTED" "$ROOT/scripts/ensure-deps.sh"
+if [[ ${SKIP_DEPS:-} == 1 ]]; then
+    say "SKIP_DEPS=1: not checking PostgreSQL, Redis and NATS"
+else
+    ENSURE_DEPS_REPORT="$RUN_STARTED" "$ROOT/scripts/ensure-deps.sh"
+fi
 
 # -------------------------------------------------------------- 2. keys ----
 
@@ -293,6 +337,8 @@ start_service() {
     fi
     env "${envs[@]}" "$BIN_DIR/$svc" >>"$log" 2>&1 </dev/null &
     PIDS[$svc]=$!
+    now_ms
+    STARTED_AT[$svc]=$NOW_MS
 }
 
 # Wait until GET $2 answers 200; $1 is the service whose process must stay up.
@@ -365,18 +411,60 @@ cat <<EOF
 
 EOF
 
-# ---------------------------------------------------------------- 6. wait --
+# ----------------------------------------------------------- 6. supervise --
+
+# "status 1", "signal KILL": how a process that `wait` reported as $1 ended.
+exit_reason() {
+    local rc=$1 sig
+    if ((rc > 128)) && sig="$(kill -l $((rc - 128)) 2>/dev/null)"; then
+        printf 'killed by signal %s' "$sig"
+    else
+        printf 'exited with status %s' "$rc"
+    fi
+}
+
+# A service has died: note it and schedule its restart (RESTART=unless-stopped),
+# or stop everything (RESTART=no).
+on_exit() {
+    local svc=$1 rc=0 up delay
+    wait "${PIDS[$svc]}" 2>/dev/null || rc=$?
+    unset "PIDS[$svc]"
+    now_ms
+    up=$(((NOW_MS - ${STARTED_AT[$svc]:-$NOW_MS}) / 1000))
+    if [[ $RESTART == no ]]; then
+        say "$svc $(exit_reason "$rc") after ${up}s; stopping the others (RESTART=no)"
+        exit 1
+    fi
+    delay=${DELAY[$svc]:-$RESTART_DELAY_MIN}
+    if ((up >= RESTART_RESET_AFTER)); then
+        delay=$RESTART_DELAY_MIN # it ran long enough: this is a fresh failure
+    fi
+    RESTART_AT[$svc]=$((NOW_MS + delay * 1000))
+    # The delay after this one, if the restart does not stay up.
+    DELAY[$svc]=$((delay * 2 > RESTART_DELAY_MAX ? RESTART_DELAY_MAX : delay * 2))
+    say "$svc $(exit_reason "$rc") after ${up}s up; restarting it in ${delay}s (log: ${LOG_DIR#"$ROOT"/}/$svc.log)"
+}
+
+restart_due() {
+    local svc=$1
+    unset "RESTART_AT[$svc]"
+    RESTARTS[$svc]=$((${RESTARTS[$svc]:-0} + 1))
+    start_service "$svc"
+    say "$svc restarted (pid ${PIDS[$svc]}, restart #${RESTARTS[$svc]})"
+}
 
 while :; do
     for svc in "${SERVICES[@]}"; do
-        if ! alive "$svc"; then
-            rc=0
-            wait "${PIDS[$svc]}" || rc=$?
-            unset "PIDS[$svc]"
-            say "$svc exited with status $rc; stopping the others"
-            exit 1
+        if [[ -n ${PIDS[$svc]:-} ]] && ! alive "$svc"; then
+            on_exit "$svc"
+        fi
+        if [[ -n ${RESTART_AT[$svc]:-} ]]; then
+            now_ms
+            if ((NOW_MS >= ${RESTART_AT[$svc]})); then
+                restart_due "$svc"
+            fi
         fi
     done
-    sleep 1 &
+    sleep 0.2 &
     wait $! || true
 done

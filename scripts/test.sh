@@ -3,9 +3,14 @@
 #   1. scripts/ensure-deps.sh   PostgreSQL, Redis, NATS+JetStream on localhost,
 #                               and Chromium (ensure-deps.sh browser)
 #   2. the workspace's tests    cargo nextest when installed, else cargo test
-#   3. scripts/validate-deploy.sh
+#   3. script-level tests against the built service binaries (debug build):
+#      tests/chaos/supervisor_test.py  `make run` restarts a killed service
+#      tests/chaos/chaos.py --short    three faults under a small load: nothing
+#                                      acknowledged is lost or stored twice
+#   4. scripts/validate-deploy.sh
 # Exits non-zero when any step fails. Extra arguments go to the test runner,
-# e.g. `scripts/test.sh -p gateway`.
+# e.g. `scripts/test.sh -p gateway` (and then step 3 is skipped, as it is with
+# SKIP_SCRIPT_TESTS=1).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +36,15 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     step "cargo test ${scope[*]} --no-fail-fast (cargo-nextest not installed)"
     cargo test "${scope[@]}" --no-fail-fast
+fi
+
+if [[ $# -eq 0 && ${SKIP_SCRIPT_TESTS:-} != 1 ]]; then
+    step "service binaries for the script-level tests (cargo build --bins)"
+    cargo build -p gateway -p message-store -p presence -p notification --bins
+    step "make run restarts a dead service (tests/chaos/supervisor_test.py)"
+    PROFILE=dev python3 tests/chaos/supervisor_test.py
+    step "faults under load, short (tests/chaos/chaos.py --short)"
+    python3 tests/chaos/chaos.py --short --profile dev
 fi
 
 step "deployment files"

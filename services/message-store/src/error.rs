@@ -31,12 +31,25 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%cause, "no database connection");
                 ApiError::unavailable("The database is unavailable")
             }
+            // The connection died under the query (PostgreSQL restarting, the network):
+            // an outage the caller may retry through, not a bug.
+            StoreError::Db(ref e) if connection_lost(e) => {
+                tracing::error!(error = %e, "the database connection was lost");
+                ApiError::unavailable("The database is unavailable")
+            }
             other => {
                 tracing::error!(error = %other, "store operation failed");
                 ApiError::internal()
             }
         }
     }
+}
+
+/// Whether a database error means the connection is gone rather than the statement
+/// being wrong.
+pub fn connection_lost(e: &diesel::result::Error) -> bool {
+    use diesel::result::DatabaseErrorKind::{ClosedConnection, UnableToSendCommand};
+    matches!(e, diesel::result::Error::DatabaseError(ClosedConnection | UnableToSendCommand, _))
 }
 
 /// Parses a stored id back into its domain type.

@@ -17,6 +17,7 @@ use chat_domain::ids::TenantId;
 use chat_domain::model::Message;
 use chat_domain::proto::store::{MessageSent, SendMessage};
 use chat_pg::PgPool;
+use diesel_async::pooled_connection::PoolableConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
@@ -133,7 +134,10 @@ async fn run_batch(
     };
     match send_batch(c, cmds).await {
         Ok(stored) => Ok(stored),
-        Err(StoreError::Db(e)) if cmds.len() > 1 => {
+        // A connection that broke (PostgreSQL restarted, the network dropped) fails
+        // every send of the batch alike: retrying them one by one on it would answer
+        // each with an error and keep the dead connection for the next batch.
+        Err(StoreError::Db(e)) if cmds.len() > 1 && !PoolableConnection::is_broken(&mut **c) => {
             tracing::warn!(error = %e, sends = cmds.len(), "a batch of sends failed; storing them one by one");
             let mut results = Vec::with_capacity(cmds.len());
             let mut tx = 0;
