@@ -9,9 +9,15 @@
 //! `send_messages` request, in a task of its own, and keeps doing so while sends keep
 //! queueing. At low rates a send costs what a single request does; at high rates the
 //! bus, message-store's request handling and the JSON envelopes are paid per batch.
+//!
+//! A request still unanswered after [`SLOW`] gives its slot back and finishes without
+//! it: a stalled message-store replica (paused, or stuck on its database) must not
+//! hold every slot until the bus timeout while the other replicas could answer.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chat_bus::Bus;
 use chat_domain::ApiError;
@@ -24,6 +30,8 @@ pub const IN_FLIGHT: usize = 4;
 pub const MAX_BATCH: usize = 256;
 /// Sends queued for a request; past this, senders are told to slow down.
 const QUEUE: usize = 8_192;
+/// How long a request holds its slot before it lets other sends go past it.
+pub const SLOW: Duration = Duration::from_millis(500);
 
 type Answer = oneshot::Sender<Result<MessageSent, ApiError>>;
 
@@ -47,8 +55,10 @@ impl Sends {
     pub async fn send(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
         match self.0.slots.clone().try_acquire_owned() {
             Ok(slot) => {
-                let result = self.0.bus.request(&cmd).await;
-                self.drain(slot);
+                let (result, slot) = self.holding(slot, self.0.bus.request(&cmd)).await;
+                if let Some(slot) = slot {
+                    self.drain(slot);
+                }
                 result
             }
             Err(_) => {
@@ -76,8 +86,13 @@ impl Sends {
         let this = self.clone();
         tokio::spawn(async move {
             let mut batch = first;
+            let mut slot = slot;
             loop {
-                answer(&this.0.bus, batch).await;
+                let ((), kept) = this.holding(slot, answer(&this.0.bus, batch)).await;
+                // A slow request gave its slot away; the sends queued since are
+                // someone else's to take.
+                let Some(kept) = kept else { return };
+                slot = kept;
                 match this.take() {
                     Some(next) => batch = next,
                     None => break,
@@ -89,6 +104,27 @@ impl Sends {
                 this.drain(slot);
             }
         });
+    }
+
+    /// Runs `request` holding `slot`, and hands the slot back with the result; if the
+    /// request takes longer than [`SLOW`], frees the slot at that point (queued sends
+    /// may use it) and finishes without it.
+    async fn holding<T>(
+        &self,
+        slot: OwnedSemaphorePermit,
+        request: impl Future<Output = T>,
+    ) -> (T, Option<OwnedSemaphorePermit>) {
+        let mut request = std::pin::pin!(request);
+        tokio::select! {
+            out = &mut request => (out, Some(slot)),
+            () = tokio::time::sleep(SLOW) => {
+                drop(slot);
+                if let Ok(free) = self.0.slots.clone().try_acquire_owned() {
+                    self.drain(free);
+                }
+                (request.await, None)
+            }
+        }
     }
 
     /// Up to a batch of queued sends, if any.
@@ -126,5 +162,108 @@ async fn answer(bus: &Bus, batch: Vec<(SendMessage, Answer)>) {
     };
     for (outcome, answer) in outcomes.into_iter().zip(answers) {
         let _ = answer.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chat_bus::{Subjects, envelope};
+    use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
+    use chat_domain::model::{Actor, Message, MessageContent};
+    use chat_domain::proto::Service;
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    fn send(n: usize) -> anyhow::Result<SendMessage> {
+        Ok(SendMessage {
+            actor: Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse("u1")? },
+            room_id: RoomId::parse("r1")?,
+            content: MessageContent::parse(format!("m{n}"))?,
+            sender_name: None,
+            meta: None,
+            client_msg_id: None,
+        })
+    }
+
+    fn sent(cmd: &SendMessage) -> MessageSent {
+        MessageSent {
+            message: Message {
+                message_id: MessageId::generate(),
+                room_id: cmd.room_id.clone(),
+                sender_id: cmd.actor.user_id.clone(),
+                sender_name: None,
+                seq: 1,
+                content: cmd.content.as_str().to_owned(),
+                meta: None,
+                client_msg_id: None,
+                created_at: chat_domain::time::now(),
+                edited_at: None,
+                deleted_at: None,
+            },
+            duplicate: false,
+        }
+    }
+
+    /// A message-store replica that never answers the first `IN_FLIGHT` requests (as
+    /// if paused) must not hold up a send that comes after them: the slots of slow
+    /// requests are given back and the next send goes out and is answered.
+    #[tokio::test]
+    async fn stalled_requests_give_their_slots_back() -> anyhow::Result<()> {
+        let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+        let client = chat_bus::client::connect(&url, "sends-test").await?;
+        let id = MessageId::generate();
+        let prefix = format!("sends-{}", &id.as_str()[id.as_str().len() - 20..]);
+        let subjects = Subjects::new(&prefix)?;
+        // Far longer than the test's own wait below: a stalled request never ends in it.
+        let bus = Bus::new(client.clone(), subjects.clone()).with_timeout(Duration::from_secs(60));
+        let mut requests = client.subscribe(subjects.commands_of(Service::MessageStore)).await?;
+        client.flush().await?;
+        let sends = Sends::new(bus);
+
+        let mut stalled = Vec::new();
+        for n in 0..IN_FLIGHT {
+            let sends = sends.clone();
+            let cmd = send(n)?;
+            stalled.push(tokio::spawn(async move { sends.send(cmd).await }));
+        }
+        let mut held = Vec::new();
+        while held.len() < IN_FLIGHT {
+            let request = tokio::time::timeout(Duration::from_secs(30), requests.next()).await?;
+            held.push(request.ok_or_else(|| anyhow::anyhow!("subscription ended"))?);
+        }
+        // Answer everything from now on; the held ones stay unanswered.
+        let answering = tokio::spawn({
+            let client = client.clone();
+            async move {
+                while let Some(request) = requests.next().await {
+                    let Some(reply) = request.reply else { continue };
+                    let cmd: SendMessage = match serde_json::from_slice(&request.payload) {
+                        Ok(cmd) => cmd,
+                        Err(_) => continue,
+                    };
+                    let _ = client.publish(reply, envelope::ok(&sent(&cmd))).await;
+                }
+            }
+        });
+
+        let next = tokio::time::timeout(Duration::from_secs(30), sends.send(send(99)?)).await;
+        let next = next.map_err(|_| anyhow::anyhow!("a send waited behind stalled requests"))??;
+        assert_eq!(next.message.content, "m99");
+        assert!(stalled.iter().all(|s| !s.is_finished()), "the stalled requests are still waiting");
+
+        for request in held {
+            if let Some(reply) = request.reply {
+                let cmd: SendMessage = serde_json::from_slice(&request.payload)?;
+                client.publish(reply, envelope::ok(&sent(&cmd))).await?;
+            }
+        }
+        for s in stalled {
+            s.await??;
+        }
+        answering.abort();
+        Ok(())
     }
 }

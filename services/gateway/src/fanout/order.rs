@@ -66,6 +66,13 @@ impl Reorder {
         self.gap_deadline
     }
 
+    /// After a gap fill that could not be made (message-store did not answer): keeps
+    /// waiting for the missing `seq`s and tries again after `retry_in`. Nothing is
+    /// skipped on a failure; only an answer can say that a `seq` is not coming.
+    pub fn fill_failed(&mut self, retry_in: Duration) {
+        self.gap_deadline = Some(Instant::now() + retry_in);
+    }
+
     /// After a gap fill: takes what was fetched, and when the missing `seq`s are still
     /// not there (they are not coming), moves past them to the first message held.
     pub fn filled(&mut self, fetched: Vec<Message>) {
@@ -134,6 +141,21 @@ mod tests {
         r.ready();
         r.filled(Vec::new());
         assert_eq!(seqs(&r.ready()), vec![6], "4 and 5 are not coming");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failed_fill_skips_nothing_and_tries_again() -> anyhow::Result<()> {
+        let mut r = Reorder::after(0);
+        r.insert(m(3)?);
+        assert!(r.ready().is_empty());
+        let before = Instant::now();
+        r.fill_failed(Duration::from_millis(500));
+        assert!(r.ready().is_empty(), "1 and 2 are still awaited");
+        assert_eq!(r.delivered(), 0);
+        assert!(r.gap_deadline().is_some_and(|d| d >= before + Duration::from_millis(500)));
+        r.filled(vec![m(1)?, m(2)?]);
+        assert_eq!(seqs(&r.ready()), vec![1, 2, 3]);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! renders each event once per dialect and offers it to every socket.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_bus::Bus;
 use chat_domain::ids::{RoomId, TenantId, UserId};
@@ -13,12 +14,15 @@ use chat_domain::proto::store::RoomMessages;
 use futures_util::StreamExt as _;
 use tokio::task::JoinHandle;
 
-use super::order::Reorder;
+use super::order::{GAP_WAIT, Reorder};
 use super::{RoomShared, offer};
 use crate::session::codec::Close;
 
 /// Most messages read per gap fill.
 const GAP_FILL: u32 = 500;
+
+/// The longest wait between gap fills while message-store does not answer.
+const GAP_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// A room's fan-out.
 pub struct RoomTask {
@@ -28,6 +32,8 @@ pub struct RoomTask {
     tenant: TenantId,
     room: RoomId,
     order: Reorder,
+    /// Gap fills that failed in a row (message-store unreachable), for the backoff.
+    fill_failures: u32,
 }
 
 impl RoomTask {
@@ -41,7 +47,7 @@ impl RoomTask {
         room: RoomId,
         last_seq: i64,
     ) -> JoinHandle<()> {
-        let task = Self { bus, shared, sub, tenant, room, order: Reorder::after(last_seq) };
+        let task = Self { bus, shared, sub, tenant, room, order: Reorder::after(last_seq), fill_failures: 0 };
         tokio::spawn(task.run())
     }
 
@@ -73,14 +79,20 @@ impl RoomTask {
             until_seq: None,
             limit: GAP_FILL,
         };
-        let fetched = match self.bus.request(&cmd).await {
-            Ok(messages) => messages,
-            Err(e) => {
-                tracing::warn!(error = %e, room = %self.room, "could not fill a seq gap");
-                Vec::new()
+        match self.bus.request(&cmd).await {
+            Ok(fetched) => {
+                self.fill_failures = 0;
+                self.order.filled(fetched);
             }
-        };
-        self.order.filled(fetched);
+            Err(e) => {
+                // The missing messages exist (their successors do); wait and ask again
+                // rather than move past them.
+                self.fill_failures = self.fill_failures.saturating_add(1);
+                let retry_in = (GAP_WAIT * 2u32.saturating_pow(self.fill_failures.min(5))).min(GAP_RETRY_MAX);
+                tracing::warn!(error = %e, room = %self.room, ?retry_in, "could not fill a seq gap; trying again");
+                self.order.fill_failed(retry_in);
+            }
+        }
     }
 
     fn event(&mut self, event: RoomEvent) {
