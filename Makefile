@@ -3,7 +3,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test bench build fmt lint validate-deploy deps deps-stop schemas
+.PHONY: help run test fuzz bench build fmt lint validate-deploy deps deps-stop schemas
 
 help: ## list the targets
 	@echo "Targets:"
@@ -15,6 +15,9 @@ run: ## start deps, build (release; PROFILE=dev for debug) and run all four serv
 
 test: ## start deps, run the workspace tests, validate the deploy files
 	scripts/test.sh
+
+fuzz: ## generated hostile input against the in-process stack (FUZZ_CASES, default 1,000,000; FUZZ_SEED)
+	scripts/fuzz.sh
 
 bench: ## run every load-generator scenario against the stack `make run` started
 	scripts/bench.sh
