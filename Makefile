@@ -3,7 +3,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test chaos bench build fmt lint validate-deploy deps deps-stop schemas
+.PHONY: help run test chaos fuzz bench build fmt lint validate-deploy deps deps-stop schemas
 
 help: ## list the targets
 	@echo "Targets:"
@@ -18,6 +18,9 @@ test: ## start deps, run the workspace tests, validate the deploy files
 
 chaos: ## kill, stop and restart services and dependencies under load, one at a time; writes RELIABILITY.md
 	scripts/chaos.sh
+
+fuzz: ## generated hostile input against the in-process stack (FUZZ_CASES, default 1,000,000; FUZZ_SEED)
+	scripts/fuzz.sh
 
 bench: ## run every load-generator scenario against the stack `make run` started
 	scripts/bench.sh

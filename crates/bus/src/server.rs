@@ -1,8 +1,9 @@
 //! Answering commands. A [`Router`] maps verbs to handlers and serves them in the
 //! service's queue group, so any number of replicas share the work.
 //!
-//! Every request gets a reply: a bad payload or unknown verb is a `VALIDATION_ERROR`
-//! envelope, a handler error its own envelope, a panicking handler `INTERNAL_ERROR`.
+//! Every request gets a reply: a bad payload (malformed, or nested deeper than
+//! `chat_domain::json` allows) or unknown verb is a `VALIDATION_ERROR` envelope, a
+//! handler error its own envelope, a panicking handler `INTERNAL_ERROR`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -79,6 +80,15 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         let erased: Handler<S> = Arc::new(move |state: S, payload: Bytes| {
             let handler = handler.clone();
             Box::pin(async move {
+                // Refused before parsing: nothing nested past what any reply can wrap
+                // and still read back is ever handled, let alone stored.
+                let max = chat_domain::json::MAX_DEPTH + chat_domain::json::COMMAND_ENVELOPE_DEPTH;
+                if chat_domain::json::nests_deeper_than(&payload, max) {
+                    return envelope::err(&ApiError::validation(
+                        "body",
+                        format!("invalid {} command: JSON nested deeper than {max} levels", C::VERB),
+                    ));
+                }
                 match serde_json::from_slice::<C>(&payload) {
                     Ok(cmd) => match handler(state, cmd).await {
                         Ok(reply) => envelope::ok(&reply),

@@ -6,10 +6,12 @@
 //!   that cross the bus (`Room`, `Member`, `Message`, `Tenant`).
 //! - [`proto`]: the commands each service answers, their replies, and the events on the bus.
 //! - [`time`]: the one timestamp format of the public APIs.
+//! - [`json`]: how deep JSON may nest wherever it enters the system.
 //! - [`keys`]: API key generation and hashing.
 
 pub mod error;
 pub mod ids;
+pub mod json;
 pub mod keys;
 pub mod model;
 pub mod proto;

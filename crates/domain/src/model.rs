@@ -131,7 +131,8 @@ impl From<MessageContent> for String {
     }
 }
 
-/// Free-form message metadata: a JSON object of at most [`MAX_META_BYTES`].
+/// Free-form message metadata: a JSON object of at most [`MAX_META_BYTES`], nested at
+/// most [`crate::json::MAX_DEPTH`] levels.
 pub fn validate_meta(meta: &serde_json::Value) -> Result<(), ApiError> {
     if !meta.is_object() {
         return Err(ApiError::validation("meta", "meta must be a JSON object"));
@@ -144,7 +145,8 @@ pub fn validate_meta(meta: &serde_json::Value) -> Result<(), ApiError> {
     if has_nul(meta) {
         return Err(ApiError::validation("meta", "meta must not contain NUL (U+0000) characters"));
     }
-    Ok(())
+    // Whatever is stored must stay readable inside every envelope around it.
+    crate::json::check_depth("meta", meta)
 }
 
 /// Whether any string or key in `v` contains U+0000.
@@ -155,6 +157,15 @@ pub fn has_nul(v: &serde_json::Value) -> bool {
         serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
         _ => false,
     }
+}
+
+/// A display name as shown and stored: control characters (U+0000, which PostgreSQL's
+/// text cannot hold, among them) dropped, trimmed, at most [`MAX_DISPLAY_NAME_CHARS`]
+/// characters; `None` when nothing is left.
+pub fn display_name(raw: &str) -> Option<String> {
+    let name: String = raw.chars().filter(|c| !c.is_control()).collect();
+    let name: String = name.trim().chars().take(MAX_DISPLAY_NAME_CHARS).collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// A client-chosen idempotency id (`client_msg_id`, `local_id`, `Idempotency-Key`).
@@ -225,7 +236,8 @@ impl RetryPolicy {
 pub fn validate_webhook_url(url: &str) -> Result<(), ApiError> {
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
         && url.len() <= 2048
-        && !url.contains(char::is_whitespace);
+        && !url.contains(char::is_whitespace)
+        && !url.contains(char::is_control);
     if ok {
         Ok(())
     } else {
@@ -233,12 +245,13 @@ pub fn validate_webhook_url(url: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A webhook signing secret: 16 to 256 characters.
+/// A webhook signing secret: 16 to 256 characters, none of them control characters
+/// (PostgreSQL cannot hold U+0000).
 pub fn validate_webhook_secret(secret: &str) -> Result<(), ApiError> {
-    if (16..=256).contains(&secret.len()) {
+    if (16..=256).contains(&secret.len()) && !secret.contains(char::is_control) {
         Ok(())
     } else {
-        Err(ApiError::validation("webhook_secret", "webhook_secret must be 16 to 256 characters"))
+        Err(ApiError::validation("webhook_secret", "webhook_secret must be 16 to 256 printable characters"))
     }
 }
 

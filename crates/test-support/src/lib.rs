@@ -9,8 +9,10 @@
 //!   background (no timing assertions: the bound is generous and only guards hangs).
 //! - [`WsClient`]: a WebSocket client for the gateway's dialects.
 //! - [`browser`]: a headless Chromium driven over the DevTools protocol.
+//! - [`raw`]: clients that write WebSocket frames and HTTP requests byte by byte.
 
 pub mod browser;
+pub mod raw;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Reading request bodies and query strings at the edge, with the documented errors:
 //! `413 PAYLOAD_TOO_LARGE` past the size limit, `400 VALIDATION_ERROR` for malformed
-//! JSON or a field of the wrong type, naming the field.
+//! JSON, JSON nested deeper than `chat_domain::json::MAX_DEPTH`, or a field of the wrong
+//! type, naming the field.
 //!
 //! Request bodies are typed structs per endpoint whose fields are read loosely
 //! (`Option<Value>`: any JSON deserializes), then checked by the endpoint's
@@ -51,6 +52,9 @@ pub fn object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let not_object = || ApiError::validation("body", "Request body must be a JSON object");
     if is_blank(body) {
         return Err(not_object());
+    }
+    if chat_domain::json::nests_deeper_than(body, chat_domain::json::MAX_DEPTH) {
+        return Err(chat_domain::json::too_deep("body"));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v @ Value::Object(_)) => {
@@ -182,5 +186,9 @@ mod tests {
             Some("content is required".into())
         );
         assert_eq!(field::optional_str("name", Some(Value::Null)).ok(), Some(None), "null is absent");
+        let deep = format!("{}{}", r#"{"meta":"#.repeat(33), "1".to_owned() + &"}".repeat(33));
+        assert_eq!(field_of(object(deep.as_bytes())), Some("body".into()), "33 levels are too deep");
+        let ok = format!("{}{}", r#"{"meta":"#.repeat(32), "1".to_owned() + &"}".repeat(32));
+        assert!(object::<Body>(ok.as_bytes()).is_ok(), "32 levels are fine");
     }
 }

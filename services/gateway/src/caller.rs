@@ -8,16 +8,16 @@
 //! - [`ApiCaller`]: a caller of `ws-rooms.md`'s `/api/v1` helpers, whose `X-API-Key`
 //!   may hold an API key or a user token (a browser app fills it with a token);
 //!   [`ApiActing`]: one acting as the token's user (or `X-User-Id`'s, with a key).
-//! - [`Admin`]: the operator key.
+//! - [`Admin`]: the operator key (`401` for an unknown key, `403` for a tenant's key).
 //!
 //! The rate-limit decision is left in the request's extensions for the response
 //! middleware to turn into `X-RateLimit-*` headers.
 
 use actix_web::HttpMessage as _;
-use chat_domain::ApiError;
 use chat_domain::ids::UserId;
 use chat_domain::model::Actor;
 use chat_domain::proto::store::TenantAuth;
+use chat_domain::{ApiError, ErrorCode};
 
 use crate::rest::extract::{Cx, Part};
 
@@ -40,9 +40,17 @@ impl Caller {
 }
 
 /// `X-User-Id`, parsed.
+/// A header that is there but not visible ASCII is invalid, not absent.
 fn header_user(cx: &Cx) -> Option<Result<UserId, ApiError>> {
-    cx.header(USER_ID)
-        .map(|u| UserId::parse(u).map_err(|e| ApiError::validation(USER_ID, format!("Invalid X-User-Id: {e}"))))
+    let raw = cx.req.headers().get(USER_ID)?;
+    let Ok(text) = raw.to_str() else {
+        return Some(Err(ApiError::validation(USER_ID, "Invalid X-User-Id: not a printable ASCII id")));
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(UserId::parse(text).map_err(|e| ApiError::validation(USER_ID, format!("Invalid X-User-Id: {e}"))))
 }
 
 fn user_required() -> ApiError {
@@ -115,6 +123,16 @@ impl ApiCaller {
         }
     }
 
+    /// Checks the user a request names without needing one (tenant-wide helpers): an
+    /// `X-User-Id` that is present must be valid (`400`) and, with a user token, the
+    /// token's user (`403`), as on every other route.
+    pub fn check_named_user(&self) -> Result<(), ApiError> {
+        match &self.header_user {
+            Some(_) => self.actor().map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// The tenant and the user, when the user comes from the token or `X-User-Id`.
     pub fn actor(&self) -> Result<Actor, ApiError> {
         Ok(Actor { tenant_id: self.tenant.tenant_id.clone(), user_id: self.user(None, user_required)? })
@@ -150,7 +168,16 @@ impl Part for Admin {
     async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
         let key =
             cx.header(API_KEY).ok_or_else(|| ApiError::authentication("Missing admin API key (X-API-Key header)"))?;
-        cx.state.auth.admin(&cx.state.bus, key).await?;
-        Ok(Admin)
+        match cx.state.auth.admin(&cx.state.bus, key).await {
+            Ok(()) => Ok(Admin),
+            // A tenant's key is a valid key without the right: `403`, not `401`.
+            Err(e) if e.code == ErrorCode::AuthenticationError => {
+                match crate::admit::tenant_of_key(&cx.state, key).await {
+                    Ok(_) => Err(ApiError::forbidden("This API key has no admin rights; use the operator key")),
+                    Err(_) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 }

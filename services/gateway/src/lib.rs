@@ -12,7 +12,8 @@
 //! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
 //! - `conversations/`: the `ws-conversations.md` dialect at `/conversations/{id}/`.
 //! - `auth`: key resolution with a short cache. `ratelimit`: the tenant limiter.
-//! - `body`: reading bodies and queries with the documented errors.
+//! - `body`: reading bodies and queries with the documented errors; `http_errors`: the
+//!   errors actix-http answers by itself, given the documented body.
 //! - `sends`: every send of the gateway, batched into requests to message-store.
 //! - `tokens`: short-lived user tokens (`POST /tokens`). `metrics`: Prometheus.
 //! - `static_files`: pages served from `GATEWAY_STATIC_DIR` at `/static/{file}`.
@@ -26,6 +27,7 @@ pub mod conversations;
 mod dialects_doc;
 mod error;
 pub mod fanout;
+mod http_errors;
 mod metrics;
 mod ratelimit;
 mod rest;
@@ -41,9 +43,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_http::HttpServiceBuilder;
+use actix_http::error::DispatchError;
+use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
+use actix_web::dev::AppConfig;
 use actix_web::dev::Service as _;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{App, HttpMessage, HttpServer, web};
+use actix_web::{App, HttpMessage, web};
 use anyhow::Context as _;
 use chat_bus::{Bus, Subjects};
 use chat_telemetry::ops::ReadinessCheck;
@@ -187,10 +193,14 @@ impl Gateway {
             })
         };
         let static_dir = self.config.static_dir.clone().map(|d| web::Data::new(static_files::StaticDir(d)));
-        let server = HttpServer::new(move || {
+        let app = move || {
             let statics = static_dir.clone();
             App::new()
                 .app_data(state.clone())
+                // A path segment that cannot be decoded (`%FF`) is the documented `400`.
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    error::HttpError(chat_domain::ApiError::validation("path", format!("Invalid path: {e}"))).into()
+                }))
                 .wrap_fn(|req, srv| {
                     let method = req.method().to_string();
                     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
@@ -243,17 +253,37 @@ impl Gateway {
                 })
                 .service(web::scope("/v1").configure(rest::routes))
                 .default_service(web::to(error::no_route))
-        })
-        .workers(self.config.workers)
-        // Small frames go out at once: with Nagle's algorithm a second frame written
-        // before the client acknowledged the first waited for its delayed ACK (~40 ms
-        // per round trip in the WebSocket persist benchmark).
-        .tcp_nodelay(true)
-        .disable_signals()
-        .shutdown_timeout(10)
-        .listen(self.listener)
-        .context("starting the HTTP server")?
-        .run();
+        };
+        // actix-web's `HttpServer`, assembled by hand so that each connection's socket
+        // is wrapped: the errors actix-http answers itself get the documented body too
+        // (`http_errors`).
+        let connection = move || {
+            let app = map_config(app().into_factory().map_err(|e: actix_web::Error| e.error_response()), |_| {
+                AppConfig::default()
+            });
+            fn_service(|io: actix_web::rt::net::TcpStream| async move {
+                // Small frames go out at once: with Nagle's algorithm a second frame
+                // written before the client acknowledged the first waited for its
+                // delayed ACK (~40 ms per round trip in the WebSocket persist benchmark).
+                let _ = io.set_nodelay(true);
+                let peer = io.peer_addr().ok();
+                Ok::<_, DispatchError>((http_errors::JsonErrors::new(io), peer))
+            })
+            .and_then(
+                HttpServiceBuilder::default()
+                    // As `HttpServer` has it: a second to finish a response to a client
+                    // that is going away.
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .h1(app),
+            )
+        };
+        let server = actix_server::Server::build()
+            .workers(self.config.workers)
+            .disable_signals()
+            .shutdown_timeout(10)
+            .listen("gateway", self.listener, connection)
+            .context("starting the HTTP server")?
+            .run();
         let handle = server.handle();
         let leases = tokio::spawn(self.state.hub.clone().leases(self.config.ws.heartbeat_every));
         let receipts = tokio::spawn(self.state.deliveries.clone().run(self.state.bus.clone()));

@@ -77,6 +77,7 @@ pub async fn notify(state: State, cmd: Notify) -> Result<Notified, ApiError> {
     if chat_domain::model::has_nul(&cmd.payload) {
         return Err(ApiError::validation("payload", "payload must not contain NUL (U+0000) characters"));
     }
+    chat_domain::json::check_depth("payload", &cmd.payload)?;
     // Who gets it.
     let mut recipients: BTreeSet<UserId> = cmd.targets.user_ids.iter().cloned().collect();
     if let Some(room) = &cmd.targets.room_id {
@@ -191,6 +192,7 @@ pub async fn subscribe(state: State, cmd: Subscribe) -> Result<Done, ApiError> {
 }
 
 pub async fn unsubscribe(state: State, cmd: Unsubscribe) -> Result<Done, ApiError> {
+    validate_topic(&cmd.topic)?;
     let mut conn = state.pool.get().await.map_err(pool)?;
     let n = diesel::sql_query(
         "DELETE FROM notification.subscriptions WHERE tenant_id = $1 AND user_id = $2 AND topic = $3",

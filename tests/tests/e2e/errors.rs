@@ -28,8 +28,8 @@ async fn authentication_errors() -> anyhow::Result<()> {
         .await?
         .expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR", None)?;
     Client::raw(&base).with_header("X-API-Key", &t.api_key).get("/admin/tenants").await?.expect_error(
-        StatusCode::UNAUTHORIZED,
-        "AUTHENTICATION_ERROR",
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
         None,
     )?;
 

@@ -8,6 +8,7 @@ mod bus;
 mod conversations;
 mod errors;
 mod health;
+mod hostile;
 mod messages;
 mod notifications;
 mod offline_notifications;

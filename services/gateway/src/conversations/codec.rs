@@ -115,7 +115,16 @@ fn message_id(field: &str, raw: String) -> Result<MessageId, ApiError> {
 
 impl SendFrame {
     fn command(self, room: &RoomId) -> Result<Command, Rejected> {
-        let local_id = text("local_id", self.local_id)?;
+        // A string, as REST's `client_msg_id`: a number would be an id the client
+        // cannot match against the `local_id` it gets back.
+        let local_id = match self.local_id {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                let error = ApiError::validation("local_id", "local_id must be a string");
+                return Err(Rejected::Send { error, local_id: None });
+            }
+        };
         let reject = |error: ApiError| Rejected::Send { error, local_id: local_id.clone() };
         same_room(self.conversation_id, room).map_err(reject)?;
         if let Some(l) = &local_id {
@@ -428,6 +437,15 @@ mod tests {
         );
         let blank = decode(r#"{"action":"send_message","content":"  ","local_id":"t3"}"#)?;
         assert!(matches!(blank, Err(Rejected::Send { local_id: Some(_), .. })));
+        // A number is not a local id (REST refuses a non-string client_msg_id alike).
+        for id in ["7", "1.5", "{}", "[\"a\"]", "true"] {
+            let frame = format!(r#"{{"action":"send_message","content":"hi","local_id":{id}}}"#);
+            let refused = decode(&frame)?;
+            assert!(
+                matches!(refused, Err(Rejected::Send { local_id: None, ref error }) if error.field.as_deref() == Some("local_id")),
+                "local_id {id} is refused: {refused:?}"
+            );
+        }
         Ok(())
     }
 

@@ -38,8 +38,7 @@ async fn authorize(req: &HttpRequest, state: &AppState, id: &str) -> Result<Open
     })?;
     let denied = || Refusal(ACCESS_DENIED, "Conversation not found".to_owned());
     let room_id = RoomId::parse(id).map_err(|_| denied())?;
-    let user_name =
-        q.get_str("user_name").map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect());
+    let user_name = q.get_str("user_name").and_then(chat_domain::model::display_name);
     let actor = Actor { tenant_id: admitted.tenant.tenant_id.clone(), user_id: admitted.user.clone() };
     let room = state.bus.request(&GetRoom { actor, room_id }).await.map_err(|e| match e.code {
         ErrorCode::NotFound => denied(),

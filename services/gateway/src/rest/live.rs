@@ -29,6 +29,7 @@ pub async fn online(
 
 /// `GET /api/v1/users/online`: users with a socket open anywhere in the tenant.
 pub async fn tenant_online(Rest(caller): Rest<ApiCaller>, state: web::Data<AppState>) -> HttpResult {
+    caller.check_named_user()?;
     let online = state.bus.request(&GetTenantOnline { tenant_id: caller.tenant.tenant_id.clone() }).await?;
     Ok(HttpResponse::Ok().json(json!({
         "data": {"online_users": online.online_users, "total_online": online.online_users.len()},

@@ -51,9 +51,9 @@ pub fn idempotency_key(cx: &Cx) -> Option<Result<String, ApiError>> {
     })
 }
 
-/// A display name as stored: at most the display-name length.
+/// A display name as stored (see [`chat_domain::model::display_name`]).
 pub fn display_name(name: Option<String>) -> Option<String> {
-    name.map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect())
+    name.as_deref().and_then(chat_domain::model::display_name)
 }
 
 /// The body of `POST /rooms/{room_id}/messages`.

@@ -41,7 +41,8 @@ use self::transport::Inlet;
 use crate::AppState;
 use crate::fanout::Kick;
 
-/// Consecutive bad frames (malformed, unknown, oversized) tolerated before closing.
+/// Consecutive bad frames (malformed, unknown), or oversized ones, tolerated before
+/// closing; a valid frame starts the count again.
 const MAX_BAD_FRAMES: u32 = 5;
 /// Longest the session waits for room in its own lane before the socket counts as
 /// stuck (its client stopped reading).
@@ -185,9 +186,12 @@ impl Session {
                     last_heard = Instant::now();
                     match frame {
                         None => return End::Gone,
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "websocket protocol error");
-                            return End::Close(close(1009, "frame too large or malformed"));
+                        Some(Err(broken)) => {
+                            tracing::debug!(error = %broken, "websocket protocol error");
+                            return match broken.close() {
+                                Some((code, why)) => End::Close(close(code, why)),
+                                None => End::Gone,
+                            };
                         }
                         Some(Ok(WsMessage::Text(text))) => {
                             if text.len() > cfg.max_frame_bytes {
@@ -204,9 +208,18 @@ impl Session {
                                 }
                                 continue;
                             }
-                            let reply = match self.codec.decode(&text, &self.room.room_id) {
+                            // Nothing nested past what every reply can wrap and still
+                            // read back reaches a codec.
+                            let decoded = if chat_domain::json::nests_deeper_than(text.as_bytes(), chat_domain::json::MAX_DEPTH) {
+                                Err(Rejected::Frame(chat_domain::json::too_deep("frame")))
+                            } else {
+                                self.codec.decode(&text, &self.room.room_id)
+                            };
+                            let reply = match decoded {
                                 Ok(command) => {
+                                    // A valid frame ends a run of bad or oversized ones.
                                     bad_frames = 0;
+                                    oversized = 0;
                                     Box::pin(self.handle(command)).await
                                 }
                                 Err(rejected) => {

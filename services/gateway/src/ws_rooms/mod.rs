@@ -28,8 +28,7 @@ async fn authorize(req: &HttpRequest, state: &AppState, room: &str) -> Result<Op
     })?;
     let room_id = RoomId::parse(room).map_err(|_| Refusal(4002, "Room not found".to_owned()))?;
     let last_seq = q.int("last_seq", 0, i64::MAX).map_err(|e| Refusal(1008, e.message))?;
-    let user_name =
-        q.get_str("user_name").map(|n| n.chars().take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect());
+    let user_name = q.get_str("user_name").and_then(chat_domain::model::display_name);
     let actor = Actor { tenant_id: admitted.tenant.tenant_id.clone(), user_id: admitted.user.clone() };
     let room = state.bus.request(&GetRoom { actor, room_id }).await.map_err(|e| match e.code {
         ErrorCode::NotFound => Refusal(4002, e.message),

@@ -28,6 +28,10 @@ async fn load(conn: &mut AsyncPgConnection, room: &str, id: &str) -> Result<Mess
 }
 
 pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, ApiError> {
+    // PostgreSQL cannot hold U+0000 (the reason travels in a jsonb outbox row).
+    if cmd.edit_reason.as_deref().is_some_and(|r| r.contains('\0')) {
+        return Err(ApiError::validation("edit_reason", "edit_reason must not contain NUL (U+0000) characters"));
+    }
     let reason = cmd.edit_reason.as_deref().map(|r| r.chars().take(MAX_REASON_CHARS).collect::<String>());
     let subjects = store.subjects().clone();
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;

@@ -35,6 +35,9 @@ pub const MAX_PAGE: u32 = 100;
 pub const MAX_SENDS: usize = 1_000;
 
 fn validate(cmd: &SendMessage) -> Result<(), ApiError> {
+    if cmd.sender_name.as_deref().is_some_and(|n| n.contains('\0')) {
+        return Err(ApiError::validation("sender_name", "sender_name must not contain NUL (U+0000) characters"));
+    }
     if let Some(meta) = &cmd.meta {
         validate_meta(meta)?;
     }
