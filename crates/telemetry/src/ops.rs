@@ -32,7 +32,11 @@ async fn readyz(check: web::Data<ReadinessCheck>) -> HttpResponse {
     if (check.get_ref())().await {
         HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "not ready"}))
+        // The documented error shape, like every other error the services send.
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "success": false,
+            "error": {"code": "SERVICE_UNAVAILABLE", "message": "not ready: a dependency cannot be reached"},
+        }))
     }
 }
 
@@ -75,4 +79,33 @@ pub async fn serve(
         handle.stop(true).await;
     });
     server.await.context("ops server")
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{App, http::StatusCode, test};
+
+    use super::*;
+
+    fn answering(ready: bool) -> ReadinessCheck {
+        Arc::new(move || Box::pin(async move { ready }))
+    }
+
+    #[actix_web::test]
+    async fn not_ready_is_a_503_in_the_documented_error_shape() {
+        let app = test::init_service(App::new().configure(configure(answering(false)))).await;
+        let res = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.starts_with("not ready")));
+    }
+
+    #[actix_web::test]
+    async fn ready_is_a_200() {
+        let app = test::init_service(App::new().configure(configure(answering(true)))).await;
+        let res = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
 }
