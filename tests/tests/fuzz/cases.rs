@@ -3,6 +3,7 @@
 //! must refuse: wrong types, NUL and control characters, huge numbers and strings, JSON
 //! nested far too deep, bytes that are not UTF-8.
 
+use chat_domain::proto::Service;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -46,8 +47,28 @@ pub const ROUTES: [(&str, &str); 34] = [
     ("GET", "/static/{file}"),
 ];
 
+/// Every command on the bus, by the service that answers it.
+pub const VERBS: [(Service, &str); 16] = [
+    (Service::Presence, "connect"),
+    (Service::Presence, "online"),
+    (Service::Presence, "tenant_online"),
+    (Service::Presence, "typing"),
+    (Service::Presence, "online_history"),
+    (Service::Presence, "health"),
+    (Service::Notification, "notify"),
+    (Service::Notification, "subscribe"),
+    (Service::Notification, "unsubscribe"),
+    (Service::Notification, "list_subscriptions"),
+    (Service::Notification, "list_inbox"),
+    (Service::Notification, "take_inbox"),
+    (Service::Notification, "list_dead_letters"),
+    (Service::Notification, "retry_dead_letter"),
+    (Service::Notification, "health"),
+    (Service::MessageStore, "health"),
+];
+
 /// Every message-store command.
-pub const STORE_VERBS: [&str; 28] = [
+const STORE_VERBS: [&str; 28] = [
     "authenticate",
     "get_token_secret",
     "get_webhook",
@@ -451,6 +472,15 @@ impl BusCase {
     }
 }
 
+/// The service and verb of command number `i` (message-store's first).
+pub fn verb(i: usize) -> (Service, &'static str) {
+    let i = i % (STORE_VERBS.len() + VERBS.len());
+    match STORE_VERBS.get(i) {
+        Some(v) => (Service::MessageStore, v),
+        None => VERBS[i - STORE_VERBS.len()],
+    }
+}
+
 pub fn bus() -> BoxedStrategy<BusCase> {
     let field_value = prop_oneof![
         1 => prop_oneof![Just("alice".to_owned()), text()].prop_map(BusValue::Actor),
@@ -459,7 +489,7 @@ pub fn bus() -> BoxedStrategy<BusCase> {
         5 => value().prop_map(BusValue::Any),
     ];
     let fields = vec((key(), field_value), 0..6);
-    (0..STORE_VERBS.len(), fields, prop::option::weighted(0.05, vec(any::<u8>(), 0..100)))
+    (0..STORE_VERBS.len() + VERBS.len(), fields, prop::option::weighted(0.05, vec(any::<u8>(), 0..100)))
         .prop_map(|(verb, fields, raw)| BusCase { verb, fields, raw })
         .boxed()
 }
