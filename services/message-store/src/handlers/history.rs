@@ -9,10 +9,9 @@ use chat_pg::prepared;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 
-use super::messages::MAX_PAGE;
+use super::messages::{MAX_PAGE, page_before};
 use super::{Store, access, optional};
 use crate::error::StoreError;
-use crate::rows::{MESSAGE_COLUMNS, MessageRow};
 
 pub async fn older_messages(store: Store, cmd: OlderMessages) -> Result<Vec<Message>, ApiError> {
     let limit = i64::from(cmd.limit.clamp(1, MAX_PAGE));
@@ -43,16 +42,6 @@ pub async fn older_messages(store: Store, cmd: OlderMessages) -> Result<Vec<Mess
             })?
         }
     };
-    let rows: Vec<MessageRow> = prepared(
-        diesel::sql_query(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
-        ))
-        .bind::<Text, _>(cmd.room_id.as_str())
-        .bind::<BigInt, _>(before)
-        .bind::<BigInt, _>(limit),
-    )
-    .load(&mut conn)
-    .await
-    .map_err(StoreError::from)?;
+    let rows = page_before(&mut conn, cmd.room_id.as_str(), before, limit).await?;
     Ok(rows.into_iter().map(Message::try_from).collect::<Result<_, _>>()?)
 }

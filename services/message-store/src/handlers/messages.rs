@@ -336,6 +336,27 @@ fn earlier(cmd: &SendMessage, row: Row) -> Result<Message, StoreError> {
     })
 }
 
+/// The newest `limit` messages of `room` below `seq` `before`, newest first (one
+/// backward index scan); history pages by `seq` and by message id both read this way.
+pub(super) async fn page_before(
+    conn: &mut AsyncPgConnection,
+    room: &str,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>, StoreError> {
+    prepared(
+        diesel::sql_query(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+        ))
+        .bind::<Text, _>(room)
+        .bind::<BigInt, _>(before)
+        .bind::<BigInt, _>(limit),
+    )
+    .load(conn)
+    .await
+    .map_err(StoreError::from)
+}
+
 pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Message>, ApiError> {
     let limit = i64::from(cmd.limit.clamp(1, MAX_PAGE));
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
@@ -343,17 +364,7 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
     let rows: Vec<MessageRow> = match (cmd.after_seq, cmd.before_seq) {
         // Only an upper bound: the newest page below it, returned oldest first.
         (None, Some(before)) => {
-            let mut rows: Vec<MessageRow> = prepared(
-                diesel::sql_query(format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
-                ))
-                .bind::<Text, _>(cmd.room_id.as_str())
-                .bind::<BigInt, _>(before)
-                .bind::<BigInt, _>(limit),
-            )
-            .load(&mut conn)
-            .await
-            .map_err(StoreError::from)?;
+            let mut rows = page_before(&mut conn, cmd.room_id.as_str(), before, limit).await?;
             rows.reverse();
             rows
         }
