@@ -195,6 +195,9 @@ impl Compiled {
     }
 }
 
+/// A tenant's issuers compiled, with the settings they were compiled from.
+type CompiledFor = (JwtSettings, Arc<Vec<Compiled>>);
+
 /// The gateway's caches for external tokens.
 #[derive(Default)]
 pub struct Issuers {
@@ -202,7 +205,7 @@ pub struct Issuers {
     tenants: Mutex<HashMap<String, (TenantAuth, Instant)>>,
     /// Tenant → its issuers compiled, with the settings they were compiled from (a
     /// tenant record with other settings recompiles).
-    compiled: Mutex<HashMap<TenantId, (JwtSettings, Arc<Vec<Compiled>>)>>,
+    compiled: Mutex<HashMap<TenantId, CompiledFor>>,
 }
 
 impl std::fmt::Debug for Issuers {
