@@ -54,6 +54,22 @@ impl KeyDir {
         let read = |f: &str| std::fs::read_to_string(Path::new(&self.0).join(f));
         Ok(KeyPair { private: read(&private)?, public: read(&public)? })
     }
+
+    /// An RSA public key as PKCS#1 PEM (`BEGIN RSA PUBLIC KEY`).
+    fn pkcs1(&self, pair: &KeyPair) -> anyhow::Result<String> {
+        let name = unique("pkcs1");
+        std::fs::write(self.0.join(format!("{name}.pub.pem")), &pair.public)?;
+        self.openssl(&[
+            "rsa",
+            "-pubin",
+            "-in",
+            &format!("{name}.pub.pem"),
+            "-RSAPublicKey_out",
+            "-out",
+            &format!("{name}.pem"),
+        ])?;
+        Ok(std::fs::read_to_string(self.0.join(format!("{name}.pem")))?)
+    }
 }
 
 impl Drop for KeyDir {
@@ -129,14 +145,19 @@ async fn external_tokens_are_user_tokens() -> anyhow::Result<()> {
     let t = stack.tenant_with(json!({"name": "jwt", "rate_limit_per_sec": 100_000})).await?;
     let keys = KeyDir::new()?;
     let (rsa, ec_old, ec_new) = (keys.pair("rsa")?, keys.pair("ec")?, keys.pair("ec")?);
-    let (iss_hs, iss_rs, iss_es) = (issuer("hs"), issuer("rs"), issuer("es"));
+    let (iss_hs, iss_rs, iss_es, iss_pkcs1) = (issuer("hs"), issuer("rs"), issuer("es"), issuer("pkcs1"));
     let secret = "an-hs256-secret-of-at-least-32-bytes!";
+    // A published set may hold keys for other algorithms and for encryption: skipped.
+    let mut for_encryption = ec_new.jwk(Algorithm::ES256, "enc")?;
+    for_encryption["use"] = json!("enc");
     let settings = json!({"jwt": {"issuers": [
         {"issuer": iss_hs, "algorithm": "HS256", "secret": secret, "audience": "chat"},
         {"issuer": iss_rs, "algorithm": "RS256", "public_key_pem": rsa.public, "user_id_claim": "uid"},
         {"issuer": iss_es, "algorithm": "ES256", "jwks": {"keys": [
+            rsa.jwk(Algorithm::RS256, "rsa")?, for_encryption,
             ec_old.jwk(Algorithm::ES256, "old")?, ec_new.jwk(Algorithm::ES256, "new")?,
         ]}},
+        {"issuer": iss_pkcs1, "algorithm": "RS256", "public_key_pem": keys.pkcs1(&rsa)?},
     ]}});
     put_settings(&t, &stack.base_url(0), settings).await?.expect(StatusCode::OK)?;
     let room = t.user("owner").create_room("group", &["hana", "rosa", "eve-2", "ella"]).await?;
@@ -158,7 +179,13 @@ async fn external_tokens_are_user_tokens() -> anyhow::Result<()> {
         Some("new"),
         &json!({"iss": iss_es, "sub": "eve-2", "exp": exp}),
     )?;
-    for (token, user) in [(&hs_token, "hana"), (&rs_token, "rosa"), (&es_token, "eve-2")] {
+    let pkcs1_token = sign(
+        Algorithm::RS256,
+        &rsa.encoding(Algorithm::RS256)?,
+        None,
+        &json!({"iss": iss_pkcs1, "sub": "rosa", "exp": exp}),
+    )?;
+    for (token, user) in [(&hs_token, "hana"), (&rs_token, "rosa"), (&es_token, "eve-2"), (&pkcs1_token, "rosa")] {
         let res = send_as(&stack.base_url(0), token, &room, "hello").await?.expect(StatusCode::CREATED)?;
         assert_eq!(res.body["data"]["sender_id"], user, "the token names the sender");
         // The same token in X-API-Key, as the ws-rooms demo page sends one.
@@ -180,6 +207,19 @@ async fn external_tokens_are_user_tokens() -> anyhow::Result<()> {
     let mut ws = WsClient::connect(&format!("{}/ws/{room}?token={es_token}", stack.ws_url(0))).await?;
     ws.expect("connection_status").await?;
     ws.close().await?;
+    // The conversations dialect admits the same way.
+    let mut conv = WsClient::connect(&format!("{}/conversations/{room}/?token={hs_token}", stack.ws_url(0))).await?;
+    conv.send(json!({"action": "fetch_messages", "limit": 1})).await?;
+    conv.expect("messages_fetched").await?;
+    conv.close().await?;
+    let forged = sign(
+        Algorithm::HS256,
+        &hs("a-different-secret-of-32-bytes-or-more")?,
+        None,
+        &json!({"iss": iss_hs, "sub": "hana", "aud": "chat", "exp": exp}),
+    )?;
+    let mut conv = WsClient::connect(&format!("{}/conversations/{room}/?token={forged}", stack.ws_url(0))).await?;
+    assert_eq!(conv.ended().await?, Ended::Closed(4003), "a forged token is refused there too");
 
     // Without `kid` every key of the set is tried; an unknown `kid`, or one naming
     // another key than the signer's, is refused.
@@ -454,6 +494,13 @@ async fn settings_round_trip_and_validation() -> anyhow::Result<()> {
     .await?
     .expect_error(StatusCode::CONFLICT, "CONFLICT", None)?;
     send_as(&base, &token, &room, "still t's").await?.expect(StatusCode::CREATED)?;
+    // Two tenants racing for a new issuer: exactly one gets it.
+    let (a, b) = (stack.tenant().await?, stack.tenant().await?);
+    let contested = json!({"jwt": {"issuers": [{"issuer": issuer("race"), "algorithm": "HS256", "secret": secret}]}});
+    let (ra, rb) = tokio::join!(put_settings(&a, &base, contested.clone()), put_settings(&b, &base, contested));
+    let mut statuses = [ra?.status, rb?.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
 
     // Settings take the API key: no key, or a user token, is 401.
     Client::raw(&base).get("/settings").await?.expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR", None)?;
