@@ -198,6 +198,12 @@ impl Page {
         Ok(result["result"].get("value").cloned().unwrap_or(Value::Null))
     }
 
+    /// Sends any DevTools command to this page (`Network.emulateNetworkConditions`,
+    /// `Page.captureScreenshot`, ...) and returns its `result`.
+    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        self.conn.call(Some(&self.session), method, params).await
+    }
+
     /// Waits (bounded, like [`crate::eventually`]) until `expression` is truthy in the
     /// page, and returns its value.
     pub async fn wait_for(&self, what: &str, expression: &str) -> anyhow::Result<Value> {

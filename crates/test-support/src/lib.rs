@@ -73,6 +73,12 @@ pub fn tenant_prefix(bus_prefix: &str) -> String {
     format!("{bus_prefix}_")
 }
 
+/// The dev-login tenant of the stack with bus prefix `bus_prefix` (with the stack's
+/// tenant prefix, so its offline pass follows it).
+fn dev_tenant_id(bus_prefix: &str) -> anyhow::Result<chat_domain::ids::TenantId> {
+    Ok(chat_domain::ids::TenantId::parse(format!("{}dev", tenant_prefix(bus_prefix)))?)
+}
+
 /// Resolves when `rx` says stop (or its sender is gone).
 async fn stopped(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow() {
@@ -116,6 +122,8 @@ pub struct StackBuilder {
     gateway_config: Option<fn(&mut gateway::Config)>,
     message_store_config: Option<fn(&mut message_store::Config)>,
     static_dir: Option<std::path::PathBuf>,
+    /// Whether the gateways serve `POST /dev/token` (for [`TestStack::dev_tenant`]).
+    dev_login: bool,
     notification_config: Option<fn(&mut notification::Config)>,
 }
 
@@ -129,6 +137,7 @@ impl Default for StackBuilder {
             gateway_config: None,
             message_store_config: None,
             static_dir: None,
+            dev_login: false,
             notification_config: None,
         }
     }
@@ -162,6 +171,12 @@ impl StackBuilder {
     }
 
     /// Serves the files of `dir` at `/static/{file}` on every gateway.
+    /// Gateways with `POST /dev/token` on, for the tenant [`TestStack::dev_tenant`] creates.
+    pub fn dev_login(mut self) -> Self {
+        self.dev_login = true;
+        self
+    }
+
     pub fn static_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.static_dir = Some(dir.into());
         self
@@ -255,6 +270,7 @@ impl StackBuilder {
                     ..gateway::WsConfig::default()
                 },
                 static_dir: self.static_dir.clone(),
+                dev_login: self.dev_login.then(|| dev_tenant_id(&prefix)).transpose()?,
             };
             if let Some(f) = self.gateway_config {
                 f(&mut cfg);
@@ -423,6 +439,13 @@ impl TestStack {
             req = req.json(&b);
         }
         Response::from(req.send().await?).await
+    }
+
+    /// The tenant whose users `POST /dev/token` signs in on a stack built with
+    /// [`StackBuilder::dev_login`] (created here, as `make run`'s message-store creates `dev`).
+    pub async fn dev_tenant(&self) -> anyhow::Result<TestTenant> {
+        let id = dev_tenant_id(&self.prefix)?;
+        self.tenant_with(json!({"name": "dev", "tenant_id": id.as_str(), "rate_limit_per_sec": 100_000})).await
     }
 
     /// A fresh tenant, through the admin API.

@@ -4,7 +4,9 @@
 //! - [`Caller`]: the tenant's API key (`X-API-Key`), counted against the tenant's rate
 //!   limit; `X-User-Id` read but not yet required (`401` / `429`).
 //! - [`Acting`]: a [`Caller`] acting as the user `X-User-Id` names (`400` naming
-//!   `X-User-Id` when it is missing or invalid).
+//!   `X-User-Id` when it is missing or invalid), or a [`UserCaller`] holding a user
+//!   token as `Authorization: Bearer` (the token names the user), as a browser app
+//!   (the web app at `/`) calls the user routes without holding the API key.
 //! - [`ApiCaller`]: a caller of `ws-rooms.md`'s `/api/v1` helpers, whose `X-API-Key`
 //!   may hold an API key or a user token (a browser app fills it with a token), or
 //!   which sends a user token as `Authorization: Bearer` (see [`bearer`]);
@@ -85,7 +87,40 @@ pub struct Acting(pub Actor);
 
 impl Part for Acting {
     async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
-        Caller::read(cx).await?.actor().map(Acting)
+        UserCaller::read(cx).await?.0.actor().map(Acting)
+    }
+}
+
+/// A caller of the routes that act as one user: the tenant's API key (with
+/// `X-User-Id`, as [`Caller`]), or — when no `X-API-Key` is sent — a user token as
+/// `Authorization: Bearer`, which names the user (an `X-User-Id` naming anyone else is
+/// `403`). Tenant-wide routes (settings, `/tokens`, `/notify`) take [`Caller`], which
+/// needs the key: a user's token must not mint tokens or change the tenant.
+#[derive(Debug, Clone)]
+pub struct UserCaller(pub Caller);
+
+impl Part for UserCaller {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        if cx.caller.is_none()
+            && cx.header(API_KEY).is_none()
+            && let Some(token) = bearer(cx).map(str::to_owned)
+        {
+            let (tenant, user) = crate::tokens::verify(&cx.state, &token)
+                .await
+                .unwrap_or_else(|| Err(ApiError::authentication("Invalid or expired token")))?;
+            count(cx, &tenant).await?;
+            let user = match header_user(cx) {
+                Some(Ok(named)) if named != user => {
+                    Err(ApiError::forbidden(format!("This user token acts for {user} only")))
+                }
+                Some(Err(e)) => Err(e),
+                _ => Ok(user),
+            };
+            let caller = Caller { tenant, user };
+            cx.caller = Some(caller.clone());
+            return Ok(UserCaller(caller));
+        }
+        Caller::read(cx).await.map(UserCaller)
     }
 }
 

@@ -18,6 +18,8 @@
 //! - `tokens`: short-lived user tokens (`POST /tokens`); `jwt`: the tenants' own
 //!   JWT issuers, accepted as user tokens too. `metrics`: Prometheus.
 //! - `static_files`: pages served from `GATEWAY_STATIC_DIR` at `/static/{file}`.
+//! - `webapp`: the web chat app at `/` and the admin console at `/admin`, built in;
+//!   `POST /dev/token` when `GATEWAY_DEV_LOGIN=1`.
 
 mod admit;
 mod auth;
@@ -37,6 +39,7 @@ mod sends;
 pub mod session;
 mod static_files;
 mod tokens;
+mod webapp;
 pub mod ws_rooms;
 
 pub use session::WsConfig;
@@ -82,6 +85,10 @@ pub struct Config {
     /// A directory whose files are served at `/static/{file}` (`GATEWAY_STATIC_DIR`;
     /// unset: none), e.g. the `ws-rooms.md` demo page in `docs/demo/`.
     pub static_dir: Option<std::path::PathBuf>,
+    /// The tenant `POST /dev/token` signs users of in without a key
+    /// (`GATEWAY_DEV_LOGIN=1`, tenant `GATEWAY_DEV_TENANT`, default `dev`); `None`, the
+    /// default: no such route.
+    pub dev_login: Option<chat_domain::ids::TenantId>,
 }
 
 impl Config {
@@ -107,6 +114,14 @@ impl Config {
             },
             bus_timeout: Duration::from_millis(num("GATEWAY_BUS_TIMEOUT_MS", 5000)? as u64),
             static_dir: std::env::var_os("GATEWAY_STATIC_DIR").filter(|d| !d.is_empty()).map(Into::into),
+            dev_login: match env("GATEWAY_DEV_LOGIN", "").as_str() {
+                "" | "0" | "false" => None,
+                "1" | "true" => Some(
+                    chat_domain::ids::TenantId::parse(env("GATEWAY_DEV_TENANT", "dev"))
+                        .context("GATEWAY_DEV_TENANT must be a tenant id")?,
+                ),
+                other => anyhow::bail!("GATEWAY_DEV_LOGIN must be 1 or 0, not {other:?}"),
+            },
         })
     }
 }
@@ -208,8 +223,10 @@ impl Gateway {
             })
         };
         let static_dir = self.config.static_dir.clone().map(|d| web::Data::new(static_files::StaticDir(d)));
+        let dev_login = self.config.dev_login.clone();
         let app = move || {
             let statics = static_dir.clone();
+            let dev_login = dev_login.clone();
             App::new()
                 .app_data(state.clone())
                 // A path segment that cannot be decoded (`%FF`) is the documented `400`.
@@ -266,6 +283,7 @@ impl Gateway {
                         cfg.app_data(dir).route("/static/{file}", web::get().to(static_files::serve));
                     }
                 })
+                .configure(move |cfg| webapp::routes(cfg, dev_login))
                 .service(web::scope("/v1").configure(rest::routes))
                 .default_service(web::to(error::no_route))
         };

@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 fn register<M: prometheus::core::Collector + Clone + 'static>(m: Result<M, prometheus::Error>) -> M {
     match m {
@@ -32,6 +32,25 @@ pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
 
 pub static SOCKETS: LazyLock<IntGauge> =
     LazyLock::new(|| register(IntGauge::new("chat_gateway_websockets", "Open WebSocket connections")));
+
+/// Open sockets per tenant: what the admin console (`/admin`) shows as a tenant's
+/// live connections. One series per tenant with sockets on this gateway since it
+/// started (a tenant whose sockets all closed stays at 0).
+pub static TENANT_SOCKETS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(IntGaugeVec::new(
+        prometheus::Opts::new("chat_gateway_tenant_websockets", "Open WebSocket connections by tenant"),
+        &["tenant"],
+    ))
+});
+
+/// Messages this gateway stored per tenant (REST and every socket dialect; resends
+/// that stored nothing are not counted): the admin console's message rate.
+pub static TENANT_MESSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(IntCounterVec::new(
+        prometheus::Opts::new("chat_gateway_tenant_messages_total", "Messages stored through this gateway, by tenant"),
+        &["tenant"],
+    ))
+});
 
 pub static SLOW_KICKS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(IntCounter::new(

@@ -51,8 +51,20 @@ impl Sends {
         Self(Arc::new(Inner { bus, slots: Arc::new(Semaphore::new(IN_FLIGHT)), queue: Mutex::default() }))
     }
 
-    /// Stores one message (alone, or in whichever request it lands in).
+    /// Stores one message (alone, or in whichever request it lands in), and counts it
+    /// for its tenant (`chat_gateway_tenant_messages_total`; a resend is not counted).
     pub async fn send(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
+        let tenant = cmd.actor.tenant_id.clone();
+        let sent = self.store(cmd).await;
+        if let Ok(m) = &sent
+            && !m.duplicate
+        {
+            crate::metrics::TENANT_MESSAGES.with_label_values(&[tenant.as_str()]).inc();
+        }
+        sent
+    }
+
+    async fn store(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
         match self.0.slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 let (result, slot) = self.holding(slot, self.0.bus.request(&cmd)).await;

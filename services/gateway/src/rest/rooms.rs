@@ -13,7 +13,7 @@ use super::extract::{Body, Cx, InRoom, InUser, Page, Part, Rest, parts};
 use super::user_id;
 use crate::AppState;
 use crate::body::field;
-use crate::caller::{Acting, Caller};
+use crate::caller::{Acting, UserCaller};
 use crate::error::HttpResult;
 
 /// The body of `POST /rooms`.
@@ -64,7 +64,7 @@ pub async fn create(Rest(req): Rest<CreateRequest>, state: web::Data<AppState>) 
 /// `GET /rooms?limit=&offset=`: the caller's rooms, most recently active first, with
 /// `unread_count` and `last_message`.
 pub async fn list(
-    Rest((_, page, Acting(actor))): Rest<(Caller, Page, Acting)>,
+    Rest((_, page, Acting(actor))): Rest<(UserCaller, Page, Acting)>,
     state: web::Data<AppState>,
 ) -> HttpResult {
     let cmd = ListRooms { actor, limit: page.limit, offset: page.offset };
@@ -79,7 +79,7 @@ pub async fn get(
 }
 
 pub async fn list_members(
-    Rest((_, page, Acting(actor), InRoom(room_id))): Rest<(Caller, Page, Acting, InRoom)>,
+    Rest((_, page, Acting(actor), InRoom(room_id))): Rest<(UserCaller, Page, Acting, InRoom)>,
     state: web::Data<AppState>,
 ) -> HttpResult {
     let cmd = ListMembers { actor, room_id, limit: page.limit, offset: page.offset };

@@ -1,0 +1,580 @@
+// The web chat app. It uses the public APIs only:
+// - REST (rest-rooms.md) with a user token as `Authorization: Bearer` (or the API key
+//   and `X-User-Id`): rooms with unread counts, history paging, create, edit, delete;
+// - the `/ws/{room_id}` WebSocket (ws-rooms.md) for the open room: live messages,
+//   sends (idempotent by `local_id`), typing, who is online, read cursors, and the
+//   `message_status` / `delivered` / `read` frames behind the ticks. When the socket
+//   drops it reconnects with `last_seq` (the highest seq shown) and resends what was
+//   not yet acknowledged, so nothing is lost or shown twice.
+import { request, el, clock, ApiError } from "/app/api.js";
+
+const $ = (id) => document.getElementById(id);
+const PAGE = 30;
+const RANK = { pending: 0, sent: 1, delivered: 2, read: 3 };
+const TICK = { pending: "\u23F1", sent: "\u2713", delivered: "\u2713\u2713", read: "\u2713\u2713", failed: "!" };
+
+const state = {
+  auth: null, // {user, token} or {user, apiKey}
+  rooms: [],
+  room: null, // the open room (as listed)
+  messages: new Map(), // message id -> message (with `status` for mine)
+  elements: new Map(), // message id or local id -> element
+  pending: new Map(), // local_id -> content, until the server acknowledged it
+  oldest: null, // lowest seq shown
+  newest: 0, // highest seq shown: where a reconnect resumes
+  readSent: 0,
+  ws: null,
+  wsGen: 0, // frames of an older socket are ignored
+  retries: 0,
+  retryTimer: null,
+  offline: false,
+  online: new Set(),
+  typers: new Map(),
+  typingSentAt: 0,
+  typingStop: null,
+};
+window.chatApp = state; // for a look from the browser console
+
+// ---- credentials ------------------------------------------------------------------
+
+function headers() {
+  const a = state.auth;
+  return a.token ? { Authorization: `Bearer ${a.token}` } : { "X-API-Key": a.apiKey, "X-User-Id": a.user };
+}
+
+const api = (method, path, body) => request(method, path, headers(), body);
+
+function tokenUser(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part)).sub || null;
+  } catch (e) {
+    return null;
+  }
+}
+
+async function signIn(auth) {
+  state.auth = auth;
+  try {
+    await api("GET", "/rooms?limit=1");
+  } catch (e) {
+    state.auth = null;
+    throw e;
+  }
+  sessionStorage.setItem("chat.auth", JSON.stringify(auth));
+  $("me").textContent = auth.user;
+  $("signin").hidden = true;
+  $("chat").hidden = false;
+  await refreshRooms();
+}
+
+function signOut(message) {
+  closeSocket();
+  sessionStorage.removeItem("chat.auth");
+  state.auth = null;
+  state.room = null;
+  $("chat").hidden = true;
+  $("signin").hidden = false;
+  $("signin-error").textContent = message || "";
+}
+
+$("dev-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("signin-error").textContent = "";
+  const user = $("dev-user").value.trim();
+  try {
+    const t = await request("POST", "/dev/token", {}, { user_id: user });
+    await signIn({ user: t.user_id, token: t.token });
+  } catch (e) {
+    $("signin-error").textContent =
+      e.status === 404
+        ? "Development sign-in is off on this gateway (GATEWAY_DEV_LOGIN): use a token or key below."
+        : e.message;
+  }
+});
+
+$("paste-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("signin-error").textContent = "";
+  const token = $("paste-token").value.trim();
+  const apiKey = $("paste-key").value.trim();
+  const named = $("paste-user").value.trim();
+  try {
+    if (token) await signIn({ user: tokenUser(token) || named || "me", token });
+    else if (apiKey && named) await signIn({ user: named, apiKey });
+    else throw new Error("Give a user token, or an API key and a user id.");
+  } catch (e) {
+    $("signin-error").textContent = e.message;
+  }
+});
+
+$("signout").addEventListener("click", () => signOut());
+
+// ---- rooms ------------------------------------------------------------------------
+
+function roomTitle(room) {
+  if (room.name) return room.name;
+  if (room.type === "dm" && room.unique_key) {
+    const other = room.unique_key.split(":").slice(1).find((u) => u !== state.auth.user);
+    return other ? `@${other}` : "DM";
+  }
+  return room.room_id;
+}
+
+async function refreshRooms() {
+  if (!state.auth) return;
+  try {
+    const got = await api("GET", "/rooms?limit=100");
+    state.rooms = Array.isArray(got) ? got : got.rooms || [];
+    $("rooms-error").textContent = "";
+  } catch (e) {
+    if (e.status === 401) return signOut("Your sign-in expired; sign in again.");
+    $("rooms-error").textContent = e.message;
+    return;
+  }
+  const list = $("rooms");
+  list.replaceChildren(
+    ...state.rooms.map((r) => {
+      const last = r.last_message;
+      const unread = state.room && state.room.room_id === r.room_id ? 0 : r.unread_count || 0;
+      return el(
+        "li",
+        {
+          class: "room" + (state.room && state.room.room_id === r.room_id ? " current" : ""),
+          dataset: { room: r.room_id },
+          onclick: () => openRoom(r.room_id),
+        },
+        el("span", { class: "room-name" }, roomTitle(r)),
+        el("span", { class: "unread", hidden: unread === 0 }, unread),
+        el("span", { class: "room-last" }, last ? `${last.sender_id}: ${last.deleted_at ? "(deleted)" : last.content}` : "no messages yet"),
+      );
+    }),
+  );
+}
+
+$("new-room").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("rooms-error").textContent = "";
+  const members = $("new-members").value.split(/[\s,]+/).filter(Boolean);
+  const body = { type: $("new-type").value, members };
+  const name = $("new-name").value.trim();
+  if (name) body.name = name;
+  try {
+    const room = await api("POST", "/rooms", body);
+    $("new-members").value = "";
+    $("new-name").value = "";
+    await refreshRooms();
+    await openRoom(room.room_id);
+  } catch (e) {
+    // A DM that exists already: its id is in the message; open it.
+    const existing = e.code === "CONFLICT" && /room_[A-Za-z0-9_-]+/.exec(e.message);
+    if (existing) return openRoom(existing[0]);
+    $("rooms-error").textContent = e.message;
+  }
+});
+
+// ---- the open room ------------------------------------------------------------------
+
+async function openRoom(roomId) {
+  closeSocket();
+  let room = state.rooms.find((r) => r.room_id === roomId);
+  try {
+    if (!room) room = await api("GET", `/rooms/${encodeURIComponent(roomId)}`);
+  } catch (e) {
+    $("room-error").textContent = e.message;
+    return;
+  }
+  Object.assign(state, { room, oldest: null, newest: 0, readSent: 0 });
+  state.messages.clear();
+  state.elements.clear();
+  state.pending.clear();
+  state.online.clear();
+  state.typers.clear();
+  $("message-list").replaceChildren();
+  $("room-title").textContent = roomTitle(room);
+  $("room-error").textContent = "";
+  renderOnline();
+  renderTyping();
+  $("composer").disabled = false;
+  $("send").disabled = false;
+  await loadOlder();
+  scrollToEnd();
+  connect();
+  refreshRooms();
+}
+
+/** One page of history below the oldest shown (the newest page at first). */
+async function loadOlder() {
+  const room = state.room;
+  const before = state.oldest === null ? "" : `&before_seq=${state.oldest}`;
+  const path = `/rooms/${encodeURIComponent(room.room_id)}/messages?limit=${PAGE}` + (before || "&before_seq=9007199254740991");
+  let page;
+  try {
+    page = await api("GET", path);
+  } catch (e) {
+    $("room-error").textContent = e.message;
+    return;
+  }
+  if (state.room !== room) return;
+  const list = $("messages");
+  const height = list.scrollHeight;
+  for (const m of page) upsert(m);
+  if (page.length) state.oldest = Math.min(state.oldest ?? Infinity, page[0].seq);
+  $("history-more").hidden = page.length < PAGE || state.oldest <= 1;
+  list.scrollTop += list.scrollHeight - height; // keep what was on screen in place
+  markRead();
+}
+
+$("history-more").addEventListener("click", () => loadOlder());
+$("messages").addEventListener("scroll", () => {
+  if ($("messages").scrollTop === 0 && !$("history-more").hidden) loadOlder();
+});
+
+function scrollToEnd() {
+  const list = $("messages");
+  list.scrollTop = list.scrollHeight;
+}
+
+/** A stored message, from history or a frame: shown once, in seq order. */
+function upsert(raw) {
+  const id = raw.id || raw.message_id;
+  const old = state.messages.get(id);
+  const m = { ...old, ...raw, id };
+  if (m.sender_id === state.auth.user) m.status = higher(old && old.status, raw.status in RANK ? raw.status : "sent");
+  state.messages.set(id, m);
+  state.newest = Math.max(state.newest, m.seq);
+  if (m.local_id && state.elements.has(m.local_id)) {
+    state.elements.get(m.local_id).remove();
+    state.elements.delete(m.local_id);
+    state.pending.delete(m.local_id);
+  }
+  const node = render(m);
+  const current = state.elements.get(id);
+  if (current) {
+    current.replaceWith(node);
+  } else {
+    const after = [...$("message-list").children].find((c) => c.dataset.seq && Number(c.dataset.seq) > m.seq);
+    $("message-list").insertBefore(node, after || firstPending());
+  }
+  state.elements.set(id, node);
+}
+
+const firstPending = () => $("message-list").querySelector(".msg.pending");
+
+function higher(a, b) {
+  if (!a) return b;
+  if (!b) return a;
+  return RANK[b] > RANK[a] ? b : a;
+}
+
+function render(m) {
+  const mine = m.sender_id === state.auth.user;
+  const deleted = Boolean(m.deleted_at);
+  return el(
+    "div",
+    { class: "msg" + (mine ? " mine" : "") + (deleted ? " deleted" : ""), dataset: { id: m.id, seq: m.seq } },
+    el("span", { class: "sender" }, m.sender_name || m.sender_id),
+    el("span", { class: "content" }, deleted ? "message deleted" : m.content),
+    m.edited_at && !deleted ? el("span", { class: "edited" }, "(edited)") : null,
+    el("span", { class: "time" }, clock(m.created_at)),
+    mine ? el("span", { class: "ticks", dataset: { status: m.status }, title: m.status }, TICK[m.status]) : null,
+    mine && !deleted ? el("button", { class: "edit", type: "button", onclick: () => startEdit(m) }, "edit") : null,
+    mine && !deleted ? el("button", { class: "delete", type: "button", onclick: () => remove(m) }, "delete") : null,
+  );
+}
+
+function startEdit(m) {
+  const node = state.elements.get(m.id);
+  const input = el("input", { class: "edit-input", value: m.content });
+  const save = async (ev) => {
+    ev.preventDefault();
+    try {
+      const updated = await api("PATCH", `/rooms/${encodeURIComponent(state.room.room_id)}/messages/${m.id}`, {
+        content: input.value,
+      });
+      upsert(updated);
+    } catch (e) {
+      $("room-error").textContent = e.message;
+    }
+  };
+  node.querySelector(".content").replaceWith(
+    el("form", { class: "edit-form", onsubmit: save }, input, el("button", { class: "save", type: "submit" }, "save")),
+  );
+  input.focus();
+}
+
+async function remove(m) {
+  try {
+    upsert(await api("DELETE", `/rooms/${encodeURIComponent(state.room.room_id)}/messages/${m.id}`));
+  } catch (e) {
+    $("room-error").textContent = e.message;
+  }
+}
+
+/** Raises the ticks of my messages up to `seq` (or those named) to `status`. */
+function tick(status, seq, ids) {
+  for (const m of state.messages.values()) {
+    if (m.sender_id !== state.auth.user) continue;
+    if (!(m.seq <= seq || (ids && ids.includes(m.id)))) continue;
+    const next = higher(m.status, status);
+    if (next !== m.status) upsert({ ...m, status: next });
+  }
+}
+
+function markRead() {
+  if (document.visibilityState === "hidden" || state.newest <= state.readSent) return;
+  if (send("read", { seq: state.newest })) state.readSent = state.newest;
+}
+document.addEventListener("visibilitychange", markRead);
+
+// ---- presence and typing ------------------------------------------------------------
+
+function renderOnline() {
+  $("online").replaceChildren(
+    ...[...state.online].sort().map((u) => el("span", { class: "user", dataset: { user: u } }, u)),
+  );
+}
+
+function renderTyping() {
+  const names = [...state.typers.values()];
+  $("typing").textContent = names.length ? `${names.join(", ")} ${names.length > 1 ? "are" : "is"} typing\u2026` : "";
+}
+
+$("composer").addEventListener("input", () => {
+  const now = Date.now();
+  if (now - state.typingSentAt > 2000 && send("typing", { is_typing: true })) state.typingSentAt = now;
+  clearTimeout(state.typingStop);
+  state.typingStop = setTimeout(stopTyping, 3000);
+});
+
+function stopTyping() {
+  clearTimeout(state.typingStop);
+  if (state.typingSentAt) send("typing", { is_typing: false });
+  state.typingSentAt = 0;
+}
+
+// ---- sending --------------------------------------------------------------------------
+
+const newLocalId = () =>
+  crypto.randomUUID ? crypto.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+
+$("composer-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const content = $("composer").value;
+  if (!content.trim() || !state.room) return;
+  $("composer").value = "";
+  stopTyping();
+  const localId = newLocalId();
+  state.pending.set(localId, content);
+  const node = el(
+    "div",
+    { class: "msg mine pending", dataset: { local: localId } },
+    el("span", { class: "sender" }, state.auth.user),
+    el("span", { class: "content" }, content),
+    el("span", { class: "ticks", dataset: { status: "pending" }, title: "waiting for the connection" }, TICK.pending),
+  );
+  state.elements.set(localId, node);
+  $("message-list").append(node);
+  scrollToEnd();
+  // Sent now if the socket is open, else when it is back (the same local_id: a resend
+  // of something stored returns the stored message, nothing twice).
+  send("send_message", { content, local_id: localId });
+});
+
+function failed(localId, message) {
+  const node = state.elements.get(localId);
+  state.pending.delete(localId);
+  if (!node) return;
+  node.classList.add("failed");
+  const t = node.querySelector(".ticks");
+  t.textContent = TICK.failed;
+  t.dataset.status = "failed";
+  t.title = message;
+  $("room-error").textContent = message;
+}
+
+// ---- the socket ---------------------------------------------------------------------
+
+function send(type, data) {
+  const ws = state.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(JSON.stringify({ type, data }));
+  return true;
+}
+
+function setStatus(kind, text) {
+  const s = $("conn-status");
+  s.dataset.state = kind;
+  s.textContent = text;
+}
+
+function socketUrl() {
+  const a = state.auth;
+  const q = new URLSearchParams(a.token ? { token: a.token } : { token: a.apiKey, user_id: a.user });
+  q.set("user_name", a.user);
+  if (state.newest > 0) q.set("last_seq", String(state.newest));
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}/ws/${encodeURIComponent(state.room.room_id)}?${q}`;
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  if (!state.room || state.ws) return;
+  if (state.offline) return setStatus("offline", "offline: waiting for the network");
+  const gen = ++state.wsGen;
+  setStatus("connecting", state.retries ? "reconnecting\u2026" : "connecting\u2026");
+  const ws = new WebSocket(socketUrl());
+  state.ws = ws;
+  ws.onopen = async () => {
+    if (gen !== state.wsGen) return;
+    state.retries = 0;
+    setStatus("online", "online");
+    // Before resending what was written offline, show (and mark read) what others
+    // wrote meanwhile: a send moves the sender's read cursor past everything before
+    // it without telling those senders, so reading first is what gives them their
+    // read ticks. (The resume frames bring the same messages again; shown once.)
+    if (state.pending.size) {
+      try {
+        const room = encodeURIComponent(state.room.room_id);
+        const missed = await api("GET", `/rooms/${room}/messages?after_seq=${state.newest}&limit=100`);
+        if (gen !== state.wsGen) return;
+        for (const m of missed) upsert(m);
+      } catch (e) {
+        // The resume brings them anyway; only the order of the ticks is lost.
+      }
+    }
+    state.readSent = Math.min(state.readSent, state.newest - 1);
+    markRead();
+    for (const [localId, content] of state.pending) send("send_message", { content, local_id: localId });
+  };
+  ws.onmessage = (ev) => {
+    if (gen !== state.wsGen) return;
+    let frame;
+    try {
+      frame = JSON.parse(ev.data);
+    } catch (e) {
+      return;
+    }
+    onFrame(frame);
+  };
+  ws.onclose = (ev) => {
+    if (gen !== state.wsGen) return;
+    state.ws = null;
+    state.online.clear();
+    state.typers.clear();
+    renderOnline();
+    renderTyping();
+    if (ev.code === 4001) return signOut("Your sign-in expired; sign in again.");
+    if (ev.code === 4002 || ev.code === 4003) {
+      setStatus("offline", "closed");
+      $("room-error").textContent = ev.code === 4002 ? "This room does not exist." : "You are not a member of this room.";
+      return;
+    }
+    retryLater(ev.code === 4004 ? 5000 : null);
+  };
+}
+
+function retryLater(delay) {
+  if (state.offline) return setStatus("offline", "offline: waiting for the network");
+  const wait = delay ?? Math.min(500 * 2 ** state.retries, 8000);
+  state.retries += 1;
+  setStatus("reconnecting", `reconnecting in ${Math.ceil(wait / 1000)} s`);
+  clearTimeout(state.retryTimer);
+  state.retryTimer = setTimeout(connect, wait);
+}
+
+function closeSocket() {
+  clearTimeout(state.retryTimer);
+  state.wsGen += 1;
+  if (state.ws) state.ws.close(1000);
+  state.ws = null;
+  state.retries = 0;
+  setStatus("idle", state.room ? "closed" : "no room open");
+}
+
+// The network went away: stop using the socket now (the browser may not notice for a
+// while) and come back, resuming after the last seq shown, when it returns.
+window.addEventListener("offline", () => {
+  state.offline = true;
+  if (!state.room) return;
+  state.wsGen += 1;
+  if (state.ws) state.ws.close(1000);
+  state.ws = null;
+  clearTimeout(state.retryTimer);
+  setStatus("offline", "offline: waiting for the network");
+});
+window.addEventListener("online", () => {
+  state.offline = false;
+  state.retries = 0;
+  connect();
+});
+
+function onFrame({ type, data, room_id: roomId }) {
+  const mine = (u) => u === state.auth.user;
+  switch (type) {
+    case "connection_status":
+      state.online = new Set(data.online_users || []);
+      renderOnline();
+      break;
+    case "user_joined":
+      state.online.add(data.user_id);
+      renderOnline();
+      break;
+    case "user_left":
+      state.online.delete(data.user_id);
+      renderOnline();
+      break;
+    case "typing":
+      if (data.is_typing) state.typers.set(data.user_id, data.user_name || data.user_id);
+      else state.typers.delete(data.user_id);
+      renderTyping();
+      break;
+    case "message":
+    case "message_sent": {
+      if (roomId && roomId !== state.room.room_id) break;
+      const atEnd = $("messages").scrollHeight - $("messages").scrollTop - $("messages").clientHeight < 40;
+      upsert(data);
+      if (!mine(data.sender_id) && state.typers.delete(data.sender_id)) renderTyping();
+      if (atEnd || mine(data.sender_id)) scrollToEnd();
+      markRead();
+      refreshRooms();
+      break;
+    }
+    case "message_updated":
+    case "message_deleted": {
+      const m = state.messages.get(data.id);
+      if (m) upsert({ ...m, ...data, content: type === "message_deleted" ? "" : data.content });
+      refreshRooms();
+      break;
+    }
+    case "delivered":
+    case "read":
+      if (!mine(data.user_id)) tick(type, data.seq);
+      break;
+    case "message_status":
+      if (data.room_id === state.room.room_id && !mine(data.user_id)) tick(data.status, data.up_to_seq, data.message_ids);
+      else refreshRooms();
+      break;
+    case "error":
+      if (data.local_id) failed(data.local_id, data.message);
+      else $("room-error").textContent = data.message;
+      break;
+    case "reconnect":
+      // The gateway is going away: come back (elsewhere) after the delay it asks for.
+      state.wsGen += 1;
+      if (state.ws) state.ws.close(1000);
+      state.ws = null;
+      retryLater(data.delay_ms || 500);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- start ----------------------------------------------------------------------------
+
+setInterval(refreshRooms, 5000);
+const saved = sessionStorage.getItem("chat.auth");
+if (saved) {
+  signIn(JSON.parse(saved)).catch((e) => signOut(e instanceof ApiError ? e.message : ""));
+}

@@ -1,0 +1,52 @@
+//! `POST /dev/token {"user_id"}` → `201 {"token","user_id","tenant_id","expires_at","expires_in"}`:
+//! a user token of the development tenant for whoever asks, so that under `make run`
+//! the web app signs in by name alone.
+//!
+//! Anyone who can reach the gateway can then act as any user of that tenant, so it is
+//! off unless the gateway is started with `GATEWAY_DEV_LOGIN=1` (`scripts/run.sh` sets
+//! it; docker compose, Kubernetes and every other start do not). The token is minted
+//! exactly as `POST /tokens` mints one with the tenant's key (`crate::tokens::mint`),
+//! and counts against the tenant's rate limit like any request.
+
+use actix_web::{HttpResponse, web};
+use chat_domain::ids::TenantId;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::body::field;
+use crate::error::HttpResult;
+use crate::rest::extract::{Body, Rest};
+use crate::tokens::{DEFAULT_TTL_SECS, mint};
+
+/// The tenant whose users `POST /dev/token` signs in (`GATEWAY_DEV_TENANT`, default `dev`).
+#[derive(Debug, Clone)]
+pub struct DevTenant(pub TenantId);
+
+/// The body of `POST /dev/token`.
+#[derive(Deserialize)]
+pub struct DevLogin {
+    user_id: Option<serde_json::Value>,
+}
+
+/// `POST /dev/token`.
+pub async fn token(
+    Rest(Body(body)): Rest<Body<DevLogin>>,
+    tenant: web::Data<DevTenant>,
+    state: web::Data<AppState>,
+) -> HttpResult {
+    let user = crate::rest::user_id("user_id", &field::required_str("user_id", body.user_id)?)?;
+    let (auth, secret) = state.secrets.get(&state, &tenant.0).await?;
+    let decision = crate::admit::count(&state, &auth).await;
+    if !decision.allowed {
+        return Err(crate::admit::rate_limited(&decision).into());
+    }
+    let (token, exp) = mint(&secret, &tenant.0, &user, DEFAULT_TTL_SECS)?;
+    let expires_at = chrono::DateTime::from_timestamp(exp, 0).map(|t| chat_domain::time::format(&t));
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "token": token,
+        "user_id": user,
+        "tenant_id": tenant.0,
+        "expires_at": expires_at,
+        "expires_in": DEFAULT_TTL_SECS,
+    })))
+}

@@ -1,0 +1,95 @@
+//! The web chat app at `/` and the admin console at `/admin`: plain HTML, CSS and
+//! JavaScript modules, built into the binary (`include_str!`), so they work with no
+//! build step, no CDN and no internet. Both use only the public APIs: the app the
+//! user routes of `rest-rooms.md` (with a user token as `Authorization: Bearer`) and
+//! `/ws/{room_id}` of `ws-rooms.md`; the console the `/admin/...` routes with the
+//! operator key and the gateway's `/metrics`.
+//!
+//! - `GET /`, `GET /admin`: the two pages; `GET /app/{file}`: their scripts and styles.
+//! - `dev_login`: `POST /dev/token`, which signs a browser in as any user of one
+//!   tenant without a key. Only registered when the gateway is started with
+//!   `GATEWAY_DEV_LOGIN=1` (`make run` sets it); elsewhere the path is the JSON `404`.
+
+mod dev_login;
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpResponse, web};
+use chat_domain::ids::TenantId;
+use chat_domain::{ApiError, ErrorCode};
+
+use crate::error::HttpResult;
+
+/// One embedded file.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+const INDEX: Asset = Asset { name: "index.html", content_type: HTML, body: include_str!("assets/index.html") };
+const ADMIN: Asset = Asset { name: "admin.html", content_type: HTML, body: include_str!("assets/admin.html") };
+
+/// What `/app/{file}` serves.
+const FILES: &[Asset] = &[
+    Asset { name: "app.js", content_type: JS, body: include_str!("assets/app.js") },
+    Asset { name: "admin.js", content_type: JS, body: include_str!("assets/admin.js") },
+    Asset { name: "api.js", content_type: JS, body: include_str!("assets/api.js") },
+    Asset { name: "style.css", content_type: CSS, body: include_str!("assets/style.css") },
+];
+
+fn respond(asset: &Asset) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, asset.content_type))
+        // Revalidated on every load: a new gateway binary brings new assets at once.
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .body(asset.body)
+}
+
+async fn index() -> HttpResponse {
+    respond(&INDEX)
+}
+
+async fn admin() -> HttpResponse {
+    respond(&ADMIN)
+}
+
+/// `GET /app/{file}`: an embedded script or stylesheet; anything else is the JSON `404`.
+async fn file(name: web::Path<String>) -> HttpResult {
+    FILES
+        .iter()
+        .find(|a| a.name == name.as_str())
+        .map(respond)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "No such file").into())
+}
+
+/// Adds the pages, their files and (when `dev_login` names a tenant) `POST /dev/token`.
+pub fn routes(cfg: &mut web::ServiceConfig, dev_login: Option<TenantId>) {
+    cfg.route("/", web::get().to(index))
+        .route("/admin", web::get().to(admin))
+        .route("/app/{file}", web::get().to(file));
+    if let Some(tenant) = dev_login {
+        cfg.app_data(web::Data::new(dev_login::DevTenant(tenant)))
+            .route("/dev/token", web::post().to(dev_login::token));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_load_only_embedded_files() {
+        // Every `/app/...` a page names is one of ours: no CDN, nothing missing.
+        for page in [INDEX.body, ADMIN.body].iter().chain(FILES.iter().map(|a| &a.body)) {
+            assert!(!page.contains("http://") && !page.contains("https://"), "a page loads something remote");
+            for (_, rest) in page.match_indices("/app/").map(|(i, _)| page.split_at(i + 5)) {
+                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+                assert!(FILES.iter().any(|a| a.name == name), "/app/{name} is not embedded");
+            }
+        }
+    }
+}
