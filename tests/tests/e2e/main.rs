@@ -20,4 +20,5 @@ mod receipts;
 mod rest_helpers;
 mod rooms;
 mod storage;
+mod webapp;
 mod ws;

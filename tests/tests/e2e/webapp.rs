@@ -1,0 +1,399 @@
+//! The web chat app at `/` and the admin console at `/admin`, served from the gateway
+//! binary, driven in headless Chromium as people use them: two people sign in (one
+//! through `POST /dev/token`, one with a pasted user token), chat, see typing, unread
+//! counts and read ticks, edit and delete; one loses the network, keeps writing, and
+//! comes back without losing or repeating a message. The operator lists and creates
+//! tenants, sets a webhook, watches live connections, rotates a key and replays a dead
+//! letter. Saves `docs/screenshot.png` (shown in README). Needs Chromium
+//! (`scripts/ensure-deps.sh browser`) and the machine's PostgreSQL, Redis and NATS.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use chat_test_support::browser::{Browser, Page};
+use chat_test_support::{TestStack, WebhookReceiver, WsClient, unique};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A JavaScript string literal.
+fn js(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// Sets an input's value as typing does (an `input` event follows).
+async fn fill(page: &Page, id: &str, value: &str) -> anyhow::Result<()> {
+    page.wait_for(&format!("#{id} to be there"), &format!("!!document.getElementById({})", js(id))).await?;
+    page.eval(&format!(
+        "(() => {{ const i = document.getElementById({}); i.value = {}; i.dispatchEvent(new Event('input')); return true; }})()",
+        js(id),
+        js(value)
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Clicks the element `selector` matches (DOM `click()`: CDP mouse input crashes some
+/// headless builds).
+async fn click(page: &Page, selector: &str) -> anyhow::Result<()> {
+    page.wait_for(&format!("{selector} to be there"), &format!("!!document.querySelector({})", js(selector))).await?;
+    page.eval(&format!("document.querySelector({}).click(); true", js(selector))).await?;
+    Ok(())
+}
+
+/// The text of the element `selector` matches ("" when there is none).
+fn text_of(selector: &str) -> String {
+    format!("(document.querySelector({})?.textContent ?? '')", js(selector))
+}
+
+/// How many shown messages read exactly `content`.
+fn count_of(content: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#message-list .msg .content')].filter(c => c.textContent === {}).length",
+        js(content)
+    )
+}
+
+/// The `.msg` element whose content is `content`, as a selector-free expression.
+fn message(content: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#message-list .msg')].find(m => m.querySelector('.content')?.textContent === {})",
+        js(content)
+    )
+}
+
+async fn sees(page: &Page, who: &str, content: &str) -> anyhow::Result<()> {
+    page.wait_for(&format!("{who} to see {content:?} once"), &format!("{} === 1", count_of(content))).await?;
+    Ok(())
+}
+
+async fn send(page: &Page, content: &str) -> anyhow::Result<()> {
+    fill(page, "composer", content).await?;
+    click(page, "#send").await
+}
+
+async fn online(page: &Page, who: &str) -> anyhow::Result<()> {
+    page.wait_for(
+        &format!("{who}'s socket to open"),
+        "document.getElementById('conn-status').dataset.state === 'online'",
+    )
+    .await?;
+    Ok(())
+}
+
+async fn open_room(page: &Page, who: &str, room: &str) -> anyhow::Result<()> {
+    click(page, &format!("li.room[data-room=\"{room}\"]")).await?;
+    page.wait_for(
+        &format!("{who} to open the room"),
+        &format!("window.chatApp.room && window.chatApp.room.room_id === {}", js(room)),
+    )
+    .await?;
+    online(page, who).await
+}
+
+/// Opens `path` and waits for its script (which sets `window.{global}`) to have run.
+async fn load(browser: &Browser, stack: &TestStack, path: &str, global: &str) -> anyhow::Result<Page> {
+    let page = browser.page(&stack.url(path)).await?;
+    page.wait_for(&format!("{path} to load"), &format!("document.readyState === 'complete' && !!window.{global}"))
+        .await?;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1100, "height": 640, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await?;
+    Ok(page)
+}
+
+/// Sets the page's network offline (or back online), as DevTools' offline switch does.
+async fn network(page: &Page, offline: bool) -> anyhow::Result<()> {
+    page.call("Network.enable", json!({})).await?;
+    page.call(
+        "Network.emulateNetworkConditions",
+        json!({"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_people_chat_in_the_web_app() -> anyhow::Result<()> {
+    let stack = TestStack::builder().dev_login().start().await?;
+    let t = stack.dev_tenant().await?;
+    let browser = Browser::launch().await?;
+
+    // Alice signs in by name (dev login); Bob with a token his app's server minted.
+    let alice = load(&browser, &stack, "/", "chatApp").await?;
+    fill(&alice, "dev-user", "alice").await?;
+    click(&alice, "#dev-signin").await?;
+    alice.wait_for("Alice to be signed in", &format!("{} === 'alice'", text_of("#me"))).await?;
+    let bob = load(&browser, &stack, "/", "chatApp").await?;
+    let token = t.user("bob").post("/tokens", json!({})).await?.expect(StatusCode::CREATED)?.str("token")?.to_owned();
+    fill(&bob, "paste-token", &token).await?;
+    click(&bob, "#paste-signin").await?;
+    bob.wait_for("Bob to be signed in", &format!("{} === 'bob'", text_of("#me"))).await?;
+
+    // Alice creates a room with Bob and writes before he looks.
+    fill(&alice, "new-members", "bob").await?;
+    fill(&alice, "new-name", "Lunch").await?;
+    click(&alice, "#new-create").await?;
+    alice.wait_for("the room to open", &format!("{} === 'Lunch'", text_of("#room-title"))).await?;
+    online(&alice, "Alice").await?;
+    let room = alice.eval("window.chatApp.room.room_id").await?.as_str().unwrap_or_default().to_owned();
+    send(&alice, "hello Bob").await?;
+    sees(&alice, "Alice", "hello Bob").await?;
+    alice
+        .wait_for(
+            "Alice's message to be stored",
+            &format!("{}?.querySelector('.ticks')?.dataset.status === 'sent'", message("hello Bob")),
+        )
+        .await?;
+
+    // Bob's room list shows one unread message and the last one.
+    let row = format!("li.room[data-room=\"{room}\"]");
+    bob.wait_for("Bob's unread count", &format!("{} === '1'", text_of(&format!("{row} .unread")))).await?;
+    assert_eq!(bob.eval(&text_of(&format!("{row} .room-last"))).await?, json!("alice: hello Bob"));
+
+    // He opens it: the history is there, and Alice's tick turns to read.
+    open_room(&bob, "Bob", &room).await?;
+    sees(&bob, "Bob", "hello Bob").await?;
+    alice
+        .wait_for(
+            "Alice's read tick",
+            &format!("{}?.querySelector('.ticks')?.dataset.status === 'read'", message("hello Bob")),
+        )
+        .await?;
+    // Both are online in the room.
+    alice.wait_for("Alice to see Bob online", "!!document.querySelector('#online .user[data-user=\"bob\"]')").await?;
+    bob.wait_for("Bob to see Alice online", "!!document.querySelector('#online .user[data-user=\"alice\"]')").await?;
+
+    // Typing, then a live message each way, each read by the other. A page reads what
+    // it shows only while it is visible: Alice looks at hers.
+    alice.call("Page.bringToFront", json!({})).await?;
+    fill(&bob, "composer", "on my way").await?;
+    alice.wait_for("Alice to see Bob typing", &format!("{} === 'bob is typing\u{2026}'", text_of("#typing"))).await?;
+    click(&bob, "#send").await?;
+    sees(&alice, "Alice", "on my way").await?;
+    bob.wait_for(
+        "Bob's read tick",
+        &format!("{}?.querySelector('.ticks')?.dataset.status === 'read'", message("on my way")),
+    )
+    .await?;
+    alice.wait_for("the typing line to clear", &format!("{} === ''", text_of("#typing"))).await?;
+
+    // Edit and delete reach the other side.
+    alice.eval(&format!("{}.querySelector('button.edit').click(); true", message("hello Bob"))).await?;
+    alice.wait_for("the edit box", "!!document.querySelector('.edit-input')").await?;
+    alice.eval("document.querySelector('.edit-input').value = 'hello Bob!'; document.querySelector('.edit-form button.save').click(); true").await?;
+    sees(&bob, "Bob", "hello Bob!").await?;
+    bob.wait_for("the edited mark", &format!("!!{}?.querySelector('.edited')", message("hello Bob!"))).await?;
+    send(&alice, "oops").await?;
+    sees(&bob, "Bob", "oops").await?;
+    alice.eval(&format!("{}.querySelector('button.delete').click(); true", message("oops"))).await?;
+    bob.wait_for(
+        "Bob to see the deletion",
+        &format!("{} === 0 && {} >= 1", count_of("oops"), count_of("message deleted")),
+    )
+    .await?;
+
+    // Bob loses the network. Alice keeps writing; Bob writes too.
+    network(&bob, true).await?;
+    bob.wait_for("Bob's page to notice", "document.getElementById('conn-status').dataset.state === 'offline'").await?;
+    for text in ["first while you were away", "second while you were away", "third while you were away"] {
+        send(&alice, text).await?;
+        sees(&alice, "Alice", text).await?;
+    }
+    send(&bob, "written offline").await?;
+    bob.wait_for("Bob's message to wait", "!!document.querySelector('.msg.pending')").await?;
+    for text in ["first while you were away", "second while you were away", "third while you were away"] {
+        assert_eq!(bob.eval(&count_of(text)).await?, json!(0), "Bob was offline");
+    }
+
+    // Back online: everything arrives once, in order, both ways.
+    bob.call("Page.bringToFront", json!({})).await?;
+    network(&bob, false).await?;
+    online(&bob, "Bob").await?;
+    for text in ["first while you were away", "second while you were away", "third while you were away"] {
+        sees(&bob, "Bob", text).await?;
+    }
+    sees(&alice, "Alice", "written offline").await?;
+    sees(&bob, "Bob", "written offline").await?;
+    bob.wait_for("no message left pending", "!document.querySelector('.msg.pending')").await?;
+    let seqs = bob.eval("[...document.querySelectorAll('#message-list .msg')].map(m => Number(m.dataset.seq))").await?;
+    let seqs: Vec<i64> = serde_json::from_value(seqs)?;
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "every seq once, in order");
+    let stored = t.user("alice").get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?;
+    assert_eq!(stored.body.as_array().map(Vec::len), Some(seqs.len()), "nothing stored twice");
+    alice
+        .wait_for(
+            "Alice's read ticks for what Bob missed",
+            &format!("{}?.querySelector('.ticks')?.dataset.status === 'read'", message("third while you were away")),
+        )
+        .await?;
+
+    // A long room pages its history upwards.
+    let long = t.user("carol").create_room("group", &["bob"]).await?;
+    for i in 1..=35 {
+        t.user("carol").send(&long, &format!("line {i}")).await?;
+    }
+    bob.wait_for("the long room in Bob's list", &format!("!!document.querySelector('li.room[data-room=\"{long}\"]')"))
+        .await?;
+    open_room(&bob, "Bob", &long).await?;
+    sees(&bob, "Bob", "line 35").await?;
+    assert_eq!(bob.eval(&count_of("line 1")).await?, json!(0), "the first page is the newest 30");
+    click(&bob, "#history-more").await?;
+    sees(&bob, "Bob", "line 1").await?;
+    assert_eq!(bob.eval("document.querySelectorAll('#message-list .msg').length").await?, json!(35));
+    bob.wait_for("no older page", "document.getElementById('history-more').hidden").await?;
+
+    // The picture README shows: Alice's side of the conversation.
+    open_room(&bob, "Bob", &room).await?;
+    let shot = alice.call("Page.captureScreenshot", json!({"format": "png"})).await?;
+    let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap_or_default())?;
+    anyhow::ensure!(png.starts_with(b"\x89PNG"), "not a PNG");
+    std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshot.png"), png)?;
+    drop(browser);
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_login_is_off_unless_switched_on() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let res = reqwest::Client::new().post(stack.url("/dev/token")).json(&json!({"user_id": "alice"})).send().await?;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let body: Value = res.json().await?;
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
+    // The pages are there all the same, from the binary.
+    for (path, needle) in [("/", "dev-signin"), ("/admin", "admin-key"), ("/app/app.js", "send_message")] {
+        let res = reqwest::get(stack.url(path)).await?;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert!(res.text().await?.contains(needle), "{path}");
+    }
+    let missing = reqwest::get(stack.url("/app/nope.js")).await?;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    stack.stop().await?;
+
+    // Switched on: a token of the dev tenant, for a valid user id only.
+    let stack = TestStack::builder().dev_login().start().await?;
+    let t = stack.dev_tenant().await?;
+    let http = reqwest::Client::new();
+    let res = http.post(stack.url("/dev/token")).json(&json!({"user_id": "alice"})).send().await?;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await?;
+    assert_eq!(body["user_id"], "alice");
+    assert_eq!(body["tenant_id"], t.id.as_str());
+    let token = body["token"].as_str().unwrap_or_default();
+    // It is a user token of that tenant: the user routes take it as a Bearer token.
+    let rooms = http.get(stack.url("/rooms")).bearer_auth(token).send().await?;
+    assert_eq!(rooms.status(), StatusCode::OK);
+    let other = http.get(stack.url("/rooms")).bearer_auth(token).header("X-User-Id", "mallory").send().await?;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+    // ... and not the tenant-wide ones, which need the API key.
+    let mint = http.post(stack.url("/tokens")).bearer_auth(token).json(&json!({"user_id": "mallory"})).send().await?;
+    assert_eq!(mint.status(), StatusCode::UNAUTHORIZED);
+    let forged = http.get(stack.url("/rooms")).bearer_auth(format!("{token}x")).send().await?;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    for bad in [json!({}), json!({"user_id": "a.b"}), json!({"user_id": 7})] {
+        let res = http.post(stack.url("/dev/token")).json(&bad).send().await?;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = res.json().await?;
+        assert_eq!(body["error"]["field"], "user_id", "{bad}");
+    }
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = stack.tenant_with(json!({"name": unique("shop-"), "rate_limit_per_sec": 100_000})).await?;
+    let browser = Browser::launch().await?;
+    let page = load(&browser, &stack, "/admin", "adminConsole").await?;
+
+    // A tenant's key is refused; the operator key opens the console, which lists the tenant.
+    fill(&page, "admin-key", &t.api_key).await?;
+    click(&page, "#admin-signin").await?;
+    page.wait_for("the refusal", &format!("{}.includes('operator key')", text_of("#key-error"))).await?;
+    fill(&page, "admin-key", &stack.admin_key).await?;
+    click(&page, "#admin-signin").await?;
+    page.wait_for("the list of tenants", "document.querySelectorAll('#tenants tbody tr').length > 0").await?;
+    fill(&page, "find-id", &t.id).await?;
+    click(&page, "#find").await?;
+    let row = format!("#tenants tr[data-tenant=\"{}\"]", t.id);
+    page.wait_for("the tenant in the list", &format!("!!document.querySelector({})", js(&row))).await?;
+
+    // Create one from the console: listed, and its key (shown once) works.
+    let new_id = unique(&chat_test_support::tenant_prefix(&stack.prefix));
+    fill(&page, "new-tenant-name", "Made in the console").await?;
+    fill(&page, "new-tenant-id", &new_id).await?;
+    fill(&page, "new-tenant-limit", "77").await?;
+    click(&page, "#create-tenant").await?;
+    let new_row = format!("#tenants tr[data-tenant=\"{new_id}\"]");
+    page.wait_for("the new tenant in the list", &format!("{} === '77'", text_of(&format!("{new_row} .limit")))).await?;
+    let shown = page.eval(&text_of("#new-key")).await?;
+    let key = shown
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .find(|w| w.starts_with("sk_"))
+        .unwrap_or_default()
+        .to_owned();
+    let res = reqwest::Client::new()
+        .get(stack.url("/rooms"))
+        .header("X-API-Key", &key)
+        .header("X-User-Id", "u")
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Live connections per tenant, from the gateway's metrics.
+    let room = t.user("alice").create_room("group", &["bob"]).await?;
+    let ws = WsClient::connect(&format!("{}/ws/{room}?token={}&user_id=alice", stack.ws_url(0), t.api_key)).await?;
+    page.wait_for("one live connection", &format!("{} === '1'", text_of(&format!("{row} .conns")))).await?;
+    ws.close().await?;
+    page.wait_for("no live connection", &format!("{} === '0'", text_of(&format!("{row} .conns")))).await?;
+
+    // A webhook that always fails, set in the console, turns a notification into a dead letter.
+    let failing = WebhookReceiver::start(None).await?;
+    click(&page, &format!("{row} button.manage")).await?;
+    page.wait_for("the tenant's form", &format!("{} === {}", text_of("#detail-id"), js(&t.id))).await?;
+    fill(&page, "t-webhook", &failing.url).await?;
+    fill(&page, "t-secret", "s3cret-s3cret-s3cret").await?;
+    fill(&page, "t-attempts", "1").await?;
+    fill(&page, "t-backoff", "20").await?;
+    click(&page, "#save-tenant").await?;
+    page.wait_for("saved", &format!("{} === 'saved'", text_of("#saved"))).await?;
+    let shown = stack.admin(Method::GET, &format!("/admin/tenants/{}", t.id), None).await?.expect(StatusCode::OK)?;
+    assert_eq!(shown.body["webhook_url"], failing.url.as_str());
+    assert_eq!(shown.body["retry"]["max_attempts"], 1);
+    t.user("ops")
+        .post("/notify", json!({"topic": "doomed", "payload": {}, "targets": {"user_ids": ["bob"]}}))
+        .await?
+        .expect(StatusCode::ACCEPTED)?;
+    page.wait_for(
+        "the dead letter in the console",
+        "(document.getElementById('dl-refresh').click(), !!document.querySelector('#dead-letters button.replay'))",
+    )
+    .await?;
+
+    // Point the webhook at a receiver that works, and replay.
+    let good = WebhookReceiver::start(Some(0)).await?;
+    fill(&page, "t-webhook", &good.url).await?;
+    click(&page, "#save-tenant").await?;
+    page.wait_for("saved", &format!("{} === 'saved'", text_of("#saved"))).await?;
+    click(&page, "#dead-letters button.replay").await?;
+    page.wait_for("replayed", &format!("{}.includes('replayed')", text_of("#dead-letters tbody"))).await?;
+    chat_test_support::eventually("the replayed delivery", || async { Ok(good.received().len() == 1) }).await?;
+    click(&page, "#dl-refresh").await?;
+    page.wait_for("no dead letters left", &format!("{} === 'no dead letters'", text_of("#dead-letters tbody"))).await?;
+
+    // Rotate the key: the old one stops working.
+    click(&page, "#rotate-key").await?;
+    page.wait_for("the new key", &format!("{}.includes('sk_')", text_of("#rotated-key"))).await?;
+    let old = reqwest::Client::new()
+        .get(stack.url("/rooms"))
+        .header("X-API-Key", &t.api_key)
+        .header("X-User-Id", "u")
+        .send()
+        .await?;
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+    drop(browser);
+    stack.stop().await
+}
