@@ -34,6 +34,9 @@
 #   GATEWAY_ADDR   [127.0.0.1:8000]
 #   GATEWAY_STATIC_DIR  pages served at /static/{file}      [.dev/demo, which starts
 #                  with a copy of docs/demo/ws-rooms-demo.html to edit]
+#   GATEWAY_DEV_LOGIN  1: the web app at / signs in by user name alone
+#                  (POST /dev/token, users of the dev tenant); 0 to
+#                  try the token/key sign-in instead               [1]
 #   MESSAGE_STORE_OPS_ADDR, PRESENCE_OPS_ADDR, NOTIFICATION_OPS_ADDR
 #                  [127.0.0.1:9101, :9102, :9103] (passed as OPS_ADDR)
 #   LOG_FORMAT [pretty], RUST_LOG [info], OTEL_EXPORTER_OTLP_ENDPOINT [unset]
@@ -84,6 +87,9 @@ if [[ -z ${GATEWAY_STATIC_DIR:-} ]]; then
     [[ -f $GATEWAY_STATIC_DIR/ws-rooms-demo.html ]] ||
         cp "$ROOT/docs/demo/ws-rooms-demo.html" "$GATEWAY_STATIC_DIR/ws-rooms-demo.html"
 fi
+# Development only: anyone who reaches the gateway may act as any user of the dev
+# tenant. The gateway's own default (and docker compose's, Kubernetes') is off.
+export GATEWAY_DEV_LOGIN="${GATEWAY_DEV_LOGIN:-1}"
 export LOG_FORMAT="${LOG_FORMAT:-pretty}"
 export RUST_LOG="${RUST_LOG:-info}"
 
@@ -380,6 +386,8 @@ cat <<EOF
 ==============================================================================
  chat backend is running (${PROFILE_DIR} build)
 
+   web chat    $GATEWAY_URL/   (open it in two windows; sign in as alice and bob)
+   admin       $GATEWAY_URL/admin   (with the admin key below)
    REST        $GATEWAY_URL
    WebSocket   ws://$GATEWAY_HOSTPORT/ws/{room_id}?token=<key>&user_id=<user>
                ws://$GATEWAY_HOSTPORT/conversations/{room_id}/?token=<user token>
