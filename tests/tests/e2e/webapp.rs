@@ -244,8 +244,27 @@ async fn two_people_chat_in_the_web_app() -> anyhow::Result<()> {
     assert_eq!(bob.eval("document.querySelectorAll('#message-list .msg').length").await?, json!(35));
     bob.wait_for("no older page", "document.getElementById('history-more').hidden").await?;
 
+    // A DM: made once; asking for it again opens the same room.
+    fill(&alice, "new-type", "dm").await?;
+    fill(&alice, "new-members", "bob").await?;
+    click(&alice, "#new-create").await?;
+    alice.wait_for("the DM to open", &format!("{} === '@bob'", text_of("#room-title"))).await?;
+    let dm = alice.eval("window.chatApp.room.room_id").await?;
+    fill(&alice, "new-type", "dm").await?;
+    fill(&alice, "new-members", "bob").await?;
+    click(&alice, "#new-create").await?;
+    alice.wait_for("the members box to clear", "document.getElementById('new-members').value === ''").await?;
+    assert_eq!(alice.eval("window.chatApp.room.room_id").await?, dm);
+    assert_eq!(alice.eval(&text_of("#rooms-error")).await?, json!(""));
+    let dm = dm.as_str().unwrap_or_default().to_owned();
+    bob.wait_for(
+        "the DM in Bob's list",
+        &format!("{} === '@alice'", text_of(&format!("li.room[data-room=\"{dm}\"] .room-name"))),
+    )
+    .await?;
+
     // The picture README shows: Alice's side of the conversation.
-    open_room(&bob, "Bob", &room).await?;
+    open_room(&alice, "Alice", &room).await?;
     let shot = alice.call("Page.captureScreenshot", json!({"format": "png"})).await?;
     let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap_or_default())?;
     anyhow::ensure!(png.starts_with(b"\x89PNG"), "not a PNG");
@@ -353,7 +372,11 @@ async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow:
     // A webhook that always fails, set in the console, turns a notification into a dead letter.
     let failing = WebhookReceiver::start(None).await?;
     click(&page, &format!("{row} button.manage")).await?;
-    page.wait_for("the tenant's form", &format!("{} === {}", text_of("#detail-id"), js(&t.id))).await?;
+    page.wait_for(
+        "the tenant's form",
+        &format!("!document.getElementById('tenant-detail').hidden && {} === {}", text_of("#detail-id"), js(&t.id)),
+    )
+    .await?;
     fill(&page, "t-webhook", &failing.url).await?;
     fill(&page, "t-secret", "s3cret-s3cret-s3cret").await?;
     fill(&page, "t-attempts", "1").await?;

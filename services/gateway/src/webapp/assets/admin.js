@@ -116,6 +116,7 @@ $("find-tenant").addEventListener("submit", async (ev) => {
 
 /** Opens a tenant's details (and pins it to the top of the table). */
 async function select(id) {
+  $("tenant-detail").hidden = true; // shown again once filled in with this tenant
   try {
     const t = await api("GET", `/admin/tenants/${encodeURIComponent(id)}`);
     pin(t);

@@ -168,7 +168,11 @@ $("new-room").addEventListener("submit", async (ev) => {
   } catch (e) {
     // A DM that exists already: its id is in the message; open it.
     const existing = e.code === "CONFLICT" && /room_[A-Za-z0-9_-]+/.exec(e.message);
-    if (existing) return openRoom(existing[0]);
+    if (existing) {
+      $("new-members").value = "";
+      $("new-name").value = "";
+      return openRoom(existing[0]);
+    }
     $("rooms-error").textContent = e.message;
   }
 });
