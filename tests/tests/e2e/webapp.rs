@@ -366,6 +366,27 @@ async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow:
     let room = t.user("alice").create_room("group", &["bob"]).await?;
     let ws = WsClient::connect(&format!("{}/ws/{room}?token={}&user_id=alice", stack.ws_url(0), t.api_key)).await?;
     page.wait_for("one live connection", &format!("{} === '1'", text_of(&format!("{row} .conns")))).await?;
+    // Messages per tenant: the counter behind the rate, and a rate above zero while
+    // they come in.
+    for i in 0..20 {
+        t.user("alice").send(&room, &format!("m{i}")).await?;
+    }
+    page.wait_for(
+        "the message count",
+        &format!("Number(document.querySelector({})?.dataset.total) === 20", js(&format!("{row} .rate"))),
+    )
+    .await?;
+    for i in 0..2000 {
+        t.user("alice").send(&room, &format!("n{i}")).await?;
+        if page.eval(&format!("Number({}) > 0", text_of(&format!("{row} .rate")))).await? == json!(true) {
+            break;
+        }
+    }
+    assert_eq!(
+        page.eval(&format!("Number({}) > 0", text_of(&format!("{row} .rate")))).await?,
+        json!(true),
+        "a rate while sending"
+    );
     ws.close().await?;
     page.wait_for("no live connection", &format!("{} === '0'", text_of(&format!("{row} .conns")))).await?;
 

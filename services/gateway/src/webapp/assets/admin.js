@@ -83,7 +83,7 @@ function renderTenants() {
         el("td", { class: "limit" }, t.rate_limit_per_sec),
         el("td", { class: "webhook" }, t.webhook_url || "\u2014"),
         el("td", { class: "conns" }, live.sockets ?? 0),
-        el("td", { class: "rate" }, (live.rate ?? 0).toFixed(1)),
+        el("td", { class: "rate", dataset: { total: live.total ?? 0 }, title: `${live.total ?? 0} since the gateway started` }, (live.rate ?? 0).toFixed(1)),
         el("td", {}, el("button", { class: "manage", type: "button", onclick: () => select(t.tenant_id) }, "manage")),
       );
     }),
@@ -247,7 +247,7 @@ async function sample() {
       const before = state.samples.get(tenant);
       const rate = before && now > before.at ? ((count - before.count) * 1000) / (now - before.at) : 0;
       state.samples.set(tenant, { count, at: now });
-      live.set(tenant, { sockets: sockets.get(tenant) || 0, rate: Math.max(0, rate) });
+      live.set(tenant, { sockets: sockets.get(tenant) || 0, rate: Math.max(0, rate), total: count });
     }
     state.live = live;
     $("totals").textContent = `${single(text, "chat_gateway_websockets")} open sockets on this gateway`;
