@@ -292,8 +292,12 @@ async fn dev_login_is_off_unless_switched_on() -> anyhow::Result<()> {
 
     // Switched on: a token of the dev tenant, for a valid user id only.
     let stack = TestStack::builder().dev_login().start().await?;
-    let t = stack.dev_tenant().await?;
     let http = reqwest::Client::new();
+    let res = http.post(stack.url("/dev/token")).json(&json!({"user_id": "alice"})).send().await?;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "no dev tenant yet");
+    let body: Value = res.json().await?;
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("dev-login tenant"), "{body}");
+    let t = stack.dev_tenant().await?;
     let res = http.post(stack.url("/dev/token")).json(&json!({"user_id": "alice"})).send().await?;
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: Value = res.json().await?;

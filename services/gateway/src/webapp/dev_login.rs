@@ -6,10 +6,12 @@
 //! off unless the gateway is started with `GATEWAY_DEV_LOGIN=1` (`scripts/run.sh` sets
 //! it; docker compose, Kubernetes and every other start do not). The token is minted
 //! exactly as `POST /tokens` mints one with the tenant's key (`crate::tokens::mint`),
-//! and counts against the tenant's rate limit like any request.
+//! and counts against the tenant's rate limit like any request. A dev tenant that does
+//! not exist is `404 NOT_FOUND`; a bad `user_id` is `400` naming it.
 
 use actix_web::{HttpResponse, web};
 use chat_domain::ids::TenantId;
+use chat_domain::{ApiError, ErrorCode};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -35,7 +37,17 @@ pub async fn token(
     state: web::Data<AppState>,
 ) -> HttpResult {
     let user = crate::rest::user_id("user_id", &field::required_str("user_id", body.user_id)?)?;
-    let (auth, secret) = state.secrets.get(&state, &tenant.0).await?;
+    let (auth, secret) = state.secrets.get(&state, &tenant.0).await.map_err(|e| match e.code {
+        // message-store answers "invalid token" for a tenant it does not know.
+        ErrorCode::AuthenticationError => ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "The dev-login tenant {} does not exist (was message-store started with CHAT_DEV_TENANT=false?)",
+                tenant.0
+            ),
+        ),
+        _ => e,
+    })?;
     let decision = crate::admit::count(&state, &auth).await;
     if !decision.allowed {
         return Err(crate::admit::rate_limited(&decision).into());

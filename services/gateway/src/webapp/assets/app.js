@@ -87,7 +87,7 @@ $("dev-form").addEventListener("submit", async (ev) => {
     await signIn({ user: t.user_id, token: t.token });
   } catch (e) {
     $("signin-error").textContent =
-      e.status === 404
+      e.status === 404 && e.message === "No such endpoint"
         ? "Development sign-in is off on this gateway (GATEWAY_DEV_LOGIN): use a token or key below."
         : e.message;
   }
