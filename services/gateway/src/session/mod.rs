@@ -119,9 +119,13 @@ impl Session {
     pub async fn run(self, outlet: Outlet, mut inlet: Inlet, link: Link) {
         let Link { id, conn_id, kick } = link;
         let hub = self.state.hub.clone();
+        let connections = crate::metrics::CONNECTIONS
+            .with_label_values(&[self.codec.dialect().name(), self.actor.tenant_id.as_str()]);
         crate::metrics::SOCKETS.inc();
+        connections.inc();
         let end = self.serve(&outlet, &mut inlet, &kick, &conn_id).await;
         crate::metrics::SOCKETS.dec();
+        connections.dec();
         hub.leave(&self.actor.tenant_id, &self.room.room_id, &self.actor.user_id, id).await;
         let signal = DisconnectSignal {
             tenant_id: self.actor.tenant_id.clone(),
