@@ -152,7 +152,9 @@ fn provider_with(service: &str, export: Export) -> SdkTracerProvider {
             Some(delay) => {
                 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
                 let config = BatchConfigBuilder::default().with_scheduled_delay(delay).build();
-                builder.with_span_processor(BatchSpanProcessor::builder(exporter).with_batch_config(config).build()).build()
+                builder
+                    .with_span_processor(BatchSpanProcessor::builder(exporter).with_batch_config(config).build())
+                    .build()
             }
         },
         Err(e) => {

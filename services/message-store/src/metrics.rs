@@ -77,12 +77,7 @@ pub fn init() {
 
 /// Every `every` until `shutdown`: measures the outbox's and the publishers' lag for
 /// this bus prefix (one query on two indexed lookups).
-pub async fn watch_lag(
-    pool: PgPool,
-    prefix: String,
-    every: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+pub async fn watch_lag(pool: PgPool, prefix: String, every: Duration, shutdown: impl std::future::Future<Output = ()>) {
     #[derive(QueryableByName)]
     struct Lag {
         #[diesel(sql_type = Double)]
