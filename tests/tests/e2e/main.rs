@@ -11,6 +11,7 @@ mod health;
 mod hostile;
 mod messages;
 mod notifications;
+mod observability;
 mod offline_notifications;
 mod presence;
 mod publish;
