@@ -1,5 +1,6 @@
-//! One message, one trace: a REST send, message-store storing it, and the gateway
-//! fanning it out to a socket are spans of a single OpenTelemetry trace, exported
+//! One message, one trace: a send (REST, or a socket's `send_message`), message-store
+//! storing it, and the gateway fanning it out to a socket are spans of a single
+//! OpenTelemetry trace, exported
 //! over OTLP/HTTP to a real receiver — an HTTP server here that decodes the protobuf
 //! `ExportTraceServiceRequest`s the services send (`opentelemetry-proto`).
 //!
@@ -147,11 +148,10 @@ struct Hops {
     fanout: Received,
 }
 
-fn find_hops(spans: &[Received], room: &str) -> Option<Hops> {
+/// The hops of the send whose first span `starts` picks.
+fn find_hops(spans: &[Received], room: &str, starts: impl Fn(&Received) -> bool) -> Option<Hops> {
     let attr = |s: &Received, k: &str| s.attributes.get(k).cloned().unwrap_or_default();
-    let request = spans
-        .iter()
-        .find(|s| s.name == "http" && attr(s, "method") == "POST" && attr(s, "route") == "/rooms/{room_id}/messages")?;
+    let request = spans.iter().find(|s| starts(s))?;
     let store = spans.iter().find(|s| {
         s.name == "command"
             && attr(s, "service") == "message-store"
@@ -167,8 +167,41 @@ fn find_hops(spans: &[Received], room: &str) -> Option<Hops> {
     Some(Hops { request: request.clone(), store: store.clone(), fanout: fanout.clone() })
 }
 
+/// Flushes until the three spans of a send are in (the fan-out span ends just after
+/// the frame is queued for the socket); each round waits for the receiver, never a
+/// fixed sleep.
+async fn exported(receiver: &Receiver, room: &str, starts: impl Fn(&Received) -> bool) -> anyhow::Result<Hops> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let arrived = receiver.arrived.notified();
+        tokio::task::spawn_blocking(chat_telemetry::force_flush).await??;
+        if let Some(hops) = find_hops(&receiver.spans(), room, &starts) {
+            return Ok(hops);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the send's spans were not all exported within 30 s; got {:#?}",
+            receiver.spans().iter().map(|s| (&s.name, &s.attributes)).collect::<Vec<_>>()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(500), arrived).await;
+    }
+}
+
+/// The send's first span is a root, message-store's handling its child, the fan-out
+/// the child of that: one trace.
+fn check_chain(hops: &Hops, room: &str) {
+    let Hops { request, store, fanout } = hops;
+    assert_eq!(request.trace_id.len(), 32, "{request:?}");
+    assert_eq!(request.parent_span_id, "", "the send starts the trace: {request:?}");
+    assert_eq!(store.trace_id, request.trace_id);
+    assert_eq!(store.parent_span_id, request.span_id, "message-store's handling is a child of the send");
+    assert_eq!(fanout.trace_id, request.trace_id);
+    assert_eq!(fanout.parent_span_id, store.span_id, "the fan-out is a child of message-store's handling");
+    assert_eq!(fanout.attributes.get("room").map(String::as_str), Some(room));
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn one_message_is_one_trace_from_rest_send_to_fan_out() -> anyhow::Result<()> {
+async fn one_message_is_one_trace_from_send_to_fan_out() -> anyhow::Result<()> {
     let receiver = Receiver::start().await?;
     chat_telemetry::init_for_tests_exporting(&receiver.url)?;
     let stack = TestStack::start().await?;
@@ -177,35 +210,26 @@ async fn one_message_is_one_trace_from_rest_send_to_fan_out() -> anyhow::Result<
     let mut bob = WsClient::connect(&format!("{}/ws/{room}?token={}&user_id=bob", stack.ws_url(0), t.api_key)).await?;
     bob.expect("connection_status").await?;
 
+    // A REST send.
     let sent = t.user("alice").send(&room, "follow me").await?;
     let frame = bob.expect("message").await?;
     assert_eq!(frame["data"]["id"], sent["message_id"]);
-
-    // Flush until the three spans are in (the fan-out span ends just after the
-    // frame is queued for bob); each round waits for the receiver, never a fixed sleep.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let hops = loop {
-        let arrived = receiver.arrived.notified();
-        tokio::task::spawn_blocking(chat_telemetry::force_flush).await??;
-        if let Some(hops) = find_hops(&receiver.spans(), &room) {
-            break hops;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the send's spans were not all exported within 30 s; got {:#?}",
-            receiver.spans().iter().map(|s| (&s.name, &s.attributes)).collect::<Vec<_>>()
-        );
-        let _ = tokio::time::timeout(Duration::from_millis(500), arrived).await;
+    let rest = |s: &Received| {
+        s.name == "http"
+            && s.attributes.get("method").is_some_and(|m| m == "POST")
+            && s.attributes.get("route").is_some_and(|r| r == "/rooms/{room_id}/messages")
     };
+    let hops = exported(&receiver, &room, rest).await?;
+    check_chain(&hops, &room);
 
-    let Hops { request, store, fanout } = hops;
-    assert_eq!(request.trace_id.len(), 32, "{request:?}");
-    assert_eq!(request.parent_span_id, "", "the REST request starts the trace: {request:?}");
-    assert_eq!(store.trace_id, request.trace_id);
-    assert_eq!(store.parent_span_id, request.span_id, "message-store's handling is a child of the request");
-    assert_eq!(fanout.trace_id, request.trace_id);
-    assert_eq!(fanout.parent_span_id, store.span_id, "the fan-out is a child of message-store's handling");
-    assert_eq!(fanout.attributes.get("room").map(String::as_str), Some(room.as_str()));
+    // A socket's send: its `ws_send` span starts the trace.
+    bob.send(serde_json::json!({"type": "send_message", "data": {"content": "and me", "local_id": "l-1"}})).await?;
+    let sent = bob.expect("message_sent").await?;
+    assert_eq!(sent["data"]["local_id"], "l-1");
+    let ws = |s: &Received| s.name == "ws_send" && s.attributes.get("room").is_some_and(|r| *r == room);
+    let hops = exported(&receiver, &room, ws).await?;
+    check_chain(&hops, &room);
+    assert_eq!(hops.request.attributes.get("dialect").map(String::as_str), Some("ws-rooms"));
 
     bob.close().await?;
     stack.stop().await?;

@@ -454,7 +454,9 @@ impl Session {
             meta: send.meta,
             client_msg_id: send.local_id.clone(),
         };
-        match self.state.sends.send(cmd).await {
+        // A socket's send starts its message's trace, as a REST request's span does.
+        let span = tracing::info_span!("ws_send", dialect = self.codec.dialect().name(), room = %self.room.room_id);
+        match tracing::Instrument::instrument(self.state.sends.send(cmd), span).await {
             Ok(sent) => Reply::Sent { sent, sender_name: self.user_name.clone() },
             Err(error) => Reply::SendFailed { error, local_id: send.local_id },
         }
