@@ -12,8 +12,8 @@ pub const DEFAULT_LIMIT: u32 = 50;
 /// Largest page `tenants list` asks for, as on `GET /admin/tenants`.
 pub const MAX_LIMIT: u32 = 100;
 /// Default number of dead letters listed, as on `GET /admin/dead-letters`.
-pub const DEFAULT_DEAD_LETTERS: u32 = 100;
-/// Most dead letters one listing reads (notification's own bound).
+pub const DEFAULT_DEAD_LETTERS: u32 = 50;
+/// Most dead letters one listing reads, as on `GET /admin/dead-letters`.
 pub const MAX_DEAD_LETTERS: u32 = 1000;
 /// Longest user token `POST /tokens` mints, in seconds.
 pub const MAX_TOKEN_TTL: u32 = 86_400;
