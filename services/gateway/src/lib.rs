@@ -156,6 +156,7 @@ pub struct Gateway {
 impl Gateway {
     /// Binds the listener and connects to NATS and Redis.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        metrics::init();
         let subjects = Subjects::new(&config.bus_prefix)?;
         let listener = TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
         let client = chat_bus::connect(&config.nats_url, "gateway").await?;

@@ -12,6 +12,7 @@ mod hostile;
 mod jwt_issuers;
 mod messages;
 mod notifications;
+mod observability;
 mod offline_notifications;
 mod presence;
 mod publish;
