@@ -120,6 +120,7 @@ async fn execute(cli: &Cli) -> Result<ExitCode, ApiError> {
                 webhook_url: Some(if *clear { String::new() } else { url.clone().unwrap_or_default() }),
                 webhook_secret: secret.clone(),
                 retry,
+                settings: None,
             };
             let tenant = bus.request(&cmd).await?;
             if json { print_json(&tenant)? } else { print(&output::tenant(&tenant)) }
