@@ -582,6 +582,11 @@ async fn messages_cross_dialects_both_ways() -> anyhow::Result<()> {
     let sent = data(send(&alice, &chat, json!({"content": "from the chat API"})).await?, StatusCode::CREATED)?;
     let frame = socket.expect_where("message", |f| f["data"]["content"] == "from the chat API").await?;
     assert_eq!(frame["data"]["id"], sent["message"]["_id"]);
+    // A system notice shows as one on /ws.
+    let notice = json!({"content": "maintenance at noon", "type": "system"});
+    data(send(&t.user("alice"), &chat, notice).await?, StatusCode::CREATED)?;
+    let frame = socket.expect_where("message", |f| f["data"]["content"] == "maintenance at noon").await?;
+    assert_eq!(frame["data"]["message_type"], "system");
     // Edits, deletes and reads travel too.
     let path = format!("/api/chat/{chat}/messages/{}", sent["message"]["_id"].as_str().unwrap_or_default());
     data(put(&alice, &path, json!({"content": "edited"})).await?, StatusCode::OK)?;
