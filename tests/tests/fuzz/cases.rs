@@ -86,7 +86,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 28] = [
+const STORE_VERBS: [&str; 37] = [
     "authenticate",
     "get_token_secret",
     "get_webhook",
@@ -115,10 +115,19 @@ const STORE_VERBS: [&str; 28] = [
     "read_messages",
     "mark_delivered",
     "older_messages",
+    "put_user",
+    "get_user",
+    "create_chat",
+    "get_chat",
+    "list_chats",
+    "chat_stats",
+    "toggle_archive",
+    "chat_messages",
+    "read_all",
 ];
 
 /// Field names the API and the bus commands use.
-const FIELDS: [&str; 40] = [
+const FIELDS: [&str; 54] = [
     "type",
     "members",
     "name",
@@ -159,6 +168,20 @@ const FIELDS: [&str; 40] = [
     "rooms",
     "until_seq",
     "window_ms",
+    "reply_to",
+    "attachments",
+    "within_edit_window",
+    "participants",
+    "title",
+    "metadata",
+    "avatar_url",
+    "roles",
+    "chat_type",
+    "archived",
+    "page",
+    "before",
+    "participantIds",
+    "replyToMessageId",
 ];
 
 /// `%XX` for every byte but the unreserved ones.
