@@ -453,6 +453,9 @@ impl Session {
             sender_name: self.user_name.clone(),
             meta: send.meta,
             client_msg_id: send.local_id.clone(),
+            kind: chat_domain::model::MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
         };
         // A socket's send starts its message's trace, as a REST request's span does.
         let span = tracing::info_span!("ws_send", dialect = self.codec.dialect().name(), room = %self.room.room_id);
