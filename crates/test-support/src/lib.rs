@@ -109,6 +109,7 @@ fn message_store_config(prefix: &str, db: &str, admin_key: &str, i: usize) -> an
         publish_lease_every: Duration::from_millis(500),
         publish_lease_ttl: Duration::from_secs(3),
         crash_before_publish: false,
+        clock: message_store::Clock::system(),
     })
 }
 
@@ -396,6 +397,9 @@ impl TestStack {
     pub async fn start_notification(&mut self) -> anyhow::Result<()> {
         let config = self.notification_stopped.take().ok_or_else(|| anyhow!("no stopped notification service"))?;
         let app = notification::Notification::build(config.clone()).await.context("starting notification again")?;
+        // Its ops endpoints are on a new port (the settings say port 0).
+        self.ops_ports.retain(|(service, _)| *service != "notification");
+        self.ops_ports.extend(app.ops_port().map(|p| ("notification", p)));
         let (own_tx, own_rx) = watch::channel(false);
         let (all, own) = (stopped(self.stop_rx.clone()), stopped(own_rx));
         let task = tokio::spawn(app.run(async move {

@@ -7,6 +7,7 @@
 //! - `admit`: one admission (key or token -> tenant + user, rate limit) for every
 //!   endpoint. `caller`: the REST extractors built on it.
 //! - `rest/`: the canonical REST API (`rest-rooms.md`), at `/` and `/v1/`.
+//! - `rest_chat/`: the `rest-chat.md` dialect at `/api/chat` (Bearer tokens, chats).
 //! - `session/`: the protocol-neutral WebSocket session core; each dialect is a codec.
 //! - `fanout/`: the socket registry, per-room ordering and fan-out, user events.
 //! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
@@ -35,6 +36,7 @@ mod jwt;
 mod metrics;
 mod ratelimit;
 mod rest;
+pub(crate) mod rest_chat;
 mod sends;
 pub mod session;
 mod static_files;
@@ -171,6 +173,7 @@ pub struct Gateway {
 impl Gateway {
     /// Binds the listener and connects to NATS and Redis.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        metrics::init();
         let subjects = Subjects::new(&config.bus_prefix)?;
         let listener = TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
         let client = chat_bus::connect(&config.nats_url, "gateway").await?;
@@ -273,6 +276,7 @@ impl Gateway {
                     .instrument(span)
                 })
                 // The REST API first: its busiest routes are tried before anything else.
+                .configure(rest_chat::routes)
                 .configure(rest::routes)
                 .configure(chat_telemetry::ops::configure(check.clone()))
                 .route("/ws/{room_id}", web::get().to(ws_rooms::connect))

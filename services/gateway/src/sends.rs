@@ -51,17 +51,24 @@ impl Sends {
         Self(Arc::new(Inner { bus, slots: Arc::new(Semaphore::new(IN_FLIGHT)), queue: Mutex::default() }))
     }
 
-    /// Stores one message (alone, or in whichever request it lands in), and counts it
-    /// for its tenant (`chat_gateway_tenant_messages_total`; a resend is not counted).
+    /// Stores one message (alone, or in whichever request it lands in), records how
+    /// long that took (`chat_gateway_send_seconds`) and counts it for its tenant
+    /// (`chat_gateway_tenant_messages_total`; a resend is not counted).
     pub async fn send(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
+        let started = std::time::Instant::now();
         let tenant = cmd.actor.tenant_id.clone();
-        let sent = self.store(cmd).await;
-        if let Ok(m) = &sent
-            && !m.duplicate
-        {
+        let result = self.store(cmd).await;
+        let outcome = match &result {
+            Ok(sent) if sent.duplicate => "duplicate",
+            Ok(_) => "stored",
+            Err(e) if e.code == chat_domain::ErrorCode::ServiceUnavailable => "unavailable",
+            Err(_) => "refused",
+        };
+        crate::metrics::SEND_SECONDS.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
+        if outcome == "stored" {
             crate::metrics::TENANT_MESSAGES.with_label_values(&[tenant.as_str()]).inc();
         }
-        sent
+        result
     }
 
     async fn store(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
@@ -183,7 +190,7 @@ mod tests {
 
     use chat_bus::{Subjects, envelope};
     use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
-    use chat_domain::model::{Actor, Message, MessageContent};
+    use chat_domain::model::{Actor, Message, MessageContent, MessageKind};
     use chat_domain::proto::Service;
     use futures_util::StreamExt as _;
 
@@ -197,6 +204,9 @@ mod tests {
             sender_name: None,
             meta: None,
             client_msg_id: None,
+            kind: MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
         })
     }
 
@@ -214,6 +224,9 @@ mod tests {
                 created_at: chat_domain::time::now(),
                 edited_at: None,
                 deleted_at: None,
+                kind: MessageKind::Text,
+                reply_to: None,
+                attachments: Vec::new(),
             },
             duplicate: false,
         }

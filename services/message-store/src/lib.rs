@@ -13,11 +13,13 @@
 //!   message log when a process died between commit and publish.
 //! - `outbox`: the other events (edits, deletes, cursors, members), written with
 //!   their change and published after commit. `bootstrap`: admin key, dev tenant.
+//! - `metrics`: messages stored per tenant, the outbox's and the publishers' lag.
 
 pub mod bootstrap;
 pub mod error;
 pub mod group_commit;
 mod handlers;
+pub mod metrics;
 pub mod outbox;
 pub mod publish;
 mod rows;
@@ -49,6 +51,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0007_send_batch", include_str!("../migrations/0007_send_batch.sql")),
         ("0008_message_log", include_str!("../migrations/0008_message_log.sql")),
         ("0009_send_statement", include_str!("../migrations/0009_send_statement.sql")),
+        ("0010_chat_dialect", include_str!("../migrations/0010_chat_dialect.sql")),
         ("0011_jwt_issuers", include_str!("../migrations/0011_jwt_issuers.sql")),
     ],
 };
@@ -83,6 +86,41 @@ pub struct Config {
     /// For tests: commit sends but never publish their events (see
     /// [`publish::PublisherConfig::crash_before_publish`]).
     pub crash_before_publish: bool,
+    /// What time it is for rules that compare it with stored times (the edit window);
+    /// tests set one they can move instead of sleeping.
+    pub clock: Clock,
+}
+
+/// A source of the current time, shared by every handler.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>);
+
+impl Clock {
+    /// The system clock (microseconds, as everything stored).
+    pub fn system() -> Self {
+        Self(Arc::new(chat_domain::time::now))
+    }
+
+    /// A clock that asks `now`.
+    pub fn from_fn(now: impl Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", chat_domain::time::format(&self.now()))
+    }
 }
 
 impl Config {
@@ -119,6 +157,7 @@ impl Config {
             publish_lease_every: publish::LEASE_EVERY,
             publish_lease_ttl: publish::LEASE_TTL,
             crash_before_publish: false,
+            clock: Clock::system(),
         })
     }
 }
@@ -142,6 +181,7 @@ impl MessageStore {
         let client = chat_bus::connect(&config.nats_url, "message-store").await?;
         chat_bus::events::remove_legacy_events_stream(&client, &subjects).await;
         let ops = chat_telemetry::ops::bind(config.ops_addr)?;
+        metrics::init();
         Ok(Self { bus: Bus::new(client, subjects), pool, ops, config })
     }
 
@@ -183,6 +223,12 @@ impl MessageStore {
             self.config.outbox_relay_every,
             shutdown.clone(),
         ));
+        let lag = tokio::spawn(metrics::watch_lag(
+            self.pool.clone(),
+            self.config.bus_prefix.clone(),
+            self.config.outbox_relay_every,
+            shutdown.clone(),
+        ));
         let ops = self.ops.map(|listener| {
             let (pool, client) = (self.pool.clone(), self.bus.client().clone());
             let check: ReadinessCheck = Arc::new(move || {
@@ -202,6 +248,7 @@ impl MessageStore {
             committer,
             instance,
             started: Instant::now(),
+            clock: self.config.clock.clone(),
         }));
         let served = handlers::router(store).serve(self.bus.clone(), Service::MessageStore, shutdown.clone()).await;
         // The router (and with it every Committer and Publisher) is gone: the writers
@@ -213,6 +260,7 @@ impl MessageStore {
         let _ = tokio::time::timeout(Duration::from_secs(5), publisher_task).await;
         let _ = relay.await;
         let _ = takeover.await;
+        let _ = lag.await;
         if let Some(ops) = ops {
             let _ = ops.await;
         }

@@ -34,6 +34,14 @@ impl Dialect {
             Dialect::Conversations => 1,
         }
     }
+
+    /// The dialect's name in metrics (`chat_gateway_connections{dialect}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::WsRooms => "ws-rooms",
+            Dialect::Conversations => "conversations",
+        }
+    }
 }
 
 /// A client frame the codec refused: answered with an error, never a send.

@@ -119,12 +119,13 @@ impl Session {
     pub async fn run(self, outlet: Outlet, mut inlet: Inlet, link: Link) {
         let Link { id, conn_id, kick } = link;
         let hub = self.state.hub.clone();
-        let tenant_sockets = crate::metrics::TENANT_SOCKETS.with_label_values(&[self.actor.tenant_id.as_str()]);
+        let connections = crate::metrics::CONNECTIONS
+            .with_label_values(&[self.codec.dialect().name(), self.actor.tenant_id.as_str()]);
         crate::metrics::SOCKETS.inc();
-        tenant_sockets.inc();
+        connections.inc();
         let end = self.serve(&outlet, &mut inlet, &kick, &conn_id).await;
         crate::metrics::SOCKETS.dec();
-        tenant_sockets.dec();
+        connections.dec();
         hub.leave(&self.actor.tenant_id, &self.room.room_id, &self.actor.user_id, id).await;
         let signal = DisconnectSignal {
             tenant_id: self.actor.tenant_id.clone(),
@@ -452,8 +453,13 @@ impl Session {
             sender_name: self.user_name.clone(),
             meta: send.meta,
             client_msg_id: send.local_id.clone(),
+            kind: chat_domain::model::MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
         };
-        match self.state.sends.send(cmd).await {
+        // A socket's send starts its message's trace, as a REST request's span does.
+        let span = tracing::info_span!("ws_send", dialect = self.codec.dialect().name(), room = %self.room.room_id);
+        match tracing::Instrument::instrument(self.state.sends.send(cmd), span).await {
             Ok(sent) => Reply::Sent { sent, sender_name: self.user_name.clone() },
             Err(error) => Reply::SendFailed { error, local_id: send.local_id },
         }

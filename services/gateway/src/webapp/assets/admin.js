@@ -218,13 +218,13 @@ async function replay(id, button) {
 
 // ---- metrics ----------------------------------------------------------------------------
 
-/** `name{tenant="x"} value` lines of the Prometheus text format, by tenant. */
+/** `name{...,tenant="x"} value` lines of the Prometheus text format, summed by tenant. */
 function byTenant(text, name) {
   const out = new Map();
   const re = new RegExp(`^${name}\\{([^}]*)\\}\\s+(\\S+)`, "gm");
   for (const [, labels, value] of text.matchAll(re)) {
     const tenant = /tenant="((?:[^"\\]|\\.)*)"/.exec(labels);
-    if (tenant) out.set(tenant[1], Number(value));
+    if (tenant) out.set(tenant[1], (out.get(tenant[1]) || 0) + Number(value));
   }
   return out;
 }
@@ -239,7 +239,7 @@ async function sample() {
     const res = await fetch("/metrics");
     const text = await res.text();
     const now = performance.now();
-    const sockets = byTenant(text, "chat_gateway_tenant_websockets");
+    const sockets = byTenant(text, "chat_gateway_connections") // every dialect;
     const messages = byTenant(text, "chat_gateway_tenant_messages_total");
     const live = new Map();
     for (const tenant of new Set([...sockets.keys(), ...messages.keys()])) {
