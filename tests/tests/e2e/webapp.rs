@@ -222,6 +222,16 @@ async fn two_people_chat_in_the_web_app() -> anyhow::Result<()> {
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "every seq once, in order");
     let stored = t.user("alice").get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?;
     assert_eq!(stored.body.as_array().map(Vec::len), Some(seqs.len()), "nothing stored twice");
+    if std::env::var_os("WEBAPP_DEBUG").is_some() {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        eprintln!(
+            "ALICE {}",
+            alice
+                .eval("JSON.stringify([...window.chatApp.messages.values()].map(m => [m.seq, m.content, m.status]))")
+                .await?
+        );
+        eprintln!("BOB {}", bob.eval("JSON.stringify({newest: window.chatApp.newest, readSent: window.chatApp.readSent, vis: document.visibilityState})").await?);
+    }
     alice
         .wait_for(
             "Alice's read ticks for what Bob missed",

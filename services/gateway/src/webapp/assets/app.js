@@ -32,6 +32,7 @@ const state = {
   typers: new Map(),
   typingSentAt: 0,
   typingStop: null,
+  onCursor: null, // waiting for the answer to a `read`
 };
 window.chatApp = state; // for a look from the browser console
 
@@ -325,9 +326,25 @@ function tick(status, seq, ids) {
   }
 }
 
+/** Sends a `read` up to the newest message shown (while the page is visible); true if sent. */
 function markRead() {
-  if (document.visibilityState === "hidden" || state.newest <= state.readSent) return;
-  if (send("read", { seq: state.newest })) state.readSent = state.newest;
+  if (document.visibilityState === "hidden" || state.newest <= state.readSent) return false;
+  if (!send("read", { seq: state.newest })) return false;
+  state.readSent = state.newest;
+  return true;
+}
+
+/** Resolves when a `cursor` frame (the answer to `read`) says read up to `seq`, or after `ms`. */
+function cursorAnswer(seq, ms) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    state.onCursor = (cursor) => {
+      if (cursor.read_seq < seq) return;
+      clearTimeout(timer);
+      state.onCursor = null;
+      resolve();
+    };
+  });
 }
 document.addEventListener("visibilitychange", markRead);
 
@@ -448,7 +465,11 @@ function connect() {
       }
     }
     state.readSent = Math.min(state.readSent, state.newest - 1);
-    markRead();
+    // The server may store a send before it applies a read sent just ahead of it, so
+    // the resends wait for the read's answer (`cursor`), or 5 s at most.
+    const answered = state.pending.size ? cursorAnswer(state.newest, 5000) : null;
+    if (markRead() && answered) await answered;
+    if (gen !== state.wsGen) return;
     for (const [localId, content] of state.pending) send("send_message", { content, local_id: localId });
   };
   ws.onmessage = (ev) => {
@@ -558,6 +579,9 @@ function onFrame({ type, data, room_id: roomId }) {
     case "message_status":
       if (data.room_id === state.room.room_id && !mine(data.user_id)) tick(data.status, data.up_to_seq, data.message_ids);
       else refreshRooms();
+      break;
+    case "cursor":
+      if (state.onCursor) state.onCursor(data);
       break;
     case "error":
       if (data.local_id) failed(data.local_id, data.message);
