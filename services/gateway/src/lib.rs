@@ -19,6 +19,7 @@
 //! - `static_files`: pages served from `GATEWAY_STATIC_DIR` at `/static/{file}`.
 
 mod admit;
+pub mod attachments;
 mod auth;
 mod body;
 mod caller;
