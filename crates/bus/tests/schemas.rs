@@ -820,6 +820,7 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         webhook_url: Some("https://example.com/hook".to_owned()),
         webhook_secret_set: true,
         retry: chat_domain::model::RetryPolicy::default(),
+        settings: Default::default(),
         created_at: now,
     }];
     check_valid("replies/message-store/list_tenants.json", &serde_json::from_slice(&envelope::ok(&tenants))?)?;

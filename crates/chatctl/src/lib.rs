@@ -84,6 +84,7 @@ async fn execute(cli: &Cli) -> Result<ExitCode, ApiError> {
                 webhook_url: None,
                 webhook_secret: None,
                 retry: None,
+                settings: None,
             };
             let tenant = bus.request(&cmd).await?;
             if json { print_json(&tenant)? } else { print(&output::tenant(&tenant)) }

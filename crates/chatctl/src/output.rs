@@ -119,6 +119,7 @@ mod tests {
             webhook_url: None,
             webhook_secret_set: false,
             retry: chat_domain::model::RetryPolicy::default(),
+            settings: Default::default(),
             created_at: chrono::DateTime::from_timestamp_micros(1_765_627_200_123_456).unwrap_or_default(),
         })
     }

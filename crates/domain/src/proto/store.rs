@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Command, Done, Service, ServiceCommand};
 use crate::ids::{MessageId, RoomId, TenantId, UserId};
 use crate::model::{Actor, Member, MemberRole, Message, MessageContent, RetryPolicy, Room, RoomType, Tenant};
+use crate::settings::{TenantSettings, TenantSettingsPatch};
 
 macro_rules! store_command {
     ($cmd:ty, $verb:literal, $reply:ty) => {
@@ -35,6 +36,10 @@ pub struct TenantAuth {
     pub tenant_id: TenantId,
     pub name: String,
     pub rate_limit_per_sec: u32,
+    /// The tenant's settings, secrets included (only the gateway asks for this), so
+    /// that every request reads them from the gateway's cache of this record.
+    #[serde(default)]
+    pub settings: TenantSettings,
 }
 store_command!(Authenticate, "authenticate", TenantAuth);
 
@@ -52,6 +57,13 @@ pub struct TokenSecret {
     pub secret: String,
 }
 store_command!(GetTokenSecret, "get_token_secret", TokenSecret);
+
+/// The tenant that registered a JWT issuer (the `iss` of a token without `tid`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ResolveIssuer {
+    pub issuer: String,
+}
+store_command!(ResolveIssuer, "resolve_issuer", TenantAuth);
 
 /// A tenant's webhook, with its secret (only the notification service asks for this).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -127,6 +139,10 @@ pub struct UpdateTenant {
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
     pub retry: Option<RetryPolicy>,
+    /// Settings keys to replace (validated again by message-store; a JWT issuer
+    /// another tenant registered is `CONFLICT`).
+    #[serde(default)]
+    pub settings: Option<TenantSettingsPatch>,
 }
 store_command!(UpdateTenant, "update_tenant", Tenant);
 

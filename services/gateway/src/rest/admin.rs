@@ -123,7 +123,7 @@ impl TryFrom<UpdateRequest> for UpdateTenant {
         let webhook_url = field::optional_str("webhook_url", body.webhook_url)?;
         let webhook_secret = field::optional_str("webhook_secret", body.webhook_secret)?;
         let retry = field::optional_object("retry", body.retry)?.map(|r| retry_policy(&r)).transpose()?;
-        Ok(UpdateTenant { tenant_id, name, rate_limit_per_sec, webhook_url, webhook_secret, retry })
+        Ok(UpdateTenant { tenant_id, name, rate_limit_per_sec, webhook_url, webhook_secret, retry, settings: None })
     }
 }
 

@@ -12,7 +12,8 @@ use chat_domain::proto::store::{
     Authenticate, AuthenticateAdmin, CreateTenant, GetTenant, GetTokenSecret, GetWebhook, KeyRotated, ListTenants,
     RotateKey, TenantAuth, TenantCreated, TokenSecret, UpdateTenant, Webhook,
 };
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use chat_domain::settings::TenantSettings;
+use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::{Store, optional};
@@ -28,11 +29,13 @@ pub async fn authenticate(store: Store, cmd: Authenticate) -> Result<TenantAuth,
         name: String,
         #[diesel(sql_type = Integer)]
         rate_limit_per_sec: i32,
+        #[diesel(sql_type = Jsonb)]
+        settings: serde_json::Value,
     }
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
     let row: Option<Row> = optional(
         diesel::sql_query(
-            "SELECT t.id, t.name, t.rate_limit_per_sec FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+            "SELECT t.id, t.name, t.rate_limit_per_sec, t.settings FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )
         .bind::<Text, _>(keys::hash(&cmd.api_key))
@@ -45,6 +48,7 @@ pub async fn authenticate(store: Store, cmd: Authenticate) -> Result<TenantAuth,
         tenant_id: stored(TenantId::parse(row.id))?,
         name: row.name,
         rate_limit_per_sec: row.rate_limit_per_sec.max(1) as u32,
+        settings: TenantSettings::from_stored(&row.settings),
     })
 }
 
@@ -57,10 +61,12 @@ pub async fn get_token_secret(store: Store, cmd: GetTokenSecret) -> Result<Token
         rate_limit_per_sec: i32,
         #[diesel(sql_type = Text)]
         token_secret: String,
+        #[diesel(sql_type = Jsonb)]
+        settings: serde_json::Value,
     }
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
     let row: Option<Row> = optional(
-        diesel::sql_query("SELECT name, rate_limit_per_sec, token_secret FROM tenants WHERE id = $1")
+        diesel::sql_query("SELECT name, rate_limit_per_sec, token_secret, settings FROM tenants WHERE id = $1")
             .bind::<Text, _>(cmd.tenant_id.as_str())
             .get_result(&mut conn)
             .await,
@@ -72,6 +78,7 @@ pub async fn get_token_secret(store: Store, cmd: GetTokenSecret) -> Result<Token
             tenant_id: cmd.tenant_id,
             name: row.name,
             rate_limit_per_sec: row.rate_limit_per_sec.max(1) as u32,
+            settings: TenantSettings::from_stored(&row.settings),
         },
         secret: row.token_secret,
     })
