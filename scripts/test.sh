@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make test` (and CI, through .ci/run) runs:
 #   1. scripts/ensure-deps.sh   PostgreSQL, Redis, NATS+JetStream on localhost,
-#                               and Chromium (ensure-deps.sh browser)
+#                               Chromium (ensure-deps.sh browser) and moto's S3
+#                               server (ensure-deps.sh s3)
 #   2. the workspace's tests    cargo nextest when installed, else cargo test
 #   3. script-level tests against the built service binaries (debug build):
 #      tests/chaos/supervisor_test.py  `make run` restarts a killed service
@@ -26,6 +27,8 @@ step "dependencies"
 scripts/ensure-deps.sh
 # Chromium, for the browser test of the ws-rooms.md demo page.
 scripts/ensure-deps.sh browser
+# moto's S3-compatible server, for the attachment tests against S3.
+scripts/ensure-deps.sh s3
 
 scope=(--workspace)
 [[ $# -eq 0 ]] || scope=("$@")

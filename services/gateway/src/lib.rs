@@ -81,6 +81,8 @@ pub struct Config {
     /// A directory whose files are served at `/static/{file}` (`GATEWAY_STATIC_DIR`;
     /// unset: none), e.g. the `ws-rooms.md` demo page in `docs/demo/`.
     pub static_dir: Option<std::path::PathBuf>,
+    /// Where attachments are stored and how their links are signed.
+    pub attachments: attachments::AttachmentsConfig,
 }
 
 impl Config {
@@ -106,6 +108,7 @@ impl Config {
             },
             bus_timeout: Duration::from_millis(num("GATEWAY_BUS_TIMEOUT_MS", 5000)? as u64),
             static_dir: std::env::var_os("GATEWAY_STATIC_DIR").filter(|d| !d.is_empty()).map(Into::into),
+            attachments: attachments::AttachmentsConfig::from_env()?,
         })
     }
 }
@@ -130,6 +133,8 @@ pub struct AppState {
     pub ws: WsConfig,
     /// Becomes `true` when the gateway is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The attachments' store and link signer.
+    pub attachments: attachments::Attachments,
 }
 
 /// A built gateway, listening but not yet serving.
@@ -153,6 +158,7 @@ impl Gateway {
         let bus = Bus::new(client, subjects).with_timeout(config.bus_timeout);
         let gateway_id = chat_domain::ids::GatewayId::parse(format!("gw_{}", uuid_like()))?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let attachments = attachments::Attachments::open(&config.attachments).context("opening the attachment store")?;
         let state = web::Data::new(AppState {
             hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
             deliveries: Arc::default(),
@@ -166,6 +172,7 @@ impl Gateway {
             secrets: tokens::SecretCache::default(),
             ws: config.ws.clone(),
             shutdown,
+            attachments,
         });
         Ok(Self { config, listener, state, stop })
     }
@@ -243,6 +250,7 @@ impl Gateway {
                 })
                 // The REST API first: its busiest routes are tried before anything else.
                 .configure(rest::routes)
+                .configure(attachments::routes)
                 .configure(chat_telemetry::ops::configure(check.clone()))
                 .route("/ws/{room_id}", web::get().to(ws_rooms::connect))
                 .route("/conversations/{id}", web::get().to(conversations::connect))

@@ -1,6 +1,239 @@
-//! Attachments: files sent into a chat (`POST /api/chat/{id}/messages/file`) and read
-//! back through signed, expiring links (`GET /api/chat/{id}/files/{token}`).
+//! Attachments: files sent into a chat and read back through signed, expiring links.
+//!
+//! - `upload`: `POST /api/chat/{id}/messages/file` (multipart), streamed into the store
+//!   under the tenant's size limit and allowed types, then sent as a message.
+//! - `download`: `GET /api/chat/{id}/files/{token}`, for participants only.
+//! - `store`: the object store (local disk or S3-compatible) behind one interface.
+//! - `links`: the HMAC-signed tokens in attachment URLs.
+//! - `sniff`: types from bytes, never from the client.
+//!
+//! [`render`] turns a stored [`Attachment`] into what clients see,
+//! `{url, filename, mimeType, size}`, with a link signed at that moment.
 
+pub mod download;
 pub mod links;
 pub mod sniff;
 pub mod store;
+pub mod upload;
+
+use actix_web::{HttpMessage as _, HttpRequest};
+use chat_domain::ApiError;
+use chat_domain::ids::{RoomId, TenantId};
+use chat_domain::model::{Actor, Attachment};
+use chat_domain::settings::TenantSettings;
+use serde::Serialize;
+
+pub use links::{LinkClaims, LinkSigner};
+pub use store::{S3Config, Store, StoreConfig};
+
+use crate::AppState;
+
+/// Default lifetime of a rendered link.
+pub const DEFAULT_LINK_TTL_SECS: i64 = 3600;
+
+/// The attachments' settings.
+#[derive(Clone)]
+pub struct AttachmentsConfig {
+    /// Where files are kept (`GATEWAY_ATTACHMENTS`).
+    pub store: StoreConfig,
+    /// The key links are signed with (`GATEWAY_LINK_KEY`); every replica needs the same.
+    pub link_key: Vec<u8>,
+    /// How long a rendered link stays valid (`GATEWAY_LINK_TTL_SECS`).
+    pub link_ttl_secs: i64,
+    /// Put in front of attachment URLs (`GATEWAY_PUBLIC_URL`, e.g.
+    /// `https://chat.example.com`); empty: URLs are paths on the gateway's origin.
+    pub public_url: String,
+}
+
+impl std::fmt::Debug for AttachmentsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachmentsConfig")
+            .field("store", &self.store)
+            .field("link_ttl_secs", &self.link_ttl_secs)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttachmentsConfig {
+    /// Local disk under `dir`, a random link key (one replica only), default TTL.
+    pub fn local(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            store: StoreConfig::Local(dir.into()),
+            link_key: random_key(),
+            link_ttl_secs: DEFAULT_LINK_TTL_SECS,
+            public_url: String::new(),
+        }
+    }
+
+    /// From the environment (see the README's Configuration table).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let location = var("GATEWAY_ATTACHMENTS").unwrap_or_else(|| "attachments".to_owned());
+        let store = StoreConfig::parse(&location, |bucket, prefix| S3Config {
+            bucket,
+            prefix,
+            endpoint: var("GATEWAY_S3_ENDPOINT"),
+            region: var("GATEWAY_S3_REGION").or_else(|| var("AWS_REGION")).unwrap_or_else(|| "us-east-1".to_owned()),
+            access_key_id: var("AWS_ACCESS_KEY_ID"),
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+            session_token: var("AWS_SESSION_TOKEN"),
+            // Path style unless told otherwise when an endpoint is given (MinIO & co.).
+            path_style: var("GATEWAY_S3_PATH_STYLE")
+                .map_or_else(|| var("GATEWAY_S3_ENDPOINT").is_some(), |v| matches!(v.as_str(), "1" | "true" | "yes")),
+        })?;
+        let link_key = match var("GATEWAY_LINK_KEY") {
+            Some(key) => {
+                anyhow::ensure!(key.len() >= 32, "GATEWAY_LINK_KEY must be at least 32 characters");
+                key.into_bytes()
+            }
+            None => {
+                tracing::warn!(
+                    "GATEWAY_LINK_KEY is not set: attachment links are signed with a random key, valid on this \
+                     gateway until it restarts; set the same key on every replica"
+                );
+                random_key()
+            }
+        };
+        let link_ttl_secs = match var("GATEWAY_LINK_TTL_SECS") {
+            Some(v) => v.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                anyhow::anyhow!("GATEWAY_LINK_TTL_SECS must be a positive number of seconds")
+            })?,
+            None => DEFAULT_LINK_TTL_SECS,
+        };
+        let public_url = var("GATEWAY_PUBLIC_URL").unwrap_or_default().trim_end_matches('/').to_owned();
+        Ok(Self { store, link_key, link_ttl_secs, public_url })
+    }
+}
+
+fn random_key() -> Vec<u8> {
+    let mut key = vec![0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+    key
+}
+
+/// What handlers share: the store and the link signer.
+#[derive(Debug, Clone)]
+pub struct Attachments {
+    pub store: Store,
+    pub links: LinkSigner,
+    public_url: String,
+}
+
+impl Attachments {
+    pub fn open(config: &AttachmentsConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            store: Store::open(&config.store)?,
+            links: LinkSigner::new(&config.link_key, config.link_ttl_secs)?,
+            public_url: config.public_url.clone(),
+        })
+    }
+
+    /// The URL of a file of `room`, valid from `now` (Unix seconds) for the link TTL.
+    pub fn url(&self, tenant: &TenantId, room: &RoomId, a: &Attachment, now: i64) -> String {
+        let claims = LinkClaims {
+            tenant: tenant.clone(),
+            room: room.clone(),
+            key: a.key.clone(),
+            filename: a.filename.clone(),
+            mime_type: a.mime_type.clone(),
+            exp: 0,
+        };
+        format!("{}/api/chat/{room}/files/{}", self.public_url, self.links.sign_for(claims, now))
+    }
+}
+
+/// The routes: upload and download.
+pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::web;
+    cfg.service(
+        web::resource("/api/chat/{id}/messages/file")
+            .default_service(web::to(crate::error::no_route))
+            .route(web::post().to(upload::upload)),
+    )
+    .service(
+        web::resource("/api/chat/{id}/files/{token}")
+            .default_service(web::to(crate::error::no_route))
+            .route(web::get().to(download::download)),
+    );
+}
+
+/// An attachment as `rest-chat.md` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentView {
+    pub url: String,
+    pub filename: String,
+    pub mime_type: String,
+    pub size: u64,
+}
+
+/// The attachments of a message of `room` as clients see them, with links signed now.
+pub fn render(state: &AppState, tenant: &TenantId, room: &RoomId, attachments: &[Attachment]) -> Vec<AttachmentView> {
+    let now = chrono::Utc::now().timestamp();
+    attachments
+        .iter()
+        .map(|a| AttachmentView {
+            url: state.attachments.url(tenant, room, a, now),
+            filename: a.filename.clone(),
+            mime_type: a.mime_type.clone(),
+            size: a.size,
+        })
+        .collect()
+}
+
+/// The user a `/api/chat` request acts as, and their tenant's settings: a user token
+/// in `Authorization: Bearer` (or, where `query_token` allows it, `?token=`), counted
+/// against the tenant's rate limit.
+async fn chat_caller(req: &HttpRequest, state: &AppState, query_token: bool) -> Result<(Actor, TenantSettings), ApiError> {
+    let bearer = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned());
+    let query = || {
+        query_token
+            .then(|| {
+                web_query(req.query_string(), "token")
+            })
+            .flatten()
+    };
+    let token = bearer.or_else(query).filter(|t| !t.is_empty()).ok_or_else(|| {
+        ApiError::authentication("Access token required (Authorization: Bearer <token>)")
+    })?;
+    let identified = crate::admit::identify(state, &token).await?;
+    let Some(user_id) = identified.token_user else {
+        return Err(ApiError::authentication("A user token is required, not an API key"));
+    };
+    let decision = crate::admit::count(state, &identified.tenant).await;
+    req.extensions_mut().insert(decision);
+    if !decision.allowed {
+        return Err(crate::admit::rate_limited(&decision));
+    }
+    let actor = Actor { tenant_id: identified.tenant.tenant_id.clone(), user_id };
+    Ok((actor, identified.tenant.settings))
+}
+
+/// One parameter of a query string, percent-decoded.
+fn web_query(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
+    })
+}
+
+/// A stored message as the upload answers it.
+fn render_message(state: &AppState, tenant: &TenantId, m: &chat_domain::model::Message) -> serde_json::Value {
+    serde_json::json!({
+        "_id": m.message_id,
+        "chatId": m.room_id,
+        "sender": m.sender_id,
+        "content": m.content,
+        "type": "file",
+        "seq": m.seq,
+        "replyTo": m.reply_to,
+        "attachments": render(state, tenant, &m.room_id, &m.attachments),
+        "createdAt": chat_domain::time::format(&m.created_at),
+    })
+}

@@ -1,12 +1,13 @@
 //! What an upload is, decided from its bytes alone.
 //!
-//! The client's `Content-Type` and file extension are ignored: a type comes from the
-//! file's magic numbers (the `infer` crate) in its first [`HEAD`] bytes. Bytes with no
+//! The client's `Content-Type` is ignored, and its file name never makes bytes pass for
+//! something they are not: a type comes from the file's magic numbers (the `infer` crate) in its first [`HEAD`] bytes. Bytes with no
 //! known signature are `text/plain` when the *whole* file is UTF-8 text without NUL or
 //! other control characters (tab, line feed, carriage return and form feed are fine),
 //! and `application/octet-stream` otherwise. Text is checked as it streams
 //! ([`TextCheck`]), so a file that starts as text and turns binary later is refused
-//! like any other disallowed type.
+//! like any other disallowed type. The one use of the name: text named `*.csv` is
+//! `text/csv` ([`refine`]).
 
 /// How many leading bytes are read before the type is decided (every signature
 /// `infer` knows fits in far less; a text decision also needs a stretch to look at).
@@ -27,20 +28,20 @@ pub fn sniff(head: &[u8]) -> &'static str {
     if check.feed(head) { TEXT } else { BINARY }
 }
 
-/// Whether `mime` is allowed by `allowed`: exact types (`image/png`), a family
-/// (`image/*`), or everything (`*/*`), compared without case.
-pub fn allowed(mime: &str, allowed: &[String]) -> bool {
-    let mime = mime.to_ascii_lowercase();
-    let family = mime.split('/').next().unwrap_or_default();
-    allowed.iter().any(|a| {
-        let a = a.trim().to_ascii_lowercase();
-        a == "*/*" || a == mime || a.strip_suffix("/*").is_some_and(|f| f == family)
-    })
+/// Plain text named `*.csv` by the client: the bytes show it is text, and text is safe
+/// to label either way, so the extension only picks between the two text types.
+pub const CSV: &str = "text/csv";
+
+/// The type to store a file as: what [`sniff`] found, except that text the client
+/// named `*.csv` is [`CSV`].
+pub fn refine(sniffed: &'static str, filename: &str) -> &'static str {
+    let csv = filename.rsplit_once('.').is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("csv"));
+    if sniffed == TEXT && csv { CSV } else { sniffed }
 }
 
-/// The types allowed when a tenant has not chosen: common images, PDF and plain text.
-pub fn default_allowed() -> Vec<String> {
-    ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", TEXT].map(str::to_owned).to_vec()
+/// Whether the tenant's `upload_allowed_types` (lower-case `type/subtype` each) lists `mime`.
+pub fn allowed(mime: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|a| a == mime)
 }
 
 /// Types a browser may show in place (`Content-Disposition: inline`); everything else
@@ -51,7 +52,7 @@ pub fn inline(mime: &str) -> bool {
 
 /// The `Content-Type` to serve a stored type with.
 pub fn content_type(mime: &str) -> String {
-    if mime == TEXT { "text/plain; charset=utf-8".to_owned() } else { mime.to_owned() }
+    if mime == TEXT || mime == CSV { format!("{mime}; charset=utf-8") } else { mime.to_owned() }
 }
 
 /// Checks that a stream of chunks is UTF-8 text, across chunk boundaries.
@@ -126,11 +127,13 @@ mod tests {
     }
 
     #[test]
-    fn allowed_types_match_exactly_or_by_family() {
-        let list = vec!["image/*".to_owned(), "Application/PDF".to_owned()];
-        assert!(allowed("image/png", &list) && allowed("application/pdf", &list));
-        assert!(!allowed("text/plain", &list) && !allowed("imagex/png", &list));
-        assert!(allowed("application/x-anything", &["*/*".to_owned()]));
-        assert!(!allowed("text/html", &default_allowed()));
+    fn csv_is_text_named_csv() {
+        assert_eq!(refine(TEXT, "report.CSV"), CSV);
+        assert_eq!(refine(TEXT, "report.txt"), TEXT);
+        assert_eq!(refine("image/png", "fake.csv"), "image/png");
+        let defaults: Vec<String> =
+            chat_domain::settings::DEFAULT_UPLOAD_ALLOWED_TYPES.iter().map(|t| (*t).to_owned()).collect();
+        assert!(allowed("image/png", &defaults) && allowed(CSV, &defaults));
+        assert!(!allowed("text/html", &defaults) && !allowed(BINARY, &defaults));
     }
 }

@@ -1,0 +1,120 @@
+//! `GET /api/chat/{id}/files/{token}`: an attachment, streamed from the store.
+//!
+//! Three checks, in this order, each with its own answer:
+//! 1. the reader authenticates (`Authorization: Bearer`, or `?token=` so that an
+//!    `<img src>` can carry it): `401` otherwise;
+//! 2. the link's signature matches and it has not expired: `403` otherwise;
+//! 3. the reader is a participant of the link's chat, in its tenant: `404` otherwise
+//!    (a file of a chat one cannot see does not exist, as everywhere else).
+//!
+//! The response carries the type sniffed at upload, `Content-Disposition` (`inline`
+//! only for types a browser shows without running anything; the file name both as an
+//! ASCII fallback and as RFC 8187 UTF-8), `X-Content-Type-Options: nosniff` and a
+//! sandboxing `Content-Security-Policy`, so that even a file a browser might take for
+//! a page cannot run script on the gateway's origin.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chat_domain::proto::store::GetRoom;
+use chat_domain::{ApiError, ErrorCode};
+use futures_util::TryStreamExt as _;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::links::LinkError;
+use super::sniff;
+use crate::AppState;
+use crate::error::HttpResult;
+
+/// RFC 8187 `attr-char`s are left as they are; everything else is percent-encoded.
+const ATTR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// The `Content-Disposition` value for a file named `filename` of type `mime`.
+pub fn content_disposition(mime: &str, filename: &str) -> String {
+    let kind = if sniff::inline(mime) { "inline" } else { "attachment" };
+    // The fallback for old clients: printable ASCII without quotes or backslashes.
+    let fallback: String =
+        filename.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{}", utf8_percent_encode(filename, ATTR))
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("No such attachment")
+}
+
+/// The download handler.
+pub async fn download(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> HttpResult {
+    Ok(serve(req, path, state).await?)
+}
+
+async fn serve(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (actor, _) = super::chat_caller(&req, &state, true).await?;
+    let (chat_id, token) = path.into_inner();
+    let now = chrono::Utc::now().timestamp();
+    let claims = state.attachments.links.verify(&token, now).map_err(|e| match e {
+        LinkError::Expired => ApiError::forbidden("This link has expired; fetch the message again for a fresh one"),
+        LinkError::BadSignature => ApiError::forbidden("This link is not valid"),
+    })?;
+    // The chat in the path is not signed; it must be the one the link is for.
+    if claims.room.as_str() != chat_id {
+        return Err(ApiError::forbidden("This link is not valid"));
+    }
+    if claims.tenant != actor.tenant_id {
+        return Err(not_found());
+    }
+    match state.bus.request(&GetRoom { actor, room_id: claims.room.clone() }).await {
+        Ok(_) => {}
+        Err(e) if matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound) => return Err(not_found()),
+        Err(e) => return Err(e),
+    }
+    let object = state.attachments.store.read(&claims.key).await.map_err(|e| {
+        tracing::error!(error = format!("{e:#}"), "reading an attachment failed");
+        ApiError::unavailable("The attachment store is not available")
+    })?;
+    let Some((size, bytes)) = object else { return Err(not_found()) };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, sniff::content_type(&claims.mime_type)))
+        .insert_header((header::CONTENT_DISPOSITION, content_disposition(&claims.mime_type, &claims.filename)))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=300"))
+        .no_chunking(size)
+        .streaming(bytes.map_err(|e| {
+            tracing::warn!(error = format!("{e:#}"), "an attachment stopped streaming");
+            actix_web::error::ErrorInternalServerError("attachment stream failed")
+        })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispositions_are_safe_for_any_name() {
+        assert_eq!(content_disposition("image/png", "cat.png"), "inline; filename=\"cat.png\"; filename*=UTF-8''cat.png");
+        assert_eq!(
+            content_disposition("application/pdf", "ré\"sumé\\ 1.pdf"),
+            "attachment; filename=\"r__sum__ 1.pdf\"; filename*=UTF-8''r%C3%A9%22sum%C3%A9%5C%201.pdf"
+        );
+        assert!(content_disposition("text/html", "x.html").starts_with("attachment;"));
+    }
+}
