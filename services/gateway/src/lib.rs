@@ -158,7 +158,8 @@ impl Gateway {
         let bus = Bus::new(client, subjects).with_timeout(config.bus_timeout);
         let gateway_id = chat_domain::ids::GatewayId::parse(format!("gw_{}", uuid_like()))?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let attachments = attachments::Attachments::open(&config.attachments).context("opening the attachment store")?;
+        let attachments =
+            attachments::Attachments::open(&config.attachments).context("opening the attachment store")?;
         let state = web::Data::new(AppState {
             hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
             deliveries: Arc::default(),

@@ -44,8 +44,10 @@ const ATTR: &AsciiSet = &NON_ALPHANUMERIC
 pub fn content_disposition(mime: &str, filename: &str) -> String {
     let kind = if sniff::inline(mime) { "inline" } else { "attachment" };
     // The fallback for old clients: printable ASCII without quotes or backslashes.
-    let fallback: String =
-        filename.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let fallback: String = filename
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
     format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{}", utf8_percent_encode(filename, ATTR))
 }
 
@@ -54,11 +56,7 @@ fn not_found() -> ApiError {
 }
 
 /// The download handler.
-pub async fn download(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    state: web::Data<AppState>,
-) -> HttpResult {
+pub async fn download(req: HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResult {
     Ok(serve(req, path, state).await?)
 }
 
@@ -110,7 +108,10 @@ mod tests {
 
     #[test]
     fn dispositions_are_safe_for_any_name() {
-        assert_eq!(content_disposition("image/png", "cat.png"), "inline; filename=\"cat.png\"; filename*=UTF-8''cat.png");
+        assert_eq!(
+            content_disposition("image/png", "cat.png"),
+            "inline; filename=\"cat.png\"; filename*=UTF-8''cat.png"
+        );
         assert_eq!(
             content_disposition("application/pdf", "ré\"sumé\\ 1.pdf"),
             "attachment; filename=\"r__sum__ 1.pdf\"; filename*=UTF-8''r%C3%A9%22sum%C3%A9%5C%201.pdf"

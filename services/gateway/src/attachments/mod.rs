@@ -96,9 +96,11 @@ impl AttachmentsConfig {
             }
         };
         let link_ttl_secs = match var("GATEWAY_LINK_TTL_SECS") {
-            Some(v) => v.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| {
-                anyhow::anyhow!("GATEWAY_LINK_TTL_SECS must be a positive number of seconds")
-            })?,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| anyhow::anyhow!("GATEWAY_LINK_TTL_SECS must be a positive number of seconds"))?,
             None => DEFAULT_LINK_TTL_SECS,
         };
         let public_url = var("GATEWAY_PUBLIC_URL").unwrap_or_default().trim_end_matches('/').to_owned();
@@ -185,23 +187,22 @@ pub fn render(state: &AppState, tenant: &TenantId, room: &RoomId, attachments: &
 /// The user a `/api/chat` request acts as, and their tenant's settings: a user token
 /// in `Authorization: Bearer` (or, where `query_token` allows it, `?token=`), counted
 /// against the tenant's rate limit.
-async fn chat_caller(req: &HttpRequest, state: &AppState, query_token: bool) -> Result<(Actor, TenantSettings), ApiError> {
+async fn chat_caller(
+    req: &HttpRequest,
+    state: &AppState,
+    query_token: bool,
+) -> Result<(Actor, TenantSettings), ApiError> {
     let bearer = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|t| t.trim().to_owned());
-    let query = || {
-        query_token
-            .then(|| {
-                web_query(req.query_string(), "token")
-            })
-            .flatten()
-    };
-    let token = bearer.or_else(query).filter(|t| !t.is_empty()).ok_or_else(|| {
-        ApiError::authentication("Access token required (Authorization: Bearer <token>)")
-    })?;
+    let query = || query_token.then(|| web_query(req.query_string(), "token")).flatten();
+    let token = bearer
+        .or_else(query)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::authentication("Access token required (Authorization: Bearer <token>)"))?;
     let identified = crate::admit::identify(state, &token).await?;
     let Some(user_id) = identified.token_user else {
         return Err(ApiError::authentication("A user token is required, not an API key"));

@@ -100,8 +100,8 @@ async fn receive(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (actor, settings) = super::chat_caller(&req, &state, false).await?;
-    let room_id = RoomId::parse(path.into_inner())
-        .map_err(|e| ApiError::validation("id", format!("Invalid chat id: {e}")))?;
+    let room_id =
+        RoomId::parse(path.into_inner()).map_err(|e| ApiError::validation("id", format!("Invalid chat id: {e}")))?;
     state.bus.request(&GetRoom { actor: actor.clone(), room_id: room_id.clone() }).await?;
 
     let attachments = &state.attachments;
@@ -256,6 +256,8 @@ async fn read_file(
     // The head: enough bytes to decide the type (or the whole file).
     let mut head = Vec::new();
     let mut rest: Option<Bytes> = None;
+    // A field must not be polled again once it has ended.
+    let mut ended = false;
     while head.len() < sniff::HEAD {
         match field.next().await {
             Some(chunk) => {
@@ -266,7 +268,10 @@ async fn read_file(
                     rest = Some(chunk.slice(take..));
                 }
             }
-            None => break,
+            None => {
+                ended = true;
+                break;
+            }
         }
     }
     if head.is_empty() {
@@ -298,6 +303,7 @@ async fn read_file(
     loop {
         let chunk = match rest.take() {
             Some(chunk) => chunk,
+            None if ended => break,
             None => match field.next().await {
                 Some(chunk) => chunk.map_err(malformed)?,
                 None => break,
