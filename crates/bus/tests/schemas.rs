@@ -28,8 +28,8 @@ use chat_domain::proto::presence::{
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage,
     GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MarkDelivered,
-    MessageFeed, MoveCursor, OlderMessages, ReadMessages, RemoveMember, RoomAudiences, RoomMessages, RotateKey,
-    SendMessage, SendMessages, UpdateTenant,
+    MessageFeed, MoveCursor, OlderMessages, ReadMessages, RemoveMember, ResolveIssuer, RoomAudiences, RoomMessages,
+    RotateKey, SendMessage, SendMessages, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -121,6 +121,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<Authenticate>(),
         CommandSpec::owned::<AuthenticateAdmin>(),
         CommandSpec::owned::<GetTokenSecret>(),
+        CommandSpec::owned::<ResolveIssuer>(),
         CommandSpec::owned::<GetWebhook>(),
         CommandSpec::owned::<CreateTenant>(),
         CommandSpec::owned::<ListTenants>(),

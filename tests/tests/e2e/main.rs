@@ -10,6 +10,7 @@ mod conversations;
 mod errors;
 mod health;
 mod hostile;
+mod jwt_issuers;
 mod messages;
 mod notifications;
 mod offline_notifications;

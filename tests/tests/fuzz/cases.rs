@@ -68,9 +68,10 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 28] = [
+const STORE_VERBS: [&str; 29] = [
     "authenticate",
     "get_token_secret",
+    "resolve_issuer",
     "get_webhook",
     "audience",
     "authenticate_admin",
