@@ -269,7 +269,6 @@ impl Gateway {
                 // The REST API first: its busiest routes are tried before anything else.
                 .configure(rest_chat::routes)
                 .configure(rest::routes)
-                .configure(attachments::routes)
                 .configure(chat_telemetry::ops::configure(check.clone()))
                 .route("/ws/{room_id}", web::get().to(ws_rooms::connect))
                 .route("/conversations/{id}", web::get().to(conversations::connect))

@@ -2,7 +2,7 @@
 //!
 //! Three checks, in this order, each with its own answer:
 //! 1. the reader authenticates (`Authorization: Bearer`, or `?token=` so that an
-//!    `<img src>` can carry it): `401` otherwise;
+//!    `<img src>` can carry it, or the API key with `X-User-Id`): `401` otherwise;
 //! 2. the link's signature matches and it has not expired: `403` otherwise;
 //! 3. the reader is a participant of the link's chat, in its tenant: `404` otherwise
 //!    (a file of a chat one cannot see does not exist, as everywhere else).
@@ -14,7 +14,8 @@
 //! a page cannot run script on the gateway's origin.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, dev, web};
+use chat_domain::model::Actor;
 use chat_domain::proto::store::GetRoom;
 use chat_domain::{ApiError, ErrorCode};
 use futures_util::TryStreamExt as _;
@@ -23,7 +24,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::links::LinkError;
 use super::sniff;
 use crate::AppState;
-use crate::error::HttpResult;
+use crate::caller::API_KEY;
+use crate::rest::extract::{Cx, Part as _};
+use crate::rest_chat::error::ChatResult;
+use crate::rest_chat::extract::{ChatCaller, InChat};
 
 /// RFC 8187 `attr-char`s are left as they are; everything else is percent-encoded.
 const ATTR: &AsciiSet = &NON_ALPHANUMERIC
@@ -56,30 +60,46 @@ fn not_found() -> ApiError {
 }
 
 /// The download handler.
-pub async fn download(req: HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResult {
-    Ok(serve(req, path, state).await?)
+pub(crate) async fn download(req: HttpRequest, state: web::Data<AppState>) -> ChatResult {
+    Ok(serve(req, state).await?)
 }
 
-async fn serve(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let (actor, _) = super::chat_caller(&req, &state, true).await?;
-    let (chat_id, token) = path.into_inner();
+/// The reader: `?token=` when no `Authorization` or `X-API-Key` header is sent (an
+/// `<img src>`), else the chat dialect's caller.
+async fn reader(cx: &mut Cx) -> Result<Actor, ApiError> {
+    let headers = cx.req.headers();
+    let from_query = !headers.contains_key(header::AUTHORIZATION) && !headers.contains_key(API_KEY);
+    match super::query_token(&cx.req).filter(|t| from_query && !t.is_empty()) {
+        Some(token) => {
+            let bad = || ApiError::authentication("Invalid or expired token");
+            let identified = crate::admit::identify(&cx.state, &token).await.map_err(|_| bad())?;
+            let user_id = identified.token_user.ok_or_else(bad)?;
+            crate::caller::count(cx, &identified.tenant).await?;
+            Ok(Actor { tenant_id: identified.tenant.tenant_id, user_id })
+        }
+        None => Ok(ChatCaller::read(cx).await?.actor),
+    }
+}
+
+async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut cx = Cx::new(req, state.clone(), dev::Payload::None);
+    let actor = reader(&mut cx).await?;
+    let InChat(room_id) = InChat::read(&mut cx).await?;
+    let token = cx.segment("token")?;
     let now = chrono::Utc::now().timestamp();
     let claims = state.attachments.links.verify(&token, now).map_err(|e| match e {
         LinkError::Expired => ApiError::forbidden("This link has expired; fetch the message again for a fresh one"),
         LinkError::BadSignature => ApiError::forbidden("This link is not valid"),
     })?;
     // The chat in the path is not signed; it must be the one the link is for.
-    if claims.room.as_str() != chat_id {
+    if claims.room != room_id {
         return Err(ApiError::forbidden("This link is not valid"));
     }
-    if claims.tenant != actor.tenant_id {
+    // Keys start with their tenant and chat: another tenant's file does not exist here.
+    if !claims.key.starts_with(&format!("{}/{room_id}/", actor.tenant_id)) {
         return Err(not_found());
     }
-    match state.bus.request(&GetRoom { actor, room_id: claims.room.clone() }).await {
+    match state.bus.request(&GetRoom { actor, room_id }).await {
         Ok(_) => {}
         Err(e) if matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound) => return Err(not_found()),
         Err(e) => return Err(e),

@@ -14,7 +14,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use chat_domain::ids::{RoomId, TenantId};
+use chat_domain::ids::RoomId;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -24,12 +24,10 @@ use sha2::Sha256;
 const LABEL: &[u8] = b"attachment-link.v1.";
 
 /// What a link grants: one object of one chat, served with this name and type, until
-/// `exp` (Unix seconds).
+/// `exp` (Unix seconds). The object's key starts with its tenant and chat
+/// (`store::Store::new_key`), which is how a download checks both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkClaims {
-    /// Tenant of the chat.
-    #[serde(rename = "t")]
-    pub tenant: TenantId,
     /// The chat (room) the object belongs to.
     #[serde(rename = "r")]
     pub room: RoomId,
@@ -125,7 +123,6 @@ mod tests {
 
     fn claims() -> Result<LinkClaims, chat_domain::ids::IdError> {
         Ok(LinkClaims {
-            tenant: TenantId::parse("acme")?,
             room: RoomId::parse("room_1")?,
             key: "acme/room_1/abc".into(),
             filename: "ünïcode \"quoted\".png".into(),

@@ -7,26 +7,24 @@
 //! - `links`: the HMAC-signed tokens in attachment URLs.
 //! - `sniff`: types from bytes, never from the client.
 //!
-//! [`render`] turns a stored [`Attachment`] into what clients see,
-//! `{url, filename, mimeType, size}`, with a link signed at that moment.
+//! [`SignedLinks`] gives `rest_chat::render` the `url` of each stored [`Attachment`]
+//! (`{url, filename, mimeType, size}` is rendered there), signed at that moment.
+//! Both routes are mounted by `rest_chat::routes`, and answer in that dialect.
 
-pub mod download;
+pub(crate) mod download;
 pub mod links;
 pub mod sniff;
 pub mod store;
-pub mod upload;
+pub(crate) mod upload;
 
-use actix_web::{HttpMessage as _, HttpRequest};
-use chat_domain::ApiError;
-use chat_domain::ids::{RoomId, TenantId};
-use chat_domain::model::{Actor, Attachment};
-use chat_domain::settings::TenantSettings;
-use serde::Serialize;
+use actix_web::HttpRequest;
+use chat_domain::ids::RoomId;
+use chat_domain::model::{Attachment, Message};
 
 pub use links::{LinkClaims, LinkSigner};
 pub use store::{S3Config, Store, StoreConfig};
 
-use crate::AppState;
+use crate::rest_chat::render::AttachmentLinks;
 
 /// Default lifetime of a rendered link.
 pub const DEFAULT_LINK_TTL_SECS: i64 = 3600;
@@ -131,10 +129,10 @@ impl Attachments {
         })
     }
 
-    /// The URL of a file of `room`, valid from `now` (Unix seconds) for the link TTL.
-    pub fn url(&self, tenant: &TenantId, room: &RoomId, a: &Attachment, now: i64) -> String {
+    /// The URL of a file of `room`, valid from `now` (Unix seconds) for the link TTL:
+    /// `<GATEWAY_PUBLIC_URL>/api/chat/<room>/files/<signed token>`.
+    pub fn url(&self, room: &RoomId, a: &Attachment, now: i64) -> String {
         let claims = LinkClaims {
-            tenant: tenant.clone(),
             room: room.clone(),
             key: a.key.clone(),
             filename: a.filename.clone(),
@@ -145,96 +143,29 @@ impl Attachments {
     }
 }
 
-/// The routes: upload and download.
-pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
-    use actix_web::web;
-    cfg.service(
-        web::resource("/api/chat/{id}/messages/file")
-            .default_service(web::to(crate::error::no_route))
-            .route(web::post().to(upload::upload)),
-    )
-    .service(
-        web::resource("/api/chat/{id}/files/{token}")
-            .default_service(web::to(crate::error::no_route))
-            .route(web::get().to(download::download)),
-    );
+/// The links `rest_chat::render` puts in attachments' `url`: signed when the message is
+/// rendered, valid for the link TTL from then.
+pub(crate) struct SignedLinks<'a> {
+    attachments: &'a Attachments,
+    now: i64,
 }
 
-/// An attachment as `rest-chat.md` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AttachmentView {
-    pub url: String,
-    pub filename: String,
-    pub mime_type: String,
-    pub size: u64,
-}
-
-/// The attachments of a message of `room` as clients see them, with links signed now.
-pub fn render(state: &AppState, tenant: &TenantId, room: &RoomId, attachments: &[Attachment]) -> Vec<AttachmentView> {
-    let now = chrono::Utc::now().timestamp();
-    attachments
-        .iter()
-        .map(|a| AttachmentView {
-            url: state.attachments.url(tenant, room, a, now),
-            filename: a.filename.clone(),
-            mime_type: a.mime_type.clone(),
-            size: a.size,
-        })
-        .collect()
-}
-
-/// The user a `/api/chat` request acts as, and their tenant's settings: a user token
-/// in `Authorization: Bearer` (or, where `query_token` allows it, `?token=`), counted
-/// against the tenant's rate limit.
-async fn chat_caller(
-    req: &HttpRequest,
-    state: &AppState,
-    query_token: bool,
-) -> Result<(Actor, TenantSettings), ApiError> {
-    let bearer = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(|t| t.trim().to_owned());
-    let query = || query_token.then(|| web_query(req.query_string(), "token")).flatten();
-    let token = bearer
-        .or_else(query)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::authentication("Access token required (Authorization: Bearer <token>)"))?;
-    let identified = crate::admit::identify(state, &token).await?;
-    let Some(user_id) = identified.token_user else {
-        return Err(ApiError::authentication("A user token is required, not an API key"));
-    };
-    let decision = crate::admit::count(state, &identified.tenant).await;
-    req.extensions_mut().insert(decision);
-    if !decision.allowed {
-        return Err(crate::admit::rate_limited(&decision));
+impl<'a> SignedLinks<'a> {
+    pub(crate) fn new(attachments: &'a Attachments) -> Self {
+        Self { attachments, now: chrono::Utc::now().timestamp() }
     }
-    let actor = Actor { tenant_id: identified.tenant.tenant_id.clone(), user_id };
-    Ok((actor, identified.tenant.settings))
 }
 
-/// One parameter of a query string, percent-decoded.
-fn web_query(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
+impl AttachmentLinks for SignedLinks<'_> {
+    fn url(&self, message: &Message, attachment: &Attachment) -> String {
+        self.attachments.url(&message.room_id, attachment, self.now)
+    }
+}
+
+/// The `?token=` query parameter, percent-decoded.
+fn query_token(req: &HttpRequest) -> Option<String> {
+    req.query_string().split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
-    })
-}
-
-/// A stored message as the upload answers it.
-fn render_message(state: &AppState, tenant: &TenantId, m: &chat_domain::model::Message) -> serde_json::Value {
-    serde_json::json!({
-        "_id": m.message_id,
-        "chatId": m.room_id,
-        "sender": m.sender_id,
-        "content": m.content,
-        "type": "file",
-        "seq": m.seq,
-        "replyTo": m.reply_to,
-        "attachments": render(state, tenant, &m.room_id, &m.attachments),
-        "createdAt": chat_domain::time::format(&m.created_at),
+        (k == "token").then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
     })
 }

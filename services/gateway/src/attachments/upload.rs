@@ -4,8 +4,8 @@
 //!
 //! The order of the work is what keeps "nothing stored" true for every refusal:
 //!
-//! 1. The caller must be a participant (`403` / `404` as on every chat route), before a
-//!    byte of the body is read.
+//! 1. The caller (a Bearer token, or the API key with `X-User-Id`, as on every chat
+//!    route) must be a participant (`403` / `404`), before a byte of the body is read.
 //! 2. A declared `Content-Length` past the tenant's limit (plus room for the form's
 //!    other fields) is `413` at once.
 //! 3. The file's first bytes decide its type ([`sniff`]); a type the tenant does not
@@ -21,7 +21,8 @@
 
 use actix_multipart::{Field, Multipart};
 use actix_web::error::PayloadError;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, dev, web};
 use bytes::Bytes;
 use chat_domain::ids::{MessageId, RoomId};
 use chat_domain::model::{Actor, Attachment, MessageContent};
@@ -35,7 +36,10 @@ use std::task::{Context, Poll};
 use super::sniff::{self, TextCheck};
 use super::store::{Store, Writer};
 use crate::AppState;
-use crate::error::HttpResult;
+use crate::rest::extract::{Cx, Part as _};
+use crate::rest_chat::error::{ChatResult, ok};
+use crate::rest_chat::extract::{ChatCaller, InChat};
+use crate::rest_chat::render;
 
 /// Room in a form for everything but the file: boundaries, part headers and the two
 /// short fields (a caption is at most 16,000 characters, 64 KiB of UTF-8).
@@ -84,25 +88,21 @@ struct Stored {
 }
 
 /// The upload handler.
-pub async fn upload(
-    req: HttpRequest,
-    path: web::Path<String>,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResult {
-    Ok(receive(req, path, payload, state).await?)
+pub(crate) async fn upload(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> ChatResult {
+    Ok(receive(req, payload, state).await?)
 }
 
 async fn receive(
     req: HttpRequest,
-    path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, settings) = super::chat_caller(&req, &state, false).await?;
-    let room_id =
-        RoomId::parse(path.into_inner()).map_err(|e| ApiError::validation("id", format!("Invalid chat id: {e}")))?;
+    let mut cx = Cx::new(req.clone(), state.clone(), dev::Payload::None);
+    let ChatCaller { actor, .. } = ChatCaller::read(&mut cx).await?;
+    let InChat(room_id) = InChat::read(&mut cx).await?;
     state.bus.request(&GetRoom { actor: actor.clone(), room_id: room_id.clone() }).await?;
+    let (tenant, _) = state.secrets.get(&state, &actor.tenant_id).await?;
+    let settings = tenant.settings;
 
     let attachments = &state.attachments;
     let limit = settings.upload_max_bytes;
@@ -134,7 +134,6 @@ async fn receive(
         body.drain(limit.saturating_add(FORM_OVERHEAD)).await;
         return Err(e);
     }
-    let tenant = actor.tenant_id.clone();
     let cmd = match command(actor, room_id, &mut form) {
         Ok(cmd) => cmd,
         Err(e) => {
@@ -152,10 +151,10 @@ async fn receive(
         ApiError::unavailable("The attachment store is not available")
     })?;
     match state.sends.send(cmd).await {
-        Ok(sent) => Ok(HttpResponse::Created().json(serde_json::json!({
-            "success": true,
-            "data": {"message": super::render_message(&state, &tenant, &sent.message)},
-        }))),
+        Ok(sent) => Ok(ok(
+            StatusCode::CREATED,
+            serde_json::json!({"message": render::message(&sent.message, &render::links(&state))}),
+        )),
         Err(e) => {
             if let Err(d) = attachments.store.delete(&attachment.key).await {
                 tracing::warn!(error = format!("{d:#}"), key = %attachment.key, "an unsent attachment was left in the store");
