@@ -85,6 +85,10 @@ impl AttachmentsConfig {
                 anyhow::ensure!(key.len() >= 32, "GATEWAY_LINK_KEY must be at least 32 characters");
                 key.into_bytes()
             }
+            // A shared store means several replicas, which must share the key too.
+            None if matches!(store, StoreConfig::S3(_)) => {
+                anyhow::bail!("GATEWAY_LINK_KEY must be set (the same on every gateway) when attachments are in S3")
+            }
             None => {
                 tracing::warn!(
                     "GATEWAY_LINK_KEY is not set: attachment links are signed with a random key, valid on this \
