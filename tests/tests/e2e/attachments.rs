@@ -220,6 +220,13 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
         StatusCode::PAYLOAD_TOO_LARGE,
         "PAYLOAD_TOO_LARGE",
     )?;
+    // Far over it: refused on its Content-Length, and the client still reads the answer.
+    let huge = vec![b'a'; 24 * 1024 * 1024];
+    expect_error(
+        &upload(stack, &alice, &chat, &[file("huge.txt", "text/plain", huge)]).await?,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+    )?;
     // A type the tenant does not allow, whatever the client calls it: 415.
     let exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff".to_vec();
     let refused = upload(stack, &alice, &chat, &[file("photo.png", "image/png", exe)]).await?;
@@ -293,6 +300,16 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
     // None of that stored a file or a message.
     assert_eq!(stored(stack, &t, &chat).await?.len(), 1);
     assert_eq!(history(&t, &chat).await?.len(), 1);
+    // A file larger than one part (5 MiB) goes up in parts and reads back whole.
+    let large: Vec<u8> = (0..6 * 1024 * 1024 + 7).map(|i| b"abcdefghij\n"[i % 11]).collect();
+    let sent = upload(stack, &bob, &chat, &[file("large.txt", "text/plain", large.clone())]).await?;
+    assert_eq!(sent.0, StatusCode::CREATED, "{}", sent.1);
+    let attachment = &sent.1["data"]["message"]["attachments"][0];
+    assert_eq!(attachment["size"], large.len());
+    let (status, headers, bytes) = read(stack, attachment["url"].as_str().unwrap_or_default(), Some(&alice)).await?;
+    assert_eq!((status, header(&headers, "content-length")), (StatusCode::OK, large.len().to_string().as_str()));
+    assert!(bytes == large, "a large file read back different bytes");
+    assert_eq!(stored(stack, &t, &chat).await?.len(), 2);
 
     // A tenant's own limit and types (`PATCH /settings`).
     let t = stack.tenant_with(json!({"name": "strict", "rate_limit_per_sec": 100_000})).await?;
@@ -426,7 +443,7 @@ async fn round_trip_on_s3() -> anyhow::Result<()> {
         .await?
         .text()
         .await?;
-    anyhow::ensure!(listing.matches("<Key>chat/attachments/").count() == 3, "bucket listing: {listing}");
+    anyhow::ensure!(listing.matches("<Key>chat/attachments/").count() == 4, "bucket listing: {listing}");
     stack.stop().await?;
     drop(moto);
     Ok(())
