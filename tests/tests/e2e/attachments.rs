@@ -181,6 +181,11 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
     // `?token=`, as an <img src> would carry it.
     let (status, _, bytes) = read(stack, &format!("{url}?token={alice}"), None).await?;
     assert_eq!((status, bytes.len()), (StatusCode::OK, PNG.len()));
+    assert_eq!(read(stack, &format!("{url}?token=not-a-token"), None).await?.0, StatusCode::UNAUTHORIZED);
+    // The tenant's server reads with its API key, acting for a participant.
+    let with_key = stack.http.get(format!("{}{url}", stack.base_url(0))).header("X-API-Key", &t.api_key);
+    let res = with_key.header("X-User-Id", "bob").send().await?;
+    assert_eq!((res.status(), res.bytes().await?.len()), (StatusCode::OK, PNG.len()));
     // Not a participant: no such file. No credential: 401.
     assert_eq!(read(stack, &url, Some(&carol)).await?.0, StatusCode::NOT_FOUND);
     assert_eq!(read(stack, &url, None).await?.0, StatusCode::UNAUTHORIZED);
