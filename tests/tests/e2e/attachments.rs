@@ -316,8 +316,12 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
     assert!(bytes == large, "a large file read back different bytes");
     assert_eq!(stored(stack, &t, &chat).await?.len(), 2);
 
-    // A tenant's own limit and types (`PATCH /settings`).
+    // A tenant's own limit and types (`PATCH /settings`), changed while in use.
     let t = stack.tenant_with(json!({"name": "strict", "rate_limit_per_sec": 100_000})).await?;
+    let chat = t.user("alice").create_room("group", &["bob"]).await?;
+    let (alice, bob) = (token(stack, &t, "alice").await?, token(stack, &t, "bob").await?);
+    let sent = upload(stack, &alice, &chat, &[file("a.png", "image/png", PNG)]).await?;
+    assert_eq!(sent.0, StatusCode::CREATED, "{}", sent.1);
     let settings = json!({"upload_max_bytes": 1_000, "upload_allowed_types": ["text/plain", "text/csv"]});
     let res = stack
         .http
@@ -327,8 +331,18 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
         .send()
         .await?;
     anyhow::ensure!(res.status() == StatusCode::OK, "PATCH /settings: {} {}", res.status(), res.text().await?);
-    let chat = t.user("alice").create_room("group", &["bob"]).await?;
-    let (alice, bob) = (token(stack, &t, "alice").await?, token(stack, &t, "bob").await?);
+    // The gateway drops its cached settings on the tenant-change event. Until then an
+    // upload that replies to nothing valid is a 400 that stores nothing; after, a 413.
+    let probe = [file("p.txt", "text/plain", vec![b'x'; 1_001]), text("replyToMessageId", "msg_none")];
+    let mut changed = (StatusCode::OK, Value::Null);
+    for _ in 0..50 {
+        changed = upload(stack, &alice, &chat, &probe).await?;
+        if changed.0 != StatusCode::BAD_REQUEST {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    expect_error(&changed, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")?;
     let limited = upload(stack, &alice, &chat, &[file("n.txt", "text/plain", vec![b'x'; 1_001])]).await?;
     expect_error(&limited, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")?;
     let png = upload(stack, &alice, &chat, &[file("a.png", "image/png", PNG)]).await?;
@@ -350,8 +364,8 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
     assert_eq!(attachment["mimeType"], "text/csv");
     let (_, headers, _) = read(stack, attachment["url"].as_str().unwrap_or_default(), Some(&alice)).await?;
     assert!(header(&headers, "content-disposition").starts_with("attachment; filename=\"t.csv\""));
-    assert_eq!(stored(stack, &t, &chat).await?.len(), 2);
-    assert_eq!(history(&t, &chat).await?.len(), 2);
+    assert_eq!(stored(stack, &t, &chat).await?.len(), 3);
+    assert_eq!(history(&t, &chat).await?.len(), 3);
     Ok(())
 }
 
@@ -448,7 +462,7 @@ async fn round_trip_on_s3() -> anyhow::Result<()> {
         .await?
         .text()
         .await?;
-    anyhow::ensure!(listing.matches("<Key>chat/attachments/").count() == 4, "bucket listing: {listing}");
+    anyhow::ensure!(listing.matches("<Key>chat/attachments/").count() == 5, "bucket listing: {listing}");
     stack.stop().await?;
     drop(moto);
     Ok(())
