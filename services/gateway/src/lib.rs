@@ -8,6 +8,8 @@
 //!   endpoint. `caller`: the REST extractors built on it.
 //! - `rest/`: the canonical REST API (`rest-rooms.md`), at `/` and `/v1/`.
 //! - `rest_chat/`: the `rest-chat.md` dialect at `/api/chat` (Bearer tokens, chats).
+//! - `attachments/`: its file messages: the object store (local disk or S3), uploads
+//!   typed by their bytes, signed expiring links.
 //! - `session/`: the protocol-neutral WebSocket session core; each dialect is a codec.
 //! - `fanout/`: the socket registry, per-room ordering and fan-out, user events.
 //! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
