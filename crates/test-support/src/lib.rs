@@ -118,6 +118,7 @@ pub struct StackBuilder {
     message_store_config: Option<fn(&mut message_store::Config)>,
     static_dir: Option<std::path::PathBuf>,
     notification_config: Option<fn(&mut notification::Config)>,
+    attachments: Option<gateway::attachments::AttachmentsConfig>,
 }
 
 impl Default for StackBuilder {
@@ -131,6 +132,7 @@ impl Default for StackBuilder {
             message_store_config: None,
             static_dir: None,
             notification_config: None,
+            attachments: None,
         }
     }
 }
@@ -165,6 +167,13 @@ impl StackBuilder {
     /// Serves the files of `dir` at `/static/{file}` on every gateway.
     pub fn static_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.static_dir = Some(dir.into());
+        self
+    }
+
+    /// Where every gateway keeps attachments (default: a fresh directory of the stack's
+    /// own under the system's temporary directory).
+    pub fn attachments(mut self, config: gateway::attachments::AttachmentsConfig) -> Self {
+        self.attachments = Some(config);
         self
     }
 
@@ -237,6 +246,10 @@ impl StackBuilder {
             }));
             notification = Some(Restartable { config: cfg, stop: own_tx, task });
         }
+        let attachments_dir = std::env::temp_dir().join(format!("chat-attachments-{prefix}"));
+        let attachments_tmp = self.attachments.is_none().then(|| attachments_dir.clone());
+        let attachments =
+            self.attachments.clone().unwrap_or_else(|| gateway::attachments::AttachmentsConfig::local(attachments_dir));
         let mut gateway_ports = Vec::new();
         let mut gateway_stops = Vec::new();
         for _ in 0..self.gateways {
@@ -256,6 +269,7 @@ impl StackBuilder {
                     ..gateway::WsConfig::default()
                 },
                 static_dir: self.static_dir.clone(),
+                attachments: attachments.clone(),
             };
             if let Some(f) = self.gateway_config {
                 f(&mut cfg);
@@ -287,6 +301,8 @@ impl StackBuilder {
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
             stop: stop_tx,
             tasks,
+            attachments,
+            attachments_tmp,
         };
         stack.wait_ready(self.message_stores > 0).await?;
         Ok(stack)
@@ -312,6 +328,10 @@ pub struct TestStack {
     pub http: reqwest::Client,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    /// Where the gateways keep attachments, and the key their links are signed with.
+    pub attachments: gateway::attachments::AttachmentsConfig,
+    /// The stack's own attachments directory, removed by `stop`.
+    attachments_tmp: Option<std::path::PathBuf>,
 }
 
 impl TestStack {
@@ -466,6 +486,9 @@ impl TestStack {
                 Ok(Err(e)) => bail!("a service task failed: {e}"),
                 Err(_) => bail!("a service did not stop within 30 s"),
             }
+        }
+        if let Some(dir) = &self.attachments_tmp {
+            let _ = std::fs::remove_dir_all(dir);
         }
         let js = async_nats::jetstream::new(self.bus.client().clone());
         for stream in [self.bus.subjects().deliveries_stream(), self.bus.subjects().dead_letter_stream()] {

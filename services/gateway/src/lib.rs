@@ -8,6 +8,8 @@
 //!   endpoint. `caller`: the REST extractors built on it.
 //! - `rest/`: the canonical REST API (`rest-rooms.md`), at `/` and `/v1/`.
 //! - `rest_chat/`: the `rest-chat.md` dialect at `/api/chat` (Bearer tokens, chats).
+//! - `attachments/`: its file messages: the object store (local disk or S3), uploads
+//!   typed by their bytes, signed expiring links.
 //! - `session/`: the protocol-neutral WebSocket session core; each dialect is a codec.
 //! - `fanout/`: the socket registry, per-room ordering and fan-out, user events.
 //! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
@@ -21,6 +23,7 @@
 //! - `static_files`: pages served from `GATEWAY_STATIC_DIR` at `/static/{file}`.
 
 mod admit;
+pub mod attachments;
 mod auth;
 mod body;
 mod caller;
@@ -84,6 +87,8 @@ pub struct Config {
     /// A directory whose files are served at `/static/{file}` (`GATEWAY_STATIC_DIR`;
     /// unset: none), e.g. the `ws-rooms.md` demo page in `docs/demo/`.
     pub static_dir: Option<std::path::PathBuf>,
+    /// Where attachments are stored and how their links are signed.
+    pub attachments: attachments::AttachmentsConfig,
 }
 
 impl Config {
@@ -109,6 +114,7 @@ impl Config {
             },
             bus_timeout: Duration::from_millis(num("GATEWAY_BUS_TIMEOUT_MS", 5000)? as u64),
             static_dir: std::env::var_os("GATEWAY_STATIC_DIR").filter(|d| !d.is_empty()).map(Into::into),
+            attachments: attachments::AttachmentsConfig::from_env()?,
         })
     }
 }
@@ -135,6 +141,8 @@ pub struct AppState {
     pub ws: WsConfig,
     /// Becomes `true` when the gateway is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The attachments' store and link signer.
+    pub attachments: attachments::Attachments,
 }
 
 impl AppState {
@@ -169,6 +177,8 @@ impl Gateway {
         let bus = Bus::new(client, subjects).with_timeout(config.bus_timeout);
         let gateway_id = chat_domain::ids::GatewayId::parse(format!("gw_{}", uuid_like()))?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let attachments =
+            attachments::Attachments::open(&config.attachments).context("opening the attachment store")?;
         let state = web::Data::new(AppState {
             hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
             deliveries: Arc::default(),
@@ -183,6 +193,7 @@ impl Gateway {
             issuers: jwt::Issuers::default(),
             ws: config.ws.clone(),
             shutdown,
+            attachments,
         });
         Ok(Self { config, listener, state, stop })
     }

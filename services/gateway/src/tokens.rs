@@ -62,7 +62,7 @@ pub struct SecretCache {
 }
 
 impl SecretCache {
-    async fn get(&self, state: &AppState, tenant: &TenantId) -> Result<(TenantAuth, String), ApiError> {
+    pub(crate) async fn get(&self, state: &AppState, tenant: &TenantId) -> Result<(TenantAuth, String), ApiError> {
         if let Some((auth, secret, at)) = self.entries.lock().ok().and_then(|m| m.get(tenant).cloned())
             && at.elapsed() < state.auth_ttl
         {
