@@ -36,6 +36,10 @@ RUN groupadd --system --gid 10001 chat \
     && useradd --system --uid 10001 --gid chat --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin chat
 
+# Where the gateway keeps attachments on local disk (GATEWAY_ATTACHMENTS); owned by
+# the service user so that a fresh named volume mounted here is writable.
+RUN mkdir -p /data/attachments && chown 10001:10001 /data/attachments
+
 COPY --from=builder /out/gateway /out/message-store /out/presence /out/notification /out/chatctl /usr/local/bin/
 
 ENV LOG_FORMAT=json \

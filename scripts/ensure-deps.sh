@@ -15,6 +15,10 @@
 #                                    `prometheus`) when missing, for the test that
 #                                    scrapes the stack and checks the dashboard and
 #                                    alert rules (make test); it starts no server
+#   scripts/ensure-deps.sh s3        installs moto's S3-compatible server (PyPI
+#                                    `moto[server]`) into .dev/moto-venv when missing,
+#                                    for the attachment tests against S3 (make test;
+#                                    the tests start and stop it themselves)
 #
 # What this script starts is recorded in .dev/started.txt, one line per
 # dependency: "<name><TAB><shell command that stops it>". Stop them with
@@ -356,6 +360,33 @@ ensure_prometheus() {
     say "prometheus: installed now"
 }
 
+# An S3-compatible server for the attachment tests (tests/tests/e2e/attachments.rs
+# finds .dev/moto-venv/bin/moto_server, or $MOTO_SERVER). Only installed, never
+# started here: each test starts its own on a free port.
+MOTO_VERSION=5.2.5
+ensure_moto() {
+    local venv="$DEV_DIR/moto-venv" stamp
+    stamp="$venv/.moto-version"
+    if [[ -x $venv/bin/moto_server && "$(cat "$stamp" 2>/dev/null)" == "$MOTO_VERSION" ]]; then
+        say "moto: installed"
+        return 0
+    fi
+    mkdir -p "$DEV_DIR"
+    if [[ ! -x $venv/bin/python ]]; then
+        python3 -m venv "$venv" >/dev/null 2>&1 || {
+            rm -rf "$venv"
+            apt_install python3-venv
+            python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+        }
+    fi
+    say "moto: pip install moto[server]==$MOTO_VERSION into ${venv#"$ROOT"/}"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" ||
+        die "pip install moto[server]==$MOTO_VERSION failed"
+    [[ -x $venv/bin/moto_server ]] || die "moto was installed but $venv/bin/moto_server is missing"
+    printf '%s' "$MOTO_VERSION" >"$stamp"
+    say "moto: installed now"
+}
+
 # ------------------------------------------------------------------- main --
 
 case "${1:-}" in
@@ -376,10 +407,13 @@ case "${1:-}" in
     prometheus)
         ensure_prometheus
         ;;
+    s3)
+        ensure_moto
+        ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
         ;;
     *)
-        die "usage: $0 [start|browser|prometheus|stop [postgres|redis|nats]...]"
+        die "usage: $0 [start|browser|prometheus|s3|stop [postgres|redis|nats]...]"
         ;;
 esac

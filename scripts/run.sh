@@ -37,6 +37,10 @@
 #   GATEWAY_DEV_LOGIN  1: the web app at / signs in by user name alone
 #                  (POST /dev/token, users of the dev tenant); 0 to
 #                  try the token/key sign-in instead               [1]
+#   GATEWAY_ATTACHMENTS  where uploaded files are kept: a directory, file://<dir>
+#                  or s3://<bucket>[/prefix] (README: Configuration)  [.dev/attachments]
+#   GATEWAY_LINK_KEY  signs attachment links                 [generated once into
+#                  .dev/keys.env]
 #   MESSAGE_STORE_OPS_ADDR, PRESENCE_OPS_ADDR, NOTIFICATION_OPS_ADDR
 #                  [127.0.0.1:9101, :9102, :9103] (passed as OPS_ADDR)
 #   LOG_FORMAT [pretty], RUST_LOG [info], OTEL_EXPORTER_OTLP_ENDPOINT [unset]
@@ -90,6 +94,7 @@ fi
 # Development only: anyone who reaches the gateway may act as any user of the dev
 # tenant. The gateway's own default (and docker compose's, Kubernetes') is off.
 export GATEWAY_DEV_LOGIN="${GATEWAY_DEV_LOGIN:-1}"
+export GATEWAY_ATTACHMENTS="${GATEWAY_ATTACHMENTS:-$DEV_DIR/attachments}"
 export LOG_FORMAT="${LOG_FORMAT:-pretty}"
 export RUST_LOG="${RUST_LOG:-info}"
 
@@ -256,9 +261,16 @@ if [[ ! -f $KEYS_FILE ]]; then
     mv "$KEYS_FILE.tmp" "$KEYS_FILE"
     say "generated API keys in ${KEYS_FILE#"$ROOT"/}"
 fi
+# The attachment link key joined the file later: add it to files made before.
+if ! grep -q '^GATEWAY_LINK_KEY=' "$KEYS_FILE"; then
+    link_key="$(rand_hex)"
+    [[ ${#link_key} -eq 64 ]] || die "could not generate a key from /dev/urandom"
+    printf 'GATEWAY_LINK_KEY=%s\n' "$link_key" >>"$KEYS_FILE"
+    say "generated the attachment link key in ${KEYS_FILE#"$ROOT"/}"
+fi
 while IFS='=' read -r key value; do
     case $key in
-        CHAT_ADMIN_API_KEY | CHAT_DEV_API_KEY)
+        CHAT_ADMIN_API_KEY | CHAT_DEV_API_KEY | GATEWAY_LINK_KEY)
             # The environment wins over the file.
             [[ -n ${!key:-} ]] || export "$key=$value"
             ;;
@@ -266,7 +278,7 @@ while IFS='=' read -r key value; do
 done <"$KEYS_FILE"
 [[ -n ${CHAT_ADMIN_API_KEY:-} && -n ${CHAT_DEV_API_KEY:-} ]] ||
     die "$KEYS_FILE lacks CHAT_ADMIN_API_KEY or CHAT_DEV_API_KEY (delete it to regenerate)"
-export CHAT_ADMIN_API_KEY CHAT_DEV_API_KEY
+export CHAT_ADMIN_API_KEY CHAT_DEV_API_KEY GATEWAY_LINK_KEY
 
 # ------------------------------------------------------------- 3. build ----
 

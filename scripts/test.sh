@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What `make test` (and CI, through .ci/run) runs:
 #   1. scripts/ensure-deps.sh   PostgreSQL, Redis, NATS+JetStream on localhost,
-#                               Chromium (ensure-deps.sh browser) and
-#                               Prometheus + promtool (ensure-deps.sh prometheus)
+#                               Chromium (ensure-deps.sh browser), Prometheus +
+#                               promtool (ensure-deps.sh prometheus) and moto's
+#                               S3 server (ensure-deps.sh s3)
 #   2. the workspace's tests    cargo nextest when installed, else cargo test
 #   3. script-level tests against the built service binaries (debug build):
 #      tests/chaos/supervisor_test.py  `make run` restarts a killed service
@@ -30,6 +31,8 @@ scripts/ensure-deps.sh browser
 # Prometheus and promtool, for the test that scrapes the stack with the dashboard's
 # and the alert rules' queries.
 scripts/ensure-deps.sh prometheus
+# moto's S3-compatible server, for the attachment tests against S3.
+scripts/ensure-deps.sh s3
 
 scope=(--workspace)
 [[ $# -eq 0 ]] || scope=("$@")

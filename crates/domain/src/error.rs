@@ -15,6 +15,8 @@ pub enum ErrorCode {
     NotFound,
     Conflict,
     PayloadTooLarge,
+    /// An upload whose type (sniffed from its bytes) the tenant does not allow.
+    UnsupportedMediaType,
     RateLimitExceeded,
     ServiceUnavailable,
     InternalError,
@@ -30,6 +32,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimitExceeded => 429,
             ErrorCode::ServiceUnavailable => 503,
             ErrorCode::InternalError => 500,
@@ -45,6 +48,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::InternalError => "INTERNAL_ERROR",
@@ -102,6 +106,11 @@ impl ApiError {
     /// An internal failure. The caller logs the cause; the client sees only this.
     pub fn internal() -> Self {
         Self::new(ErrorCode::InternalError, "Internal server error")
+    }
+
+    /// The same error, naming the request field at fault.
+    pub fn with_field(self, field: impl Into<String>) -> Self {
+        Self { field: Some(field.into()), ..self }
     }
 }
 

@@ -126,6 +126,7 @@ pub struct StackBuilder {
     /// Whether the gateways serve `POST /dev/token` (for [`TestStack::dev_tenant`]).
     dev_login: bool,
     notification_config: Option<fn(&mut notification::Config)>,
+    attachments: Option<gateway::attachments::AttachmentsConfig>,
 }
 
 impl Default for StackBuilder {
@@ -140,6 +141,7 @@ impl Default for StackBuilder {
             static_dir: None,
             dev_login: false,
             notification_config: None,
+            attachments: None,
         }
     }
 }
@@ -180,6 +182,13 @@ impl StackBuilder {
 
     pub fn static_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.static_dir = Some(dir.into());
+        self
+    }
+
+    /// Where every gateway keeps attachments (default: a fresh directory of the stack's
+    /// own under the system's temporary directory).
+    pub fn attachments(mut self, config: gateway::attachments::AttachmentsConfig) -> Self {
+        self.attachments = Some(config);
         self
     }
 
@@ -252,6 +261,10 @@ impl StackBuilder {
             }));
             notification = Some(Restartable { config: cfg, stop: own_tx, task });
         }
+        let attachments_dir = std::env::temp_dir().join(format!("chat-attachments-{prefix}"));
+        let attachments_tmp = self.attachments.is_none().then(|| attachments_dir.clone());
+        let attachments =
+            self.attachments.clone().unwrap_or_else(|| gateway::attachments::AttachmentsConfig::local(attachments_dir));
         let mut gateway_ports = Vec::new();
         let mut gateway_stops = Vec::new();
         for _ in 0..self.gateways {
@@ -272,6 +285,7 @@ impl StackBuilder {
                 },
                 static_dir: self.static_dir.clone(),
                 dev_login: self.dev_login.then(|| dev_tenant_id(&prefix)).transpose()?,
+                attachments: attachments.clone(),
             };
             if let Some(f) = self.gateway_config {
                 f(&mut cfg);
@@ -303,6 +317,8 @@ impl StackBuilder {
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
             stop: stop_tx,
             tasks,
+            attachments,
+            attachments_tmp,
         };
         stack.wait_ready(self.message_stores > 0).await?;
         Ok(stack)
@@ -328,6 +344,10 @@ pub struct TestStack {
     pub http: reqwest::Client,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    /// Where the gateways keep attachments, and the key their links are signed with.
+    pub attachments: gateway::attachments::AttachmentsConfig,
+    /// The stack's own attachments directory, removed by `stop`.
+    attachments_tmp: Option<std::path::PathBuf>,
 }
 
 impl TestStack {
@@ -489,6 +509,9 @@ impl TestStack {
                 Ok(Err(e)) => bail!("a service task failed: {e}"),
                 Err(_) => bail!("a service did not stop within 30 s"),
             }
+        }
+        if let Some(dir) = &self.attachments_tmp {
+            let _ = std::fs::remove_dir_all(dir);
         }
         let js = async_nats::jetstream::new(self.bus.client().clone());
         for stream in [self.bus.subjects().deliveries_stream(), self.bus.subjects().dead_letter_stream()] {

@@ -8,6 +8,8 @@
 //!   endpoint. `caller`: the REST extractors built on it.
 //! - `rest/`: the canonical REST API (`rest-rooms.md`), at `/` and `/v1/`.
 //! - `rest_chat/`: the `rest-chat.md` dialect at `/api/chat` (Bearer tokens, chats).
+//! - `attachments/`: its file messages: the object store (local disk or S3), uploads
+//!   typed by their bytes, signed expiring links.
 //! - `session/`: the protocol-neutral WebSocket session core; each dialect is a codec.
 //! - `fanout/`: the socket registry, per-room ordering and fan-out, user events.
 //! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
@@ -23,6 +25,7 @@
 //!   `POST /dev/token` when `GATEWAY_DEV_LOGIN=1`.
 
 mod admit;
+pub mod attachments;
 mod auth;
 mod body;
 mod caller;
@@ -91,6 +94,8 @@ pub struct Config {
     /// (`GATEWAY_DEV_LOGIN=1`, tenant `GATEWAY_DEV_TENANT`, default `dev`); `None`, the
     /// default: no such route.
     pub dev_login: Option<chat_domain::ids::TenantId>,
+    /// Where attachments are stored and how their links are signed.
+    pub attachments: attachments::AttachmentsConfig,
 }
 
 impl Config {
@@ -124,6 +129,7 @@ impl Config {
                 ),
                 other => anyhow::bail!("GATEWAY_DEV_LOGIN must be 1 or 0, not {other:?}"),
             },
+            attachments: attachments::AttachmentsConfig::from_env()?,
         })
     }
 }
@@ -150,6 +156,8 @@ pub struct AppState {
     pub ws: WsConfig,
     /// Becomes `true` when the gateway is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The attachments' store and link signer.
+    pub attachments: attachments::Attachments,
 }
 
 impl AppState {
@@ -184,6 +192,8 @@ impl Gateway {
         let bus = Bus::new(client, subjects).with_timeout(config.bus_timeout);
         let gateway_id = chat_domain::ids::GatewayId::parse(format!("gw_{}", uuid_like()))?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let attachments =
+            attachments::Attachments::open(&config.attachments).context("opening the attachment store")?;
         let state = web::Data::new(AppState {
             hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
             deliveries: Arc::default(),
@@ -198,6 +208,7 @@ impl Gateway {
             issuers: jwt::Issuers::default(),
             ws: config.ws.clone(),
             shutdown,
+            attachments,
         });
         Ok(Self { config, listener, state, stop })
     }

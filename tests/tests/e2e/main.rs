@@ -3,6 +3,7 @@
 //! would. Each test isolates itself with its own bus prefix and fresh tenants.
 
 mod admin;
+mod attachments;
 mod browser;
 mod bus;
 mod conversations;

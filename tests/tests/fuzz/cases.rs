@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 51] = [
+pub const ROUTES: [(&str, &str); 53] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -59,6 +59,8 @@ pub const ROUTES: [(&str, &str); 51] = [
     ("PATCH", "/api/chat/{room_id}/messages/read"),
     ("PUT", "/api/chat/{room_id}/messages/{message_id}"),
     ("DELETE", "/api/chat/{room_id}/messages/{message_id}"),
+    ("POST", "/api/chat/{room_id}/messages/file"),
+    ("GET", "/api/chat/{room_id}/files/{message_id}"),
     // WebSocket paths, asked as plain HTTP.
     ("GET", "/ws/{room_id}"),
     ("GET", "/conversations/{room_id}/"),

@@ -7,13 +7,14 @@
 //! - [`extract`]: the caller (Bearer token, or `X-API-Key` + `X-User-Id`) and path
 //!   segments, read in order, failing in this dialect's error shape ([`error`]).
 //! - [`render`]: a chat and a message as JSON (also for the Socket.IO dialect).
-//! - [`chats`], [`participants`], [`messages`]: one file per resource.
+//! - [`chats`], [`participants`], [`messages`]: one file per resource; attachments
+//!   (`/{id}/messages/file`, `/{id}/files/{token}`) are `crate::attachments`.
 //!
 //! The reference is `docs/rest-chat.md`.
 
 mod chats;
-mod error;
-mod extract;
+pub(crate) mod error;
+pub(crate) mod extract;
 mod messages;
 mod participants;
 pub(crate) mod render;
@@ -47,6 +48,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 resource("/{id}/messages").route(web::get().to(messages::list)).route(web::post().to(messages::send)),
             )
             .service(resource("/{id}/messages/read").route(web::patch().to(messages::read)))
+            // Attachments (`crate::attachments`): before `/{id}/messages/{messageId}`,
+            // which would take `file` for a message id.
+            .service(resource("/{id}/messages/file").route(web::post().to(crate::attachments::upload::upload)))
+            .service(resource("/{id}/files/{token}").route(web::get().to(crate::attachments::download::download)))
             .service(
                 resource("/{id}/messages/{messageId}")
                     .route(web::put().to(messages::edit))

@@ -4,8 +4,8 @@
 //! a chat, the message id of a message), ISO 8601 times with microseconds.
 //!
 //! Attachments are stored as object-store keys; [`AttachmentLinks`] turns one into
-//! the `url` a client fetches. Until signed links exist, [`FilePaths`] gives the key's
-//! path under `/api/chat/files/`.
+//! the `url` a client fetches: a signed, expiring link ([`links`],
+//! `crate::attachments::SignedLinks`).
 
 use chat_domain::model::{Attachment, Message};
 use chat_domain::proto::chat::{Chat, ChatContext, Participant};
@@ -20,9 +20,11 @@ pub(crate) trait AttachmentLinks {
 }
 
 /// Links as plain paths: `/api/chat/files/<key>` (the key's characters outside
-/// `A-Z a-z 0-9 - . _ ~ /` percent-encoded).
+/// `A-Z a-z 0-9 - . _ ~ /` percent-encoded); for tests of the JSON's shape.
+#[cfg(test)]
 pub(crate) struct FilePaths;
 
+#[cfg(test)]
 impl AttachmentLinks for FilePaths {
     fn url(&self, _message: &Message, attachment: &Attachment) -> String {
         let mut url = String::from("/api/chat/files/");
@@ -37,9 +39,9 @@ impl AttachmentLinks for FilePaths {
     }
 }
 
-/// The links this gateway renders.
-pub(crate) fn links(_state: &AppState) -> FilePaths {
-    FilePaths
+/// The links this gateway renders: signed now, valid for `GATEWAY_LINK_TTL_SECS`.
+pub(crate) fn links(state: &AppState) -> crate::attachments::SignedLinks<'_> {
+    crate::attachments::SignedLinks::new(&state.attachments)
 }
 
 /// `{url, filename, mimeType, size}`.
