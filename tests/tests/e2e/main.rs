@@ -18,5 +18,6 @@ mod ratelimit;
 mod receipts;
 mod rest_helpers;
 mod rooms;
+mod socketio;
 mod storage;
 mod ws;

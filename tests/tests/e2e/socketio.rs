@@ -1,0 +1,361 @@
+//! `rest-chat.md`'s Socket.IO endpoint driven by the stock `socket.io-client` v4 from
+//! npm, in Node (`tests/socketio-client/client.js`, which prints one JSON line per
+//! thing it sees): the default transports (long-polling, then the upgrade to
+//! WebSocket) and WebSocket only; joins refused to non-participants; every server event
+//! from REST actions and from the other dialects; typing across two gateways; a bad
+//! token refused with a reason; a client that keeps receiving after its gateway
+//! restarts. Also the Engine.IO refusals, spoken by hand. Needs Node.js and
+//! `npm ci` in tests/socketio-client (run here through `scripts/ensure-deps.sh
+//! socketio-client`), and the machine's PostgreSQL, Redis and NATS.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context as _, anyhow, bail, ensure};
+use chat_test_support::{Response, TestStack, TestTenant, WsClient, bounded};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+fn client_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("socketio-client")
+}
+
+/// Installs socket.io-client once per test process (the script is idempotent and
+/// takes a lock, so parallel test processes do not run `npm ci` at the same time).
+fn ensure_client() -> anyhow::Result<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let lock = client_dir().join(".install.lock");
+        let status = Command::new("flock")
+            .arg(&lock)
+            .arg(root.join("scripts/ensure-deps.sh"))
+            .arg("socketio-client")
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("running scripts/ensure-deps.sh socketio-client: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("scripts/ensure-deps.sh socketio-client: {status}")) }
+    })
+    .clone()
+    .map_err(|e| anyhow!(e))
+}
+
+/// One `socket.io-client` in a Node process.
+struct Node {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::UnboundedReceiver<Value>,
+    /// Everything read so far, in order.
+    seen: Vec<Value>,
+    next_id: u64,
+}
+
+impl Node {
+    /// Starts a client with `options` (see client.js: url, auth, query, transports,
+    /// rejoin).
+    fn start(options: Value) -> anyhow::Result<Self> {
+        ensure_client()?;
+        let mut child = Command::new("node")
+            .arg(client_dir().join("client.js"))
+            .arg(options.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting node (is Node.js installed?)")?;
+        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line).unwrap_or_else(|_| json!({"type": "raw", "line": line}));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { child, stdin, lines, seen: Vec::new(), next_id: 1 })
+    }
+
+    /// The next line that `pred` accepts (earlier ones are kept in `seen`).
+    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        bounded(what, async {
+            loop {
+                let line = self.lines.recv().await.ok_or_else(|| anyhow!("node exited; saw {:?}", self.seen))?;
+                self.seen.push(line.clone());
+                if pred(&line) {
+                    return Ok(line);
+                }
+            }
+        })
+        .await?
+    }
+
+    /// The next server event named `event` whose payload `pred` accepts; its payload.
+    async fn event(&mut self, event: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+        let line = self.until(event, |l| l["type"] == "event" && l["event"] == event && pred(&l["data"])).await?;
+        Ok(line["data"].clone())
+    }
+
+    fn write(&mut self, cmd: &Value) -> anyhow::Result<()> {
+        writeln!(self.stdin, "{cmd}")?;
+        Ok(self.stdin.flush()?)
+    }
+
+    /// Emits `event` with `args` and waits for the server's ack.
+    async fn call(&mut self, event: &str, args: Value) -> anyhow::Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.write(&json!({"op": "emit", "id": id, "event": event, "args": args, "ack": true}))?;
+        let line = self.until(event, |l| l["type"] == "ack" && l["id"] == id).await?;
+        Ok(line["response"].clone())
+    }
+
+    /// Emits `event` without asking for an ack.
+    async fn emit(&mut self, event: &str, args: Value) -> anyhow::Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.write(&json!({"op": "emit", "id": id, "event": event, "args": args, "ack": false}))?;
+        self.until(event, |l| l["type"] == "sent" && l["id"] == id).await.map(drop)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn token(t: &TestTenant, user: &str) -> anyhow::Result<String> {
+    let res = t.user(user).post("/tokens", json!({})).await?.expect(StatusCode::CREATED)?;
+    Ok(res.str("token")?.to_owned())
+}
+
+/// A tenant whose rate limit no test here reaches.
+async fn tenant(stack: &TestStack) -> anyhow::Result<TestTenant> {
+    stack.tenant_with(json!({"name": chat_test_support::unique("sio-"), "rate_limit_per_sec": 100_000})).await
+}
+
+async fn connected(node: &mut Node) -> anyhow::Result<Value> {
+    node.until("connect", |l| l["type"] == "connect" || l["type"] == "connect_error").await.and_then(|l| {
+        ensure!(l["type"] == "connect", "refused: {l}");
+        Ok(l)
+    })
+}
+
+async fn request(t: &TestTenant, user: &str, method: Method, path: &str, body: Value) -> anyhow::Result<Response> {
+    Response::from(t.user(user).request(method, path).json(&body).send().await?).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_transports_upgrade_and_every_event_arrives() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = tenant(&stack).await?;
+    let room = t.user("bob").create_room("group", &["alice", "carol"]).await?;
+    let mut alice = Node::start(json!({"url": stack.base_url(0), "auth": {"token": token(&t, "alice").await?}}))?;
+    let open = alice.until("the Engine.IO session", |l| l["type"] == "open").await?;
+    assert_eq!(open["transport"], "polling", "socket.io-client starts with long-polling");
+    connected(&mut alice).await?;
+    // The upgrade may come before or after the namespace connects.
+    let upgrade = match alice.seen.iter().find(|l| l["type"] == "upgrade") {
+        Some(seen) => seen.clone(),
+        None => alice.until("the upgrade to WebSocket", |l| l["type"] == "upgrade").await?,
+    };
+    assert_eq!(upgrade["transport"], "websocket");
+    assert_eq!(alice.call("join-chat-room", json!([room])).await?, json!({"ok": true}));
+
+    // REST actions.
+    let bob = t.user("bob");
+    let sent = bob.send(&room, "hello alice").await?;
+    let id = sent["message_id"].as_str().ok_or_else(|| anyhow!("no message_id"))?.to_owned();
+    let m = alice.event("new-message", |m| m["_id"] == id.as_str()).await?;
+    assert_eq!((m["chatId"].as_str(), m["sender"].as_str()), (Some(room.as_str()), Some("bob")));
+    assert_eq!((m["content"].as_str(), m["type"].as_str(), m["seq"].as_i64()), (Some("hello alice"), Some("text"), Some(1)));
+    for field in ["createdAt", "editedAt", "deletedAt", "metadata", "attachments", "replyToMessageId"] {
+        ensure!(m.get(field).is_some(), "new-message lacks {field}: {m}");
+    }
+    let path = format!("/rooms/{room}/messages/{id}");
+    request(&t, "bob", Method::PATCH, &path, json!({"content": "hello again"})).await?.expect(StatusCode::OK)?;
+    let edited = alice.event("message-edited", |m| m["_id"] == id.as_str()).await?;
+    assert_eq!(edited["content"], "hello again");
+    ensure!(edited["editedAt"].is_string(), "{edited}");
+    request(&t, "bob", Method::DELETE, &path, json!({})).await?.expect(StatusCode::OK)?;
+    let deleted = alice.event("message-deleted", |m| m["_id"] == id.as_str()).await?;
+    ensure!(deleted["deletedAt"].is_string() && deleted["chatId"] == room.as_str(), "{deleted}");
+    bob.send(&room, "read me").await?;
+    t.user("carol").post(&format!("/rooms/{room}/read"), json!({"seq": 2})).await?.expect(StatusCode::OK)?;
+    let read = alice.event("messages-read", |r| r["userId"] == "carol").await?;
+    assert_eq!((read["chatId"].as_str(), read["seq"].as_i64()), (Some(room.as_str()), Some(2)));
+    bob.post(&format!("/rooms/{room}/members"), json!({"user_id": "dave"})).await?.expect(StatusCode::CREATED)?;
+    let added = alice.event("participants-added", |_| true).await?;
+    assert_eq!(added, json!({"chatId": room, "participants": ["dave"]}));
+    bob.delete(&format!("/rooms/{room}/members/dave")).await?.expect(StatusCode::OK)?;
+    let removed = alice.event("participant-removed", |_| true).await?;
+    assert_eq!((removed["chatId"].as_str(), removed["participantId"].as_str()), (Some(room.as_str()), Some("dave")));
+
+    // Another dialect: bob on /ws sends and types; alice's typing reaches him there.
+    let ws_url = format!("{}/ws/{room}?token={}&user_id=bob", stack.ws_url(0), t.api_key);
+    let mut bob_ws = WsClient::connect(&ws_url).await?;
+    bob_ws.expect("connection_status").await?;
+    bob_ws.send(json!({"type": "send_message", "data": {"content": "from the websocket"}})).await?;
+    let m = alice.event("new-message", |m| m["content"] == "from the websocket").await?;
+    assert_eq!(m["sender"], "bob");
+    bob_ws.send(json!({"type": "typing", "data": {"is_typing": true}})).await?;
+    let typing = alice.event("user-typing", |e| e["userId"] == "bob").await?;
+    assert_eq!(typing, json!({"chatId": room, "userId": "bob", "isTyping": true}));
+    alice.emit("typing-start", json!([room])).await?;
+    let seen = bob_ws.expect_where("typing", |f| f["data"]["user_id"] == "alice").await?;
+    assert_eq!(seen["data"]["is_typing"], true);
+    alice.emit("typing-stop", json!([{"chatId": room}])).await?;
+    bob_ws.expect_where("typing", |f| f["data"]["user_id"] == "alice" && f["data"]["is_typing"] == false).await?;
+
+    // Leaving: nothing more from the chat until joined again (a message stored while
+    // away is never pushed: a join starts after the chat's newest message).
+    assert_eq!(alice.call("leave-chat-room", json!([room])).await?, json!({"ok": true}));
+    let after = alice.call("typing-start", json!([room])).await?;
+    assert_eq!(after["ok"], false, "typing needs the chat joined: {after}");
+    bob.send(&room, "after leaving").await?;
+    assert_eq!(alice.call("join-chat-room", json!([room])).await?, json!({"ok": true}));
+    bob.send(&room, "marker").await?;
+    alice.event("new-message", |m| m["content"] == "marker").await?;
+    ensure!(alice.seen.iter().all(|l| l["data"]["content"] != "after leaving"), "a message after leaving arrived");
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_only_joins_participants_only_and_refuses_bad_tokens() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = tenant(&stack).await?;
+    let room = t.user("bob").create_room("group", &["alice"]).await?;
+    let other = t.user("bob").create_room("group", &["carol"]).await?;
+    let mut alice = Node::start(json!({
+        "url": stack.base_url(0),
+        "transports": ["websocket"],
+        "query": {"token": token(&t, "alice").await?},
+    }))?;
+    let hello = connected(&mut alice).await?;
+    assert_eq!(hello["transport"], "websocket");
+    let refused = alice.call("join-chat-room", json!([other])).await?;
+    assert_eq!((refused["ok"].as_bool(), refused["code"].as_str()), (Some(false), Some("FORBIDDEN")), "{refused}");
+    ensure!(refused["error"].is_string(), "{refused}");
+    let missing = alice.call("join-chat-room", json!(["room_doesnotexist"])).await?;
+    assert_eq!(missing["code"], "NOT_FOUND", "{missing}");
+    let bad = alice.call("join-chat-room", json!([{"nope": 1}])).await?;
+    assert_eq!(bad["code"], "VALIDATION_ERROR", "{bad}");
+    let unknown = alice.call("no-such-event", json!([])).await?;
+    assert_eq!(unknown["ok"], false);
+    // Still connected and working after all that.
+    assert_eq!(alice.call("join-chat-room", json!([{"chatId": room}])).await?, json!({"ok": true}));
+    t.user("bob").send(&other, "not for alice").await?;
+    t.user("bob").send(&room, "for alice").await?;
+    alice.event("new-message", |m| m["content"] == "for alice").await?;
+    ensure!(alice.seen.iter().all(|l| l["data"]["content"] != "not for alice"), "another chat's message arrived");
+
+    for transports in [json!(["websocket"]), json!(["polling", "websocket"])] {
+        let mut mallory =
+            Node::start(json!({"url": stack.base_url(0), "transports": transports, "auth": {"token": "not-a-token"}}))?;
+        let err = mallory.until("connect_error", |l| l["type"] == "connect_error" || l["type"] == "connect").await?;
+        assert_eq!(err["type"], "connect_error", "{err}");
+        let message = err["message"].as_str().unwrap_or_default();
+        ensure!(!message.is_empty() && message != "xhr poll error" && message != "websocket error", "{err}");
+    }
+    let mut nobody = Node::start(json!({"url": stack.base_url(0)}))?;
+    let err = nobody.until("connect_error", |l| l["type"] == "connect_error" || l["type"] == "connect").await?;
+    assert_eq!(err, json!({"type": "connect_error", "message": "token is required"}));
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typing_crosses_gateways() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateways(2).start().await?;
+    let t = tenant(&stack).await?;
+    let room = t.user("alice").create_room("group", &["bob"]).await?;
+    let mut alice = Node::start(json!({"url": stack.base_url(0), "auth": {"token": token(&t, "alice").await?}}))?;
+    let mut bob = Node::start(json!({
+        "url": stack.base_url(1), "transports": ["websocket"], "auth": {"token": token(&t, "bob").await?},
+    }))?;
+    connected(&mut alice).await?;
+    connected(&mut bob).await?;
+    assert_eq!(alice.call("join-chat-room", json!([room])).await?, json!({"ok": true}));
+    assert_eq!(bob.call("join-chat-room", json!([room])).await?, json!({"ok": true}));
+    alice.emit("typing-start", json!([room])).await?;
+    let on = bob.event("user-typing", |e| e["userId"] == "alice").await?;
+    assert_eq!(on, json!({"chatId": room, "userId": "alice", "isTyping": true}));
+    alice.emit("typing-stop", json!([room])).await?;
+    bob.event("user-typing", |e| e["userId"] == "alice" && e["isTyping"] == false).await?;
+    bob.emit("typing-start", json!([room])).await?;
+    alice.event("user-typing", |e| e["userId"] == "bob" && e["isTyping"] == true).await?;
+    // Nobody sees their own typing.
+    ensure!(alice.seen.iter().all(|l| l["data"]["userId"] != "alice"), "alice saw her own typing");
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_keeps_receiving_after_its_gateway_restarts() -> anyhow::Result<()> {
+    let mut stack = TestStack::start().await?;
+    let t = tenant(&stack).await?;
+    let room = t.user("bob").create_room("group", &["alice"]).await?;
+    let mut alice = Node::start(json!({
+        "url": stack.base_url(0), "auth": {"token": token(&t, "alice").await?}, "rejoin": [room],
+    }))?;
+    connected(&mut alice).await?;
+    alice.until("the join", |l| l["type"] == "joined").await?;
+    t.user("bob").send(&room, "before").await?;
+    alice.event("new-message", |m| m["content"] == "before").await?;
+
+    stack.restart_gateway(0).await?;
+    let gone = alice.until("disconnect", |l| l["type"] == "disconnect").await?;
+    ensure!(gone["reason"] != "io server disconnect", "the client must reconnect by itself: {gone}");
+    // Attempts while the gateway is down fail (`xhr poll error`); one then succeeds.
+    alice.until("the reconnect", |l| l["type"] == "connect").await?;
+    let joined = alice.until("the join again", |l| l["type"] == "joined").await?;
+    assert_eq!(joined["response"], json!({"ok": true}));
+    t.user("bob").send(&room, "after").await?;
+    alice.event("new-message", |m| m["content"] == "after").await?;
+    stack.stop().await
+}
+
+/// Engine.IO spoken by hand: what the stock client never sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn engine_io_refuses_what_it_cannot_read() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let http = &stack.http;
+    let base = format!("{}/socket.io/", stack.base_url(0));
+    let get = |query: &'static str| http.get(format!("{base}?{query}")).send();
+    let refusal = |res: reqwest::Response| async move {
+        let status = res.status();
+        let body: Value = res.json().await?;
+        anyhow::Ok((status.as_u16(), body["code"].as_i64().unwrap_or(-1)))
+    };
+    assert_eq!(refusal(get("EIO=3&transport=polling").await?).await?, (400, 5));
+    assert_eq!(refusal(get("EIO=4&transport=carrier-pigeon").await?).await?, (400, 0));
+    assert_eq!(refusal(get("EIO=4&transport=polling&sid=nope").await?).await?, (400, 1));
+    assert_eq!(refusal(get("EIO=4&transport=websocket").await?).await?, (400, 3), "not a WebSocket handshake");
+
+    // A handshake, then garbage: the session is closed, never a panic or a 500.
+    for garbage in [&b"\xff\xfe\x1e\x00"[..], b"4", b"42[", b"9", b"451-[\"x\",{\"_placeholder\":true,\"num\":0}]", b"b!!"] {
+        let open = get("EIO=4&transport=polling").await?.text().await?;
+        let handshake: Value = serde_json::from_str(open.strip_prefix('0').unwrap_or_default())?;
+        let sid = handshake["sid"].as_str().ok_or_else(|| anyhow!("no sid in {open}"))?.to_owned();
+        assert_eq!(handshake["upgrades"], json!(["websocket"]));
+        let post = http.post(format!("{base}?EIO=4&transport=polling&sid={sid}")).body(garbage.to_vec()).send().await?;
+        ensure!(post.status() != StatusCode::INTERNAL_SERVER_ERROR, "{garbage:?}: {}", post.status());
+        // The session ends: its next read says close, or it is already gone.
+        let url = format!("{base}?EIO=4&transport=polling&sid={sid}");
+        let read = http.get(&url).send().await?;
+        match read.status() {
+            StatusCode::OK => {
+                let body = read.text().await?;
+                ensure!(body.split('\u{1e}').any(|p| p == "1"), "{garbage:?}: the session went on: {body:?}");
+            }
+            StatusCode::BAD_REQUEST => {}
+            other => bail!("{garbage:?}: {other}"),
+        }
+    }
+    stack.stop().await
+}
