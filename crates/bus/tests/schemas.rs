@@ -768,6 +768,9 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         edited_at: None,
         deleted_at: None,
         created_at: now,
+        kind: chat_domain::model::MessageKind::Text,
+        reply_to: None,
+        attachments: Vec::new(),
     };
     let event = |body| RoomEvent {
         event_id: EventId::generate(),

@@ -302,6 +302,78 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
+/// What a message is: a user's text, or a system notice (posted by the tenant's
+/// server with its API key, or by a user with the directory role `admin`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    #[default]
+    Text,
+    System,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::System => "system",
+        }
+    }
+
+    /// Parses a message `type` as clients send it.
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        match s {
+            "text" => Ok(MessageKind::Text),
+            "system" => Ok(MessageKind::System),
+            _ => Err(ApiError::validation("type", "Invalid message type. Must be one of: text, system")),
+        }
+    }
+
+    /// Whether this is the default kind (left out of serialized messages).
+    pub fn is_text(&self) -> bool {
+        *self == MessageKind::Text
+    }
+}
+
+/// A file attached to a message. Only the object-store key is kept; the gateway
+/// renders a signed URL from it when it shows the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Attachment {
+    /// Where the bytes are in the object store.
+    pub key: String,
+    /// The uploader's file name (shown, and used in `Content-Disposition`).
+    pub filename: String,
+    /// The type sniffed from the bytes.
+    pub mime_type: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Most attachments one message may carry.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// Checks what a send carries besides its text: at most [`MAX_ATTACHMENTS`]
+/// attachments, each with a non-empty key, name and type without NUL (PostgreSQL's
+/// jsonb cannot hold U+0000).
+pub fn validate_attachments(attachments: &[Attachment]) -> Result<(), ApiError> {
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::validation(
+            "attachments",
+            format!("a message carries at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    for a in attachments {
+        let fields = [&a.key, &a.filename, &a.mime_type];
+        if fields.iter().any(|f| f.is_empty() || f.len() > 1024 || f.contains('\0')) {
+            return Err(ApiError::validation(
+                "attachments",
+                "an attachment's key, filename and mime_type are 1 to 1024 bytes without NUL",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Message {
@@ -328,6 +400,15 @@ pub struct Message {
     #[serde(default, with = "crate::time::micros_opt")]
     #[schemars(with = "Option<String>", extend("format" = "date-time"))]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// A user's text or a system notice.
+    #[serde(default, skip_serializing_if = "MessageKind::is_text")]
+    pub kind: MessageKind,
+    /// The message this one answers (always one of the same room).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+    /// Files attached to the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// The tenant a request acts for, and the user it acts as.

@@ -63,6 +63,9 @@ fn samples() -> anyhow::Result<Samples> {
         created_at: now,
         edited_at: None,
         deleted_at: None,
+        kind: chat_domain::model::MessageKind::Text,
+        reply_to: None,
+        attachments: Vec::new(),
     };
     let item =
         InboxItem { id: "n1".into(), kind: "notification".into(), body: json!({}), created_at: now, delivered: false };

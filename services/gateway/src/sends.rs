@@ -171,7 +171,7 @@ mod tests {
 
     use chat_bus::{Subjects, envelope};
     use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
-    use chat_domain::model::{Actor, Message, MessageContent};
+    use chat_domain::model::{Actor, Message, MessageContent, MessageKind};
     use chat_domain::proto::Service;
     use futures_util::StreamExt as _;
 
@@ -185,6 +185,9 @@ mod tests {
             sender_name: None,
             meta: None,
             client_msg_id: None,
+            kind: MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
         })
     }
 
@@ -202,6 +205,9 @@ mod tests {
                 created_at: chat_domain::time::now(),
                 edited_at: None,
                 deleted_at: None,
+                kind: MessageKind::Text,
+                reply_to: None,
+                attachments: Vec::new(),
             },
             duplicate: false,
         }

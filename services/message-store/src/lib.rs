@@ -49,6 +49,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0007_send_batch", include_str!("../migrations/0007_send_batch.sql")),
         ("0008_message_log", include_str!("../migrations/0008_message_log.sql")),
         ("0009_send_statement", include_str!("../migrations/0009_send_statement.sql")),
+        ("0010_chat_dialect", include_str!("../migrations/0010_chat_dialect.sql")),
     ],
 };
 

@@ -397,7 +397,8 @@ pub async fn take_over(
                 let rows: Vec<Row> = prepared(
                     diesel::sql_query(
                         "SELECT r.tenant_id, m.tx, m.id, m.room_id, m.sender_id, m.sender_name, m.seq, m.content,
-                                m.meta, m.client_msg_id, m.created_at, m.edited_at, m.deleted_at
+                                m.meta, m.client_msg_id, m.created_at, m.edited_at, m.deleted_at, m.kind,
+                                m.reply_to, m.attachments
                          FROM messages m JOIN rooms r ON r.id = m.room_id
                          WHERE m.tx >= $1 AND m.tx < $2 AND (m.tx, m.room_id, m.seq) > ($1, $3, $4)
                          ORDER BY m.tx, m.room_id, m.seq LIMIT $5",

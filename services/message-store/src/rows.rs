@@ -1,7 +1,7 @@
 //! Rows as read from SQL, and their conversion into the domain records.
 
 use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
-use chat_domain::model::{Member, MemberRole, Message, Room, RoomType, Tenant};
+use chat_domain::model::{Attachment, Member, MemberRole, Message, MessageKind, Room, RoomType, Tenant};
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
@@ -126,11 +126,35 @@ pub struct MessageRow {
     pub edited_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub deleted_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reply_to: Option<String>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub attachments: Option<serde_json::Value>,
 }
 
 /// The columns of `messages` in [`MessageRow`]'s shape.
-pub const MESSAGE_COLUMNS: &str =
-    "id, room_id, sender_id, sender_name, seq, content, meta, client_msg_id, created_at, edited_at, deleted_at";
+pub const MESSAGE_COLUMNS: &str = "id, room_id, sender_id, sender_name, seq, content, meta, client_msg_id, created_at, \
+     edited_at, deleted_at, kind, reply_to, attachments";
+
+/// A stored message kind.
+pub fn message_kind(kind: &str) -> Result<MessageKind, StoreError> {
+    stored(MessageKind::parse(kind))
+}
+
+/// Stored attachments (NULL when there are none).
+pub fn attachments(json: Option<serde_json::Value>) -> Result<Vec<Attachment>, StoreError> {
+    match json {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(v) => serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("stored attachments: {e}"))),
+    }
+}
+
+/// Attachments as stored: NULL for none.
+pub fn attachments_json(attachments: &[Attachment]) -> Option<serde_json::Value> {
+    if attachments.is_empty() { None } else { serde_json::to_value(attachments).ok() }
+}
 
 impl TryFrom<MessageRow> for Message {
     type Error = StoreError;
@@ -147,6 +171,9 @@ impl TryFrom<MessageRow> for Message {
             created_at: r.created_at,
             edited_at: r.edited_at,
             deleted_at: r.deleted_at,
+            kind: message_kind(&r.kind)?,
+            reply_to: stored(r.reply_to.map(MessageId::parse).transpose())?,
+            attachments: attachments(r.attachments)?,
         })
     }
 }

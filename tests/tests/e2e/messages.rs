@@ -295,6 +295,9 @@ async fn a_batch_request_answers_every_send_in_order() -> anyhow::Result<()> {
             sender_name: None,
             meta: None,
             client_msg_id: client.map(str::to_owned),
+            kind: chat_domain::model::MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
         })
     };
     let sends = vec![
@@ -317,5 +320,69 @@ async fn a_batch_request_answers_every_send_in_order() -> anyhow::Result<()> {
     let many = (0..1001).map(|i| send("alice", &room, &format!("m{i}"), None)).collect::<anyhow::Result<Vec<_>>>()?;
     let err = stack.bus.request(&SendMessages { sends: many }).await.err().map(|e| e.code);
     assert_eq!(err, Some(chat_domain::ErrorCode::ValidationError));
+    stack.stop().await
+}
+
+/// A send's kind, replied-to message and attachments are stored with it, come back on
+/// a resend, and are read back by history; a reply to a message of another room is
+/// refused without storing anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn kind_reply_and_attachments_are_stored_and_read_back() -> anyhow::Result<()> {
+    use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
+    use chat_domain::model::{Actor, Attachment, MessageContent, MessageKind};
+    use chat_domain::proto::store::{ListMessages, SendMessage};
+    let stack = TestStack::start().await?;
+    let t = stack.tenant().await?;
+    let room = t.user("alice").create_room("group", &[]).await?;
+    let other = t.user("alice").create_room("group", &[]).await?;
+    let actor = Actor { tenant_id: TenantId::parse(t.id.as_str())?, user_id: UserId::parse("alice")? };
+    let send = |room: &str, content: &str, reply_to: Option<MessageId>| -> anyhow::Result<SendMessage> {
+        Ok(SendMessage {
+            actor: actor.clone(),
+            room_id: RoomId::parse(room)?,
+            content: MessageContent::parse(content)?,
+            sender_name: None,
+            meta: None,
+            client_msg_id: None,
+            kind: MessageKind::Text,
+            reply_to,
+            attachments: Vec::new(),
+        })
+    };
+    let bus = |e: chat_domain::ApiError| anyhow::anyhow!("{e}");
+    let first = stack.bus.request(&send(&room, "first", None)?).await.map_err(bus)?.message;
+    let elsewhere = stack.bus.request(&send(&other, "elsewhere", None)?).await.map_err(bus)?.message;
+    let file = Attachment {
+        key: "t/room/abc.png".into(),
+        filename: "abc.png".into(),
+        mime_type: "image/png".into(),
+        size: 42,
+    };
+    let mut reply = send(&room, "notice", Some(first.message_id.clone()))?;
+    reply.kind = MessageKind::System;
+    reply.attachments = vec![file.clone()];
+    reply.client_msg_id = Some("r-1".into());
+    let stored = stack.bus.request(&reply).await.map_err(bus)?;
+    assert_eq!(stored.message.kind, MessageKind::System);
+    assert_eq!(stored.message.reply_to.as_ref(), Some(&first.message_id));
+    assert_eq!(stored.message.attachments, vec![file.clone()]);
+    // A resend answers with what was stored.
+    let again = stack.bus.request(&reply).await.map_err(bus)?;
+    assert!(again.duplicate);
+    assert_eq!(again.message, stored.message);
+
+    let refused = stack.bus.request(&send(&room, "wrong room", Some(elsewhere.message_id.clone()))?).await.err();
+    assert_eq!(refused.as_ref().map(|e| e.code), Some(chat_domain::ErrorCode::ValidationError));
+    assert_eq!(refused.and_then(|e| e.field).as_deref(), Some("reply_to"));
+
+    let history = stack
+        .bus
+        .request(&ListMessages { actor, room_id: RoomId::parse(&room)?, after_seq: None, before_seq: None, limit: 10 })
+        .await
+        .map_err(bus)?;
+    assert_eq!(history.len(), 2, "the refused reply stored nothing");
+    assert_eq!(history[0].kind, MessageKind::Text);
+    assert!(history[0].attachments.is_empty() && history[0].reply_to.is_none());
+    assert_eq!(history[1], stored.message);
     stack.stop().await
 }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Command, Done, Service, ServiceCommand};
 use crate::ids::{MessageId, RoomId, TenantId, UserId};
-use crate::model::{Actor, Member, MemberRole, Message, MessageContent, RetryPolicy, Room, RoomType, Tenant};
+use crate::model::{
+    Actor, Attachment, Member, MemberRole, Message, MessageContent, MessageKind, RetryPolicy, Room, RoomType, Tenant,
+};
 
 macro_rules! store_command {
     ($cmd:ty, $verb:literal, $reply:ty) => {
@@ -212,6 +214,18 @@ pub struct SendMessage {
     /// Idempotency id: a resend with the same id by the same sender in the same room
     /// returns the first message.
     pub client_msg_id: Option<String>,
+    /// A user's text (the default) or a system notice; who may post a system notice
+    /// is the gateway's decision (the API key, or a directory `admin`).
+    #[serde(default, skip_serializing_if = "MessageKind::is_text")]
+    pub kind: MessageKind,
+    /// The message this one answers: it must be a message of the same room, else the
+    /// send fails with `VALIDATION_ERROR` on `reply_to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+    /// Files already stored in the object store (at most
+    /// [`crate::model::MAX_ATTACHMENTS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// The stored message; `duplicate` when it was stored by an earlier call.
@@ -231,6 +245,8 @@ pub struct SendMessages {
 }
 
 /// One send's outcome, in the order of the request.
+// Most outcomes are `Sent`; boxing it would cost an allocation per send for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SendOutcome {

@@ -107,6 +107,9 @@ mod tests {
             created_at: chat_domain::time::now(),
             edited_at: None,
             deleted_at: None,
+            kind: chat_domain::model::MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
         })
     }
 

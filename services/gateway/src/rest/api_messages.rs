@@ -85,7 +85,17 @@ impl TryFrom<ApiSendRequest> for SendMessage {
         let client_msg_id = client_msg_id(idempotency_key, "client_msg_id", body.client_msg_id)?;
         let sender_name = display_name(field::optional_str("sender_name", body.sender_name)?);
         let actor = chat_domain::model::Actor { tenant_id: caller.tenant.tenant_id.clone(), user_id: user };
-        Ok(SendMessage { actor, room_id, content, sender_name, meta, client_msg_id })
+        Ok(SendMessage {
+            actor,
+            room_id,
+            content,
+            sender_name,
+            meta,
+            client_msg_id,
+            kind: chat_domain::model::MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
+        })
     }
 }
 

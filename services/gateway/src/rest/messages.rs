@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::ids::{MessageId, RoomId};
-use chat_domain::model::{Actor, MessageContent, validate_client_id, validate_meta};
+use chat_domain::model::{Actor, MessageContent, MessageKind, validate_client_id, validate_meta};
 use chat_domain::proto::store::{DeleteMessage, EditMessage, ListMessages, SendMessage};
 use serde::Deserialize;
 use serde_json::Value;
@@ -91,7 +91,17 @@ impl TryFrom<SendRequest> for SendMessage {
         }
         let client_msg_id = client_msg_id(idempotency_key, "client_msg_id", body.client_msg_id)?;
         let sender_name = display_name(field::optional_str("sender_name", body.sender_name)?);
-        Ok(SendMessage { actor, room_id, content, sender_name, meta, client_msg_id })
+        Ok(SendMessage {
+            actor,
+            room_id,
+            content,
+            sender_name,
+            meta,
+            client_msg_id,
+            kind: MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
+        })
     }
 }
 

@@ -58,6 +58,8 @@ pub struct History {
 }
 
 /// What the session sends one socket (besides the room's and the user's events).
+// `Sent` is the common reply; boxing it would allocate per send for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Reply {
     Pong,

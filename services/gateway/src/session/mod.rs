@@ -433,6 +433,9 @@ impl Session {
             sender_name: self.user_name.clone(),
             meta: send.meta,
             client_msg_id: send.local_id.clone(),
+            kind: chat_domain::model::MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
         };
         match self.state.sends.send(cmd).await {
             Ok(sent) => Reply::Sent { sent, sender_name: self.user_name.clone() },

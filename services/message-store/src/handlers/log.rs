@@ -29,7 +29,7 @@ pub async fn room_messages(store: Store, cmd: RoomMessages) -> Result<Vec<Messag
     let rows: Vec<MessageRow> = prepared(
         diesel::sql_query(
             "SELECT m.id, m.room_id, m.sender_id, m.sender_name, m.seq, m.content, m.meta, m.client_msg_id,
-                    m.created_at, m.edited_at, m.deleted_at
+                    m.created_at, m.edited_at, m.deleted_at, m.kind, m.reply_to, m.attachments
              FROM messages m JOIN rooms r ON r.id = m.room_id AND r.tenant_id = $2
              WHERE m.room_id = $1 AND m.seq > $3 AND m.seq <= $4
              ORDER BY m.seq LIMIT $5",

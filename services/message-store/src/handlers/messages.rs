@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use chat_domain::ApiError;
 use chat_domain::ids::MessageId;
-use chat_domain::model::{Message, validate_client_id, validate_meta};
+use chat_domain::model::{Message, validate_attachments, validate_client_id, validate_meta};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage, SendMessages, SendOutcome};
 use chat_pg::prepared;
 use chrono::{DateTime, Utc};
@@ -26,7 +26,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{Store, access};
 use crate::error::StoreError;
-use crate::rows::{MESSAGE_COLUMNS, MessageRow};
+use crate::rows::{MESSAGE_COLUMNS, MessageRow, attachments, attachments_json, message_kind};
 
 /// Largest history page.
 pub const MAX_PAGE: u32 = 100;
@@ -44,7 +44,7 @@ fn validate(cmd: &SendMessage) -> Result<(), ApiError> {
     if let Some(id) = &cmd.client_msg_id {
         validate_client_id("client_msg_id", id)?;
     }
-    Ok(())
+    validate_attachments(&cmd.attachments)
 }
 
 pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent, ApiError> {
@@ -105,32 +105,40 @@ fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
         .map(|n| n.chars().filter(|c| *c != '\0').take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect())
 }
 
-/// Stores a batch of sends (arrays `$1..$9`: tenant, room, sender, sender name, new
-/// message id, content, meta, client id, arrival time; no two sends with the same
-/// room, sender and client id). Per send, in input order: `outcome` (`created`,
-/// `duplicate`, `forbidden` or `not_found`), its `seq`, the stored message's columns for
+/// Stores a batch of sends (arrays `$1..$12`: tenant, room, sender, sender name, new
+/// message id, content, meta, client id, arrival time, kind, replied-to message id,
+/// attachments; no two sends with the same room, sender and client id). Per send, in
+/// input order: `outcome` (`created`, `duplicate`, `forbidden`, `not_found`, or
+/// `bad_reply` when the replied-to message is not one of the room's), its `seq`, the stored message's columns for
 /// a duplicate, and the transaction id. Every lookup is a correlated subquery or a
 /// `LIMIT 1` lateral probe on an index: neither can be turned into a join that scans
 /// a whole table, so the plan a writer caches once (often while the tables are still
 /// empty, and kept when nothing re-analyzes them) stays an index probe per send.
 pub const SEND_BATCH: &str = "
 WITH input AS (
-    SELECT t.ord::int AS ord, t.tenant, t.room, t.sender, t.sender_name, t.id, t.content, t.meta, t.client_id, t.at
+    SELECT t.ord::int AS ord, t.tenant, t.room, t.sender, t.sender_name, t.id, t.content, t.meta, t.client_id, t.at,
+           t.kind, t.reply_to, t.attachments
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[],
-                $9::timestamptz[])
-         WITH ORDINALITY AS t (tenant, room, sender, sender_name, id, content, meta, client_id, at, ord)
+                $9::timestamptz[], $10::text[], $11::text[], $12::jsonb[])
+         WITH ORDINALITY AS t (tenant, room, sender, sender_name, id, content, meta, client_id, at, kind, reply_to,
+                               attachments, ord)
 ),
 checked AS (
     SELECT i.*,
            (SELECT r.tenant_id = i.tenant FROM rooms r WHERE r.id = i.room) AS room_ok,
            coalesce((SELECT true FROM room_members mb WHERE mb.room_id = i.room AND mb.user_id = i.sender
                      LIMIT 1), false) AS member,
+           CASE WHEN i.reply_to IS NULL THEN true
+                ELSE coalesce((SELECT q.room_id = i.room FROM messages q WHERE q.id = i.reply_to), false)
+           END AS reply_ok,
            prev.id AS prev_id, prev.sender_name AS prev_sender_name, prev.seq AS prev_seq,
            prev.content AS prev_content, prev.meta AS prev_meta, prev.created_at AS prev_created_at,
-           prev.edited_at AS prev_edited_at, prev.deleted_at AS prev_deleted_at
+           prev.edited_at AS prev_edited_at, prev.deleted_at AS prev_deleted_at, prev.kind AS prev_kind,
+           prev.reply_to AS prev_reply_to, prev.attachments AS prev_attachments
     FROM input i
     LEFT JOIN LATERAL (
-        SELECT m.id, m.sender_name, m.seq, m.content, m.meta, m.created_at, m.edited_at, m.deleted_at
+        SELECT m.id, m.sender_name, m.seq, m.content, m.meta, m.created_at, m.edited_at, m.deleted_at, m.kind,
+               m.reply_to, m.attachments
         FROM messages m
         WHERE i.client_id IS NOT NULL AND m.client_msg_id IS NOT NULL
           AND m.room_id = i.room AND m.sender_id = i.sender AND m.client_msg_id = i.client_id
@@ -140,7 +148,7 @@ checked AS (
 fresh AS (
     SELECT c.*, row_number() OVER (PARTITION BY c.room ORDER BY c.ord) AS rn,
            count(*) OVER (PARTITION BY c.room) AS n
-    FROM checked c WHERE c.room_ok AND c.member AND c.prev_id IS NULL
+    FROM checked c WHERE c.room_ok AND c.member AND c.prev_id IS NULL AND c.reply_ok
 ),
 bumped AS (
     UPDATE rooms r SET last_seq = r.last_seq + f.n
@@ -153,9 +161,10 @@ numbered AS (
     FROM fresh f JOIN bumped b ON b.room = f.room
 ),
 inserted AS (
-    INSERT INTO messages (room_id, seq, id, sender_id, sender_name, content, meta, client_msg_id, created_at, tx)
+    INSERT INTO messages (room_id, seq, id, sender_id, sender_name, content, meta, client_msg_id, created_at, tx,
+                          kind, reply_to, attachments)
     SELECT f.room, n.seq, f.id, f.sender, f.sender_name, f.content, f.meta, f.client_id, f.at,
-           pg_current_xact_id()::text::bigint
+           pg_current_xact_id()::text::bigint, f.kind, f.reply_to, f.attachments
     FROM fresh f JOIN numbered n ON n.ord = f.ord
     RETURNING 1
 ),
@@ -170,9 +179,10 @@ cursors AS (
 )
 SELECT c.ord,
        CASE WHEN c.room_ok IS NOT TRUE THEN 'not_found' WHEN NOT c.member THEN 'forbidden'
-            WHEN c.prev_id IS NOT NULL THEN 'duplicate' ELSE 'created' END AS outcome,
+            WHEN c.prev_id IS NOT NULL THEN 'duplicate' WHEN NOT c.reply_ok THEN 'bad_reply' ELSE 'created' END
+           AS outcome,
        coalesce(n.seq, c.prev_seq, 0) AS seq, c.prev_id, c.prev_sender_name, c.prev_content, c.prev_meta,
-       c.prev_created_at, c.prev_edited_at, c.prev_deleted_at,
+       c.prev_created_at, c.prev_edited_at, c.prev_deleted_at, c.prev_kind, c.prev_reply_to, c.prev_attachments,
        pg_current_xact_id()::text::bigint AS tx
 FROM checked c LEFT JOIN numbered n ON n.ord = c.ord";
 
@@ -199,6 +209,12 @@ struct Row {
     prev_edited_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     prev_deleted_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    prev_kind: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    prev_reply_to: Option<String>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    prev_attachments: Option<serde_json::Value>,
     #[diesel(sql_type = BigInt)]
     tx: i64,
 }
@@ -239,6 +255,9 @@ pub async fn send_batch(
     let mut metas = Vec::with_capacity(n);
     let mut client_ids = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
+    let mut kinds = Vec::with_capacity(n);
+    let mut replies = Vec::with_capacity(n);
+    let mut files = Vec::with_capacity(n);
     for &i in &unique {
         let (cmd, at) = &cmds[i];
         tenants.push(cmd.actor.tenant_id.as_str());
@@ -250,6 +269,9 @@ pub async fn send_batch(
         metas.push(cmd.meta.as_ref());
         client_ids.push(cmd.client_msg_id.as_deref());
         times.push(*at);
+        kinds.push(cmd.kind.as_str());
+        replies.push(cmd.reply_to.as_ref().map(MessageId::as_str));
+        files.push(attachments_json(&cmd.attachments));
     }
     let id_strs: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
     let rows: Vec<Row> = prepared(
@@ -262,7 +284,10 @@ pub async fn send_batch(
             .bind::<Array<Text>, _>(&contents)
             .bind::<Array<Nullable<Jsonb>>, _>(&metas)
             .bind::<Array<Nullable<Text>>, _>(&client_ids)
-            .bind::<Array<Timestamptz>, _>(&times),
+            .bind::<Array<Timestamptz>, _>(&times)
+            .bind::<Array<Text>, _>(&kinds)
+            .bind::<Array<Nullable<Text>>, _>(&replies)
+            .bind::<Array<Nullable<Jsonb>>, _>(&files),
     )
     .load(conn)
     .await?;
@@ -283,6 +308,10 @@ pub async fn send_batch(
             "not_found" => Err(StoreError::Api(ApiError::not_found("Room not found"))),
             "forbidden" => Err(StoreError::Api(ApiError::forbidden("You are not a member of this room"))),
             "duplicate" => earlier(cmd, row).map(Sent::Duplicate),
+            "bad_reply" => Err(StoreError::Api(ApiError::validation(
+                "reply_to",
+                "The message replied to is not a message of this room",
+            ))),
             _ => Ok(Sent::New(Message {
                 message_id: ids[k].clone(),
                 room_id: cmd.room_id.clone(),
@@ -295,6 +324,9 @@ pub async fn send_batch(
                 created_at: *at,
                 edited_at: None,
                 deleted_at: None,
+                kind: cmd.kind,
+                reply_to: cmd.reply_to.clone(),
+                attachments: cmd.attachments.clone(),
             })),
         });
     }
@@ -333,6 +365,9 @@ fn earlier(cmd: &SendMessage, row: Row) -> Result<Message, StoreError> {
         created_at: row.prev_created_at.ok_or_else(missing)?,
         edited_at: row.prev_edited_at,
         deleted_at: row.prev_deleted_at,
+        kind: message_kind(row.prev_kind.as_deref().unwrap_or("text"))?,
+        reply_to: crate::error::stored(row.prev_reply_to.map(MessageId::parse).transpose())?,
+        attachments: attachments(row.prev_attachments)?,
     })
 }
 

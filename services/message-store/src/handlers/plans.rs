@@ -23,9 +23,9 @@ struct PlanLine {
 const STATEMENTS: [(&str, &str, &str, &str); 2] = [
     (
         "send_batch",
-        "text[], text[], text[], text[], text[], text[], jsonb[], text[], timestamptz[]",
+        "text[], text[], text[], text[], text[], text[], jsonb[], text[], timestamptz[], text[], text[], jsonb[]",
         SEND_BATCH,
-        "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x}', ARRAY[now()]",
+        "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x}', ARRAY[now()], '{text}', '{m}', '{null}'",
     ),
     ("room_audiences", "text[], text[]", ROOM_AUDIENCES, "'{t}', '{r}'"),
 ];
