@@ -33,9 +33,8 @@ pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static SOCKETS: LazyLock<IntGauge> =
     LazyLock::new(|| register(IntGauge::new("chat_gateway_websockets", "Open WebSocket connections")));
 
-pub static SOCKETIO_SESSIONS: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(IntGauge::new("chat_gateway_socketio_sessions", "Open Socket.IO (Engine.IO) sessions"))
-});
+pub static SOCKETIO_SESSIONS: LazyLock<IntGauge> =
+    LazyLock::new(|| register(IntGauge::new("chat_gateway_socketio_sessions", "Open Socket.IO (Engine.IO) sessions")));
 
 pub static SLOW_KICKS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(IntCounter::new(

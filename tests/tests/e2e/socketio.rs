@@ -175,7 +175,10 @@ async fn default_transports_upgrade_and_every_event_arrives() -> anyhow::Result<
     let id = sent["message_id"].as_str().ok_or_else(|| anyhow!("no message_id"))?.to_owned();
     let m = alice.event("new-message", |m| m["_id"] == id.as_str()).await?;
     assert_eq!((m["chatId"].as_str(), m["sender"].as_str()), (Some(room.as_str()), Some("bob")));
-    assert_eq!((m["content"].as_str(), m["type"].as_str(), m["seq"].as_i64()), (Some("hello alice"), Some("text"), Some(1)));
+    assert_eq!(
+        (m["content"].as_str(), m["type"].as_str(), m["seq"].as_i64()),
+        (Some("hello alice"), Some("text"), Some(1))
+    );
     for field in ["createdAt", "editedAt", "deletedAt", "metadata", "attachments", "replyToMessageId"] {
         ensure!(m.get(field).is_some(), "new-message lacks {field}: {m}");
     }
@@ -338,7 +341,9 @@ async fn engine_io_refuses_what_it_cannot_read() -> anyhow::Result<()> {
     assert_eq!(refusal(get("EIO=4&transport=websocket").await?).await?, (400, 3), "not a WebSocket handshake");
 
     // A handshake, then garbage: the session is closed, never a panic or a 500.
-    for garbage in [&b"\xff\xfe\x1e\x00"[..], b"4", b"42[", b"9", b"451-[\"x\",{\"_placeholder\":true,\"num\":0}]", b"b!!"] {
+    for garbage in
+        [&b"\xff\xfe\x1e\x00"[..], b"4", b"42[", b"9", b"451-[\"x\",{\"_placeholder\":true,\"num\":0}]", b"b!!"]
+    {
         let open = get("EIO=4&transport=polling").await?.text().await?;
         let handshake: Value = serde_json::from_str(open.strip_prefix('0').unwrap_or_default())?;
         let sid = handshake["sid"].as_str().ok_or_else(|| anyhow!("no sid in {open}"))?.to_owned();

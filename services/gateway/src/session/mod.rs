@@ -469,8 +469,7 @@ pub async fn disconnected(state: &AppState, actor: &Actor, room: &RoomId, conn_i
         room_id: room.clone(),
         conn: ConnRef { user_id: actor.user_id.clone(), conn_id },
     };
-    let subject =
-        state.bus.subjects().presence(&actor.tenant_id, room, chat_bus::subjects::PresenceSignal::Disconnect);
+    let subject = state.bus.subjects().presence(&actor.tenant_id, room, chat_bus::subjects::PresenceSignal::Disconnect);
     if let Ok(payload) = serde_json::to_vec(&signal) {
         let _ = state.bus.publish(subject, payload.into()).await;
     }

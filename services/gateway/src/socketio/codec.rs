@@ -16,7 +16,7 @@ use chat_domain::model::Message;
 use chat_domain::proto::events::{RoomEvent, RoomEventBody, UserEvent};
 use serde_json::{Value, json};
 
-use super::packet::{self, SocketKind, SocketPacket};
+use super::packet::{self, EnginePacket, SocketKind, SocketPacket};
 use super::render;
 use crate::session::codec::{Close, Codec, Dialect, Rejected};
 use crate::session::command::{Command, Reply};
@@ -68,10 +68,13 @@ impl Codec for SocketIo {
         Dialect::SocketIo
     }
 
-    /// `42["typing-start","room_…"]` / `typing-stop` for `room`.
+    /// A WebSocket text frame `42["typing-start","room_…"]` (or `typing-stop`) for `room`.
     fn decode(&self, text: &str, room: &RoomId) -> Result<Command, Rejected> {
         let bad = |why: String| Rejected::Frame(ApiError::validation("packet", why));
-        let p = SocketPacket::parse(text).map_err(|e| bad(e.0))?;
+        let EnginePacket::Message(inner) = EnginePacket::parse_text(text).map_err(|e| bad(e.0))? else {
+            return Err(bad("not an Engine.IO message".to_owned()));
+        };
+        let p = SocketPacket::parse(&inner).map_err(|e| bad(e.0))?;
         let Some(Value::Array(items)) = p.data.filter(|_| p.kind == SocketKind::Event) else {
             return Err(bad("not a Socket.IO event".to_owned()));
         };
@@ -130,7 +133,10 @@ mod tests {
         let text = CODEC.room_event(&event).map(|b| b.to_string());
         assert_eq!(text.as_deref(), Some(r#"42["user-typing",{"chatId":"room_abc","isTyping":true,"userId":"bob"}]"#));
         assert!(matches!(CODEC.decode(r#"42["typing-start","room_abc"]"#, &room), Ok(Command::Typing(true))));
-        assert!(matches!(CODEC.decode(r#"42["typing-stop",{"chatId":"room_abc"}]"#, &room), Ok(Command::Typing(false))));
+        assert!(matches!(
+            CODEC.decode(r#"42["typing-stop",{"chatId":"room_abc"}]"#, &room),
+            Ok(Command::Typing(false))
+        ));
         assert!(CODEC.decode(r#"42["typing-stop","room_other"]"#, &room).is_err());
         assert!(CODEC.decode("42[", &room).is_err());
         Ok(())

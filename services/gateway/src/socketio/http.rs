@@ -43,15 +43,18 @@ struct Target {
     handshake: Handshake,
 }
 
-fn target(req: &HttpRequest) -> Result<Target, HttpResponse> {
-    let q = Query::parse(req).map_err(|_| bad_request())?;
+/// A request Engine.IO refuses: its code and message (a `400`).
+struct Refusal(u8, &'static str);
+
+fn target(req: &HttpRequest) -> Result<Target, Refusal> {
+    let q = Query::parse(req).map_err(|_| Refusal(3, "Bad request"))?;
     if q.get_str("EIO") != Some("4") {
-        return Err(engine_error(StatusCode::BAD_REQUEST, 5, "Unsupported protocol version"));
+        return Err(Refusal(5, "Unsupported protocol version"));
     }
     let websocket = match q.get_str("transport") {
         Some("polling") => false,
         Some("websocket") => true,
-        _ => return Err(engine_error(StatusCode::BAD_REQUEST, 0, "Transport unknown")),
+        _ => return Err(Refusal(0, "Transport unknown")),
     };
     let owned = |name: &str| q.get_str(name).map(str::to_owned);
     let handshake = Handshake { token: owned("token"), user_id: owned("user_id"), user_name: owned("user_name") };
@@ -80,7 +83,7 @@ fn open(state: &web::Data<AppState>, transport: Transport, handshake: Handshake)
 pub async fn get(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let t = match target(&req) {
         Ok(t) => t,
-        Err(res) => return res,
+        Err(Refusal(code, message)) => return engine_error(StatusCode::BAD_REQUEST, code, message),
     };
     let engine = match &t.sid {
         None => None,
@@ -124,7 +127,7 @@ pub async fn get(req: HttpRequest, payload: web::Payload, state: web::Data<AppSt
 pub async fn post(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let t = match target(&req) {
         Ok(t) => t,
-        Err(res) => return res,
+        Err(Refusal(code, message)) => return engine_error(StatusCode::BAD_REQUEST, code, message),
     };
     let Some(engine) = t.sid.as_deref().and_then(|sid| state.socketio.get(sid)) else {
         return engine_error(StatusCode::BAD_REQUEST, 1, "Session ID unknown");

@@ -259,18 +259,15 @@ impl SocketTask {
         if !decision.allowed {
             return Err(crate::admit::rate_limited(&decision));
         }
-        let room = self.state.bus.request(&GetRoom { actor: me.actor.clone(), room_id }).await.map_err(|e| {
-            match e.code {
+        let room =
+            self.state.bus.request(&GetRoom { actor: me.actor.clone(), room_id }).await.map_err(|e| match e.code {
                 ErrorCode::NotFound => ApiError::not_found("Chat not found"),
                 ErrorCode::Forbidden => ApiError::forbidden("You are not a participant of this chat"),
                 _ => e,
-            }
-        })?;
+            })?;
         let hub = &self.state.hub;
-        let joined = hub
-            .join(&me.actor, &room.room_id, &CODEC, me.user_name.as_deref(), room.last_seq)
-            .await
-            .map_err(|e| {
+        let joined =
+            hub.join(&me.actor, &room.room_id, &CODEC, me.user_name.as_deref(), room.last_seq).await.map_err(|e| {
                 tracing::warn!(error = %e, "could not register a socket.io membership");
                 ApiError::unavailable("Could not join the chat; try again")
             })?;
