@@ -7,7 +7,7 @@
 // stdin: one command per line: {"op":"emit","id":n,"event":"...","args":[...],"ack":bool}
 //        or {"op":"close"}.
 // stdout: one JSON object per line: open (the Engine.IO session, with its first
-//         transport), connect, upgrade, connect_error, disconnect,
+//         transport), ping, connect, upgrade, connect_error, disconnect,
 //         event (every server event), ack (the answer to an emit), joined (a rejoin's ack).
 "use strict";
 
@@ -31,6 +31,8 @@ socket.io.on("open", () => {
   out({ type: "open", transport: engine.transport.name });
   engine.once("upgrade", (t) => out({ type: "upgrade", transport: t.name }));
 });
+// A ping from the server, answered by the client.
+socket.io.on("ping", () => out({ type: "ping", transport: socket.io.engine.transport.name }));
 socket.on("connect", () => {
   out({ type: "connect", id: socket.id, transport: socket.io.engine.transport.name });
   for (const chatId of opts.rejoin || []) {

@@ -364,3 +364,115 @@ async fn engine_io_refuses_what_it_cannot_read() -> anyhow::Result<()> {
     }
     stack.stop().await
 }
+
+/// Short Engine.IO pings, so that a test sees several (the handshake announces them).
+fn quick_pings(cfg: &mut gateway::Config) {
+    cfg.ws.socketio_ping_interval = std::time::Duration::from_millis(200);
+    cfg.ws.socketio_ping_timeout = std::time::Duration::from_millis(1500);
+}
+
+/// Each joined chat's queue holds 2 events.
+fn tiny_queues(cfg: &mut gateway::Config) {
+    cfg.ws.queue = 2;
+}
+
+/// A raw long-polling session: its sid, after the handshake.
+async fn handshake(stack: &TestStack) -> anyhow::Result<(String, Value)> {
+    let url = format!("{}/socket.io/?EIO=4&transport=polling", stack.base_url(0));
+    let open = stack.http.get(url).send().await?.text().await?;
+    let hello: Value =
+        serde_json::from_str(open.strip_prefix('0').ok_or_else(|| anyhow!("not an open packet: {open}"))?)?;
+    let sid = hello["sid"].as_str().ok_or_else(|| anyhow!("no sid in {open}"))?.to_owned();
+    Ok((sid, hello))
+}
+
+/// One polling read: the packets, or `None` when the session is unknown.
+async fn poll(stack: &TestStack, sid: &str) -> anyhow::Result<Option<Vec<String>>> {
+    let url = format!("{}/socket.io/?EIO=4&transport=polling&sid={sid}", stack.base_url(0));
+    let res = bounded("a polling read", stack.http.get(url).send()).await??;
+    if res.status() == StatusCode::BAD_REQUEST {
+        return Ok(None);
+    }
+    ensure!(res.status() == StatusCode::OK, "polling read: {}", res.status());
+    Ok(Some(res.text().await?.split('\u{1e}').map(str::to_owned).collect()))
+}
+
+async fn write(stack: &TestStack, sid: &str, packets: &[&str]) -> anyhow::Result<()> {
+    let url = format!("{}/socket.io/?EIO=4&transport=polling&sid={sid}", stack.base_url(0));
+    let res = stack.http.post(url).body(packets.join("\u{1e}")).send().await?;
+    ensure!(res.status() == StatusCode::OK, "polling write: {}", res.status());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pings_keep_sessions_alive_and_silence_ends_them() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateway_config(quick_pings).start().await?;
+    let t = tenant(&stack).await?;
+    // The stock client answers pings, over polling and then over WebSocket.
+    let mut alice = Node::start(json!({"url": stack.base_url(0), "auth": {"token": token(&t, "alice").await?}}))?;
+    connected(&mut alice).await?;
+    for _ in 0..3 {
+        alice.until("a ping over WebSocket", |l| l["type"] == "ping" && l["transport"] == "websocket").await?;
+    }
+    let mut polling = Node::start(json!({
+        "url": stack.base_url(0), "transports": ["polling"], "auth": {"token": token(&t, "bob").await?},
+    }))?;
+    connected(&mut polling).await?;
+    for _ in 0..3 {
+        polling.until("a ping over polling", |l| l["type"] == "ping" && l["transport"] == "polling").await?;
+    }
+    ensure!(alice.seen.iter().chain(&polling.seen).all(|l| l["type"] != "disconnect"), "a client was disconnected");
+
+    // A session that reads its pings but never answers them is closed.
+    let (sid, hello) = handshake(&stack).await?;
+    assert_eq!((hello["pingInterval"].as_i64(), hello["pingTimeout"].as_i64()), (Some(200), Some(1500)));
+    let mut packets = Vec::new();
+    while let Some(read) = poll(&stack, &sid).await? {
+        packets.extend(read);
+        if packets.last().is_some_and(|p| p == "1") {
+            break;
+        }
+    }
+    ensure!(packets.iter().any(|p| p == "2"), "no ping before the close: {packets:?}");
+    ensure!(poll(&stack, &sid).await?.is_none(), "the session is gone");
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_that_does_not_read_is_cut_off() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateway_config(tiny_queues).start().await?;
+    let t = tenant(&stack).await?;
+    let room = t.user("bob").create_room("group", &["alice"]).await?;
+    let (sid, _) = handshake(&stack).await?;
+    write(&stack, &sid, &[&format!("40{}", json!({"token": token(&t, "alice").await?}))]).await?;
+    let connect = poll(&stack, &sid).await?.unwrap_or_default();
+    ensure!(connect.iter().any(|p| p.starts_with("40{")), "{connect:?}");
+    write(&stack, &sid, &[&format!("421{}", json!(["join-chat-room", room]))]).await?;
+    let mut read = Vec::new();
+    while !read.iter().any(|p: &String| p.starts_with("431")) {
+        read.extend(poll(&stack, &sid).await?.unwrap_or_default());
+    }
+    ensure!(read.iter().any(|p| p == r#"431[{"ok":true}]"#), "{read:?}");
+    // Alice stops reading (and answering pings); bob sends more than her queue holds.
+    for i in 0..20 {
+        t.user("bob").send(&room, &format!("flood {i}")).await?;
+    }
+    // The session is closed: a read gets what was queued and the close packet, or (once
+    // it is gone) `Session ID unknown`.
+    let mut after = Vec::new();
+    while let Some(packets) = poll(&stack, &sid).await? {
+        after.extend(packets);
+        if after.last().is_some_and(|p| p == "1") {
+            break;
+        }
+    }
+    let delivered = after.iter().filter(|p| p.contains("new-message")).count();
+    ensure!(delivered < 20, "all 20 messages were queued for a client that did not read");
+    let metrics = stack.http.get(format!("{}/metrics", stack.base_url(0))).send().await?.text().await?;
+    let kicks = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("chat_gateway_slow_consumer_closes_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    ensure!(kicks.is_some_and(|k| k >= 1.0), "not closed as a slow consumer: {kicks:?}");
+    stack.stop().await
+}
