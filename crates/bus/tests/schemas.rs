@@ -17,6 +17,9 @@ use chat_bus::subjects::{Placeholder, PresenceSignal, Subjects};
 use chat_domain::ApiError;
 use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
+use chat_domain::proto::chat::{
+    ChatMessages, CreateChat, GetChat, GetChatStats, GetUser, ListChats, PutUser, ReadAll, ToggleArchive,
+};
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, TenantChanged, UserEvent};
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::notify::{
@@ -159,6 +162,15 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<RoomAudiences>(),
         CommandSpec::owned::<MessageFeed>(),
         CommandSpec::owned::<OnlineHistory>(),
+        CommandSpec::owned::<PutUser>(),
+        CommandSpec::owned::<GetUser>(),
+        CommandSpec::owned::<CreateChat>(),
+        CommandSpec::owned::<GetChat>(),
+        CommandSpec::owned::<ListChats>(),
+        CommandSpec::owned::<GetChatStats>(),
+        CommandSpec::owned::<ToggleArchive>(),
+        CommandSpec::owned::<ChatMessages>(),
+        CommandSpec::owned::<ReadAll>(),
         CommandSpec::common::<Health>(),
     ]
 }

@@ -103,6 +103,7 @@ fn message_store_config(prefix: &str, db: &str, admin_key: &str, i: usize) -> an
         publish_lease_every: Duration::from_millis(500),
         publish_lease_ttl: Duration::from_secs(3),
         crash_before_publish: false,
+        clock: message_store::Clock::system(),
     })
 }
 

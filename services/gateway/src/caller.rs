@@ -41,7 +41,7 @@ impl Caller {
 
 /// `X-User-Id`, parsed.
 /// A header that is there but not visible ASCII is invalid, not absent.
-fn header_user(cx: &Cx) -> Option<Result<UserId, ApiError>> {
+pub(crate) fn header_user(cx: &Cx) -> Option<Result<UserId, ApiError>> {
     let raw = cx.req.headers().get(USER_ID)?;
     let Ok(text) = raw.to_str() else {
         return Some(Err(ApiError::validation(USER_ID, "Invalid X-User-Id: not a printable ASCII id")));
@@ -58,7 +58,7 @@ fn user_required() -> ApiError {
 }
 
 /// Counts the request against the tenant's limit; `429` when over it.
-async fn count(cx: &Cx, tenant: &TenantAuth) -> Result<(), ApiError> {
+pub(crate) async fn count(cx: &Cx, tenant: &TenantAuth) -> Result<(), ApiError> {
     let decision = crate::admit::count(&cx.state, tenant).await;
     cx.req.extensions_mut().insert(decision);
     if decision.allowed { Ok(()) } else { Err(crate::admit::rate_limited(&decision)) }

@@ -7,6 +7,7 @@
 //! - `admit`: one admission (key or token -> tenant + user, rate limit) for every
 //!   endpoint. `caller`: the REST extractors built on it.
 //! - `rest/`: the canonical REST API (`rest-rooms.md`), at `/` and `/v1/`.
+//! - `rest_chat/`: the `rest-chat.md` dialect at `/api/chat` (Bearer tokens, chats).
 //! - `session/`: the protocol-neutral WebSocket session core; each dialect is a codec.
 //! - `fanout/`: the socket registry, per-room ordering and fan-out, user events.
 //! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
@@ -33,6 +34,7 @@ mod http_errors;
 mod metrics;
 mod ratelimit;
 mod rest;
+pub(crate) mod rest_chat;
 mod sends;
 pub mod session;
 pub mod socketio;
@@ -249,6 +251,7 @@ impl Gateway {
                     .instrument(span)
                 })
                 // The REST API first: its busiest routes are tried before anything else.
+                .configure(rest_chat::routes)
                 .configure(rest::routes)
                 .configure(chat_telemetry::ops::configure(check.clone()))
                 .route("/ws/{room_id}", web::get().to(ws_rooms::connect))

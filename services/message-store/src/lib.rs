@@ -83,6 +83,41 @@ pub struct Config {
     /// For tests: commit sends but never publish their events (see
     /// [`publish::PublisherConfig::crash_before_publish`]).
     pub crash_before_publish: bool,
+    /// What time it is for rules that compare it with stored times (the edit window);
+    /// tests set one they can move instead of sleeping.
+    pub clock: Clock,
+}
+
+/// A source of the current time, shared by every handler.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>);
+
+impl Clock {
+    /// The system clock (microseconds, as everything stored).
+    pub fn system() -> Self {
+        Self(Arc::new(chat_domain::time::now))
+    }
+
+    /// A clock that asks `now`.
+    pub fn from_fn(now: impl Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", chat_domain::time::format(&self.now()))
+    }
 }
 
 impl Config {
@@ -119,6 +154,7 @@ impl Config {
             publish_lease_every: publish::LEASE_EVERY,
             publish_lease_ttl: publish::LEASE_TTL,
             crash_before_publish: false,
+            clock: Clock::system(),
         })
     }
 }
@@ -202,6 +238,7 @@ impl MessageStore {
             committer,
             instance,
             started: Instant::now(),
+            clock: self.config.clock.clone(),
         }));
         let served = handlers::router(store).serve(self.bus.clone(), Service::MessageStore, shutdown.clone()).await;
         // The router (and with it every Committer and Publisher) is gone: the writers

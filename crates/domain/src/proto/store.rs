@@ -264,6 +264,11 @@ pub struct EditMessage {
     pub content: MessageContent,
     /// Shown to others with the edit.
     pub edit_reason: Option<String>,
+    /// Refuse (`FORBIDDEN`) an edit after the tenant's edit window (the tenant setting
+    /// `edit_window_secs`, 900 by default) from the message's creation. The
+    /// `rest-chat.md` dialect asks for it; the others have no window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub within_edit_window: bool,
 }
 store_command!(EditMessage, "edit_message", Message);
 

@@ -39,6 +39,11 @@ pub struct Cx {
 }
 
 impl Cx {
+    /// A request to read parts of (other dialects' extractors build one too).
+    pub fn new(req: HttpRequest, state: web::Data<AppState>, payload: dev::Payload) -> Self {
+        Cx { req, state, payload: Some(payload), caller: None, segments: None }
+    }
+
     /// A path segment, percent-decoded (as `web::Path` decodes it).
     pub fn segment(&mut self, name: &str) -> Result<String, ApiError> {
         if self.segments.is_none() {
@@ -91,7 +96,7 @@ impl<P: Part + 'static> FromRequest for Rest<P> {
         let payload = payload.take();
         Box::pin(async move {
             let state = req.app_data::<web::Data<AppState>>().cloned().ok_or_else(ApiError::internal)?;
-            let mut cx = Cx { req, state, payload: Some(payload), caller: None, segments: None };
+            let mut cx = Cx::new(req, state, payload);
             Ok(Rest(P::read(&mut cx).await?))
         })
     }

@@ -159,7 +159,7 @@ impl TryFrom<EditRequest> for EditMessage {
     fn try_from(EditRequest { actor, room_id, message_id, body }: EditRequest) -> Result<Self, ApiError> {
         let content = MessageContent::parse(field::required_str("content", body.content)?)?;
         let edit_reason = field::optional_str("edit_reason", body.edit_reason)?;
-        Ok(EditMessage { actor, room_id, message_id, content, edit_reason })
+        Ok(EditMessage { actor, room_id, message_id, content, edit_reason, within_edit_window: false })
     }
 }
 

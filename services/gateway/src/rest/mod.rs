@@ -12,6 +12,7 @@ mod live;
 mod messages;
 mod notify;
 mod rooms;
+mod users;
 
 use actix_web::web;
 use chat_domain::ApiError;
@@ -46,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(rooms::add_member)),
     )
     .service(resource("/rooms/{room_id}/members/{user_id}").route(web::delete().to(rooms::remove_member)))
+    .service(resource("/users/{user_id}").route(web::put().to(users::put)).route(web::get().to(users::get)))
     .service(
         web::resource(["/api/v1/rooms/{room_id}/messages", "/api/v1/rooms/{room_id}/messages/"])
             .default_service(web::to(crate::error::no_route))

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chat_domain::ApiError;
 use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::Actor;
+use chat_domain::proto::chat::{AllRead, ReadAll};
 use chat_domain::proto::events::{CursorChange, MessageStatus, RoomEvent, RoomEventBody, UserEvent, UserEventBody};
 use chat_domain::proto::store::{CursorKind, Cursors, MAX_READ_IDS, MoveCursor, ReadMessages};
 use diesel::sql_types::{Array, BigInt, Text};
@@ -41,6 +42,39 @@ pub async fn move_cursor(store: Store, cmd: MoveCursor) -> Result<Cursors, ApiEr
         .await?;
     store.0.publisher.submit(pending);
     Ok(cursors)
+}
+
+/// `read_all`: the read cursor to the newest message; `modified_count` is how many
+/// messages that moved it past.
+pub async fn read_all(store: Store, cmd: ReadAll) -> Result<AllRead, ApiError> {
+    let subjects = store.subjects().clone();
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let (read, pending) = conn
+        .transaction(async move |conn| -> Result<(AllRead, Vec<outbox::Pending>), StoreError> {
+            super::chats::participant(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
+            #[derive(diesel::QueryableByName)]
+            struct Before {
+                #[diesel(sql_type = BigInt)]
+                read_seq: i64,
+            }
+            let before: Option<Before> = optional(
+                diesel::sql_query("SELECT read_seq FROM room_cursors WHERE room_id = $1 AND user_id = $2 FOR UPDATE")
+                    .bind::<Text, _>(cmd.room_id.as_str())
+                    .bind::<Text, _>(cmd.actor.user_id.as_str())
+                    .get_result(conn)
+                    .await,
+            )?;
+            let before = before.map_or(0, |b| b.read_seq);
+            // Past the newest counts as the newest.
+            let to =
+                Move { actor: &cmd.actor, room_id: &cmd.room_id, kind: CursorKind::Read, seq: i64::MAX, named: None };
+            let (cursors, pending) = advance(conn, &subjects, to).await?;
+            let read = AllRead { modified_count: (cursors.read_seq - before).max(0), read_seq: cursors.read_seq };
+            Ok((read, pending))
+        })
+        .await?;
+    store.0.publisher.submit(pending);
+    Ok(read)
 }
 
 pub async fn read_messages(store: Store, cmd: ReadMessages) -> Result<Cursors, ApiError> {

@@ -1,4 +1,5 @@
-//! `edit_message` (the sender only) and `delete_message` (the sender or a room admin;
+//! `edit_message` (the sender only; with `within_edit_window`, only within the tenant's
+//! edit window) and `delete_message` (the sender, a room admin or a directory `admin`;
 //! soft: the row and its `seq` stay, the content goes). Each emits a room event.
 
 use chat_domain::ApiError;
@@ -8,13 +9,35 @@ use chat_domain::proto::store::{DeleteMessage, EditMessage};
 use diesel::sql_types::{Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use super::users::has_role;
 use super::{Store, access, optional};
 use crate::error::StoreError;
 use crate::outbox;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow};
+use chat_domain::proto::chat::ADMIN_ROLE;
 
 /// Longest edit reason, in characters.
 const MAX_REASON_CHARS: usize = 200;
+
+/// The edit window when the tenant sets none: 15 minutes.
+pub const DEFAULT_EDIT_WINDOW_SECS: i64 = 900;
+
+/// The tenant's edit window in seconds: the setting `edit_window_secs` (a whole number
+/// of seconds, 0 or more), else [`DEFAULT_EDIT_WINDOW_SECS`].
+async fn edit_window_secs(conn: &mut AsyncPgConnection, tenant: &str) -> Result<i64, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Window {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Jsonb>)]
+        value: Option<serde_json::Value>,
+    }
+    let row: Option<Window> = optional(
+        diesel::sql_query("SELECT settings -> 'edit_window_secs' AS value FROM tenants WHERE id = $1")
+            .bind::<Text, _>(tenant)
+            .get_result(conn)
+            .await,
+    )?;
+    Ok(row.and_then(|w| w.value).and_then(|v| v.as_i64()).filter(|s| *s >= 0).unwrap_or(DEFAULT_EDIT_WINDOW_SECS))
+}
 
 async fn load(conn: &mut AsyncPgConnection, room: &str, id: &str) -> Result<Message, StoreError> {
     let row: Option<MessageRow> = optional(
@@ -34,6 +57,7 @@ pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, Api
     }
     let reason = cmd.edit_reason.as_deref().map(|r| r.chars().take(MAX_REASON_CHARS).collect::<String>());
     let subjects = store.subjects().clone();
+    let clock = store.0.clock.clone();
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
     let (message, pending) = conn
         .transaction(async move |conn| -> Result<(Message, outbox::Pending), StoreError> {
@@ -44,6 +68,15 @@ pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, Api
             }
             if old.deleted_at.is_some() {
                 return Err(ApiError::conflict("A deleted message cannot be edited").into());
+            }
+            if cmd.within_edit_window {
+                let window = edit_window_secs(conn, cmd.actor.tenant_id.as_str()).await?;
+                if (clock.now() - old.created_at).num_seconds() >= window {
+                    return Err(ApiError::forbidden(format!(
+                        "Messages can be edited for {window} seconds after they are sent"
+                    ))
+                    .into());
+                }
             }
             let now = chat_domain::time::now();
             let row: MessageRow = diesel::sql_query(format!(
@@ -78,8 +111,14 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<Message,
         .transaction(async move |conn| -> Result<(Message, Option<outbox::Pending>), StoreError> {
             let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             let old = load(conn, cmd.room_id.as_str(), cmd.message_id.as_str()).await?;
-            if old.sender_id != cmd.actor.user_id && role != MemberRole::Admin {
-                return Err(ApiError::forbidden("Only the sender or a room admin can delete a message").into());
+            if old.sender_id != cmd.actor.user_id
+                && role != MemberRole::Admin
+                && !has_role(conn, &cmd.actor.tenant_id, &cmd.actor.user_id, ADMIN_ROLE).await?
+            {
+                return Err(ApiError::forbidden(
+                    "Only the sender, a room admin or a tenant admin can delete a message",
+                )
+                .into());
             }
             if old.deleted_at.is_some() {
                 // Deleting twice is not an error, and not a second event.

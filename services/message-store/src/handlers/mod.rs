@@ -1,5 +1,7 @@
 //! One file per group of commands; [`router`] wires them to their verbs.
 
+mod chat_messages;
+mod chats;
 mod cursors;
 mod deliveries;
 mod edits;
@@ -12,6 +14,7 @@ mod messages;
 mod plans;
 mod rooms;
 mod tenants;
+mod users;
 
 pub use messages::{Sent, Stored, send_batch};
 pub use tenants::insert_key;
@@ -45,6 +48,8 @@ pub struct Inner {
     pub committer: crate::group_commit::Committer,
     pub instance: String,
     pub started: Instant,
+    /// The time for the edit window.
+    pub clock: crate::Clock,
 }
 
 impl Store {
@@ -93,6 +98,15 @@ pub fn router(store: Store) -> Router<Store> {
         .route(history::older_messages)
         .route(edits::edit_message)
         .route(edits::delete_message)
+        .route(users::put_user)
+        .route(users::get_user)
+        .route(chats::create_chat)
+        .route(chats::get_chat)
+        .route(chats::list_chats)
+        .route(chats::chat_stats)
+        .route(chats::toggle_archive)
+        .route(chat_messages::chat_messages)
+        .route(cursors::read_all)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.

@@ -1,0 +1,84 @@
+//! The tenant's user directory: `PUT /users/{user_id}` (upsert) and `GET
+//! /users/{user_id}`, with the API key. Names, avatars and roles show in chats
+//! (`/api/chat` participants); roles `support` and `admin` make the support pool, and
+//! `admin` may send system messages and delete anyone's message.
+
+use actix_web::{HttpResponse, web};
+use chat_domain::ApiError;
+use chat_domain::ids::UserId;
+use chat_domain::model::Actor;
+use chat_domain::proto::chat::{DirectoryUser, GetUser, PutUser};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Body, Cx, InUser, Part, Rest, parts};
+use crate::AppState;
+use crate::body::field;
+use crate::caller::Caller;
+use crate::error::HttpResult;
+
+/// The body of `PUT /users/{user_id}`.
+#[derive(Deserialize)]
+pub struct UserBody {
+    name: Option<Value>,
+    avatar_url: Option<Value>,
+    roles: Option<Value>,
+    metadata: Option<Value>,
+}
+
+/// `PUT /users/{user_id}`.
+pub struct PutRequest {
+    caller: Caller,
+    user_id: UserId,
+    body: UserBody,
+}
+
+impl Part for PutRequest {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        let (caller, InUser(user_id), Body(body)) = parts(cx).await?;
+        Ok(Self { caller, user_id, body })
+    }
+}
+
+impl TryFrom<PutRequest> for PutUser {
+    type Error = ApiError;
+
+    fn try_from(PutRequest { caller, user_id, body }: PutRequest) -> Result<Self, ApiError> {
+        Ok(PutUser {
+            tenant_id: caller.tenant.tenant_id.clone(),
+            user_id,
+            name: field::optional_str("name", body.name)?,
+            avatar_url: field::optional_str("avatar_url", body.avatar_url)?,
+            roles: field::optional_str_array("roles", body.roles)?.unwrap_or_default(),
+            metadata: field::optional_object("metadata", body.metadata)?.unwrap_or_else(|| json!({})),
+        })
+    }
+}
+
+/// The user as the API shows it.
+fn user_json(u: &DirectoryUser) -> Value {
+    json!({
+        "user_id": u.user_id,
+        "name": u.name,
+        "avatar_url": u.avatar_url,
+        "roles": u.roles,
+        "metadata": u.metadata,
+        "registered": u.registered,
+        "created_at": u.created_at.as_ref().map(chat_domain::time::format),
+        "updated_at": u.updated_at.as_ref().map(chat_domain::time::format),
+    })
+}
+
+/// Creates (`201`) or replaces (`200`) the user's directory entry.
+pub async fn put(Rest(req): Rest<PutRequest>, state: web::Data<AppState>) -> HttpResult {
+    let put = state.bus.request(&PutUser::try_from(req)?).await?;
+    let mut res = if put.created { HttpResponse::Created() } else { HttpResponse::Ok() };
+    Ok(res.json(user_json(&put.user)))
+}
+
+/// A user of the tenant (in the directory, or a member of any room); `404` otherwise.
+pub async fn get(Rest((caller, InUser(user_id))): Rest<(Caller, InUser)>, state: web::Data<AppState>) -> HttpResult {
+    let Actor { tenant_id, .. } = Actor { tenant_id: caller.tenant.tenant_id.clone(), user_id: user_id.clone() };
+    let user = state.bus.request(&GetUser { tenant_id, user_id }).await?;
+    Ok(HttpResponse::Ok().json(user_json(&user)))
+}

@@ -1,0 +1,75 @@
+//! The answers of `/api/chat`: `{"success": true, "data": {...}}` and, for every
+//! error of the dialect (400, 401, 403, 404, 413, 415, 429, 500, 503), the Express-style
+//! `{"success": false, "message": "...", "code": "NOT_FOUND"}`, with `field` when one
+//! request field is at fault (named as this dialect names it).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use chat_domain::{ApiError, ErrorCode};
+use serde_json::{Value, json};
+
+/// An error of the chat dialect.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ChatError(pub ApiError);
+
+impl From<ApiError> for ChatError {
+    fn from(e: ApiError) -> Self {
+        ChatError(e)
+    }
+}
+
+/// The dialect's name of a field the core names otherwise.
+fn field_name(field: &str) -> &str {
+    match field {
+        "reply_to" => "replyToMessageId",
+        "meta" => "metadata",
+        "participants" | "members" => "participantIds",
+        other => other,
+    }
+}
+
+impl ResponseError for ChatError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({"success": false, "message": self.0.message, "code": self.0.code.as_str()});
+        if let Some(field) = &self.0.field {
+            body["field"] = json!(field_name(field));
+        }
+        HttpResponse::build(self.status_code()).json(body)
+    }
+}
+
+/// What the dialect's handlers return.
+pub(crate) type ChatResult = Result<HttpResponse, ChatError>;
+
+/// `{"success": true, "data": data}` with `status`.
+pub(crate) fn ok(status: StatusCode, data: Value) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"success": true, "data": data}))
+}
+
+/// The 404 of a path (or method) under `/api/chat` that no route serves.
+pub(crate) async fn no_route() -> ChatResult {
+    Err(ChatError(ApiError::new(ErrorCode::NotFound, "No such endpoint")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn errors_have_the_express_shape() -> anyhow::Result<()> {
+        let res = ChatError(ApiError::validation("reply_to", "bad")).error_response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let body = actix_web::body::to_bytes(res.into_body()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let v: Value = serde_json::from_slice(&body)?;
+        assert_eq!(
+            v,
+            json!({"success": false, "message": "bad", "code": "VALIDATION_ERROR", "field": "replyToMessageId"})
+        );
+        Ok(())
+    }
+}

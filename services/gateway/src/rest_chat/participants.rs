@@ -1,0 +1,97 @@
+//! `POST /api/chat/:id/participants` and `DELETE /api/chat/:id/participants/:participantId`:
+//! group chats only; the chat's creator or its admins (a member may also remove
+//! themself). They are the room's membership changes, so every dialect's sockets get
+//! `member.added` / `member.removed`.
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+use chat_domain::ApiError;
+use chat_domain::ids::{RoomId, UserId};
+use chat_domain::model::{Actor, MemberRole};
+use chat_domain::proto::chat::{ChatType, GetChat, GetUser};
+use chat_domain::proto::store::{AddMember, RemoveMember};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ChatResult, ok};
+use super::extract::{ChatCaller, ChatRest, InChat, InParticipant};
+use super::render;
+use crate::AppState;
+use crate::body::field;
+use crate::rest::extract::Body;
+
+/// The body of `POST /api/chat/:id/participants`: `userId`, or several as `userIds`.
+#[derive(Deserialize)]
+pub(crate) struct NewParticipants {
+    #[serde(rename = "userId")]
+    user_id: Option<Value>,
+    #[serde(rename = "userIds")]
+    user_ids: Option<Value>,
+}
+
+/// Refuses changes to chats other than groups (`GetChat` also answers 404 / 403).
+async fn group_chat(state: &AppState, actor: &Actor, room_id: &RoomId) -> Result<(), ApiError> {
+    let chat = state.bus.request(&GetChat { actor: actor.clone(), room_id: room_id.clone() }).await?;
+    if chat.chat_type != ChatType::Group {
+        return Err(ApiError::validation(
+            "id",
+            format!("Participants can be changed in group chats only (this one is {})", chat.chat_type.as_str()),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn add(
+    ChatRest((caller, InChat(room_id), Body(body))): ChatRest<(ChatCaller, InChat, Body<NewParticipants>)>,
+    state: web::Data<AppState>,
+) -> ChatResult {
+    let mut ids = field::optional_str_array("userIds", body.user_ids)?.unwrap_or_default();
+    ids.extend(field::optional_str("userId", body.user_id)?);
+    if ids.is_empty() {
+        return Err(ApiError::validation("userId", "userId is required").into());
+    }
+    let users = ids.iter().map(|u| crate::rest::user_id("userId", u)).collect::<Result<Vec<UserId>, _>>()?;
+    group_chat(&state, &caller.actor, &room_id).await?;
+    for user in &users {
+        let known = GetUser { tenant_id: caller.actor.tenant_id.clone(), user_id: user.clone() };
+        state.bus.request(&known).await.map_err(|e| {
+            if e.code == chat_domain::ErrorCode::NotFound {
+                ApiError::not_found(format!("participant not found: {user}"))
+            } else {
+                e
+            }
+        })?;
+    }
+    let mut added = Vec::new();
+    for user in users {
+        let cmd = AddMember {
+            actor: caller.actor.clone(),
+            room_id: room_id.clone(),
+            user_id: user.clone(),
+            role: MemberRole::Member,
+        };
+        if state.bus.request(&cmd).await?.created {
+            added.push(user);
+        }
+    }
+    let chat = state.bus.request(&GetChat { actor: caller.actor, room_id }).await?;
+    let status = if added.is_empty() { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(ok(status, json!({"added": added, "chat": render::chat(&chat, &render::links(&state))})))
+}
+
+pub(crate) async fn remove(
+    ChatRest((caller, InChat(room_id), InParticipant(user_id))): ChatRest<(ChatCaller, InChat, InParticipant)>,
+    state: web::Data<AppState>,
+) -> ChatResult {
+    group_chat(&state, &caller.actor, &room_id).await?;
+    let cmd = RemoveMember { actor: caller.actor.clone(), room_id: room_id.clone(), user_id: user_id.clone() };
+    state.bus.request(&cmd).await?;
+    // Someone who removed themself no longer sees the chat.
+    let chat = if user_id == caller.actor.user_id {
+        Value::Null
+    } else {
+        let chat = state.bus.request(&GetChat { actor: caller.actor, room_id }).await?;
+        render::chat(&chat, &render::links(&state))
+    };
+    Ok(ok(StatusCode::OK, json!({"removed": user_id, "chat": chat})))
+}
