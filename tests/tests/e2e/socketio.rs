@@ -169,35 +169,44 @@ async fn default_transports_upgrade_and_every_event_arrives() -> anyhow::Result<
     assert_eq!(upgrade["transport"], "websocket");
     assert_eq!(alice.call("join-chat-room", json!([room])).await?, json!({"ok": true}));
 
-    // REST actions.
+    // REST actions of rest-chat.md (`/api/chat`), acting as bob.
     let bob = t.user("bob");
-    let sent = bob.send(&room, "hello alice").await?;
-    let id = sent["message_id"].as_str().ok_or_else(|| anyhow!("no message_id"))?.to_owned();
+    let api = |path: &str| format!("/api/chat/{room}{path}");
+    let sent = request(&t, "bob", Method::POST, &api("/messages"), json!({"content": "hello alice"})).await?;
+    let sent = sent.expect(StatusCode::CREATED)?.body["data"]["message"].clone();
+    let id = sent["_id"].as_str().ok_or_else(|| anyhow!("no _id in {sent}"))?.to_owned();
     let m = alice.event("new-message", |m| m["_id"] == id.as_str()).await?;
+    assert_eq!(m, sent, "new-message carries the message exactly as the REST response does");
     assert_eq!((m["chatId"].as_str(), m["sender"].as_str()), (Some(room.as_str()), Some("bob")));
     assert_eq!(
         (m["content"].as_str(), m["type"].as_str(), m["seq"].as_i64()),
         (Some("hello alice"), Some("text"), Some(1))
     );
-    for field in ["createdAt", "editedAt", "deletedAt", "metadata", "attachments", "replyToMessageId"] {
-        ensure!(m.get(field).is_some(), "new-message lacks {field}: {m}");
-    }
-    let path = format!("/rooms/{room}/messages/{id}");
-    request(&t, "bob", Method::PATCH, &path, json!({"content": "hello again"})).await?.expect(StatusCode::OK)?;
+    let path = api(&format!("/messages/{id}"));
+    let res =
+        request(&t, "bob", Method::PUT, &path, json!({"content": "hello again"})).await?.expect(StatusCode::OK)?;
     let edited = alice.event("message-edited", |m| m["_id"] == id.as_str()).await?;
+    assert_eq!(edited, res.body["data"]["message"], "message-edited carries the edited message");
     assert_eq!(edited["content"], "hello again");
     ensure!(edited["editedAt"].is_string(), "{edited}");
-    request(&t, "bob", Method::DELETE, &path, json!({})).await?.expect(StatusCode::OK)?;
+    let res = request(&t, "bob", Method::DELETE, &path, json!({})).await?.expect(StatusCode::OK)?;
     let deleted = alice.event("message-deleted", |m| m["_id"] == id.as_str()).await?;
-    ensure!(deleted["deletedAt"].is_string() && deleted["chatId"] == room.as_str(), "{deleted}");
+    assert_eq!(deleted, res.body["data"]["message"], "message-deleted carries the deleted message");
+    ensure!(deleted["deletedAt"].is_string() && deleted["content"] == "", "{deleted}");
+    // rest-rooms.md's REST API is another way in.
     bob.send(&room, "read me").await?;
-    t.user("carol").post(&format!("/rooms/{room}/read"), json!({"seq": 2})).await?.expect(StatusCode::OK)?;
+    alice.event("new-message", |m| m["content"] == "read me").await?;
+    request(&t, "carol", Method::PATCH, &api("/messages/read"), json!({})).await?.expect(StatusCode::OK)?;
     let read = alice.event("messages-read", |r| r["userId"] == "carol").await?;
     assert_eq!((read["chatId"].as_str(), read["seq"].as_i64()), (Some(room.as_str()), Some(2)));
-    bob.post(&format!("/rooms/{room}/members"), json!({"user_id": "dave"})).await?.expect(StatusCode::CREATED)?;
+    // Participants are added from the tenant's user directory.
+    request(&t, "bob", Method::PUT, "/users/dave", json!({"name": "Dave"})).await?.expect(StatusCode::CREATED)?;
+    request(&t, "bob", Method::POST, &api("/participants"), json!({"userId": "dave"}))
+        .await?
+        .expect(StatusCode::CREATED)?;
     let added = alice.event("participants-added", |_| true).await?;
     assert_eq!(added, json!({"chatId": room, "participants": ["dave"]}));
-    bob.delete(&format!("/rooms/{room}/members/dave")).await?.expect(StatusCode::OK)?;
+    request(&t, "bob", Method::DELETE, &api("/participants/dave"), json!({})).await?.expect(StatusCode::OK)?;
     let removed = alice.event("participant-removed", |_| true).await?;
     assert_eq!((removed["chatId"].as_str(), removed["participantId"].as_str()), (Some(room.as_str()), Some("dave")));
 

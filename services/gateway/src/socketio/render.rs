@@ -1,7 +1,8 @@
-//! Payloads of the Socket.IO events, in the shape of `rest-chat.md`'s REST responses:
-//! camelCase, a message as `GET /api/chat/:id/messages` returns it (`_id`, `chatId`,
-//! `sender`, `content`, `type`, `replyToMessageId`, `metadata`, `attachments`,
-//! `createdAt`, `editedAt`, `deletedAt`, `seq`).
+//! Payloads of the Socket.IO events, in the shape of `rest-chat.md`'s REST responses.
+//! A message — in `new-message`, `message-edited` and `message-deleted` — is exactly
+//! what `/api/chat` answers (`rest_chat::render::message`: `_id`, `chatId`, `sender`,
+//! `content`, `type`, `replyToMessageId`, `metadata`, `attachments`, `createdAt`,
+//! `editedAt`, `deletedAt`, `seq`). The other events are camelCase likewise.
 
 use chat_domain::ids::RoomId;
 use chat_domain::model::{Member, Message};
@@ -10,45 +11,41 @@ use chat_domain::time::format;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-/// A stored message (`new-message`).
+use crate::rest_chat::render::{self as rest, FilePaths};
+
+/// A stored message (`new-message`), as `GET /api/chat/:id/messages` returns it.
 pub fn message(m: &Message) -> Value {
-    json!({
-        "_id": m.message_id.as_str(),
-        "chatId": m.room_id.as_str(),
-        "sender": m.sender_id.as_str(),
-        "content": m.content,
-        "type": m.kind.as_str(),
-        "replyToMessageId": m.reply_to.as_ref().map(|id| id.as_str()),
-        "metadata": m.meta.clone().unwrap_or_else(|| json!({})),
-        "attachments": [],
-        "createdAt": format(&m.created_at),
-        "editedAt": m.edited_at.as_ref().map(format),
-        "deletedAt": m.deleted_at.as_ref().map(format),
-        "seq": m.seq,
-    })
+    rest::message(m, &FilePaths)
 }
 
-/// An edited message (`message-edited`): what changed, under the message's fields.
+/// An edited message (`message-edited`): the whole message. An event published before
+/// events carried the message gives what changed, under the same field names.
 pub fn edited(room: &RoomId, u: &MessageUpdated) -> Value {
-    json!({
-        "_id": u.message_id.as_str(),
-        "chatId": room.as_str(),
-        "content": u.content,
-        "editedAt": format(&u.edited_at),
-        "seq": u.seq,
-    })
+    match &u.message {
+        Some(m) => message(m),
+        None => json!({
+            "_id": u.message_id.as_str(),
+            "chatId": room.as_str(),
+            "content": u.content,
+            "editedAt": format(&u.edited_at),
+            "seq": u.seq,
+        }),
+    }
 }
 
-/// A deleted message (`message-deleted`): the content is gone, `deletedAt` is set.
+/// A deleted message (`message-deleted`): the whole message (content gone, `deletedAt`
+/// set), or what changed for an event published before events carried the message.
 pub fn deleted(room: &RoomId, d: &MessageDeleted) -> Value {
-    json!({
-        "_id": d.message_id.as_str(),
-        "chatId": room.as_str(),
-        "content": "",
-        "deletedAt": format(&d.deleted_at),
-        "deletedBy": d.deleted_by.as_str(),
-        "seq": d.seq,
-    })
+    match &d.message {
+        Some(m) => message(m),
+        None => json!({
+            "_id": d.message_id.as_str(),
+            "chatId": room.as_str(),
+            "content": "",
+            "deletedAt": format(&d.deleted_at),
+            "seq": d.seq,
+        }),
+    }
 }
 
 /// A member's read cursor moved (`messages-read`).
