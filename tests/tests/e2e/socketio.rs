@@ -263,6 +263,9 @@ async fn websocket_only_joins_participants_only_and_refuses_bad_tokens() -> anyh
     assert_eq!(unknown["ok"], false);
     // Still connected and working after all that.
     assert_eq!(alice.call("join-chat-room", json!([{"chatId": room}])).await?, json!({"ok": true}));
+    // A join counts as being online in the chat (presence), as a socket of any dialect.
+    let online = t.user("bob").get(&format!("/api/v1/rooms/{room}/online")).await?.expect(StatusCode::OK)?;
+    ensure!(online.body["data"]["online_users"].as_array().is_some_and(|u| u.contains(&json!("alice"))), "{online:?}");
     t.user("bob").send(&other, "not for alice").await?;
     t.user("bob").send(&room, "for alice").await?;
     alice.event("new-message", |m| m["content"] == "for alice").await?;

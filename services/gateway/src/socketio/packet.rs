@@ -229,6 +229,27 @@ mod tests {
         Ok(())
     }
 
+    proptest::proptest! {
+        /// Any bytes from a client are a packet or a refusal, never a panic.
+        #[test]
+        fn arbitrary_input_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            for record in split_payload(&body) {
+                if let Ok(EnginePacket::Message(text)) = EnginePacket::parse_record(record) {
+                    let _ = SocketPacket::parse(&text);
+                }
+            }
+            let text = String::from_utf8_lossy(&body);
+            let _ = SocketPacket::parse(&text);
+        }
+
+        /// Packets that look almost right: a valid prefix and arbitrary text after it.
+        #[test]
+        fn near_misses_never_panic(prefix in "[0-6]{1,2}[-/,0-9]{0,4}", rest in "\\PC{0,64}") {
+            let _ = SocketPacket::parse(&format!("{prefix}{rest}"));
+            let _ = EnginePacket::parse_text(&format!("4{prefix}{rest}"));
+        }
+    }
+
     #[test]
     fn server_packets() {
         assert_eq!(connect_error("/", "bad token"), r#"44{"message":"bad token"}"#);
