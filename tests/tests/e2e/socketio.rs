@@ -209,6 +209,18 @@ async fn default_transports_upgrade_and_every_event_arrives() -> anyhow::Result<
     request(&t, "bob", Method::DELETE, &api("/participants/dave"), json!({})).await?.expect(StatusCode::OK)?;
     let removed = alice.event("participant-removed", |_| true).await?;
     assert_eq!((removed["chatId"].as_str(), removed["participantId"].as_str()), (Some(room.as_str()), Some("dave")));
+    // A removed participant who is connected hears it too, and is out of the chat.
+    request(&t, "bob", Method::PUT, "/users/carol", json!({"name": "Carol"})).await?;
+    let mut carol = Node::start(json!({"url": stack.base_url(0), "auth": {"token": token(&t, "carol").await?}}))?;
+    connected(&mut carol).await?;
+    assert_eq!(carol.call("join-chat-room", json!([room])).await?, json!({"ok": true}));
+    request(&t, "bob", Method::DELETE, &api("/participants/carol"), json!({})).await?.expect(StatusCode::OK)?;
+    let gone = carol.event("participant-removed", |_| true).await?;
+    assert_eq!(gone, json!({"chatId": room, "participantId": "carol"}));
+    let refused = carol.call("typing-start", json!([room])).await?;
+    assert_eq!(refused["code"], "FORBIDDEN", "the chat was left: {refused}");
+    assert_eq!(carol.call("join-chat-room", json!([room])).await?["code"], "FORBIDDEN");
+    drop(carol);
 
     // Another dialect: bob on /ws sends and types; alice's typing reaches him there.
     let ws_url = format!("{}/ws/{room}?token={}&user_id=bob", stack.ws_url(0), t.api_key);

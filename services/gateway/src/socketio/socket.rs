@@ -143,7 +143,17 @@ impl SocketTask {
                 }
                 Some((room, why)) = kicks.recv() => match why {
                     Close::Slow => break "slow consumer",
-                    Close::Removed => self.leave(&mut live, &room).await,
+                    Close::Removed => {
+                        // The fan-out tells the others; the removed participant hears
+                        // it here, then the chat is left.
+                        if let Some(me) = &live.connected {
+                            let event = json!({"chatId": room.as_str(), "participantId": me.actor.user_id.as_str()});
+                            if !self.engine.push(packet::event("participant-removed", &event)) {
+                                break "client not reading";
+                            }
+                        }
+                        self.leave(&mut live, &room).await;
+                    }
                 },
                 _ = shutdown.wait_for(|stop| *stop) => break "server shutting down",
             }
