@@ -222,6 +222,21 @@ async fn default_transports_upgrade_and_every_event_arrives() -> anyhow::Result<
     assert_eq!(carol.call("join-chat-room", json!([room])).await?["code"], "FORBIDDEN");
     drop(carol);
 
+    // The same events from rest-rooms.md's REST API.
+    let m = bob.send(&room, "via /rooms").await?;
+    let id = m["message_id"].as_str().ok_or_else(|| anyhow!("no message_id"))?.to_owned();
+    alice.event("new-message", |m| m["_id"] == id.as_str()).await?;
+    let path = format!("/rooms/{room}/messages/{id}");
+    request(&t, "bob", Method::PATCH, &path, json!({"content": "edited via /rooms"})).await?.expect(StatusCode::OK)?;
+    let edited = alice.event("message-edited", |m| m["_id"] == id.as_str()).await?;
+    assert_eq!((edited["content"].as_str(), edited["sender"].as_str()), (Some("edited via /rooms"), Some("bob")));
+    request(&t, "bob", Method::DELETE, &path, json!({})).await?.expect(StatusCode::OK)?;
+    alice.event("message-deleted", |m| m["_id"] == id.as_str() && m["deletedAt"].is_string()).await?;
+    bob.post(&format!("/rooms/{room}/members"), json!({"user_id": "erin"})).await?.expect(StatusCode::CREATED)?;
+    alice.event("participants-added", |e| e["participants"] == json!(["erin"])).await?;
+    bob.delete(&format!("/rooms/{room}/members/erin")).await?.expect(StatusCode::OK)?;
+    alice.event("participant-removed", |e| e["participantId"] == "erin").await?;
+
     // Another dialect: bob on /ws sends and types; alice's typing reaches him there.
     let ws_url = format!("{}/ws/{room}?token={}&user_id=bob", stack.ws_url(0), t.api_key);
     let mut bob_ws = WsClient::connect(&ws_url).await?;
@@ -363,6 +378,12 @@ async fn engine_io_refuses_what_it_cannot_read() -> anyhow::Result<()> {
     assert_eq!(refusal(get("EIO=4&transport=carrier-pigeon").await?).await?, (400, 0));
     assert_eq!(refusal(get("EIO=4&transport=polling&sid=nope").await?).await?, (400, 1));
     assert_eq!(refusal(get("EIO=4&transport=websocket").await?).await?, (400, 3), "not a WebSocket handshake");
+
+    // Only the namespace `/` exists.
+    let (sid, _) = handshake(&stack).await?;
+    write(&stack, &sid, &["40/admin,"]).await?;
+    let answer = poll(&stack, &sid).await?.unwrap_or_default();
+    assert_eq!(answer, vec![r#"44/admin,{"message":"Invalid namespace"}"#.to_owned()]);
 
     // A handshake, then garbage: the session is closed, never a panic or a 500.
     for garbage in
