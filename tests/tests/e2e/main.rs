@@ -16,6 +16,7 @@ mod presence;
 mod publish;
 mod ratelimit;
 mod receipts;
+mod rest_chat;
 mod rest_helpers;
 mod rooms;
 mod socketio;

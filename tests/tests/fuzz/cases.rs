@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 34] = [
+pub const ROUTES: [(&str, &str); 51] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -41,6 +41,24 @@ pub const ROUTES: [(&str, &str); 34] = [
     ("GET", "/admin/tenants/{tenant_id}"),
     ("PATCH", "/admin/tenants/{tenant_id}"),
     ("PUT", "/v1/rooms/{room_id}/messages"),
+    ("PUT", "/users/{user_id}"),
+    ("GET", "/users/{user_id}"),
+    // The rest-chat.md dialect (its own error shape).
+    ("POST", "/api/chat"),
+    ("GET", "/api/chat"),
+    ("POST", "/api/chat/purchase-request"),
+    ("POST", "/api/chat/context"),
+    ("POST", "/api/chat/support"),
+    ("GET", "/api/chat/stats"),
+    ("GET", "/api/chat/{room_id}/info"),
+    ("PATCH", "/api/chat/{room_id}/archive"),
+    ("POST", "/api/chat/{room_id}/participants"),
+    ("DELETE", "/api/chat/{room_id}/participants/{user_id}"),
+    ("GET", "/api/chat/{room_id}/messages"),
+    ("POST", "/api/chat/{room_id}/messages"),
+    ("PATCH", "/api/chat/{room_id}/messages/read"),
+    ("PUT", "/api/chat/{room_id}/messages/{message_id}"),
+    ("DELETE", "/api/chat/{room_id}/messages/{message_id}"),
     // WebSocket paths, asked as plain HTTP.
     ("GET", "/ws/{room_id}"),
     ("GET", "/conversations/{room_id}/"),
@@ -68,7 +86,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 28] = [
+const STORE_VERBS: [&str; 37] = [
     "authenticate",
     "get_token_secret",
     "get_webhook",
@@ -97,10 +115,19 @@ const STORE_VERBS: [&str; 28] = [
     "read_messages",
     "mark_delivered",
     "older_messages",
+    "put_user",
+    "get_user",
+    "create_chat",
+    "get_chat",
+    "list_chats",
+    "chat_stats",
+    "toggle_archive",
+    "chat_messages",
+    "read_all",
 ];
 
 /// Field names the API and the bus commands use.
-const FIELDS: [&str; 40] = [
+const FIELDS: [&str; 54] = [
     "type",
     "members",
     "name",
@@ -141,6 +168,20 @@ const FIELDS: [&str; 40] = [
     "rooms",
     "until_seq",
     "window_ms",
+    "reply_to",
+    "attachments",
+    "within_edit_window",
+    "participants",
+    "title",
+    "metadata",
+    "avatar_url",
+    "roles",
+    "chat_type",
+    "archived",
+    "page",
+    "before",
+    "participantIds",
+    "replyToMessageId",
 ];
 
 /// `%XX` for every byte but the unreserved ones.

@@ -67,8 +67,10 @@ fn fail(what: impl std::fmt::Display) -> TestCaseError {
 
 /// A documented error body, with a status that goes with its code.
 fn check_error_body(status: u16, body: &Value) -> Result<(), TestCaseError> {
-    let code = body["error"]["code"].as_str().unwrap_or_default();
-    if body["success"] != false || !CODES.contains(&code) || !body["error"]["message"].is_string() {
+    // The rest-chat.md dialect's errors are flat: {success: false, message, code}.
+    let error = if body.get("error").is_none() && body.get("code").is_some() { body } else { &body["error"] };
+    let code = error["code"].as_str().unwrap_or_default();
+    if body["success"] != false || !CODES.contains(&code) || !error["message"].is_string() {
         return Err(fail(format!("{status} without the documented error body: {body}")));
     }
     let expected = match code {

@@ -6,7 +6,6 @@
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::ids::UserId;
-use chat_domain::model::Actor;
 use chat_domain::proto::chat::{DirectoryUser, GetUser, PutUser};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -78,7 +77,6 @@ pub async fn put(Rest(req): Rest<PutRequest>, state: web::Data<AppState>) -> Htt
 
 /// A user of the tenant (in the directory, or a member of any room); `404` otherwise.
 pub async fn get(Rest((caller, InUser(user_id))): Rest<(Caller, InUser)>, state: web::Data<AppState>) -> HttpResult {
-    let Actor { tenant_id, .. } = Actor { tenant_id: caller.tenant.tenant_id.clone(), user_id: user_id.clone() };
-    let user = state.bus.request(&GetUser { tenant_id, user_id }).await?;
+    let user = state.bus.request(&GetUser { tenant_id: caller.tenant.tenant_id.clone(), user_id }).await?;
     Ok(HttpResponse::Ok().json(user_json(&user)))
 }

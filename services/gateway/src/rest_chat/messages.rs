@@ -7,8 +7,8 @@ use actix_web::http::StatusCode;
 use actix_web::web;
 use chat_domain::ApiError;
 use chat_domain::ids::MessageId;
-use chat_domain::model::{MessageContent, MessageKind, validate_client_id, validate_meta};
-use chat_domain::proto::chat::{ADMIN_ROLE, ChatMessages, GetUser, ReadAll};
+use chat_domain::model::{MessageContent, MessageKind, validate_client_id};
+use chat_domain::proto::chat::{ADMIN_ROLE, ChatMessages, GetUser, ReadAll, validate_metadata};
 use chat_domain::proto::store::{DeleteMessage, EditMessage, SendMessage};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -89,8 +89,7 @@ impl TryFrom<SendRequest> for SendMessage {
             .transpose()?;
         let meta = field::optional_object("metadata", body.metadata)?;
         if let Some(meta) = &meta {
-            validate_meta(meta)
-                .map_err(|e| ApiError::validation("metadata", e.message.replace("meta ", "metadata ")))?;
+            validate_metadata("metadata", meta)?;
         }
         let client_msg_id = match idempotency_key {
             Some(key) => Some(key),

@@ -206,7 +206,13 @@ pub struct MessageData<'a> {
 
 impl<'a> MessageData<'a> {
     pub fn of(m: &'a Message, fallback_name: Option<&'a str>) -> Self {
-        let message_type = m.meta.as_ref().and_then(|meta| meta.get("type")).and_then(Value::as_str).unwrap_or("text");
+        // A system notice (of `/api/chat`) shows as one; otherwise the sender's meta.type.
+        let message_type = match m.kind {
+            chat_domain::model::MessageKind::System => "system",
+            chat_domain::model::MessageKind::Text => {
+                m.meta.as_ref().and_then(|meta| meta.get("type")).and_then(Value::as_str).unwrap_or("text")
+            }
+        };
         Self {
             id: m.message_id.as_str(),
             message_id: m.message_id.as_str(),
