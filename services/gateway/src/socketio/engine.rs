@@ -222,6 +222,10 @@ impl Engine {
                     return Poll::Ready(Taken { packets: vec![ByteString::from_static("3probe")], close: false });
                 }
                 if inner.transport != Transport::WebSocket {
+                    // A probing socket of a session that ended closes too.
+                    if inner.closed {
+                        return Poll::Ready(Taken { packets: Vec::new(), close: true });
+                    }
                     inner.ws_waker = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
@@ -310,5 +314,13 @@ mod tests {
         assert_eq!(engine.begin_poll().err(), Some(Refused::Upgraded));
         assert_eq!(take(&engine, Reader::WebSocket).map(|t| t.packets.len()), Some(1));
         Ok(())
+    }
+
+    #[test]
+    fn a_probe_of_an_ended_session_closes() {
+        let (engine, _rx) = Engine::new("s".to_owned(), Transport::Polling);
+        assert!(take(&engine, Reader::WebSocket).is_none(), "a probe waits for the upgrade");
+        engine.close();
+        assert!(take(&engine, Reader::WebSocket).is_some_and(|t| t.close));
     }
 }
