@@ -108,6 +108,7 @@ impl Config {
                 idle_timeout: Duration::from_secs(num("WS_IDLE_SECS", 60)? as u64),
                 socketio_ping_interval: Duration::from_millis(num("SOCKETIO_PING_INTERVAL_MS", 25_000)? as u64),
                 socketio_ping_timeout: Duration::from_millis(num("SOCKETIO_PING_TIMEOUT_MS", 20_000)? as u64),
+                socketio_max_sessions: num("SOCKETIO_MAX_SESSIONS", 100_000)?,
                 ..WsConfig::default()
             },
             bus_timeout: Duration::from_millis(num("GATEWAY_BUS_TIMEOUT_MS", 5000)? as u64),

@@ -154,7 +154,9 @@ async fn request(t: &TestTenant, user: &str, method: Method, path: &str, body: V
 
 #[tokio::test(flavor = "multi_thread")]
 async fn default_transports_upgrade_and_every_event_arrives() -> anyhow::Result<()> {
-    let stack = TestStack::start().await?;
+    // Pings ten minutes apart: nothing here may wait for one to move (a polling read
+    // that missed the upgrade used to end only with the next ping).
+    let stack = TestStack::builder().gateway_config(slow_pings).start().await?;
     let t = tenant(&stack).await?;
     let room = t.user("bob").create_room("group", &["alice", "carol"]).await?;
     let mut alice = Node::start(json!({"url": stack.base_url(0), "auth": {"token": token(&t, "alice").await?}}))?;
@@ -410,6 +412,12 @@ async fn engine_io_refuses_what_it_cannot_read() -> anyhow::Result<()> {
     stack.stop().await
 }
 
+/// Engine.IO pings far apart.
+fn slow_pings(cfg: &mut gateway::Config) {
+    cfg.ws.socketio_ping_interval = std::time::Duration::from_secs(600);
+    cfg.ws.socketio_ping_timeout = std::time::Duration::from_secs(600);
+}
+
 /// Short Engine.IO pings, so that a test sees several (the handshake announces them).
 fn quick_pings(cfg: &mut gateway::Config) {
     cfg.ws.socketio_ping_interval = std::time::Duration::from_millis(200);
@@ -419,6 +427,22 @@ fn quick_pings(cfg: &mut gateway::Config) {
 /// Each joined chat's queue holds 2 events.
 fn tiny_queues(cfg: &mut gateway::Config) {
     cfg.ws.queue = 2;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_bounded_per_gateway() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateway_config(|c| c.ws.socketio_max_sessions = 1).start().await?;
+    let (sid, _) = handshake(&stack).await?;
+    let url = format!("{}/socket.io/?EIO=4&transport=polling", stack.base_url(0));
+    let res = stack.http.get(&url).send().await?;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "a second session past SOCKETIO_MAX_SESSIONS");
+    // The session that ends makes room.
+    write(&stack, &sid, &["1"]).await?;
+    chat_test_support::eventually("room for a session", || async {
+        Ok(stack.http.get(&url).send().await?.status() == StatusCode::OK)
+    })
+    .await?;
+    stack.stop().await
 }
 
 /// A raw long-polling session: its sid, after the handshake.

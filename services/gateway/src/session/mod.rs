@@ -72,6 +72,10 @@ pub struct WsConfig {
     /// How long a Socket.IO client has to answer a ping (`SOCKETIO_PING_TIMEOUT_MS`;
     /// `pingTimeout`).
     pub socketio_ping_timeout: Duration,
+    /// Most Socket.IO sessions this gateway holds at once (`SOCKETIO_MAX_SESSIONS`);
+    /// past it a handshake is answered `503` (sessions are made before anyone is
+    /// authenticated, so their number is bounded here).
+    pub socketio_max_sessions: usize,
 }
 
 impl Default for WsConfig {
@@ -85,6 +89,7 @@ impl Default for WsConfig {
             reconnect_spread_ms: 5_000,
             socketio_ping_interval: Duration::from_secs(25),
             socketio_ping_timeout: Duration::from_secs(20),
+            socketio_max_sessions: 100_000,
         }
     }
 }

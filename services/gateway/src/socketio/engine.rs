@@ -74,8 +74,10 @@ struct Inner {
     transport: Transport,
     /// A polling `GET` is waiting.
     polling: bool,
-    /// The waiting `GET` should end now with a noop (the client is upgrading).
-    flush_noop: bool,
+    /// A WebSocket probe was answered and the client has not switched yet: polling
+    /// reads end at once (with a noop when there is nothing else), so the client can
+    /// pause polling and send `5` — it waits for its current read to end first.
+    upgrading: bool,
     /// A WebSocket probe is to be answered with `3probe`.
     probe: bool,
     closed: bool,
@@ -113,7 +115,7 @@ impl Engine {
             rooms: Vec::new(),
             transport,
             polling: false,
-            flush_noop: false,
+            upgrading: false,
             probe: false,
             closed: false,
             poll_waker: None,
@@ -172,15 +174,20 @@ impl Engine {
         self.lock().map(|i| i.transport)
     }
 
-    /// A WebSocket probe arrived: answer it on the WebSocket and let a waiting `GET`
-    /// finish with a noop, so the client can pause polling.
+    /// A WebSocket probe arrived: answer it on the WebSocket, and end polling reads at
+    /// once until the client switches, so it can pause polling.
     pub fn probe(&self) {
         if let Some(mut inner) = self.lock() {
             inner.probe = true;
-            if inner.polling {
-                inner.flush_noop = true;
-            }
+            inner.upgrading = true;
             wake_all(inner);
+        }
+    }
+
+    /// The probing WebSocket went away before the switch: polling goes on as before.
+    pub fn probe_failed(&self) {
+        if let Some(mut inner) = self.lock() {
+            inner.upgrading = false;
         }
     }
 
@@ -188,7 +195,7 @@ impl Engine {
     pub fn upgrade(&self) {
         if let Some(mut inner) = self.lock() {
             inner.transport = Transport::WebSocket;
-            inner.flush_noop = inner.polling;
+            inner.upgrading = false;
             wake_all(inner);
         }
     }
@@ -211,8 +218,7 @@ impl Engine {
         let Some(mut inner) = self.lock() else { return Poll::Ready(Taken { packets: Vec::new(), close: true }) };
         match reader {
             Reader::Polling => {
-                if inner.flush_noop || inner.transport == Transport::WebSocket {
-                    inner.flush_noop = false;
+                if inner.transport == Transport::WebSocket {
                     return Poll::Ready(Taken { packets: vec![ByteString::from_static("6")], close: false });
                 }
             }
@@ -243,6 +249,9 @@ impl Engine {
             }
         }
         if taken.packets.is_empty() && !taken.close {
+            if reader == Reader::Polling && inner.upgrading {
+                return Poll::Ready(Taken { packets: vec![ByteString::from_static("6")], close: false });
+            }
             match reader {
                 Reader::Polling => inner.poll_waker = Some(cx.waker().clone()),
                 Reader::WebSocket => inner.ws_waker = Some(cx.waker().clone()),
@@ -307,13 +316,26 @@ mod tests {
         engine.probe();
         assert_eq!(take(&engine, Reader::WebSocket).map(|t| t.packets), Some(vec![ByteString::from("3probe")]));
         assert_eq!(take(&engine, Reader::Polling).map(|t| t.packets), Some(vec![ByteString::from("6")]));
+        drop(guard);
+        // A read that starts after the probe ends at once too.
+        let guard = engine.begin_poll().map_err(|e| format!("{e:?}"))?;
+        assert_eq!(take(&engine, Reader::Polling).map(|t| t.packets), Some(vec![ByteString::from("6")]));
+        drop(guard);
         assert!(engine.push("42[\"x\",1]"));
         assert!(take(&engine, Reader::WebSocket).is_none(), "not upgraded yet");
-        drop(guard);
         engine.upgrade();
         assert_eq!(engine.begin_poll().err(), Some(Refused::Upgraded));
         assert_eq!(take(&engine, Reader::WebSocket).map(|t| t.packets.len()), Some(1));
         Ok(())
+    }
+
+    #[test]
+    fn a_failed_probe_lets_polling_wait_again() {
+        let (engine, _rx) = Engine::new("s".to_owned(), Transport::Polling);
+        engine.probe();
+        assert!(take(&engine, Reader::Polling).is_some(), "a noop while upgrading");
+        engine.probe_failed();
+        assert!(take(&engine, Reader::Polling).is_none(), "a read waits again");
     }
 
     #[test]

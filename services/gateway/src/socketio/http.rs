@@ -61,10 +61,16 @@ fn target(req: &HttpRequest) -> Result<Target, Refusal> {
     Ok(Target { websocket, sid: owned("sid"), handshake })
 }
 
-/// Starts a session: its open packet first, then its task.
-fn open(state: &web::Data<AppState>, transport: Transport, handshake: Handshake) -> Arc<Engine> {
-    let (engine, incoming) = state.socketio.create(transport);
+/// The answer to a handshake while the gateway holds `SOCKETIO_MAX_SESSIONS`.
+fn busy() -> HttpResponse {
+    engine_error(StatusCode::SERVICE_UNAVAILABLE, 3, "Too many sessions; try again later")
+}
+
+/// Starts a session: its open packet first, then its task. `None` when the gateway
+/// holds as many sessions as it may.
+fn open(state: &web::Data<AppState>, transport: Transport, handshake: Handshake) -> Option<Arc<Engine>> {
     let cfg = &state.ws;
+    let (engine, incoming) = state.socketio.create(transport, cfg.socketio_max_sessions)?;
     let upgrades: &[&str] = if transport == Transport::Polling { &["websocket"] } else { &[] };
     let open = json!({
         "sid": engine.sid,
@@ -76,7 +82,7 @@ fn open(state: &web::Data<AppState>, transport: Transport, handshake: Handshake)
     engine.push(format!("0{open}"));
     let task = SocketTask { state: state.clone(), engine: engine.clone(), incoming, handshake };
     actix_web::rt::spawn(task.run());
-    engine
+    Some(engine)
 }
 
 /// `GET /socket.io/`: the handshake, a polling read, or a WebSocket.
@@ -95,7 +101,13 @@ pub async fn get(req: HttpRequest, payload: web::Payload, state: web::Data<AppSt
     if t.websocket {
         return websocket(&req, payload, &state, engine, t.handshake);
     }
-    let engine = engine.unwrap_or_else(|| open(&state, Transport::Polling, t.handshake));
+    let engine = match engine {
+        Some(engine) => engine,
+        None => match open(&state, Transport::Polling, t.handshake) {
+            Some(engine) => engine,
+            None => return busy(),
+        },
+    };
     let guard = match engine.begin_poll() {
         Ok(guard) => guard,
         Err(Refused::Overlap) => {
@@ -174,7 +186,13 @@ fn websocket(
     if engine.as_ref().is_some_and(|e| e.transport() != Some(Transport::Polling)) {
         return bad_request();
     }
-    let engine = engine.unwrap_or_else(|| open(state, Transport::WebSocket, handshake));
+    let engine = match engine {
+        Some(engine) => engine,
+        None => match open(state, Transport::WebSocket, handshake) {
+            Some(engine) => engine,
+            None => return busy(),
+        },
+    };
     let (ended_tx, ended) = oneshot::channel();
     let body = WsBody { engine: engine.clone(), ended, buf: BytesMut::new(), codec: WsCodec::new(), done: false };
     let inlet = Inlet::new(payload, state.ws.max_frame_bytes);
@@ -217,6 +235,8 @@ async fn read(engine: Arc<Engine>, mut inlet: Inlet, mut active: bool, ended: on
     };
     if active {
         let _ = engine.deliver(Incoming::Closed(why)).await;
+    } else {
+        engine.probe_failed();
     }
     let _ = ended.send(());
 }

@@ -40,12 +40,15 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    fn create(&self, transport: Transport) -> (Arc<Engine>, mpsc::Receiver<Incoming>) {
-        let (engine, incoming) = Engine::new(new_sid(), transport);
-        if let Ok(mut map) = self.by_sid.lock() {
-            map.insert(engine.sid.clone(), engine.clone());
+    /// A new session, unless `max` are open already.
+    fn create(&self, transport: Transport, max: usize) -> Option<(Arc<Engine>, mpsc::Receiver<Incoming>)> {
+        let mut map = self.by_sid.lock().ok()?;
+        if map.len() >= max {
+            return None;
         }
-        (engine, incoming)
+        let (engine, incoming) = Engine::new(new_sid(), transport);
+        map.insert(engine.sid.clone(), engine.clone());
+        Some((engine, incoming))
     }
 
     fn get(&self, sid: &str) -> Option<Arc<Engine>> {
