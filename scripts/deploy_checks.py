@@ -5,7 +5,9 @@
       Every kustomization.yaml references only files that exist, and every
       other YAML file under deploy/ is referenced by a kustomization. Prints
       the files that are kustomize patches (not whole objects), one a line,
-      prefixed with "patch ", so the caller can skip them in per-file checks.
+      prefixed with "patch ", and the files configMapGenerator/secretGenerator
+      read (data, such as Prometheus rules), prefixed with "data ", so the
+      caller can skip them in per-file manifest checks.
 
   deploy_checks.py refs NAME < rendered.yaml
       Cross-references in one `kustomize build` output: selectors match pod
@@ -97,12 +99,12 @@ def check_layout(deploy_dir):
                 problem(f"{kpath}: {kind} {ref} does not exist")
                 continue
             referenced.add(target)
-            if kind == "patch":
-                patches.add(target)
+            if kind in ("patch", "data"):
+                patches.add((kind, target))
     for path in sorted(yaml_files - referenced):
         problem(f"{path}: not referenced by any kustomization (forgotten in resources?)")
-    for path in sorted(patches):
-        print(f"patch {path}")
+    for kind, path in sorted(patches):
+        print(f"{kind} {path}")
 
 
 # ----------------------------------------------------------------- refs ----

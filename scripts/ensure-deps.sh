@@ -11,6 +11,10 @@
 #
 #   scripts/ensure-deps.sh browser   also installs Chromium (Debian's `chromium`)
 #                                    when missing, for the browser tests (make test)
+#   scripts/ensure-deps.sh prometheus  installs Prometheus and promtool (Debian's
+#                                    `prometheus`) when missing, for the test that
+#                                    scrapes the stack and checks the dashboard and
+#                                    alert rules (make test); it starts no server
 #   scripts/ensure-deps.sh socketio-client
 #                                    Node.js (Debian's `nodejs` and `npm`) when
 #                                    missing, and the stock socket.io-client the
@@ -361,6 +365,20 @@ stop_deps() {
     done < <(cat "$STARTED_FILE")
 }
 
+# Prometheus and promtool, for tests/tests/e2e/observability.rs. The test starts
+# its own server (its own port, config and storage); the package's own service is
+# neither needed nor touched.
+ensure_prometheus() {
+    if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+        say "prometheus: installed"
+        return
+    fi
+    apt_install prometheus
+    command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 ||
+        die "prometheus was installed but prometheus or promtool is not on the path"
+    say "prometheus: installed now"
+}
+
 # ------------------------------------------------------------------- main --
 
 case "${1:-}" in
@@ -378,6 +396,9 @@ case "${1:-}" in
     browser)
         ensure_chromium
         ;;
+    prometheus)
+        ensure_prometheus
+        ;;
     socketio-client)
         ensure_socketio_client
         ;;
@@ -385,6 +406,6 @@ case "${1:-}" in
         sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
         ;;
     *)
-        die "usage: $0 [start|browser|socketio-client|stop [postgres|redis|nats]...]"
+        die "usage: $0 [start|browser|prometheus|socketio-client|stop [postgres|redis|nats]...]"
         ;;
 esac

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What `make test` (and CI, through .ci/run) runs:
 #   1. scripts/ensure-deps.sh   PostgreSQL, Redis, NATS+JetStream on localhost,
-#                               and Chromium (ensure-deps.sh browser), Node.js
-#                               and socket.io-client (ensure-deps.sh socketio-client)
+#                               Chromium (ensure-deps.sh browser),
+#                               Prometheus + promtool (ensure-deps.sh prometheus),
+#                               Node.js and socket.io-client (ensure-deps.sh
+#                               socketio-client)
 #   2. the workspace's tests    cargo nextest when installed, else cargo test
 #   3. script-level tests against the built service binaries (debug build):
 #      tests/chaos/supervisor_test.py  `make run` restarts a killed service
@@ -27,6 +29,9 @@ step "dependencies"
 scripts/ensure-deps.sh
 # Chromium, for the browser test of the ws-rooms.md demo page.
 scripts/ensure-deps.sh browser
+# Prometheus and promtool, for the test that scrapes the stack with the dashboard's
+# and the alert rules' queries.
+scripts/ensure-deps.sh prometheus
 # Node.js and the stock socket.io-client, for the Socket.IO tests.
 scripts/ensure-deps.sh socketio-client
 

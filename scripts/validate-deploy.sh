@@ -9,6 +9,10 @@
 #                        each kustomization, its output validated the same way
 #                        and cross-checked (selectors, ports, ConfigMap/Secret
 #                        references) by scripts/deploy_checks.py
+#   deploy/prometheus    `promtool check rules` on the alert rules (promtool:
+#                        scripts/ensure-deps.sh prometheus)
+#   deploy/grafana       each dashboard is JSON with a uid, a title and panels
+#                        whose targets all have a PromQL expression
 #
 # The tools come from PyPI into .venv (installed once; set VALIDATE_VENV to use
 # another venv). Any problem fails the script.
@@ -126,7 +130,8 @@ say "deploy/: kustomization layout"
 patch_files=()
 layout_out="$("$PY" scripts/deploy_checks.py layout deploy)" || fail "deploy/ layout (see above)"
 while read -r kind path; do
-    [[ $kind == patch ]] && patch_files+=("$path")
+    # Patches are not whole objects, generator data files (rules) not objects at all.
+    [[ $kind == patch || $kind == data ]] && patch_files+=("$path")
 done <<<"$layout_out"
 
 say "deploy/: kubernetes-validate --strict on each manifest"
@@ -158,6 +163,33 @@ while IFS= read -r -d '' k; do
     "$PY" scripts/deploy_checks.py refs "$dir" <"$rendered" || fail "cross-references in $dir"
     rm -f "$rendered"
 done < <(find deploy -type f -name 'kustomization.yaml' -print0 | sort -z)
+
+say "deploy/prometheus: promtool check rules"
+if command -v promtool >/dev/null 2>&1; then
+    for f in deploy/prometheus/*.yml; do
+        promtool check rules "$f" >/dev/null || fail "promtool check rules $f"
+    done
+else
+    fail "promtool is not installed (scripts/ensure-deps.sh prometheus installs it)"
+fi
+
+say "deploy/grafana: dashboards"
+for f in deploy/grafana/*.json; do
+    "$PY" - "$f" <<'PYEOF' || fail "$f is not a usable Grafana dashboard"
+import json, sys
+path = sys.argv[1]
+with open(path, encoding="utf-8") as f:
+    d = json.load(f)
+bad = [k for k in ("uid", "title", "panels") if not d.get(k)]
+for p in d.get("panels", []):
+    if p.get("type") == "row":
+        continue
+    if not p.get("targets") or not all(t.get("expr") for t in p["targets"]):
+        bad.append(f"panel {p.get('title')!r} without a PromQL target")
+if bad:
+    sys.exit(f"{path}: " + "; ".join(bad))
+PYEOF
+done
 
 if [[ $FAILED -ne 0 ]]; then
     printf 'validate-deploy: FAILED\n' >&2

@@ -1,6 +1,7 @@
 //! [`Bus`]: a NATS client with the subject builder and typed request/reply.
 
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::{HeaderMap, RequestErrorKind};
@@ -8,8 +9,35 @@ use chat_domain::ApiError;
 use chat_domain::proto::{Command, Service, ServiceCommand};
 
 use crate::envelope;
+use crate::server::register;
 use crate::subjects::Subjects;
 use crate::trace;
+
+/// Round trip of a command as its caller sees it (bus, queueing, handling, reply):
+/// by the service asked and the command's verb. Both labels are static strings, so
+/// observing costs no allocation.
+static REQUEST_SECONDS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
+    register(prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new(
+            "chat_bus_request_seconds",
+            "Bus request latency seen by the caller (send to reply), by service asked and command verb",
+        )
+        .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
+        &["service", "verb"],
+    ))
+});
+
+/// Requests that got no reply at all, by service, verb and why: `timeout`,
+/// `no_responders` (nobody subscribed: the service is down) or `other`.
+static REQUEST_FAILURES: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    register(prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "chat_bus_request_failures_total",
+            "Bus requests that got no reply, by service asked, command verb and reason (timeout, no_responders, other)",
+        ),
+        &["service", "verb", "reason"],
+    ))
+});
 
 /// How long a caller waits for a command's reply by default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,14 +127,18 @@ impl Bus {
         let mut headers = HeaderMap::new();
         trace::inject(&mut headers);
         let request = async_nats::Request::new().payload(payload.into()).headers(headers).timeout(Some(self.timeout));
-        match self.client.send_request(subject, request).await {
+        let started = Instant::now();
+        let reply = self.client.send_request(subject, request).await;
+        REQUEST_SECONDS.with_label_values(&[service.name(), C::VERB]).observe(started.elapsed().as_secs_f64());
+        match reply {
             Ok(reply) => envelope::decode(&reply.payload),
             Err(e) => {
-                let what = match e.kind() {
-                    RequestErrorKind::TimedOut => "did not answer in time",
-                    RequestErrorKind::NoResponders => "is not running",
-                    _ => "could not be reached",
+                let (what, reason) = match e.kind() {
+                    RequestErrorKind::TimedOut => ("did not answer in time", "timeout"),
+                    RequestErrorKind::NoResponders => ("is not running", "no_responders"),
+                    _ => ("could not be reached", "other"),
                 };
+                REQUEST_FAILURES.with_label_values(&[service.name(), C::VERB, reason]).inc();
                 tracing::warn!(service = service.name(), verb = C::VERB, error = %e, "command failed");
                 Err(ApiError::unavailable(format!("{} {what}", service.name())))
             }

@@ -48,7 +48,7 @@ static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
 
 /// Registers a metric in the default registry; a second registration (several
 /// instances in one test process) reuses the first.
-fn register<M: prometheus::core::Collector + Clone + 'static>(m: Result<M, prometheus::Error>) -> M {
+pub(crate) fn register<M: prometheus::core::Collector + Clone + 'static>(m: Result<M, prometheus::Error>) -> M {
     match m {
         Ok(m) => {
             let _ = prometheus::register(Box::new(m.clone()));

@@ -35,6 +35,14 @@ pub fn inject(headers: &mut HeaderMap) {
     TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
 }
 
+/// Writes `span`'s trace context into `headers`: for work done outside the span's own
+/// task on its behalf (message-store publishes a batch's messages from its writer
+/// task, each with the context of the command that sent it).
+pub fn inject_from(span: &tracing::Span, headers: &mut HeaderMap) {
+    let cx = span.context();
+    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+}
+
 /// Makes `span` a child of the trace context carried in `headers`, if any.
 pub fn continue_from(headers: Option<&HeaderMap>, span: &tracing::Span) {
     if let Some(h) = headers {

@@ -31,8 +31,8 @@ use chat_domain::proto::presence::{
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage,
     GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MarkDelivered,
-    MessageFeed, MoveCursor, OlderMessages, ReadMessages, RemoveMember, RoomAudiences, RoomMessages, RotateKey,
-    SendMessage, SendMessages, UpdateTenant,
+    MessageFeed, MoveCursor, OlderMessages, ReadMessages, RemoveMember, ResolveIssuer, RoomAudiences, RoomMessages,
+    RotateKey, SendMessage, SendMessages, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -124,6 +124,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<Authenticate>(),
         CommandSpec::owned::<AuthenticateAdmin>(),
         CommandSpec::owned::<GetTokenSecret>(),
+        CommandSpec::owned::<ResolveIssuer>(),
         CommandSpec::owned::<GetWebhook>(),
         CommandSpec::owned::<CreateTenant>(),
         CommandSpec::owned::<ListTenants>(),
@@ -835,6 +836,7 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         webhook_url: Some("https://example.com/hook".to_owned()),
         webhook_secret_set: true,
         retry: chat_domain::model::RetryPolicy::default(),
+        settings: Default::default(),
         created_at: now,
     }];
     check_valid("replies/message-store/list_tenants.json", &serde_json::from_slice(&envelope::ok(&tenants))?)?;

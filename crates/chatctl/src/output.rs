@@ -4,6 +4,7 @@
 use chat_domain::model::Tenant;
 use chat_domain::proto::Service;
 use chat_domain::proto::health::ServiceHealth;
+use chat_domain::proto::notify::DeadLetters;
 use chat_domain::{ApiError, time};
 
 /// Columns separated by two spaces, padded to the widest cell; the last column is
@@ -69,8 +70,47 @@ pub fn tenant(t: &Tenant) -> String {
         ("name", cell(&t.name)),
         ("rate_limit_per_sec", t.rate_limit_per_sec.to_string()),
         ("api_key_prefixes", key_prefixes(t)),
+        ("webhook_url", t.webhook_url.as_deref().map_or_else(|| "-".to_owned(), cell)),
+        ("webhook_secret_set", t.webhook_secret_set.to_string()),
+        ("retry", format!("{} attempts, backoff {} ms", t.retry.max_attempts, t.retry.backoff_ms)),
         ("created_at", time::format(&t.created_at)),
     ])
+}
+
+fn or_dash(s: Option<&str>) -> String {
+    s.map_or_else(|| "-".to_owned(), cell)
+}
+
+/// Dead letters, missed messages first then notifications, each newest first: the
+/// id to replay, what was being delivered to whom, and why it failed.
+pub fn dead_letter_table(letters: &DeadLetters) -> String {
+    let when = |t: &Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map_or_else(|| "-".to_owned(), time::format);
+    let messages = letters.failed_messages.iter().map(|m| {
+        vec![
+            cell(&m.id),
+            "message".to_owned(),
+            cell(&m.message_id),
+            cell(&m.user_id),
+            or_dash(m.room_id.as_deref()),
+            m.attempts.to_string(),
+            when(&m.last_attempt_at),
+            or_dash(m.error.as_deref()),
+        ]
+    });
+    let notifications = letters.failed_notifications.iter().map(|n| {
+        vec![
+            cell(&n.id),
+            "notification".to_owned(),
+            cell(&n.notification_id),
+            cell(&n.user_id),
+            or_dash(n.topic.as_deref()),
+            n.attempts.to_string(),
+            when(&n.last_attempt_at),
+            or_dash(n.error.as_deref()),
+        ]
+    });
+    let rows: Vec<Vec<String>> = messages.chain(notifications).collect();
+    table(&["ID", "KIND", "REF", "USER", "ROOM/TOPIC", "ATTEMPTS", "LAST_ATTEMPT_AT", "ERROR"], &rows)
 }
 
 /// One line per service: its status, which instance answered, and its checks, or why
@@ -119,6 +159,7 @@ mod tests {
             webhook_url: None,
             webhook_secret_set: false,
             retry: chat_domain::model::RetryPolicy::default(),
+            settings: Default::default(),
             created_at: chrono::DateTime::from_timestamp_micros(1_765_627_200_123_456).unwrap_or_default(),
         })
     }
@@ -139,6 +180,45 @@ mod tests {
         let text = tenant(&acme()?);
         assert!(text.starts_with("tenant_id:          acme\nname:               Acme\\nCorp\n"), "{text}");
         Ok(())
+    }
+
+    #[test]
+    fn dead_letters_are_one_table_of_both_kinds() {
+        use chat_domain::proto::notify::{FailedMessage, FailedNotification};
+        let at = chrono::DateTime::from_timestamp_micros(1_765_627_200_123_456);
+        let letters = DeadLetters {
+            failed_messages: vec![FailedMessage {
+                id: "dlv_1".to_owned(),
+                message_id: "msg_1".to_owned(),
+                user_id: "bob".to_owned(),
+                room_id: Some("room_1".to_owned()),
+                attempts: 3,
+                last_attempt_at: at,
+                error: Some("HTTP 500".to_owned()),
+            }],
+            failed_notifications: vec![FailedNotification {
+                id: "dlv_2".to_owned(),
+                notification_id: "ntf_1".to_owned(),
+                topic: None,
+                user_id: "carol".to_owned(),
+                attempts: 1,
+                last_attempt_at: None,
+                error: Some("connection\nrefused".to_owned()),
+            }],
+        };
+        let text = dead_letter_table(&letters);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines.get(1).copied(),
+            Some("dlv_1  message       msg_1  bob    room_1      3         2025-12-13T12:00:00.123456Z  HTTP 500")
+        );
+        assert_eq!(
+            lines.get(2).copied(),
+            Some(
+                "dlv_2  notification  ntf_1  carol  -           1         -                            connection\\nrefused"
+            )
+        );
     }
 
     #[test]

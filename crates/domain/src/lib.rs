@@ -8,6 +8,7 @@
 //! - [`time`]: the one timestamp format of the public APIs.
 //! - [`json`]: how deep JSON may nest wherever it enters the system.
 //! - [`keys`]: API key generation and hashing.
+//! - [`settings`]: a tenant's settings (JWT issuers, edit window, upload limits).
 
 pub mod error;
 pub mod ids;
@@ -15,6 +16,7 @@ pub mod json;
 pub mod keys;
 pub mod model;
 pub mod proto;
+pub mod settings;
 pub mod time;
 
 pub use error::{ApiError, ErrorCode};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::ids::{MessageId, RoomId, TenantId, UserId};
+use crate::settings::TenantSettings;
 
 /// Longest message body, in characters.
 pub const MAX_CONTENT_CHARS: usize = 16_000;
@@ -268,6 +269,9 @@ pub struct Tenant {
     /// Whether a signing secret is set (the secret itself is never shown).
     pub webhook_secret_set: bool,
     pub retry: RetryPolicy,
+    /// The tenant's settings, HS256 secrets redacted (`secret_set`).
+    #[serde(default)]
+    pub settings: TenantSettings,
     #[serde(with = "crate::time::micros")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: DateTime<Utc>,

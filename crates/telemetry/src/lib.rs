@@ -87,6 +87,31 @@ pub fn init_for_tests() {
         .try_init();
 }
 
+/// Like [`init_for_tests`], but spans are exported over OTLP/HTTP to `traces_url`
+/// (e.g. `http://127.0.0.1:4318/v1/traces`) in batches every 50 ms, for tests that
+/// check traces against a real receiver. Fails when this process already has its
+/// tracer provider (installed once per process: call this before starting anything).
+pub fn init_for_tests_exporting(traces_url: &str) -> anyhow::Result<()> {
+    let mut installed = false;
+    PROVIDER.get_or_init(|| {
+        installed = true;
+        provider_with("test", Export::ToQuickly(traces_url.to_owned()))
+    });
+    if !installed {
+        anyhow::bail!("this process already has a tracer provider; export to {traces_url} was not set up");
+    }
+    init_for_tests();
+    Ok(())
+}
+
+/// Exports every finished span that is still buffered, and waits for that.
+pub fn force_flush() -> anyhow::Result<()> {
+    match PROVIDER.get() {
+        Some(p) => p.force_flush().map_err(|e| anyhow::anyhow!("flushing spans: {e}")),
+        None => Ok(()),
+    }
+}
+
 fn build_provider(service: &str) -> SdkTracerProvider {
     let export =
         if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() { Export::FromEnv } else { Export::Nowhere };
@@ -102,20 +127,36 @@ enum Export {
     /// OTLP/HTTP to this traces URL.
     #[cfg_attr(not(test), allow(dead_code))]
     To(String),
+    /// OTLP/HTTP to this traces URL, batches every 50 ms (tests).
+    ToQuickly(String),
 }
 
 fn provider_with(service: &str, export: Export) -> SdkTracerProvider {
     use opentelemetry_otlp::WithExportConfig as _;
     let resource = Resource::builder().with_service_name(service.to_owned()).build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
+    let mut delay = None;
     let exporter = match export {
         Export::Nowhere => return builder.build(),
         Export::FromEnv => opentelemetry_otlp::SpanExporter::builder().with_http().build(),
         Export::To(url) => opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(url).build(),
+        Export::ToQuickly(url) => {
+            delay = Some(std::time::Duration::from_millis(50));
+            opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(url).build()
+        }
     };
     // A collector that is down only costs failed background exports, never an error here.
     match exporter {
-        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
+        Ok(exporter) => match delay {
+            None => builder.with_batch_exporter(exporter).build(),
+            Some(delay) => {
+                use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+                let config = BatchConfigBuilder::default().with_scheduled_delay(delay).build();
+                builder
+                    .with_span_processor(BatchSpanProcessor::builder(exporter).with_batch_config(config).build())
+                    .build()
+            }
+        },
         Err(e) => {
             eprintln!("OTLP exporter could not be built ({e}); traces will not be exported");
             builder.build()

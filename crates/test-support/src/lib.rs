@@ -396,6 +396,9 @@ impl TestStack {
     pub async fn start_notification(&mut self) -> anyhow::Result<()> {
         let config = self.notification_stopped.take().ok_or_else(|| anyhow!("no stopped notification service"))?;
         let app = notification::Notification::build(config.clone()).await.context("starting notification again")?;
+        // Its ops endpoints are on a new port (the settings say port 0).
+        self.ops_ports.retain(|(service, _)| *service != "notification");
+        self.ops_ports.extend(app.ops_port().map(|p| ("notification", p)));
         let (own_tx, own_rx) = watch::channel(false);
         let (all, own) = (stopped(self.stop_rx.clone()), stopped(own_rx));
         let task = tokio::spawn(app.run(async move {

@@ -6,7 +6,8 @@
 //! - [`Acting`]: a [`Caller`] acting as the user `X-User-Id` names (`400` naming
 //!   `X-User-Id` when it is missing or invalid).
 //! - [`ApiCaller`]: a caller of `ws-rooms.md`'s `/api/v1` helpers, whose `X-API-Key`
-//!   may hold an API key or a user token (a browser app fills it with a token);
+//!   may hold an API key or a user token (a browser app fills it with a token), or
+//!   which sends a user token as `Authorization: Bearer` (see [`bearer`]);
 //!   [`ApiActing`]: one acting as the token's user (or `X-User-Id`'s, with a key).
 //! - [`Admin`]: the operator key (`401` for an unknown key, `403` for a tenant's key).
 //!
@@ -139,10 +140,19 @@ impl ApiCaller {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme is
+/// case-insensitive).
+pub fn bearer(cx: &Cx) -> Option<&str> {
+    let value = cx.header("Authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
 impl Part for ApiCaller {
     async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
-        let credential =
-            cx.header(API_KEY).ok_or_else(|| ApiError::authentication("Missing API key (X-API-Key header)"))?;
+        let credential = cx.header(API_KEY).or_else(|| bearer(cx)).ok_or_else(|| {
+            ApiError::authentication("Missing API key (X-API-Key header) or user token (Authorization: Bearer)")
+        })?;
         let identified = crate::admit::identify(&cx.state, credential).await?;
         count(cx, &identified.tenant).await?;
         Ok(ApiCaller { tenant: identified.tenant, token_user: identified.token_user, header_user: header_user(cx) })

@@ -18,7 +18,8 @@
 //! - `body`: reading bodies and queries with the documented errors; `http_errors`: the
 //!   errors actix-http answers by itself, given the documented body.
 //! - `sends`: every send of the gateway, batched into requests to message-store.
-//! - `tokens`: short-lived user tokens (`POST /tokens`). `metrics`: Prometheus.
+//! - `tokens`: short-lived user tokens (`POST /tokens`); `jwt`: the tenants' own
+//!   JWT issuers, accepted as user tokens too. `metrics`: Prometheus.
 //! - `static_files`: pages served from `GATEWAY_STATIC_DIR` at `/static/{file}`.
 
 mod admit;
@@ -31,6 +32,7 @@ mod dialects_doc;
 mod error;
 pub mod fanout;
 mod http_errors;
+mod jwt;
 mod metrics;
 mod ratelimit;
 mod rest;
@@ -128,6 +130,8 @@ pub struct AppState {
     pub auth_ttl: Duration,
     /// Token-signing secrets by tenant.
     pub secrets: tokens::SecretCache,
+    /// Tenants' own JWT issuers: issuer → tenant, and their keys compiled.
+    pub issuers: jwt::Issuers,
     /// This gateway's sockets and room subscriptions.
     pub hub: Arc<fanout::Hub>,
     /// Delivered receipts the gateway records itself (dialects without an ack frame).
@@ -141,6 +145,16 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
+impl AppState {
+    /// Forgets everything cached about `tenant` (its keys, token secret, settings and
+    /// JWT issuers): after a change made here, or announced by message-store.
+    pub fn forget_tenant(&self, tenant: &chat_domain::ids::TenantId) {
+        self.auth.forget(tenant);
+        self.secrets.forget(tenant);
+        self.issuers.forget(tenant);
+    }
+}
+
 /// A built gateway, listening but not yet serving.
 pub struct Gateway {
     config: Config,
@@ -152,6 +166,7 @@ pub struct Gateway {
 impl Gateway {
     /// Binds the listener and connects to NATS and Redis.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        metrics::init();
         let subjects = Subjects::new(&config.bus_prefix)?;
         let listener = TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
         let client = chat_bus::connect(&config.nats_url, "gateway").await?;
@@ -174,6 +189,7 @@ impl Gateway {
             max_body_bytes: config.max_body_bytes,
             auth_ttl: config.auth_cache_ttl,
             secrets: tokens::SecretCache::default(),
+            issuers: jwt::Issuers::default(),
             ws: config.ws.clone(),
             shutdown,
         });
@@ -191,7 +207,7 @@ impl Gateway {
         let follower = {
             let state = state.clone();
             tokio::spawn(async move {
-                if let Err(e) = state.auth.follow_changes(&state.bus, |t| state.secrets.forget(t)).await {
+                if let Err(e) = state.auth.follow_changes(&state.bus, |t| state.forget_tenant(t)).await {
                     tracing::warn!(error = %e, "not following tenant changes; cached keys expire on their own");
                 }
             })

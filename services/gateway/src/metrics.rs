@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 fn register<M: prometheus::core::Collector + Clone + 'static>(m: Result<M, prometheus::Error>) -> M {
     match m {
@@ -35,6 +35,60 @@ pub static SOCKETS: LazyLock<IntGauge> =
 
 pub static SOCKETIO_SESSIONS: LazyLock<IntGauge> =
     LazyLock::new(|| register(IntGauge::new("chat_gateway_socketio_sessions", "Open Socket.IO (Engine.IO) sessions")));
+
+/// Open sockets by dialect and tenant. A tenant's series stays (at 0) once its last
+/// socket closed: removing it could race with a socket opening at that moment.
+pub static CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(IntGaugeVec::new(
+        prometheus::Opts::new("chat_gateway_connections", "Open WebSocket connections by dialect and tenant"),
+        &["dialect", "tenant"],
+    ))
+});
+
+/// Buckets of the send and fan-out latencies: a send commits in milliseconds; the
+/// top buckets are for a stalled database or a message-store replica failing over.
+const SEND_BUCKETS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// From a send's acceptance (a REST request or a socket's `send_message`, through the
+/// gateway's send batcher) to message-store's answer that it is stored, by outcome.
+pub static SEND_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(HistogramVec::new(
+        prometheus::HistogramOpts::new(
+            "chat_gateway_send_seconds",
+            "Send latency, accepted by the gateway (REST or WebSocket) to stored by message-store, by outcome \
+             (stored, duplicate: an idempotent resend, refused: an error answer, unavailable: no answer)",
+        )
+        .buckets(SEND_BUCKETS.to_vec()),
+        &["outcome"],
+    ))
+});
+
+/// From a message's `created_at` (message-store's clock) to this gateway offering it
+/// to the room's sockets.
+pub static FANOUT_DELAY: LazyLock<Histogram> = LazyLock::new(|| {
+    register(Histogram::with_opts(
+        prometheus::HistogramOpts::new(
+            "chat_gateway_fanout_delay_seconds",
+            "Time from a message being stored (its created_at) to the gateway offering it to the room's sockets",
+        )
+        .buckets(SEND_BUCKETS.to_vec()),
+    ))
+});
+
+/// Registers every metric of the gateway, so each is exported (at zero) before its
+/// first use: dashboards and alert rules see the series from the start.
+pub fn init() {
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&LATENCY);
+    LazyLock::force(&SOCKETS);
+    LazyLock::force(&SLOW_KICKS);
+    LazyLock::force(&CONNECTIONS);
+    LazyLock::force(&SOCKETIO_SESSIONS);
+    for outcome in ["stored", "duplicate", "refused", "unavailable"] {
+        let _ = SEND_SECONDS.with_label_values(&[outcome]);
+    }
+    LazyLock::force(&FANOUT_DELAY);
+}
 
 pub static SLOW_KICKS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(IntCounter::new(

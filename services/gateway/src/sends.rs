@@ -51,8 +51,22 @@ impl Sends {
         Self(Arc::new(Inner { bus, slots: Arc::new(Semaphore::new(IN_FLIGHT)), queue: Mutex::default() }))
     }
 
-    /// Stores one message (alone, or in whichever request it lands in).
+    /// Stores one message (alone, or in whichever request it lands in), and records
+    /// how long that took (`chat_gateway_send_seconds`).
     pub async fn send(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
+        let started = std::time::Instant::now();
+        let result = self.store(cmd).await;
+        let outcome = match &result {
+            Ok(sent) if sent.duplicate => "duplicate",
+            Ok(_) => "stored",
+            Err(e) if e.code == chat_domain::ErrorCode::ServiceUnavailable => "unavailable",
+            Err(_) => "refused",
+        };
+        crate::metrics::SEND_SECONDS.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn store(&self, cmd: SendMessage) -> Result<MessageSent, ApiError> {
         match self.0.slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 let (result, slot) = self.holding(slot, self.0.bus.request(&cmd)).await;

@@ -2,6 +2,8 @@
 //! tenant's secret, minted by `POST /tokens` with the API key. Claims: `sub` (user
 //! id), `tid` (tenant id), `iat`, `exp`. A browser passes one as `?token=` instead of
 //! the API key, which never leaves the customer's server.
+//!
+//! [`verify`] also accepts the tenant's own auth server's tokens (`crate::jwt`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -82,6 +84,10 @@ impl SecretCache {
 
 /// Verifies a user token. `None` when `token` is not a JWT at all (then it may be an
 /// API key); otherwise the tenant and user it names, or `AUTHENTICATION_ERROR`.
+///
+/// A token with an `iss` claim comes from an issuer the tenant registered (`crate::jwt`:
+/// its tenant is the `tid` claim's, else the issuer's); one without is ours, minted by
+/// `POST /tokens` with the `tid` tenant's secret.
 pub async fn verify(state: &AppState, token: &str) -> Option<Result<(TenantAuth, UserId), ApiError>> {
     let mut parts = token.split('.');
     let (header, payload, signature) = (parts.next()?, parts.next()?, parts.next()?);
@@ -91,12 +97,27 @@ pub async fn verify(state: &AppState, token: &str) -> Option<Result<(TenantAuth,
     let bad = || ApiError::authentication("Invalid or expired token");
     Some(
         async {
-            let claims: Claims =
+            let claims: serde_json::Map<String, serde_json::Value> =
                 B64.decode(payload).ok().and_then(|p| serde_json::from_slice(&p).ok()).ok_or_else(bad)?;
+            let text = |k: &str| match claims.get(k) {
+                None => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+                Some(_) => Err(bad()),
+            };
+            let tid = text("tid")?.map(|t| TenantId::parse(t).map_err(|_| bad())).transpose()?;
+            if let Some(issuer) = text("iss")? {
+                let auth = match &tid {
+                    Some(tenant) => state.secrets.get(state, tenant).await?.0,
+                    None => state.issuers.tenant(&state.bus, state.auth_ttl, issuer).await?,
+                };
+                let user = state.issuers.verify(&auth, issuer, token)?;
+                return Ok((auth, user));
+            }
+            let claims: Claims = serde_json::from_value(serde_json::Value::Object(claims)).map_err(|_| bad())?;
             if B64.decode(header).ok().as_deref() != Some(HEADER.as_bytes()) {
                 return Err(bad());
             }
-            let tenant = TenantId::parse(claims.tid.as_str()).map_err(|_| bad())?;
+            let tenant = tid.ok_or_else(bad)?;
             let (auth, secret) = state.secrets.get(state, &tenant).await?;
             let signature = B64.decode(signature).map_err(|_| bad())?;
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| ApiError::internal())?;

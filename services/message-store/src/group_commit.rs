@@ -13,8 +13,6 @@
 //! events go to the publisher (`publish.rs`) and the replies go out.
 
 use chat_domain::ApiError;
-use chat_domain::ids::TenantId;
-use chat_domain::model::Message;
 use chat_domain::proto::store::{MessageSent, SendMessage};
 use chat_pg::PgPool;
 use diesel_async::pooled_connection::PoolableConnection;
@@ -22,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
 use crate::handlers::{Sent, Stored, send_batch};
-use crate::publish::Publisher;
+use crate::publish::{Created, Publisher};
 
 /// Most sends in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -30,8 +28,9 @@ pub const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4_096;
 
 type Reply = oneshot::Sender<Result<MessageSent, ApiError>>;
-/// A queued send: the command, when it arrived (the message's `created_at`), the reply.
-type Queued = (SendMessage, chrono::DateTime<chrono::Utc>, Reply);
+/// A queued send: the command, when it arrived (the message's `created_at`), the reply,
+/// and the span of the command that asked (the published event continues its trace).
+type Queued = (SendMessage, chrono::DateTime<chrono::Utc>, Reply, tracing::Span);
 
 /// Hands sends to the writers.
 #[derive(Clone, Debug)]
@@ -59,7 +58,7 @@ impl Committer {
         std::hash::Hash::hash(cmd.room_id.as_str(), &mut h);
         let writer = &self.writers[(std::hash::Hasher::finish(&h) % self.writers.len() as u64) as usize];
         writer
-            .send((cmd, chat_domain::time::now(), reply))
+            .send((cmd, chat_domain::time::now(), reply, tracing::Span::current()))
             .await
             .map_err(|_| ApiError::unavailable("message-store is shutting down"))?;
         answer.await.map_err(|_| ApiError::internal())?
@@ -80,21 +79,24 @@ async fn writer(mut rx: mpsc::Receiver<Queued>, pool: PgPool, publisher: Publish
         batch.sort_by(|a, b| a.0.room_id.cmp(&b.0.room_id));
         let mut cmds = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
-        for (cmd, at, reply) in batch.drain(..) {
+        let mut spans = Vec::with_capacity(batch.len());
+        for (cmd, at, reply, span) in batch.drain(..) {
             cmds.push((cmd, at));
             replies.push(reply);
+            spans.push(span);
         }
         let ticket = publisher.begin();
         match run_batch(&pool, &mut conn, &cmds).await {
             Ok(stored) => {
-                let mut created: Vec<(TenantId, Message)> = Vec::new();
+                let mut created: Vec<Created> = Vec::new();
                 let answers: Vec<_> = stored
                     .results
                     .into_iter()
-                    .zip(&cmds)
-                    .map(|(result, (cmd, _))| match result {
+                    .zip(cmds.iter().zip(spans))
+                    .map(|(result, ((cmd, _), span))| match result {
                         Ok(Sent::New(message)) => {
-                            created.push((cmd.actor.tenant_id.clone(), message.clone()));
+                            crate::metrics::MESSAGES.with_label_values(&[cmd.actor.tenant_id.as_str()]).inc();
+                            created.push((cmd.actor.tenant_id.clone(), message.clone(), span));
                             Ok(MessageSent { message, duplicate: false })
                         }
                         Ok(Sent::Duplicate(message)) => Ok(MessageSent { message, duplicate: true }),

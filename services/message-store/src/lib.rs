@@ -13,11 +13,13 @@
 //!   message log when a process died between commit and publish.
 //! - `outbox`: the other events (edits, deletes, cursors, members), written with
 //!   their change and published after commit. `bootstrap`: admin key, dev tenant.
+//! - `metrics`: messages stored per tenant, the outbox's and the publishers' lag.
 
 pub mod bootstrap;
 pub mod error;
 pub mod group_commit;
 mod handlers;
+pub mod metrics;
 pub mod outbox;
 pub mod publish;
 mod rows;
@@ -50,6 +52,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0008_message_log", include_str!("../migrations/0008_message_log.sql")),
         ("0009_send_statement", include_str!("../migrations/0009_send_statement.sql")),
         ("0010_chat_dialect", include_str!("../migrations/0010_chat_dialect.sql")),
+        ("0011_jwt_issuers", include_str!("../migrations/0011_jwt_issuers.sql")),
     ],
 };
 
@@ -178,6 +181,7 @@ impl MessageStore {
         let client = chat_bus::connect(&config.nats_url, "message-store").await?;
         chat_bus::events::remove_legacy_events_stream(&client, &subjects).await;
         let ops = chat_telemetry::ops::bind(config.ops_addr)?;
+        metrics::init();
         Ok(Self { bus: Bus::new(client, subjects), pool, ops, config })
     }
 
@@ -219,6 +223,12 @@ impl MessageStore {
             self.config.outbox_relay_every,
             shutdown.clone(),
         ));
+        let lag = tokio::spawn(metrics::watch_lag(
+            self.pool.clone(),
+            self.config.bus_prefix.clone(),
+            self.config.outbox_relay_every,
+            shutdown.clone(),
+        ));
         let ops = self.ops.map(|listener| {
             let (pool, client) = (self.pool.clone(), self.bus.client().clone());
             let check: ReadinessCheck = Arc::new(move || {
@@ -250,6 +260,7 @@ impl MessageStore {
         let _ = tokio::time::timeout(Duration::from_secs(5), publisher_task).await;
         let _ = relay.await;
         let _ = takeover.await;
+        let _ = lag.await;
         if let Some(ops) = ops {
             let _ = ops.await;
         }

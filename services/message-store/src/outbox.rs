@@ -252,6 +252,7 @@ pub async fn relay(
                     match relay_once(&pool, &client, &prefix, after).await {
                         Ok(0) => break,
                         Ok(n) => {
+                            crate::metrics::REPUBLISHED.with_label_values(&["outbox"]).inc_by(n as u64);
                             tracing::info!(events = n, "outbox relay republished events");
                             if n < RELAY_BATCH {
                                 break;

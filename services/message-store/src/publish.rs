@@ -49,6 +49,10 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// Messages read per page when republishing.
 const RELAY_PAGE: i64 = 500;
 
+/// A stored message to publish: its tenant, the message, and the span of the command
+/// that sent it (whose trace the event continues).
+pub type Created = (TenantId, Message, tracing::Span);
+
 /// A batch in flight, between "about to run" and "its events are on the bus".
 #[derive(Debug)]
 #[must_use = "a ticket holds the watermark back until it is done"]
@@ -109,8 +113,10 @@ impl Publisher {
     }
 
     /// Publishes the `message.created` events of a committed batch (`tx`), in order,
-    /// and closes its ticket once the NATS client has them all.
-    pub async fn publish(&self, ticket: Ticket, tx: i64, created: &[(TenantId, Message)]) {
+    /// and closes its ticket once the NATS client has them all. Each event carries the
+    /// trace context of the command that sent its message (`traceparent` header), so
+    /// the gateways' fan-out continues that send's trace.
+    pub async fn publish(&self, ticket: Ticket, tx: i64, created: &[Created]) {
         if let Ok(mut m) = self.marks.lock() {
             m.seen = m.seen.max(tx);
         }
@@ -118,9 +124,11 @@ impl Publisher {
             // Never published, the ticket never closed: the watermark stays below it.
             return;
         }
-        for (tenant, message) in created {
+        for (tenant, message, span) in created {
             if let Some((subject, payload)) = encode(&self.subjects, tenant, message) {
-                publish_until_sent(&self.client, subject, payload).await;
+                let mut headers = async_nats::HeaderMap::new();
+                chat_bus::trace::inject_from(span, &mut headers);
+                publish_until_sent(&self.client, subject, Some(headers), payload).await;
             }
         }
         self.close(ticket, None);
@@ -238,10 +246,19 @@ async fn run(
 
 /// Core NATS publishes only fail when the client is closing or its buffer is full;
 /// wait and retry (a reconnecting client buffers). Ends only once the client took it.
-async fn publish_until_sent(client: &async_nats::Client, subject: String, payload: Bytes) {
+async fn publish_until_sent(
+    client: &async_nats::Client,
+    subject: String,
+    headers: Option<async_nats::HeaderMap>,
+    payload: Bytes,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
-        match client.publish(subject.clone(), payload.clone()).await {
+        let sent = match &headers {
+            Some(h) => client.publish_with_headers(subject.clone(), h.clone(), payload.clone()).await,
+            None => client.publish(subject.clone(), payload.clone()).await,
+        };
+        match sent {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, %subject, "publishing a message event failed; retrying");
@@ -315,7 +332,10 @@ pub async fn relay(
                 loop {
                     match take_over(&pool, &client, &subjects).await {
                         Ok(None) => break,
-                        Ok(Some((id, n))) => tracing::info!(publisher = %id, messages = n, "republished after a publisher's lease ran out"),
+                        Ok(Some((id, n))) => {
+                            crate::metrics::REPUBLISHED.with_label_values(&["log"]).inc_by(n as u64);
+                            tracing::info!(publisher = %id, messages = n, "republished after a publisher's lease ran out");
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "publisher relay round failed");
                             break;
@@ -417,7 +437,7 @@ pub async fn take_over(
                     let tenant = stored(TenantId::parse(row.tenant_id))?;
                     let message = Message::try_from(row.message)?;
                     if let Some((subject, payload)) = encode(&subjects, &tenant, &message) {
-                        publish_until_sent(&client, subject, payload).await;
+                        publish_until_sent(&client, subject, None, payload).await;
                         sent += 1;
                     }
                 }

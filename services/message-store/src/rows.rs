@@ -2,6 +2,7 @@
 
 use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Attachment, Member, MemberRole, Message, MessageKind, Room, RoomType, Tenant};
+use chat_domain::settings::TenantSettings;
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
@@ -35,6 +36,7 @@ impl TryFrom<TenantRow> for Tenant {
             webhook_url: r.settings.get("webhook_url").and_then(|v| v.as_str()).map(str::to_owned),
             webhook_secret_set: r.settings.get("webhook_secret").is_some_and(|v| v.is_string()),
             retry: r.settings.get("retry").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
+            settings: TenantSettings::from_stored(&r.settings).redacted(),
             created_at: r.created_at,
         })
     }

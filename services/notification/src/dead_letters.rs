@@ -92,6 +92,7 @@ pub async fn retry(state: State, cmd: RetryDeadLetter) -> Result<Done, ApiError>
     if n == 0 {
         return Err(ApiError::not_found("Dead letter not found"));
     }
+    crate::metrics::REPLAYS.inc();
     crate::deliveries::queue(&state, &id).await;
     Ok(Done {})
 }

@@ -371,6 +371,7 @@ async fn attempt(state: &State, http: &reqwest::Client, msg: &jetstream::Message
             .bind::<Timestamptz, _>(now)
             .execute(&mut conn)
             .await?;
+            crate::metrics::WEBHOOK_ATTEMPTS.with_label_values(&["delivered"]).inc();
             Ok(None)
         }
         Err(error) => {
@@ -387,7 +388,9 @@ async fn attempt(state: &State, http: &reqwest::Client, msg: &jetstream::Message
             .bind::<diesel::sql_types::Bool, _>(dead)
             .execute(&mut conn)
             .await?;
+            crate::metrics::WEBHOOK_ATTEMPTS.with_label_values(&[if dead { "dead" } else { "retry" }]).inc();
             if dead {
+                crate::metrics::DEAD_LETTERS.with_label_values(&[d.kind.as_str()]).inc();
                 tracing::warn!(delivery = %job.delivery_id, attempts = attempt_no, %error, "delivery is a dead letter");
                 dead_letter(state, &tenant, &d.kind, &job.delivery_id, attempt_no, &error, now).await;
                 Ok(None)

@@ -8,10 +8,12 @@
 //!   missed messages, coalesced per room and window.
 //! - `deliveries`: webhook deliveries, their work queue and retries.
 //! - `dead_letters`: the admin commands over deliveries that ran out of attempts.
+//! - `metrics`: webhook outcomes, dead letters and the offline pass's lag.
 
 mod dead_letters;
 pub mod deliveries;
 mod handlers;
+pub mod metrics;
 mod offline;
 
 use std::collections::BTreeMap;
@@ -118,6 +120,7 @@ impl Notification {
         let pool = chat_pg::pool(&config.database_url, config.db_pool_size, config.db_timeout).await?;
         let client = chat_bus::connect(&config.nats_url, "notification").await?;
         let ops = chat_telemetry::ops::bind(config.ops_addr)?;
+        metrics::init();
         let bus = Bus::new(client, subjects);
         // Fix where the offline pass starts before this service counts as started, so a
         // message sent after that is never skipped (a no-op once a cursor exists).

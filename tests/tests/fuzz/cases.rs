@@ -86,9 +86,10 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 37] = [
+const STORE_VERBS: [&str; 38] = [
     "authenticate",
     "get_token_secret",
+    "resolve_issuer",
     "get_webhook",
     "audience",
     "authenticate_admin",

@@ -12,6 +12,7 @@ use crate::ids::{MessageId, RoomId, TenantId, UserId};
 use crate::model::{
     Actor, Attachment, Member, MemberRole, Message, MessageContent, MessageKind, RetryPolicy, Room, RoomType, Tenant,
 };
+use crate::settings::{TenantSettings, TenantSettingsPatch};
 
 macro_rules! store_command {
     ($cmd:ty, $verb:literal, $reply:ty) => {
@@ -37,6 +38,10 @@ pub struct TenantAuth {
     pub tenant_id: TenantId,
     pub name: String,
     pub rate_limit_per_sec: u32,
+    /// The tenant's settings, secrets included (only the gateway asks for this), so
+    /// that every request reads them from the gateway's cache of this record.
+    #[serde(default)]
+    pub settings: TenantSettings,
 }
 store_command!(Authenticate, "authenticate", TenantAuth);
 
@@ -54,6 +59,13 @@ pub struct TokenSecret {
     pub secret: String,
 }
 store_command!(GetTokenSecret, "get_token_secret", TokenSecret);
+
+/// The tenant that registered a JWT issuer (the `iss` of a token without `tid`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ResolveIssuer {
+    pub issuer: String,
+}
+store_command!(ResolveIssuer, "resolve_issuer", TenantAuth);
 
 /// A tenant's webhook, with its secret (only the notification service asks for this).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -129,6 +141,10 @@ pub struct UpdateTenant {
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
     pub retry: Option<RetryPolicy>,
+    /// Settings keys to replace (validated again by message-store; a JWT issuer
+    /// another tenant registered is `CONFLICT`).
+    #[serde(default)]
+    pub settings: Option<TenantSettingsPatch>,
 }
 store_command!(UpdateTenant, "update_tenant", Tenant);
 

@@ -54,16 +54,33 @@ impl RoomTask {
     async fn run(mut self) {
         loop {
             let gap = self.order.gap_deadline();
-            tokio::select! {
+            // The event's fan-out is a span of the trace that produced it (its
+            // context travels in the NATS headers): a message's trace runs from the
+            // send through message-store to every gateway that delivers it.
+            let span = tokio::select! {
                 msg = self.sub.next() => match msg {
-                    Some(msg) => match serde_json::from_slice::<RoomEvent>(&msg.payload) {
-                        Ok(event) => self.event(event),
-                        Err(e) => tracing::warn!(error = %e, subject = %msg.subject, "undecodable room event"),
-                    },
+                    Some(msg) => {
+                        let span = tracing::info_span!("fanout", room = %self.room, kind = tracing::field::Empty);
+                        chat_bus::trace::continue_from(msg.headers.as_ref(), &span);
+                        let entered = span.enter();
+                        match serde_json::from_slice::<RoomEvent>(&msg.payload) {
+                            Ok(event) => {
+                                span.record("kind", event.body.kind());
+                                self.event(event);
+                            }
+                            Err(e) => tracing::warn!(error = %e, subject = %msg.subject, "undecodable room event"),
+                        }
+                        drop(entered);
+                        Some(span)
+                    }
                     None => break,
                 },
-                () = sleep_until(gap) => self.fill_gap().await,
-            }
+                () = sleep_until(gap) => {
+                    self.fill_gap().await;
+                    None
+                }
+            };
+            let _entered = span.as_ref().map(tracing::Span::enter);
             for m in self.order.ready() {
                 self.deliver(&m);
             }
@@ -127,6 +144,8 @@ impl RoomTask {
         };
         let Ok(sockets) = self.shared.sockets.read() else { return };
         offer(sockets.values(), Some(m.seq), |_| true, |codec| Some(codec.message(m, fallback.as_deref())));
+        let delay = (chat_domain::time::now() - m.created_at).to_std().unwrap_or_default();
+        crate::metrics::FANOUT_DELAY.observe(delay.as_secs_f64());
     }
 }
 

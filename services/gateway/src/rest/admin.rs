@@ -1,5 +1,5 @@
-//! The operator API, authenticated with the admin key: tenants, their settings and
-//! key rotation.
+//! The operator API, authenticated with the admin key: tenants, their settings (the
+//! `settings` document of `rest::settings` too) and key rotation.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +19,7 @@ use crate::caller::Admin;
 use crate::error::HttpResult;
 
 /// Fields `PATCH /admin/tenants/{id}` understands.
-const SETTINGS: [&str; 5] = ["name", "rate_limit_per_sec", "webhook_url", "webhook_secret", "retry"];
+const SETTINGS: [&str; 6] = ["name", "rate_limit_per_sec", "webhook_url", "webhook_secret", "retry", "settings"];
 
 fn rate_limit(v: Option<Value>) -> Result<Option<u32>, ApiError> {
     field::optional_i64("rate_limit_per_sec", v)?.map(validate_rate_limit).transpose()
@@ -90,6 +90,8 @@ pub struct Settings {
     webhook_url: Option<Value>,
     webhook_secret: Option<Value>,
     retry: Option<Value>,
+    /// Tenant settings keys to replace (`rest::settings`).
+    settings: Option<Value>,
     /// Anything else, refused by name.
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
@@ -123,15 +125,20 @@ impl TryFrom<UpdateRequest> for UpdateTenant {
         let webhook_url = field::optional_str("webhook_url", body.webhook_url)?;
         let webhook_secret = field::optional_str("webhook_secret", body.webhook_secret)?;
         let retry = field::optional_object("retry", body.retry)?.map(|r| retry_policy(&r)).transpose()?;
-        Ok(UpdateTenant { tenant_id, name, rate_limit_per_sec, webhook_url, webhook_secret, retry })
+        let settings = body
+            .settings
+            .filter(|v| !v.is_null())
+            .map(|v| super::settings::patch(v, false).map_err(super::settings::in_admin_body))
+            .transpose()?;
+        Ok(UpdateTenant { tenant_id, name, rate_limit_per_sec, webhook_url, webhook_secret, retry, settings })
     }
 }
 
 pub async fn update_tenant(Rest(req): Rest<UpdateRequest>, state: web::Data<AppState>) -> HttpResult {
     let cmd = UpdateTenant::try_from(req)?;
     let tenant_id = cmd.tenant_id.clone();
-    let tenant = state.bus.request(&cmd).await?;
-    state.auth.forget(&tenant_id);
+    let tenant = state.bus.request(&cmd).await.map_err(super::settings::in_admin_body)?;
+    state.forget_tenant(&tenant_id);
     Ok(HttpResponse::Ok().json(tenant))
 }
 
@@ -140,7 +147,6 @@ pub async fn rotate_key(
     state: web::Data<AppState>,
 ) -> HttpResult {
     let rotated = state.bus.request(&RotateKey { tenant_id: tenant_id.clone() }).await?;
-    state.auth.forget(&tenant_id);
-    state.secrets.forget(&tenant_id);
+    state.forget_tenant(&tenant_id);
     Ok(HttpResponse::Ok().json(rotated))
 }

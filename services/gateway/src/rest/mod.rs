@@ -12,6 +12,7 @@ mod live;
 mod messages;
 mod notify;
 mod rooms;
+mod settings;
 mod users;
 
 use actix_web::web;
@@ -79,7 +80,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(admin::get_tenant))
             .route(web::patch().to(admin::update_tenant)),
     )
-    .service(resource("/admin/tenants/{tenant_id}/rotate-key").route(web::post().to(admin::rotate_key)));
+    .service(resource("/admin/tenants/{tenant_id}/rotate-key").route(web::post().to(admin::rotate_key)))
+    .service(
+        resource("/settings")
+            .route(web::get().to(settings::get))
+            .route(web::put().to(settings::put))
+            .route(web::patch().to(settings::update)),
+    );
 }
 
 /// Parses a `{room_id}` path segment.

@@ -37,6 +37,15 @@ impl Dialect {
             Dialect::SocketIo => 2,
         }
     }
+
+    /// The dialect's name in metrics (`chat_gateway_connections{dialect}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::WsRooms => "ws-rooms",
+            Dialect::Conversations => "conversations",
+            Dialect::SocketIo => "socketio",
+        }
+    }
 }
 
 /// A client frame the codec refused: answered with an error, never a send.

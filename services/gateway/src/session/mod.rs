@@ -133,9 +133,13 @@ impl Session {
     pub async fn run(self, outlet: Outlet, mut inlet: Inlet, link: Link) {
         let Link { id, conn_id, kick } = link;
         let hub = self.state.hub.clone();
+        let connections = crate::metrics::CONNECTIONS
+            .with_label_values(&[self.codec.dialect().name(), self.actor.tenant_id.as_str()]);
         crate::metrics::SOCKETS.inc();
+        connections.inc();
         let end = self.serve(&outlet, &mut inlet, &kick, &conn_id).await;
         crate::metrics::SOCKETS.dec();
+        connections.dec();
         hub.leave(&self.actor.tenant_id, &self.room.room_id, &self.actor.user_id, id).await;
         disconnected(&self.state, &self.actor, &self.room.room_id, conn_id).await;
         if let End::Close(reason) = end
@@ -442,7 +446,9 @@ impl Session {
             reply_to: None,
             attachments: Vec::new(),
         };
-        match self.state.sends.send(cmd).await {
+        // A socket's send starts its message's trace, as a REST request's span does.
+        let span = tracing::info_span!("ws_send", dialect = self.codec.dialect().name(), room = %self.room.room_id);
+        match tracing::Instrument::instrument(self.state.sends.send(cmd), span).await {
             Ok(sent) => Reply::Sent { sent, sender_name: self.user_name.clone() },
             Err(error) => Reply::SendFailed { error, local_id: send.local_id },
         }

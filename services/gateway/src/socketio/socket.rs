@@ -31,7 +31,7 @@ use super::engine::{Engine, Incoming};
 use super::packet::{self, EnginePacket, SocketKind, SocketPacket};
 use crate::AppState;
 use crate::admit::Refused;
-use crate::session::codec::Close;
+use crate::session::codec::{Close, Codec as _};
 use crate::session::queue::Outlet;
 
 /// A session that has not connected the namespace by then is closed (socket.io's
@@ -52,6 +52,14 @@ struct Connected {
     actor: Actor,
     user_name: Option<String>,
     rate_limit: u32,
+    /// `chat_gateway_connections{dialect="socketio",tenant}`, counted while connected.
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 /// A joined chat: the socket's registration with the fan-out.
@@ -207,10 +215,14 @@ impl SocketTask {
         match crate::admit::admit(&self.state, token.as_deref(), user.as_deref()).await {
             Ok(admitted) => {
                 let actor = Actor { tenant_id: admitted.tenant.tenant_id.clone(), user_id: admitted.user };
+                let gauge =
+                    crate::metrics::CONNECTIONS.with_label_values(&[CODEC.dialect().name(), actor.tenant_id.as_str()]);
+                gauge.inc();
                 live.connected = Some(Connected {
                     actor,
                     user_name: name.as_deref().and_then(chat_domain::model::display_name),
                     rate_limit: admitted.tenant.rate_limit_per_sec,
+                    gauge,
                 });
                 self.push(packet::connected(&self.engine.sid))
             }

@@ -73,6 +73,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(tenants::authenticate)
         .route(tenants::authenticate_admin)
         .route(tenants::get_token_secret)
+        .route(tenants::resolve_issuer)
         .route(tenants::get_webhook)
         .route(tenants::create_tenant)
         .route(tenants::list_tenants)

@@ -10,29 +10,47 @@ use chat_domain::model::{
 use chat_domain::proto::Done;
 use chat_domain::proto::store::{
     Authenticate, AuthenticateAdmin, CreateTenant, GetTenant, GetTokenSecret, GetWebhook, KeyRotated, ListTenants,
-    RotateKey, TenantAuth, TenantCreated, TokenSecret, UpdateTenant, Webhook,
+    ResolveIssuer, RotateKey, TenantAuth, TenantCreated, TokenSecret, UpdateTenant, Webhook,
 };
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use chat_domain::settings::{TenantSettings, TenantSettingsPatch};
+use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::{Store, optional};
 use crate::error::{StoreError, stored};
 use crate::rows::{TENANT_COLUMNS, TenantRow};
 
-pub async fn authenticate(store: Store, cmd: Authenticate) -> Result<TenantAuth, ApiError> {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        id: String,
-        #[diesel(sql_type = Text)]
-        name: String,
-        #[diesel(sql_type = Integer)]
-        rate_limit_per_sec: i32,
+/// A tenant as the gateway's admission needs it.
+#[derive(diesel::QueryableByName)]
+struct AuthRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Integer)]
+    rate_limit_per_sec: i32,
+    #[diesel(sql_type = Jsonb)]
+    settings: serde_json::Value,
+}
+
+impl TryFrom<AuthRow> for TenantAuth {
+    type Error = StoreError;
+
+    fn try_from(row: AuthRow) -> Result<Self, StoreError> {
+        Ok(TenantAuth {
+            tenant_id: stored(TenantId::parse(row.id))?,
+            name: row.name,
+            rate_limit_per_sec: row.rate_limit_per_sec.max(1) as u32,
+            settings: TenantSettings::from_stored(&row.settings),
+        })
     }
+}
+
+pub async fn authenticate(store: Store, cmd: Authenticate) -> Result<TenantAuth, ApiError> {
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
-    let row: Option<Row> = optional(
+    let row: Option<AuthRow> = optional(
         diesel::sql_query(
-            "SELECT t.id, t.name, t.rate_limit_per_sec FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+            "SELECT t.id, t.name, t.rate_limit_per_sec, t.settings FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )
         .bind::<Text, _>(keys::hash(&cmd.api_key))
@@ -40,12 +58,24 @@ pub async fn authenticate(store: Store, cmd: Authenticate) -> Result<TenantAuth,
         .await,
     )
     .map_err(StoreError::from)?;
-    let row = row.ok_or_else(|| ApiError::authentication("Invalid API key"))?;
-    Ok(TenantAuth {
-        tenant_id: stored(TenantId::parse(row.id))?,
-        name: row.name,
-        rate_limit_per_sec: row.rate_limit_per_sec.max(1) as u32,
-    })
+    Ok(row.ok_or_else(|| ApiError::authentication("Invalid API key"))?.try_into()?)
+}
+
+/// The tenant that registered the JWT issuer `cmd.issuer` (`AUTHENTICATION_ERROR`
+/// when none did: the token is not one of ours).
+pub async fn resolve_issuer(store: Store, cmd: ResolveIssuer) -> Result<TenantAuth, ApiError> {
+    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let row: Option<AuthRow> = optional(
+        diesel::sql_query(
+            "SELECT t.id, t.name, t.rate_limit_per_sec, t.settings FROM tenant_jwt_issuers i
+             JOIN tenants t ON t.id = i.tenant_id WHERE i.issuer = $1",
+        )
+        .bind::<Text, _>(&cmd.issuer)
+        .get_result(&mut conn)
+        .await,
+    )
+    .map_err(StoreError::from)?;
+    Ok(row.ok_or_else(|| ApiError::authentication("Unknown token issuer"))?.try_into()?)
 }
 
 pub async fn get_token_secret(store: Store, cmd: GetTokenSecret) -> Result<TokenSecret, ApiError> {
@@ -57,10 +87,12 @@ pub async fn get_token_secret(store: Store, cmd: GetTokenSecret) -> Result<Token
         rate_limit_per_sec: i32,
         #[diesel(sql_type = Text)]
         token_secret: String,
+        #[diesel(sql_type = Jsonb)]
+        settings: serde_json::Value,
     }
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
     let row: Option<Row> = optional(
-        diesel::sql_query("SELECT name, rate_limit_per_sec, token_secret FROM tenants WHERE id = $1")
+        diesel::sql_query("SELECT name, rate_limit_per_sec, token_secret, settings FROM tenants WHERE id = $1")
             .bind::<Text, _>(cmd.tenant_id.as_str())
             .get_result(&mut conn)
             .await,
@@ -72,6 +104,7 @@ pub async fn get_token_secret(store: Store, cmd: GetTokenSecret) -> Result<Token
             tenant_id: cmd.tenant_id,
             name: row.name,
             rate_limit_per_sec: row.rate_limit_per_sec.max(1) as u32,
+            settings: TenantSettings::from_stored(&row.settings),
         },
         secret: row.token_secret,
     })
@@ -191,25 +224,81 @@ pub async fn update_tenant(store: Store, cmd: UpdateTenant) -> Result<Tenant, Ap
         patch.insert("retry".into(), serde_json::to_value(retry).map_err(|_| ApiError::internal())?);
     }
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
-    let updated = diesel::sql_query(
-        "UPDATE tenants SET name = COALESCE($2, name),
-             rate_limit_per_sec = COALESCE($3, rate_limit_per_sec),
-             settings = settings || $4, updated_at = now()
-         WHERE id = $1",
-    )
-    .bind::<Text, _>(cmd.tenant_id.as_str())
-    .bind::<Nullable<Text>, _>(name)
-    .bind::<Nullable<Integer>, _>(cmd.rate_limit_per_sec.map(|l| l.min(i32::MAX as u32) as i32))
-    .bind::<diesel::sql_types::Jsonb, _>(serde_json::Value::Object(patch))
-    .execute(&mut conn)
-    .await
-    .map_err(StoreError::from)?;
-    if updated == 0 {
-        return Err(ApiError::not_found("Tenant not found"));
-    }
-    let tenant = load_tenant(&mut conn, &cmd.tenant_id).await?;
+    let id = cmd.tenant_id.clone();
+    let rate_limit = cmd.rate_limit_per_sec.map(|l| l.min(i32::MAX as u32) as i32);
+    let settings = cmd.settings.filter(|p| !p.is_empty());
+    let tenant = conn
+        .transaction(async move |conn| -> Result<Tenant, StoreError> {
+            let updated = diesel::sql_query(
+                "UPDATE tenants SET name = COALESCE($2, name),
+                     rate_limit_per_sec = COALESCE($3, rate_limit_per_sec),
+                     settings = settings || $4, updated_at = now()
+                 WHERE id = $1",
+            )
+            .bind::<Text, _>(id.as_str())
+            .bind::<Nullable<Text>, _>(name)
+            .bind::<Nullable<Integer>, _>(rate_limit)
+            .bind::<Jsonb, _>(serde_json::Value::Object(patch))
+            .execute(conn)
+            .await?;
+            if updated == 0 {
+                return Err(ApiError::not_found("Tenant not found").into());
+            }
+            if let Some(settings) = settings {
+                write_settings(conn, &id, settings).await?;
+            }
+            load_tenant(conn, &id).await
+        })
+        .await?;
     store.tenant_changed(&cmd.tenant_id).await;
     Ok(tenant)
+}
+
+/// Applies `patch` to the tenant's stored settings (its row is locked by the caller's
+/// transaction), validates the result, and registers its JWT issuers to it: an issuer
+/// another tenant registered is `CONFLICT`.
+async fn write_settings(
+    conn: &mut AsyncPgConnection,
+    id: &TenantId,
+    patch: TenantSettingsPatch,
+) -> Result<(), StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Jsonb)]
+        settings: serde_json::Value,
+    }
+    let row: Row = diesel::sql_query("SELECT settings FROM tenants WHERE id = $1")
+        .bind::<Text, _>(id.as_str())
+        .get_result(conn)
+        .await?;
+    let next = patch.apply(&TenantSettings::from_stored(&row.settings));
+    next.validate()?;
+    diesel::sql_query("UPDATE tenants SET settings = settings || $2 WHERE id = $1")
+        .bind::<Text, _>(id.as_str())
+        .bind::<Jsonb, _>(next.to_stored())
+        .execute(conn)
+        .await?;
+    diesel::sql_query("DELETE FROM tenant_jwt_issuers WHERE tenant_id = $1")
+        .bind::<Text, _>(id.as_str())
+        .execute(conn)
+        .await?;
+    // In a fixed order, so two tenants registering the same issuers wait on each
+    // other instead of deadlocking.
+    let mut issuers: Vec<&str> = next.jwt.issuers.iter().map(|i| i.issuer.as_str()).collect();
+    issuers.sort_unstable();
+    for issuer in issuers {
+        let inserted = diesel::sql_query(
+            "INSERT INTO tenant_jwt_issuers (issuer, tenant_id) VALUES ($1, $2) ON CONFLICT (issuer) DO NOTHING",
+        )
+        .bind::<Text, _>(issuer)
+        .bind::<Text, _>(id.as_str())
+        .execute(conn)
+        .await?;
+        if inserted == 0 {
+            return Err(ApiError::conflict(format!("JWT issuer {issuer:?} is registered to another tenant")).into());
+        }
+    }
+    Ok(())
 }
 
 pub async fn rotate_key(store: Store, cmd: RotateKey) -> Result<KeyRotated, ApiError> {

@@ -110,6 +110,8 @@ pub async fn follow(
         if held {
             tracing::info!(follower = %settings.follower, "this replica now runs the offline pass");
             let stopped = lead(&state, &settings, &mut lock, shutdown.as_mut()).await;
+            // Standing by (or stopping): another replica's gauge says how far the pass is.
+            crate::metrics::OFFLINE_CAUGHT_UP.set(0.0);
             lock.release().await;
             if stopped {
                 return Ok(());
@@ -180,6 +182,7 @@ async fn lead(
                     delay = Duration::ZERO;
                 } else {
                     caught_up = Some(asked);
+                    crate::metrics::OFFLINE_CAUGHT_UP.set(asked.timestamp_micros() as f64 / 1e6);
                 }
             }
             Err(e) => {
