@@ -22,5 +22,6 @@ mod receipts;
 mod rest_chat;
 mod rest_helpers;
 mod rooms;
+mod socketio;
 mod storage;
 mod ws;
