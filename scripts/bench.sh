@@ -72,6 +72,9 @@ run history --messages "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 5000 || echo 10
 # The design's budget: the stack's CPU per message at 100 messages/s into 100 rooms of
 # 10 connected members (1,000 deliveries/s), sent as send_message on /ws.
 run fanout --rooms 100 --members 10 --rate 100 --duration "$((D * 2))"
+# The same fan-out received over rest-chat.md's Socket.IO (/socket.io/, WebSocket
+# transport) instead of /ws, so the two endpoints' costs sit side by side.
+run fanout --rooms 100 --members 10 --rate 100 --duration "$((D * 2))" --receivers socketio
 # The fan-out curve: the rate grows by half each step (500 -> ~5,700 messages/s, i.e. up
 # to ~57,000 deliveries/s); the result is the highest step with p99 <= 50 ms.
 run fanout --rooms 100 --members 10 --rate 500 --duration "$D" --search --max-steps "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 2 || echo 7)"

@@ -19,6 +19,12 @@
 #                                    `moto[server]`) into .dev/moto-venv when missing,
 #                                    for the attachment tests against S3 (make test;
 #                                    the tests start and stop it themselves)
+#   scripts/ensure-deps.sh socketio-client
+#                                    Node.js (Debian's `nodejs` and `npm`) when
+#                                    missing, and the stock socket.io-client the
+#                                    Socket.IO tests drive (`npm ci` in
+#                                    tests/socketio-client/, only when its
+#                                    node_modules do not match the lockfile)
 #
 # What this script starts is recorded in .dev/started.txt, one line per
 # dependency: "<name><TAB><shell command that stops it>". Stop them with
@@ -310,6 +316,23 @@ ensure_chromium() {
     say "chromium: installed now"
 }
 
+# -------------------------------------------------------- socket.io-client --
+
+# Node.js and the socket.io-client of tests/socketio-client/package-lock.json, for the
+# Socket.IO end-to-end tests (tests/tests/e2e/socketio.rs runs the same step itself).
+ensure_socketio_client() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    local dir="$ROOT/tests/socketio-client"
+    if cmp -s "$dir/package-lock.json" "$dir/node_modules/.lock-installed" 2>/dev/null; then
+        say "socket.io-client: installed"
+        return
+    fi
+    (cd "$dir" && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.lock-installed)
+    say "socket.io-client: installed now"
+}
+
 # ------------------------------------------------------------------- stop --
 
 # Stop the dependencies named in $@ (all of started.txt when none given),
@@ -410,10 +433,13 @@ case "${1:-}" in
     s3)
         ensure_moto
         ;;
+    socketio-client)
+        ensure_socketio_client
+        ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
         ;;
     *)
-        die "usage: $0 [start|browser|prometheus|s3|stop [postgres|redis|nats]...]"
+        die "usage: $0 [start|browser|prometheus|s3|socketio-client|stop [postgres|redis|nats]...]"
         ;;
 esac

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What `make test` (and CI, through .ci/run) runs:
 #   1. scripts/ensure-deps.sh   PostgreSQL, Redis, NATS+JetStream on localhost,
-#                               Chromium (ensure-deps.sh browser), Prometheus +
-#                               promtool (ensure-deps.sh prometheus) and moto's
-#                               S3 server (ensure-deps.sh s3)
+#                               Chromium (ensure-deps.sh browser),
+#                               Prometheus + promtool (ensure-deps.sh prometheus),
+#                               moto's S3 server (ensure-deps.sh s3), Node.js and
+#                               socket.io-client (ensure-deps.sh socketio-client)
 #   2. the workspace's tests    cargo nextest when installed, else cargo test
 #   3. script-level tests against the built service binaries (debug build):
 #      tests/chaos/supervisor_test.py  `make run` restarts a killed service
@@ -33,6 +34,8 @@ scripts/ensure-deps.sh browser
 scripts/ensure-deps.sh prometheus
 # moto's S3-compatible server, for the attachment tests against S3.
 scripts/ensure-deps.sh s3
+# Node.js and the stock socket.io-client, for the Socket.IO tests.
+scripts/ensure-deps.sh socketio-client
 
 scope=(--workspace)
 [[ $# -eq 0 ]] || scope=("$@")

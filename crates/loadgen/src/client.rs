@@ -103,6 +103,56 @@ impl Stack {
     pub async fn connect(&self, room: &str, user: &str, source: Option<IpAddr>) -> anyhow::Result<Socket> {
         use futures_util::StreamExt as _;
         let url = format!("{}/ws/{room}?token={}&user_id={user}", self.ws_url, self.api_key);
+        let mut ws = self.open(url, source).await?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("\"connection_status\"") => return Ok(ws),
+                Some(Ok(Message::Close(f))) => bail!("socket closed at connect: {f:?}"),
+                Some(Err(e)) => return Err(e.into()),
+                None => bail!("socket ended at connect"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Opens a Socket.IO connection (Engine.IO v4 over WebSocket only, as
+    /// `socket.io-client` does with `transports: ["websocket"]`) for `user`, connects the
+    /// namespace with the API key, and joins `room` (`join-chat-room`, with an ack).
+    pub async fn connect_socketio(&self, room: &str, user: &str, source: Option<IpAddr>) -> anyhow::Result<Socket> {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        let url = format!("{}/socket.io/?EIO=4&transport=websocket", self.ws_url);
+        let mut ws = self.open(url, source).await?;
+        let next_text = async |ws: &mut Socket| -> anyhow::Result<String> {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) if t.as_str() == "2" => ws.send(Message::text("3")).await?,
+                    Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+                    Some(Ok(Message::Close(f))) => bail!("socket.io closed at connect: {f:?}"),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => bail!("socket.io ended at connect"),
+                    _ => {}
+                }
+            }
+        };
+        let open = next_text(&mut ws).await?;
+        if !open.starts_with('0') {
+            bail!("socket.io: expected the open packet, got {open:?}");
+        }
+        ws.send(Message::text(format!("40{}", json!({"token": self.api_key, "userId": user})))).await?;
+        let connected = next_text(&mut ws).await?;
+        if !connected.starts_with("40") {
+            bail!("socket.io: connect refused: {connected:?}");
+        }
+        ws.send(Message::text(format!("421{}", json!(["join-chat-room", room])))).await?;
+        let joined = next_text(&mut ws).await?;
+        if joined != r#"431[{"ok":true}]"# {
+            bail!("socket.io: join refused: {joined:?}");
+        }
+        Ok(ws)
+    }
+
+    /// A WebSocket to `url` from `source`.
+    async fn open(&self, url: String, source: Option<IpAddr>) -> anyhow::Result<Socket> {
         let host = self.ws_url.trim_start_matches("ws://").split('/').next().unwrap_or_default();
         let addr: SocketAddr = tokio::net::lookup_host(host).await?.next().context("gateway address")?;
         let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
@@ -117,21 +167,13 @@ impl Stack {
         // with a thousand sockets that memset was a fifth of the load generator's CPU,
         // taken from the stack it measures. Frames here are small.
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024);
-        let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
             url,
             tokio_tungstenite::MaybeTlsStream::Plain(tcp),
             Some(config),
         )
         .await?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) if t.contains("\"connection_status\"") => return Ok(ws),
-                Some(Ok(Message::Close(f))) => bail!("socket closed at connect: {f:?}"),
-                Some(Err(e)) => return Err(e.into()),
-                None => bail!("socket ended at connect"),
-                _ => {}
-            }
-        }
+        Ok(ws)
     }
 }
 

@@ -267,6 +267,7 @@ impl StackBuilder {
             self.attachments.clone().unwrap_or_else(|| gateway::attachments::AttachmentsConfig::local(attachments_dir));
         let mut gateway_ports = Vec::new();
         let mut gateway_stops = Vec::new();
+        let mut gateways = Vec::new();
         for _ in 0..self.gateways {
             let mut cfg = gateway::Config {
                 nats_url: nats_url(),
@@ -290,18 +291,13 @@ impl StackBuilder {
             if let Some(f) = self.gateway_config {
                 f(&mut cfg);
             }
-            let app = gateway::Gateway::build(cfg).await.context("starting gateway")?;
+            let app = gateway::Gateway::build(cfg.clone()).await.context("starting gateway")?;
             gateway_ports.push(app.port());
             // Each gateway also stops on its own switch, to test one going away.
             let (own_tx, own_rx) = watch::channel(false);
             gateway_stops.push(own_tx);
-            let (all, own) = (stopped(stop_rx.clone()), stopped(own_rx));
-            tasks.push(tokio::spawn(app.run(async move {
-                tokio::select! {
-                    _ = all => {},
-                    _ = own => {},
-                }
-            })));
+            gateways.push((cfg, tasks.len()));
+            tasks.push(spawn_gateway(app, stop_rx.clone(), own_rx));
         }
         let nats = chat_bus::connect(&nats_url(), "test").await?;
         let stack = TestStack {
@@ -309,6 +305,7 @@ impl StackBuilder {
             prefix,
             gateway_ports,
             gateway_stops,
+            gateways,
             notification,
             notification_stopped: None,
             stop_rx,
@@ -331,6 +328,8 @@ pub struct TestStack {
     pub prefix: String,
     pub gateway_ports: Vec<u16>,
     gateway_stops: Vec<watch::Sender<bool>>,
+    /// Each gateway's settings and the index of its task in `tasks` (to restart it).
+    gateways: Vec<(gateway::Config, usize)>,
     notification: Option<Restartable<notification::Config>>,
     /// The settings of a notification service stopped by `stop_notification`.
     notification_stopped: Option<notification::Config>,
@@ -375,6 +374,22 @@ impl TestStack {
         let stop = self.gateway_stops.get(i).cloned().ok_or_else(|| anyhow!("no gateway {i}"))?;
         let _ = stop.send(true);
         Ok(())
+    }
+
+    /// Stops gateway `i` as a SIGTERM would, waits until it has stopped, and starts it
+    /// again with the same settings on the same port (a rolling restart).
+    pub async fn restart_gateway(&mut self, i: usize) -> anyhow::Result<()> {
+        self.stop_gateway(i).await?;
+        let (mut cfg, task) = self.gateways.get(i).cloned().ok_or_else(|| anyhow!("no gateway {i}"))?;
+        let old = std::mem::replace(&mut self.tasks[task], tokio::spawn(async { Ok(()) }));
+        bounded("gateway to stop", old).await???;
+        cfg.addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.gateway_ports[i]));
+        let app = gateway::Gateway::build(cfg).await.context("starting the gateway again")?;
+        let (own_tx, own_rx) = watch::channel(false);
+        self.gateway_stops[i] = own_tx;
+        self.tasks[task] = spawn_gateway(app, self.stop_rx.clone(), own_rx);
+        let url = format!("{}/healthz", self.base_url(i));
+        eventually("gateway /healthz", || async { Ok(self.http.get(&url).send().await?.status().is_success()) }).await
     }
 
     /// Kills message-store `i` (the `i`-th started) as a crash would: it stops answering
@@ -519,6 +534,21 @@ impl TestStack {
         }
         Ok(())
     }
+}
+
+/// Runs a gateway until the stack stops or its own switch is thrown.
+fn spawn_gateway(
+    app: gateway::Gateway,
+    all: watch::Receiver<bool>,
+    own: watch::Receiver<bool>,
+) -> JoinHandle<anyhow::Result<()>> {
+    let (all, own) = (stopped(all), stopped(own));
+    tokio::spawn(app.run(async move {
+        tokio::select! {
+            _ = all => {},
+            _ = own => {},
+        }
+    }))
 }
 
 /// A service that can be stopped and started again on its own.

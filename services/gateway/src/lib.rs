@@ -14,6 +14,8 @@
 //! - `fanout/`: the socket registry, per-room ordering and fan-out, user events.
 //! - `ws_rooms/`: the `ws-rooms.md` dialect at `/ws/{room_id}`.
 //! - `conversations/`: the `ws-conversations.md` dialect at `/conversations/{id}/`.
+//! - `socketio/`: `rest-chat.md`'s Socket.IO (Engine.IO v4 polling and WebSocket) at
+//!   `/socket.io/`.
 //! - `auth`: key resolution with a short cache. `ratelimit`: the tenant limiter.
 //! - `body`: reading bodies and queries with the documented errors; `http_errors`: the
 //!   errors actix-http answers by itself, given the documented body.
@@ -42,6 +44,7 @@ mod rest;
 pub(crate) mod rest_chat;
 mod sends;
 pub mod session;
+pub mod socketio;
 mod static_files;
 mod tokens;
 mod webapp;
@@ -117,6 +120,9 @@ impl Config {
                 queue: num("WS_QUEUE", 1024)?,
                 ping_interval: Duration::from_secs(num("WS_PING_SECS", 20)? as u64),
                 idle_timeout: Duration::from_secs(num("WS_IDLE_SECS", 60)? as u64),
+                socketio_ping_interval: Duration::from_millis(num("SOCKETIO_PING_INTERVAL_MS", 25_000)? as u64),
+                socketio_ping_timeout: Duration::from_millis(num("SOCKETIO_PING_TIMEOUT_MS", 20_000)? as u64),
+                socketio_max_sessions: num("SOCKETIO_MAX_SESSIONS", 100_000)?,
                 ..WsConfig::default()
             },
             bus_timeout: Duration::from_millis(num("GATEWAY_BUS_TIMEOUT_MS", 5000)? as u64),
@@ -153,11 +159,15 @@ pub struct AppState {
     pub deliveries: Arc<fanout::receipts::Deliveries>,
     /// Every send of this gateway, batched into requests to message-store.
     pub sends: sends::Sends,
+    /// This gateway's Socket.IO sessions.
+    pub socketio: socketio::Sessions,
     pub ws: WsConfig,
     /// Becomes `true` when the gateway is shutting down.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The attachments' store and link signer.
     pub attachments: attachments::Attachments,
+    /// The Socket.IO codec, which signs attachment links with this gateway's key.
+    pub socketio_codec: &'static socketio::codec::SocketIo,
 }
 
 impl AppState {
@@ -198,6 +208,7 @@ impl Gateway {
             hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
             deliveries: Arc::default(),
             sends: sends::Sends::new(bus.clone()),
+            socketio: socketio::Sessions::default(),
             bus,
             auth: Arc::new(auth::AuthCache::new(config.auth_cache_ttl)),
             limiter: ratelimit::RateLimiter::new(redis, &config.bus_prefix),
@@ -208,6 +219,7 @@ impl Gateway {
             issuers: jwt::Issuers::default(),
             ws: config.ws.clone(),
             shutdown,
+            socketio_codec: socketio::codec::SocketIo::leak(attachments.clone()),
             attachments,
         });
         Ok(Self { config, listener, state, stop })
@@ -293,6 +305,7 @@ impl Gateway {
                 .route("/ws/{room_id}", web::get().to(ws_rooms::connect))
                 .route("/conversations/{id}", web::get().to(conversations::connect))
                 .route("/conversations/{id}/", web::get().to(conversations::connect))
+                .configure(socketio::routes)
                 .configure(move |cfg| {
                     if let Some(dir) = statics {
                         cfg.app_data(dir).route("/static/{file}", web::get().to(static_files::serve));

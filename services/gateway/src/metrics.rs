@@ -33,6 +33,9 @@ pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static SOCKETS: LazyLock<IntGauge> =
     LazyLock::new(|| register(IntGauge::new("chat_gateway_websockets", "Open WebSocket connections")));
 
+pub static SOCKETIO_SESSIONS: LazyLock<IntGauge> =
+    LazyLock::new(|| register(IntGauge::new("chat_gateway_socketio_sessions", "Open Socket.IO (Engine.IO) sessions")));
+
 /// Open sockets by dialect and tenant. A tenant's series stays (at 0) once its last
 /// socket closed: removing it could race with a socket opening at that moment.
 pub static CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
@@ -93,6 +96,7 @@ pub fn init() {
     LazyLock::force(&SLOW_KICKS);
     LazyLock::force(&CONNECTIONS);
     LazyLock::force(&TENANT_MESSAGES);
+    LazyLock::force(&SOCKETIO_SESSIONS);
     for outcome in ["stored", "duplicate", "refused", "unavailable"] {
         let _ = SEND_SECONDS.with_label_values(&[outcome]);
     }

@@ -129,11 +129,27 @@ async fn send_as(base: &str, token: &str, room: &str, content: &str) -> anyhow::
         .await
 }
 
-/// Asserts that `token` is refused with `401` on REST and `4001` on a WebSocket.
+/// The messages of `room` on `/api/chat` (`rest-chat.md`), as the token's user.
+async fn chat_messages(base: &str, token: &str, room: &str) -> anyhow::Result<chat_test_support::Response> {
+    Client::raw(base)
+        .with_header("Authorization", &format!("Bearer {token}"))
+        .get(&format!("/api/chat/{room}/messages"))
+        .await
+}
+
+/// Asserts that `token` is refused with `401` on REST (in each document's error shape:
+/// `rest-rooms.md`'s and `rest-chat.md`'s) and `4001` on a WebSocket.
 async fn refused(stack: &TestStack, room: &str, token: &str, why: &str) -> anyhow::Result<()> {
     let res = send_as(&stack.base_url(0), token, room, "x").await?;
     res.expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR", None)
         .map_err(|e| anyhow::anyhow!("{why}: {e}"))?;
+    let res = chat_messages(&stack.base_url(0), token, room).await?;
+    anyhow::ensure!(
+        res.status == StatusCode::UNAUTHORIZED && res.body["success"] == false && res.body["message"].is_string(),
+        "{why}: /api/chat answered {} {}",
+        res.status,
+        res.body
+    );
     let mut ws = WsClient::connect(&format!("{}/ws/{room}?token={token}", stack.ws_url(0))).await?;
     assert_eq!(ws.ended().await?, Ended::Closed(4001), "{why}: the socket is refused");
     Ok(())
@@ -265,6 +281,9 @@ async fn forged_expired_and_confused_tokens_are_refused() -> anyhow::Result<()> 
     let rs_key = rsa.encoding(Algorithm::RS256)?;
     let good = sign(Algorithm::RS256, &rs_key, None, &json!({"iss": iss_rs, "sub": "bob", "exp": exp}))?;
     send_as(&stack.base_url(0), &good, &room, "ok").await?.expect(StatusCode::CREATED)?;
+    // The same token on rest-chat.md's routes: bob reads what he sent.
+    let listed = chat_messages(&stack.base_url(0), &good, &room).await?.expect(StatusCode::OK)?;
+    assert_eq!(listed.body["data"]["messages"][0]["content"], "ok", "{}", listed.body);
 
     let hs_claims = |extra: Value| {
         let mut c = json!({"iss": iss_hs, "sub": "bob", "aud": "chat", "exp": exp});

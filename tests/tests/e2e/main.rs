@@ -22,6 +22,7 @@ mod receipts;
 mod rest_chat;
 mod rest_helpers;
 mod rooms;
+mod socketio;
 mod storage;
 mod webapp;
 mod ws;

@@ -133,6 +133,10 @@ pub struct MessageUpdated {
     #[serde(with = "crate::time::micros")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub edited_at: DateTime<Utc>,
+    /// The whole message after the edit, for dialects whose event carries the message
+    /// (`rest-chat.md`'s `message-edited`). Absent in events published before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Box<Message>>,
 }
 
 /// A deleted message.
@@ -144,6 +148,11 @@ pub struct MessageDeleted {
     #[serde(with = "crate::time::micros")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub deleted_at: DateTime<Utc>,
+    /// The whole message after the deletion (content gone, `deleted_at` set), for
+    /// dialects whose event carries the message (`rest-chat.md`'s `message-deleted`).
+    /// Absent in events published before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Box<Message>>,
 }
 
 /// A member's cursor is now at `seq`.

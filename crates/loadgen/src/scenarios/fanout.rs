@@ -8,6 +8,11 @@
 //! arrives. With `--search`, the rate grows step by step and the result is the highest
 //! rate whose p99 stayed within `--max-p99-ms` with (nearly) every delivery made.
 //!
+//! `--receivers socketio` has every member receive over `rest-chat.md`'s Socket.IO
+//! (`/socket.io/`, WebSocket transport, `join-chat-room`) instead of `/ws`, same rooms
+//! and members, so the two endpoints' costs sit side by side; the sender then sends on
+//! a `/ws` socket of its own (one more delivery per message, not counted).
+//!
 //! Every step also reports the CPU the stack spent per message (every watched process
 //! but the load generator itself), the figure of the design's budget.
 
@@ -48,6 +53,11 @@ pub struct Args {
     /// `ws` (`send_message` on the sender's socket) or `rest`.
     #[arg(long, default_value = "ws")]
     pub via: String,
+    /// How members receive: `ws` (`/ws/{room}`) or `socketio` (rest-chat.md's
+    /// Socket.IO at `/socket.io/`, WebSocket transport, `join-chat-room`; the sender
+    /// then sends on a `/ws` socket of its own unless `--via rest`).
+    #[arg(long, default_value = "ws")]
+    pub receivers: String,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -82,6 +92,30 @@ impl Via {
     }
 }
 
+/// How members receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receivers {
+    Ws,
+    SocketIo,
+}
+
+impl Receivers {
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "ws" => Ok(Receivers::Ws),
+            "socketio" => Ok(Receivers::SocketIo),
+            other => anyhow::bail!("--receivers must be ws or socketio, not {other:?}"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Receivers::Ws => "ws",
+            Receivers::SocketIo => "socketio",
+        }
+    }
+}
+
 /// What one step measured.
 struct Step {
     rate: u64,
@@ -99,14 +133,16 @@ type Shared = Arc<std::sync::Mutex<Vec<hdrhistogram::Histogram<u64>>>>;
 pub async fn run(stack: &Stack, sources: &[IpAddr], args: &Args) -> anyhow::Result<Value> {
     let steps = if args.search { args.max_steps } else { 1 };
     let via = Via::parse(&args.via)?;
-    let result = drive(stack, sources, args.rooms, args.members, args.rate, args.duration, steps, via).await?;
-    Ok(result.with_name("fanout", args.rooms, args.members, args.max_p99_ms, args.search, via))
+    let receivers = Receivers::parse(&args.receivers)?;
+    let result =
+        drive(stack, sources, args.rooms, args.members, args.rate, args.duration, steps, via, receivers).await?;
+    Ok(result.with_name("fanout", args.rooms, args.members, args.max_p99_ms, args.search, via, receivers))
 }
 
 pub async fn run_big(stack: &Stack, sources: &[IpAddr], args: &BigArgs) -> anyhow::Result<Value> {
     let via = Via::parse(&args.via)?;
-    let result = drive(stack, sources, 1, args.members, args.rate, args.duration, 1, via).await?;
-    Ok(result.with_name("bigroom", 1, args.members, f64::MAX, false, via))
+    let result = drive(stack, sources, 1, args.members, args.rate, args.duration, 1, via, Receivers::Ws).await?;
+    Ok(result.with_name("bigroom", 1, args.members, f64::MAX, false, via, Receivers::Ws))
 }
 
 /// CPU milliseconds the stack (every watched process but the load generator) spent
@@ -131,7 +167,17 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn with_name(self, name: &str, rooms: usize, members: usize, max_p99: f64, search: bool, via: Via) -> Value {
+    #[allow(clippy::too_many_arguments)]
+    fn with_name(
+        self,
+        name: &str,
+        rooms: usize,
+        members: usize,
+        max_p99: f64,
+        search: bool,
+        via: Via,
+        receivers: Receivers,
+    ) -> Value {
         let expected = |s: &Step| s.sent * members as u64;
         let steps: Vec<Value> = self
             .steps
@@ -163,9 +209,10 @@ impl Outcome {
         let headline = best.or(last);
         let summary = match headline {
             Some(s) => format!(
-                "{name}: {} rooms x {} members, sent over {}; at {} msg/s: {:.0} deliveries/s, send->deliver p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; stack CPU {} ms per message{}",
+                "{name}: {} rooms x {} members receiving over {}, sent over {}; at {} msg/s: {:.0} deliveries/s, send->deliver p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; stack CPU {} ms per message{}",
                 rooms,
                 members,
+                if receivers == Receivers::SocketIo { "Socket.IO" } else { "/ws" },
                 if via == Via::Ws { "/ws" } else { "REST" },
                 s.rate,
                 s.delivered as f64 / s.wall,
@@ -187,6 +234,7 @@ impl Outcome {
             "members": members,
             "search": search,
             "via": if via == Via::Ws { "ws" } else { "rest" },
+            "receivers": receivers.name(),
             "max_p99_ms": if search { json!(max_p99) } else { Value::Null },
             "best_rate": best.map(|s| s.rate),
             "deliveries_per_s": headline.map(|s| (s.delivered as f64 / s.wall).round()),
@@ -232,6 +280,7 @@ async fn drive(
     duration: u64,
     steps: usize,
     via: Via,
+    receivers: Receivers,
 ) -> anyhow::Result<Outcome> {
     // Rooms, then every member's socket.
     let mut room_ids = Vec::with_capacity(rooms);
@@ -251,77 +300,45 @@ async fn drive(
         for m in 0..members {
             let permit = connecting.clone().acquire_owned().await?;
             let source = sources.get((r * members + m) % sources.len().max(1)).copied();
-            let ws = stack.connect(room, &format!("r{r}m{m}"), source).await?;
-            drop(permit);
-            let (mut sink, mut stream) = ws.split();
+            let user = format!("r{r}m{m}");
+            let socketio = receivers == Receivers::SocketIo;
+            let ws = if socketio {
+                stack.connect_socketio(room, &user, source).await?
+            } else {
+                stack.connect(room, &user, source).await?
+            };
             let mut outgoing = None;
             if m == 0 {
                 let (tx, rx) = mpsc::unbounded_channel::<String>();
                 senders.push(tx);
-                outgoing = Some(rx);
+                if socketio && via == Via::Ws {
+                    // rest-chat.md's Socket.IO has no send: the sender sends on a /ws
+                    // socket of its own, whose deliveries are not counted.
+                    let sender = stack.connect(room, &user, source).await?;
+                    readers.push(tokio::spawn(read(
+                        sender,
+                        Some(rx),
+                        Count::SendsOnly,
+                        steps,
+                        counters.clone(),
+                        shared.clone(),
+                        stop_rx.clone(),
+                    )));
+                } else {
+                    outgoing = Some(rx);
+                }
             }
-            let (counters, shared, mut stop) = (counters.clone(), shared.clone(), stop_rx.clone());
-            readers.push(tokio::spawn(async move {
-                let mut hists: Vec<hdrhistogram::Histogram<u64>> = (0..steps)
-                    .map(|_| hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2))
-                    .collect::<Result<_, _>>()?;
-                let mut outgoing = outgoing;
-                loop {
-                    let next_out = async {
-                        match outgoing.as_mut() {
-                            Some(rx) => rx.recv().await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        frame = next_out => match frame {
-                            Some(frame) => {
-                                if let Err(e) = sink.send(Message::text(frame)).await {
-                                    eprintln!("send failed: {e}");
-                                    break;
-                                }
-                            }
-                            None => outgoing = None,
-                        },
-                        msg = stream.next() => match msg {
-                            Some(Ok(Message::Text(t))) => {
-                                let Some((step, ns)) = stamp(&t) else {
-                                    if t.contains("\"error\"") && t.contains("\"local_id\":\"t")
-                                        && let Some(step) = t.split("\"local_id\":\"t").nth(1).and_then(|r| r.split('-').next()).and_then(|s| s.parse::<usize>().ok())
-                                        && step < steps
-                                    {
-                                        counters.failed[step].fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    continue;
-                                };
-                                if step >= steps {
-                                    continue;
-                                }
-                                if t.contains("\"message_sent\"") {
-                                    counters.acked[step].fetch_add(1, Ordering::Relaxed);
-                                    continue;
-                                }
-                                let us = ((now_ns() - ns) / 1000).max(1) as u64;
-                                let _ = hists[step].record(us.min(60_000_000));
-                                counters.delivered[step].fetch_add(1, Ordering::Relaxed);
-                            }
-                            Some(Ok(_)) => {}
-                            _ => break,
-                        }
-                    }
-                }
-                if let Ok(mut all) = shared.lock() {
-                    if all.is_empty() {
-                        all.extend(hists);
-                    } else {
-                        for (a, h) in all.iter_mut().zip(hists) {
-                            let _ = a.add(h);
-                        }
-                    }
-                }
-                anyhow::Ok(())
-            }));
+            drop(permit);
+            let count = if socketio { Count::SocketIo } else { Count::Everything };
+            readers.push(tokio::spawn(read(
+                ws,
+                outgoing,
+                count,
+                steps,
+                counters.clone(),
+                shared.clone(),
+                stop_rx.clone(),
+            )));
         }
     }
     eprintln!("connected; sending");
@@ -398,4 +415,95 @@ async fn drive(
         s.hist = h;
     }
     Ok(outcome)
+}
+
+/// What a reader counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    /// A /ws socket: deliveries, and the answers to its own sends.
+    Everything,
+    /// The sender's extra /ws socket next to Socket.IO receivers: only its sends.
+    SendsOnly,
+    /// A Socket.IO receiver: deliveries (`new-message`); it answers Engine.IO pings.
+    SocketIo,
+}
+
+/// Reads one socket until the run stops, sending what `outgoing` gives it, and merges
+/// its latency histograms into `shared` at the end.
+async fn read(
+    ws: crate::client::Socket,
+    mut outgoing: Option<mpsc::UnboundedReceiver<String>>,
+    count: Count,
+    steps: usize,
+    counters: Arc<Counters>,
+    shared: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (mut sink, mut stream) = ws.split();
+    let mut hists: Vec<hdrhistogram::Histogram<u64>> =
+        (0..steps).map(|_| hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)).collect::<Result<_, _>>()?;
+    loop {
+        let next_out = async {
+            match outgoing.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => break,
+            frame = next_out => match frame {
+                Some(frame) => {
+                    if let Err(e) = sink.send(Message::text(frame)).await {
+                        eprintln!("send failed: {e}");
+                        break;
+                    }
+                }
+                None => outgoing = None,
+            },
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if count == Count::SocketIo && t.as_str() == "2" {
+                        if sink.send(Message::text("3")).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    let Some((step, ns)) = stamp(&t) else {
+                        if t.contains("\"error\"") && t.contains("\"local_id\":\"t")
+                            && let Some(step) = t.split("\"local_id\":\"t").nth(1).and_then(|r| r.split('-').next()).and_then(|s| s.parse::<usize>().ok())
+                            && step < steps
+                        {
+                            counters.failed[step].fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    };
+                    if step >= steps {
+                        continue;
+                    }
+                    if t.contains("\"message_sent\"") {
+                        counters.acked[step].fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if count == Count::SendsOnly {
+                        continue;
+                    }
+                    let us = ((now_ns() - ns) / 1000).max(1) as u64;
+                    let _ = hists[step].record(us.min(60_000_000));
+                    counters.delivered[step].fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+    }
+    if let Ok(mut all) = shared.lock() {
+        if all.is_empty() {
+            all.extend(hists);
+        } else {
+            for (a, h) in all.iter_mut().zip(hists) {
+                let _ = a.add(h);
+            }
+        }
+    }
+    Ok(())
 }

@@ -21,17 +21,20 @@ pub enum Dialect {
     WsRooms,
     /// `ws-conversations.md` at `/conversations/{id}/`.
     Conversations,
+    /// `rest-chat.md`'s Socket.IO at `/socket.io/`.
+    SocketIo,
 }
 
 impl Dialect {
     /// How many dialects there are (the size of render caches).
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 3;
 
     /// This dialect's slot in a render cache.
     pub fn index(self) -> usize {
         match self {
             Dialect::WsRooms => 0,
             Dialect::Conversations => 1,
+            Dialect::SocketIo => 2,
         }
     }
 
@@ -40,6 +43,7 @@ impl Dialect {
         match self {
             Dialect::WsRooms => "ws-rooms",
             Dialect::Conversations => "conversations",
+            Dialect::SocketIo => "socketio",
         }
     }
 }

@@ -28,6 +28,7 @@ use actix_web::web;
 use actix_ws::{CloseCode, CloseReason, Message as WsMessage};
 use bytes::Bytes;
 use bytestring::ByteString;
+use chat_domain::ids::RoomId;
 use chat_domain::model::{Actor, Room};
 use chat_domain::proto::notify::TakeInbox;
 use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal, GetOnline, SetTyping};
@@ -65,6 +66,16 @@ pub struct WsConfig {
     pub heartbeat_every: Duration,
     /// Reconnect delays sent at shutdown are spread over this window.
     pub reconnect_spread_ms: u64,
+    /// How often a Socket.IO session is pinged (`SOCKETIO_PING_INTERVAL_MS`; the
+    /// handshake's `pingInterval`).
+    pub socketio_ping_interval: Duration,
+    /// How long a Socket.IO client has to answer a ping (`SOCKETIO_PING_TIMEOUT_MS`;
+    /// `pingTimeout`).
+    pub socketio_ping_timeout: Duration,
+    /// Most Socket.IO sessions this gateway holds at once (`SOCKETIO_MAX_SESSIONS`);
+    /// past it a handshake is answered `503` (sessions are made before anyone is
+    /// authenticated, so their number is bounded here).
+    pub socketio_max_sessions: usize,
 }
 
 impl Default for WsConfig {
@@ -76,6 +87,9 @@ impl Default for WsConfig {
             idle_timeout: Duration::from_secs(60),
             heartbeat_every: Duration::from_secs(10),
             reconnect_spread_ms: 5_000,
+            socketio_ping_interval: Duration::from_secs(25),
+            socketio_ping_timeout: Duration::from_secs(20),
+            socketio_max_sessions: 100_000,
         }
     }
 }
@@ -127,19 +141,7 @@ impl Session {
         crate::metrics::SOCKETS.dec();
         connections.dec();
         hub.leave(&self.actor.tenant_id, &self.room.room_id, &self.actor.user_id, id).await;
-        let signal = DisconnectSignal {
-            tenant_id: self.actor.tenant_id.clone(),
-            room_id: self.room.room_id.clone(),
-            conn: ConnRef { user_id: self.actor.user_id.clone(), conn_id },
-        };
-        let subject = self.state.bus.subjects().presence(
-            &self.actor.tenant_id,
-            &self.room.room_id,
-            chat_bus::subjects::PresenceSignal::Disconnect,
-        );
-        if let Ok(payload) = serde_json::to_vec(&signal) {
-            let _ = self.state.bus.publish(subject, payload.into()).await;
-        }
+        disconnected(&self.state, &self.actor, &self.room.room_id, conn_id).await;
         if let End::Close(reason) = end
             && outlet.send(Own::Close(reason), Duration::from_secs(1)).await
         {
@@ -423,21 +425,8 @@ impl Session {
         result.unwrap_or_else(|e| Some(Reply::Error(e)))
     }
 
-    /// Tells presence, without waiting (typing is best effort and frequent).
     fn typing(&self, is_typing: bool) {
-        let cmd = SetTyping {
-            tenant_id: self.actor.tenant_id.clone(),
-            room_id: self.room.room_id.clone(),
-            user_id: self.actor.user_id.clone(),
-            user_name: self.user_name.clone(),
-            is_typing,
-        };
-        let bus = self.state.bus.clone();
-        tokio::spawn(async move {
-            if let Err(e) = bus.request(&cmd).await {
-                tracing::warn!(error = %e, "typing signal failed");
-            }
-        });
+        typing(&self.state, &self.actor, &self.room.room_id, self.user_name.clone(), is_typing);
     }
 
     /// Stores a message (counted against the tenant's rate limit).
@@ -463,5 +452,36 @@ impl Session {
             Ok(sent) => Reply::Sent { sent, sender_name: self.user_name.clone() },
             Err(error) => Reply::SendFailed { error, local_id: send.local_id },
         }
+    }
+}
+
+/// Tells presence that `actor` started or stopped typing in `room`, without waiting
+/// (typing is best effort and frequent). Every dialect's typing goes through here.
+pub fn typing(state: &AppState, actor: &Actor, room: &RoomId, user_name: Option<String>, is_typing: bool) {
+    let cmd = SetTyping {
+        tenant_id: actor.tenant_id.clone(),
+        room_id: room.clone(),
+        user_id: actor.user_id.clone(),
+        user_name,
+        is_typing,
+    };
+    let bus = state.bus.clone();
+    tokio::spawn(async move {
+        if let Err(e) = bus.request(&cmd).await {
+            tracing::warn!(error = %e, "typing signal failed");
+        }
+    });
+}
+
+/// Tells presence that the socket `conn_id` of `actor` left `room`.
+pub async fn disconnected(state: &AppState, actor: &Actor, room: &RoomId, conn_id: String) {
+    let signal = DisconnectSignal {
+        tenant_id: actor.tenant_id.clone(),
+        room_id: room.clone(),
+        conn: ConnRef { user_id: actor.user_id.clone(), conn_id },
+    };
+    let subject = state.bus.subjects().presence(&actor.tenant_id, room, chat_bus::subjects::PresenceSignal::Disconnect);
+    if let Ok(payload) = serde_json::to_vec(&signal) {
+        let _ = state.bus.publish(subject, payload.into()).await;
     }
 }

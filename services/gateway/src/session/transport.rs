@@ -46,14 +46,7 @@ pub fn upgrade(
     })?;
     let body = Body { queue, buf: BytesMut::new(), codec: Codec::new(), closed: false, delivered };
     let response = response.message_body(BodyStream::new(body).boxed())?;
-    let inlet = Inlet {
-        payload: payload.into_inner(),
-        buf: BytesMut::new(),
-        codec: Codec::new().max_size(max_frame),
-        max: max_frame,
-        partial: None,
-    };
-    Ok((response.into(), inlet))
+    Ok((response.into(), Inlet::new(payload, max_frame)))
 }
 
 /// The response body: the socket's queue, encoded.
@@ -187,6 +180,18 @@ pub struct Inlet {
 }
 
 impl Inlet {
+    /// The frames of an upgraded connection's request payload, at most `max_frame`
+    /// bytes per message.
+    pub fn new(payload: web::Payload, max_frame: usize) -> Self {
+        Inlet {
+            payload: payload.into_inner(),
+            buf: BytesMut::new(),
+            codec: Codec::new().max_size(max_frame),
+            max: max_frame,
+            partial: None,
+        }
+    }
+
     /// The next message; `None` when the connection ended. A message sent in fragments
     /// (a text or binary frame and its continuations, control frames allowed between
     /// them) comes whole, at most `max` bytes. After an error the connection must be

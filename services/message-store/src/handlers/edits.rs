@@ -95,6 +95,7 @@ pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, Api
                     content: message.content.clone(),
                     edit_reason: reason,
                     edited_at: now,
+                    message: Some(Box::new(message.clone())),
                 }));
             let pending = outbox::insert(conn, &subjects, &event).await?;
             Ok((message, pending))
@@ -145,6 +146,7 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<Message,
                     seq: message.seq,
                     deleted_by: cmd.actor.user_id.clone(),
                     deleted_at: now,
+                    message: Some(Box::new(message.clone())),
                 }),
             );
             let pending = outbox::insert(conn, &subjects, &event).await?;
