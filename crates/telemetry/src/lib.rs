@@ -136,6 +136,13 @@ fn provider_with(service: &str, export: Export) -> SdkTracerProvider {
     let resource = Resource::builder().with_service_name(service.to_owned()).build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
     let mut delay = None;
+    if !matches!(export, Export::Nowhere) {
+        // The exporter's HTTP client is reqwest with rustls, built in this workspace
+        // without a bundled crypto provider (object_store's S3 client keeps aws-lc-rs,
+        // a C build, out of the tree): without a provider installed it panics on its
+        // first export. Installing ring's is a no-op when one is already there.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let exporter = match export {
         Export::Nowhere => return builder.build(),
         Export::FromEnv => opentelemetry_otlp::SpanExporter::builder().with_http().build(),
