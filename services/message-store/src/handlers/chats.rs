@@ -331,19 +331,7 @@ pub async fn create_chat(store: Store, cmd: CreateChat) -> Result<ChatCreated, A
                 .await?;
                 return Ok((stored(RoomId::parse(existing.id))?, false));
             }
-            diesel::sql_query(
-                "INSERT INTO room_members (room_id, user_id, tenant_id, role)
-                 SELECT $1, u, $2, CASE WHEN u = $3 THEN 'admin' ELSE 'member' END
-                 FROM unnest($4::text[]) AS u",
-            )
-            .bind::<Text, _>(room_id.as_str())
-            .bind::<Text, _>(tx_tenant.as_str())
-            .bind::<Text, _>(tx_creator.as_str())
-            .bind::<Array<Text>, _>(
-                std::iter::once(&tx_creator).chain(others.iter()).map(|u| u.as_str()).collect::<Vec<_>>(),
-            )
-            .execute(conn)
-            .await?;
+            super::rooms::insert_members(conn, &room_id, &tx_tenant, &tx_creator, &others).await?;
             Ok((room_id, true))
         })
         .await?;

@@ -70,19 +70,7 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
                 }
                 other => other?,
             };
-            diesel::sql_query(
-                "INSERT INTO room_members (room_id, user_id, tenant_id, role)
-                 SELECT $1, u, $2, CASE WHEN u = $3 THEN 'admin' ELSE 'member' END
-                 FROM unnest($4::text[]) AS u",
-            )
-            .bind::<Text, _>(room_id.as_str())
-            .bind::<Text, _>(tenant.as_str())
-            .bind::<Text, _>(creator.as_str())
-            .bind::<Array<Text>, _>(
-                std::iter::once(&creator).chain(others.iter()).map(|u| u.as_str()).collect::<Vec<_>>(),
-            )
-            .execute(conn)
-            .await?;
+            insert_members(conn, &room_id, &tenant, &creator, &others).await?;
             drop(row);
             // Read back with the members counted.
             let row: RoomRow = diesel::sql_query(format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = $1"))
@@ -93,6 +81,28 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
         })
         .await?;
     Ok(room)
+}
+
+/// A new room's members: `creator` as its admin, `others` as members.
+pub(super) async fn insert_members(
+    conn: &mut diesel_async::AsyncPgConnection,
+    room_id: &RoomId,
+    tenant: &chat_domain::ids::TenantId,
+    creator: &UserId,
+    others: &[UserId],
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "INSERT INTO room_members (room_id, user_id, tenant_id, role)
+         SELECT $1, u, $2, CASE WHEN u = $3 THEN 'admin' ELSE 'member' END
+         FROM unnest($4::text[]) AS u",
+    )
+    .bind::<Text, _>(room_id.as_str())
+    .bind::<Text, _>(tenant.as_str())
+    .bind::<Text, _>(creator.as_str())
+    .bind::<Array<Text>, _>(std::iter::once(creator).chain(others.iter()).map(|u| u.as_str()).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 async fn existing_dm(
