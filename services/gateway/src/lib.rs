@@ -166,7 +166,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The attachments' store and link signer.
     pub attachments: attachments::Attachments,
-    /// The Socket.IO codec, which signs attachment links with this gateway's key.
+    /// The `/ws` and Socket.IO codecs, which sign attachment links with this gateway's key.
+    pub ws_rooms_codec: &'static ws_rooms::codec::WsRooms,
     pub socketio_codec: &'static socketio::codec::SocketIo,
 }
 
@@ -219,6 +220,7 @@ impl Gateway {
             issuers: jwt::Issuers::default(),
             ws: config.ws.clone(),
             shutdown,
+            ws_rooms_codec: ws_rooms::codec::WsRooms::leak(attachments.clone()),
             socketio_codec: socketio::codec::SocketIo::leak(attachments.clone()),
             attachments,
         });

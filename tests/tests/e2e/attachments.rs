@@ -151,9 +151,14 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
         (frame["data"]["id"].clone(), frame["data"]["content"].clone()),
         (message["_id"].clone(), json!("look"))
     );
+    // The `/ws` frame and `/rooms` history carry the file with a signed link too.
+    let in_frame = &frame["data"]["attachments"][0];
+    assert_eq!((in_frame["filename"].clone(), in_frame["mime_type"].clone()), (json!("cät 1.pdf"), json!("image/png")));
+    assert_eq!(read(stack, in_frame["url"].as_str().unwrap_or_default(), Some(&bob)).await?.2, PNG);
     let listed = history(&t, &chat).await?;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["attachments"][0]["mime_type"], "image/png");
+    assert_eq!(read(stack, listed[0]["attachments"][0]["url"].as_str().unwrap_or_default(), Some(&bob)).await?.2, PNG);
     assert_eq!(stored(stack, &t, &chat).await?.len(), 1);
     // The dialect's own history renders it the same way, with a freshly signed link.
     let page = stack
@@ -366,6 +371,21 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
     assert!(header(&headers, "content-disposition").starts_with("attachment; filename=\"t.csv\""));
     assert_eq!(stored(stack, &t, &chat).await?.len(), 3);
     assert_eq!(history(&t, &chat).await?.len(), 3);
+
+    // Deleting a file message takes its files out of the message on every path.
+    let id = sent.1["data"]["message"]["_id"].as_str().unwrap_or_default().to_owned();
+    let res = stack
+        .http
+        .delete(format!("{}/api/chat/{chat}/messages/{id}", stack.base_url(0)))
+        .bearer_auth(&bob)
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    let deleted: Value = res.json().await?;
+    assert_eq!(deleted["data"]["message"]["attachments"], json!([]), "{deleted}");
+    let listed = history(&t, &chat).await?;
+    let last = listed.last().cloned().unwrap_or_default();
+    anyhow::ensure!(last["deleted_at"].is_string() && last.get("attachments").is_none(), "{last}");
     Ok(())
 }
 

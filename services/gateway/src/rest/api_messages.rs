@@ -103,7 +103,7 @@ impl TryFrom<ApiSendRequest> for SendMessage {
 /// (`200` with `Idempotent-Replayed: true` for a resend).
 pub async fn send(Rest(req): Rest<ApiSendRequest>, state: web::Data<AppState>) -> HttpResult {
     let sent = state.sends.send(SendMessage::try_from(req)?).await?;
-    let body = json!({"data": MessageData::of(&sent.message, None), "status": "success"});
+    let body = json!({"data": MessageData::of(&sent.message, None, &crate::rest_chat::render::links(&state)), "status": "success"});
     if sent.duplicate {
         Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(body))
     } else {
@@ -119,6 +119,9 @@ pub async fn list(
 ) -> HttpResult {
     let (after_seq, before_seq, limit) = history(&q)?;
     let messages = state.bus.request(&ListMessages { actor, room_id, after_seq, before_seq, limit }).await?;
-    let messages: Vec<MessageData<'_>> = messages.iter().map(|m| MessageData::of(m, None)).collect();
+    let messages: Vec<MessageData<'_>> = {
+        let links = crate::rest_chat::render::links(&state);
+        messages.iter().map(|m| MessageData::of(m, None, &links)).collect()
+    };
     Ok(HttpResponse::Ok().json(json!({"data": {"messages": messages}, "status": "success"})))
 }

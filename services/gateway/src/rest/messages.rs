@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::ids::{MessageId, RoomId};
-use chat_domain::model::{Actor, MessageContent, MessageKind, validate_client_id, validate_meta};
+use chat_domain::model::{Actor, Message, MessageContent, MessageKind, validate_client_id, validate_meta};
 use chat_domain::proto::store::{DeleteMessage, EditMessage, ListMessages, SendMessage};
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,6 +15,7 @@ use crate::AppState;
 use crate::body::{Query, field};
 use crate::caller::Acting;
 use crate::error::HttpResult;
+use crate::rest_chat::render::AttachmentLinks as _;
 
 /// The header a client retries a send with.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -107,11 +108,29 @@ impl TryFrom<SendRequest> for SendMessage {
 
 pub async fn send(Rest(req): Rest<SendRequest>, state: web::Data<AppState>) -> HttpResult {
     let sent = state.sends.send(SendMessage::try_from(req)?).await?;
+    let message = linked(&state, &sent.message)?;
     if sent.duplicate {
-        Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(sent.message))
+        Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(message))
     } else {
-        Ok(HttpResponse::Created().json(sent.message))
+        Ok(HttpResponse::Created().json(message))
     }
+}
+
+/// A message as this API answers it: as stored, and each file of a file message (sent
+/// through `/api/chat`) with the signed, expiring `url` it is read from.
+fn linked(state: &AppState, m: &Message) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(m).map_err(|_| ApiError::internal())?;
+    if !m.attachments.is_empty() {
+        let links = crate::rest_chat::render::links(state);
+        if let Some(files) = v.get_mut("attachments").and_then(Value::as_array_mut) {
+            for (file, a) in files.iter_mut().zip(&m.attachments) {
+                if let Some(file) = file.as_object_mut() {
+                    file.insert("url".to_owned(), links.url(m, a).into());
+                }
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// `after_seq`, `before_seq` and `limit` of a history page, with the history rules.
@@ -128,7 +147,9 @@ pub async fn list(
 ) -> HttpResult {
     let (after_seq, before_seq, limit) = history(&q)?;
     let cmd = ListMessages { actor, room_id, after_seq, before_seq, limit };
-    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
+    let messages = state.bus.request(&cmd).await?;
+    let page = messages.iter().map(|m| linked(&state, m)).collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 /// The body of `PATCH /rooms/{room_id}/messages/{message_id}`.
@@ -165,7 +186,8 @@ impl TryFrom<EditRequest> for EditMessage {
 
 /// `PATCH /rooms/{id}/messages/{message_id}` `{"content","edit_reason"?}`: the sender edits.
 pub async fn edit(Rest(req): Rest<EditRequest>, state: web::Data<AppState>) -> HttpResult {
-    Ok(HttpResponse::Ok().json(state.bus.request(&EditMessage::try_from(req)?).await?))
+    let edited = state.bus.request(&EditMessage::try_from(req)?).await?;
+    Ok(HttpResponse::Ok().json(linked(&state, &edited)?))
 }
 
 /// `DELETE /rooms/{id}/messages/{message_id}`: the sender or a room admin deletes
@@ -174,5 +196,6 @@ pub async fn delete(
     Rest((Acting(actor), InRoom(room_id), InMessage(message_id))): Rest<(Acting, InRoom, InMessage)>,
     state: web::Data<AppState>,
 ) -> HttpResult {
-    Ok(HttpResponse::Ok().json(state.bus.request(&DeleteMessage { actor, room_id, message_id }).await?))
+    let deleted = state.bus.request(&DeleteMessage { actor, room_id, message_id }).await?;
+    Ok(HttpResponse::Ok().json(linked(&state, &deleted)?))
 }

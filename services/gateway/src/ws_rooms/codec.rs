@@ -11,15 +11,29 @@ use chat_domain::proto::store::CursorKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::attachments::{Attachments, SignedLinks};
+use crate::rest_chat::render::AttachmentLinks;
 use crate::session::codec::{Close, Codec, Dialect, Rejected};
 use crate::session::command::{Command, History, Reply, Send};
 
-/// The codec every `/ws` socket uses.
-pub static CODEC: WsRooms = WsRooms;
-
-/// `ws-rooms.md`.
+/// `ws-rooms.md`. One per gateway: a file message's `attachments` carry links signed
+/// with the gateway's key, as `/api/chat` renders them.
 #[derive(Debug)]
-pub struct WsRooms;
+pub struct WsRooms {
+    attachments: Attachments,
+}
+
+impl WsRooms {
+    /// The codec of this gateway's `/ws` sockets. The fan-out holds codecs as
+    /// `&'static`, so it lives as long as the process (one per gateway built).
+    pub fn leak(attachments: Attachments) -> &'static WsRooms {
+        Box::leak(Box::new(WsRooms { attachments }))
+    }
+
+    fn links(&self) -> SignedLinks<'_> {
+        SignedLinks::new(&self.attachments)
+    }
+}
 
 /// A client frame's envelope; `data` is read per type below.
 #[derive(Deserialize)]
@@ -202,10 +216,14 @@ pub struct MessageData<'a> {
     duplicate: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a str>,
+    /// A file message's files: `{url, filename, mime_type, size}`, `url` a signed,
+    /// expiring link (absent for messages without files).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<Value>,
 }
 
 impl<'a> MessageData<'a> {
-    pub fn of(m: &'a Message, fallback_name: Option<&'a str>) -> Self {
+    pub(crate) fn of(m: &'a Message, fallback_name: Option<&'a str>, links: &dyn AttachmentLinks) -> Self {
         // A system notice (of `/api/chat`) shows as one; otherwise the sender's meta.type.
         let message_type = match m.kind {
             chat_domain::model::MessageKind::System => "system",
@@ -228,6 +246,13 @@ impl<'a> MessageData<'a> {
             deleted_at: m.deleted_at.as_ref().map(chat_domain::time::format),
             duplicate: None,
             status: None,
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| {
+                    json!({"url": links.url(m, a), "filename": a.filename, "mime_type": a.mime_type, "size": a.size})
+                })
+                .collect(),
         }
     }
 }
@@ -312,7 +337,7 @@ impl Codec for WsRooms {
                 room,
             ),
             Reply::Sent { sent, sender_name } => {
-                let mut data = MessageData::of(&sent.message, sender_name.as_deref());
+                let mut data = MessageData::of(&sent.message, sender_name.as_deref(), &self.links());
                 data.duplicate = Some(sent.duplicate);
                 data.status = Some("sent");
                 frame("message_sent", data, room)
@@ -326,7 +351,10 @@ impl Codec for WsRooms {
             }
             Reply::Error(error) => frame("error", json!({"code": error.code.as_str(), "message": error.message}), room),
             Reply::History(messages) | Reply::Older(messages) => {
-                let items: Vec<MessageData<'_>> = messages.iter().map(|m| MessageData::of(m, None)).collect();
+                let items: Vec<MessageData<'_>> = {
+                    let links = self.links();
+                    messages.iter().map(|m| MessageData::of(m, None, &links)).collect()
+                };
                 frame("messages", json!({"messages": items}), room)
             }
             Reply::Cursor(c) => {
@@ -340,7 +368,7 @@ impl Codec for WsRooms {
     }
 
     fn message(&self, message: &Message, fallback_name: Option<&str>) -> ByteString {
-        frame("message", MessageData::of(message, fallback_name), Some(&message.room_id))
+        frame("message", MessageData::of(message, fallback_name, &self.links()), Some(&message.room_id))
     }
 
     fn room_event(&self, event: &RoomEvent) -> Option<ByteString> {

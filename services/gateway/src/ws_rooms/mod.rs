@@ -46,5 +46,6 @@ pub async fn connect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let outcome = authorize(&req, &state, &path).await;
-    open(&req, body, state, &codec::CODEC, outcome).await
+    let codec = state.ws_rooms_codec;
+    open(&req, body, state, codec, outcome).await
 }

@@ -127,7 +127,7 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<Message,
             }
             let now = chat_domain::time::now();
             let row: MessageRow = diesel::sql_query(format!(
-                "UPDATE messages SET content = '', meta = NULL, deleted_at = $3, deleted_by = $4
+                "UPDATE messages SET content = '', meta = NULL, attachments = NULL, deleted_at = $3, deleted_by = $4
                  WHERE room_id = $1 AND id = $2 RETURNING {MESSAGE_COLUMNS}"
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
