@@ -153,3 +153,28 @@ async fn tenants_are_isolated_and_members_only() -> anyhow::Result<()> {
     a.user("alice").get("/rooms/room_doesnotexist").await?.expect_error(StatusCode::NOT_FOUND, "NOT_FOUND", None)?;
     stack.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rooms_and_chats_start_with_at_most_a_thousand_members() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = stack.tenant().await?;
+    let alice = t.user("alice");
+    let many = |n: usize| (0..n).map(|i| format!("u{i}")).collect::<Vec<_>>();
+    // 999 others and the creator: the most a room may start with.
+    let res = alice.post("/rooms", json!({"type": "group", "members": many(999)})).await?;
+    res.expect(StatusCode::CREATED)?;
+    // One more is refused, naming the field (duplicates and the creator do not count).
+    let mut over = many(1000);
+    over.extend(["alice".to_owned(), "u0".to_owned()]);
+    let res = alice.post("/rooms", json!({"type": "group", "members": over})).await?;
+    res.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("members"))?;
+    // The same limit on rest-chat.md's chats, in its error shape.
+    let res = alice.post("/api/chat", json!({"type": "group", "participantIds": many(1000)})).await?;
+    anyhow::ensure!(
+        res.status == StatusCode::BAD_REQUEST && res.body["success"] == false && res.body["field"] == "participantIds",
+        "{} {}",
+        res.status,
+        res.body
+    );
+    Ok(())
+}

@@ -234,18 +234,12 @@ pub async fn create_chat(store: Store, cmd: CreateChat) -> Result<ChatCreated, A
     }
     let creator = cmd.actor.user_id.clone();
     let tenant = cmd.actor.tenant_id.clone();
-    let mut others: Vec<UserId> = Vec::with_capacity(cmd.participants.len());
-    for p in cmd.participants {
-        if p != creator && !others.contains(&p) {
-            others.push(p);
-        }
-    }
-    if others.len() + 1 > MAX_INITIAL_MEMBERS {
-        return Err(ApiError::validation(
-            "participantIds",
-            format!("A chat can be created with at most {MAX_INITIAL_MEMBERS} participants"),
-        ));
-    }
+    let mut others = super::rooms::initial_others(
+        &creator,
+        cmd.participants,
+        "participantIds",
+        "A chat can be created with at most {} participants",
+    )?;
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
     // Who takes part besides the creator, and what makes the room unique.
     let (room_type, unique_key, context) = match &cmd.kind {

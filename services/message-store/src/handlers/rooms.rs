@@ -19,19 +19,7 @@ const ROOM_COLUMNS: &str = "id, room_type, name, unique_key, last_seq, created_b
 pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError> {
     let name = cmd.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
     let creator = cmd.actor.user_id.clone();
-    // The creator is always a member; duplicates are ignored.
-    let mut others: Vec<UserId> = Vec::with_capacity(cmd.members.len());
-    for m in cmd.members {
-        if m != creator && !others.contains(&m) {
-            others.push(m);
-        }
-    }
-    if others.len() + 1 > MAX_INITIAL_MEMBERS {
-        return Err(ApiError::validation(
-            "members",
-            format!("A room can be created with at most {MAX_INITIAL_MEMBERS} members"),
-        ));
-    }
+    let others = initial_others(&creator, cmd.members, "members", "A room can be created with at most {} members")?;
     let unique_key = match cmd.room_type {
         RoomType::Dm => match others.as_slice() {
             [other] => Some(dm_unique_key(&creator, other)),
@@ -81,6 +69,27 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
         })
         .await?;
     Ok(room)
+}
+
+/// A new room's members besides `creator` (who always is one), duplicates dropped; at
+/// most [`MAX_INITIAL_MEMBERS`] in all, else a validation error on `field` whose
+/// message is `too_many` with the limit in place of `{}`.
+pub(super) fn initial_others(
+    creator: &UserId,
+    members: Vec<UserId>,
+    field: &str,
+    too_many: &str,
+) -> Result<Vec<UserId>, ApiError> {
+    let mut others: Vec<UserId> = Vec::with_capacity(members.len());
+    for m in members {
+        if m != *creator && !others.contains(&m) {
+            others.push(m);
+        }
+    }
+    if others.len() + 1 > MAX_INITIAL_MEMBERS {
+        return Err(ApiError::validation(field, too_many.replace("{}", &MAX_INITIAL_MEMBERS.to_string())));
+    }
+    Ok(others)
 }
 
 /// A new room's members: `creator` as its admin, `others` as members.
