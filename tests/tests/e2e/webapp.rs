@@ -12,7 +12,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use chat_test_support::browser::{Browser, Page};
-use chat_test_support::{TestStack, WebhookReceiver, WsClient, unique};
+use chat_test_support::{Client, TestStack, WebhookReceiver, WsClient, unique};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -401,11 +401,15 @@ async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow:
     page.wait_for("no live connection", &format!("{} === '0'", text_of(&format!("{row} .conns")))).await?;
 
     // A webhook that always fails, set in the console, turns a notification into a dead letter.
+    // This is done on the tenant made in the console: it has no rooms, so nothing but the one
+    // notification below can reach its webhook (the first tenant's offline pass would add a
+    // second dead letter whenever its window closes after the webhook is set).
+    let made = Client::raw(&stack.base_url(0)).with_header("X-API-Key", &key).with_header("X-User-Id", "ops");
     let failing = WebhookReceiver::start(None).await?;
-    click(&page, &format!("{row} button.manage")).await?;
+    click(&page, &format!("{new_row} button.manage")).await?;
     page.wait_for(
         "the tenant's form",
-        &format!("!document.getElementById('tenant-detail').hidden && {} === {}", text_of("#detail-id"), js(&t.id)),
+        &format!("!document.getElementById('tenant-detail').hidden && {} === {}", text_of("#detail-id"), js(&new_id)),
     )
     .await?;
     fill(&page, "t-webhook", &failing.url).await?;
@@ -414,11 +418,10 @@ async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow:
     fill(&page, "t-backoff", "20").await?;
     click(&page, "#save-tenant").await?;
     page.wait_for("saved", &format!("{} === 'saved'", text_of("#saved"))).await?;
-    let shown = stack.admin(Method::GET, &format!("/admin/tenants/{}", t.id), None).await?.expect(StatusCode::OK)?;
+    let shown = stack.admin(Method::GET, &format!("/admin/tenants/{new_id}"), None).await?.expect(StatusCode::OK)?;
     assert_eq!(shown.body["webhook_url"], failing.url.as_str());
     assert_eq!(shown.body["retry"]["max_attempts"], 1);
-    t.user("ops")
-        .post("/notify", json!({"topic": "doomed", "payload": {}, "targets": {"user_ids": ["bob"]}}))
+    made.post("/notify", json!({"topic": "doomed", "payload": {}, "targets": {"user_ids": ["bob"]}}))
         .await?
         .expect(StatusCode::ACCEPTED)?;
     page.wait_for(
@@ -443,7 +446,7 @@ async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow:
     page.wait_for("the new key", &format!("{}.includes('sk_')", text_of("#rotated-key"))).await?;
     let old = reqwest::Client::new()
         .get(stack.url("/rooms"))
-        .header("X-API-Key", &t.api_key)
+        .header("X-API-Key", &key)
         .header("X-User-Id", "u")
         .send()
         .await?;
