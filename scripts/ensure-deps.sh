@@ -25,6 +25,10 @@
 #                                    Socket.IO tests drive (`npm ci` in
 #                                    tests/socketio-client/, only when its
 #                                    node_modules do not match the lockfile)
+#   scripts/ensure-deps.sh openapi-validator
+#                                    installs openapi-spec-validator (PyPI) into
+#                                    .dev/openapi-venv, for the test that validates
+#                                    the gateway's /openapi.json (make test)
 #
 # What this script starts is recorded in .dev/started.txt, one line per
 # dependency: "<name><TAB><shell command that stops it>". Stop them with
@@ -410,6 +414,32 @@ ensure_moto() {
     say "moto: installed now"
 }
 
+# openapi-spec-validator (PyPI) in its own venv, for the test that validates the
+# gateway's /openapi.json.
+OPENAPI_VALIDATOR_VERSION=0.9.0
+ensure_openapi_validator() {
+    local venv="$DEV_DIR/openapi-venv" stamp
+    stamp="$venv/.validator-version"
+    if [[ -x $venv/bin/openapi-spec-validator && "$(cat "$stamp" 2>/dev/null)" == "$OPENAPI_VALIDATOR_VERSION" ]]; then
+        say "openapi-spec-validator: installed"
+        return 0
+    fi
+    mkdir -p "$DEV_DIR"
+    if [[ ! -x $venv/bin/python ]]; then
+        python3 -m venv "$venv" >/dev/null 2>&1 || {
+            rm -rf "$venv"
+            apt_install python3-venv
+            python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+        }
+    fi
+    say "openapi-spec-validator: pip install openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION into ${venv#"$ROOT"/}"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION" ||
+        die "pip install openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION failed"
+    [[ -x $venv/bin/openapi-spec-validator ]] || die "the validator was installed but $venv/bin/openapi-spec-validator is missing"
+    printf '%s' "$OPENAPI_VALIDATOR_VERSION" >"$stamp"
+    say "openapi-spec-validator: installed now"
+}
+
 # ------------------------------------------------------------------- main --
 
 case "${1:-}" in
@@ -436,10 +466,13 @@ case "${1:-}" in
     socketio-client)
         ensure_socketio_client
         ;;
+    openapi-validator)
+        ensure_openapi_validator
+        ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
         ;;
     *)
-        die "usage: $0 [start|browser|prometheus|s3|socketio-client|stop [postgres|redis|nats]...]"
+        die "usage: $0 [start|browser|prometheus|s3|socketio-client|openapi-validator|stop [postgres|redis|nats]...]"
         ;;
 esac

@@ -4,7 +4,8 @@
 #                               Chromium (ensure-deps.sh browser),
 #                               Prometheus + promtool (ensure-deps.sh prometheus),
 #                               moto's S3 server (ensure-deps.sh s3), Node.js and
-#                               socket.io-client (ensure-deps.sh socketio-client)
+#                               socket.io-client (ensure-deps.sh socketio-client),
+#                               openapi-spec-validator (ensure-deps.sh openapi-validator)
 #   2. the workspace's tests    cargo nextest when installed, else cargo test
 #   3. script-level tests against the built service binaries (debug build):
 #      tests/chaos/supervisor_test.py  `make run` restarts a killed service
@@ -36,6 +37,8 @@ scripts/ensure-deps.sh prometheus
 scripts/ensure-deps.sh s3
 # Node.js and the stock socket.io-client, for the Socket.IO tests.
 scripts/ensure-deps.sh socketio-client
+# openapi-spec-validator, for the test that validates /openapi.json.
+scripts/ensure-deps.sh openapi-validator
 
 scope=(--workspace)
 [[ $# -eq 0 ]] || scope=("$@")

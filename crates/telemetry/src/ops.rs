@@ -24,11 +24,11 @@ pub fn configure(check: ReadinessCheck) -> impl FnOnce(&mut web::ServiceConfig) 
     }
 }
 
-async fn healthz() -> HttpResponse {
+pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-async fn readyz(check: web::Data<ReadinessCheck>) -> HttpResponse {
+pub async fn readyz(check: web::Data<ReadinessCheck>) -> HttpResponse {
     if (check.get_ref())().await {
         HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
     } else {
@@ -40,7 +40,7 @@ async fn readyz(check: web::Data<ReadinessCheck>) -> HttpResponse {
     }
 }
 
-async fn metrics() -> HttpResponse {
+pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics_text())
 }
 

@@ -39,9 +39,11 @@ pub mod fanout;
 mod http_errors;
 mod jwt;
 mod metrics;
+pub mod openapi;
 mod ratelimit;
 mod rest;
 pub(crate) mod rest_chat;
+pub mod routes;
 mod sends;
 pub mod session;
 pub mod socketio;
@@ -250,13 +252,17 @@ impl Gateway {
                 Box::pin(async move { client.connection_state() == async_nats::connection::State::Connected })
             })
         };
-        let static_dir = self.config.static_dir.clone().map(|d| web::Data::new(static_files::StaticDir(d)));
-        let dev_login = self.config.dev_login.clone();
+        let options = routes::Options {
+            statics: self.config.static_dir.clone().map(|d| web::Data::new(static_files::StaticDir(d))),
+            dev_login: self.config.dev_login.clone(),
+            check,
+        };
+        let docs = web::Data::new(openapi::DocsPage { json: serde_json::to_vec(&routes::document(&options))?.into() });
         let app = move || {
-            let statics = static_dir.clone();
-            let dev_login = dev_login.clone();
+            let options = options.clone();
             App::new()
                 .app_data(state.clone())
+                .app_data(docs.clone())
                 // A path segment that cannot be decoded (`%FF`) is the documented `400`.
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     error::HttpError(chat_domain::ApiError::validation("path", format!("Invalid path: {e}"))).into()
@@ -300,21 +306,7 @@ impl Gateway {
                     }
                     .instrument(span)
                 })
-                // The REST API first: its busiest routes are tried before anything else.
-                .configure(rest_chat::routes)
-                .configure(rest::routes)
-                .configure(chat_telemetry::ops::configure(check.clone()))
-                .route("/ws/{room_id}", web::get().to(ws_rooms::connect))
-                .route("/conversations/{id}", web::get().to(conversations::connect))
-                .route("/conversations/{id}/", web::get().to(conversations::connect))
-                .configure(socketio::routes)
-                .configure(move |cfg| {
-                    if let Some(dir) = statics {
-                        cfg.app_data(dir).route("/static/{file}", web::get().to(static_files::serve));
-                    }
-                })
-                .configure(move |cfg| webapp::routes(cfg, dev_login))
-                .service(web::scope("/v1").configure(rest::routes))
+                .configure(|cfg| routes::all(cfg, &mut openapi::Api::new(), &options))
                 .default_service(web::to(error::no_route))
         };
         // actix-web's `HttpServer`, assembled by hand so that each connection's socket

@@ -15,78 +15,101 @@ mod rooms;
 mod settings;
 mod users;
 
-use actix_web::web;
 use chat_domain::ApiError;
 use chat_domain::ids::{RoomId, TenantId, UserId};
 
-/// Adds every route of the REST API to a scope.
-/// A resource whose other methods answer like an unknown path (the JSON `404`).
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(crate::error::no_route))
-}
+use crate::routes::{Mount, op};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    // One resource per path (every method of a path matched by one pattern), the busiest
-    // first: routes are tried in order, and each dynamic pattern costs a regex match.
-    cfg.service(
-        resource("/rooms/{room_id}/messages")
-            .route(web::post().to(messages::send))
-            .route(web::get().to(messages::list)),
-    )
-    .service(
-        resource("/rooms/{room_id}/messages/{message_id}")
-            .route(web::patch().to(messages::edit))
-            .route(web::delete().to(messages::delete)),
-    )
-    .service(resource("/rooms/{room_id}/read").route(web::post().to(cursors::read)))
-    .service(resource("/acks").route(web::post().to(cursors::ack)))
-    .service(resource("/rooms").route(web::post().to(rooms::create)).route(web::get().to(rooms::list)))
-    .service(resource("/rooms/{room_id}").route(web::get().to(rooms::get)))
-    .service(
-        resource("/rooms/{room_id}/members")
-            .route(web::get().to(rooms::list_members))
-            .route(web::post().to(rooms::add_member)),
-    )
-    .service(resource("/rooms/{room_id}/members/{user_id}").route(web::delete().to(rooms::remove_member)))
-    .service(resource("/users/{user_id}").route(web::put().to(users::put)).route(web::get().to(users::get)))
-    .service(
-        web::resource(["/api/v1/rooms/{room_id}/messages", "/api/v1/rooms/{room_id}/messages/"])
-            .default_service(web::to(crate::error::no_route))
-            .route(web::post().to(api_messages::send))
-            .route(web::get().to(api_messages::list)),
-    )
-    .service(resource("/api/v1/rooms/{room_id}/online").route(web::get().to(live::online)))
-    .service(resource("/api/v1/users/online").route(web::get().to(live::tenant_online)))
-    .service(resource("/api/v1/rooms/{room_id}/participants").route(web::get().to(live::participants)))
-    .service(resource("/health").route(web::get().to(health::health)))
-    .service(resource("/tokens").route(web::post().to(crate::tokens::create)))
-    .service(resource("/notify").route(web::post().to(notify::notify)))
-    .service(
-        resource("/subscriptions")
-            .route(web::post().to(notify::subscribe))
-            .route(web::get().to(notify::list_subscriptions)),
-    )
-    .service(resource("/subscriptions/{topic}").route(web::delete().to(notify::unsubscribe)))
-    .service(resource("/notifications").route(web::get().to(notify::inbox)))
-    .service(resource("/admin/dead-letters").route(web::get().to(notify::dead_letters)))
-    .service(resource("/admin/dead-letters/{id}/retry").route(web::post().to(notify::retry_dead_letter)))
-    .service(
-        resource("/admin/tenants")
-            .route(web::post().to(admin::create_tenant))
-            .route(web::get().to(admin::list_tenants)),
-    )
-    .service(
-        resource("/admin/tenants/{tenant_id}")
-            .route(web::get().to(admin::get_tenant))
-            .route(web::patch().to(admin::update_tenant)),
-    )
-    .service(resource("/admin/tenants/{tenant_id}/rotate-key").route(web::post().to(admin::rotate_key)))
-    .service(
-        resource("/settings")
-            .route(web::get().to(settings::get))
-            .route(web::put().to(settings::put))
-            .route(web::patch().to(settings::update)),
-    );
+/// Adds every route of the REST API to a mount (`/` and `/v1`), each with its
+/// documentation. One resource per path (every method of a path matched by one
+/// pattern), the busiest first: routes are tried in order, and each dynamic pattern
+/// costs a regex match.
+pub fn routes(m: &mut Mount) {
+    m.tagged("Rooms")
+        .at(&["/rooms/{room_id}/messages"], |r| {
+            r.post(messages::send, op("Send a message").user().errors(&[400, 401, 403, 404, 413, 503]))
+                .get(messages::list, op("List a room's messages").user().errors(&[400, 401, 403, 404, 503]))
+        })
+        .at(&["/rooms/{room_id}/messages/{message_id}"], |r| {
+            r.patch(messages::edit, op("Edit a message").user().errors(&[400, 401, 403, 404, 503]))
+                .delete(messages::delete, op("Delete a message").user().errors(&[400, 401, 403, 404, 503]))
+        })
+        .at(&["/rooms/{room_id}/read"], |r| {
+            r.post(cursors::read, op("Mark a room read up to a message").user().errors(&[400, 401, 403, 404, 503]))
+        })
+        .at(&["/acks"], |r| r.post(cursors::ack, op("Acknowledge delivery").user().errors(&[400, 401, 404, 503])))
+        .at(&["/rooms"], |r| {
+            r.post(rooms::create, op("Create a room").user().errors(&[400, 401, 404, 503]))
+                .get(rooms::list, op("List the caller's rooms").user().errors(&[400, 401, 503]))
+        })
+        .at(&["/rooms/{room_id}"], |r| r.get(rooms::get, op("Get a room").user().errors(&[400, 401, 403, 404, 503])))
+        .at(&["/rooms/{room_id}/members"], |r| {
+            r.get(rooms::list_members, op("List a room's members").user().errors(&[400, 401, 403, 404, 503]))
+                .post(rooms::add_member, op("Add a member").user().errors(&[400, 401, 403, 404, 409, 503]))
+        })
+        .at(&["/rooms/{room_id}/members/{user_id}"], |r| {
+            r.delete(rooms::remove_member, op("Remove a member").user().errors(&[400, 401, 403, 404, 503]))
+        })
+        .tagged("Users and tokens")
+        .at(&["/users/{user_id}"], |r| {
+            r.put(users::put, op("Create or update a user in the directory").tenant().errors(&[400, 401, 503]))
+                .get(users::get, op("Get a user from the directory").tenant().errors(&[400, 401, 404, 503]))
+        })
+        .tagged("ws-rooms helpers")
+        .at(&["/api/v1/rooms/{room_id}/messages", "/api/v1/rooms/{room_id}/messages/"], |r| {
+            r.post(api_messages::send, op("Send a message (ws-rooms.md)").user().errors(&[400, 401, 403, 404, 503]))
+                .get(api_messages::list, op("Message history (ws-rooms.md)").user().errors(&[400, 401, 403, 404, 503]))
+        })
+        .at(&["/api/v1/rooms/{room_id}/online"], |r| {
+            r.get(live::online, op("Who is online in a room").user().errors(&[400, 401, 403, 404, 503]))
+        })
+        .at(&["/api/v1/users/online"], |r| {
+            r.get(live::tenant_online, op("Who is online in the tenant").user().errors(&[401, 503]))
+        })
+        .at(&["/api/v1/rooms/{room_id}/participants"], |r| {
+            r.get(live::participants, op("A room's participants").user().errors(&[400, 401, 403, 404, 503]))
+        })
+        .tagged("Operations")
+        .at(&["/health"], |r| r.get(health::health, op("Health of the gateway and the services behind it")))
+        .tagged("Users and tokens")
+        .at(&["/tokens"], |r| r.post(crate::tokens::create, op("Mint a user token").tenant().errors(&[400, 401, 503])))
+        .tagged("Notifications")
+        .at(&["/notify"], |r| r.post(notify::notify, op("Send a notification").user().errors(&[400, 401, 503])))
+        .at(&["/subscriptions"], |r| {
+            r.post(notify::subscribe, op("Subscribe to a topic").user().errors(&[400, 401, 503]))
+                .get(notify::list_subscriptions, op("List the caller's subscriptions").user().errors(&[401, 503]))
+        })
+        .at(&["/subscriptions/{topic}"], |r| {
+            r.delete(notify::unsubscribe, op("Unsubscribe from a topic").user().errors(&[400, 401, 503]))
+        })
+        .at(&["/notifications"], |r| r.get(notify::inbox, op("The caller's inbox").user().errors(&[400, 401, 503])))
+        .at(&["/admin/dead-letters"], |r| {
+            r.get(notify::dead_letters, op("List webhook dead letters").operator().errors(&[400, 401, 503]))
+        })
+        .at(&["/admin/dead-letters/{id}/retry"], |r| {
+            r.post(notify::retry_dead_letter, op("Replay a dead letter").operator().errors(&[400, 401, 404, 503]))
+        })
+        .tagged("Admin")
+        .at(&["/admin/tenants"], |r| {
+            r.post(admin::create_tenant, op("Create a tenant").operator().errors(&[400, 401, 409, 503]))
+                .get(admin::list_tenants, op("List tenants").operator().errors(&[400, 401, 503]))
+        })
+        .at(&["/admin/tenants/{tenant_id}"], |r| {
+            r.get(admin::get_tenant, op("Get a tenant").operator().errors(&[400, 401, 404, 503]))
+                .patch(admin::update_tenant, op("Update a tenant").operator().errors(&[400, 401, 404, 503]))
+        })
+        .at(&["/admin/tenants/{tenant_id}/rotate-key"], |r| {
+            r.post(admin::rotate_key, op("Rotate a tenant's API key").operator().errors(&[400, 401, 404, 503]))
+        })
+        .tagged("Settings")
+        .at(&["/settings"], |r| {
+            r.get(settings::get, op("The tenant's settings").tenant().errors(&[401, 503]))
+                .put(settings::put, op("Replace the tenant's settings").tenant().errors(&[400, 401, 409, 503]))
+                .patch(
+                    settings::update,
+                    op("Change some of the tenant's settings").tenant().errors(&[400, 401, 409, 503]),
+                )
+        });
 }
 
 /// Parses a `{room_id}` path segment.

@@ -19,44 +19,58 @@ mod messages;
 mod participants;
 pub(crate) mod render;
 
-use actix_web::web;
+use crate::routes::{Mount, op};
 
-/// A resource whose other methods answer like an unknown path (this dialect's `404`).
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(error::no_route))
-}
-
-/// Mounts `/api/chat` (static paths before the `:id` patterns they would match).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/chat")
-            .service(
-                web::resource(["", "/"])
-                    .default_service(web::to(error::no_route))
-                    .route(web::post().to(chats::create))
-                    .route(web::get().to(chats::list)),
-            )
-            .service(resource("/purchase-request").route(web::post().to(chats::purchase_request)))
-            .service(resource("/context").route(web::post().to(chats::context)))
-            .service(resource("/support").route(web::post().to(chats::support)))
-            .service(resource("/stats").route(web::get().to(chats::stats)))
-            .service(resource("/{id}/info").route(web::get().to(chats::info)))
-            .service(resource("/{id}/archive").route(web::patch().to(chats::archive)))
-            .service(resource("/{id}/participants").route(web::post().to(participants::add)))
-            .service(resource("/{id}/participants/{participantId}").route(web::delete().to(participants::remove)))
-            .service(
-                resource("/{id}/messages").route(web::get().to(messages::list)).route(web::post().to(messages::send)),
-            )
-            .service(resource("/{id}/messages/read").route(web::patch().to(messages::read)))
-            // Attachments (`crate::attachments`): before `/{id}/messages/{messageId}`,
-            // which would take `file` for a message id.
-            .service(resource("/{id}/messages/file").route(web::post().to(crate::attachments::upload::upload)))
-            .service(resource("/{id}/files/{token}").route(web::get().to(crate::attachments::download::download)))
-            .service(
-                resource("/{id}/messages/{messageId}")
-                    .route(web::put().to(messages::edit))
-                    .route(web::delete().to(messages::delete)),
-            )
-            .default_service(web::to(error::no_route)),
-    );
+/// Mounts `/api/chat` (its mount is the `/api/chat` scope; static paths before the
+/// `:id` patterns they would match), each route with its documentation.
+pub fn routes(m: &mut Mount) {
+    m.at(&["", "/"], |r| {
+        r.post(chats::create, op("Create a direct or group chat").user().errors(&[400, 401, 404, 503]))
+            .get(chats::list, op("List the caller's chats").user().errors(&[400, 401, 503]))
+    })
+    .at(&["/purchase-request"], |r| {
+        r.post(chats::purchase_request, op("Open the chat of a purchase request").user().errors(&[400, 401, 404, 503]))
+    })
+    .at(&["/context"], |r| {
+        r.post(chats::context, op("Open the chat of a context").user().errors(&[400, 401, 404, 503]))
+    })
+    .at(&["/support"], |r| r.post(chats::support, op("Open a support chat").user().errors(&[400, 401, 404, 503])))
+    .at(&["/stats"], |r| r.get(chats::stats, op("The caller's chat statistics").user().errors(&[401, 503])))
+    .at(&["/{id}/info"], |r| {
+        r.get(chats::info, op("A chat and its participants").user().errors(&[400, 401, 403, 404, 503]))
+    })
+    .at(&["/{id}/archive"], |r| {
+        r.patch(
+            chats::archive,
+            op("Archive or unarchive a chat for the caller").user().errors(&[400, 401, 403, 404, 503]),
+        )
+    })
+    .at(&["/{id}/participants"], |r| {
+        r.post(participants::add, op("Add participants").user().errors(&[400, 401, 403, 404, 503]))
+    })
+    .at(&["/{id}/participants/{participantId}"], |r| {
+        r.delete(participants::remove, op("Remove a participant").user().errors(&[400, 401, 403, 404, 503]))
+    })
+    .at(&["/{id}/messages"], |r| {
+        r.get(messages::list, op("A chat's messages, newest first").user().errors(&[400, 401, 403, 404, 503]))
+            .post(messages::send, op("Send a message").user().errors(&[400, 401, 403, 404, 503]))
+    })
+    .at(&["/{id}/messages/read"], |r| {
+        r.patch(messages::read, op("Mark the chat read").user().errors(&[400, 401, 403, 404, 503]))
+    })
+    // Attachments (`crate::attachments`): before `/{id}/messages/{messageId}`, which
+    // would take `file` for a message id.
+    .at(&["/{id}/messages/file"], |r| {
+        r.post(
+            crate::attachments::upload::upload,
+            op("Send a file").user().errors(&[400, 401, 403, 404, 413, 415, 503]),
+        )
+    })
+    .at(&["/{id}/files/{token}"], |r| {
+        r.get(crate::attachments::download::download, op("Download a file").user().raw().errors(&[401, 403, 404, 503]))
+    })
+    .at(&["/{id}/messages/{messageId}"], |r| {
+        r.put(messages::edit, op("Edit a message").user().errors(&[400, 401, 403, 404, 503]))
+            .delete(messages::delete, op("Delete a message").user().errors(&[400, 401, 403, 404, 503]))
+    });
 }

@@ -25,7 +25,7 @@ mod socket;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use actix_web::web;
+use crate::routes::{Mount, op};
 use tokio::sync::mpsc;
 
 use self::engine::{Engine, Incoming, Transport};
@@ -71,8 +71,34 @@ fn new_sid() -> String {
 }
 
 /// `GET`/`POST /socket.io/` (with and without the trailing slash).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    for path in ["/socket.io/", "/socket.io"] {
-        cfg.route(path, web::get().to(http::get)).route(path, web::post().to(http::post));
-    }
+pub fn routes(m: &mut Mount) {
+    let describe = "Engine.IO v4 / Socket.IO v5 (socket.io v4 clients): `EIO=4`, `transport=polling|websocket`, \
+                    `sid` after the handshake. Events are in docs/socketio.md.";
+    m.tagged("Real time").at(&["/socket.io/", "/socket.io"], |r| {
+        r.get(
+            http::get,
+            op("Socket.IO: open a session, poll, or upgrade to WebSocket")
+                .describe(describe)
+                .auth(crate::openapi::Auth::Public)
+                .param::<String>("EIO", "query", "Engine.IO protocol version: `4`.")
+                .param::<String>("transport", "query", "`polling` or `websocket`.")
+                .param::<String>("sid", "query", "The session id, after the handshake.")
+                .raw()
+                .reply_raw(200, "Engine.IO packets (long-polling).", Some("text/plain"))
+                .reply_raw(101, "Switched to WebSocket (`transport=websocket`).", None)
+                .errors(&[400]),
+        )
+        .post(
+            http::post,
+            op("Socket.IO: send packets of a long-polling session")
+                .describe(describe)
+                .param::<String>("EIO", "query", "Engine.IO protocol version: `4`.")
+                .param::<String>("transport", "query", "`polling`.")
+                .required_param::<String>("sid", "query", "The session id.")
+                .body::<String>("text/plain")
+                .raw()
+                .reply_raw(200, "`ok`.", Some("text/html"))
+                .errors(&[400]),
+        )
+    });
 }

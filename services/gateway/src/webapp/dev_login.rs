@@ -10,9 +10,10 @@
 //! not exist is `404 NOT_FOUND`; a bad `user_id` is `400` naming it.
 
 use actix_web::{HttpResponse, web};
-use chat_domain::ids::TenantId;
+use chat_domain::ids::{TenantId, UserId};
 use chat_domain::{ApiError, ErrorCode};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::body::field;
@@ -25,9 +26,24 @@ use crate::tokens::{DEFAULT_TTL_SECS, mint};
 pub struct DevTenant(pub TenantId);
 
 /// The body of `POST /dev/token`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct DevLogin {
+    /// The user to sign in as (any id; the user need not exist yet).
+    #[schemars(with = "String", required, example = &"alice")]
     user_id: Option<serde_json::Value>,
+}
+
+/// The answer of `POST /dev/token`.
+#[derive(Serialize, JsonSchema)]
+pub struct DevToken {
+    /// A user token: `Authorization: Bearer <token>`, or `?token=` on the WebSocket.
+    token: String,
+    user_id: UserId,
+    tenant_id: TenantId,
+    /// When the token expires (RFC 3339).
+    expires_at: Option<String>,
+    /// Seconds until it expires.
+    expires_in: i64,
 }
 
 /// `POST /dev/token`.
@@ -54,11 +70,11 @@ pub async fn token(
     }
     let (token, exp) = mint(&secret, &tenant.0, &user, DEFAULT_TTL_SECS)?;
     let expires_at = chrono::DateTime::from_timestamp(exp, 0).map(|t| chat_domain::time::format(&t));
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "token": token,
-        "user_id": user,
-        "tenant_id": tenant.0,
-        "expires_at": expires_at,
-        "expires_in": DEFAULT_TTL_SECS,
-    })))
+    Ok(HttpResponse::Created().json(DevToken {
+        token,
+        user_id: user,
+        tenant_id: tenant.0.clone(),
+        expires_at,
+        expires_in: DEFAULT_TTL_SECS,
+    }))
 }

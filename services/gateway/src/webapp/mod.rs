@@ -18,6 +18,7 @@ use chat_domain::ids::TenantId;
 use chat_domain::{ApiError, ErrorCode};
 
 use crate::error::HttpResult;
+use crate::routes::{Mount, op};
 
 /// One embedded file.
 struct Asset {
@@ -67,13 +68,35 @@ async fn file(name: web::Path<String>) -> HttpResult {
 }
 
 /// Adds the pages, their files and (when `dev_login` names a tenant) `POST /dev/token`.
-pub fn routes(cfg: &mut web::ServiceConfig, dev_login: Option<TenantId>) {
-    cfg.route("/", web::get().to(index))
-        .route("/admin", web::get().to(admin))
-        .route("/app/{file}", web::get().to(file));
+pub fn routes(m: &mut Mount, dev_login: Option<TenantId>) {
+    m.tagged("Pages")
+        .at(&["/"], |r| r.get(index, op("The web chat app").raw().reply_raw(200, "The page.", Some(HTML))))
+        .at(&["/admin"], |r| r.get(admin, op("The admin console").raw().reply_raw(200, "The page.", Some(HTML))))
+        .at(&["/app/{file}"], |r| {
+            r.get(
+                file,
+                op("A script or stylesheet of the two pages")
+                    .path_param("file", "`app.js`, `admin.js`, `api.js` or `style.css`.")
+                    .raw()
+                    .reply_raw(200, "The file (JavaScript or CSS).", Some("text/javascript"))
+                    .errors(&[404]),
+            )
+        });
     if let Some(tenant) = dev_login {
-        cfg.app_data(web::Data::new(dev_login::DevTenant(tenant)))
-            .route("/dev/token", web::post().to(dev_login::token));
+        m.config().app_data(web::Data::new(dev_login::DevTenant(tenant)));
+        m.at(&["/dev/token"], |r| {
+            r.post(
+                dev_login::token,
+                op("Sign in as any user of the dev tenant (only with GATEWAY_DEV_LOGIN=1)")
+                    .describe(
+                        "Registered only when the gateway runs with `GATEWAY_DEV_LOGIN=1` (`make run` sets it); \
+                         elsewhere the path is the JSON 404. Returns a user token of the dev tenant.",
+                    )
+                    .json::<dev_login::DevLogin>()
+                    .reply::<dev_login::DevToken>(201, "A user token for the named user.")
+                    .errors(&[400, 503]),
+            )
+        });
     }
 }
 
