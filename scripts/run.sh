@@ -400,6 +400,7 @@ cat <<EOF
 
    web chat    $GATEWAY_URL/   (open it in two windows; sign in as alice and bob)
    admin       $GATEWAY_URL/admin   (with the admin key below)
+   API docs    $GATEWAY_URL/docs   (OpenAPI 3.1 at $GATEWAY_URL/openapi.json)
    REST        $GATEWAY_URL
    WebSocket   ws://$GATEWAY_HOSTPORT/ws/{room_id}?token=<key>&user_id=<user>
                ws://$GATEWAY_HOSTPORT/conversations/{room_id}/?token=<user token>

@@ -15,6 +15,7 @@ mod messages;
 mod notifications;
 mod observability;
 mod offline_notifications;
+mod openapi;
 mod presence;
 mod publish;
 mod ratelimit;

@@ -21,7 +21,7 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
-pub use docs::{DocsPage, openapi_json, redoc_js, render_page};
+pub use docs::{DocsPage, openapi_json, redoc_js, redoc_licence, render_page};
 
 /// How a dialect answers errors and wraps its replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

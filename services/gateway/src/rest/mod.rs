@@ -70,7 +70,16 @@ pub fn routes(m: &mut Mount) {
             r.get(live::participants, op("A room's participants").user().errors(&[400, 401, 403, 404, 503]))
         })
         .tagged("Operations")
-        .at(&["/health"], |r| r.get(health::health, op("Health of the gateway and the services behind it")))
+        .at(&["/health"], |r| {
+            r.get(
+                health::health,
+                op("Health of the gateway and the services behind it").raw().reply_raw(
+                    200,
+                    "Every service answered.",
+                    Some("application/json"),
+                ),
+            )
+        })
         .tagged("Users and tokens")
         .at(&["/tokens"], |r| r.post(crate::tokens::create, op("Mint a user token").tenant().errors(&[400, 401, 503])))
         .tagged("Notifications")
