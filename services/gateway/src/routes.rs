@@ -352,6 +352,17 @@ mod tests {
                 assert!(ids.insert(id.clone()), "operationId {id} twice");
             }
         }
+        // Every operation says what it answers when it works, and who may call it.
+        let mut silent = Vec::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                let responses = operation["responses"].as_object().cloned().unwrap_or_default();
+                if !responses.keys().any(|s| s.starts_with('2') || s == "101") {
+                    silent.push(format!("{method} {path}"));
+                }
+            }
+        }
+        assert!(silent.is_empty(), "no success reply documented: {silent:?}");
         let text = serde_json::to_string(&doc)?;
         for reference in text.split("\"$ref\":\"").skip(1).filter_map(|s| s.split('"').next()) {
             let pointer = reference.strip_prefix('#').unwrap_or(reference);
