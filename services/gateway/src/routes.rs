@@ -20,6 +20,8 @@ pub struct Mount<'a> {
     prefix: String,
     dialect: Dialect,
     tag: &'static str,
+    /// Set for a scope whose every operation is listed under one tag (`/v1`).
+    fixed_tag: Option<&'static str>,
     fallback: Fallback,
 }
 
@@ -96,7 +98,7 @@ impl<'a> Mount<'a> {
         tag: &'static str,
         fallback: Fallback,
     ) -> Self {
-        Self { cfg, api, prefix: prefix.to_owned(), dialect, tag, fallback }
+        Self { cfg, api, prefix: prefix.to_owned(), dialect, tag, fixed_tag: None, fallback }
     }
 
     /// The same mount under another default tag.
@@ -118,7 +120,10 @@ impl<'a> Mount<'a> {
         for path in paths {
             let full = format!("{}{path}", self.prefix);
             for (method, op) in &ops {
-                self.api.add(method, &full, self.dialect, self.tag, op);
+                match self.fixed_tag {
+                    Some(tag) => self.api.add(method, &full, self.dialect, tag, &op.clone().tag(tag)),
+                    None => self.api.add(method, &full, self.dialect, self.tag, op),
+                }
             }
         }
         self.cfg.service(resource);
@@ -142,6 +147,22 @@ impl<'a> Mount<'a> {
             .default_service(fallback());
         self.cfg.service(scope);
         self
+    }
+
+    /// Like [`Mount::scope`], with every operation inside listed under `tag` (a
+    /// second copy of routes documented elsewhere, such as `/v1`).
+    pub fn scope_tagged(
+        &mut self,
+        prefix: &'static str,
+        dialect: Dialect,
+        tag: &'static str,
+        fallback: Fallback,
+        mount: impl FnOnce(&mut Mount),
+    ) -> &mut Self {
+        self.scope(prefix, dialect, tag, fallback, |m| {
+            m.fixed_tag = Some(tag);
+            mount(m)
+        })
     }
 }
 
@@ -261,7 +282,7 @@ pub fn all(cfg: &mut web::ServiceConfig, api: &mut Api, options: &Options) {
             )
         });
 
-    m.scope("/v1", Dialect::Rooms, "Rooms", rooms_404, rest::routes);
+    m.scope_tagged("/v1", Dialect::Rooms, "Under /v1", rooms_404, rest::routes);
 }
 
 /// The OpenAPI document of what [`all`] mounts with `options`.

@@ -569,6 +569,10 @@ const TAGS: &[(&str, &str)] = &[
     ("Real time", "WebSocket and Socket.IO handshakes (the frames are in docs/asyncapi-ws.json)."),
     ("Pages", "The web chat app, the admin console, this reference."),
     ("Operations", "Liveness, readiness, Prometheus metrics."),
+    (
+        "Under /v1",
+        "The canonical API, the `/api/v1` helpers, notifications, tokens, users, settings and `/admin` again, each under `/v1` as at `/`.",
+    ),
 ];
 
 const INFO_DESCRIPTION: &str = "\
