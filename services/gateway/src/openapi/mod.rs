@@ -58,6 +58,9 @@ pub enum Auth {
     Operator,
     /// A WebSocket handshake: `?token=` (a user token or API key, with `user_id`).
     Socket,
+    /// A user as for [`Auth::User`], or `?token=<user token>` when no header can be sent
+    /// (a link in `<img src>`).
+    UserOrQueryToken,
 }
 
 impl Auth {
@@ -68,12 +71,13 @@ impl Auth {
             Auth::User | Auth::Bearer => json!([{"apiKey": [], "userId": []}, {"bearer": []}]),
             Auth::Operator => json!([{"operatorKey": []}]),
             Auth::Socket => json!([{"queryToken": []}]),
+            Auth::UserOrQueryToken => json!([{"apiKey": [], "userId": []}, {"bearer": []}, {"queryToken": []}]),
         })
     }
 
     /// Whether the tenant's rate limit counts the request.
     fn rate_limited(self) -> bool {
-        matches!(self, Auth::Tenant | Auth::User | Auth::Bearer | Auth::Socket)
+        matches!(self, Auth::Tenant | Auth::User | Auth::Bearer | Auth::Socket | Auth::UserOrQueryToken)
     }
 }
 
@@ -87,6 +91,25 @@ fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
 /// The properties of a struct, inlined: for query parameters.
 fn properties_of<T: JsonSchema>(_: &mut SchemaGenerator) -> Schema {
     SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true).into_generator().into_root_schema_for::<T>()
+}
+
+/// The schema of an `Option<T>` field that is always sent (`null` when empty):
+/// `#[schemars(with = "Nullable<T>")]` makes it `T` or `null`, and required (schemars
+/// makes `Option` fields optional, and `required` ones not nullable).
+pub struct Nullable<T>(std::marker::PhantomData<T>);
+
+impl<T: JsonSchema> JsonSchema for Nullable<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <Option<T>>::schema_name()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        <Option<T>>::json_schema(g)
+    }
 }
 
 /// One response.
@@ -110,6 +133,8 @@ pub struct Op {
     params: Vec<(&'static str, &'static str, String, bool, SchemaFn)>,
     query: Option<SchemaFn>,
     body: Option<(&'static str, SchemaFn, Option<Value>)>,
+    /// The body may be left out.
+    body_optional: bool,
     replies: Vec<Reply>,
     errors: Vec<u16>,
     raw: bool,
@@ -125,6 +150,7 @@ pub fn op(summary: &str) -> Op {
         params: Vec::new(),
         query: None,
         body: None,
+        body_optional: false,
         replies: Vec::new(),
         errors: Vec::new(),
         raw: false,
@@ -202,6 +228,20 @@ impl Op {
     /// A request body of another content type.
     pub fn body<B: JsonSchema>(mut self, content_type: &'static str) -> Self {
         self.body = Some((content_type, schema_of::<B>, None));
+        self
+    }
+
+    /// An example of the request body given so far.
+    pub fn body_example(mut self, example: Value) -> Self {
+        if let Some(body) = &mut self.body {
+            body.2 = Some(example);
+        }
+        self
+    }
+
+    /// The request body may be left out (an empty body is read as none).
+    pub fn optional_body(mut self) -> Self {
+        self.body_optional = true;
         self
     }
 
@@ -364,7 +404,7 @@ impl Api {
             if let Some(e) = example {
                 media["example"] = e.clone();
             }
-            operation["requestBody"] = json!({"required": true, "content": {*content_type: media}});
+            operation["requestBody"] = json!({"required": !op.body_optional, "content": {*content_type: media}});
         }
         let limited = op.auth.rate_limited();
         let rate_headers = |headers: &mut Map<String, Value>| {
