@@ -33,12 +33,15 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use schemars::JsonSchema;
+
 use super::sniff::{self, TextCheck};
 use super::store::{Store, Writer};
 use crate::AppState;
 use crate::rest::extract::{Cx, Part as _};
 use crate::rest_chat::error::{ChatResult, ok};
 use crate::rest_chat::extract::{ChatCaller, InChat};
+use crate::rest_chat::messages::OneMessage;
 use crate::rest_chat::render;
 
 /// Room in a form for everything but the file: boundaries, part headers and the two
@@ -73,11 +76,26 @@ pub fn clean_filename(raw: Option<&str>) -> String {
     if name.is_empty() || name == "." || name == ".." { "file".to_owned() } else { name.to_owned() }
 }
 
-/// What the form carried.
-#[derive(Default)]
-struct Form {
+/// What the form carried; its schema is the request body's (`multipart/form-data`).
+#[derive(Default, JsonSchema)]
+#[schemars(rename = "ChatFileForm")]
+pub(crate) struct Form {
+    /// The file, exactly one: at most the tenant's `upload_max_bytes` (`413`), of a type
+    /// (sniffed from its bytes, not the part's `Content-Type`) in its
+    /// `upload_allowed_types` (`415`). The part's file name is kept (its last path
+    /// component, at most 255 characters).
+    #[schemars(
+        with = "String",
+        required,
+        extend("format" = "binary", "contentEncoding" = "binary", "contentMediaType" = "application/octet-stream")
+    )]
     file: Option<Stored>,
+    /// A caption, the message's text (without one, the text is the file's name): at
+    /// most 16,000 characters.
+    #[schemars(default, skip_serializing_if = "Option::is_none", with = "String", example = &"The receipt")]
     content: Option<String>,
+    /// A message of the same chat this one answers.
+    #[schemars(rename = "replyToMessageId", default, skip_serializing_if = "Option::is_none", with = "MessageId")]
     reply_to: Option<String>,
 }
 
@@ -151,10 +169,9 @@ async fn receive(
         ApiError::unavailable("The attachment store is not available")
     })?;
     match state.sends.send(cmd).await {
-        Ok(sent) => Ok(ok(
-            StatusCode::CREATED,
-            serde_json::json!({"message": render::message(&sent.message, &render::links(&state))}),
-        )),
+        Ok(sent) => {
+            Ok(ok(StatusCode::CREATED, OneMessage { message: render::message(&sent.message, &render::links(&state)) }))
+        }
         Err(e) => {
             if let Err(d) = attachments.store.delete(&attachment.key).await {
                 tracing::warn!(error = format!("{d:#}"), key = %attachment.key, "an unsent attachment was left in the store");

@@ -11,12 +11,13 @@ use chat_domain::proto::chat::{
     ChatContext, ChatType, CreateChat, GetChat, GetChatStats, ListChats, MAX_CHAT_PAGE, NewChatKind, ToggleArchive,
 };
 use chat_domain::proto::store::SendMessage;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::error::{ChatResult, ok};
 use super::extract::{ChatCaller, ChatRest, InChat};
-use super::render;
+use super::render::{self, ChatJson};
 use crate::AppState;
 use crate::body::{Query, field};
 use crate::rest::extract::{Body, Cx, MaybeBody, Part, QueryString, parts};
@@ -33,20 +34,36 @@ fn participant_ids(v: Option<Value>) -> Result<Vec<UserId>, ApiError> {
     raw.iter().map(|p| crate::rest::user_id("participantIds", p)).collect()
 }
 
+/// The answer of the routes that create or show one chat: `{chat}`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct OneChat {
+    pub chat: ChatJson,
+}
+
 /// `{chat}` with 201 when the call created it, else 200.
 fn created(state: &AppState, created: chat_domain::proto::chat::ChatCreated) -> actix_web::HttpResponse {
     let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
-    ok(status, json!({"chat": render::chat(&created.chat, &render::links(state))}))
+    ok(status, OneChat { chat: render::chat(&created.chat, &render::links(state)) })
 }
 
 /// The body of `POST /api/chat`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub(crate) struct NewChat {
+    /// The other participants (the caller is added, as the chat's admin): exactly one
+    /// for a direct chat, at least one for a group. Each must be a user of the tenant.
     #[serde(rename = "participantIds")]
+    #[schemars(with = "Vec<UserId>", required, length(min = 1), example = &["bob"])]
     participant_ids: Option<Value>,
+    /// `direct` (the default: the pair's existing direct chat is returned if there is
+    /// one) or `group`.
     #[serde(rename = "type")]
+    #[schemars(with = "Option<String>", extend("enum" = ["direct", "group", null]))]
     chat_type: Option<Value>,
+    /// The group's title (ignored for a direct chat).
+    #[schemars(with = "Option<String>")]
     title: Option<Value>,
+    /// Anything of your app, a JSON object up to 8 KiB.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     metadata: Option<Value>,
 }
 
@@ -89,13 +106,21 @@ pub(crate) async fn create(ChatRest(req): ChatRest<NewChatRequest>, state: web::
 }
 
 /// The body of `POST /api/chat/purchase-request`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub(crate) struct NewPurchaseRequestChat {
+    /// The purchase request: 1 to 128 printable characters.
     #[serde(rename = "purchaseRequestId")]
+    #[schemars(with = "String", required, length(min = 1, max = 128), example = &"pr-1")]
     purchase_request_id: Option<Value>,
+    /// The seller, a user of the tenant (the caller is the buyer).
     #[serde(rename = "sellerId")]
+    #[schemars(with = "UserId", required, example = &"seller-7")]
     seller_id: Option<Value>,
+    /// The title, when the chat is created.
+    #[schemars(with = "Option<String>")]
     title: Option<Value>,
+    /// Anything of your app, a JSON object up to 8 KiB.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     metadata: Option<Value>,
 }
 
@@ -121,15 +146,25 @@ pub(crate) async fn purchase_request(
 }
 
 /// The body of `POST /api/chat/context`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub(crate) struct NewContextChat {
+    /// What the chat is about: 1 to 64 of `a-z 0-9 _ -`, not `support`.
     #[serde(rename = "contextType")]
+    #[schemars(with = "String", required, regex(pattern = "^[a-z0-9_-]{1,64}$"), example = &"order")]
     context_type: Option<Value>,
+    /// Which one: 1 to 128 printable characters.
     #[serde(rename = "contextId")]
+    #[schemars(with = "String", required, length(min = 1, max = 128), example = &"o-9")]
     context_id: Option<Value>,
+    /// The other participants, users of the tenant (the caller is added).
     #[serde(rename = "participantIds")]
+    #[schemars(with = "Option<Vec<UserId>>")]
     participant_ids: Option<Value>,
+    /// The title, when the chat is created.
+    #[schemars(with = "Option<String>")]
     title: Option<Value>,
+    /// Anything of your app, a JSON object up to 8 KiB.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     metadata: Option<Value>,
 }
 
@@ -160,11 +195,15 @@ pub(crate) async fn context(
     Ok(created(&state, done))
 }
 
-/// The body of `POST /api/chat/support`.
-#[derive(Deserialize)]
+/// The body of `POST /api/chat/support` (which may also be empty).
+#[derive(Deserialize, JsonSchema)]
 pub(crate) struct NewSupportChat {
+    /// The chat's title (default `Support`).
+    #[schemars(with = "Option<String>", example = &"Refund for order 9")]
     subject: Option<Value>,
+    /// Sent as the caller's first message.
     #[serde(rename = "initialMessage")]
+    #[schemars(with = "Option<MessageContent>")]
     initial_message: Option<Value>,
 }
 
@@ -214,17 +253,81 @@ fn first_message(actor: Actor, room_id: &chat_domain::ids::RoomId, content: Mess
     }
 }
 
+/// Largest `page` of the dialect's lists.
+pub(crate) const MAX_PAGE: i64 = 1_000_000;
+
 /// `page` (from 1) and `limit` (1 to 100, `default`) of the dialect's lists.
 pub(crate) fn page(q: &Query, default: i64) -> Result<(u32, u32), ApiError> {
-    let page = q.int("page", 1, 1_000_000)?.unwrap_or(1) as u32;
+    let page = q.int("page", 1, MAX_PAGE)?.unwrap_or(1) as u32;
     let limit = q.int("limit", 1, i64::from(MAX_CHAT_PAGE))?.unwrap_or(default) as u32;
     Ok((page, limit))
 }
 
-/// `{page, limit, total, pages}`.
-pub(crate) fn pagination(page: u32, limit: u32, total: i64) -> Value {
-    let pages = (total + i64::from(limit) - 1) / i64::from(limit);
-    json!({"page": page, "limit": limit, "total": total, "pages": pages})
+/// The first page, for the documents' `default`.
+pub(crate) fn first_page() -> u32 {
+    1
+}
+
+/// Where a list's page is: `{page, limit, total, pages}`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Pagination {
+    /// This page, from 1.
+    page: u32,
+    /// Items per page.
+    limit: u32,
+    /// Items over all pages.
+    total: i64,
+    /// How many pages there are.
+    pages: i64,
+}
+
+impl Pagination {
+    pub(crate) fn new(page: u32, limit: u32, total: i64) -> Self {
+        let pages = (total + i64::from(limit) - 1) / i64::from(limit);
+        Self { page, limit, total, pages }
+    }
+}
+
+/// The query of `GET /api/chat`.
+#[derive(JsonSchema)]
+pub(crate) struct ChatListQuery {
+    /// The page, from 1.
+    #[schemars(default = "first_page", range(min = 1, max = MAX_PAGE))]
+    page: u32,
+    /// Chats per page, 1 to 100.
+    #[schemars(default = "default_limit", range(min = 1, max = MAX_CHAT_PAGE))]
+    limit: u32,
+    /// Only chats of this type.
+    #[schemars(rename = "type", with = "ChatType", default, skip_serializing_if = "Option::is_none")]
+    chat_type: Option<ChatType>,
+    /// `false`: archived chats are left out; `true`: only archived chats.
+    #[schemars(default)]
+    archived: bool,
+}
+
+fn default_limit() -> u32 {
+    DEFAULT_LIMIT as u32
+}
+
+impl ChatListQuery {
+    fn read(q: &Query) -> Result<Self, ApiError> {
+        let (page, limit) = page(q, DEFAULT_LIMIT)?;
+        let chat_type = q.get_str("type").map(ChatType::parse).transpose()?;
+        let archived = match q.get_str("archived") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(ApiError::validation("archived", "archived must be true or false")),
+        };
+        Ok(Self { page, limit, chat_type, archived })
+    }
+}
+
+/// The answer of `GET /api/chat`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ChatList {
+    /// The latest message first.
+    chats: Vec<ChatJson>,
+    pagination: Pagination,
 }
 
 /// `GET /api/chat?page=&limit=&type=&archived=`: the caller's chats, the latest
@@ -234,17 +337,34 @@ pub(crate) async fn list(
     ChatRest((caller, QueryString(q))): ChatRest<(ChatCaller, QueryString)>,
     state: web::Data<AppState>,
 ) -> ChatResult {
-    let (page, limit) = page(&q, DEFAULT_LIMIT)?;
-    let chat_type = q.get_str("type").map(ChatType::parse).transpose()?;
-    let archived = match q.get_str("archived") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ApiError::validation("archived", "archived must be true or false").into()),
-    };
+    let ChatListQuery { page, limit, chat_type, archived } = ChatListQuery::read(&q)?;
     let found = state.bus.request(&ListChats { actor: caller.actor, chat_type, archived, page, limit }).await?;
     let links = render::links(&state);
-    let chats: Vec<Value> = found.chats.iter().map(|c| render::chat(c, &links)).collect();
-    Ok(ok(StatusCode::OK, json!({"chats": chats, "pagination": pagination(page, limit, found.total)})))
+    let chats = found.chats.iter().map(|c| render::chat(c, &links)).collect();
+    Ok(ok(StatusCode::OK, ChatList { chats, pagination: Pagination::new(page, limit, found.total) }))
+}
+
+/// The answer of `GET /api/chat/stats`: counts over the caller's chats.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChatCounts {
+    total_chats: i64,
+    /// Messages in those chats (deleted ones too: they keep their place).
+    total_messages: i64,
+    /// Unread messages over all of them.
+    total_unread: i64,
+    /// Chats with at least one unread message.
+    unread_chats: i64,
+    archived_chats: i64,
+    by_type: ChatsByType,
+}
+
+/// Chats by type.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ChatsByType {
+    direct: i64,
+    group: i64,
+    support: i64,
 }
 
 /// `GET /api/chat/stats`.
@@ -252,14 +372,14 @@ pub(crate) async fn stats(ChatRest(caller): ChatRest<ChatCaller>, state: web::Da
     let s = state.bus.request(&GetChatStats { actor: caller.actor }).await?;
     Ok(ok(
         StatusCode::OK,
-        json!({
-            "totalChats": s.total_chats,
-            "totalMessages": s.total_messages,
-            "totalUnread": s.total_unread,
-            "unreadChats": s.unread_chats,
-            "archivedChats": s.archived_chats,
-            "byType": {"direct": s.direct_chats, "group": s.group_chats, "support": s.support_chats},
-        }),
+        ChatCounts {
+            total_chats: s.total_chats,
+            total_messages: s.total_messages,
+            total_unread: s.total_unread,
+            unread_chats: s.unread_chats,
+            archived_chats: s.archived_chats,
+            by_type: ChatsByType { direct: s.direct_chats, group: s.group_chats, support: s.support_chats },
+        },
     ))
 }
 
@@ -269,7 +389,16 @@ pub(crate) async fn info(
     state: web::Data<AppState>,
 ) -> ChatResult {
     let chat = state.bus.request(&GetChat { actor: caller.actor, room_id }).await?;
-    Ok(ok(StatusCode::OK, json!({"chat": render::chat(&chat, &render::links(&state))})))
+    Ok(ok(StatusCode::OK, OneChat { chat: render::chat(&chat, &render::links(&state)) }))
+}
+
+/// The answer of `PATCH /api/chat/:id/archive`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Archived {
+    /// The caller's flag now.
+    is_archived: bool,
+    chat: ChatJson,
 }
 
 /// `PATCH /api/chat/:id/archive`: flips the caller's archive flag.
@@ -278,5 +407,5 @@ pub(crate) async fn archive(
     state: web::Data<AppState>,
 ) -> ChatResult {
     let chat = state.bus.request(&ToggleArchive { actor: caller.actor, room_id }).await?;
-    Ok(ok(StatusCode::OK, json!({"isArchived": chat.archived, "chat": render::chat(&chat, &render::links(&state))})))
+    Ok(ok(StatusCode::OK, Archived { is_archived: chat.archived, chat: render::chat(&chat, &render::links(&state)) }))
 }

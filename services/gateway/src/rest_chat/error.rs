@@ -6,7 +6,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use chat_domain::{ApiError, ErrorCode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 /// An error of the chat dialect.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +47,16 @@ impl ResponseError for ChatError {
 /// What the dialect's handlers return.
 pub(crate) type ChatResult = Result<HttpResponse, ChatError>;
 
+/// The envelope of every success.
+#[derive(Serialize)]
+struct Success<T> {
+    success: bool,
+    data: T,
+}
+
 /// `{"success": true, "data": data}` with `status`.
-pub(crate) fn ok(status: StatusCode, data: Value) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"success": true, "data": data}))
+pub(crate) fn ok(status: StatusCode, data: impl Serialize) -> HttpResponse {
+    HttpResponse::build(status).json(Success { success: true, data })
 }
 
 /// The 404 of a path (or method) under `/api/chat` that no route serves.
@@ -59,6 +67,7 @@ pub(crate) async fn no_route() -> ChatResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[actix_web::test]
     async fn errors_have_the_express_shape() -> anyhow::Result<()> {

@@ -8,22 +8,64 @@ use actix_web::web;
 use chat_domain::ApiError;
 use chat_domain::ids::MessageId;
 use chat_domain::model::{MessageContent, MessageKind, validate_client_id};
-use chat_domain::proto::chat::{ADMIN_ROLE, ChatMessages, GetUser, ReadAll, validate_metadata};
+use chat_domain::proto::chat::{ADMIN_ROLE, ChatMessages, GetUser, MAX_CHAT_PAGE, ReadAll, validate_metadata};
 use chat_domain::proto::store::{DeleteMessage, EditMessage, SendMessage};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::chats::{page, pagination};
+use super::chats::{MAX_PAGE, Pagination, first_page, page};
 use super::error::{ChatResult, ok};
 use super::extract::{ChatCaller, ChatRest, InChat, InChatMessage};
-use super::render;
+use super::render::{self, MessageJson};
 use crate::AppState;
-use crate::body::field;
+use crate::body::{Query, field};
 use crate::rest::extract::{Body, Cx, Part, QueryString, parts};
 
 /// Default page of `GET /api/chat/:id/messages`.
 const DEFAULT_LIMIT: i64 = 50;
+
+/// The query of `GET /api/chat/:id/messages`.
+#[derive(JsonSchema)]
+pub(crate) struct MessageListQuery {
+    /// The page, from 1 (newest first).
+    #[schemars(default = "first_page", range(min = 1, max = MAX_PAGE))]
+    page: u32,
+    /// Messages per page, 1 to 100.
+    #[schemars(default = "default_limit", range(min = 1, max = MAX_CHAT_PAGE))]
+    limit: u32,
+    /// Only messages created before this time (ISO 8601, e.g. `2025-12-13T12:00:00Z`).
+    #[schemars(with = "String", extend("format" = "date-time"), default, skip_serializing_if = "Option::is_none")]
+    before: Option<DateTime<Utc>>,
+}
+
+fn default_limit() -> u32 {
+    DEFAULT_LIMIT as u32
+}
+
+impl MessageListQuery {
+    fn read(q: &Query) -> Result<Self, ApiError> {
+        let (page, limit) = page(q, DEFAULT_LIMIT)?;
+        let before = q
+            .get_str("before")
+            .map(|b| {
+                DateTime::parse_from_rfc3339(b).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+                    ApiError::validation("before", "before must be an ISO 8601 time, e.g. 2025-12-13T12:00:00Z")
+                })
+            })
+            .transpose()?;
+        Ok(Self { page, limit, before })
+    }
+}
+
+/// The answer of `GET /api/chat/:id/messages`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct MessageList {
+    /// Newest first.
+    messages: Vec<MessageJson>,
+    pagination: Pagination,
+}
 
 /// `GET /api/chat/:id/messages?page=&limit=&before=`: newest first; `before` (an ISO
 /// 8601 time) keeps only messages created before it.
@@ -31,31 +73,41 @@ pub(crate) async fn list(
     ChatRest((caller, InChat(room_id), QueryString(q))): ChatRest<(ChatCaller, InChat, QueryString)>,
     state: web::Data<AppState>,
 ) -> ChatResult {
-    let (page, limit) = page(&q, DEFAULT_LIMIT)?;
-    let before = q
-        .get_str("before")
-        .map(|b| {
-            DateTime::parse_from_rfc3339(b).map(|t| t.with_timezone(&Utc)).map_err(|_| {
-                ApiError::validation("before", "before must be an ISO 8601 time, e.g. 2025-12-13T12:00:00Z")
-            })
-        })
-        .transpose()?;
+    let MessageListQuery { page, limit, before } = MessageListQuery::read(&q)?;
     let found = state.bus.request(&ChatMessages { actor: caller.actor, room_id, before, page, limit }).await?;
     let links = render::links(&state);
-    let messages: Vec<Value> = found.messages.iter().map(|m| render::message(m, &links)).collect();
-    Ok(ok(StatusCode::OK, json!({"messages": messages, "pagination": pagination(page, limit, found.total)})))
+    let messages = found.messages.iter().map(|m| render::message(m, &links)).collect();
+    Ok(ok(StatusCode::OK, MessageList { messages, pagination: Pagination::new(page, limit, found.total) }))
+}
+
+/// The answer of the routes that send, edit or delete a message: `{message}`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct OneMessage {
+    pub message: MessageJson,
 }
 
 /// The body of `POST /api/chat/:id/messages`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub(crate) struct NewMessage {
+    /// The text: 1 to 16,000 characters, not blank.
+    #[schemars(with = "MessageContent", required)]
     content: Option<Value>,
+    /// `text` (the default), or `system`: only with the API key or for a user with the
+    /// directory role `admin` (`403` otherwise).
     #[serde(rename = "type")]
+    #[schemars(with = "Option<MessageKind>")]
     kind: Option<Value>,
+    /// A message of the same chat this one answers.
     #[serde(rename = "replyToMessageId")]
+    #[schemars(with = "Option<MessageId>")]
     reply_to: Option<Value>,
+    /// Anything of your app, a JSON object up to 8 KiB.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     metadata: Option<Value>,
+    /// The client's id of this send, for retries (the `Idempotency-Key` header wins):
+    /// a resend returns the first message with `200`.
     #[serde(rename = "clientMessageId")]
+    #[schemars(with = "Option<String>")]
     client_message_id: Option<Value>,
 }
 
@@ -128,7 +180,7 @@ pub(crate) async fn send(ChatRest(req): ChatRest<SendRequest>, state: web::Data<
     }
     let sent = state.sends.send(cmd).await?;
     let status = if sent.duplicate { StatusCode::OK } else { StatusCode::CREATED };
-    let mut res = ok(status, json!({"message": render::message(&sent.message, &render::links(&state))}));
+    let mut res = ok(status, OneMessage { message: render::message(&sent.message, &render::links(&state)) });
     if sent.duplicate {
         res.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
@@ -145,12 +197,24 @@ pub(crate) async fn read(
     state: web::Data<AppState>,
 ) -> ChatResult {
     let read = state.bus.request(&ReadAll { actor: caller.actor, room_id }).await?;
-    Ok(ok(StatusCode::OK, json!({"modifiedCount": read.modified_count, "readSeq": read.read_seq})))
+    Ok(ok(StatusCode::OK, MarkedRead { modified_count: read.modified_count, read_seq: read.read_seq }))
+}
+
+/// The answer of `PATCH /api/chat/:id/messages/read`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MarkedRead {
+    /// How many messages became read (0 when there was nothing new).
+    modified_count: i64,
+    /// The `seq` of the caller's read cursor now.
+    read_seq: i64,
 }
 
 /// The body of `PUT /api/chat/:id/messages/:messageId`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub(crate) struct EditBody {
+    /// The new text: 1 to 16,000 characters, not blank.
+    #[schemars(with = "MessageContent", required)]
     content: Option<Value>,
 }
 
@@ -168,7 +232,7 @@ pub(crate) async fn edit(
     let cmd =
         EditMessage { actor: caller.actor, room_id, message_id, content, edit_reason: None, within_edit_window: true };
     let message = state.bus.request(&cmd).await?;
-    Ok(ok(StatusCode::OK, json!({"message": render::message(&message, &render::links(&state))})))
+    Ok(ok(StatusCode::OK, OneMessage { message: render::message(&message, &render::links(&state)) }))
 }
 
 /// `DELETE /api/chat/:id/messages/:messageId`: the author or an admin; the content
@@ -178,5 +242,5 @@ pub(crate) async fn delete(
     state: web::Data<AppState>,
 ) -> ChatResult {
     let message = state.bus.request(&DeleteMessage { actor: caller.actor, room_id, message_id }).await?;
-    Ok(ok(StatusCode::OK, json!({"message": render::message(&message, &render::links(&state))})))
+    Ok(ok(StatusCode::OK, OneMessage { message: render::message(&message, &render::links(&state)) }))
 }

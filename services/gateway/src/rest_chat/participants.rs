@@ -10,23 +10,48 @@ use chat_domain::ids::{RoomId, UserId};
 use chat_domain::model::{Actor, MemberRole};
 use chat_domain::proto::chat::{ChatType, GetChat, GetUser};
 use chat_domain::proto::store::{AddMember, RemoveMember};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::error::{ChatResult, ok};
 use super::extract::{ChatCaller, ChatRest, InChat, InParticipant};
-use super::render;
+use super::render::{self, ChatJson};
 use crate::AppState;
 use crate::body::field;
+use crate::openapi::Nullable;
 use crate::rest::extract::Body;
 
 /// The body of `POST /api/chat/:id/participants`: `userId`, or several as `userIds`.
-#[derive(Deserialize)]
+/// At least one of the two is required; each must be a user of the tenant.
+#[derive(Deserialize, JsonSchema)]
 pub(crate) struct NewParticipants {
+    /// One user to add.
     #[serde(rename = "userId")]
+    #[schemars(with = "Option<UserId>", example = &"carol")]
     user_id: Option<Value>,
+    /// Several users to add.
     #[serde(rename = "userIds")]
+    #[schemars(with = "Option<Vec<UserId>>")]
     user_ids: Option<Value>,
+}
+
+/// The answer of `POST /api/chat/:id/participants`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ParticipantsAdded {
+    /// Who became a participant (`[]`: they all were already).
+    added: Vec<UserId>,
+    chat: ChatJson,
+}
+
+/// The answer of `DELETE /api/chat/:id/participants/:participantId`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ParticipantRemoved {
+    /// Who was removed.
+    removed: UserId,
+    /// The chat now; `null` when the caller removed themself (they no longer see it).
+    #[schemars(with = "Nullable<ChatJson>")]
+    chat: Option<ChatJson>,
 }
 
 /// Refuses changes to chats other than groups (`GetChat` also answers 404 / 403).
@@ -76,7 +101,7 @@ pub(crate) async fn add(
     }
     let chat = state.bus.request(&GetChat { actor: caller.actor, room_id }).await?;
     let status = if added.is_empty() { StatusCode::OK } else { StatusCode::CREATED };
-    Ok(ok(status, json!({"added": added, "chat": render::chat(&chat, &render::links(&state))})))
+    Ok(ok(status, ParticipantsAdded { added, chat: render::chat(&chat, &render::links(&state)) }))
 }
 
 pub(crate) async fn remove(
@@ -88,10 +113,10 @@ pub(crate) async fn remove(
     state.bus.request(&cmd).await?;
     // Someone who removed themself no longer sees the chat.
     let chat = if user_id == caller.actor.user_id {
-        Value::Null
+        None
     } else {
         let chat = state.bus.request(&GetChat { actor: caller.actor, room_id }).await?;
-        render::chat(&chat, &render::links(&state))
+        Some(render::chat(&chat, &render::links(&state)))
     };
-    Ok(ok(StatusCode::OK, json!({"removed": user_id, "chat": chat})))
+    Ok(ok(StatusCode::OK, ParticipantRemoved { removed: user_id, chat }))
 }

@@ -7,12 +7,18 @@
 //! the `url` a client fetches: a signed, expiring link ([`links`],
 //! `crate::attachments::SignedLinks`).
 
-use chat_domain::model::{Attachment, Message};
-use chat_domain::proto::chat::{Chat, ChatContext, Participant};
+use std::collections::BTreeMap;
+
+use chat_domain::ids::{MessageId, RoomId, UserId};
+use chat_domain::model::{Attachment, MemberRole, Message, MessageKind};
+use chat_domain::proto::chat::{Chat, ChatContext, ChatType, Participant};
 use chat_domain::time::format;
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::openapi::Nullable;
 
 /// Turns a stored attachment into the `url` clients fetch it from.
 pub(crate) trait AttachmentLinks {
@@ -44,85 +50,209 @@ pub(crate) fn links(state: &AppState) -> crate::attachments::SignedLinks<'_> {
     crate::attachments::SignedLinks::new(&state.attachments)
 }
 
+/// An attachment as clients see it.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "ChatAttachment")]
+pub(crate) struct AttachmentJson {
+    /// A signed link to the file (`GET /api/chat/{id}/files/{token}`), valid for
+    /// `GATEWAY_LINK_TTL_SECS` from when the message was rendered.
+    #[schemars(example = &"/api/chat/room_0193a1b2c3d4e5f6a7b8c9d0e1f2a3b4/files/eyJyb29tIjoi.c2lnbmF0dXJl")]
+    pub url: String,
+    /// The uploader's file name.
+    #[schemars(example = &"receipt.pdf")]
+    pub filename: String,
+    /// The type sniffed from the file's bytes at upload.
+    #[schemars(example = &"application/pdf")]
+    pub mime_type: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
 /// `{url, filename, mimeType, size}`.
-pub(crate) fn attachment(message: &Message, a: &Attachment, links: &dyn AttachmentLinks) -> Value {
-    json!({
-        "url": links.url(message, a),
-        "filename": a.filename,
-        "mimeType": a.mime_type,
-        "size": a.size,
-    })
+pub(crate) fn attachment(message: &Message, a: &Attachment, links: &dyn AttachmentLinks) -> AttachmentJson {
+    AttachmentJson {
+        url: links.url(message, a),
+        filename: a.filename.clone(),
+        mime_type: a.mime_type.clone(),
+        size: a.size,
+    }
+}
+
+/// A message of a chat (also the payload of the Socket.IO `new-message`,
+/// `message-edited` and `message-deleted` events).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "ChatMessage")]
+pub(crate) struct MessageJson {
+    /// The message id.
+    #[serde(rename = "_id")]
+    pub id: MessageId,
+    /// The chat (room) it is in.
+    pub chat_id: RoomId,
+    /// Who sent it.
+    pub sender: UserId,
+    /// The text; `""` once deleted.
+    pub content: String,
+    /// A user's text, or a system notice.
+    #[serde(rename = "type")]
+    pub kind: MessageKind,
+    /// The message of the same chat this one answers.
+    #[schemars(with = "Nullable<MessageId>")]
+    pub reply_to_message_id: Option<MessageId>,
+    /// The sender's `metadata` (`{}` when none).
+    #[schemars(with = "serde_json::Map<String, Value>")]
+    pub metadata: Value,
+    /// Files sent with the message.
+    pub attachments: Vec<AttachmentJson>,
+    /// ISO 8601, UTC, with microseconds.
+    #[schemars(extend("format" = "date-time"))]
+    pub created_at: String,
+    /// When the content was last edited.
+    #[schemars(with = "Nullable<String>", extend("format" = "date-time"))]
+    pub edited_at: Option<String>,
+    /// When it was deleted.
+    #[schemars(with = "Nullable<String>", extend("format" = "date-time"))]
+    pub deleted_at: Option<String>,
+    /// Its place in the chat, from 1, without gaps (a deleted message keeps it).
+    pub seq: i64,
 }
 
 /// A message: `_id, chatId, sender, content, type, replyToMessageId, metadata,
 /// attachments, createdAt, editedAt, deletedAt, seq`.
-pub(crate) fn message(m: &Message, links: &dyn AttachmentLinks) -> Value {
-    json!({
-        "_id": m.message_id,
-        "chatId": m.room_id,
-        "sender": m.sender_id,
-        "content": m.content,
-        "type": m.kind.as_str(),
-        "replyToMessageId": m.reply_to,
-        "metadata": m.meta.clone().unwrap_or_else(|| json!({})),
-        "attachments": m.attachments.iter().map(|a| attachment(m, a, links)).collect::<Vec<_>>(),
-        "createdAt": format(&m.created_at),
-        "editedAt": m.edited_at.as_ref().map(format),
-        "deletedAt": m.deleted_at.as_ref().map(format),
-        "seq": m.seq,
-    })
+pub(crate) fn message(m: &Message, links: &dyn AttachmentLinks) -> MessageJson {
+    MessageJson {
+        id: m.message_id.clone(),
+        chat_id: m.room_id.clone(),
+        sender: m.sender_id.clone(),
+        content: m.content.clone(),
+        kind: m.kind,
+        reply_to_message_id: m.reply_to.clone(),
+        metadata: m.meta.clone().unwrap_or_else(|| json!({})),
+        attachments: m.attachments.iter().map(|a| attachment(m, a, links)).collect(),
+        created_at: format(&m.created_at),
+        edited_at: m.edited_at.as_ref().map(format),
+        deleted_at: m.deleted_at.as_ref().map(format),
+        seq: m.seq,
+    }
+}
+
+/// A participant of a chat, populated from the users directory (`name`, `avatarUrl`
+/// are `null` and `roles` `[]` for a user without an entry).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "ChatParticipant")]
+pub(crate) struct ParticipantJson {
+    /// The user id.
+    #[serde(rename = "_id")]
+    pub id: UserId,
+    #[schemars(with = "Nullable<String>")]
+    pub name: Option<String>,
+    #[schemars(with = "Nullable<String>")]
+    pub avatar_url: Option<String>,
+    /// Directory roles (`support` and `admin` make the support pool).
+    pub roles: Vec<String>,
+    /// Their role in the chat (`admin` for its creator).
+    pub role: MemberRole,
+    /// When they joined the chat.
+    #[schemars(extend("format" = "date-time"))]
+    pub joined_at: String,
 }
 
 /// A participant, populated from the directory: `_id, name, avatarUrl, roles` and
 /// their place in the chat (`role`: `admin` or `member`, `joinedAt`).
-pub(crate) fn participant(p: &Participant) -> Value {
-    json!({
-        "_id": p.user_id,
-        "name": p.name,
-        "avatarUrl": p.avatar_url,
-        "roles": p.roles,
-        "role": p.role.as_str(),
-        "joinedAt": format(&p.joined_at),
-    })
+pub(crate) fn participant(p: &Participant) -> ParticipantJson {
+    ParticipantJson {
+        id: p.user_id.clone(),
+        name: p.name.clone(),
+        avatar_url: p.avatar_url.clone(),
+        roles: p.roles.clone(),
+        role: p.role,
+        joined_at: format(&p.joined_at),
+    }
 }
 
-fn context(c: &ChatContext) -> Value {
-    json!({"type": c.context_type, "id": c.id})
+/// A chat as its viewer sees it.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "Chat")]
+pub(crate) struct ChatJson {
+    /// The chat id: the room id of the other dialects.
+    #[serde(rename = "_id")]
+    pub id: RoomId,
+    /// `direct` (a DM), `support`, or `group` (group rooms, channels, context chats).
+    #[serde(rename = "type")]
+    pub chat_type: ChatType,
+    /// The title (`null` for direct chats).
+    #[schemars(with = "Nullable<String>")]
+    pub title: Option<String>,
+    pub participants: Vec<ParticipantJson>,
+    /// Who created it.
+    pub created_by: UserId,
+    #[schemars(extend("format" = "date-time"))]
+    pub created_at: String,
+    /// The newest message's time, else the creation time; lists are ordered by it.
+    #[schemars(extend("format" = "date-time"))]
+    pub updated_at: String,
+    #[schemars(with = "Nullable<MessageJson>")]
+    pub last_message: Option<MessageJson>,
+    /// Messages after the viewer's read cursor (sending counts as reading).
+    pub unread_count: i64,
+    /// The viewer archived the chat and no message came since.
+    pub is_archived: bool,
+    /// The chat's `metadata` (`{}` when none).
+    #[schemars(with = "serde_json::Map<String, Value>")]
+    pub metadata: Value,
+    /// What a context chat is bound to (`null` for other chats).
+    #[schemars(with = "Nullable<ChatContext>")]
+    pub context: Option<ChatContext>,
+    /// The purchase request of a purchase-request chat (context type
+    /// `purchase_request`); absent for other chats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", default)]
+    pub purchase_request_id: Option<String>,
+    /// Every participant's unread count, by user id (`GET /api/chat/{id}/info` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "BTreeMap<UserId, i64>", default)]
+    pub unread_counts: Option<BTreeMap<UserId, i64>>,
 }
 
 /// A chat as its viewer sees it: `_id, type, title, participants, createdBy,
 /// createdAt, updatedAt, lastMessage, unreadCount, isArchived, metadata, context`; a
 /// purchase-request chat also has `purchaseRequestId`, and `GET /api/chat/:id/info`
 /// adds `unreadCounts` (every participant's).
-pub(crate) fn chat(c: &Chat, links: &dyn AttachmentLinks) -> Value {
-    let mut v = json!({
-        "_id": c.room.room_id,
-        "type": c.chat_type.as_str(),
-        "title": c.room.name,
-        "participants": c.participants.iter().map(participant).collect::<Vec<_>>(),
-        "createdBy": c.room.created_by,
-        "createdAt": format(&c.room.created_at),
-        "updatedAt": format(&c.last_activity_at),
-        "lastMessage": c.last_message.as_ref().map(|m| message(m, links)),
-        "unreadCount": c.unread_count,
-        "isArchived": c.archived,
-        "metadata": c.metadata.clone().unwrap_or_else(|| json!({})),
-        "context": c.context.as_ref().map(context),
-    });
-    if let Some(ctx) = c.context.as_ref().filter(|c| c.context_type == super::chats::PURCHASE_REQUEST) {
-        v["purchaseRequestId"] = json!(ctx.id);
+pub(crate) fn chat(c: &Chat, links: &dyn AttachmentLinks) -> ChatJson {
+    ChatJson {
+        id: c.room.room_id.clone(),
+        chat_type: c.chat_type,
+        title: c.room.name.clone(),
+        participants: c.participants.iter().map(participant).collect(),
+        created_by: c.room.created_by.clone(),
+        created_at: format(&c.room.created_at),
+        updated_at: format(&c.last_activity_at),
+        last_message: c.last_message.as_ref().map(|m| message(m, links)),
+        unread_count: c.unread_count,
+        is_archived: c.archived,
+        metadata: c.metadata.clone().unwrap_or_else(|| json!({})),
+        context: c.context.clone(),
+        purchase_request_id: c
+            .context
+            .as_ref()
+            .filter(|c| c.context_type == super::chats::PURCHASE_REQUEST)
+            .map(|c| c.id.clone()),
+        unread_counts: c.unread_by_user.clone(),
     }
-    if let Some(unread) = &c.unread_by_user {
-        v["unreadCounts"] = json!(unread);
-    }
-    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_domain::ids::{MessageId, RoomId, UserId};
-    use chat_domain::model::MessageKind;
+    use chat_domain::model::{Room, RoomType};
+    use chrono::{DateTime, Utc};
+
+    fn at(t: &str) -> anyhow::Result<DateTime<Utc>> {
+        Ok(DateTime::parse_from_rfc3339(t)?.with_timezone(&Utc))
+    }
 
     fn sample() -> anyhow::Result<Message> {
         Ok(Message {
@@ -134,7 +264,7 @@ mod tests {
             content: "hi".into(),
             meta: None,
             client_msg_id: None,
-            created_at: chat_domain::time::now(),
+            created_at: at("2026-12-04T18:00:00.123456Z")?,
             edited_at: None,
             deleted_at: None,
             kind: MessageKind::System,
@@ -148,35 +278,115 @@ mod tests {
         })
     }
 
+    fn sample_chat(context: Option<ChatContext>, unread: Option<BTreeMap<UserId, i64>>) -> anyhow::Result<Chat> {
+        Ok(Chat {
+            room: Room {
+                room_id: RoomId::parse("room_1")?,
+                room_type: RoomType::Group,
+                unique_key: None,
+                name: Some("Trip".into()),
+                last_seq: 3,
+                member_count: 1,
+                created_by: UserId::parse("alice")?,
+                created_at: at("2026-12-04T17:00:00Z")?,
+            },
+            chat_type: ChatType::Group,
+            context,
+            metadata: Some(json!({"order": 9})),
+            participants: vec![Participant {
+                user_id: UserId::parse("bob")?,
+                role: MemberRole::Member,
+                joined_at: at("2026-12-04T17:30:00Z")?,
+                name: Some("Bob".into()),
+                avatar_url: None,
+                roles: vec!["support".into()],
+            }],
+            last_message: Some(sample()?),
+            unread_count: 2,
+            archived: true,
+            last_activity_at: at("2026-12-04T18:00:00.123456Z")?,
+            unread_by_user: unread,
+        })
+    }
+
+    /// Every key of `value` is a property of `T`'s schema, and every required property
+    /// is there: what the document says is what is sent.
+    fn matches_schema<T: JsonSchema>(value: &Value) {
+        let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>().to_value();
+        let properties = schema["properties"].as_object().cloned().unwrap_or_default();
+        let object = value.as_object().cloned().unwrap_or_default();
+        for key in object.keys() {
+            assert!(properties.contains_key(key), "{key} is sent but not in the schema of {}", T::schema_name());
+        }
+        for key in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            assert!(object.contains_key(key), "{key} is required by the schema of {} but not sent", T::schema_name());
+        }
+    }
+
     #[test]
     fn a_message_has_the_documented_fields() -> anyhow::Result<()> {
-        let v = message(&sample()?, &FilePaths);
-        let mut keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-        keys.sort_unstable();
+        let v = serde_json::to_value(message(&sample()?, &FilePaths))?;
         assert_eq!(
-            keys,
-            [
-                "_id",
-                "attachments",
-                "chatId",
-                "content",
-                "createdAt",
-                "deletedAt",
-                "editedAt",
-                "metadata",
-                "replyToMessageId",
-                "sender",
-                "seq",
-                "type"
-            ]
+            v,
+            json!({
+                "_id": "msg_1",
+                "chatId": "room_1",
+                "sender": "alice",
+                "content": "hi",
+                "type": "system",
+                "replyToMessageId": "msg_0",
+                "metadata": {},
+                "attachments": [{"url": "/api/chat/files/t1/room_1/a%20b.png", "filename": "a b.png", "mimeType": "image/png", "size": 7}],
+                "createdAt": "2026-12-04T18:00:00.123456Z",
+                "editedAt": null,
+                "deletedAt": null,
+                "seq": 3,
+            })
         );
-        assert_eq!(v["type"], "system");
-        assert_eq!(v["replyToMessageId"], "msg_0");
+        matches_schema::<MessageJson>(&v);
+        Ok(())
+    }
+
+    #[test]
+    fn a_chat_has_the_documented_fields() -> anyhow::Result<()> {
+        let context = ChatContext::parse("context", super::super::chats::PURCHASE_REQUEST, "pr-1")?;
+        let unread = BTreeMap::from([(UserId::parse("bob")?, 2)]);
+        let v = serde_json::to_value(chat(&sample_chat(Some(context), Some(unread))?, &FilePaths))?;
+        let last = serde_json::to_value(message(&sample()?, &FilePaths))?;
+        assert_eq!(
+            v,
+            json!({
+                "_id": "room_1",
+                "type": "group",
+                "title": "Trip",
+                "participants": [{"_id": "bob", "name": "Bob", "avatarUrl": null, "roles": ["support"],
+                                  "role": "member", "joinedAt": "2026-12-04T17:30:00.000000Z"}],
+                "createdBy": "alice",
+                "createdAt": "2026-12-04T17:00:00.000000Z",
+                "updatedAt": "2026-12-04T18:00:00.123456Z",
+                "lastMessage": last,
+                "unreadCount": 2,
+                "isArchived": true,
+                "metadata": {"order": 9},
+                "context": {"type": "purchase_request", "id": "pr-1"},
+                "purchaseRequestId": "pr-1",
+                "unreadCounts": {"bob": 2},
+            })
+        );
+        matches_schema::<ChatJson>(&v);
+        matches_schema::<ParticipantJson>(&v["participants"][0]);
+
+        // Without a purchase request nor everyone's counts, those two keys are absent.
+        let context = ChatContext::parse("context", "order", "o-9")?;
+        let mut plain = sample_chat(Some(context), None)?;
+        plain.metadata = None;
+        plain.last_message = None;
+        let v = serde_json::to_value(chat(&plain, &FilePaths))?;
+        assert_eq!(v["context"], json!({"type": "order", "id": "o-9"}));
         assert_eq!(v["metadata"], json!({}));
-        assert_eq!(
-            v["attachments"],
-            json!([{"url": "/api/chat/files/t1/room_1/a%20b.png", "filename": "a b.png", "mimeType": "image/png", "size": 7}])
-        );
+        assert_eq!(v["lastMessage"], Value::Null);
+        assert!(v.get("purchaseRequestId").is_none() && v.get("unreadCounts").is_none());
+        matches_schema::<ChatJson>(&v);
         Ok(())
     }
 }

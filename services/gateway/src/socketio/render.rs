@@ -16,7 +16,7 @@ use crate::rest_chat::render::{self as rest, AttachmentLinks};
 /// A stored message (`new-message`), as `GET /api/chat/:id/messages` returns it, its
 /// attachments' links signed by `links`.
 pub(crate) fn message(m: &Message, links: &dyn AttachmentLinks) -> Value {
-    rest::message(m, links)
+    json!(rest::message(m, links))
 }
 
 /// An edited message (`message-edited`): the whole message. An event published before
