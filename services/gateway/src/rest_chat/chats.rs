@@ -288,7 +288,8 @@ impl Pagination {
     }
 }
 
-/// The query of `GET /api/chat`.
+/// The query of `GET /api/chat`, as the handler reads it ([`ChatListQuery::read`]);
+/// its schema gives the operation's query parameters.
 #[derive(JsonSchema)]
 pub(crate) struct ChatListQuery {
     /// The page, from 1.

@@ -26,7 +26,8 @@ use crate::rest::extract::{Body, Cx, Part, QueryString, parts};
 /// Default page of `GET /api/chat/:id/messages`.
 const DEFAULT_LIMIT: i64 = 50;
 
-/// The query of `GET /api/chat/:id/messages`.
+/// The query of `GET /api/chat/:id/messages`, as the handler reads it
+/// ([`MessageListQuery::read`]); its schema gives the operation's query parameters.
 #[derive(JsonSchema)]
 pub(crate) struct MessageListQuery {
     /// The page, from 1 (newest first).

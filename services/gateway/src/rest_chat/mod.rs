@@ -84,7 +84,8 @@ pub fn routes(m: &mut Mount) {
     m.at(&["", "/"], |r| {
         r.post(
             chats::create,
-            op("Create a direct or group chat").user()
+            op("Create a direct or group chat")
+                .user()
                 .describe(
                     "The caller is added as the chat's admin. A direct chat is the caller and exactly one other \
                      user: if the pair already has one it is returned with `200`, never duplicated (its `title` is \
@@ -99,7 +100,8 @@ pub fn routes(m: &mut Mount) {
         )
         .get(
             chats::list,
-            op("List the caller's chats").user()
+            op("List the caller's chats")
+                .user()
                 .describe(
                     "The latest message first, with the caller's unread counts. Archived chats are left out unless \
                      `archived=true` (then only they are listed).",
@@ -119,7 +121,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/purchase-request"], |r| {
         r.post(
             chats::purchase_request,
-            op("Open the chat of a purchase request").user()
+            op("Open the chat of a purchase request")
+                .user()
                 .describe(
                     "The chat of the caller (the buyer) and the seller bound to the purchase request (a context chat \
                      of context type `purchase_request`). Idempotent: `201` the first time, `200` with the same chat \
@@ -135,7 +138,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/context"], |r| {
         r.post(
             chats::context,
-            op("Open the chat of a context").user()
+            op("Open the chat of a context")
+                .user()
                 .describe(
                     "The generic form of the purchase-request chat: one chat per `(contextType, contextId)` of the \
                      tenant, `201` the first time and `200` with the same chat after. `403` for a caller who is not a \
@@ -152,7 +156,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/support"], |r| {
         r.post(
             chats::support,
-            op("Open a support chat").user()
+            op("Open a support chat")
+                .user()
                 .describe(
                     "A new chat of the caller and the support pool (directory users with role `support` or `admin`). \
                      The subject is its title; the initial message is sent as the caller's first message, to every \
@@ -167,7 +172,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/stats"], |r| {
         r.get(
             chats::stats,
-            op("The caller's chat statistics").user()
+            op("The caller's chat statistics")
+                .user()
                 .reply::<ChatCounts>(200, "Counts over the caller's chats.")
                 .errors(&[400, 401, 403, 503]),
         )
@@ -175,7 +181,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/{id}/info"], |r| {
         r.get(
             chats::info,
-            op("A chat and its participants").user()
+            op("A chat and its participants")
+                .user()
                 .describe("The chat with `unreadCounts`: every participant's unread count.")
                 .path_param("id", CHAT_ID)
                 .reply::<OneChat>(200, "The chat.")
@@ -185,7 +192,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/{id}/archive"], |r| {
         r.patch(
             chats::archive,
-            op("Archive or unarchive a chat for the caller").user()
+            op("Archive or unarchive a chat for the caller")
+                .user()
                 .describe(
                     "Toggles the caller's archive flag (per user). An archived chat leaves the default list and comes \
                      back by itself with the next message.",
@@ -198,7 +206,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/{id}/participants"], |r| {
         r.post(
             participants::add,
-            op("Add participants").user()
+            op("Add participants")
+                .user()
                 .describe(
                     "Group chats only (`400` for direct and support chats); for the chat's creator and admins (`403` \
                      otherwise). Every user must be a user of the tenant (`404 participant not found: <id>`). Each \
@@ -214,7 +223,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/{id}/participants/{participantId}"], |r| {
         r.delete(
             participants::remove,
-            op("Remove a participant").user()
+            op("Remove a participant")
+                .user()
                 .describe(
                     "Group chats only (`400` otherwise); the chat's creator and admins, or a participant removing \
                      themself (`403` otherwise). `404` when they are not a participant. `/ws` sockets of the removed \
@@ -229,8 +239,11 @@ pub fn routes(m: &mut Mount) {
     .at(&["/{id}/messages"], |r| {
         r.get(
             messages::list,
-            op("A chat's messages, newest first").user()
-                .describe("`403` for a caller who is not a participant, `404` for no such chat, `400` for a bad `before`.")
+            op("A chat's messages, newest first")
+                .user()
+                .describe(
+                    "`403` for a caller who is not a participant, `404` for no such chat, `400` for a bad `before`.",
+                )
                 .path_param("id", CHAT_ID)
                 .query::<MessageListQuery>()
                 .reply_example::<MessageList>(
@@ -245,7 +258,8 @@ pub fn routes(m: &mut Mount) {
         )
         .post(
             messages::send,
-            op("Send a message").user()
+            op("Send a message")
+                .user()
                 .describe(
                     "The message reaches the room's other members on every dialect's sockets and counts as unread \
                      for them. `type: system` needs the API key or the directory role `admin` (`403`); \
@@ -269,10 +283,9 @@ pub fn routes(m: &mut Mount) {
     .at(&["/{id}/messages/read"], |r| {
         r.patch(
             messages::read,
-            op("Mark the chat read").user()
-                .describe(
-                    "The caller's read cursor moves to the newest message (other dialects see the `read` event).",
-                )
+            op("Mark the chat read")
+                .user()
+                .describe("The caller's read cursor moves to the newest message (other dialects see the `read` event).")
                 .path_param("id", CHAT_ID)
                 .reply::<MarkedRead>(200, "How many messages became read.")
                 .errors(&[400, 401, 403, 404, 503]),
@@ -283,7 +296,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/{id}/messages/file"], |r| {
         r.post(
             upload::upload,
-            op("Send a file").user()
+            op("Send a file")
+                .user()
                 .describe(
                     "A message carrying one file. The caller must be a participant (`403`, `404`) before a byte of \
                      the body is read. The file is streamed to the object store under the tenant's \
@@ -307,7 +321,7 @@ pub fn routes(m: &mut Mount) {
                         "replyToMessageId": null,
                         "metadata": {},
                         "attachments": [{
-                            "url": "/api/chat/room_0193a5c2e4b87d10a9f3c2b1e0d4f6a7/files/eyJyb29tIjoicm9vbV8wMTkzYTVjMmU0Yjg3ZDEwYTlmM2MyYjFlMGQ0ZjZhNyJ9.hT3kq9Xr2vQ",
+                            "url": render::EXAMPLE_FILE_URL,
                             "filename": "receipt.pdf",
                             "mimeType": "application/pdf",
                             "size": 48213,
@@ -351,7 +365,8 @@ pub fn routes(m: &mut Mount) {
     .at(&["/{id}/messages/{messageId}"], |r| {
         r.put(
             messages::edit,
-            op("Edit a message").user()
+            op("Edit a message")
+                .user()
                 .describe(
                     "The author only, within the tenant's edit window (`edit_window_secs`, 15 minutes by default): \
                      `403` for anyone else or after the window, `409` for a deleted message, `404` for a message not \
@@ -365,7 +380,8 @@ pub fn routes(m: &mut Mount) {
         )
         .delete(
             messages::delete,
-            op("Delete a message").user()
+            op("Delete a message")
+                .user()
                 .describe(
                     "The author, a room admin (the chat's creator) or a directory `admin` (`403` otherwise). The \
                      content is cleared and `deletedAt` set; the message keeps its `_id` and `seq`. Deleting twice is \
@@ -422,7 +438,37 @@ mod tests {
         Ok(())
     }
 
-    /// A wrong example is caught: the check above can fail.
+    /// Every operation says what it answers on success (a body, except for nothing),
+    /// who may call it, and what each path parameter is.
+    #[test]
+    fn every_operation_is_described() -> anyhow::Result<()> {
+        let options =
+            crate::routes::Options { statics: None, dev_login: None, check: Arc::new(|| Box::pin(async { true })) };
+        let doc = crate::routes::document(&options);
+        let chat_paths = doc["paths"].as_object().into_iter().flatten().filter(|(p, _)| p.starts_with("/api/chat"));
+        let mut operations = 0;
+        for (path, item) in chat_paths {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                operations += 1;
+                let responses = operation["responses"].as_object().cloned().unwrap_or_default();
+                let success: Vec<_> = responses.iter().filter(|(s, _)| s.starts_with('2')).collect();
+                assert!(!success.is_empty(), "{method} {path} has no success reply");
+                for (status, reply) in success {
+                    assert!(reply["content"].is_object(), "{method} {path} {status} has no body");
+                }
+                assert!(operation["security"].is_array(), "{method} {path} says nothing of who calls it");
+                for param in operation["parameters"].as_array().into_iter().flatten() {
+                    let described = param["description"].as_str().is_some_and(|d| !d.is_empty());
+                    assert!(described, "{method} {path}: {} is not described", param["name"]);
+                }
+            }
+        }
+        // 17 operations, the root twice (`""` and `/`).
+        assert_eq!(operations, 19);
+        Ok(())
+    }
+
+    /// A wrong example is caught: `examples_match_their_schemas` can fail.
     #[test]
     fn a_wrong_example_fails_the_check() -> anyhow::Result<()> {
         let options =

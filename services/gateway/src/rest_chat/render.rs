@@ -50,14 +50,18 @@ pub(crate) fn links(state: &AppState) -> crate::attachments::SignedLinks<'_> {
     crate::attachments::SignedLinks::new(&state.attachments)
 }
 
+/// An attachment's `url` as the document's examples show it.
+pub(crate) const EXAMPLE_FILE_URL: &str = "/api/chat/room_0193a5c2e4b87d10a9f3c2b1e0d4f6a7/files/eyJyIjoicm9vbV8wMTkzYTVjMmU0Yjg3ZDEwYTlmM2MyYjFlMGQ0ZjZhNyIsImsiOiJ0ZW5fYWNtZS9yb29tXzAxOTNhNWMyZTRiODdkMTBhOWYzYzJiMWUwZDRmNmE3LzVmMWM5ZTJhYjQ3ZDRjMGU4YTNiNmQyZjFlOWM3YTUwIiwiZiI6InJlY2VpcHQucGRmIiwibSI6ImFwcGxpY2F0aW9uL3BkZiIsImUiOjE3OTY0MTA5MzF9.9XAqs2-UUU0SGZLlvMLHMbSaY5UgUW0FaVppaOeHeHY";
+
 /// An attachment as clients see it.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(rename = "ChatAttachment")]
 pub(crate) struct AttachmentJson {
-    /// A signed link to the file (`GET /api/chat/{id}/files/{token}`), valid for
-    /// `GATEWAY_LINK_TTL_SECS` from when the message was rendered.
-    #[schemars(example = &"/api/chat/room_0193a1b2c3d4e5f6a7b8c9d0e1f2a3b4/files/eyJyb29tIjoi.c2lnbmF0dXJl")]
+    /// A signed link to the file (`GET /api/chat/{id}/files/{token}`, after
+    /// `GATEWAY_PUBLIC_URL` when that is set), valid for `GATEWAY_LINK_TTL_SECS` from
+    /// when the message was rendered.
+    #[schemars(example = EXAMPLE_FILE_URL)]
     pub url: String,
     /// The uploader's file name.
     #[schemars(example = &"receipt.pdf")]
