@@ -349,13 +349,16 @@ pub fn routes(m: &mut Mount) {
                 .path_param("id", CHAT_ID)
                 .path_param("token", "The signed link token of the attachment's `url`.")
                 .raw()
-                .reply_raw(200, "The file, with the type sniffed at upload.", Some("application/octet-stream"))
+                .reply_raw(
+                    200,
+                    "The file; its `Content-Type` is the type sniffed from its bytes at upload.",
+                    Some("application/octet-stream"),
+                )
                 .reply_header(
                     "Content-Disposition",
                     "`inline` for images and plain text, else `attachment`; the file name as ASCII and as RFC 8187 \
                      UTF-8 (`filename*`).",
                 )
-                .reply_header("Content-Type", "The type sniffed from the file's bytes at upload.")
                 .reply_header("X-Content-Type-Options", "`nosniff`.")
                 .reply_header("Content-Security-Policy", "`default-src 'none'; sandbox`.")
                 .reply_header("Cache-Control", "`private, max-age=300`.")
