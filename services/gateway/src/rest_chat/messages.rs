@@ -213,6 +213,7 @@ pub(crate) struct MarkedRead {
 
 /// The body of `PUT /api/chat/:id/messages/:messageId`.
 #[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "MessageEdit")]
 pub(crate) struct EditBody {
     /// The new text: 1 to 16,000 characters, not blank.
     #[schemars(with = "MessageContent", required)]

@@ -163,7 +163,10 @@ pub fn routes(m: &mut Mount) {
                      The subject is its title; the initial message is sent as the caller's first message, to every \
                      dialect's sockets. The body may be empty.",
                 )
-                .json::<NewSupportChat>()
+                .json_example::<NewSupportChat>(json!({
+                    "subject": "Refund for order 9",
+                    "initialMessage": "I was charged twice for order 9.",
+                }))
                 .optional_body()
                 .reply::<OneChat>(201, "The chat.")
                 .errors(&[400, 401, 403, 413, 503]),
