@@ -112,6 +112,22 @@ pub fn routes(m: &mut Mount) {
         });
 }
 
+/// The page size of list endpoints when `limit` is not given.
+fn default_limit() -> u32 {
+    50
+}
+
+/// `{"success": true}`: the answer of an action that has nothing else to say.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Success {
+    /// Always `true`.
+    #[schemars(extend("const" = true))]
+    success: bool,
+}
+
+/// The one [`Success`].
+pub const SUCCESS: Success = Success { success: true };
+
 /// Parses a `{room_id}` path segment.
 pub fn room_id(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(raw).map_err(|e| ApiError::validation("room_id", format!("Invalid room id: {e}")))
@@ -129,7 +145,7 @@ pub fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
 
 /// `limit` (default 50, max 100) and `offset` (default 0) for list endpoints.
 pub fn page(q: &crate::body::Query) -> Result<(u32, u32), ApiError> {
-    let limit = q.int("limit", 1, 100)?.unwrap_or(50) as u32;
+    let limit = q.int("limit", 1, 100)?.map_or(default_limit(), |n| n as u32);
     let offset = q.int("offset", 0, i64::from(u32::MAX))?.unwrap_or(0) as u32;
     Ok((limit, offset))
 }
