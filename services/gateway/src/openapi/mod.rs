@@ -58,6 +58,12 @@ pub enum Auth {
     Operator,
     /// A WebSocket handshake: `?token=` (a user token or API key, with `user_id`).
     Socket,
+    /// The `/api/v1` helpers of `ws-rooms.md`, acting as a user: `X-API-Key` holding
+    /// the tenant's key (with `X-User-Id`) or a user token, or `Authorization: Bearer`.
+    KeyOrToken,
+    /// Like [`Auth::KeyOrToken`], where the key needs no `X-User-Id` (the user is named
+    /// in the body, or none is needed).
+    KeyOrTokenAnyUser,
 }
 
 impl Auth {
@@ -68,12 +74,17 @@ impl Auth {
             Auth::User | Auth::Bearer => json!([{"apiKey": [], "userId": []}, {"bearer": []}]),
             Auth::Operator => json!([{"operatorKey": []}]),
             Auth::Socket => json!([{"queryToken": []}]),
+            Auth::KeyOrToken => json!([{"apiKey": [], "userId": []}, {"apiKeyToken": []}, {"bearer": []}]),
+            Auth::KeyOrTokenAnyUser => json!([{"apiKey": []}, {"apiKeyToken": []}, {"bearer": []}]),
         })
     }
 
     /// Whether the tenant's rate limit counts the request.
     fn rate_limited(self) -> bool {
-        matches!(self, Auth::Tenant | Auth::User | Auth::Bearer | Auth::Socket)
+        matches!(
+            self,
+            Auth::Tenant | Auth::User | Auth::Bearer | Auth::Socket | Auth::KeyOrToken | Auth::KeyOrTokenAnyUser
+        )
     }
 }
 
@@ -110,6 +121,8 @@ pub struct Op {
     params: Vec<(&'static str, &'static str, String, bool, SchemaFn)>,
     query: Option<SchemaFn>,
     body: Option<(&'static str, SchemaFn, Option<Value>)>,
+    /// Whether the request may come without a body.
+    body_optional: bool,
     replies: Vec<Reply>,
     errors: Vec<u16>,
     raw: bool,
@@ -125,6 +138,7 @@ pub fn op(summary: &str) -> Op {
         params: Vec::new(),
         query: None,
         body: None,
+        body_optional: false,
         replies: Vec::new(),
         errors: Vec::new(),
         raw: false,
@@ -196,6 +210,12 @@ impl Op {
     /// A JSON request body of type `B`, with an example.
     pub fn json_example<B: JsonSchema>(mut self, example: Value) -> Self {
         self.body = Some(("application/json", schema_of::<B>, Some(example)));
+        self
+    }
+
+    /// The body (set by [`Op::json`] and the like) may be left out.
+    pub fn optional_body(mut self) -> Self {
+        self.body_optional = true;
         self
     }
 
@@ -364,7 +384,7 @@ impl Api {
             if let Some(e) = example {
                 media["example"] = e.clone();
             }
-            operation["requestBody"] = json!({"required": true, "content": {*content_type: media}});
+            operation["requestBody"] = json!({"required": !op.body_optional, "content": {*content_type: media}});
         }
         let limited = op.auth.rate_limited();
         let rate_headers = |headers: &mut Map<String, Value>| {
@@ -484,6 +504,8 @@ impl Api {
                         "description": "A user token: minted by `POST /tokens`, or issued by the tenant's own auth server and registered in `/settings` (HS256, RS256, ES256)."},
                     "operatorKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
                         "description": "The operator key (`ADMIN_API_KEY`), for `/admin/...`."},
+                    "apiKeyToken": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                        "description": "A user token in `X-API-Key` (the `/api/v1` helpers of `ws-rooms.md` take one there, as the document's browser examples send it)."},
                     "queryToken": {"type": "apiKey", "in": "query", "name": "token",
                         "description": "A user token, or the tenant's API key with `user_id` in the query (browsers cannot set headers on a WebSocket)."},
                 },
@@ -582,3 +604,82 @@ carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; ov
 `Retry-After`.\n\n\
 A path with a trailing slash (`/api/chat/`, `/api/v1/rooms/{room_id}/messages/`, `/conversations/{id}/`, \
 `/socket.io/`) is listed with and without it where both are served.";
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    /// Every `example` of a request or response body in the document, with where it
+    /// is and its schema.
+    fn examples(doc: &Value) -> Vec<(String, Value, Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                let mut bodies: Vec<(String, &Value)> =
+                    vec![(format!("{method} {path} request"), &operation["requestBody"]["content"])];
+                for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                    bodies.push((format!("{method} {path} {status}"), &response["content"]));
+                }
+                for (at, content) in bodies {
+                    for (media_type, media) in content.as_object().into_iter().flatten() {
+                        if let Some(example) = media.get("example") {
+                            out.push((format!("{at} {media_type}"), media["schema"].clone(), example.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What does not fit: `"<where>: <error>"`.
+    fn mismatches(doc: &Value) -> anyhow::Result<Vec<String>> {
+        let mut failures = Vec::new();
+        for (at, schema, example) in examples(doc) {
+            // The schema, with the components its `$ref`s point into.
+            let mut root = json!({"components": doc["components"].clone()});
+            if let (Some(root), Some(schema)) = (root.as_object_mut(), schema.as_object()) {
+                root.extend(schema.clone());
+            }
+            let validator = jsonschema::draft202012::new(&root).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            for error in validator.iter_errors(&example) {
+                failures.push(format!("{at}: {error} at {}", error.instance_path()));
+            }
+        }
+        Ok(failures)
+    }
+
+    fn document() -> anyhow::Result<Value> {
+        let options = crate::routes::Options {
+            statics: None,
+            dev_login: Some(chat_domain::ids::TenantId::parse("dev")?),
+            check: std::sync::Arc::new(|| Box::pin(async { true })),
+        };
+        Ok(crate::routes::document(&options))
+    }
+
+    /// An example that does not fit its schema misleads every reader of the reference
+    /// (and every client generated from it).
+    #[test]
+    fn every_example_matches_its_schema() -> anyhow::Result<()> {
+        let doc = document()?;
+        let count = examples(&doc).len();
+        assert!(count >= 10, "the main operations have examples; found {count}");
+        let failures = mismatches(&doc)?;
+        assert!(failures.is_empty(), "{failures:#?}");
+        Ok(())
+    }
+
+    #[test]
+    fn an_example_that_does_not_fit_is_caught() -> anyhow::Result<()> {
+        let mut doc = document()?;
+        let example = doc
+            .pointer_mut("/paths/~1rooms/post/responses/201/content/application~1json/example/type")
+            .ok_or_else(|| anyhow::anyhow!("POST /rooms has a 201 example with a type"))?;
+        *example = json!("lobby");
+        let failures = mismatches(&doc)?;
+        assert_eq!(failures.len(), 1, "{failures:#?}");
+        assert!(failures[0].starts_with("post /rooms 201"), "{failures:#?}");
+        Ok(())
+    }
+}
