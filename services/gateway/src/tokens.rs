@@ -16,6 +16,7 @@ use chat_domain::ApiError;
 use chat_domain::ids::{TenantId, UserId};
 use chat_domain::proto::store::{GetTokenSecret, TenantAuth};
 use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -134,10 +135,27 @@ pub async fn verify(state: &AppState, token: &str) -> Option<Result<(TenantAuth,
 }
 
 /// The body of `POST /tokens` (which may be empty).
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct NewToken {
+    /// The user the token acts for; `X-User-Id` when absent.
+    #[schemars(with = "Option<UserId>", example = &"user_123")]
     user_id: Option<serde_json::Value>,
+    /// Seconds until the token expires (3600 when absent).
+    #[schemars(with = "Option<i64>", range(min = 1, max = MAX_TTL_SECS))]
     ttl_secs: Option<serde_json::Value>,
+}
+
+/// A minted token.
+#[derive(Serialize, JsonSchema)]
+pub struct Token {
+    /// A user token: `Authorization: Bearer <token>`, or `?token=` on the WebSocket.
+    token: String,
+    user_id: UserId,
+    /// When the token expires (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
+    expires_at: Option<String>,
+    /// Seconds until it expires.
+    expires_in: i64,
 }
 
 /// `POST /tokens` `{"user_id"?, "ttl_secs"?}` with the API key → `{"token","user_id","expires_at"}`.
@@ -160,10 +178,5 @@ pub async fn create(
     let (_, secret) = state.secrets.get(&state, &caller.tenant.tenant_id).await?;
     let (token, exp) = mint(&secret, &caller.tenant.tenant_id, &user, ttl)?;
     let expires_at = chrono::DateTime::from_timestamp(exp, 0).map(|t| chat_domain::time::format(&t));
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "token": token,
-        "user_id": user,
-        "expires_at": expires_at,
-        "expires_in": ttl,
-    })))
+    Ok(HttpResponse::Created().json(Token { token, user_id: user, expires_at, expires_in: ttl }))
 }

@@ -61,6 +61,12 @@ pub enum Auth {
     /// A user as for [`Auth::User`], or `?token=<user token>` when no header can be sent
     /// (a link in `<img src>`).
     UserOrQueryToken,
+    /// The `/api/v1` helpers of `ws-rooms.md`, acting as a user: `X-API-Key` holding
+    /// the tenant's key (with `X-User-Id`) or a user token, or `Authorization: Bearer`.
+    KeyOrToken,
+    /// Like [`Auth::KeyOrToken`], where the key needs no `X-User-Id` (the user is named
+    /// in the body, or none is needed).
+    KeyOrTokenAnyUser,
 }
 
 impl Auth {
@@ -72,12 +78,23 @@ impl Auth {
             Auth::Operator => json!([{"operatorKey": []}]),
             Auth::Socket => json!([{"queryToken": []}]),
             Auth::UserOrQueryToken => json!([{"apiKey": [], "userId": []}, {"bearer": []}, {"queryToken": []}]),
+            Auth::KeyOrToken => json!([{"apiKey": [], "userId": []}, {"apiKeyToken": []}, {"bearer": []}]),
+            Auth::KeyOrTokenAnyUser => json!([{"apiKey": []}, {"apiKeyToken": []}, {"bearer": []}]),
         })
     }
 
     /// Whether the tenant's rate limit counts the request.
     fn rate_limited(self) -> bool {
-        matches!(self, Auth::Tenant | Auth::User | Auth::Bearer | Auth::Socket | Auth::UserOrQueryToken)
+        matches!(
+            self,
+            Auth::Tenant
+                | Auth::User
+                | Auth::Bearer
+                | Auth::Socket
+                | Auth::UserOrQueryToken
+                | Auth::KeyOrToken
+                | Auth::KeyOrTokenAnyUser
+        )
     }
 }
 
@@ -133,7 +150,7 @@ pub struct Op {
     params: Vec<(&'static str, &'static str, String, bool, SchemaFn)>,
     query: Option<SchemaFn>,
     body: Option<(&'static str, SchemaFn, Option<Value>)>,
-    /// The body may be left out.
+    /// Whether the request may come without a body.
     body_optional: bool,
     replies: Vec<Reply>,
     errors: Vec<u16>,
@@ -225,6 +242,12 @@ impl Op {
         self
     }
 
+    /// The body (set by [`Op::json`] and the like) may be left out.
+    pub fn optional_body(mut self) -> Self {
+        self.body_optional = true;
+        self
+    }
+
     /// A request body of another content type.
     pub fn body<B: JsonSchema>(mut self, content_type: &'static str) -> Self {
         self.body = Some((content_type, schema_of::<B>, None));
@@ -236,12 +259,6 @@ impl Op {
         if let Some(body) = &mut self.body {
             body.2 = Some(example);
         }
-        self
-    }
-
-    /// The request body may be left out (an empty body is read as none).
-    pub fn optional_body(mut self) -> Self {
-        self.body_optional = true;
         self
     }
 
@@ -524,6 +541,8 @@ impl Api {
                         "description": "A user token: minted by `POST /tokens`, or issued by the tenant's own auth server and registered in `/settings` (HS256, RS256, ES256)."},
                     "operatorKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
                         "description": "The operator key (`ADMIN_API_KEY`), for `/admin/...`."},
+                    "apiKeyToken": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                        "description": "A user token in `X-API-Key` (the `/api/v1` helpers of `ws-rooms.md` take one there, as the document's browser examples send it)."},
                     "queryToken": {"type": "apiKey", "in": "query", "name": "token",
                         "description": "A user token, or the tenant's API key with `user_id` in the query (browsers cannot set headers on a WebSocket)."},
                 },
@@ -626,3 +645,82 @@ carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; ov
 `Retry-After`.\n\n\
 A path with a trailing slash (`/api/chat/`, `/api/v1/rooms/{room_id}/messages/`, `/conversations/{id}/`, \
 `/socket.io/`) is listed with and without it where both are served.";
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    /// Every `example` of a request or response body in the document, with where it
+    /// is and its schema.
+    fn examples(doc: &Value) -> Vec<(String, Value, Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                let mut bodies: Vec<(String, &Value)> =
+                    vec![(format!("{method} {path} request"), &operation["requestBody"]["content"])];
+                for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                    bodies.push((format!("{method} {path} {status}"), &response["content"]));
+                }
+                for (at, content) in bodies {
+                    for (media_type, media) in content.as_object().into_iter().flatten() {
+                        if let Some(example) = media.get("example") {
+                            out.push((format!("{at} {media_type}"), media["schema"].clone(), example.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What does not fit: `"<where>: <error>"`.
+    fn mismatches(doc: &Value) -> anyhow::Result<Vec<String>> {
+        let mut failures = Vec::new();
+        for (at, schema, example) in examples(doc) {
+            // The schema, with the components its `$ref`s point into.
+            let mut root = json!({"components": doc["components"].clone()});
+            if let (Some(root), Some(schema)) = (root.as_object_mut(), schema.as_object()) {
+                root.extend(schema.clone());
+            }
+            let validator = jsonschema::draft202012::new(&root).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            for error in validator.iter_errors(&example) {
+                failures.push(format!("{at}: {error} at {}", error.instance_path()));
+            }
+        }
+        Ok(failures)
+    }
+
+    fn document() -> anyhow::Result<Value> {
+        let options = crate::routes::Options {
+            statics: None,
+            dev_login: Some(chat_domain::ids::TenantId::parse("dev")?),
+            check: std::sync::Arc::new(|| Box::pin(async { true })),
+        };
+        Ok(crate::routes::document(&options))
+    }
+
+    /// An example that does not fit its schema misleads every reader of the reference
+    /// (and every client generated from it).
+    #[test]
+    fn every_example_matches_its_schema() -> anyhow::Result<()> {
+        let doc = document()?;
+        let count = examples(&doc).len();
+        assert!(count >= 10, "the main operations have examples; found {count}");
+        let failures = mismatches(&doc)?;
+        assert!(failures.is_empty(), "{failures:#?}");
+        Ok(())
+    }
+
+    #[test]
+    fn an_example_that_does_not_fit_is_caught() -> anyhow::Result<()> {
+        let mut doc = document()?;
+        let example = doc
+            .pointer_mut("/paths/~1rooms/post/responses/201/content/application~1json/example/type")
+            .ok_or_else(|| anyhow::anyhow!("POST /rooms has a 201 example with a type"))?;
+        *example = json!("lobby");
+        let failures = mismatches(&doc)?;
+        assert_eq!(failures.len(), 1, "{failures:#?}");
+        assert!(failures[0].starts_with("post /rooms 201"), "{failures:#?}");
+        Ok(())
+    }
+}

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::ids::TenantId;
-use chat_domain::model::{RetryPolicy, validate_rate_limit};
+use chat_domain::model::{MAX_NAME_CHARS, RetryPolicy, Tenant, validate_rate_limit};
 use chat_domain::proto::store::{CreateTenant, GetTenant, ListTenants, RotateKey, UpdateTenant};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use chat_domain::settings::TenantSettingsPatch;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::extract::{Body, Cx, InTenant, Page, Part, Rest, parts};
 use super::tenant_id;
@@ -25,10 +27,23 @@ fn rate_limit(v: Option<Value>) -> Result<Option<u32>, ApiError> {
     field::optional_i64("rate_limit_per_sec", v)?.map(validate_rate_limit).transpose()
 }
 
-/// `{"max_attempts","backoff_ms"}`; an absent field keeps the default.
-fn retry_policy(v: &Value) -> Result<RetryPolicy, ApiError> {
-    let int = |k: &str| -> Result<Option<u64>, ApiError> {
-        match v.get(k).filter(|x| !x.is_null()) {
+/// `retry` of `PATCH /admin/tenants/{id}`: an absent field keeps the default.
+#[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "RetryUpdate")]
+struct RetryBody {
+    /// Tries in all (5 when absent).
+    #[schemars(with = "Option<u32>", range(min = 1, max = 20))]
+    max_attempts: Option<Value>,
+    /// The wait before the second try, doubled for each next one (1000 when absent).
+    #[schemars(with = "Option<u64>", range(min = 10, max = 3_600_000))]
+    backoff_ms: Option<Value>,
+}
+
+fn retry_policy(v: Value) -> Result<RetryPolicy, ApiError> {
+    let body: RetryBody =
+        serde_json::from_value(v).map_err(|_| ApiError::validation("retry", "retry must be a JSON object"))?;
+    let int = |k: &str, v: Option<Value>| -> Result<Option<u64>, ApiError> {
+        match v.filter(|x| !x.is_null()) {
             None => Ok(None),
             Some(x) => x.as_u64().map(Some).ok_or_else(|| {
                 ApiError::validation(format!("retry.{k}"), format!("retry.{k} must be a positive integer"))
@@ -36,18 +51,32 @@ fn retry_policy(v: &Value) -> Result<RetryPolicy, ApiError> {
         }
     };
     let d = RetryPolicy::default();
-    let max_attempts = int("max_attempts")?.map_or(Ok(d.max_attempts), |n| {
+    let max_attempts = int("max_attempts", body.max_attempts)?.map_or(Ok(d.max_attempts), |n| {
         u32::try_from(n).map_err(|_| ApiError::validation("retry.max_attempts", "too large"))
     })?;
-    RetryPolicy { max_attempts, backoff_ms: int("backoff_ms")?.unwrap_or(d.backoff_ms) }.validate()
+    RetryPolicy { max_attempts, backoff_ms: int("backoff_ms", body.backoff_ms)?.unwrap_or(d.backoff_ms) }.validate()
 }
 
 /// The body of `POST /admin/tenants`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct NewTenant {
+    #[schemars(with = "String", required, length(min = 1, max = MAX_NAME_CHARS), example = &"Acme")]
     name: Option<Value>,
+    /// The tenant's id; generated when absent.
+    #[schemars(with = "Option<TenantId>")]
     tenant_id: Option<Value>,
+    /// Requests per second the tenant may make (100 when absent).
+    #[schemars(with = "Option<u32>", range(min = 1, max = 1_000_000))]
     rate_limit_per_sec: Option<Value>,
+}
+
+/// A new tenant, with its API key: shown this once (only its hash is kept).
+#[derive(Serialize, JsonSchema)]
+pub struct NewTenantKey {
+    #[serde(flatten)]
+    tenant: Tenant,
+    /// Sent as `X-API-Key` by the tenant's servers.
+    api_key: String,
 }
 
 impl TryFrom<NewTenant> for CreateTenant {
@@ -66,9 +95,7 @@ pub async fn create_tenant(
     state: web::Data<AppState>,
 ) -> HttpResult {
     let created = state.bus.request(&CreateTenant::try_from(body)?).await?;
-    let mut body = serde_json::to_value(&created.tenant).map_err(|_| ApiError::internal())?;
-    body["api_key"] = json!(created.api_key);
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(NewTenantKey { tenant: created.tenant, api_key: created.api_key }))
 }
 
 pub async fn list_tenants(Rest((Admin, page)): Rest<(Admin, Page)>, state: web::Data<AppState>) -> HttpResult {
@@ -82,18 +109,32 @@ pub async fn get_tenant(
     Ok(HttpResponse::Ok().json(state.bus.request(&GetTenant { tenant_id }).await?))
 }
 
-/// The body of `PATCH /admin/tenants/{id}`: any of the settings, nothing else.
-#[derive(Deserialize)]
+/// The body of `PATCH /admin/tenants/{id}`: any of the settings, nothing else (absent
+/// ones stay as they are).
+#[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "TenantUpdate", extend("additionalProperties" = false))]
 pub struct Settings {
+    #[schemars(with = "Option<String>", length(min = 1, max = MAX_NAME_CHARS))]
     name: Option<Value>,
+    /// Requests per second the tenant may make.
+    #[schemars(with = "Option<u32>", range(min = 1, max = 1_000_000))]
     rate_limit_per_sec: Option<Value>,
+    /// Where offline notifications are POSTed (`http://` or `https://`, at most 2,048
+    /// characters); an empty string removes it.
+    #[schemars(with = "Option<String>", example = &"https://example.com/hooks/chat")]
     webhook_url: Option<Value>,
+    /// The secret that signs webhook deliveries (16 to 256 printable characters).
+    #[schemars(with = "Option<String>", length(min = 16, max = 256))]
     webhook_secret: Option<Value>,
+    /// How failed webhook deliveries are retried.
+    #[schemars(with = "Option<RetryBody>")]
     retry: Option<Value>,
-    /// Tenant settings keys to replace (`rest::settings`).
+    /// Tenant settings keys to replace (as `PATCH /settings` takes them).
+    #[schemars(with = "Option<TenantSettingsPatch>")]
     settings: Option<Value>,
     /// Anything else, refused by name.
     #[serde(flatten)]
+    #[schemars(skip)]
     unknown: BTreeMap<String, Value>,
 }
 
@@ -124,7 +165,7 @@ impl TryFrom<UpdateRequest> for UpdateTenant {
         let rate_limit_per_sec = rate_limit(body.rate_limit_per_sec)?;
         let webhook_url = field::optional_str("webhook_url", body.webhook_url)?;
         let webhook_secret = field::optional_str("webhook_secret", body.webhook_secret)?;
-        let retry = field::optional_object("retry", body.retry)?.map(|r| retry_policy(&r)).transpose()?;
+        let retry = field::optional_object("retry", body.retry)?.map(retry_policy).transpose()?;
         let settings = body
             .settings
             .filter(|v| !v.is_null())

@@ -11,14 +11,15 @@
 
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
-use chat_domain::ids::RoomId;
+use chat_domain::ids::{RoomId, UserId};
 use chat_domain::model::{MessageContent, validate_meta};
 use chat_domain::proto::store::{ListMessages, SendMessage};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::extract::{Body, Cx, InRoom, Part, QueryString, Rest, parts};
-use super::messages::{client_msg_id, display_name, history, idempotency_key};
+use super::messages::{History, client_msg_id, display_name, history, idempotency_key};
 use crate::AppState;
 use crate::body::field;
 use crate::caller::{ApiActing, ApiCaller};
@@ -28,14 +29,52 @@ use crate::ws_rooms::codec::MessageData;
 /// Longest `message_type`.
 const MAX_MESSAGE_TYPE_CHARS: usize = 50;
 
+/// The document's `{"data": ..., "status": "success"}` answer.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Enveloped{T}")]
+pub struct Enveloped<T> {
+    data: T,
+    /// Always `success`.
+    #[schemars(extend("const" = "success"))]
+    status: &'static str,
+}
+
+impl<T> Enveloped<T> {
+    pub fn new(data: T) -> Self {
+        Enveloped { data, status: "success" }
+    }
+}
+
+/// A page of history.
+#[derive(Serialize, JsonSchema)]
+pub struct Messages<'a> {
+    /// In `seq` order.
+    messages: Vec<MessageData<'a>>,
+}
+
 /// The body of `POST /api/v1/rooms/{room_id}/messages`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct ApiMessage {
+    /// The sender, with an API key (else `X-User-Id`); with a user token it may only
+    /// name the token's user.
+    #[schemars(with = "Option<UserId>", example = &"user_123")]
     sender_id: Option<Value>,
+    /// The name to show with the message (trimmed; at most 100 characters kept).
+    #[schemars(with = "Option<String>")]
     sender_name: Option<Value>,
+    /// The text (not only whitespace).
+    #[schemars(with = "MessageContent", required)]
     content: Option<Value>,
+    /// `text` by default; any other type (at most 50 characters) is kept as `meta.type`.
+    #[schemars(with = "Option<String>", length(max = MAX_MESSAGE_TYPE_CHARS))]
     message_type: Option<Value>,
+    /// Anything the client wants kept with the message (a JSON object, at most 8 KiB
+    /// serialized).
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     meta: Option<Value>,
+    /// The client's id of this send (1 to 128 bytes, no control characters): a resend
+    /// with the same id returns the first message. The `Idempotency-Key` header wins.
+    #[schemars(with = "Option<String>")]
     client_msg_id: Option<Value>,
 }
 
@@ -103,7 +142,8 @@ impl TryFrom<ApiSendRequest> for SendMessage {
 /// (`200` with `Idempotent-Replayed: true` for a resend).
 pub async fn send(Rest(req): Rest<ApiSendRequest>, state: web::Data<AppState>) -> HttpResult {
     let sent = state.sends.send(SendMessage::try_from(req)?).await?;
-    let body = json!({"data": MessageData::of(&sent.message, None, &crate::rest_chat::render::links(&state)), "status": "success"});
+    let links = crate::rest_chat::render::links(&state);
+    let body = Enveloped::new(MessageData::of(&sent.message, None, &links));
     if sent.duplicate {
         Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(body))
     } else {
@@ -117,11 +157,9 @@ pub async fn list(
     Rest((ApiActing(actor), InRoom(room_id), QueryString(q))): Rest<(ApiActing, InRoom, QueryString)>,
     state: web::Data<AppState>,
 ) -> HttpResult {
-    let (after_seq, before_seq, limit) = history(&q)?;
+    let History { after_seq, before_seq, limit } = history(&q)?;
     let messages = state.bus.request(&ListMessages { actor, room_id, after_seq, before_seq, limit }).await?;
-    let messages: Vec<MessageData<'_>> = {
-        let links = crate::rest_chat::render::links(&state);
-        messages.iter().map(|m| MessageData::of(m, None, &links)).collect()
-    };
-    Ok(HttpResponse::Ok().json(json!({"data": {"messages": messages}, "status": "success"})))
+    let links = crate::rest_chat::render::links(&state);
+    let messages = messages.iter().map(|m| MessageData::of(m, None, &links)).collect();
+    Ok(HttpResponse::Ok().json(Enveloped::new(Messages { messages })))
 }

@@ -7,8 +7,9 @@ use chat_domain::ApiError;
 use chat_domain::ids::RoomId;
 use chat_domain::model::Actor;
 use chat_domain::proto::store::{CursorKind, MoveCursor};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::extract::{Body, Cx, InRoom, Part, Rest, parts};
 use super::room_id;
@@ -25,15 +26,32 @@ fn seq(v: Option<Value>) -> Result<i64, ApiError> {
     }
 }
 
+/// The caller's cursors in the room after a move.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "CursorsMoved")]
+pub struct Moved {
+    /// Always `true`.
+    #[schemars(extend("const" = true))]
+    success: bool,
+    /// Messages up to this `seq` reached the caller's device.
+    delivered_seq: i64,
+    /// The caller has seen messages up to this `seq`.
+    read_seq: i64,
+}
+
 async fn move_cursor(state: &AppState, cmd: MoveCursor) -> HttpResult {
     let c = state.bus.request(&cmd).await?;
-    Ok(HttpResponse::Ok().json(json!({"success": true, "delivered_seq": c.delivered_seq, "read_seq": c.read_seq})))
+    Ok(HttpResponse::Ok().json(Moved { success: true, delivered_seq: c.delivered_seq, read_seq: c.read_seq }))
 }
 
 /// The body of `POST /acks`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct Ack {
+    #[schemars(with = "RoomId", required)]
     room_id: Option<Value>,
+    /// Messages up to this `seq` were delivered (a `seq` past the newest counts as the
+    /// newest; cursors never move back).
+    #[schemars(with = "u64", required)]
     seq: Option<Value>,
 }
 
@@ -64,8 +82,11 @@ pub async fn ack(Rest(req): Rest<AckRequest>, state: web::Data<AppState>) -> Htt
 }
 
 /// The body of `POST /rooms/{room_id}/read`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct Read {
+    /// The caller has seen messages up to this `seq` (which implies delivered; a `seq`
+    /// past the newest counts as the newest; cursors never move back).
+    #[schemars(with = "u64", required)]
     seq: Option<Value>,
 }
 

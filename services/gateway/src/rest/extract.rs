@@ -183,8 +183,13 @@ impl Part for QueryString {
 }
 
 /// `limit` (default 50, max 100) and `offset` (default 0) of list endpoints.
+#[derive(schemars::JsonSchema)]
 pub struct Page {
+    /// Most items returned.
+    #[schemars(default = "super::default_limit", range(min = 1, max = 100))]
     pub limit: u32,
+    /// Items skipped.
+    #[schemars(default)]
     pub offset: u32,
 }
 

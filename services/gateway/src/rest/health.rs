@@ -1,17 +1,58 @@
 //! `GET /health`: the gateway's uptime and the state of every service behind it,
 //! asked over the bus. `503` when any of them is down or degraded.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use chat_domain::proto::Service;
 use chat_domain::proto::health::Health;
-use serde_json::{Map, Value, json};
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::AppState;
 
 /// How long each service gets to answer.
 const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The answer of `GET /health`.
+#[derive(Serialize, JsonSchema)]
+pub struct HealthReport {
+    /// `ok` when every service answered `ok`, else `degraded`.
+    #[schemars(extend("enum" = ["ok", "degraded"]))]
+    status: &'static str,
+    /// How long the gateway has been up, e.g. `2h30m45s`.
+    #[schemars(example = &"2h30m45s")]
+    uptime: String,
+    /// Whether message-store can write to its database.
+    db_writable: bool,
+    /// Each service behind the gateway by name (`message-store`, `presence`, `notification`).
+    services: BTreeMap<&'static str, ServiceState>,
+}
+
+/// What a service said, or that it did not answer.
+#[derive(Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ServiceState {
+    Up {
+        /// `ok` when every check passed, else `degraded`.
+        #[schemars(extend("enum" = ["ok", "degraded"]))]
+        status: String,
+        /// Which replica answered (host name and process id).
+        instance: String,
+        /// How long it has been up, e.g. `2h30m45s`.
+        uptime: String,
+        /// Named checks, e.g. `db_writable` for message-store, `redis` for presence.
+        checks: BTreeMap<String, bool>,
+    },
+    Down {
+        /// `down`.
+        #[schemars(extend("const" = "down"))]
+        status: &'static str,
+        /// Why it did not answer.
+        error: String,
+    },
+}
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let bus = state.bus.with_timeout(TIMEOUT);
@@ -20,7 +61,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         async move { (*s, bus.request_to(*s, &Health {}).await) }
     }))
     .await;
-    let mut services = Map::new();
+    let mut services = BTreeMap::new();
     let mut all_ok = true;
     let mut db_writable = false;
     for (service, answer) in answers {
@@ -30,20 +71,25 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 if service == Service::MessageStore {
                     db_writable = h.checks.get("db_writable").copied().unwrap_or(false);
                 }
-                json!({"status": h.status, "instance": h.instance, "uptime": chat_domain::time::human_duration(Duration::from_secs(h.uptime_secs)), "checks": h.checks})
+                ServiceState::Up {
+                    status: h.status,
+                    instance: h.instance,
+                    uptime: chat_domain::time::human_duration(Duration::from_secs(h.uptime_secs)),
+                    checks: h.checks,
+                }
             }
             Err(e) => {
                 all_ok = false;
-                json!({"status": "down", "error": e.message})
+                ServiceState::Down { status: "down", error: e.message }
             }
         };
-        services.insert(service.name().to_owned(), entry);
+        services.insert(service.name(), entry);
     }
-    let body = json!({
-        "status": if all_ok { "ok" } else { "degraded" },
-        "uptime": chat_domain::time::human_duration(state.started.elapsed()),
-        "db_writable": db_writable,
-        "services": Value::Object(services),
-    });
+    let body = HealthReport {
+        status: if all_ok { "ok" } else { "degraded" },
+        uptime: chat_domain::time::human_duration(state.started.elapsed()),
+        db_writable,
+        services,
+    };
     if all_ok { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

@@ -5,9 +5,10 @@
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::ids::{MessageId, RoomId};
-use chat_domain::model::{Actor, Message, MessageContent, MessageKind, validate_client_id, validate_meta};
+use chat_domain::model::{Actor, Attachment, Message, MessageContent, MessageKind, validate_client_id, validate_meta};
 use chat_domain::proto::store::{DeleteMessage, EditMessage, ListMessages, SendMessage};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::extract::{Body, Cx, InMessage, InRoom, Part, QueryString, Rest, parts};
@@ -15,7 +16,7 @@ use crate::AppState;
 use crate::body::{Query, field};
 use crate::caller::Acting;
 use crate::error::HttpResult;
-use crate::rest_chat::render::AttachmentLinks as _;
+use crate::rest_chat::render::AttachmentLinks;
 
 /// The header a client retries a send with.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -58,11 +59,21 @@ pub fn display_name(name: Option<String>) -> Option<String> {
 }
 
 /// The body of `POST /rooms/{room_id}/messages`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct NewMessage {
+    /// The text (not only whitespace).
+    #[schemars(with = "MessageContent", required, example = &"Hello, world!")]
     content: Option<Value>,
+    /// Anything the client wants kept with the message (a JSON object, at most 8 KiB
+    /// serialized, nested at most 32 levels).
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     meta: Option<Value>,
+    /// The client's id of this send (1 to 128 bytes, no control characters): a resend
+    /// with the same id returns the first message. The `Idempotency-Key` header wins.
+    #[schemars(with = "Option<String>")]
     client_msg_id: Option<Value>,
+    /// The name to show with the message (trimmed; at most 100 characters kept).
+    #[schemars(with = "Option<String>")]
     sender_name: Option<Value>,
 }
 
@@ -108,7 +119,7 @@ impl TryFrom<SendRequest> for SendMessage {
 
 pub async fn send(Rest(req): Rest<SendRequest>, state: web::Data<AppState>) -> HttpResult {
     let sent = state.sends.send(SendMessage::try_from(req)?).await?;
-    let message = linked(&state, &sent.message)?;
+    let message = linked(&crate::rest_chat::render::links(&state), sent.message);
     if sent.duplicate {
         Ok(HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(message))
     } else {
@@ -118,44 +129,74 @@ pub async fn send(Rest(req): Rest<SendRequest>, state: web::Data<AppState>) -> H
 
 /// A message as this API answers it: as stored, and each file of a file message (sent
 /// through `/api/chat`) with the signed, expiring `url` it is read from.
-fn linked(state: &AppState, m: &Message) -> Result<Value, ApiError> {
-    let mut v = serde_json::to_value(m).map_err(|_| ApiError::internal())?;
-    if !m.attachments.is_empty() {
-        let links = crate::rest_chat::render::links(state);
-        if let Some(files) = v.get_mut("attachments").and_then(Value::as_array_mut) {
-            for (file, a) in files.iter_mut().zip(&m.attachments) {
-                if let Some(file) = file.as_object_mut() {
-                    file.insert("url".to_owned(), links.url(m, a).into());
-                }
-            }
-        }
-    }
-    Ok(v)
+#[derive(Serialize, JsonSchema)]
+pub struct LinkedMessage {
+    #[serde(flatten)]
+    message: Message,
+    /// The message's files (absent when it has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<LinkedFile>,
 }
 
-/// `after_seq`, `before_seq` and `limit` of a history page, with the history rules.
-pub fn history(q: &Query) -> Result<(Option<i64>, Option<i64>, u32), ApiError> {
-    let after_seq = q.int("after_seq", 0, i64::MAX)?;
-    let before_seq = q.int("before_seq", 1, i64::MAX)?;
-    let limit = q.int("limit", 1, 100)?.unwrap_or(50) as u32;
-    Ok((after_seq, before_seq, limit))
+/// A file of a message, with the link it is read from.
+#[derive(Serialize, JsonSchema)]
+pub struct LinkedFile {
+    #[serde(flatten)]
+    file: Attachment,
+    /// A signed link to the file's bytes, valid for a limited time.
+    url: String,
+}
+
+fn linked(links: &dyn AttachmentLinks, mut message: Message) -> LinkedMessage {
+    let files = std::mem::take(&mut message.attachments);
+    let attachments = files.into_iter().map(|file| LinkedFile { url: links.url(&message, &file), file }).collect();
+    LinkedMessage { message, attachments }
+}
+
+/// A page of history: after `after_seq` (from the start when absent), or the newest
+/// messages before `before_seq` when only that is given; in `seq` order either way.
+#[derive(JsonSchema)]
+pub struct History {
+    /// Messages with a `seq` greater than this.
+    #[schemars(range(min = 0))]
+    pub after_seq: Option<i64>,
+    /// Messages with a `seq` less than this (the newest of them, when `after_seq` is absent).
+    #[schemars(range(min = 1))]
+    pub before_seq: Option<i64>,
+    /// Most messages returned.
+    #[schemars(default = "super::default_limit", range(min = 1, max = 100))]
+    pub limit: u32,
+}
+
+/// Reads a [`History`] from the query, with the history rules.
+pub fn history(q: &Query) -> Result<History, ApiError> {
+    Ok(History {
+        after_seq: q.int("after_seq", 0, i64::MAX)?,
+        before_seq: q.int("before_seq", 1, i64::MAX)?,
+        limit: q.int("limit", 1, 100)?.map_or(super::default_limit(), |n| n as u32),
+    })
 }
 
 pub async fn list(
     Rest((Acting(actor), InRoom(room_id), QueryString(q))): Rest<(Acting, InRoom, QueryString)>,
     state: web::Data<AppState>,
 ) -> HttpResult {
-    let (after_seq, before_seq, limit) = history(&q)?;
+    let History { after_seq, before_seq, limit } = history(&q)?;
     let cmd = ListMessages { actor, room_id, after_seq, before_seq, limit };
     let messages = state.bus.request(&cmd).await?;
-    let page = messages.iter().map(|m| linked(&state, m)).collect::<Result<Vec<_>, _>>()?;
+    let links = crate::rest_chat::render::links(&state);
+    let page: Vec<LinkedMessage> = messages.into_iter().map(|m| linked(&links, m)).collect();
     Ok(HttpResponse::Ok().json(page))
 }
 
 /// The body of `PATCH /rooms/{room_id}/messages/{message_id}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct Edit {
+    /// The new text (not only whitespace).
+    #[schemars(with = "MessageContent", required, example = &"Hello, everyone!")]
     content: Option<Value>,
+    /// Why it was edited, shown to the others with the edit.
+    #[schemars(with = "Option<String>")]
     edit_reason: Option<Value>,
 }
 
@@ -187,7 +228,7 @@ impl TryFrom<EditRequest> for EditMessage {
 /// `PATCH /rooms/{id}/messages/{message_id}` `{"content","edit_reason"?}`: the sender edits.
 pub async fn edit(Rest(req): Rest<EditRequest>, state: web::Data<AppState>) -> HttpResult {
     let edited = state.bus.request(&EditMessage::try_from(req)?).await?;
-    Ok(HttpResponse::Ok().json(linked(&state, &edited)?))
+    Ok(HttpResponse::Ok().json(linked(&crate::rest_chat::render::links(&state), edited)))
 }
 
 /// `DELETE /rooms/{id}/messages/{message_id}`: the sender or a room admin deletes
@@ -197,5 +238,5 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> HttpResult {
     let deleted = state.bus.request(&DeleteMessage { actor, room_id, message_id }).await?;
-    Ok(HttpResponse::Ok().json(linked(&state, &deleted)?))
+    Ok(HttpResponse::Ok().json(linked(&crate::rest_chat::render::links(&state), deleted)))
 }

@@ -3,33 +3,48 @@
 
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
-use chat_domain::ids::TenantId;
+use chat_domain::ids::{RoomId, TenantId, UserId};
 use chat_domain::proto::notify::{
-    ListDeadLetters, ListInbox, ListSubscriptions, Notify, RetryDeadLetter, Subscribe, Targets, Unsubscribe,
+    ListDeadLetters, ListInbox, ListSubscriptions, MAX_TOPIC_CHARS, Notify, RetryDeadLetter, Subscribe, Targets,
+    Unsubscribe,
 };
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::extract::{Body, Cx, IdSegment, Page, Part, QueryString, Rest, Topic};
 use super::{room_id, tenant_id, user_id};
 use crate::AppState;
-use crate::body::field;
+use crate::body::{Query, field};
 use crate::caller::{Acting, Admin, Caller};
 use crate::error::HttpResult;
 
 /// The body of `POST /notify`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct NewNotification {
+    /// What it is about, e.g. `order.shipped`.
+    #[schemars(with = "String", required, length(min = 1, max = MAX_TOPIC_CHARS))]
     topic: Option<Value>,
+    /// What the recipients get (a JSON object, at most 16 KiB serialized); `{}` when absent.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     payload: Option<Value>,
+    /// Who gets it (all of the targets given, together); the whole tenant when absent.
+    #[schemars(with = "Option<TargetsBody>")]
     targets: Option<Value>,
 }
 
 /// `targets` of `POST /notify`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
+#[schemars(rename = "NotifyTargets")]
 struct TargetsBody {
+    /// These users.
+    #[schemars(with = "Option<Vec<UserId>>")]
     user_ids: Option<Value>,
+    /// The members of this room.
+    #[schemars(with = "Option<RoomId>")]
     room_id: Option<Value>,
+    /// The users subscribed to the topic.
+    #[schemars(with = "Option<bool>")]
     topic_subscribers: Option<Value>,
 }
 
@@ -102,9 +117,20 @@ pub async fn notify(Rest(req): Rest<NotifyRequest>, state: web::Data<AppState>) 
 }
 
 /// The body of `POST /subscriptions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct NewSubscription {
+    /// The topic to get notifications of (`targets.topic_subscribers` of `POST /notify`).
+    #[schemars(with = "String", required, length(min = 1, max = MAX_TOPIC_CHARS), example = &"order.shipped")]
     topic: Option<Value>,
+}
+
+/// The answer of `POST /subscriptions`.
+#[derive(Serialize, JsonSchema)]
+pub struct Subscribed {
+    topic: String,
+    /// Always `true` (subscribing twice is no error).
+    #[schemars(extend("const" = true))]
+    subscribed: bool,
 }
 
 pub async fn subscribe(
@@ -113,12 +139,19 @@ pub async fn subscribe(
 ) -> HttpResult {
     let topic = field::required_str("topic", body.topic)?;
     state.bus.request(&Subscribe { tenant_id: actor.tenant_id, user_id: actor.user_id, topic: topic.clone() }).await?;
-    Ok(HttpResponse::Created().json(json!({"topic": topic, "subscribed": true})))
+    Ok(HttpResponse::Created().json(Subscribed { topic, subscribed: true }))
+}
+
+/// The caller's topics.
+#[derive(Serialize, JsonSchema)]
+pub struct Topics {
+    /// Sorted.
+    topics: Vec<String>,
 }
 
 pub async fn list_subscriptions(Rest(Acting(actor)): Rest<Acting>, state: web::Data<AppState>) -> HttpResult {
     let topics = state.bus.request(&ListSubscriptions { tenant_id: actor.tenant_id, user_id: actor.user_id }).await?;
-    Ok(HttpResponse::Ok().json(json!({"topics": topics})))
+    Ok(HttpResponse::Ok().json(Topics { topics }))
 }
 
 pub async fn unsubscribe(
@@ -126,7 +159,7 @@ pub async fn unsubscribe(
     state: web::Data<AppState>,
 ) -> HttpResult {
     state.bus.request(&Unsubscribe { tenant_id: actor.tenant_id, user_id: actor.user_id, topic }).await?;
-    Ok(HttpResponse::Ok().json(json!({"success": true})))
+    Ok(HttpResponse::Ok().json(super::SUCCESS))
 }
 
 /// `GET /notifications?limit=&offset=`: the caller's inbox, newest first.
@@ -135,15 +168,35 @@ pub async fn inbox(Rest((Acting(actor), page)): Rest<(Acting, Page)>, state: web
     Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
 }
 
+/// The query of `GET /admin/dead-letters`.
+#[derive(JsonSchema)]
+pub struct DeadLetterQuery {
+    /// Whose dead letters.
+    pub tenant_id: TenantId,
+    /// Most dead letters of each kind returned.
+    #[schemars(default = "super::default_limit", range(min = 1, max = 1000))]
+    pub limit: u32,
+}
+
+impl TryFrom<&Query> for DeadLetterQuery {
+    type Error = ApiError;
+
+    fn try_from(q: &Query) -> Result<Self, ApiError> {
+        let raw = q.get_str("tenant_id").ok_or_else(|| ApiError::validation("tenant_id", "tenant_id is required"))?;
+        Ok(DeadLetterQuery {
+            tenant_id: tenant_id(raw)?,
+            limit: q.int("limit", 1, 1000)?.map_or(super::default_limit(), |n| n as u32),
+        })
+    }
+}
+
 /// `GET /admin/dead-letters?tenant_id=&limit=` (limit default 50, max 1000).
 pub async fn dead_letters(
     Rest((Admin, QueryString(q))): Rest<(Admin, QueryString)>,
     state: web::Data<AppState>,
 ) -> HttpResult {
-    let tenant =
-        tenant_id(q.get_str("tenant_id").ok_or_else(|| ApiError::validation("tenant_id", "tenant_id is required"))?)?;
-    let limit = q.int("limit", 1, 1000)?.unwrap_or(50) as u32;
-    Ok(HttpResponse::Ok().json(state.bus.request(&ListDeadLetters { tenant_id: tenant, limit }).await?))
+    let DeadLetterQuery { tenant_id, limit } = DeadLetterQuery::try_from(&q)?;
+    Ok(HttpResponse::Ok().json(state.bus.request(&ListDeadLetters { tenant_id, limit }).await?))
 }
 
 /// `POST /admin/dead-letters/{id}/retry`: replay one dead letter.
@@ -152,5 +205,5 @@ pub async fn retry_dead_letter(
     state: web::Data<AppState>,
 ) -> HttpResult {
     state.bus.request(&RetryDeadLetter { id }).await?;
-    Ok(HttpResponse::Accepted().json(json!({"success": true})))
+    Ok(HttpResponse::Accepted().json(super::SUCCESS))
 }

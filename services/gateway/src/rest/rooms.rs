@@ -3,9 +3,10 @@
 
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
-use chat_domain::ids::RoomId;
-use chat_domain::model::{Actor, MAX_INITIAL_MEMBERS, MemberRole, RoomType};
+use chat_domain::ids::{RoomId, UserId};
+use chat_domain::model::{Actor, MAX_INITIAL_MEMBERS, MAX_NAME_CHARS, MemberRole, RoomType};
 use chat_domain::proto::store::{AddMember, CreateRoom, GetRoom, ListMembers, ListRooms, RemoveMember};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -17,11 +18,16 @@ use crate::caller::{Acting, UserCaller};
 use crate::error::HttpResult;
 
 /// The body of `POST /rooms`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct NewRoom {
+    /// `dm` (exactly two members, one DM per pair), `group` or `channel`.
     #[serde(rename = "type")]
+    #[schemars(with = "RoomType", required)]
     room_type: Option<Value>,
+    /// The other members (the caller always is one, as the room's admin).
+    #[schemars(with = "Option<Vec<UserId>>", length(max = MAX_INITIAL_MEMBERS))]
     members: Option<Value>,
+    #[schemars(with = "Option<String>", length(max = MAX_NAME_CHARS))]
     name: Option<Value>,
 }
 
@@ -87,9 +93,12 @@ pub async fn list_members(
 }
 
 /// The body of `POST /rooms/{room_id}/members`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct NewMember {
+    #[schemars(with = "UserId", required)]
     user_id: Option<Value>,
+    /// `member` when absent.
+    #[schemars(with = "Option<MemberRole>")]
     role: Option<Value>,
 }
 
@@ -128,5 +137,5 @@ pub async fn remove_member(
     state: web::Data<AppState>,
 ) -> HttpResult {
     state.bus.request(&RemoveMember { actor, room_id, user_id }).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"success": true})))
+    Ok(HttpResponse::Ok().json(super::SUCCESS))
 }

@@ -6,7 +6,8 @@
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::ids::UserId;
-use chat_domain::proto::chat::{DirectoryUser, GetUser, PutUser};
+use chat_domain::proto::chat::{GetUser, PutUser};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,12 +17,20 @@ use crate::body::field;
 use crate::caller::Caller;
 use crate::error::HttpResult;
 
-/// The body of `PUT /users/{user_id}`.
-#[derive(Deserialize)]
+/// The body of `PUT /users/{user_id}`: the whole entry (fields left out are cleared).
+#[derive(Deserialize, JsonSchema)]
 pub struct UserBody {
+    /// The name chats show.
+    #[schemars(with = "Option<String>", example = &"Alice")]
     name: Option<Value>,
+    #[schemars(with = "Option<String>")]
     avatar_url: Option<Value>,
+    /// E.g. `support`, `admin` (both put the user in the support pool; `admin` may
+    /// send system messages and delete anyone's message).
+    #[schemars(with = "Option<Vec<String>>")]
     roles: Option<Value>,
+    /// Anything the tenant keeps with the user.
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     metadata: Option<Value>,
 }
 
@@ -54,29 +63,15 @@ impl TryFrom<PutRequest> for PutUser {
     }
 }
 
-/// The user as the API shows it.
-fn user_json(u: &DirectoryUser) -> Value {
-    json!({
-        "user_id": u.user_id,
-        "name": u.name,
-        "avatar_url": u.avatar_url,
-        "roles": u.roles,
-        "metadata": u.metadata,
-        "registered": u.registered,
-        "created_at": u.created_at.as_ref().map(chat_domain::time::format),
-        "updated_at": u.updated_at.as_ref().map(chat_domain::time::format),
-    })
-}
-
 /// Creates (`201`) or replaces (`200`) the user's directory entry.
 pub async fn put(Rest(req): Rest<PutRequest>, state: web::Data<AppState>) -> HttpResult {
     let put = state.bus.request(&PutUser::try_from(req)?).await?;
     let mut res = if put.created { HttpResponse::Created() } else { HttpResponse::Ok() };
-    Ok(res.json(user_json(&put.user)))
+    Ok(res.json(put.user))
 }
 
 /// A user of the tenant (in the directory, or a member of any room); `404` otherwise.
 pub async fn get(Rest((caller, InUser(user_id))): Rest<(Caller, InUser)>, state: web::Data<AppState>) -> HttpResult {
     let user = state.bus.request(&GetUser { tenant_id: caller.tenant.tenant_id.clone(), user_id }).await?;
-    Ok(HttpResponse::Ok().json(user_json(&user)))
+    Ok(HttpResponse::Ok().json(user))
 }

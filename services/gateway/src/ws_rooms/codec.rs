@@ -8,6 +8,7 @@ use chat_domain::model::{Message, MessageContent, validate_client_id, validate_m
 use chat_domain::proto::events::{RoomEvent, RoomEventBody, UserEvent, UserEventBody};
 use chat_domain::proto::notify::InboxItem;
 use chat_domain::proto::store::CursorKind;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -198,28 +199,52 @@ impl Serialize for Meta<'_> {
 }
 
 /// The `data` of a `message` frame (also the message of the document's REST helpers).
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct MessageData<'a> {
+    /// The message id (the same as `message_id`).
     id: &'a str,
     message_id: &'a str,
+    /// Position in the room, from 1, without gaps.
     seq: i64,
     sender_id: &'a str,
+    /// The name sent with the message, else the sender's id.
     sender_name: &'a str,
     content: &'a str,
+    /// The sender's `message_type` (kept in `meta.type`), `text` by default; `system`
+    /// for a system notice.
     message_type: &'a str,
+    /// The sender's `meta` (`{}` when none was sent).
+    #[schemars(with = "Map<String, Value>")]
     meta: Meta<'a>,
+    /// The sender's `client_msg_id`, when one was given.
     local_id: Option<&'a str>,
+    #[schemars(extend("format" = "date-time"))]
     created_at: String,
+    #[schemars(extend("format" = "date-time"))]
     edited_at: Option<String>,
+    /// When the message was deleted (its content is then empty).
+    #[schemars(extend("format" = "date-time"))]
     deleted_at: Option<String>,
+    /// In a `message_sent` frame only: whether the send was a resend.
     #[serde(skip_serializing_if = "Option::is_none")]
     duplicate: Option<bool>,
+    /// In a `message_sent` frame only: `sent`.
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a str>,
-    /// A file message's files: `{url, filename, mime_type, size}`, `url` a signed,
-    /// expiring link (absent for messages without files).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    attachments: Vec<Value>,
+    /// A file message's files (absent for messages without files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<FileLink<'a>>,
+}
+
+/// A file of a message, with the link it is read from.
+#[derive(Serialize, JsonSchema)]
+pub struct FileLink<'a> {
+    /// A signed link to the file's bytes, valid for a limited time.
+    url: String,
+    filename: &'a str,
+    mime_type: &'a str,
+    /// Size in bytes.
+    size: u64,
 }
 
 impl<'a> MessageData<'a> {
@@ -249,8 +274,11 @@ impl<'a> MessageData<'a> {
             attachments: m
                 .attachments
                 .iter()
-                .map(|a| {
-                    json!({"url": links.url(m, a), "filename": a.filename, "mime_type": a.mime_type, "size": a.size})
+                .map(|a| FileLink {
+                    url: links.url(m, a),
+                    filename: &a.filename,
+                    mime_type: &a.mime_type,
+                    size: a.size,
                 })
                 .collect(),
         }
