@@ -384,6 +384,15 @@ mod tests {
             }
         }
         assert!(silent.is_empty(), "no success reply documented: {silent:?}");
+        // Two types of one name get `Name2` from schemars: rename one (`#[schemars(rename)]`).
+        let clashes: Vec<&String> = doc["components"]["schemas"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, _)| name)
+            .filter(|name| name.ends_with(|c: char| c.is_ascii_digit()))
+            .collect();
+        assert!(clashes.is_empty(), "schema names that clashed: {clashes:?}");
         let text = serde_json::to_string(&doc)?;
         for reference in text.split("\"$ref\":\"").skip(1).filter_map(|s| s.split('"').next()) {
             let pointer = reference.strip_prefix('#').unwrap_or(reference);

@@ -89,6 +89,7 @@ pub(crate) struct OneMessage {
 
 /// The body of `POST /api/chat/:id/messages`.
 #[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "NewChatMessage")]
 pub(crate) struct NewMessage {
     /// The text: 1 to 16,000 characters, not blank.
     #[schemars(with = "MessageContent", required)]
