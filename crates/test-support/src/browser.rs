@@ -166,6 +166,12 @@ impl Browser {
         Ok(Self { child, profile, conn })
     }
 
+    /// Sends a browser-wide DevTools command (`Browser.setDownloadBehavior`, ...) and
+    /// returns its `result`.
+    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        self.conn.call(None, method, params).await
+    }
+
     /// Opens `url` in a new page.
     pub async fn page(&self, url: &str) -> anyhow::Result<Page> {
         let target = self.conn.call(None, "Target.createTarget", json!({"url": url})).await?;
@@ -204,6 +210,28 @@ impl Page {
         self.conn.call(Some(&self.session), method, params).await
     }
 
+    /// Sets the value of the input (or select) with id `id` as typing does: an `input`
+    /// event follows.
+    pub async fn fill(&self, id: &str, value: &str) -> anyhow::Result<()> {
+        self.wait_for(&format!("#{id} to be there"), &format!("!!document.getElementById({})", js(id))).await?;
+        self.eval(&format!(
+            "(() => {{ const i = document.getElementById({}); i.value = {}; i.dispatchEvent(new Event('input')); return true; }})()",
+            js(id),
+            js(value)
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Clicks the element `selector` matches once it is there (DOM `click()`: CDP
+    /// mouse input crashes some headless builds).
+    pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
+        self.wait_for(&format!("{selector} to be there"), &format!("!!document.querySelector({})", js(selector)))
+            .await?;
+        self.eval(&format!("document.querySelector({}).click(); true", js(selector))).await?;
+        Ok(())
+    }
+
     /// Waits (bounded, like [`crate::eventually`]) until `expression` is truthy in the
     /// page, and returns its value.
     pub async fn wait_for(&self, what: &str, expression: &str) -> anyhow::Result<Value> {
@@ -224,4 +252,9 @@ impl Page {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// `s` as a JavaScript string literal.
+pub fn js(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
 }
