@@ -2,10 +2,12 @@
 //! binary, driven in headless Chromium as people use them: two people sign in (one
 //! through `POST /dev/token`, one with a pasted user token), chat, see typing, unread
 //! counts and read ticks, edit and delete; one loses the network, keeps writing, and
-//! comes back without losing or repeating a message. The operator lists and creates
-//! tenants, sets a webhook, watches live connections, rotates a key and replays a dead
-//! letter. Takes the screenshot README shows (written to `docs/screenshot.png` with
-//! `UPDATE_SCREENSHOT=1`). Needs Chromium
+//! comes back without losing or repeating a message. Files are attached in the page
+//! and shown to the other person live and from history (images as thumbnails, the
+//! bytes fetched with the token); refused uploads show the API's message. The operator
+//! lists and creates tenants, sets a webhook, watches live connections, rotates a key
+//! and replays a dead letter. Takes the screenshot README shows (written to
+//! `docs/screenshot.png` with `UPDATE_SCREENSHOT=1`). Needs Chromium
 //! (`scripts/ensure-deps.sh browser`) and the machine's PostgreSQL, Redis and NATS.
 
 use std::path::Path;
