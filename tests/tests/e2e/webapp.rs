@@ -303,6 +303,39 @@ async fn sees_thumbnail(page: &Page, who: &str, content: &str) -> anyhow::Result
     Ok(())
 }
 
+/// Sends `file` (name, type, bytes) into `room` as `client`, through the API; with
+/// `reply_to`, as a reply to that message id.
+async fn send_file(
+    client: &Client,
+    room: &str,
+    (name, mime, bytes): (&str, &str, &[u8]),
+    reply_to: Option<&str>,
+) -> anyhow::Result<reqwest::Response> {
+    let boundary = unique("boundary");
+    let mut body = Vec::new();
+    if let Some(id) = reply_to {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"replyToMessageId\"\r\n\r\n{id}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: {mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Ok(client
+        .request(Method::POST, &format!("/api/chat/{room}/messages/file"))
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await?)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn attachments_in_the_web_app() -> anyhow::Result<()> {
     let stack = TestStack::builder().dev_login().start().await?;
@@ -371,21 +404,7 @@ async fn attachments_in_the_web_app() -> anyhow::Result<()> {
     assert_eq!(res.status(), StatusCode::OK);
     let alice_api = t.user("alice");
     chat_test_support::eventually("the new settings at the gateway", || async {
-        let boundary = "walkthroughboundary";
-        let mut body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"replyToMessageId\"\r\n\r\nmsg_none\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.png\"\r\n\
-             Content-Type: image/png\r\n\r\n"
-        )
-        .into_bytes();
-        body.extend_from_slice(PNG);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let res = alice_api
-            .request(Method::POST, &format!("/api/chat/{room}/messages/file"))
-            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
-            .body(body)
-            .send()
-            .await?;
+        let res = send_file(&alice_api, &room, ("p.png", "image/png", PNG), Some("msg_none")).await?;
         Ok(res.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE)
     })
     .await?;
@@ -408,6 +427,51 @@ async fn attachments_in_the_web_app() -> anyhow::Result<()> {
 
     drop(browser);
     stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_file_link_is_signed_again() -> anyhow::Result<()> {
+    // Links valid for 5 s: the page still holds the first one when it has expired.
+    let dir = std::env::temp_dir().join(unique("chat-attachments-webapp-"));
+    let mut files = gateway::attachments::AttachmentsConfig::local(&dir);
+    files.link_ttl_secs = 5;
+    let stack = TestStack::builder().dev_login().attachments(files).start().await?;
+    let t = stack.dev_tenant().await?;
+    let browser = Browser::launch().await?;
+    browser.call("Browser.setDownloadBehavior", json!({"behavior": "deny"})).await?;
+    let room = t.user("alice").create_room("group", &["bob"]).await?;
+    let report = b"quarterly figures\n";
+    let sent = send_file(&t.user("alice"), &room, ("report.txt", "text/plain", report), None).await?;
+    assert_eq!(sent.status(), StatusCode::CREATED);
+
+    let bob = load(&browser, &stack, "/", "chatApp").await?;
+    bob.fill("dev-user", "bob").await?;
+    bob.click("#dev-signin").await?;
+    bob.wait_for("Bob to be signed in", &format!("{} === 'bob'", text_of("#me"))).await?;
+    open_room(&bob, "Bob", &room).await?;
+    let link = format!("{}?.querySelector('a.file')", message("report.txt"));
+    bob.wait_for("the file link", &format!("!!{link}")).await?;
+    // The link the page holds, once the gateway refuses it as expired.
+    let held = bob.eval("[...window.chatApp.messages.values()][0].attachments[0].url").await?;
+    let held = held.as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(held.starts_with("/api/chat/"), "not a link of this gateway: {held}");
+    let bob_api = t.user("bob");
+    chat_test_support::eventually("the first link to expire", || async {
+        let res = bob_api.request(Method::GET, &held).send().await?;
+        Ok(res.status() == StatusCode::FORBIDDEN)
+    })
+    .await?;
+
+    // A click reads the message again for a fresh link, and gets the file.
+    bob.eval(&format!("{link}.click(); true")).await?;
+    bob.wait_for("the file fetched", &format!("{link}?.href.startsWith('blob:')")).await?;
+    assert_eq!(bytes_behind(&bob, "report.txt", "a.file", "href").await?, report);
+    assert_eq!(bob.eval(&text_of("#room-error")).await?, json!(""));
+
+    drop(browser);
+    stack.stop().await?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
