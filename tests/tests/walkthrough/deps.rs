@@ -29,12 +29,22 @@ pub fn port_open(port: u16) -> bool {
 /// Sends `signal` (`INT`, `TERM`, `KILL`...) to the process group `pgid`, as a
 /// terminal's Ctrl-C reaches every process of the foreground job.
 pub fn signal_group(pgid: u32, signal: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .args(["-s", signal, "--", &format!("-{pgid}")])
+    kill(signal, &format!("-{pgid}"))
+}
+
+/// Sends `signal` to one process.
+fn signal_process(pid: u32, signal: &str) -> anyhow::Result<()> {
+    kill(signal, &pid.to_string())
+}
+
+/// bash's `kill` (run.sh needs bash anyway; a `kill` program may not be installed).
+fn kill(signal: &str, target: &str) -> anyhow::Result<()> {
+    let status = Command::new("bash")
+        .args(["-c", "kill -s \"$1\" -- \"$2\"", "kill", signal, target])
         .stderr(Stdio::null())
         .status()
-        .context("running kill")?;
-    anyhow::ensure!(status.success(), "kill -s {signal} -- -{pgid} failed (is the group gone?)");
+        .context("running bash's kill")?;
+    anyhow::ensure!(status.success(), "kill -s {signal} -- {target} failed (is it gone?)");
     Ok(())
 }
 
@@ -93,7 +103,7 @@ impl Drop for Server {
             return;
         }
         let pid = self.child.id();
-        let _ = Command::new("kill").args(["-s", self.stop_signal, &pid.to_string()]).status();
+        let _ = signal_process(pid, self.stop_signal);
         let deadline = Instant::now() + PATIENCE;
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
