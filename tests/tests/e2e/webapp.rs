@@ -420,6 +420,21 @@ async fn attachments_in_the_web_app() -> anyhow::Result<()> {
     alice
         .wait_for("the size refusal", &format!("{} === 'The file must be at most 100 bytes'", text_of("#room-error")))
         .await?;
+    // A file far over the limit is refused from its Content-Length, before it is read.
+    alice.eval("document.getElementById('room-error').textContent = ''; true").await?;
+    alice
+        .eval(
+            "(() => { const f = new File([new Uint8Array(8 * 1024 * 1024).fill(120)], 'big.txt', {type: 'text/plain'}); \
+             const d = new DataTransfer(); d.items.add(f); const i = document.getElementById('attach'); \
+             i.files = d.files; i.dispatchEvent(new Event('change')); return true; })()",
+        )
+        .await?;
+    alice
+        .wait_for(
+            "the refusal of a big file",
+            &format!("{} === 'The file must be at most 100 bytes'", text_of("#room-error")),
+        )
+        .await?;
     alice.wait_for("the upload line to clear", &format!("{} === ''", text_of("#upload-status"))).await?;
     assert_eq!(alice.eval("document.querySelectorAll('#message-list .msg').length").await?, shown);
     let stored = t.user("alice").get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?;
