@@ -326,7 +326,7 @@ function renderFile(m, a, index) {
     }
   });
   if (!a.mime_type.startsWith("image/")) {
-    link.append(`\u{1F4C4} ${label}`);
+    link.append(label);
     return link;
   }
   const img = el("img", { class: "thumb", alt: a.filename, title: label, src: ready || null });
