@@ -408,11 +408,11 @@ cat <<EOF
                (set roomId/apiKey/userId/userName in $GATEWAY_STATIC_DIR/ws-rooms-demo.html first)
    ops         message-store http://$(local_addr "$(ops_addr message-store)")  presence http://$(local_addr "$(ops_addr presence)")
                notification  http://$(local_addr "$(ops_addr notification)")  (/healthz /readyz /metrics)
-   logs        .dev/logs/<service>.log
+   logs        ${LOG_DIR#"$ROOT"/}/<service>.log
 
    dev API key   $CHAT_DEV_API_KEY
    admin key     $CHAT_ADMIN_API_KEY
-                 (kept in .dev/keys.env)
+                 (kept in ${KEYS_FILE#"$ROOT"/})
 
  Try it from another terminal:
 

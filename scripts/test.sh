@@ -8,6 +8,11 @@
 #                               openapi-spec-validator (ensure-deps.sh openapi-validator)
 #   2. the workspace's tests    cargo nextest when installed, else cargo test
 #   3. script-level tests against the built service binaries (debug build):
+#      tests/tests/walkthrough         the newcomer's walkthrough: scripts/run.sh
+#                                      started, the banner's URL opened in Chromium,
+#                                      two people chat, /docs renders, /admin shows
+#                                      the dev tenant's live connections, Ctrl-C
+#                                      stops everything (an #[ignore]d test, run here)
 #      tests/chaos/supervisor_test.py  `make run` restarts a killed service
 #      tests/chaos/chaos.py --short    three faults under a small load: nothing
 #                                      acknowledged is lost or stored twice
@@ -54,6 +59,8 @@ fi
 if [[ $# -eq 0 && ${SKIP_SCRIPT_TESTS:-} != 1 ]]; then
     step "service binaries for the script-level tests (cargo build --bins)"
     cargo build -p gateway -p message-store -p presence -p notification --bins
+    step "the newcomer's walkthrough: make run, two people chat, /docs, /admin (tests/tests/walkthrough)"
+    cargo test -p chat-e2e --test walkthrough -- --ignored --nocapture
     step "make run restarts a dead service (tests/chaos/supervisor_test.py)"
     PROFILE=dev python3 tests/chaos/supervisor_test.py
     step "faults under load, short (tests/chaos/chaos.py --short)"

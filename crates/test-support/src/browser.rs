@@ -31,10 +31,14 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 /// Replies awaited, by command id.
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
+/// The URLs each page (by session id) asked for since it enabled the `Network` domain.
+type Requests = Arc<Mutex<HashMap<String, Vec<String>>>>;
+
 /// The DevTools connection shared by the browser and its pages.
 struct Conn {
     sink: tokio::sync::Mutex<SplitSink<Socket, Message>>,
     waiting: Waiting,
+    requests: Requests,
     next: AtomicU64,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -149,21 +153,36 @@ impl Browser {
         let (socket, _) = bounded("connecting to DevTools", tokio_tungstenite::connect_async(url.as_str())).await??;
         let (sink, mut stream) = socket.split();
         let waiting: Waiting = Arc::default();
-        let replies = waiting.clone();
+        let requests: Requests = Arc::default();
+        let (replies, asked) = (waiting.clone(), requests.clone());
         let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let Message::Text(text) = msg else { continue };
                 let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
-                // Replies have an id; events (method + params) are not needed here.
+                // Replies have an id; of the events (method + params) only the requests
+                // pages make are kept.
                 if let Some(id) = v.get("id").and_then(Value::as_u64)
                     && let Some(tx) = replies.lock().ok().and_then(|mut w| w.remove(&id))
                 {
                     let _ = tx.send(v);
+                } else if v["method"] == "Network.requestWillBeSent"
+                    && let (Some(session), Some(url)) =
+                        (v["sessionId"].as_str(), v["params"]["request"]["url"].as_str())
+                    && let Ok(mut asked) = asked.lock()
+                {
+                    asked.entry(session.to_owned()).or_default().push(url.to_owned());
                 }
             }
         });
-        let conn = Arc::new(Conn { sink: tokio::sync::Mutex::new(sink), waiting, next: AtomicU64::new(1), reader });
+        let conn =
+            Arc::new(Conn { sink: tokio::sync::Mutex::new(sink), waiting, requests, next: AtomicU64::new(1), reader });
         Ok(Self { child, profile, conn })
+    }
+
+    /// Sends a browser-wide DevTools command (`Browser.setDownloadBehavior`, ...) and
+    /// returns its `result`.
+    pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        self.conn.call(None, method, params).await
     }
 
     /// Opens `url` in a new page.
@@ -204,6 +223,51 @@ impl Page {
         self.conn.call(Some(&self.session), method, params).await
     }
 
+    /// Starts noting every request the page makes (the `Network` domain); see
+    /// [`Page::requests`]. Open the page at `about:blank`, call this, then
+    /// [`Page::navigate`] to see the requests of its first load too.
+    pub async fn record_requests(&self) -> anyhow::Result<()> {
+        self.call("Network.enable", json!({})).await?;
+        Ok(())
+    }
+
+    /// The URLs the page asked for since [`Page::record_requests`] (or since anything
+    /// else enabled the `Network` domain on it).
+    pub fn requests(&self) -> Vec<String> {
+        self.conn.requests.lock().ok().and_then(|r| r.get(&self.session).cloned()).unwrap_or_default()
+    }
+
+    /// Loads `url` in this page (without waiting for it: wait for what it should show).
+    pub async fn navigate(&self, url: &str) -> anyhow::Result<()> {
+        let nav = self.call("Page.navigate", json!({"url": url})).await?;
+        if let Some(e) = nav.get("errorText").and_then(Value::as_str) {
+            bail!("loading {url} failed: {e}");
+        }
+        Ok(())
+    }
+
+    /// Sets the value of the input (or select) with id `id` as typing does: an `input`
+    /// event follows.
+    pub async fn fill(&self, id: &str, value: &str) -> anyhow::Result<()> {
+        self.wait_for(&format!("#{id} to be there"), &format!("!!document.getElementById({})", js(id))).await?;
+        self.eval(&format!(
+            "(() => {{ const i = document.getElementById({}); i.value = {}; i.dispatchEvent(new Event('input')); return true; }})()",
+            js(id),
+            js(value)
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Clicks the element `selector` matches once it is there (DOM `click()`: CDP
+    /// mouse input crashes some headless builds).
+    pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
+        self.wait_for(&format!("{selector} to be there"), &format!("!!document.querySelector({})", js(selector)))
+            .await?;
+        self.eval(&format!("document.querySelector({}).click(); true", js(selector))).await?;
+        Ok(())
+    }
+
     /// Waits (bounded, like [`crate::eventually`]) until `expression` is truthy in the
     /// page, and returns its value.
     pub async fn wait_for(&self, what: &str, expression: &str) -> anyhow::Result<Value> {
@@ -224,4 +288,9 @@ impl Page {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// `s` as a JavaScript string literal.
+pub fn js(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
 }

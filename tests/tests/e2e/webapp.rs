@@ -2,44 +2,21 @@
 //! binary, driven in headless Chromium as people use them: two people sign in (one
 //! through `POST /dev/token`, one with a pasted user token), chat, see typing, unread
 //! counts and read ticks, edit and delete; one loses the network, keeps writing, and
-//! comes back without losing or repeating a message. The operator lists and creates
-//! tenants, sets a webhook, watches live connections, rotates a key and replays a dead
-//! letter. Takes the screenshot README shows (written to `docs/screenshot.png` with
-//! `UPDATE_SCREENSHOT=1`). Needs Chromium
+//! comes back without losing or repeating a message. Files are attached in the page
+//! and shown to the other person live and from history (images as thumbnails, the
+//! bytes fetched with the token); refused uploads show the API's message. The operator
+//! lists and creates tenants, sets a webhook, watches live connections, rotates a key
+//! and replays a dead letter. Takes the screenshot README shows (written to
+//! `docs/screenshot.png` with `UPDATE_SCREENSHOT=1`). Needs Chromium
 //! (`scripts/ensure-deps.sh browser`) and the machine's PostgreSQL, Redis and NATS.
 
 use std::path::Path;
 
 use base64::Engine as _;
-use chat_test_support::browser::{Browser, Page};
+use chat_test_support::browser::{Browser, Page, js};
 use chat_test_support::{Client, TestStack, WebhookReceiver, WsClient, unique};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// A JavaScript string literal.
-fn js(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
-}
-
-/// Sets an input's value as typing does (an `input` event follows).
-async fn fill(page: &Page, id: &str, value: &str) -> anyhow::Result<()> {
-    page.wait_for(&format!("#{id} to be there"), &format!("!!document.getElementById({})", js(id))).await?;
-    page.eval(&format!(
-        "(() => {{ const i = document.getElementById({}); i.value = {}; i.dispatchEvent(new Event('input')); return true; }})()",
-        js(id),
-        js(value)
-    ))
-    .await?;
-    Ok(())
-}
-
-/// Clicks the element `selector` matches (DOM `click()`: CDP mouse input crashes some
-/// headless builds).
-async fn click(page: &Page, selector: &str) -> anyhow::Result<()> {
-    page.wait_for(&format!("{selector} to be there"), &format!("!!document.querySelector({})", js(selector))).await?;
-    page.eval(&format!("document.querySelector({}).click(); true", js(selector))).await?;
-    Ok(())
-}
 
 /// The text of the element `selector` matches ("" when there is none).
 fn text_of(selector: &str) -> String {
@@ -68,8 +45,8 @@ async fn sees(page: &Page, who: &str, content: &str) -> anyhow::Result<()> {
 }
 
 async fn send(page: &Page, content: &str) -> anyhow::Result<()> {
-    fill(page, "composer", content).await?;
-    click(page, "#send").await
+    page.fill("composer", content).await?;
+    page.click("#send").await
 }
 
 async fn online(page: &Page, who: &str) -> anyhow::Result<()> {
@@ -82,7 +59,7 @@ async fn online(page: &Page, who: &str) -> anyhow::Result<()> {
 }
 
 async fn open_room(page: &Page, who: &str, room: &str) -> anyhow::Result<()> {
-    click(page, &format!("li.room[data-room=\"{room}\"]")).await?;
+    page.click(&format!("li.room[data-room=\"{room}\"]")).await?;
     page.wait_for(
         &format!("{who} to open the room"),
         &format!("window.chatApp.room && window.chatApp.room.room_id === {}", js(room)),
@@ -123,19 +100,19 @@ async fn two_people_chat_in_the_web_app() -> anyhow::Result<()> {
 
     // Alice signs in by name (dev login); Bob with a token his app's server minted.
     let alice = load(&browser, &stack, "/", "chatApp").await?;
-    fill(&alice, "dev-user", "alice").await?;
-    click(&alice, "#dev-signin").await?;
+    alice.fill("dev-user", "alice").await?;
+    alice.click("#dev-signin").await?;
     alice.wait_for("Alice to be signed in", &format!("{} === 'alice'", text_of("#me"))).await?;
     let bob = load(&browser, &stack, "/", "chatApp").await?;
     let token = t.user("bob").post("/tokens", json!({})).await?.expect(StatusCode::CREATED)?.str("token")?.to_owned();
-    fill(&bob, "paste-token", &token).await?;
-    click(&bob, "#paste-signin").await?;
+    bob.fill("paste-token", &token).await?;
+    bob.click("#paste-signin").await?;
     bob.wait_for("Bob to be signed in", &format!("{} === 'bob'", text_of("#me"))).await?;
 
     // Alice creates a room with Bob and writes before he looks.
-    fill(&alice, "new-members", "bob").await?;
-    fill(&alice, "new-name", "Lunch").await?;
-    click(&alice, "#new-create").await?;
+    alice.fill("new-members", "bob").await?;
+    alice.fill("new-name", "Lunch").await?;
+    alice.click("#new-create").await?;
     alice.wait_for("the room to open", &format!("{} === 'Lunch'", text_of("#room-title"))).await?;
     online(&alice, "Alice").await?;
     let room = alice.eval("window.chatApp.room.room_id").await?.as_str().unwrap_or_default().to_owned();
@@ -169,9 +146,9 @@ async fn two_people_chat_in_the_web_app() -> anyhow::Result<()> {
     // Typing, then a live message each way, each read by the other. A page reads what
     // it shows only while it is visible: Alice looks at hers.
     alice.call("Page.bringToFront", json!({})).await?;
-    fill(&bob, "composer", "on my way").await?;
+    bob.fill("composer", "on my way").await?;
     alice.wait_for("Alice to see Bob typing", &format!("{} === 'bob is typing\u{2026}'", text_of("#typing"))).await?;
-    click(&bob, "#send").await?;
+    bob.click("#send").await?;
     sees(&alice, "Alice", "on my way").await?;
     bob.wait_for(
         "Bob's read tick",
@@ -251,20 +228,20 @@ async fn two_people_chat_in_the_web_app() -> anyhow::Result<()> {
     open_room(&bob, "Bob", &long).await?;
     sees(&bob, "Bob", "line 35").await?;
     assert_eq!(bob.eval(&count_of("line 1")).await?, json!(0), "the first page is the newest 30");
-    click(&bob, "#history-more").await?;
+    bob.click("#history-more").await?;
     sees(&bob, "Bob", "line 1").await?;
     assert_eq!(bob.eval("document.querySelectorAll('#message-list .msg').length").await?, json!(35));
     bob.wait_for("no older page", "document.getElementById('history-more').hidden").await?;
 
     // A DM: made once; asking for it again opens the same room.
-    fill(&alice, "new-type", "dm").await?;
-    fill(&alice, "new-members", "bob").await?;
-    click(&alice, "#new-create").await?;
+    alice.fill("new-type", "dm").await?;
+    alice.fill("new-members", "bob").await?;
+    alice.click("#new-create").await?;
     alice.wait_for("the DM to open", &format!("{} === '@bob'", text_of("#room-title"))).await?;
     let dm = alice.eval("window.chatApp.room.room_id").await?;
-    fill(&alice, "new-type", "dm").await?;
-    fill(&alice, "new-members", "bob").await?;
-    click(&alice, "#new-create").await?;
+    alice.fill("new-type", "dm").await?;
+    alice.fill("new-members", "bob").await?;
+    alice.click("#new-create").await?;
     alice.wait_for("the members box to clear", "document.getElementById('new-members').value === ''").await?;
     assert_eq!(alice.eval("window.chatApp.room.room_id").await?, dm);
     assert_eq!(alice.eval(&text_of("#rooms-error")).await?, json!(""));
@@ -277,6 +254,239 @@ async fn two_people_chat_in_the_web_app() -> anyhow::Result<()> {
 
     drop(browser);
     stack.stop().await
+}
+
+/// A 1×1 PNG.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\x9cc\xf8\xff\xff?\0\x05\xfe\x02\xfe\xa7\x35\x81\x84\0\0\0\0IEND\xaeB`\x82";
+
+/// Picks a file in the room's file picker as a person does: a `File` put into the
+/// input through a `DataTransfer`, then `change`.
+async fn attach(page: &Page, name: &str, mime: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    page.wait_for("the file picker", "document.getElementById('attach')?.disabled === false").await?;
+    page.eval(&format!(
+        "(() => {{ const f = new File([new Uint8Array({})], {}, {{type: {}}}); const d = new DataTransfer(); \
+         d.items.add(f); const i = document.getElementById('attach'); i.files = d.files; \
+         i.dispatchEvent(new Event('change')); return true; }})()",
+        serde_json::to_string(bytes)?,
+        js(name),
+        js(mime)
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The bytes behind the `src` (or `href`) of the element `selector` finds inside the
+/// message `content`, as the page reads them.
+async fn bytes_behind(page: &Page, content: &str, selector: &str, attr: &str) -> anyhow::Result<Vec<u8>> {
+    let got = page
+        .eval(&format!(
+            "(async () => {{ const e = {}.querySelector({}); const r = await fetch(e.{attr}); \
+             return [...new Uint8Array(await r.arrayBuffer())]; }})()",
+            message(content),
+            js(selector)
+        ))
+        .await?;
+    Ok(serde_json::from_value(got)?)
+}
+
+/// Waits until the message `content` shows a thumbnail that the browser has decoded.
+async fn sees_thumbnail(page: &Page, who: &str, content: &str) -> anyhow::Result<()> {
+    page.wait_for(
+        &format!("{who} to see the picture of {content:?}"),
+        &format!(
+            "(() => {{ const i = {}?.querySelector('img.thumb'); \
+             return !!i && i.src.startsWith('blob:') && i.complete && i.naturalWidth === 1; }})()",
+            message(content)
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sends `file` (name, type, bytes) into `room` as `client`, through the API; with
+/// `reply_to`, as a reply to that message id.
+async fn send_file(
+    client: &Client,
+    room: &str,
+    (name, mime, bytes): (&str, &str, &[u8]),
+    reply_to: Option<&str>,
+) -> anyhow::Result<reqwest::Response> {
+    let boundary = unique("boundary");
+    let mut body = Vec::new();
+    if let Some(id) = reply_to {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"replyToMessageId\"\r\n\r\n{id}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: {mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Ok(client
+        .request(Method::POST, &format!("/api/chat/{room}/messages/file"))
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attachments_in_the_web_app() -> anyhow::Result<()> {
+    let stack = TestStack::builder().dev_login().start().await?;
+    let t = stack.dev_tenant().await?;
+    let browser = Browser::launch().await?;
+    // A click on a file link saves it; nothing is to be written to disk here.
+    browser.call("Browser.setDownloadBehavior", json!({"behavior": "deny"})).await?;
+
+    let mut pages = Vec::new();
+    for who in ["alice", "bob"] {
+        let page = load(&browser, &stack, "/", "chatApp").await?;
+        page.fill("dev-user", who).await?;
+        page.click("#dev-signin").await?;
+        page.wait_for(&format!("{who} to be signed in"), &format!("{} === {}", text_of("#me"), js(who))).await?;
+        pages.push(page);
+    }
+    let (alice, bob) = (&pages[0], &pages[1]);
+    alice.fill("new-members", "bob").await?;
+    alice.fill("new-name", "Pictures").await?;
+    alice.click("#new-create").await?;
+    alice.wait_for("the room to open", &format!("{} === 'Pictures'", text_of("#room-title"))).await?;
+    online(alice, "Alice").await?;
+    let room = alice.eval("window.chatApp.room.room_id").await?.as_str().unwrap_or_default().to_owned();
+    bob.wait_for("the room in Bob's list", &format!("!!document.querySelector('li.room[data-room=\"{room}\"]')"))
+        .await?;
+    open_room(bob, "Bob", &room).await?;
+
+    // Alice attaches a picture with a caption; Bob sees it live, as a thumbnail whose
+    // bytes (fetched with his token) are the ones she sent.
+    alice.fill("composer", "the dot").await?;
+    attach(alice, "dot.png", "image/png", PNG).await?;
+    sees(bob, "Bob", "the dot").await?;
+    sees_thumbnail(bob, "Bob", "the dot").await?;
+    assert_eq!(bytes_behind(bob, "the dot", "img.thumb", "src").await?, PNG);
+    assert_eq!(bob.eval(&format!("{}.querySelector('img.thumb').alt", message("the dot"))).await?, json!("dot.png"));
+    sees_thumbnail(alice, "Alice", "the dot").await?;
+    assert_eq!(alice.eval("document.getElementById('composer').value").await?, json!(""), "the caption went with it");
+
+    // Any other file is a link with its name and size; a click fetches it (with the
+    // token, into an object URL) and saves it under its name.
+    let notes = b"shopping: eggs, milk\n";
+    attach(alice, "notes.txt", "text/plain", notes).await?;
+    sees(bob, "Bob", "notes.txt").await?;
+    let link = format!("{}?.querySelector('a.file')", message("notes.txt"));
+    bob.wait_for("the file link", &format!("{link}?.textContent.includes('notes.txt (21 B)')")).await?;
+    bob.eval(&format!("{link}.click(); true")).await?;
+    bob.wait_for("the file fetched", &format!("{link}?.href.startsWith('blob:') && {link}.download === 'notes.txt'"))
+        .await?;
+    assert_eq!(bytes_behind(bob, "notes.txt", "a.file", "href").await?, notes);
+    assert_eq!(bob.eval(&text_of("#room-error")).await?, json!(""));
+
+    // After a reload the history shows the same (its links are signed afresh).
+    bob.call("Page.reload", json!({})).await?;
+    bob.wait_for("Bob to be signed in again", &format!("!!window.chatApp && {} === 'bob'", text_of("#me"))).await?;
+    open_room(bob, "Bob", &room).await?;
+    sees_thumbnail(bob, "Bob", "the dot").await?;
+    assert_eq!(bytes_behind(bob, "the dot", "img.thumb", "src").await?, PNG);
+    bob.wait_for("the file link in history", &format!("{link}?.textContent.includes('notes.txt (21 B)')")).await?;
+
+    // The tenant allows only small text files now; once the gateway has the change
+    // (an upload that names no valid reply is 400 before, refused for its type after),
+    // the page shows each refusal as the API words it and sends nothing.
+    let key = Client::raw(&stack.base_url(0)).with_header("X-API-Key", &t.api_key);
+    let settings = json!({"upload_max_bytes": 100, "upload_allowed_types": ["text/plain"]});
+    let res = key.request(Method::PATCH, "/settings").json(&settings).send().await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    let alice_api = t.user("alice");
+    chat_test_support::eventually("the new settings at the gateway", || async {
+        let res = send_file(&alice_api, &room, ("p.png", "image/png", PNG), Some("msg_none")).await?;
+        Ok(res.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE)
+    })
+    .await?;
+    let shown = alice.eval("document.querySelectorAll('#message-list .msg').length").await?;
+    attach(alice, "dot.png", "image/png", PNG).await?;
+    alice
+        .wait_for(
+            "the type refusal",
+            &format!("{} === 'Files of type image/png are not allowed here'", text_of("#room-error")),
+        )
+        .await?;
+    attach(alice, "long.txt", "text/plain", &[b'x'; 101]).await?;
+    alice
+        .wait_for("the size refusal", &format!("{} === 'The file must be at most 100 bytes'", text_of("#room-error")))
+        .await?;
+    // A file far over the limit is refused from its Content-Length, before it is read.
+    alice.eval("document.getElementById('room-error').textContent = ''; true").await?;
+    alice
+        .eval(
+            "(() => { const f = new File([new Uint8Array(8 * 1024 * 1024).fill(120)], 'big.txt', {type: 'text/plain'}); \
+             const d = new DataTransfer(); d.items.add(f); const i = document.getElementById('attach'); \
+             i.files = d.files; i.dispatchEvent(new Event('change')); return true; })()",
+        )
+        .await?;
+    alice
+        .wait_for(
+            "the refusal of a big file",
+            &format!("{} === 'The file must be at most 100 bytes'", text_of("#room-error")),
+        )
+        .await?;
+    alice.wait_for("the upload line to clear", &format!("{} === ''", text_of("#upload-status"))).await?;
+    assert_eq!(alice.eval("document.querySelectorAll('#message-list .msg').length").await?, shown);
+    let stored = t.user("alice").get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?;
+    assert_eq!(stored.body.as_array().map(Vec::len), Some(2), "nothing stored for the refused files");
+
+    drop(browser);
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_file_link_is_signed_again() -> anyhow::Result<()> {
+    // Links valid for 5 s: the page still holds the first one when it has expired.
+    let dir = std::env::temp_dir().join(unique("chat-attachments-webapp-"));
+    let mut files = gateway::attachments::AttachmentsConfig::local(&dir);
+    files.link_ttl_secs = 5;
+    let stack = TestStack::builder().dev_login().attachments(files).start().await?;
+    let t = stack.dev_tenant().await?;
+    let browser = Browser::launch().await?;
+    browser.call("Browser.setDownloadBehavior", json!({"behavior": "deny"})).await?;
+    let room = t.user("alice").create_room("group", &["bob"]).await?;
+    let report = b"quarterly figures\n";
+    let sent = send_file(&t.user("alice"), &room, ("report.txt", "text/plain", report), None).await?;
+    assert_eq!(sent.status(), StatusCode::CREATED);
+
+    let bob = load(&browser, &stack, "/", "chatApp").await?;
+    bob.fill("dev-user", "bob").await?;
+    bob.click("#dev-signin").await?;
+    bob.wait_for("Bob to be signed in", &format!("{} === 'bob'", text_of("#me"))).await?;
+    open_room(&bob, "Bob", &room).await?;
+    let link = format!("{}?.querySelector('a.file')", message("report.txt"));
+    bob.wait_for("the file link", &format!("!!{link}")).await?;
+    // The link the page holds, once the gateway refuses it as expired.
+    let held = bob.eval("[...window.chatApp.messages.values()][0].attachments[0].url").await?;
+    let held = held.as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(held.starts_with("/api/chat/"), "not a link of this gateway: {held}");
+    let bob_api = t.user("bob");
+    chat_test_support::eventually("the first link to expire", || async {
+        let res = bob_api.request(Method::GET, &held).send().await?;
+        Ok(res.status() == StatusCode::FORBIDDEN)
+    })
+    .await?;
+
+    // A click reads the message again for a fresh link, and gets the file.
+    bob.eval(&format!("{link}.click(); true")).await?;
+    bob.wait_for("the file fetched", &format!("{link}?.href.startsWith('blob:')")).await?;
+    assert_eq!(bytes_behind(&bob, "report.txt", "a.file", "href").await?, report);
+    assert_eq!(bob.eval(&text_of("#room-error")).await?, json!(""));
+
+    drop(browser);
+    stack.stop().await?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -337,23 +547,23 @@ async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow:
     let page = load(&browser, &stack, "/admin", "adminConsole").await?;
 
     // A tenant's key is refused; the operator key opens the console, which lists the tenant.
-    fill(&page, "admin-key", &t.api_key).await?;
-    click(&page, "#admin-signin").await?;
+    page.fill("admin-key", &t.api_key).await?;
+    page.click("#admin-signin").await?;
     page.wait_for("the refusal", &format!("{}.includes('operator key')", text_of("#key-error"))).await?;
-    fill(&page, "admin-key", &stack.admin_key).await?;
-    click(&page, "#admin-signin").await?;
+    page.fill("admin-key", &stack.admin_key).await?;
+    page.click("#admin-signin").await?;
     page.wait_for("the list of tenants", "document.querySelectorAll('#tenants tbody tr').length > 0").await?;
-    fill(&page, "find-id", &t.id).await?;
-    click(&page, "#find").await?;
+    page.fill("find-id", &t.id).await?;
+    page.click("#find").await?;
     let row = format!("#tenants tr[data-tenant=\"{}\"]", t.id);
     page.wait_for("the tenant in the list", &format!("!!document.querySelector({})", js(&row))).await?;
 
     // Create one from the console: listed, and its key (shown once) works.
     let new_id = unique(&chat_test_support::tenant_prefix(&stack.prefix));
-    fill(&page, "new-tenant-name", "Made in the console").await?;
-    fill(&page, "new-tenant-id", &new_id).await?;
-    fill(&page, "new-tenant-limit", "77").await?;
-    click(&page, "#create-tenant").await?;
+    page.fill("new-tenant-name", "Made in the console").await?;
+    page.fill("new-tenant-id", &new_id).await?;
+    page.fill("new-tenant-limit", "77").await?;
+    page.click("#create-tenant").await?;
     let new_row = format!("#tenants tr[data-tenant=\"{new_id}\"]");
     page.wait_for("the new tenant in the list", &format!("{} === '77'", text_of(&format!("{new_row} .limit")))).await?;
     let shown = page.eval(&text_of("#new-key")).await?;
@@ -406,17 +616,17 @@ async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow:
     // second dead letter whenever its window closes after the webhook is set).
     let made = Client::raw(&stack.base_url(0)).with_header("X-API-Key", &key).with_header("X-User-Id", "ops");
     let failing = WebhookReceiver::start(None).await?;
-    click(&page, &format!("{new_row} button.manage")).await?;
+    page.click(&format!("{new_row} button.manage")).await?;
     page.wait_for(
         "the tenant's form",
         &format!("!document.getElementById('tenant-detail').hidden && {} === {}", text_of("#detail-id"), js(&new_id)),
     )
     .await?;
-    fill(&page, "t-webhook", &failing.url).await?;
-    fill(&page, "t-secret", "s3cret-s3cret-s3cret").await?;
-    fill(&page, "t-attempts", "1").await?;
-    fill(&page, "t-backoff", "20").await?;
-    click(&page, "#save-tenant").await?;
+    page.fill("t-webhook", &failing.url).await?;
+    page.fill("t-secret", "s3cret-s3cret-s3cret").await?;
+    page.fill("t-attempts", "1").await?;
+    page.fill("t-backoff", "20").await?;
+    page.click("#save-tenant").await?;
     page.wait_for("saved", &format!("{} === 'saved'", text_of("#saved"))).await?;
     let shown = stack.admin(Method::GET, &format!("/admin/tenants/{new_id}"), None).await?.expect(StatusCode::OK)?;
     assert_eq!(shown.body["webhook_url"], failing.url.as_str());
@@ -432,17 +642,17 @@ async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow:
 
     // Point the webhook at a receiver that works, and replay.
     let good = WebhookReceiver::start(Some(0)).await?;
-    fill(&page, "t-webhook", &good.url).await?;
-    click(&page, "#save-tenant").await?;
+    page.fill("t-webhook", &good.url).await?;
+    page.click("#save-tenant").await?;
     page.wait_for("saved", &format!("{} === 'saved'", text_of("#saved"))).await?;
-    click(&page, "#dead-letters button.replay").await?;
+    page.click("#dead-letters button.replay").await?;
     page.wait_for("replayed", &format!("{}.includes('replayed')", text_of("#dead-letters tbody"))).await?;
     chat_test_support::eventually("the replayed delivery", || async { Ok(good.received().len() == 1) }).await?;
-    click(&page, "#dl-refresh").await?;
+    page.click("#dl-refresh").await?;
     page.wait_for("no dead letters left", &format!("{} === 'no dead letters'", text_of("#dead-letters tbody"))).await?;
 
     // Rotate the key: the old one stops working.
-    click(&page, "#rotate-key").await?;
+    page.click("#rotate-key").await?;
     page.wait_for("the new key", &format!("{}.includes('sk_')", text_of("#rotated-key"))).await?;
     let old = reqwest::Client::new()
         .get(stack.url("/rooms"))

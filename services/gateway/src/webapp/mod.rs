@@ -1,9 +1,18 @@
 //! The web chat app at `/` and the admin console at `/admin`: plain HTML, CSS and
 //! JavaScript modules, built into the binary (`include_str!`), so they work with no
 //! build step, no CDN and no internet. Both use only the public APIs: the app the
-//! user routes of `rest-rooms.md` (with a user token as `Authorization: Bearer`) and
-//! `/ws/{room_id}` of `ws-rooms.md`; the console the `/admin/...` routes with the
-//! operator key and the gateway's `/metrics`.
+//! user routes of `rest-rooms.md` (with a user token as `Authorization: Bearer`),
+//! `/ws/{room_id}` of `ws-rooms.md`, and for attachments `POST
+//! /api/chat/{room_id}/messages/file` of `rest-chat.md` (multipart `file` and
+//! `content`, the room id being the chat id); it shows the `attachments` of `/ws`
+//! frames and of history (images as thumbnails, other files as links), fetching each
+//! signed link with the user's token into an object URL, since the link alone is
+//! refused (`attachments/download.rs`). The console uses the `/admin/...` routes with
+//! the operator key and the gateway's `/metrics`.
+//!
+//! Tested in headless Chromium by `tests/tests/e2e/webapp.rs`, and as a newcomer
+//! meets them (started by `scripts/run.sh`, URL and admin key from its banner) by
+//! `tests/tests/walkthrough`.
 //!
 //! - `GET /`, `GET /admin`: the two pages; `GET /app/{file}`: their scripts and styles.
 //! - `dev_login`: `POST /dev/token`, which signs a browser in as any user of one

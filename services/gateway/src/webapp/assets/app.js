@@ -5,8 +5,13 @@
 //   sends (idempotent by `local_id`), typing, who is online, read cursors, and the
 //   `message_status` / `delivered` / `read` frames behind the ticks. When the socket
 //   drops it reconnects with `last_seq` (the highest seq shown) and resends what was
-//   not yet acknowledged, so nothing is lost or shown twice.
-import { request, el, clock, ApiError } from "/app/api.js";
+//   not yet acknowledged, so nothing is lost or shown twice;
+// - `POST /api/chat/{room_id}/messages/file` (rest-chat.md: the chat id is the room
+//   id) to attach a file, with what is in the composer as its caption. Messages show
+//   their `attachments` (in `/ws` frames and history alike): images as thumbnails,
+//   other files as a link with name and size. The signed links also want the reader's
+//   credentials, so the page fetches them with its headers into object URLs.
+import { request, upload, download, el, clock, bytes, ApiError } from "/app/api.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 30;
@@ -33,6 +38,7 @@ const state = {
   typingSentAt: 0,
   typingStop: null,
   onCursor: null, // waiting for the answer to a `read`
+  files: new Map(), // signed link -> {blob: Promise of an object URL, url: the object URL once there}
 };
 window.chatApp = state; // for a look from the browser console
 
@@ -195,6 +201,7 @@ async function openRoom(roomId) {
   state.pending.clear();
   state.online.clear();
   state.typers.clear();
+  forgetFiles();
   $("message-list").replaceChildren();
   $("room-title").textContent = roomTitle(room);
   $("room-error").textContent = "";
@@ -202,6 +209,8 @@ async function openRoom(roomId) {
   renderTyping();
   $("composer").disabled = false;
   $("send").disabled = false;
+  $("attach").disabled = false;
+  $("upload-status").textContent = "";
   await loadOlder();
   scrollToEnd();
   connect();
@@ -281,12 +290,115 @@ function render(m) {
     el("span", { class: "sender" }, m.sender_name || m.sender_id),
     el("span", { class: "content" }, deleted ? "message deleted" : m.content),
     m.edited_at && !deleted ? el("span", { class: "edited" }, "(edited)") : null,
+    !deleted && m.attachments && m.attachments.length
+      ? el("div", { class: "files" }, m.attachments.map((a, i) => renderFile(m, a, i)))
+      : null,
     el("span", { class: "time" }, clock(m.created_at)),
     mine ? el("span", { class: "ticks", dataset: { status: m.status }, title: m.status }, TICK[m.status]) : null,
     mine && !deleted ? el("button", { class: "edit", type: "button", onclick: () => startEdit(m) }, "edit") : null,
     mine && !deleted ? el("button", { class: "delete", type: "button", onclick: () => remove(m) }, "delete") : null,
   );
 }
+
+// ---- attachments ------------------------------------------------------------------
+
+/**
+ * One file of a message: an image as a thumbnail, anything else as a link with its
+ * name and size. Both are fetched with the page's credentials (a bare link would be
+ * refused with 401); a click saves the file under its name.
+ */
+function renderFile(m, a, index) {
+  const label = `${a.filename} (${bytes(a.size)})`;
+  const known = state.files.get(a.url);
+  const ready = known && known.url;
+  // The link points at the object URL once it is fetched; until then a click fetches
+  // it first and then follows it.
+  const link = el("a", { class: "file", href: ready || "#", download: ready ? a.filename : null, title: a.mime_type });
+  link.addEventListener("click", async (ev) => {
+    if (link.getAttribute("href") !== "#") return;
+    ev.preventDefault();
+    try {
+      link.href = await fileUrl(m, index);
+      link.download = a.filename;
+      link.click();
+    } catch (e) {
+      $("room-error").textContent = e.message;
+    }
+  });
+  if (!a.mime_type.startsWith("image/")) {
+    link.append(label);
+    return link;
+  }
+  const img = el("img", { class: "thumb", alt: a.filename, title: label, src: ready || null });
+  if (!ready) {
+    fileUrl(m, index)
+      .then((u) => {
+        img.src = u;
+        link.href = u;
+        link.download = a.filename;
+      })
+      .catch((e) => (img.alt = `${a.filename}: ${e.message}`));
+  }
+  link.append(img);
+  return link;
+}
+
+/**
+ * The object URL of file `index` of `m`, fetched once per signed link. A link that has
+ * expired (403) is fetched again from a fresh copy of the message.
+ */
+function fileUrl(m, index) {
+  const link = m.attachments[index].url;
+  const known = state.files.get(link);
+  if (known) return known.blob;
+  const entry = { blob: null, url: null };
+  entry.blob = download(link, headers())
+    .catch(async (e) => {
+      if (e.status !== 403) throw e;
+      const room = encodeURIComponent(state.room.room_id);
+      const [fresh] = await api("GET", `/rooms/${room}/messages?after_seq=${m.seq - 1}&limit=1`);
+      const again = fresh && fresh.attachments && fresh.attachments[index];
+      if (!again || again.url === link) throw e;
+      return download(again.url, headers());
+    })
+    .then((blob) => (entry.url = URL.createObjectURL(blob)));
+  // A failure is not kept: the next render tries again.
+  entry.blob.catch(() => state.files.get(link) === entry && state.files.delete(link));
+  state.files.set(link, entry);
+  return entry.blob;
+}
+
+/** Lets go of the files of the room being left. */
+function forgetFiles() {
+  for (const f of state.files.values()) if (f.url) URL.revokeObjectURL(f.url);
+  state.files.clear();
+}
+
+// The file picker: sends the file at once, with what is in the composer as caption.
+$("attach").addEventListener("change", async () => {
+  const input = $("attach");
+  const file = input.files && input.files[0];
+  input.value = ""; // the same file can be picked again
+  if (!file || !state.room) return;
+  const caption = $("composer").value.trim();
+  const form = new FormData();
+  if (caption) form.append("content", caption);
+  form.append("file", file, file.name);
+  $("room-error").textContent = "";
+  $("upload-status").textContent = `sending ${file.name} (${bytes(file.size)})\u2026`;
+  try {
+    // The message comes back as a `message` frame like any other.
+    await upload(`/api/chat/${encodeURIComponent(state.room.room_id)}/messages/file`, headers(), form);
+    if (caption && $("composer").value.trim() === caption) {
+      $("composer").value = "";
+      stopTyping();
+    }
+  } catch (e) {
+    $("room-error").textContent = e.message;
+  } finally {
+    $("upload-status").textContent = "";
+  }
+});
 
 function startEdit(m) {
   const node = state.elements.get(m.id);
