@@ -52,6 +52,8 @@ pub struct Banner {
     pub web_chat: String,
     /// The `admin` (console) URL.
     pub admin: String,
+    /// The `API docs` URL.
+    pub docs: String,
     /// The `admin key`.
     pub admin_key: String,
 }
@@ -111,7 +113,7 @@ impl Run {
     /// Reads run.sh's output up to the end of its banner and returns what it says.
     pub async fn banner(&mut self) -> anyhow::Result<Banner> {
         let mut lines = self.lines.take().ok_or_else(|| anyhow!("the banner was read already"))?;
-        let (mut web_chat, mut admin, mut admin_key) = (None, None, None);
+        let (mut web_chat, mut admin, mut docs, mut admin_key) = (None, None, None, None);
         let mut in_banner = false;
         let read = async {
             while let Some(line) = lines.recv().await {
@@ -122,13 +124,17 @@ impl Run {
                 match line.split_whitespace().collect::<Vec<_>>().as_slice() {
                     ["web", "chat", url, ..] => web_chat = Some(url.to_string()),
                     ["admin", url, ..] if url.starts_with("http") => admin = Some(url.to_string()),
+                    ["API", "docs", url, ..] => docs = Some(url.to_string()),
                     ["admin", "key", key, ..] => admin_key = Some(key.to_string()),
                     _ => {}
                 }
-                if let (Some(web_chat), Some(admin), Some(admin_key)) = (&web_chat, &admin, &admin_key) {
+                if let (Some(web_chat), Some(admin), Some(docs), Some(admin_key)) =
+                    (&web_chat, &admin, &docs, &admin_key)
+                {
                     return Ok(Banner {
                         web_chat: web_chat.clone(),
                         admin: admin.clone(),
+                        docs: docs.clone(),
                         admin_key: admin_key.clone(),
                     });
                 }
