@@ -391,11 +391,14 @@ ensure_prometheus() {
 # finds .dev/moto-venv/bin/moto_server, or $MOTO_SERVER). Only installed, never
 # started here: each test starts its own on a free port.
 MOTO_VERSION=5.2.5
-ensure_moto() {
-    local venv="$DEV_DIR/moto-venv" stamp
-    stamp="$venv/.moto-version"
-    if [[ -x $venv/bin/moto_server && "$(cat "$stamp" 2>/dev/null)" == "$MOTO_VERSION" ]]; then
-        say "moto: installed"
+# pip_tool NAME VENV REQUIREMENT PROGRAM: installs REQUIREMENT from PyPI into
+# $DEV_DIR/VENV (made when missing) unless it is there already, stamped with the
+# requirement, and checks that VENV/bin/PROGRAM exists.
+pip_tool() {
+    local name=$1 venv="$DEV_DIR/$2" requirement=$3 program=$4 stamp
+    stamp="$venv/.installed"
+    if [[ -x $venv/bin/$program && "$(cat "$stamp" 2>/dev/null)" == "$requirement" ]]; then
+        say "$name: installed"
         return 0
     fi
     mkdir -p "$DEV_DIR"
@@ -406,38 +409,23 @@ ensure_moto() {
             python3 -m venv "$venv" || die "python3 -m venv $venv failed"
         }
     fi
-    say "moto: pip install moto[server]==$MOTO_VERSION into ${venv#"$ROOT"/}"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" ||
-        die "pip install moto[server]==$MOTO_VERSION failed"
-    [[ -x $venv/bin/moto_server ]] || die "moto was installed but $venv/bin/moto_server is missing"
-    printf '%s' "$MOTO_VERSION" >"$stamp"
-    say "moto: installed now"
+    say "$name: pip install $requirement into ${venv#"$ROOT"/}"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$requirement" ||
+        die "pip install $requirement failed"
+    [[ -x $venv/bin/$program ]] || die "$requirement was installed but $venv/bin/$program is missing"
+    printf '%s' "$requirement" >"$stamp"
+    say "$name: installed now"
+}
+
+ensure_moto() {
+    pip_tool moto moto-venv "moto[server]==$MOTO_VERSION" moto_server
 }
 
 # openapi-spec-validator (PyPI) in its own venv, for the test that validates the
 # gateway's /openapi.json.
 OPENAPI_VALIDATOR_VERSION=0.9.0
 ensure_openapi_validator() {
-    local venv="$DEV_DIR/openapi-venv" stamp
-    stamp="$venv/.validator-version"
-    if [[ -x $venv/bin/openapi-spec-validator && "$(cat "$stamp" 2>/dev/null)" == "$OPENAPI_VALIDATOR_VERSION" ]]; then
-        say "openapi-spec-validator: installed"
-        return 0
-    fi
-    mkdir -p "$DEV_DIR"
-    if [[ ! -x $venv/bin/python ]]; then
-        python3 -m venv "$venv" >/dev/null 2>&1 || {
-            rm -rf "$venv"
-            apt_install python3-venv
-            python3 -m venv "$venv" || die "python3 -m venv $venv failed"
-        }
-    fi
-    say "openapi-spec-validator: pip install openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION into ${venv#"$ROOT"/}"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION" ||
-        die "pip install openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION failed"
-    [[ -x $venv/bin/openapi-spec-validator ]] || die "the validator was installed but $venv/bin/openapi-spec-validator is missing"
-    printf '%s' "$OPENAPI_VALIDATOR_VERSION" >"$stamp"
-    say "openapi-spec-validator: installed now"
+    pip_tool openapi-spec-validator openapi-venv "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION" openapi-spec-validator
 }
 
 # ------------------------------------------------------------------- main --

@@ -294,3 +294,16 @@ impl Page {
 pub fn js(s: &str) -> String {
     Value::String(s.to_owned()).to_string()
 }
+
+/// An expression: the text of the element `selector` matches ("" when there is none).
+pub fn text_of(selector: &str) -> String {
+    format!("(document.querySelector({})?.textContent ?? '')", js(selector))
+}
+
+/// An expression: how many messages the web app shows that read exactly `content`.
+pub fn count_of(content: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#message-list .msg .content')].filter(c => c.textContent === {}).length",
+        js(content)
+    )
+}

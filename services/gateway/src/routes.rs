@@ -42,52 +42,27 @@ impl Resource {
         self.ops.push((method, op));
         self
     }
-
-    pub fn get<F, Args>(self, handler: F, op: Op) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.on(Method::GET, handler, op)
-    }
-
-    pub fn post<F, Args>(self, handler: F, op: Op) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.on(Method::POST, handler, op)
-    }
-
-    pub fn put<F, Args>(self, handler: F, op: Op) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.on(Method::PUT, handler, op)
-    }
-
-    pub fn patch<F, Args>(self, handler: F, op: Op) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.on(Method::PATCH, handler, op)
-    }
-
-    pub fn delete<F, Args>(self, handler: F, op: Op) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.on(Method::DELETE, handler, op)
-    }
 }
+
+/// `get`, `post`, ...: one method of the path, served by `handler`, documented by `op`.
+macro_rules! methods {
+    ($($name:ident => $method:ident),* $(,)?) => {
+        impl Resource {
+            $(
+                pub fn $name<F, Args>(self, handler: F, op: Op) -> Self
+                where
+                    F: Handler<Args>,
+                    Args: FromRequest + 'static,
+                    F::Output: Responder + 'static,
+                {
+                    self.on(Method::$method, handler, op)
+                }
+            )*
+        }
+    };
+}
+
+methods!(get => GET, post => POST, put => PUT, patch => PATCH, delete => DELETE);
 
 impl<'a> Mount<'a> {
     pub fn new(

@@ -13,23 +13,10 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use chat_test_support::browser::{Browser, Page, js};
+use chat_test_support::browser::{Browser, Page, count_of, js, text_of};
 use chat_test_support::{Client, TestStack, WebhookReceiver, WsClient, unique};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// The text of the element `selector` matches ("" when there is none).
-fn text_of(selector: &str) -> String {
-    format!("(document.querySelector({})?.textContent ?? '')", js(selector))
-}
-
-/// How many shown messages read exactly `content`.
-fn count_of(content: &str) -> String {
-    format!(
-        "[...document.querySelectorAll('#message-list .msg .content')].filter(c => c.textContent === {}).length",
-        js(content)
-    )
-}
 
 /// The `.msg` element whose content is `content`, as a selector-free expression.
 fn message(content: &str) -> String {

@@ -20,7 +20,7 @@ mod run;
 
 use std::path::{Path, PathBuf};
 
-use chat_test_support::browser::{Browser, Page, js};
+use chat_test_support::browser::{Browser, Page, count_of, js, text_of};
 use serde_json::json;
 
 use crate::deps::{Deps, port_open, tail};
@@ -29,19 +29,6 @@ use crate::run::{Banner, Run};
 /// The checkout: `scripts/run.sh` is run from it, with its `target/debug` binaries.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The text of the element `selector` matches ("" when there is none).
-fn text_of(selector: &str) -> String {
-    format!("(document.querySelector({})?.textContent ?? '')", js(selector))
-}
-
-/// How many shown messages read exactly `content`.
-fn count_of(content: &str) -> String {
-    format!(
-        "[...document.querySelectorAll('#message-list .msg .content')].filter(c => c.textContent === {}).length",
-        js(content)
-    )
 }
 
 /// Opens the web chat at `url` and signs in by name, through the page's own form.
