@@ -372,8 +372,10 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
     assert_eq!(stored(stack, &t, &chat).await?.len(), 3);
     assert_eq!(history(&t, &chat).await?.len(), 3);
 
-    // Deleting a file message takes its files out of the message on every path.
+    // Deleting a file message takes its files out of the message on every path, and
+    // out of the store: a link handed out before the delete finds nothing.
     let id = sent.1["data"]["message"]["_id"].as_str().unwrap_or_default().to_owned();
+    let link = attachment["url"].as_str().unwrap_or_default().to_owned();
     let res = stack
         .http
         .delete(format!("{}/api/chat/{chat}/messages/{id}", stack.base_url(0)))
@@ -386,6 +388,18 @@ async fn round_trip(stack: &TestStack) -> anyhow::Result<()> {
     let listed = history(&t, &chat).await?;
     let last = listed.last().cloned().unwrap_or_default();
     anyhow::ensure!(last["deleted_at"].is_string() && last.get("attachments").is_none(), "{last}");
+    assert_eq!(stored(stack, &t, &chat).await?.len(), 2);
+    assert_eq!(read(stack, &link, Some(&alice)).await?.0, StatusCode::NOT_FOUND);
+    // The same through the canonical API, and a second delete removes nothing more.
+    let sent = upload(stack, &bob, &chat, &[file("u.txt", "text/plain", "gone soon")]).await?;
+    let id = sent.1["data"]["message"]["_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(stored(stack, &t, &chat).await?.len(), 3);
+    for _ in 0..2 {
+        let res = t.user("bob").delete(&format!("/rooms/{chat}/messages/{id}")).await?.expect(StatusCode::OK)?;
+        assert_eq!(res.body.get("attachments"), None, "{}", res.body);
+        assert_eq!(res.body.get("removed_attachments"), None, "{}", res.body);
+    }
+    assert_eq!(stored(stack, &t, &chat).await?.len(), 2);
     Ok(())
 }
 
@@ -475,14 +489,15 @@ async fn round_trip_on_s3() -> anyhow::Result<()> {
     };
     let stack = StackBuilder::default().attachments(config).start().await?;
     round_trip(&stack).await?;
-    // The objects really are in the bucket, under the configured prefix.
+    // The objects really are in the bucket, under the configured prefix: those of the
+    // messages that stand (the two deleted messages' files are gone).
     let listing = reqwest::Client::new()
         .get(format!("{}/{bucket}?list-type=2&prefix=chat/attachments/", moto.endpoint))
         .send()
         .await?
         .text()
         .await?;
-    anyhow::ensure!(listing.matches("<Key>chat/attachments/").count() == 5, "bucket listing: {listing}");
+    anyhow::ensure!(listing.matches("<Key>chat/attachments/").count() == 4, "bucket listing: {listing}");
     stack.stop().await?;
     drop(moto);
     Ok(())

@@ -296,7 +296,18 @@ pub struct DeleteMessage {
     pub room_id: RoomId,
     pub message_id: MessageId,
 }
-store_command!(DeleteMessage, "delete_message", Message);
+store_command!(DeleteMessage, "delete_message", DeletedMessage);
+
+/// A deleted message (content cleared, `seq` kept), and the files it carried: the
+/// caller removes those from the object store. None when the message had no files or
+/// was deleted already.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeletedMessage {
+    #[serde(flatten)]
+    pub message: Message,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_attachments: Vec<Attachment>,
+}
 
 /// The actor's rooms, most recently active first.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -133,6 +133,17 @@ impl Attachments {
         })
     }
 
+    /// Removes the objects of a deleted message's files. The message is deleted already,
+    /// so a failure is logged, not answered: the object stays (and a link handed out
+    /// before the delete keeps working until it expires), nothing else goes wrong.
+    pub async fn remove(&self, files: &[Attachment]) {
+        for file in files {
+            if let Err(e) = self.store.delete(&file.key).await {
+                tracing::warn!(key = %file.key, error = %e, "could not remove a deleted message's file");
+            }
+        }
+    }
+
     /// The URL of a file of `room`, valid from `now` (Unix seconds) for the link TTL:
     /// `<GATEWAY_PUBLIC_URL>/api/chat/<room>/files/<signed token>`.
     pub fn url(&self, room: &RoomId, a: &Attachment, now: i64) -> String {

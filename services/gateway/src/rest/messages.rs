@@ -238,5 +238,6 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> HttpResult {
     let deleted = state.bus.request(&DeleteMessage { actor, room_id, message_id }).await?;
-    Ok(HttpResponse::Ok().json(linked(&crate::rest_chat::render::links(&state), deleted)))
+    state.attachments.remove(&deleted.removed_attachments).await;
+    Ok(HttpResponse::Ok().json(linked(&crate::rest_chat::render::links(&state), deleted.message)))
 }

@@ -244,6 +244,7 @@ pub(crate) async fn delete(
     ChatRest((caller, InChat(room_id), InChatMessage(message_id))): ChatRest<(ChatCaller, InChat, InChatMessage)>,
     state: web::Data<AppState>,
 ) -> ChatResult {
-    let message = state.bus.request(&DeleteMessage { actor: caller.actor, room_id, message_id }).await?;
-    Ok(ok(StatusCode::OK, OneMessage { message: render::message(&message, &render::links(&state)) }))
+    let deleted = state.bus.request(&DeleteMessage { actor: caller.actor, room_id, message_id }).await?;
+    state.attachments.remove(&deleted.removed_attachments).await;
+    Ok(ok(StatusCode::OK, OneMessage { message: render::message(&deleted.message, &render::links(&state)) }))
 }

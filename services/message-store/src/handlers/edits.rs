@@ -5,7 +5,7 @@
 use chat_domain::ApiError;
 use chat_domain::model::{MemberRole, Message};
 use chat_domain::proto::events::{MessageDeleted, MessageUpdated, RoomEvent, RoomEventBody};
-use chat_domain::proto::store::{DeleteMessage, EditMessage};
+use chat_domain::proto::store::{DeleteMessage, DeletedMessage, EditMessage};
 use diesel::sql_types::{Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
@@ -105,11 +105,11 @@ pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, Api
     Ok(message)
 }
 
-pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<Message, ApiError> {
+pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedMessage, ApiError> {
     let subjects = store.subjects().clone();
     let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
-    let (message, pending) = conn
-        .transaction(async move |conn| -> Result<(Message, Option<outbox::Pending>), StoreError> {
+    let (deleted, pending) = conn
+        .transaction(async move |conn| -> Result<(DeletedMessage, Option<outbox::Pending>), StoreError> {
             let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             let old = load(conn, cmd.room_id.as_str(), cmd.message_id.as_str()).await?;
             if old.sender_id != cmd.actor.user_id
@@ -123,7 +123,7 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<Message,
             }
             if old.deleted_at.is_some() {
                 // Deleting twice is not an error, and not a second event.
-                return Ok((old, None));
+                return Ok((DeletedMessage { message: old, removed_attachments: Vec::new() }, None));
             }
             let now = chat_domain::time::now();
             let row: MessageRow = diesel::sql_query(format!(
@@ -150,9 +150,9 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<Message,
                 }),
             );
             let pending = outbox::insert(conn, &subjects, &event).await?;
-            Ok((message, Some(pending)))
+            Ok((DeletedMessage { message, removed_attachments: old.attachments }, Some(pending)))
         })
         .await?;
     store.0.publisher.submit(pending.into_iter().collect());
-    Ok(message)
+    Ok(deleted)
 }
