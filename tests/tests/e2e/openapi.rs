@@ -23,6 +23,15 @@ fn validator() -> PathBuf {
     })
 }
 
+/// A folder removed when the test ends, however it ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A concrete path for a documented one: each `{param}` filled in.
 fn concrete(path: &str) -> String {
     path.split('/')
@@ -50,14 +59,14 @@ async fn fetch_document(stack: &TestStack) -> anyhow::Result<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_is_valid_and_lists_exactly_what_is_served() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(unique("openapi-"));
-    std::fs::create_dir_all(&dir)?;
-    let stack = TestStack::builder().dev_login().static_dir(&dir).start().await?;
+    let dir = TempDir(std::env::temp_dir().join(unique("openapi-")));
+    std::fs::create_dir_all(&dir.0)?;
+    let stack = TestStack::builder().dev_login().static_dir(&dir.0).start().await?;
     let doc = fetch_document(&stack).await?;
     assert_eq!(doc["openapi"], "3.1.0");
 
     // Valid OpenAPI 3.1, by a validator that is not ours.
-    let file = dir.join("openapi.json");
+    let file = dir.0.join("openapi.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&doc)?)?;
     let program = validator();
     let out = Command::new(&program).arg(&file).output().map_err(|e| {
@@ -109,7 +118,6 @@ async fn the_document_is_valid_and_lists_exactly_what_is_served() -> anyhow::Res
     for name in promised.keys() {
         assert!(res.headers().contains_key(name.as_str()), "{name} promised, not sent");
     }
-    std::fs::remove_dir_all(&dir)?;
     stack.stop().await
 }
 
