@@ -300,6 +300,17 @@ pub fn text_of(selector: &str) -> String {
     format!("(document.querySelector({})?.textContent ?? '')", js(selector))
 }
 
+/// Waits until the web app in `page` shows its socket open (`who` names the page in
+/// the error).
+pub async fn online(page: &Page, who: &str) -> anyhow::Result<()> {
+    page.wait_for(
+        &format!("{who}'s socket to open"),
+        "document.getElementById('conn-status').dataset.state === 'online'",
+    )
+    .await?;
+    Ok(())
+}
+
 /// An expression: how many messages the web app shows that read exactly `content`.
 pub fn count_of(content: &str) -> String {
     format!(

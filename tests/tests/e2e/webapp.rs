@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use chat_test_support::browser::{Browser, Page, count_of, js, text_of};
+use chat_test_support::browser::{Browser, Page, count_of, js, online, text_of};
 use chat_test_support::{Client, TestStack, WebhookReceiver, WsClient, unique};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -34,15 +34,6 @@ async fn sees(page: &Page, who: &str, content: &str) -> anyhow::Result<()> {
 async fn send(page: &Page, content: &str) -> anyhow::Result<()> {
     page.fill("composer", content).await?;
     page.click("#send").await
-}
-
-async fn online(page: &Page, who: &str) -> anyhow::Result<()> {
-    page.wait_for(
-        &format!("{who}'s socket to open"),
-        "document.getElementById('conn-status').dataset.state === 'online'",
-    )
-    .await?;
-    Ok(())
 }
 
 async fn open_room(page: &Page, who: &str, room: &str) -> anyhow::Result<()> {

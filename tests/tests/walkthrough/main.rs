@@ -20,7 +20,7 @@ mod run;
 
 use std::path::{Path, PathBuf};
 
-use chat_test_support::browser::{Browser, Page, count_of, js, text_of};
+use chat_test_support::browser::{Browser, Page, count_of, js, online, text_of};
 use serde_json::json;
 
 use crate::deps::{Deps, port_open, tail};
@@ -39,15 +39,6 @@ async fn sign_in(browser: &Browser, url: &str, who: &str) -> anyhow::Result<Page
     page.click("#dev-signin").await?;
     page.wait_for(&format!("{who} to be signed in"), &format!("{} === {}", text_of("#me"), js(who))).await?;
     Ok(page)
-}
-
-async fn online(page: &Page, who: &str) -> anyhow::Result<()> {
-    page.wait_for(
-        &format!("{who}'s socket to open"),
-        "document.getElementById('conn-status').dataset.state === 'online'",
-    )
-    .await?;
-    Ok(())
 }
 
 /// Writes `content` in the composer and sends it; the other page must show it once.
