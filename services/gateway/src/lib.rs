@@ -25,6 +25,8 @@
 //! - `static_files`: pages served from `GATEWAY_STATIC_DIR` at `/static/{file}`.
 //! - `webapp`: the web chat app at `/` and the admin console at `/admin`, built in;
 //!   `POST /dev/token` when `GATEWAY_DEV_LOGIN=1`.
+//! - [`routes`]: every route, mounted with its OpenAPI operation ([`openapi`]), which
+//!   makes `/openapi.json` and the rendered `/docs`.
 
 mod admit;
 pub mod attachments;
