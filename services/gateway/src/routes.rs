@@ -203,6 +203,7 @@ pub fn all(cfg: &mut web::ServiceConfig, api: &mut Api, options: &Options) {
                 op("WebSocket of ws-rooms.md (one room)")
                     .describe("Frames: docs/asyncapi-ws.json. Refusals are close codes (4001 bad token, 4003 not a member, 4004 no such room, 4029 rate limited).")
                     .auth(Auth::Socket)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", "The room to join.")
                     .param::<String>("user_id", "query", "The user, when `token` is the tenant's API key.")
                     .param::<u64>("last_seq", "query", "Resume after this sequence number.")
                     .raw()
@@ -216,6 +217,7 @@ pub fn all(cfg: &mut web::ServiceConfig, api: &mut Api, options: &Options) {
                 op("WebSocket of ws-conversations.md (one conversation)")
                     .describe("Frames: docs/asyncapi-ws.json.")
                     .auth(Auth::Socket)
+                    .path_id::<chat_domain::ids::RoomId>("id", "The conversation (a room's id).")
                     .param::<String>("user_id", "query", "The user, when `token` is the tenant's API key.")
                     .raw()
                     .reply_raw(101, upgrade, None)
@@ -359,6 +361,22 @@ mod tests {
             }
         }
         assert!(silent.is_empty(), "no success reply documented: {silent:?}");
+        // Id path parameters say the id's format (the domain type's schema).
+        let mut untyped = Vec::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                for p in operation["parameters"].as_array().into_iter().flatten().filter(|p| p["in"] == "path") {
+                    let name = p["name"].as_str().unwrap_or_default();
+                    let is_id = name.ends_with("_id")
+                        || name.ends_with("Id")
+                        || (name == "id" && (path.starts_with("/api/chat/") || path.starts_with("/conversations/")));
+                    if is_id && p["schema"]["$ref"].is_null() {
+                        untyped.push(format!("{method} {path} {name}"));
+                    }
+                }
+            }
+        }
+        assert!(untyped.is_empty(), "id parameters without their type: {untyped:?}");
         // Two types of one name get `Name2` from schemars: rename one (`#[schemars(rename)]`).
         let clashes: Vec<&String> = doc["components"]["schemas"]
             .as_object()

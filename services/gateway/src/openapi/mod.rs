@@ -211,6 +211,13 @@ impl Op {
         self
     }
 
+    /// Describes a path parameter that is an id of type `T` (its schema says the
+    /// id's format).
+    pub fn path_id<T: JsonSchema>(mut self, name: &'static str, description: &str) -> Self {
+        self.params.push((name, "path", description.to_owned(), true, schema_of::<T>));
+        self
+    }
+
     /// A header or query parameter of type `T`.
     pub fn param<T: JsonSchema>(mut self, name: &'static str, place: &'static str, description: &str) -> Self {
         let required = place == "path";
@@ -379,7 +386,7 @@ impl Api {
                 "in": "path",
                 "required": true,
                 "description": described.map(|p| p.2.clone()).unwrap_or_default(),
-                "schema": {"type": "string"},
+                "schema": described.map(|p| (p.4)(g).to_value()).unwrap_or_else(|| json!({"type": "string"})),
             }));
         }
         for (name, place, description, required, schema) in op.params.iter().filter(|p| p.1 != "path") {

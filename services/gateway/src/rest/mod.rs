@@ -58,7 +58,7 @@ pub fn routes(m: &mut Mount) {
                 op("Send a message")
                     .describe("Stores the message with the room's next `seq` and delivers it to the members' sockets. A resend with the same `Idempotency-Key` (or `client_msg_id`) by the same sender returns the first message with `200` and `Idempotent-Replayed: true`.")
                     .user()
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .param::<String>("Idempotency-Key", "header", idempotency)
                     .json_example::<messages::NewMessage>(json!({
                         "content": "Hello, world!",
@@ -74,7 +74,7 @@ pub fn routes(m: &mut Mount) {
                 op("List a room's messages")
                     .describe("In `seq` order: after `after_seq` (from the start when absent), or the newest ones before `before_seq` when only that is given. Deleted messages keep their `seq` with empty content and `deleted_at` set.")
                     .user()
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .query::<messages::History>()
                     .reply_example::<Vec<messages::LinkedMessage>>(200, "The page, in `seq` order.", json!([message.clone()]))
                     .errors(&[400, 401, 403, 404, 503]),
@@ -86,8 +86,8 @@ pub fn routes(m: &mut Mount) {
                 op("Edit a message")
                     .describe("Only its sender may; a deleted message cannot be edited (`409`).")
                     .user()
-                    .path_param("room_id", room)
-                    .path_param("message_id", "The message's id (`msg_...`).")
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
+                    .path_id::<chat_domain::ids::MessageId>("message_id", "The message's id (`msg_...`).")
                     .json::<messages::Edit>()
                     .reply::<messages::LinkedMessage>(200, "The message, edited (`edited_at` set).")
                     .errors(&[400, 401, 403, 404, 409, 413, 503]),
@@ -97,8 +97,8 @@ pub fn routes(m: &mut Mount) {
                 op("Delete a message")
                     .describe("Its sender or a room admin may. Soft: the `seq` stays, the content goes.")
                     .user()
-                    .path_param("room_id", room)
-                    .path_param("message_id", "The message's id (`msg_...`).")
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
+                    .path_id::<chat_domain::ids::MessageId>("message_id", "The message's id (`msg_...`).")
                     .reply::<messages::LinkedMessage>(200, "The message, deleted (`deleted_at` set, content empty).")
                     .errors(&[400, 401, 403, 404, 503]),
             )
@@ -109,7 +109,7 @@ pub fn routes(m: &mut Mount) {
                 op("Mark a room read up to a message")
                     .describe("Moves the caller's read cursor (and delivered cursor) forward to `seq`; the room sees a `read` event.")
                     .user()
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .json_example::<cursors::Read>(json!({"seq": 43}))
                     .reply::<cursors::Moved>(200, "The caller's cursors now.")
                     .errors(&[400, 401, 403, 404, 413, 503]),
@@ -164,7 +164,7 @@ pub fn routes(m: &mut Mount) {
                 rooms::get,
                 op("Get a room")
                     .user()
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .reply::<Room>(200, "The room.")
                     .errors(&[400, 401, 403, 404, 503]),
             )
@@ -174,7 +174,7 @@ pub fn routes(m: &mut Mount) {
                 rooms::list_members,
                 op("List a room's members")
                     .user()
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .query::<extract::Page>()
                     .reply::<Vec<Member>>(200, "A page of the members, in join order.")
                     .errors(&[400, 401, 403, 404, 503]),
@@ -184,7 +184,7 @@ pub fn routes(m: &mut Mount) {
                 op("Add a member")
                     .describe("Room admins only; the members of a DM cannot change. Adding a member again changes nothing and answers `200`.")
                     .user()
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .json_example::<rooms::NewMember>(json!({"user_id": "user4", "role": "member"}))
                     .reply::<Member>(201, "The member, added.")
                     .reply::<Member>(200, "The user already was a member.")
@@ -197,8 +197,8 @@ pub fn routes(m: &mut Mount) {
                 op("Remove a member")
                     .describe("A room admin removes anyone; a member removes themself. Not in DMs.")
                     .user()
-                    .path_param("room_id", room)
-                    .path_param("user_id", "The member to remove.")
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
+                    .path_id::<chat_domain::ids::UserId>("user_id", "The member to remove.")
                     .reply::<Success>(200, "Removed.")
                     .errors(&[400, 401, 403, 404, 503]),
             )
@@ -210,7 +210,7 @@ pub fn routes(m: &mut Mount) {
                 op("Create or update a user in the directory")
                     .describe("Replaces the user's entry. Names, avatars and roles show in chats (`/api/chat` participants); roles `support` and `admin` make the support pool.")
                     .tenant()
-                    .path_param("user_id", "The user.")
+                    .path_id::<chat_domain::ids::UserId>("user_id", "The user.")
                     .json_example::<users::UserBody>(json!({"name": "Alice", "roles": ["support"], "metadata": {"team": "billing"}}))
                     .reply::<chat_domain::proto::chat::DirectoryUser>(201, "The entry, created.")
                     .reply::<chat_domain::proto::chat::DirectoryUser>(200, "The entry, replaced.")
@@ -221,7 +221,7 @@ pub fn routes(m: &mut Mount) {
                 op("Get a user from the directory")
                     .describe("A user of the tenant: in the directory, or a member of any room (then `registered` is `false`).")
                     .tenant()
-                    .path_param("user_id", "The user.")
+                    .path_id::<chat_domain::ids::UserId>("user_id", "The user.")
                     .reply::<chat_domain::proto::chat::DirectoryUser>(200, "The user.")
                     .errors(&[400, 401, 404, 503]),
             )
@@ -233,7 +233,7 @@ pub fn routes(m: &mut Mount) {
                 op("Send a message (ws-rooms.md)")
                     .describe("As the document's demo page sends one. With the API key the sender is `sender_id` (else `X-User-Id`); with a user token it is the token's user.")
                     .auth(Auth::KeyOrTokenAnyUser)
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .param::<String>("Idempotency-Key", "header", idempotency)
                     .json_example::<api_messages::ApiMessage>(json!({
                         "sender_id": "user_123",
@@ -251,7 +251,7 @@ pub fn routes(m: &mut Mount) {
                 op("Message history (ws-rooms.md)")
                     .describe("The history rules of `GET /rooms/{room_id}/messages`, messages in the shape of the `message` frame.")
                     .auth(Auth::KeyOrToken)
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .query::<messages::History>()
                     .reply::<api_messages::Enveloped<api_messages::Messages>>(200, "The page, in `seq` order.")
                     .errors(&[400, 401, 403, 404, 503]),
@@ -262,7 +262,7 @@ pub fn routes(m: &mut Mount) {
                 live::online,
                 op("Who is online in a room")
                     .auth(Auth::KeyOrToken)
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .reply_example::<api_messages::Enveloped<live::OnlineUsers>>(
                         200,
                         "The members with a socket open in the room.",
@@ -286,7 +286,7 @@ pub fn routes(m: &mut Mount) {
                 op("A room's participants")
                     .describe("A page of the room's members, each with whether they are online.")
                     .auth(Auth::KeyOrToken)
-                    .path_param("room_id", room)
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .query::<extract::Page>()
                     .reply::<api_messages::Enveloped<live::Participants>>(200, "A page of the members, in join order.")
                     .errors(&[400, 401, 403, 404, 503]),
@@ -464,7 +464,7 @@ pub fn routes(m: &mut Mount) {
                 admin::get_tenant,
                 op("Get a tenant")
                     .operator()
-                    .path_param("tenant_id", "The tenant.")
+                    .path_id::<chat_domain::ids::TenantId>("tenant_id", "The tenant.")
                     .reply::<chat_domain::model::Tenant>(200, "The tenant (secrets redacted).")
                     .errors(&[400, 401, 403, 404, 503]),
             )
@@ -473,7 +473,7 @@ pub fn routes(m: &mut Mount) {
                 op("Update a tenant")
                     .describe("The fields given replace the stored ones; unknown fields are `400`. A JWT issuer another tenant registered is `409`.")
                     .operator()
-                    .path_param("tenant_id", "The tenant.")
+                    .path_id::<chat_domain::ids::TenantId>("tenant_id", "The tenant.")
                     .json::<admin::Settings>()
                     .reply::<chat_domain::model::Tenant>(200, "The tenant, updated.")
                     .errors(&[400, 401, 403, 404, 409, 413, 503]),
@@ -485,7 +485,7 @@ pub fn routes(m: &mut Mount) {
                 op("Rotate a tenant's API key")
                     .describe("Issues a new key (shown this once) and revokes the previous ones; their user tokens stop working too.")
                     .operator()
-                    .path_param("tenant_id", "The tenant.")
+                    .path_id::<chat_domain::ids::TenantId>("tenant_id", "The tenant.")
                     .reply::<<RotateKey as Command>::Reply>(200, "The new key.")
                     .errors(&[400, 401, 403, 404, 503]),
             )

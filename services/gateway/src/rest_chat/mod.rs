@@ -187,7 +187,7 @@ pub fn routes(m: &mut Mount) {
             op("A chat and its participants")
                 .user()
                 .describe("The chat with `unreadCounts`: every participant's unread count.")
-                .path_param("id", CHAT_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .reply::<OneChat>(200, "The chat.")
                 .errors(&[400, 401, 403, 404, 503]),
         )
@@ -201,7 +201,7 @@ pub fn routes(m: &mut Mount) {
                     "Toggles the caller's archive flag (per user). An archived chat leaves the default list and comes \
                      back by itself with the next message.",
                 )
-                .path_param("id", CHAT_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .reply::<Archived>(200, "The flag now, and the chat.")
                 .errors(&[400, 401, 403, 404, 503]),
         )
@@ -216,7 +216,7 @@ pub fn routes(m: &mut Mount) {
                      otherwise). Every user must be a user of the tenant (`404 participant not found: <id>`). Each \
                      one added is the room's `member.added` event on every dialect's sockets.",
                 )
-                .path_param("id", CHAT_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .json_example::<NewParticipants>(json!({"userId": "carol"}))
                 .reply::<ParticipantsAdded>(201, "Who was added, and the chat.")
                 .reply::<ParticipantsAdded>(200, "They all were participants already (`added: []`).")
@@ -233,8 +233,8 @@ pub fn routes(m: &mut Mount) {
                      themself (`403` otherwise). `404` when they are not a participant. `/ws` sockets of the removed \
                      member close with `4003`.",
                 )
-                .path_param("id", CHAT_ID)
-                .path_param("participantId", "The user to remove.")
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .path_id::<chat_domain::ids::UserId>("participantId", "The user to remove.")
                 .reply::<ParticipantRemoved>(200, "Who was removed, and the chat (`null` for the caller themself).")
                 .errors(&[400, 401, 403, 404, 503]),
         )
@@ -247,7 +247,7 @@ pub fn routes(m: &mut Mount) {
                 .describe(
                     "`403` for a caller who is not a participant, `404` for no such chat, `400` for a bad `before`.",
                 )
-                .path_param("id", CHAT_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .query::<MessageListQuery>()
                 .reply_example::<MessageList>(
                     200,
@@ -270,7 +270,7 @@ pub fn routes(m: &mut Mount) {
                      (or `clientMessageId`), a resend returns the first message with `200` and \
                      `Idempotent-Replayed: true`.",
                 )
-                .path_param("id", CHAT_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .param::<String>(
                     "Idempotency-Key",
                     "header",
@@ -289,7 +289,7 @@ pub fn routes(m: &mut Mount) {
             op("Mark the chat read")
                 .user()
                 .describe("The caller's read cursor moves to the newest message (other dialects see the `read` event).")
-                .path_param("id", CHAT_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .reply::<MarkedRead>(200, "How many messages became read.")
                 .errors(&[400, 401, 403, 404, 503]),
         )
@@ -309,7 +309,7 @@ pub fn routes(m: &mut Mount) {
                      upload stores nothing. The message is sent as any other (a `seq`, every dialect's sockets and \
                      history); each attachment's `url` is a signed link valid for `GATEWAY_LINK_TTL_SECS`.",
                 )
-                .path_param("id", CHAT_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .body::<upload::Form>("multipart/form-data")
                 .body_example(json!({"content": "The receipt", "file": "(the file's bytes)"}))
                 .reply_example::<OneMessage>(
@@ -349,7 +349,7 @@ pub fn routes(m: &mut Mount) {
                      a participant of the link's chat (`404` otherwise, as for a chat one cannot see).",
                 )
                 .auth(Auth::UserOrQueryToken)
-                .path_param("id", CHAT_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .path_param("token", "The signed link token of the attachment's `url`.")
                 .raw()
                 .reply_raw(
@@ -378,8 +378,8 @@ pub fn routes(m: &mut Mount) {
                      `403` for anyone else or after the window, `409` for a deleted message, `404` for a message not \
                      in this chat. Sockets get the edit.",
                 )
-                .path_param("id", CHAT_ID)
-                .path_param("messageId", MESSAGE_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .path_id::<chat_domain::ids::MessageId>("messageId", MESSAGE_ID)
                 .json_example::<EditBody>(json!({"content": "Is the blue one still available in M?"}))
                 .reply::<OneMessage>(200, "The message, with `editedAt`.")
                 .errors(&[400, 401, 403, 404, 409, 413, 503]),
@@ -393,8 +393,8 @@ pub fn routes(m: &mut Mount) {
                      content is cleared and `deletedAt` set; the message keeps its `_id` and `seq`. Deleting twice is \
                      not an error.",
                 )
-                .path_param("id", CHAT_ID)
-                .path_param("messageId", MESSAGE_ID)
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .path_id::<chat_domain::ids::MessageId>("messageId", MESSAGE_ID)
                 .reply::<OneMessage>(200, "The message, deleted.")
                 .errors(&[400, 401, 403, 404, 503]),
         )
