@@ -173,7 +173,7 @@ now_ms() {
 }
 
 stop_services() {
-    local svc i pid any
+    local svc i any
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do # gateway first
         svc=${SERVICES[i]}
         if alive "$svc"; then
@@ -193,17 +193,17 @@ stop_services() {
             say "$svc still running after ${STOP_TIMEOUT}s: SIGKILL"
             kill -KILL "${PIDS[$svc]}" 2>/dev/null || true
         fi
-        pid=${PIDS[$svc]:-}
-        if [[ -n $pid ]]; then
-            wait "$pid" 2>/dev/null || true
-        fi
     done
+    # No `wait` here: this runs in a signal trap, where a `wait` can block for good
+    # (a Ctrl-C of the walkthrough test once hung here for over a minute with every
+    # service gone). The services are dead or SIGKILLed; bash reaps them.
     PIDS=()
 }
 
 cleanup() {
     [[ $CLEANED -eq 0 ]] || return 0
     CLEANED=1
+    local i
     trap '' INT TERM
     if [[ ${#PIDS[@]} -gt 0 ]]; then
         say "stopping services"
@@ -212,7 +212,12 @@ cleanup() {
     if [[ -n $TAIL_PID ]]; then
         sleep 0.3 # let the last log lines through
         kill "$TAIL_PID" 2>/dev/null || true
-        wait "$TAIL_PID" 2>/dev/null || true
+        # Bounded, like the services above (no `wait` in a trap).
+        for ((i = 0; i < 10; i++)); do
+            kill -0 "$TAIL_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$TAIL_PID" 2>/dev/null || true
         TAIL_PID=""
     fi
     if [[ -s $RUN_STARTED ]]; then

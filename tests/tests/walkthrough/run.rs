@@ -154,7 +154,13 @@ impl Run {
                 return Ok(status);
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("run.sh still running {STOP_WITHIN:?} after Ctrl-C");
+                // Who is still there, for the report.
+                let ps = std::process::Command::new("ps")
+                    .args(["-o", "pid,ppid,stat,etime,wchan:20,cmd", "-g", &self.child.id().to_string()])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                bail!("run.sh still running {STOP_WITHIN:?} after Ctrl-C; its process group:\n{ps}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
