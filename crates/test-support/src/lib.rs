@@ -284,6 +284,7 @@ impl StackBuilder {
                     reconnect_spread_ms: 100,
                     ..gateway::WsConfig::default()
                 },
+                socketio: gateway::SocketIoConfig::default(),
                 static_dir: self.static_dir.clone(),
                 dev_login: self.dev_login.then(|| dev_tenant_id(&prefix)).transpose()?,
                 attachments: attachments.clone(),

@@ -414,14 +414,14 @@ async fn engine_io_refuses_what_it_cannot_read() -> anyhow::Result<()> {
 
 /// Engine.IO pings far apart.
 fn slow_pings(cfg: &mut gateway::Config) {
-    cfg.ws.socketio_ping_interval = std::time::Duration::from_secs(600);
-    cfg.ws.socketio_ping_timeout = std::time::Duration::from_secs(600);
+    cfg.socketio.ping_interval = std::time::Duration::from_secs(600);
+    cfg.socketio.ping_timeout = std::time::Duration::from_secs(600);
 }
 
 /// Short Engine.IO pings, so that a test sees several (the handshake announces them).
 fn quick_pings(cfg: &mut gateway::Config) {
-    cfg.ws.socketio_ping_interval = std::time::Duration::from_millis(200);
-    cfg.ws.socketio_ping_timeout = std::time::Duration::from_millis(1500);
+    cfg.socketio.ping_interval = std::time::Duration::from_millis(200);
+    cfg.socketio.ping_timeout = std::time::Duration::from_millis(1500);
 }
 
 /// Each joined chat's queue holds 2 events.
@@ -431,7 +431,7 @@ fn tiny_queues(cfg: &mut gateway::Config) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_are_bounded_per_gateway() -> anyhow::Result<()> {
-    let stack = TestStack::builder().gateway_config(|c| c.ws.socketio_max_sessions = 1).start().await?;
+    let stack = TestStack::builder().gateway_config(|c| c.socketio.max_sessions = 1).start().await?;
     let (sid, _) = handshake(&stack).await?;
     let url = format!("{}/socket.io/?EIO=4&transport=polling", stack.base_url(0));
     let res = stack.http.get(&url).send().await?;

@@ -1,0 +1,80 @@
+//! Payloads of the Socket.IO events, in the shape of `rest-chat.md`'s REST responses.
+//! A message — in `new-message`, `message-edited` and `message-deleted` — is exactly
+//! what `/api/chat` answers (`rest_chat::render::message`: `_id`, `chatId`, `sender`,
+//! `content`, `type`, `replyToMessageId`, `metadata`, `attachments`, `createdAt`,
+//! `editedAt`, `deletedAt`, `seq`). The other events are camelCase likewise.
+
+use chat_domain::ids::RoomId;
+use chat_domain::model::{Member, Message};
+use chat_domain::proto::events::{CursorChange, MemberRemoved, MessageDeleted, MessageUpdated};
+use chat_domain::time::format;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use gateway_core::attachments::AttachmentLinks;
+
+use crate::render as rest;
+
+/// A stored message (`new-message`), as `GET /api/chat/:id/messages` returns it, its
+/// attachments' links signed by `links`.
+pub(crate) fn message(m: &Message, links: &dyn AttachmentLinks) -> Value {
+    json!(rest::message(m, links))
+}
+
+/// An edited message (`message-edited`): the whole message. An event published before
+/// events carried the message gives what changed, under the same field names.
+pub(crate) fn edited(room: &RoomId, u: &MessageUpdated, links: &dyn AttachmentLinks) -> Value {
+    match &u.message {
+        Some(m) => message(m, links),
+        None => json!({
+            "_id": u.message_id.as_str(),
+            "chatId": room.as_str(),
+            "content": u.content,
+            "editedAt": format(&u.edited_at),
+            "seq": u.seq,
+        }),
+    }
+}
+
+/// A deleted message (`message-deleted`): the whole message (content gone, `deletedAt`
+/// set), or what changed for an event published before events carried the message.
+pub(crate) fn deleted(room: &RoomId, d: &MessageDeleted, links: &dyn AttachmentLinks) -> Value {
+    match &d.message {
+        Some(m) => message(m, links),
+        None => json!({
+            "_id": d.message_id.as_str(),
+            "chatId": room.as_str(),
+            "content": "",
+            "deletedAt": format(&d.deleted_at),
+            "seq": d.seq,
+        }),
+    }
+}
+
+/// A member's read cursor moved (`messages-read`).
+pub fn read(room: &RoomId, c: &CursorChange, at: DateTime<Utc>) -> Value {
+    json!({
+        "chatId": room.as_str(),
+        "userId": c.user_id.as_str(),
+        "seq": c.seq,
+        "messageIds": c.message_ids.iter().map(|id| id.as_str()).collect::<Vec<_>>(),
+        "readAt": format(&at),
+    })
+}
+
+/// A participant joined (`participants-added`).
+pub fn participants_added(room: &RoomId, m: &Member) -> Value {
+    json!({
+        "chatId": room.as_str(),
+        "participants": [m.user_id.as_str()],
+    })
+}
+
+/// A participant left or was removed (`participant-removed`).
+pub fn participant_removed(room: &RoomId, r: &MemberRemoved) -> Value {
+    json!({
+        "chatId": room.as_str(),
+        "participantId": r.user_id.as_str(),
+        "removedBy": r.removed_by.as_str(),
+    })
+}

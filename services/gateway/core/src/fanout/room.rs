@@ -1,0 +1,158 @@
+//! One room's fan-out task, alive while this gateway has a socket in the room: it
+//! decodes each event of the room's subscription once, puts messages in `seq` order
+//! (filling a lasting gap from message-store, as a service rather than as any user),
+//! renders each event once per dialect and offers it to every socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_bus::Bus;
+use chat_domain::ids::{RoomId, TenantId, UserId};
+use chat_domain::model::Message;
+use chat_domain::proto::events::{RoomEvent, RoomEventBody};
+use chat_domain::proto::store::RoomMessages;
+use futures_util::StreamExt as _;
+use tokio::task::JoinHandle;
+
+use crate::fanout::order::{GAP_WAIT, Reorder};
+use crate::fanout::sockets::{RoomShared, offer};
+use crate::session::codec::Close;
+
+/// Most messages read per gap fill.
+const GAP_FILL: u32 = 500;
+
+/// The longest wait between gap fills while message-store does not answer.
+const GAP_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A room's fan-out.
+pub struct RoomTask {
+    bus: Bus,
+    shared: Arc<RoomShared>,
+    sub: async_nats::Subscriber,
+    tenant: TenantId,
+    room: RoomId,
+    order: Reorder,
+    /// Gap fills that failed in a row (message-store unreachable), for the backoff.
+    fill_failures: u32,
+}
+
+impl RoomTask {
+    /// Starts the task for a room whose newest message was `last_seq` when its first
+    /// socket here joined.
+    pub fn spawn(
+        bus: Bus,
+        shared: Arc<RoomShared>,
+        sub: async_nats::Subscriber,
+        tenant: TenantId,
+        room: RoomId,
+        last_seq: i64,
+    ) -> JoinHandle<()> {
+        let task = Self { bus, shared, sub, tenant, room, order: Reorder::after(last_seq), fill_failures: 0 };
+        tokio::spawn(task.run())
+    }
+
+    async fn run(mut self) {
+        loop {
+            let gap = self.order.gap_deadline();
+            // The event's fan-out is a span of the trace that produced it (its
+            // context travels in the NATS headers): a message's trace runs from the
+            // send through message-store to every gateway that delivers it.
+            let span = tokio::select! {
+                msg = self.sub.next() => match msg {
+                    Some(msg) => {
+                        let span = tracing::info_span!("fanout", room = %self.room, kind = tracing::field::Empty);
+                        chat_bus::trace::continue_from(msg.headers.as_ref(), &span);
+                        let entered = span.enter();
+                        match serde_json::from_slice::<RoomEvent>(&msg.payload) {
+                            Ok(event) => {
+                                span.record("kind", event.body.kind());
+                                self.event(event);
+                            }
+                            Err(e) => tracing::warn!(error = %e, subject = %msg.subject, "undecodable room event"),
+                        }
+                        drop(entered);
+                        Some(span)
+                    }
+                    None => break,
+                },
+                () = sleep_until(gap) => {
+                    self.fill_gap().await;
+                    None
+                }
+            };
+            let _entered = span.as_ref().map(tracing::Span::enter);
+            for m in self.order.ready() {
+                self.deliver(&m);
+            }
+        }
+    }
+
+    /// Reads what a lasting gap is missing from message-store.
+    async fn fill_gap(&mut self) {
+        let cmd = RoomMessages {
+            tenant_id: self.tenant.clone(),
+            room_id: self.room.clone(),
+            after_seq: self.order.delivered(),
+            until_seq: None,
+            limit: GAP_FILL,
+        };
+        match self.bus.request(&cmd).await {
+            Ok(fetched) => {
+                self.fill_failures = 0;
+                self.order.filled(fetched);
+            }
+            Err(e) => {
+                // The missing messages exist (their successors do); wait and ask again
+                // rather than move past them.
+                self.fill_failures = self.fill_failures.saturating_add(1);
+                let retry_in = (GAP_WAIT * 2u32.saturating_pow(self.fill_failures.min(5))).min(GAP_RETRY_MAX);
+                tracing::warn!(error = %e, room = %self.room, ?retry_in, "could not fill a seq gap; trying again");
+                self.order.fill_failed(retry_in);
+            }
+        }
+    }
+
+    fn event(&mut self, event: RoomEvent) {
+        let except: Option<&UserId> = match &event.body {
+            RoomEventBody::MessageCreated(_) => None,
+            RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) => Some(&p.user_id),
+            RoomEventBody::Typing(t) => Some(&t.user_id),
+            RoomEventBody::Delivered(c) | RoomEventBody::Read(c) => Some(&c.user_id),
+            RoomEventBody::MessageUpdated(_) | RoomEventBody::MessageDeleted(_) | RoomEventBody::MemberAdded(_) => None,
+            RoomEventBody::MemberRemoved(r) => {
+                if let Ok(sockets) = self.shared.sockets.read() {
+                    for s in sockets.values().filter(|s| s.user == r.user_id) {
+                        s.kick.kick(Close::Removed);
+                    }
+                }
+                Some(&r.user_id)
+            }
+        };
+        if let RoomEventBody::MessageCreated(m) = event.body {
+            self.order.insert(m);
+            return;
+        }
+        let Ok(sockets) = self.shared.sockets.read() else { return };
+        offer(sockets.values(), None, |s| except != Some(&s.user), |codec| codec.room_event(&event));
+    }
+
+    /// Offers a message, in order, to every socket of the room.
+    fn deliver(&self, m: &Message) {
+        let fallback = match m.sender_name {
+            Some(_) => None,
+            None => self.shared.names.read().ok().and_then(|n| n.get(&m.sender_id).cloned()),
+        };
+        let Ok(sockets) = self.shared.sockets.read() else { return };
+        offer(sockets.values(), Some(m.seq), |_| true, |codec| Some(codec.message(m, fallback.as_deref())));
+        let delay = (chat_domain::time::now() - m.created_at).to_std().unwrap_or_default();
+        crate::metrics::FANOUT_DELAY.observe(delay.as_secs_f64());
+    }
+}
+
+/// Resolves at `deadline`, or never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

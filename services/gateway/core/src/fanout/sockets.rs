@@ -1,0 +1,132 @@
+//! What the registry and the fan-out tasks share: a registered socket (its codec, its
+//! queue, its kick switch), the room's sockets, and offering one event to many
+//! sockets, rendered once per codec.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytestring::ByteString;
+use chat_domain::ids::UserId;
+use tokio::sync::Notify;
+
+use crate::session::codec::{Close, Codec};
+use crate::session::queue::{self, Out};
+
+/// Tells a socket's session to close, from outside its task.
+#[derive(Debug, Default)]
+pub struct Kick {
+    notify: Notify,
+    /// 0: not kicked; otherwise the [`Close`] reason + 1.
+    why: AtomicU8,
+    kicked: AtomicBool,
+}
+
+impl Kick {
+    /// Asks the session to close (the first reason wins).
+    pub fn kick(&self, why: Close) {
+        if !self.kicked.swap(true, Ordering::SeqCst) {
+            self.why.store(if why == Close::Slow { 1 } else { 2 }, Ordering::SeqCst);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves with the reason once kicked.
+    pub async fn kicked(&self) -> Close {
+        self.notify.notified().await;
+        if self.why.load(Ordering::SeqCst) == 1 { Close::Slow } else { Close::Removed }
+    }
+}
+
+/// One registered socket.
+#[derive(Clone)]
+pub(crate) struct Socket {
+    pub(crate) user: UserId,
+    pub(crate) codec: &'static dyn Codec,
+    pub(crate) tx: queue::Sender,
+    pub(crate) kick: Arc<Kick>,
+}
+
+impl Socket {
+    /// Queues a frame; a full queue kicks the socket.
+    pub(crate) fn offer(&self, out: Out) {
+        match self.tx.offer(out) {
+            Ok(()) | Err(queue::Refused::Closed) => {}
+            Err(queue::Refused::Full) => {
+                crate::metrics::SLOW_KICKS.inc();
+                self.kick.kick(Close::Slow);
+            }
+        }
+    }
+}
+
+/// Codecs an event is rendered for without allocating; an event reaching sockets of
+/// more codecs than this (a gateway with more dialects) keeps the rest in a `Vec`.
+const INLINE_CODECS: usize = 4;
+
+/// A codec's identity: the address of its (one, `&'static`) instance.
+pub(crate) fn codec_key(codec: &'static dyn Codec) -> usize {
+    (codec as *const dyn Codec).cast::<()>() as usize
+}
+
+/// A frame per codec, rendered the first time a socket speaking it needs it. The set
+/// of codecs is open (dialect crates bring their own), so frames are kept by codec
+/// identity; an event meets a handful at most, so a linear search beats hashing.
+struct Rendered<F> {
+    inline: [Option<(usize, Option<ByteString>)>; INLINE_CODECS],
+    more: Vec<(usize, Option<ByteString>)>,
+    render: F,
+}
+
+impl<F: FnMut(&'static dyn Codec) -> Option<ByteString>> Rendered<F> {
+    fn new(render: F) -> Self {
+        Self { inline: Default::default(), more: Vec::new(), render }
+    }
+
+    fn for_codec(&mut self, codec: &'static dyn Codec) -> Option<ByteString> {
+        let key = codec_key(codec);
+        for slot in &mut self.inline {
+            match slot {
+                Some((k, frame)) if *k == key => return frame.clone(),
+                Some(_) => {}
+                None => {
+                    let frame = (self.render)(codec);
+                    *slot = Some((key, frame.clone()));
+                    return frame;
+                }
+            }
+        }
+        if let Some((_, frame)) = self.more.iter().find(|(k, _)| *k == key) {
+            return frame.clone();
+        }
+        let frame = (self.render)(codec);
+        self.more.push((key, frame.clone()));
+        frame
+    }
+}
+
+/// Offers one event to `sockets` (those `only` keeps), rendered once per dialect.
+pub(crate) fn offer<'a>(
+    sockets: impl Iterator<Item = &'a Socket>,
+    seq: Option<i64>,
+    only: impl Fn(&Socket) -> bool,
+    render: impl FnMut(&'static dyn Codec) -> Option<ByteString>,
+) {
+    let mut rendered = Rendered::new(render);
+    for socket in sockets.filter(|s| only(s)) {
+        if let Some(text) = rendered.for_codec(socket.codec) {
+            socket.offer(Out { seq, text });
+        }
+    }
+}
+
+/// What a room's task shares with the registry.
+#[derive(Default)]
+pub(crate) struct RoomShared {
+    pub(crate) sockets: RwLock<HashMap<u64, Socket>>,
+    /// Display names of users with sockets here, for messages stored without one.
+    pub(crate) names: RwLock<HashMap<UserId, String>>,
+}
+
+/// Sockets by user, then by socket id.
+pub(crate) type UserSockets = HashMap<UserId, HashMap<u64, Socket>>;

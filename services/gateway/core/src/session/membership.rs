@@ -1,0 +1,101 @@
+//! A socket's place in one room, the same for every dialect: registered with the hub
+//! (so the fan-out offers it the room's events, and the user's), announced to
+//! presence, and at the end unregistered and announced gone. A WebSocket session
+//! (`connect`) holds one; a Socket.IO session holds one per chat it joined. Connecting
+//! is written once, here.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use chat_domain::ApiError;
+use chat_domain::ids::{RoomId, UserId};
+use chat_domain::model::{Actor, Room};
+use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal};
+
+use crate::fanout::Kick;
+use crate::session::codec::Codec;
+use crate::session::queue::{Outlet, Receiver};
+use crate::state::Core;
+
+/// A registered socket of one user in one room.
+pub struct Membership {
+    core: web::Data<Core>,
+    actor: Actor,
+    room: RoomId,
+    /// The hub's id of the socket.
+    id: u64,
+    /// The socket's id in presence (`<gateway>-<id>`).
+    conn_id: String,
+    kick: Arc<Kick>,
+}
+
+/// A membership just made, with the two ends of its socket's queue.
+pub struct Joined {
+    pub membership: Membership,
+    /// The session's end: its own frames, and [`Outlet::open`] once it has greeted.
+    pub outlet: Outlet,
+    /// The connection's end: whatever writes to the client reads it.
+    pub receiver: Receiver,
+}
+
+impl Membership {
+    /// Registers a socket of `actor` in `room` speaking `codec` (its live frames held
+    /// back until the outlet opens). `user_name` names the user's messages stored
+    /// without a name.
+    pub async fn join(
+        core: &web::Data<Core>,
+        actor: &Actor,
+        room: &Room,
+        codec: &'static dyn Codec,
+        user_name: Option<&str>,
+    ) -> anyhow::Result<Joined> {
+        let joined = core.hub.join(actor, &room.room_id, codec, user_name, room.last_seq).await?;
+        let crate::fanout::Joined { id, conn_id, outlet, receiver, kick } = joined;
+        let membership =
+            Membership { core: core.clone(), actor: actor.clone(), room: room.room_id.clone(), id, conn_id, kick };
+        Ok(Joined { membership, outlet, receiver })
+    }
+
+    /// Tells presence the socket is here (it counts as online from now); who is online
+    /// in the room.
+    pub async fn announce(&self, user_name: Option<String>) -> Result<Vec<UserId>, ApiError> {
+        let connect = Connect {
+            tenant_id: self.actor.tenant_id.clone(),
+            room_id: self.room.clone(),
+            user_id: self.actor.user_id.clone(),
+            user_name,
+            gateway_id: self.core.hub.gateway_id.clone(),
+            conn_id: self.conn_id.clone(),
+        };
+        self.core.bus.request(&connect).await.map(|c| c.online_users)
+    }
+
+    /// Resolves when the fan-out closes the socket (too slow, or removed from the room).
+    pub fn kick(&self) -> &Arc<Kick> {
+        &self.kick
+    }
+
+    /// Unregisters a socket that never was announced (its connection failed first).
+    pub async fn abandon(self) {
+        self.core.hub.leave(&self.actor.tenant_id, &self.room, &self.actor.user_id, self.id).await;
+    }
+
+    /// Unregisters the socket and tells presence it left.
+    pub async fn leave(self) {
+        self.core.hub.leave(&self.actor.tenant_id, &self.room, &self.actor.user_id, self.id).await;
+        disconnected(&self.core, &self.actor, &self.room, self.conn_id).await;
+    }
+}
+
+/// Tells presence that the socket `conn_id` of `actor` left `room`.
+async fn disconnected(state: &Core, actor: &Actor, room: &RoomId, conn_id: String) {
+    let signal = DisconnectSignal {
+        tenant_id: actor.tenant_id.clone(),
+        room_id: room.clone(),
+        conn: ConnRef { user_id: actor.user_id.clone(), conn_id },
+    };
+    let subject = state.bus.subjects().presence(&actor.tenant_id, room, chat_bus::subjects::PresenceSignal::Disconnect);
+    if let Ok(payload) = serde_json::to_vec(&signal) {
+        let _ = state.bus.publish(subject, payload.into()).await;
+    }
+}
