@@ -31,8 +31,9 @@ use serde_json::Value;
 
 use super::entry::{self, Missed};
 use super::missed::{present, present_throughout};
-use super::{Settings, WINDOWS};
+use super::settings::Settings;
 use crate::State;
+use crate::metrics::OFFLINE_WINDOWS;
 
 /// Most windows closed together.
 const BATCH: i64 = 256;
@@ -273,10 +274,12 @@ async fn close_batch(state: &State, settings: &Settings, windows: &[Window]) -> 
 
     let gone = plans.iter().filter(|p| matches!(p, Plan::Gone)).count() as u64;
     let unknown = plans.iter().filter(|p| matches!(p, Plan::Unknown)).count() as u64;
-    WINDOWS.with_label_values(&["notified"]).inc_by(notified);
-    WINDOWS.with_label_values(&["gone"]).inc_by(gone);
-    WINDOWS.with_label_values(&["unknown"]).inc_by(unknown);
-    WINDOWS.with_label_values(&["seen"]).inc_by((windows.len() as u64).saturating_sub(notified + gone + unknown));
+    OFFLINE_WINDOWS.with_label_values(&["notified"]).inc_by(notified);
+    OFFLINE_WINDOWS.with_label_values(&["gone"]).inc_by(gone);
+    OFFLINE_WINDOWS.with_label_values(&["unknown"]).inc_by(unknown);
+    OFFLINE_WINDOWS
+        .with_label_values(&["seen"])
+        .inc_by((windows.len() as u64).saturating_sub(notified + gone + unknown));
     tracing::debug!(windows = windows.len(), entries = entries.len(), "closed offline windows");
     Ok(())
 }
