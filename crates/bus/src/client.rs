@@ -9,7 +9,7 @@ use chat_domain::ApiError;
 use chat_domain::proto::{Command, Service, ServiceCommand};
 
 use crate::envelope;
-use crate::server::register;
+use crate::metrics::register;
 use crate::subjects::Subjects;
 use crate::trace;
 

@@ -7,10 +7,13 @@
 //!   and never leaves a request unanswered.
 //! - [`events`]: JetStream helpers (pull consumers, `Nats-Msg-Id`, the legacy events stream).
 //! - [`trace`]: W3C `traceparent` in NATS headers.
+//! - `metrics`: registering the request and command metrics that `client` and `server`
+//!   keep (a helper below both, so neither imports the other for it).
 
 pub mod client;
 pub mod envelope;
 pub mod events;
+mod metrics;
 pub mod server;
 pub mod subjects;
 pub mod trace;

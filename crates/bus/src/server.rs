@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::client::Bus;
+use crate::metrics::register;
 use crate::{envelope, trace};
 
 /// Most commands one instance handles at once; more wait in NATS, which keeps a slow
@@ -45,18 +46,6 @@ static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
     );
     register(h)
 });
-
-/// Registers a metric in the default registry; a second registration (several
-/// instances in one test process) reuses the first.
-pub(crate) fn register<M: prometheus::core::Collector + Clone + 'static>(m: Result<M, prometheus::Error>) -> M {
-    match m {
-        Ok(m) => {
-            let _ = prometheus::register(Box::new(m.clone()));
-            m
-        }
-        Err(e) => panic!("metric definition is invalid: {e}"),
-    }
-}
 
 /// Verb → handler, with the state every handler receives.
 pub struct Router<S> {

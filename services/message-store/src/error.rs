@@ -1,4 +1,5 @@
-//! Errors inside message-store, and how they become reply envelopes.
+//! Errors inside message-store, how they become reply envelopes, and the helpers that
+//! read a query's outcome (a stored id that does not parse, a row that is not there).
 
 use chat_domain::ApiError;
 
@@ -55,4 +56,13 @@ pub fn connection_lost(e: &diesel::result::Error) -> bool {
 /// Parses a stored id back into its domain type.
 pub fn stored<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
     r.map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// `Ok(None)` for diesel's `NotFound`.
+pub fn optional<T>(r: Result<T, diesel::result::Error>) -> Result<Option<T>, diesel::result::Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(diesel::result::Error::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

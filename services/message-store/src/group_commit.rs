@@ -19,8 +19,8 @@ use diesel_async::pooled_connection::PoolableConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
-use crate::handlers::{Sent, Stored, send_batch};
 use crate::publish::{Created, Publisher};
+use crate::send_batch::{Sent, Stored, send_batch};
 
 /// Most sends in one transaction.
 pub const MAX_BATCH: usize = 256;

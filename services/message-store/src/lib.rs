@@ -7,13 +7,16 @@
 //! - [`MessageStore::build`]: connect, migrate, bootstrap keys, bind the ops port.
 //! - [`MessageStore::run`]: answer commands until shutdown.
 //! - `handlers/`: one file per group of commands.
-//! - `group_commit`: concurrent sends batched into one statement per transaction.
+//! - `group_commit`: concurrent sends batched into shared transactions, each stored by
+//!   `send_batch`'s one statement (below both the committer and the handlers).
 //! - `publish`: `message.created` published after commit from the batch itself, with a
 //!   watermark and a lease per process, and the relay that republishes from the
 //!   message log when a process died between commit and publish.
 //! - `outbox`: the other events (edits, deletes, cursors, members), written with
 //!   their change and published after commit. `bootstrap`: admin key, dev tenant.
 //! - `metrics`: messages stored per tenant, the outbox's and the publishers' lag.
+//! - `error`: `StoreError` and its reply envelope; `rows`: stored rows and their
+//!   domain types.
 
 pub mod bootstrap;
 pub mod error;
@@ -23,6 +26,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod publish;
 mod rows;
+mod send_batch;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

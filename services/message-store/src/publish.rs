@@ -39,7 +39,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use tokio::sync::mpsc;
 
-use crate::error::{StoreError, stored};
+use crate::error::{StoreError, optional, stored};
 use crate::rows::MessageRow;
 
 /// How often the watermark is written and the lease renewed.
@@ -378,7 +378,7 @@ pub async fn take_over(
     }
     let mut conn = pool.get().await.context("relay connection")?;
     // Cheap check first: a relay round usually finds nothing.
-    let expired: Option<Dead> = crate::handlers::optional(
+    let expired: Option<Dead> = optional(
         prepared(
             diesel::sql_query(
                 "SELECT id, confirmed_tx FROM publishers WHERE bus_prefix = $1 AND lease_until < now() LIMIT 1",
@@ -394,7 +394,7 @@ pub async fn take_over(
     let (client, subjects) = (client.clone(), subjects.clone());
     let taken = conn
         .transaction(async move |conn| -> Result<Option<(String, usize)>, StoreError> {
-            let dead: Option<Dead> = crate::handlers::optional(
+            let dead: Option<Dead> = optional(
                 diesel::sql_query(
                     "DELETE FROM publishers WHERE id = (
                          SELECT id FROM publishers WHERE bus_prefix = $1 AND lease_until < now()

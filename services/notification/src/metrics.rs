@@ -1,6 +1,5 @@
 //! notification's Prometheus metrics (default registry, served on `OPS_ADDR`), next
-//! to the bus's per-command ones and `chat_notification_offline_windows_total`
-//! (`offline`).
+//! to the bus's per-command ones.
 //!
 //! - `chat_notification_webhook_attempts_total{outcome}`: webhook attempts that were
 //!   `delivered`, failed and will be retried (`retry`), or failed for the last time
@@ -11,6 +10,11 @@
 //! - `chat_notification_offline_caught_up_timestamp_seconds`: the moment up to which
 //!   the offline pass has read message-store's log (Unix time; 0 on a replica that
 //!   is standing by). `time() - max(...)` is the pass's lag.
+//! - `chat_notification_offline_windows_total{outcome}`: room windows the offline pass
+//!   closed, by what it found (`notified`, `seen`, `unknown`, `gone`).
+//!
+//! The metrics are counted by `deliveries`, `dead_letters` and `offline`, and this
+//! module imports none of them.
 //!
 //! Every series with a known label set is created at start (at zero), so a ratio or
 //! an `increase()` in an alert rule has a series to work on before the first event.
@@ -64,6 +68,18 @@ pub static OFFLINE_CAUGHT_UP: LazyLock<Gauge> = LazyLock::new(|| {
     ))
 });
 
+/// Room windows closed by the offline pass, by outcome.
+pub static OFFLINE_WINDOWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(IntCounterVec::new(
+        prometheus::Opts::new(
+            "chat_notification_offline_windows_total",
+            "Room windows closed by the offline pass: notified (someone missed something), seen (nobody did), \
+             unknown (presence history no longer covers it), gone (the room no longer exists)",
+        ),
+        &["outcome"],
+    ))
+});
+
 /// Registers every metric with its known label values at zero.
 pub fn init() {
     for outcome in ["delivered", "retry", "dead"] {
@@ -75,6 +91,6 @@ pub fn init() {
     LazyLock::force(&REPLAYS);
     LazyLock::force(&OFFLINE_CAUGHT_UP);
     for outcome in ["notified", "seen", "unknown", "gone"] {
-        let _ = crate::offline::WINDOWS.with_label_values(&[outcome]);
+        let _ = OFFLINE_WINDOWS.with_label_values(&[outcome]);
     }
 }

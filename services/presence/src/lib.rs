@@ -13,7 +13,9 @@
 //!   socket's grace or a typing indicator ended) and announces `presence.left` and
 //!   `typing` (stopped) on the room's event subject. Its idle cost does not grow with
 //!   rooms or sockets.
-//! - `redis_state` holds the Redis layout, `lua` the scripts that change it.
+//! - `redis_state` holds the Redis layout and the handle on it, one file per kind of
+//!   change or question (sockets, leases, typing, sweep, history); `lua` holds the
+//!   scripts that change it.
 
 mod handlers;
 mod lua;

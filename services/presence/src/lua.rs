@@ -3,7 +3,7 @@
 //! between two steps cannot leave a socket half closed.
 //!
 //! Every script takes its arguments as `ARGV` (no `KEYS`): it builds the keys of the
-//! layout described in `redis_state.rs` from the key prefix and the ids, because the
+//! layout described in `redis_state/mod.rs` from the key prefix and the ids, because the
 //! keys a lease expiry touches are only known once the gateway's socket index has
 //! been read. That needs a standalone Redis (not a cluster), which is what presence
 //! runs on. Times are milliseconds since the Unix epoch; numbers go back to Redis

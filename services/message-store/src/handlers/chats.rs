@@ -24,8 +24,8 @@ use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz}
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::users::{support_pool, unknown_users};
-use super::{Store, access, optional};
-use crate::error::{StoreError, stored};
+use super::{Store, access};
+use crate::error::{StoreError, optional, stored};
 use crate::rows::{MESSAGE_COLUMNS, MemberRow, MessageRow, RoomRow};
 
 /// What a chat row adds to a room row.

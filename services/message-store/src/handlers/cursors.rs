@@ -15,8 +15,8 @@ use chat_domain::proto::store::{CursorKind, Cursors, MAX_READ_IDS, MoveCursor, R
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::{Store, access, optional};
-use crate::error::{StoreError, stored};
+use super::{Store, access};
+use crate::error::{StoreError, optional, stored};
 use crate::outbox;
 
 #[derive(diesel::QueryableByName)]

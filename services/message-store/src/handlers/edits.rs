@@ -10,8 +10,8 @@ use diesel::sql_types::{Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::users::has_role;
-use super::{Store, access, optional};
-use crate::error::StoreError;
+use super::{Store, access};
+use crate::error::{StoreError, optional};
 use crate::outbox;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow};
 use chat_domain::proto::chat::ADMIN_ROLE;

@@ -10,8 +10,8 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 
 use super::messages::{MAX_PAGE, page_before};
-use super::{Store, access, optional};
-use crate::error::StoreError;
+use super::{Store, access};
+use crate::error::{StoreError, optional};
 
 pub async fn older_messages(store: Store, cmd: OlderMessages) -> Result<Vec<Message>, ApiError> {
     let limit = i64::from(cmd.limit.clamp(1, MAX_PAGE));

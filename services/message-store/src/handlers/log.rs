@@ -14,8 +14,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
-use super::{Store, optional};
-use crate::error::{StoreError, stored};
+use super::Store;
+use crate::error::{StoreError, optional, stored};
 use crate::rows::MessageRow;
 
 /// Most messages one feed page summarizes.

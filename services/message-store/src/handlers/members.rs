@@ -10,8 +10,8 @@ use chat_domain::proto::store::{AddMember, Audience, ListMembers, MemberAdded, R
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::{Store, access, optional};
-use crate::error::StoreError;
+use super::{Store, access};
+use crate::error::{StoreError, optional};
 use crate::outbox;
 use crate::rows::MemberRow;
 

@@ -16,7 +16,6 @@ mod rooms;
 mod tenants;
 mod users;
 
-pub use messages::{Sent, Stored, send_batch};
 pub use tenants::insert_key;
 
 use std::sync::Arc;
@@ -154,13 +153,4 @@ pub async fn access(
         room_type: stored(RoomType::parse(&row.room_type))?,
         role: row.role.as_deref().map(MemberRole::parse).transpose().map_err(|e| StoreError::Corrupt(e.message))?,
     })
-}
-
-/// `Ok(None)` for diesel's `NotFound`.
-pub fn optional<T>(r: Result<T, diesel::result::Error>) -> Result<Option<T>, diesel::result::Error> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(diesel::result::Error::NotFound) => Ok(None),
-        Err(e) => Err(e),
-    }
 }

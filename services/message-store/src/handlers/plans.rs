@@ -11,7 +11,7 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::log::ROOM_AUDIENCES;
-use super::messages::SEND_BATCH;
+use crate::send_batch::SEND_BATCH;
 
 #[derive(QueryableByName)]
 struct PlanLine {

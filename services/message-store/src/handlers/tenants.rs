@@ -16,8 +16,8 @@ use chat_domain::settings::{TenantSettings, TenantSettingsPatch};
 use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::{Store, optional};
-use crate::error::{StoreError, stored};
+use super::Store;
+use crate::error::{StoreError, optional, stored};
 use crate::rows::{TENANT_COLUMNS, TenantRow};
 
 /// A tenant as the gateway's admission needs it.

@@ -13,8 +13,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::{Store, optional};
-use crate::error::{StoreError, stored};
+use super::Store;
+use crate::error::{StoreError, optional, stored};
 
 #[derive(QueryableByName)]
 struct UserRow {

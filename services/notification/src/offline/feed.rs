@@ -19,7 +19,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::Settings;
+use super::settings::Settings;
 use crate::State;
 
 /// A page's part of one window: its seq range, and its one sender if it had one.

@@ -16,22 +16,23 @@
 //!   would have given on time.
 //! - [`entry`]: what an inbox entry and a webhook body say.
 //! - [`lock`]: one replica follows at a time (an advisory lock); the others stand by.
+//! - [`settings`]: what the pass is told ([`Settings`]), below every part that reads it.
 
 mod close;
 mod entry;
 mod feed;
 mod lock;
 mod missed;
+mod settings;
 
 use std::pin::Pin;
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use prometheus::IntCounterVec;
 
 use crate::State;
 pub use feed::start_point;
+pub use settings::Settings;
 
 /// How often the feed is read when it has nothing more. Each read is a bus request and
 /// two queries even when nothing happened, so it is paid by an idle box; a second is
@@ -46,49 +47,6 @@ const LOCK_RETRY: Duration = Duration::from_secs(1);
 const LOCK_CHECK: Duration = Duration::from_secs(5);
 /// How often deliveries whose job never reached the work queue are queued again.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-/// What the pass needs to know besides [`State`].
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Names this deployment's cursor, windows and lock: the bus prefix.
-    pub follower: String,
-    /// For the lock's own connection.
-    pub database_url: String,
-    pub window: Duration,
-    pub grace: Duration,
-    /// Only tenants whose id starts with this (`None`: all).
-    pub tenant_prefix: Option<String>,
-}
-
-impl Settings {
-    fn follows(&self, tenant: &chat_domain::ids::TenantId) -> bool {
-        self.tenant_prefix.as_deref().is_none_or(|p| tenant.as_str().starts_with(p))
-    }
-
-    fn grace_delta(&self) -> chrono::TimeDelta {
-        chrono::TimeDelta::from_std(self.grace).unwrap_or(chrono::TimeDelta::MAX)
-    }
-}
-
-/// Counters of the pass, by outcome (`/metrics`).
-pub(crate) static WINDOWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let m = IntCounterVec::new(
-        prometheus::Opts::new(
-            "chat_notification_offline_windows_total",
-            "Room windows closed by the offline pass: notified (someone missed something), seen (nobody did), \
-             unknown (presence history no longer covers it), gone (the room no longer exists)",
-        ),
-        &["outcome"],
-    );
-    match m {
-        Ok(m) => {
-            // A second instance in the same process (tests) reuses the first registration.
-            let _ = prometheus::register(Box::new(m.clone()));
-            m
-        }
-        Err(e) => panic!("metric definition is invalid: {e}"),
-    }
-});
 
 /// Follows the message log until `shutdown`, while this replica holds the lock;
 /// stands by otherwise.

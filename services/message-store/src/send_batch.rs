@@ -1,0 +1,321 @@
+//! Storing a batch of sends: one prepared statement ([`SEND_BATCH`]) in its own
+//! transaction, so one round trip and one commit cover the whole batch. It sits below
+//! both its callers: the group committer (`group_commit.rs`) runs it for the batches
+//! its writers form, and the `send_message` handlers reach it only through that
+//! committer, so neither has to import the other for it.
+//!
+//! The statement checks access and idempotency for every send with index lookups,
+//! bumps each room's `last_seq` once by its number of new messages (taking the next
+//! `seq`s inside the storing transaction), inserts the new messages in one multi-row
+//! insert and moves each (room, sender)'s cursors once. The group committer gives each
+//! room to one writer, so a process never has two transactions on one room; a resend
+//! racing its original on another replica fails the batch on the idempotency index,
+//! and the batch is then stored send by send (each then sees the other's commit).
+//! Events are published after commit by `publish.rs`, from the batch's result, with no
+//! outbox row per message.
+
+use std::collections::HashMap;
+
+use chat_domain::ApiError;
+use chat_domain::ids::MessageId;
+use chat_domain::model::Message;
+use chat_domain::proto::store::SendMessage;
+use chat_pg::prepared;
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::error::StoreError;
+use crate::rows::{attachments, attachments_json, message_kind};
+
+/// What one send of a batch did.
+#[derive(Debug)]
+pub enum Sent {
+    /// Stored now: its `message.created` event is to be published.
+    New(Message),
+    /// A resend: the message stored earlier.
+    Duplicate(Message),
+}
+
+/// A committed batch: each send's result, in input order, and the id of the
+/// transaction that stored them.
+#[derive(Debug)]
+pub struct Stored {
+    pub results: Vec<Result<Sent, StoreError>>,
+    pub tx: i64,
+}
+
+/// The sender name as stored: at most the display-name length, without NUL
+/// (which PostgreSQL text cannot hold).
+fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
+    cmd.sender_name
+        .as_deref()
+        .map(|n| n.chars().filter(|c| *c != '\0').take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect())
+}
+
+/// Stores a batch of sends (arrays `$1..$12`: tenant, room, sender, sender name, new
+/// message id, content, meta, client id, arrival time, kind, replied-to message id,
+/// attachments; no two sends with the same room, sender and client id). Per send, in
+/// input order: `outcome` (`created`, `duplicate`, `forbidden`, `not_found`, or
+/// `bad_reply` when the replied-to message is not one of the room's), its `seq`, the stored message's columns for
+/// a duplicate, and the transaction id. Every lookup is a correlated subquery or a
+/// `LIMIT 1` lateral probe on an index: neither can be turned into a join that scans
+/// a whole table, so the plan a writer caches once (often while the tables are still
+/// empty, and kept when nothing re-analyzes them) stays an index probe per send.
+pub const SEND_BATCH: &str = "
+WITH input AS (
+    SELECT t.ord::int AS ord, t.tenant, t.room, t.sender, t.sender_name, t.id, t.content, t.meta, t.client_id, t.at,
+           t.kind, t.reply_to, t.attachments
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[],
+                $9::timestamptz[], $10::text[], $11::text[], $12::jsonb[])
+         WITH ORDINALITY AS t (tenant, room, sender, sender_name, id, content, meta, client_id, at, kind, reply_to,
+                               attachments, ord)
+),
+checked AS (
+    SELECT i.*,
+           (SELECT r.tenant_id = i.tenant FROM rooms r WHERE r.id = i.room) AS room_ok,
+           coalesce((SELECT true FROM room_members mb WHERE mb.room_id = i.room AND mb.user_id = i.sender
+                     LIMIT 1), false) AS member,
+           CASE WHEN i.reply_to IS NULL THEN true
+                ELSE coalesce((SELECT q.room_id = i.room FROM messages q WHERE q.id = i.reply_to), false)
+           END AS reply_ok,
+           prev.id AS prev_id, prev.sender_name AS prev_sender_name, prev.seq AS prev_seq,
+           prev.content AS prev_content, prev.meta AS prev_meta, prev.created_at AS prev_created_at,
+           prev.edited_at AS prev_edited_at, prev.deleted_at AS prev_deleted_at, prev.kind AS prev_kind,
+           prev.reply_to AS prev_reply_to, prev.attachments AS prev_attachments
+    FROM input i
+    LEFT JOIN LATERAL (
+        SELECT m.id, m.sender_name, m.seq, m.content, m.meta, m.created_at, m.edited_at, m.deleted_at, m.kind,
+               m.reply_to, m.attachments
+        FROM messages m
+        WHERE i.client_id IS NOT NULL AND m.client_msg_id IS NOT NULL
+          AND m.room_id = i.room AND m.sender_id = i.sender AND m.client_msg_id = i.client_id
+        LIMIT 1
+    ) prev ON true
+),
+fresh AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.room ORDER BY c.ord) AS rn,
+           count(*) OVER (PARTITION BY c.room) AS n
+    FROM checked c WHERE c.room_ok AND c.member AND c.prev_id IS NULL AND c.reply_ok
+),
+bumped AS (
+    UPDATE rooms r SET last_seq = r.last_seq + f.n
+    FROM (SELECT DISTINCT room, n FROM fresh) f
+    WHERE r.id = f.room
+    RETURNING r.id AS room, r.last_seq
+),
+numbered AS (
+    SELECT f.ord, f.room, f.sender, b.last_seq - f.n + f.rn AS seq
+    FROM fresh f JOIN bumped b ON b.room = f.room
+),
+inserted AS (
+    INSERT INTO messages (room_id, seq, id, sender_id, sender_name, content, meta, client_msg_id, created_at, tx,
+                          kind, reply_to, attachments)
+    SELECT f.room, n.seq, f.id, f.sender, f.sender_name, f.content, f.meta, f.client_id, f.at,
+           pg_current_xact_id()::text::bigint, f.kind, f.reply_to, f.attachments
+    FROM fresh f JOIN numbered n ON n.ord = f.ord
+    RETURNING 1
+),
+cursors AS (
+    INSERT INTO room_cursors AS rc (room_id, user_id, delivered_seq, read_seq)
+    SELECT n.room, n.sender, max(n.seq), max(n.seq) FROM numbered n GROUP BY n.room, n.sender
+    ON CONFLICT (room_id, user_id) DO UPDATE SET
+        delivered_seq = GREATEST(rc.delivered_seq, EXCLUDED.delivered_seq),
+        read_seq = GREATEST(rc.read_seq, EXCLUDED.read_seq),
+        updated_at = now()
+    RETURNING 1
+)
+SELECT c.ord,
+       CASE WHEN c.room_ok IS NOT TRUE THEN 'not_found' WHEN NOT c.member THEN 'forbidden'
+            WHEN c.prev_id IS NOT NULL THEN 'duplicate' WHEN NOT c.reply_ok THEN 'bad_reply' ELSE 'created' END
+           AS outcome,
+       coalesce(n.seq, c.prev_seq, 0) AS seq, c.prev_id, c.prev_sender_name, c.prev_content, c.prev_meta,
+       c.prev_created_at, c.prev_edited_at, c.prev_deleted_at, c.prev_kind, c.prev_reply_to, c.prev_attachments,
+       pg_current_xact_id()::text::bigint AS tx
+FROM checked c LEFT JOIN numbered n ON n.ord = c.ord";
+
+/// One row of [`SEND_BATCH`].
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Integer)]
+    ord: i32,
+    #[diesel(sql_type = Text)]
+    outcome: String,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    prev_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    prev_sender_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    prev_content: Option<String>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    prev_meta: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    prev_created_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    prev_edited_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    prev_deleted_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    prev_kind: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    prev_reply_to: Option<String>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    prev_attachments: Option<serde_json::Value>,
+    #[diesel(sql_type = BigInt)]
+    tx: i64,
+}
+
+/// Stores a batch of messages with one [`SEND_BATCH`] statement, in its own
+/// transaction: when this returns, the batch is committed (the rows are read to the
+/// end, which comes after the commit). Results are in the order of `cmds`. A send
+/// repeating an earlier one of the same batch (same room, sender and client id) gets
+/// that one's message as a duplicate.
+pub async fn send_batch(
+    conn: &mut AsyncPgConnection,
+    cmds: &[(SendMessage, DateTime<Utc>)],
+) -> Result<Stored, StoreError> {
+    // Repeats within the batch are answered from their first send, in Rust.
+    let mut first_of: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut repeats: Vec<Option<usize>> = Vec::with_capacity(cmds.len());
+    let mut unique = Vec::with_capacity(cmds.len());
+    for (i, (cmd, _)) in cmds.iter().enumerate() {
+        let key = cmd.client_msg_id.as_deref().map(|c| (cmd.room_id.as_str(), cmd.actor.user_id.as_str(), c));
+        match key.and_then(|k| first_of.get(&k).copied()) {
+            Some(first) => repeats.push(Some(first)),
+            None => {
+                if let Some(k) = key {
+                    first_of.insert(k, i);
+                }
+                repeats.push(None);
+                unique.push(i);
+            }
+        }
+    }
+    let n = unique.len();
+    let mut tenants = Vec::with_capacity(n);
+    let mut rooms = Vec::with_capacity(n);
+    let mut senders = Vec::with_capacity(n);
+    let mut names = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut contents = Vec::with_capacity(n);
+    let mut metas = Vec::with_capacity(n);
+    let mut client_ids = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    let mut kinds = Vec::with_capacity(n);
+    let mut replies = Vec::with_capacity(n);
+    let mut files = Vec::with_capacity(n);
+    for &i in &unique {
+        let (cmd, at) = &cmds[i];
+        tenants.push(cmd.actor.tenant_id.as_str());
+        rooms.push(cmd.room_id.as_str());
+        senders.push(cmd.actor.user_id.as_str());
+        names.push(stored_sender_name(cmd));
+        ids.push(MessageId::generate());
+        contents.push(cmd.content.as_str());
+        metas.push(cmd.meta.as_ref());
+        client_ids.push(cmd.client_msg_id.as_deref());
+        times.push(*at);
+        kinds.push(cmd.kind.as_str());
+        replies.push(cmd.reply_to.as_ref().map(MessageId::as_str));
+        files.push(attachments_json(&cmd.attachments));
+    }
+    let id_strs: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
+    let rows: Vec<Row> = prepared(
+        diesel::sql_query(SEND_BATCH)
+            .bind::<Array<Text>, _>(&tenants)
+            .bind::<Array<Text>, _>(&rooms)
+            .bind::<Array<Text>, _>(&senders)
+            .bind::<Array<Nullable<Text>>, _>(&names)
+            .bind::<Array<Text>, _>(&id_strs)
+            .bind::<Array<Text>, _>(&contents)
+            .bind::<Array<Nullable<Jsonb>>, _>(&metas)
+            .bind::<Array<Nullable<Text>>, _>(&client_ids)
+            .bind::<Array<Timestamptz>, _>(&times)
+            .bind::<Array<Text>, _>(&kinds)
+            .bind::<Array<Nullable<Text>>, _>(&replies)
+            .bind::<Array<Nullable<Jsonb>>, _>(&files),
+    )
+    .load(conn)
+    .await?;
+    if rows.len() != n {
+        return Err(StoreError::Corrupt(format!("the send statement answered {} rows for {n}", rows.len())));
+    }
+    let tx = <[Row]>::first(&rows).map_or(0, |r| r.tx);
+    // The unique sends' results, by their input position.
+    let mut by_input: Vec<Option<Result<Sent, StoreError>>> = (0..cmds.len()).map(|_| None).collect();
+    for row in rows {
+        let k = usize::try_from(row.ord).ok().and_then(|o| o.checked_sub(1)).filter(|k| *k < n);
+        let Some(k) = k else {
+            return Err(StoreError::Corrupt(format!("the send statement answered position {}", row.ord)));
+        };
+        let i = unique[k];
+        let (cmd, at) = &cmds[i];
+        by_input[i] = Some(match row.outcome.as_str() {
+            "not_found" => Err(StoreError::Api(ApiError::not_found("Room not found"))),
+            "forbidden" => Err(StoreError::Api(ApiError::forbidden("You are not a member of this room"))),
+            "duplicate" => earlier(cmd, row).map(Sent::Duplicate),
+            "bad_reply" => Err(StoreError::Api(ApiError::validation(
+                "reply_to",
+                "The message replied to is not a message of this room",
+            ))),
+            _ => Ok(Sent::New(Message {
+                message_id: ids[k].clone(),
+                room_id: cmd.room_id.clone(),
+                sender_id: cmd.actor.user_id.clone(),
+                sender_name: names[k].clone(),
+                seq: row.seq,
+                content: cmd.content.as_str().to_owned(),
+                meta: cmd.meta.clone(),
+                client_msg_id: cmd.client_msg_id.clone(),
+                created_at: *at,
+                edited_at: None,
+                deleted_at: None,
+                kind: cmd.kind,
+                reply_to: cmd.reply_to.clone(),
+                attachments: cmd.attachments.clone(),
+            })),
+        });
+    }
+    // Repeats first (they copy their first send's result), then the sends themselves.
+    let copies: Vec<Option<Result<Sent, StoreError>>> = repeats
+        .iter()
+        .map(|repeat| {
+            repeat.map(|first| match &by_input[first] {
+                Some(Ok(Sent::New(m) | Sent::Duplicate(m))) => Ok(Sent::Duplicate(m.clone())),
+                Some(Err(StoreError::Api(e))) => Err(StoreError::Api(e.clone())),
+                Some(Err(_)) => Err(StoreError::Api(ApiError::internal())),
+                None => Err(StoreError::Corrupt("a repeated send has no first".to_owned())),
+            })
+        })
+        .collect();
+    let results = copies
+        .into_iter()
+        .zip(by_input)
+        .map(|(copy, own)| copy.or(own).unwrap_or_else(|| Err(StoreError::Corrupt("a send has no result".to_owned()))))
+        .collect();
+    Ok(Stored { results, tx })
+}
+
+/// The stored message a duplicate send gets back.
+fn earlier(cmd: &SendMessage, row: Row) -> Result<Message, StoreError> {
+    let missing = || StoreError::Corrupt("a duplicate without its message".to_owned());
+    Ok(Message {
+        message_id: crate::error::stored(MessageId::parse(row.prev_id.ok_or_else(missing)?))?,
+        room_id: cmd.room_id.clone(),
+        sender_id: cmd.actor.user_id.clone(),
+        sender_name: row.prev_sender_name,
+        seq: row.seq,
+        content: row.prev_content.ok_or_else(missing)?,
+        meta: row.prev_meta,
+        client_msg_id: cmd.client_msg_id.clone(),
+        created_at: row.prev_created_at.ok_or_else(missing)?,
+        edited_at: row.prev_edited_at,
+        deleted_at: row.prev_deleted_at,
+        kind: message_kind(row.prev_kind.as_deref().unwrap_or("text"))?,
+        reply_to: crate::error::stored(row.prev_reply_to.map(MessageId::parse).transpose())?,
+        attachments: attachments(row.prev_attachments)?,
+    })
+}

@@ -1,0 +1,42 @@
+//! Gateway leases: a gateway renews one for all its sockets, and when it stops (it
+//! died without a goodbye) its sockets are closed at the moment the lease ran out, a
+//! bounded number per call.
+
+use chat_domain::ids::GatewayId;
+
+use crate::redis_state::handle::State;
+
+impl State {
+    /// Renews a gateway's lease to `now + ttl_ms` (never shortens it).
+    pub async fn lease(&self, gw: &GatewayId, ttl_ms: i64, now: i64) -> redis::RedisResult<()> {
+        let mut r = self.redis.clone();
+        redis::cmd("ZADD")
+            .arg(self.global("leases"))
+            .arg("GT")
+            .arg(now.saturating_add(ttl_ms))
+            .arg(gw.as_str())
+            .query_async(&mut r)
+            .await
+    }
+
+    /// Closes (part of) the sockets of one gateway whose lease ran out before `now`,
+    /// at the moment it ran out. `None` when no lease ran out; otherwise the gateway
+    /// and how many sockets were closed (call again until `None`).
+    pub async fn expire_lease(&self, now: i64) -> redis::RedisResult<Option<(String, usize)>> {
+        let mut r = self.redis.clone();
+        let reply: Vec<redis::Value> = self
+            .scripts
+            .expire_lease
+            .arg(&*self.prefix)
+            .arg(now)
+            .arg(self.timing.grace_ms)
+            .arg(self.chunks.0)
+            .invoke_async(&mut r)
+            .await?;
+        let mut reply = reply.into_iter();
+        match (reply.next(), reply.next()) {
+            (Some(gw), Some(n)) => Ok(Some((redis::from_redis_value(gw)?, redis::from_redis_value(n)?))),
+            _ => Ok(None),
+        }
+    }
+}
