@@ -1,0 +1,47 @@
+//! The machine's services as tests reach them (from the environment, with the
+//! machine's defaults), the test database, unique names, and tracing.
+
+use anyhow::{Context as _, anyhow};
+
+/// Installs the test subscriber (spans get trace ids). Idempotent.
+pub fn init_tracing() {
+    chat_telemetry::init_for_tests();
+}
+
+/// Settings for tests, from the environment with the machine's defaults.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub fn database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/chat_test".to_owned())
+}
+
+/// A unique token for names and ids in one test.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Creates the test database when it is missing (several test processes may race).
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    if AsyncPgConnection::establish(url).await.is_ok() {
+        return Ok(());
+    }
+    let (base, name) = url.rsplit_once('/').ok_or_else(|| anyhow!("database URL without a name: {url}"))?;
+    let name = name.split('?').next().unwrap_or(name);
+    let mut admin = AsyncPgConnection::establish(&format!("{base}/postgres"))
+        .await
+        .context("connecting to the postgres database")?;
+    if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await
+        && !e.to_string().contains("already exists")
+    {
+        return Err(e).context("creating the test database");
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! Waiting without timing assertions: [`eventually`] polls a condition and [`bounded`]
+//! bounds a future; the bounds only guard against hangs.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+
+/// Polls `check` until it returns true, for at most 30 s (a guard against hangs,
+/// not a timing assertion).
+pub async fn eventually<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last = Some(e),
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{what} did not happen within 30 s (last error: {last:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `fut` with a 60 s bound, so a hang fails the test instead of stalling the run.
+pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> anyhow::Result<T> {
+    tokio::time::timeout(Duration::from_secs(60), fut).await.map_err(|_| anyhow!("{what} took over 60 s"))
+}
