@@ -2,7 +2,7 @@
 //! the Engine.IO message of a Socket.IO event on namespace `/`
 //! (`42["new-message",{...}]`), the same bytes for every socket in `chat-<id>` whether
 //! a long-polling response or a WebSocket frame carries them. Payloads are shaped as
-//! `rest-chat.md`'s REST responses (`rest_chat::render`).
+//! `rest-chat.md`'s REST responses (`crate::render`).
 //!
 //! A Socket.IO connection is not one room's socket: it joins and leaves chats with
 //! events and acks, so its client packets are read by `socket`, not by [`Codec::decode`].

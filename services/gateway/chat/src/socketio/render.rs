@@ -1,6 +1,6 @@
 //! Payloads of the Socket.IO events, in the shape of `rest-chat.md`'s REST responses.
 //! A message — in `new-message`, `message-edited` and `message-deleted` — is exactly
-//! what `/api/chat` answers (`rest_chat::render::message`: `_id`, `chatId`, `sender`,
+//! what `/api/chat` answers (`crate::render::message`: `_id`, `chatId`, `sender`,
 //! `content`, `type`, `replyToMessageId`, `metadata`, `attachments`, `createdAt`,
 //! `editedAt`, `deletedAt`, `seq`). The other events are camelCase likewise.
 
