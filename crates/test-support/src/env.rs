@@ -38,10 +38,13 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     let mut admin = AsyncPgConnection::establish(&format!("{base}/postgres"))
         .await
         .context("connecting to the postgres database")?;
-    if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await
-        && !e.to_string().contains("already exists")
-    {
-        return Err(e).context("creating the test database");
+    if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await {
+        // Another test process made it first: PostgreSQL says "already exists", or,
+        // when both inserted at once, reports the unique index of database names.
+        let raced = e.to_string().contains("already exists") || AsyncPgConnection::establish(url).await.is_ok();
+        if !raced {
+            return Err(e).context("creating the test database");
+        }
     }
     Ok(())
 }

@@ -20,6 +20,8 @@ mod static_files;
 
 #[cfg(test)]
 mod dialects_doc;
+#[cfg(test)]
+mod examples;
 
 pub use gateway_chat::SocketIoConfig;
 pub use gateway_core::{Decision, WsConfig, attachments};
