@@ -3,7 +3,7 @@
 
 use chat_domain::ids::{GatewayId, RoomId, TenantId, UserId};
 use chat_domain::proto::presence::{HistorySpan, RoomHistory};
-use redis::aio::ConnectionManager;
+use chat_redis::Redis;
 
 use crate::redis_state::handle::{State, Timing, now_ms};
 use crate::redis_state::history::time;
@@ -16,7 +16,7 @@ const KEEP: i64 = 3_600_000;
 
 struct Fixture {
     state: State,
-    redis: ConnectionManager,
+    redis: Redis,
     prefix: String,
     t: TenantId,
     r: RoomId,
@@ -31,7 +31,7 @@ impl Fixture {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let prefix = format!("test-presence-{}-{}-{n}", std::process::id(), now_ms());
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        let redis = ConnectionManager::new(redis::Client::open(url)?).await?;
+        let redis = chat_redis::connect(&url, "presence-test").await?;
         let timing = Timing { grace_ms: GRACE, default_lease_ms: LEASE, history_ms: KEEP };
         let state = State::new(redis.clone(), &prefix, timing);
         let t0 = now_ms();
