@@ -38,6 +38,21 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "the database connection was lost");
                 ApiError::unavailable("The database is unavailable")
             }
+            // A server that no longer takes writes (a primary demoted by a failover,
+            // or shutting down): the next connection finds the new primary.
+            StoreError::Db(ref e) if not_primary(e) => {
+                tracing::error!(error = %e, "the database server is not (or no longer) the primary");
+                ApiError::unavailable("The database is failing over; retry")
+            }
+            // A room or tenant that went away under the statement: only a tenant moving
+            // to another cluster removes them (see moves.rs); the retry goes there.
+            StoreError::Db(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                ref info,
+            )) => {
+                tracing::warn!(message = info.message(), "a write met a tenant that moved to another cluster");
+                ApiError::unavailable("The tenant's data moved to another database cluster; retry")
+            }
             other => {
                 tracing::error!(error = %other, "store operation failed");
                 ApiError::internal()
@@ -51,6 +66,21 @@ impl From<StoreError> for ApiError {
 pub fn connection_lost(e: &diesel::result::Error) -> bool {
     use diesel::result::DatabaseErrorKind::{ClosedConnection, UnableToSendCommand};
     matches!(e, diesel::result::Error::DatabaseError(ClosedConnection | UnableToSendCommand, _))
+}
+
+/// Whether the server refused a statement because it is not a writable primary
+/// (`25006 read_only_sql_transaction`, `57P01 admin_shutdown`, recovery in progress).
+pub fn not_primary(e: &diesel::result::Error) -> bool {
+    match e {
+        diesel::result::Error::DatabaseError(_, info) => {
+            let m = info.message();
+            m.contains("read-only transaction")
+                || m.contains("terminating connection due to administrator command")
+                || m.contains("the database system is in recovery mode")
+                || m.contains("the database system is shutting down")
+        }
+        _ => false,
+    }
 }
 
 /// Parses a stored id back into its domain type.
