@@ -41,13 +41,18 @@ struct Job {
     delivery_id: String,
 }
 
-/// Makes sure the work queue and the dead-letter stream exist.
-pub async fn ensure_streams(js: &jetstream::Context, subjects: &chat_bus::Subjects) -> anyhow::Result<()> {
+/// Makes sure the work queue and the dead-letter stream exist, with `replicas` copies.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    subjects: &chat_bus::Subjects,
+    replicas: usize,
+) -> anyhow::Result<()> {
     js.create_or_update_stream(stream::Config {
         name: subjects.deliveries_stream(),
         subjects: vec![subjects.delivery_jobs()],
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -57,6 +62,7 @@ pub async fn ensure_streams(js: &jetstream::Context, subjects: &chat_bus::Subjec
         subjects: vec![subjects.all_dead_letters()],
         storage: stream::StorageType::File,
         max_age: Duration::from_secs(30 * 24 * 3600),
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
