@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use chat_domain::ids::{RoomId, TenantId};
-use chrono::Utc;
 use chat_redis::Redis;
+use chrono::Utc;
 
 use crate::lua::Scripts;
 

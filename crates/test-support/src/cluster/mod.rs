@@ -1,0 +1,169 @@
+//! The engines past one machine, for tests: started for one test from the binaries
+//! installed on the machine, each on free ports in a directory of its own, and killed
+//! (and the directory removed) when dropped, however the test ends.
+//!
+//! - [`nats::NatsCluster`]: `nats-server` nodes routed into one cluster with JetStream.
+//! - [`postgres::PgServer`] and [`postgres::PgPair`]: a PostgreSQL cluster made with
+//!   `initdb`, and a primary with a streaming standby made with `pg_basebackup`
+//!   (synchronous or not), which a test can kill, promote and pause.
+//! - [`redis::RedisSentinels`]: a Redis master, a replica and three Sentinels.
+//!
+//! [`crate::StackBuilder::on`] runs the services in-process on any of these (their
+//! URLs in a [`crate::Endpoints`]).
+//!
+//! Nothing here imitates the engines' clustering: the processes are the real servers,
+//! configured as their documentation says to run them clustered.
+
+pub mod nats;
+pub mod postgres;
+pub mod redis;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+/// A TCP port nothing listens on right now (the OS picks it; another process could
+/// take it before the server binds it, which fails that server's start loudly).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("picking a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Polls `check` every 100 ms until it says yes, for at most `secs` seconds (a bound
+/// against hangs, not a timing assertion: generous for a loaded machine).
+pub async fn within<F, Fut>(what: &str, secs: u64, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut last = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last = Some(e),
+        }
+        if tokio::time::Instant::now() > deadline {
+            match last {
+                Some(e) => bail!("{what} did not happen within {secs} s (last error: {e:#})"),
+                None => bail!("{what} did not happen within {secs} s"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A directory of its own under the system's temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(crate::unique(prefix));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        // Servers that run as another user (PostgreSQL) must reach their own folders.
+        set_mode(&path, 0o755)?;
+        Ok(Self(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// A subdirectory, created.
+    pub fn sub(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let p = self.0.join(name);
+        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        Ok(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", path.display()))
+}
+
+/// One server process with its log file; SIGKILLed and reaped on drop.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd` with its output in `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let err = out.try_clone()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name} ({cmd:?})"))?;
+        Ok(Self { name: name.to_owned(), child, log: log.to_owned() })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The end of its log, for errors.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// SIGKILL, as a crash (or a machine's loss) looks to everyone else.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Fails with the log's tail when the process has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if self.alive() { Ok(()) } else { bail!("{} exited:\n{}", self.name, self.tail()) }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs a command to completion; its output goes into the error when it fails.
+pub fn run(mut cmd: Command) -> anyhow::Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub async fn port_open(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+}
