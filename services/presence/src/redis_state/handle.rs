@@ -105,6 +105,11 @@ impl State {
         Ok(())
     }
 
+    /// The lease of a gateway that has not renewed one yet (ms).
+    pub fn default_lease_ms(&self) -> i64 {
+        self.timing.default_lease_ms
+    }
+
     /// Must match `key` in `lua.rs`.
     pub(super) fn key(&self, kind: &str, tenant: &TenantId, room: &RoomId) -> String {
         format!("{}{kind}:{tenant}:{room}", self.prefix)
