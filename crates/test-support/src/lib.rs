@@ -35,6 +35,6 @@ pub use env::{Endpoints, database_url, ensure_database, init_tracing, nats_url, 
 pub use http::{Client, Response};
 pub use stack::{StackBuilder, TestStack, tenant_prefix};
 pub use tenant::TestTenant;
-pub use wait::{bounded, eventually};
+pub use wait::{bounded, eventually, eventually_within};
 pub use webhook::{Received, WebhookReceiver};
 pub use ws::{Ended, WsClient};

@@ -225,6 +225,11 @@ impl Directory {
 
     /// Reads the placement from the home cluster, bypassing the cache.
     pub async fn read(&self, tenant: &TenantId) -> Result<Placed, ApiError> {
+        Ok(self.lookup(tenant).await?.unwrap_or_else(|| Placed { cluster: HOME_CLUSTER.to_owned(), moving_to: None }))
+    }
+
+    /// The tenant's row in the directory, if the tenant exists.
+    pub async fn lookup(&self, tenant: &TenantId) -> Result<Option<Placed>, ApiError> {
         #[derive(QueryableByName)]
         struct Row {
             #[diesel(sql_type = Text)]
@@ -242,10 +247,7 @@ impl Directory {
             .await,
         )
         .map_err(StoreError::from)?;
-        Ok(row.map_or_else(
-            || Placed { cluster: HOME_CLUSTER.to_owned(), moving_to: None },
-            |r| Placed { cluster: r.cluster, moving_to: r.moving_to },
-        ))
+        Ok(row.map(|r| Placed { cluster: r.cluster, moving_to: r.moving_to }))
     }
 
     /// Forgets what was cached about `tenant` (its placement changed).

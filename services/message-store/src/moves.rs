@@ -37,7 +37,6 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionM
 
 use crate::clusters::PLACEMENT_TTL;
 use crate::error::StoreError;
-use crate::error::optional;
 use crate::handlers::{Db, Store};
 
 /// Messages taken from the old cluster per statement.
@@ -120,25 +119,10 @@ pub async fn move_tenant(store: &Store, tenant: &TenantId, to: &str) -> Result<T
     Ok(moved)
 }
 
-/// The tenant's cluster and unfinished move, from the directory.
+/// The tenant's cluster and unfinished move, from the directory (not its cache).
 async fn placement(store: &Store, tenant: &TenantId) -> Result<(String, Option<String>), ApiError> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        cluster: String,
-        #[diesel(sql_type = Nullable<Text>)]
-        moving_to: Option<String>,
-    }
-    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
-    let row: Option<Row> = optional(
-        diesel::sql_query("SELECT cluster, moving_to FROM tenants WHERE id = $1")
-            .bind::<Text, _>(tenant.as_str())
-            .get_result(&mut conn)
-            .await,
-    )
-    .map_err(StoreError::from)?;
-    let row = row.ok_or_else(|| ApiError::not_found("Tenant not found"))?;
-    Ok((row.cluster, row.moving_to))
+    let placed = store.0.directory.lookup(tenant).await?.ok_or_else(|| ApiError::not_found("Tenant not found"))?;
+    Ok((placed.cluster, placed.moving_to))
 }
 
 /// Sets (or clears) the moving flag and tells every replica.

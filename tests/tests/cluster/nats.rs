@@ -8,7 +8,7 @@ use std::time::Instant;
 use chat_test_support::Endpoints;
 use chat_test_support::TestStack;
 use chat_test_support::cluster::nats::{NatsCluster, stream_replicas};
-use chat_test_support::cluster::within;
+use chat_test_support::eventually_within;
 
 use super::{Reader, check_history, history, send_acked};
 
@@ -21,7 +21,7 @@ async fn services_ride_the_loss_of_a_nats_node() -> anyhow::Result<()> {
     // The notification streams exist once notification runs: three copies, all current.
     let js_streams = [stack.bus.subjects().deliveries_stream(), stack.bus.subjects().dead_letter_stream()];
     for s in &js_streams {
-        within(&format!("stream {s} on three nodes"), 120, || async {
+        eventually_within(&format!("stream {s} on three nodes"), 120, || async {
             Ok(stream_replicas(stack.bus.client(), s).await? == (3, 3))
         })
         .await?;
@@ -63,7 +63,7 @@ async fn services_ride_the_loss_of_a_nats_node() -> anyhow::Result<()> {
     // The streams keep working on the two nodes left (a quorum of three); their info
     // answers once a stream whose leader was on the lost node has elected another.
     for s in &js_streams {
-        within(&format!("stream {s} to answer from two current copies"), 120, || async {
+        eventually_within(&format!("stream {s} to answer from two current copies"), 120, || async {
             let (configured, current) = stream_replicas(stack.bus.client(), s).await?;
             anyhow::ensure!(configured == 3, "{s} is configured with {configured} copies");
             Ok(current >= 2)

@@ -10,7 +10,7 @@ use std::time::Instant;
 use chat_test_support::Endpoints;
 use chat_test_support::TestStack;
 use chat_test_support::cluster::postgres::PgPair;
-use chat_test_support::cluster::within;
+use chat_test_support::eventually_within;
 
 use super::{check_history, history, metric, send_acked};
 
@@ -107,7 +107,7 @@ async fn a_standby_read_never_shows_less_than_the_caller_has_seen() -> anyhow::R
     // Replay again: reads go to the standby once it has caught up, still complete.
     pg.resume_replay().await?;
     let standby_before = reads("standby").await?;
-    within("a read served by the standby", 60, || async {
+    eventually_within("a read served by the standby", 60, || async {
         let h = history(&alice[0], &room).await?;
         check_history(&h, &acked)?;
         Ok(reads("standby").await? > standby_before)

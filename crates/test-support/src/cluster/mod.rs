@@ -20,40 +20,16 @@ pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+
+pub use crate::eventually_within as within;
 
 /// A TCP port nothing listens on right now (the OS picks it; another process could
 /// take it before the server binds it, which fails that server's start loudly).
 pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("picking a free port")?;
     Ok(l.local_addr()?.port())
-}
-
-/// Polls `check` every 100 ms until it says yes, for at most `secs` seconds (a bound
-/// against hangs, not a timing assertion: generous for a loaded machine).
-pub async fn within<F, Fut>(what: &str, secs: u64, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    let mut last = None;
-    loop {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last = Some(e),
-        }
-        if tokio::time::Instant::now() > deadline {
-            match last {
-                Some(e) => bail!("{what} did not happen within {secs} s (last error: {e:#})"),
-                None => bail!("{what} did not happen within {secs} s"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A directory of its own under the system's temporary directory, removed on drop.

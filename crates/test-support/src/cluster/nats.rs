@@ -8,7 +8,8 @@ use std::process::Command;
 use anyhow::anyhow;
 use serde_json::Value;
 
-use super::{Proc, TempDir, free_port, within};
+use super::{Proc, TempDir, free_port};
+use crate::eventually_within;
 
 /// One node: its ports and, while it runs, its process.
 #[derive(Debug)]
@@ -95,7 +96,7 @@ impl NatsCluster {
     /// that they all know.
     pub async fn wait_ready(&self) -> anyhow::Result<()> {
         let running: Vec<usize> = (0..self.nodes.len()).filter(|i| self.nodes[*i].proc.is_some()).collect();
-        within("the NATS cluster to elect a JetStream leader", 120, || async {
+        eventually_within("the NATS cluster to elect a JetStream leader", 120, || async {
             for &i in &running {
                 let jsz = self.monitor(i, "/jsz").await?;
                 let leader = jsz.pointer("/meta_cluster/leader").and_then(Value::as_str).unwrap_or_default();

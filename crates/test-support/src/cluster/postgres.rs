@@ -16,7 +16,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
-use super::{Proc, TempDir, free_port, run, within};
+use super::{Proc, TempDir, free_port, run};
+use crate::eventually_within;
 
 /// The database the services use on these servers.
 pub const DATABASE: &str = "chat";
@@ -135,7 +136,7 @@ impl PgNode {
     async fn wait_accepting(&mut self) -> anyhow::Result<()> {
         let port = self.port;
         let proc = self.proc.as_mut().ok_or_else(|| anyhow!("postgres :{port} is not running"))?;
-        within(&format!("PostgreSQL on :{port} to accept connections"), 120, || {
+        eventually_within(&format!("PostgreSQL on :{port} to accept connections"), 120, || {
             let dead = proc.check_alive().err();
             async move {
                 if let Some(e) = dead {
@@ -249,7 +250,7 @@ impl PgPair {
     /// the pair is synchronous).
     pub async fn wait_streaming(&self) -> anyhow::Result<()> {
         let (port, sync) = (self.primary.port, self.synchronous);
-        within("the standby to stream from the primary", 120, || async move {
+        eventually_within("the standby to stream from the primary", 120, || async move {
             let mut conn = AsyncPgConnection::establish(&url(port, "postgres")).await?;
             let c: Count = diesel::sql_query(format!(
                 "SELECT count(*) AS n FROM pg_stat_replication WHERE state = 'streaming'{}",
@@ -290,7 +291,7 @@ impl PgPair {
     pub async fn promote(&self) -> anyhow::Result<()> {
         execute(self.standby.port, "postgres", "SELECT pg_promote(true, 60)").await?;
         let port = self.standby.port;
-        within("the promoted standby to take writes", 120, || async move {
+        eventually_within("the promoted standby to take writes", 120, || async move {
             #[derive(QueryableByName)]
             struct Recovery {
                 #[diesel(sql_type = Bool)]

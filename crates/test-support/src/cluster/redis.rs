@@ -7,7 +7,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, anyhow};
 
-use super::{Proc, TempDir, free_port, port_open, within};
+use super::{Proc, TempDir, free_port, port_open};
+use crate::eventually_within;
 
 /// The master's name in the Sentinels' configuration.
 pub const MASTER_NAME: &str = "chat";
@@ -59,7 +60,7 @@ impl RedisSentinels {
         }
         for n in &nodes {
             let port = n.port;
-            within(&format!("redis on :{port}"), 60, || async move { Ok(port_open(port).await) }).await?;
+            eventually_within(&format!("redis on :{port}"), 60, || async move { Ok(port_open(port).await) }).await?;
         }
         let mut sentinel_ports = Vec::new();
         let mut sentinels = Vec::new();
@@ -90,7 +91,7 @@ impl RedisSentinels {
 
     /// Waits until every Sentinel knows the master, its replica, and the other two.
     async fn wait_watched(&self) -> anyhow::Result<()> {
-        within("the Sentinels to see the master, its replica and each other", 120, || async {
+        eventually_within("the Sentinels to see the master, its replica and each other", 120, || async {
             for &port in &self.sentinel_ports {
                 let mut c = connect(port).await?;
                 let master: Vec<String> =
@@ -147,7 +148,7 @@ impl RedisSentinels {
     /// Waits until every Sentinel names another master than `old`, and that one says
     /// it is the master.
     pub async fn wait_failover(&self, old: u16) -> anyhow::Result<u16> {
-        within("Sentinel to promote the replica", 120, || async move {
+        eventually_within("Sentinel to promote the replica", 120, || async move {
             for &port in &self.sentinel_ports {
                 if master_of(port).await? == old {
                     return Ok(false);
