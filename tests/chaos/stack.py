@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -33,7 +34,24 @@ SERVICES = ("message-store", "presence", "notification", "gateway")
 
 
 def free_port():
-    """A TCP port nothing listens on right now (the OS picks it)."""
+    """A TCP port nothing listens on right now, chosen at random below the kernel's
+    ephemeral range (ip_local_port_range, 32768 and up by default): a port the OS
+    hands out for bind(0) or an outgoing connection can be taken by another process
+    before the server we start binds it; one below the range only by choice."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            start = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        start = 32768
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(10000, max(start, 12000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

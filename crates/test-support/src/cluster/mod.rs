@@ -25,9 +25,29 @@ use anyhow::{Context as _, bail};
 
 pub use crate::eventually_within as within;
 
-/// A TCP port nothing listens on right now (the OS picks it; another process could
-/// take it before the server binds it, which fails that server's start loudly).
+/// A TCP port nothing listens on right now, for a server to bind a moment later.
+///
+/// Chosen at random *below* the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 and up by default): a port the
+/// OS hands out for `bind(0)` or an outgoing connection can be taken by any other
+/// process of a busy test run between this check and the server's bind (seen here:
+/// PostgreSQL failing with "Address already in use"); a port below it is only ever
+/// taken by someone choosing it on purpose.
 pub fn free_port() -> anyhow::Result<u16> {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(12_000));
+    for _ in 0..500 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos());
+        let port = low + (h.finish() % u64::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("picking a free port")?;
     Ok(l.local_addr()?.port())
 }

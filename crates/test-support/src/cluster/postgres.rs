@@ -133,20 +133,21 @@ impl PgNode {
         Ok(())
     }
 
+    /// Waits until the server takes connections; fails at once if it exited.
     async fn wait_accepting(&mut self) -> anyhow::Result<()> {
         let port = self.port;
-        let proc = self.proc.as_mut().ok_or_else(|| anyhow!("postgres :{port} is not running"))?;
-        eventually_within(&format!("PostgreSQL on :{port} to accept connections"), 120, || {
-            let dead = proc.check_alive().err();
-            async move {
-                if let Some(e) = dead {
-                    return Err(e);
-                }
-                Ok(AsyncPgConnection::establish(&url(port, "postgres")).await.is_ok())
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let proc = self.proc.as_mut().ok_or_else(|| anyhow!("postgres :{port} is not running"))?;
+            proc.check_alive()?;
+            if AsyncPgConnection::establish(&url(port, "postgres")).await.is_ok() {
+                return Ok(());
             }
-        })
-        .await
-        .map_err(|e| anyhow!("{e}\n{}", self.proc.as_ref().map(Proc::tail).unwrap_or_default()))
+            if tokio::time::Instant::now() > deadline {
+                bail!("PostgreSQL on :{port} did not accept connections within 120 s:\n{}", proc.tail());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// SIGKILL: the server (and, noticing its postmaster gone, its backends) stops at once.
