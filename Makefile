@@ -3,7 +3,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run test chaos fuzz bench build fmt lint validate-deploy deps deps-stop schemas
+.PHONY: help run cluster test chaos fuzz bench build fmt lint validate-deploy deps deps-stop schemas
 
 help: ## list the targets
 	@echo "Targets:"
@@ -13,11 +13,14 @@ help: ## list the targets
 run: ## start deps, build (release; PROFILE=dev for debug) and run all four services
 	scripts/run.sh
 
+cluster: ## the stack past one machine on this one: 3 NATS nodes, PostgreSQL primary+standby (+ a 2nd cluster), Redis+Sentinels, 2 of each service; writes .dev/cluster.env
+	scripts/cluster.sh
+
 test: ## start deps, run the workspace tests, validate the deploy files
 	scripts/test.sh
 
-chaos: ## kill, stop and restart services and dependencies under load, one at a time; writes RELIABILITY.md
-	scripts/chaos.sh
+chaos: ## kill, stop and restart services and dependencies under load, one at a time; writes RELIABILITY.md (CLUSTER=1: lose nodes of the clustered stack)
+	CLUSTER=$(CLUSTER) scripts/chaos.sh
 
 fuzz: ## generated hostile input against the in-process stack (FUZZ_CASES, default 1,000,000; FUZZ_SEED)
 	scripts/fuzz.sh

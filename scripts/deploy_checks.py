@@ -12,7 +12,16 @@
   deploy_checks.py refs NAME < rendered.yaml
       Cross-references in one `kustomize build` output: selectors match pod
       labels, Services and probes name ports that exist, ConfigMaps and Secrets
-      referenced without `optional: true` exist, PDB/HPA targets exist.
+      referenced without `optional: true` exist (or an operator in the output
+      makes them: CloudNativePG's `<cluster>-app`), PDB/HPA targets exist.
+
+  deploy_checks.py custom SCHEMA_DIR [--rest OUT] FILE|-
+      Objects of custom resources (an apiVersion group with a dot that is not
+      *.k8s.io, such as CloudNativePG's postgresql.cnpg.io) that kubernetes-validate
+      does not know: each is validated against SCHEMA_DIR/<group>_<version>_<kind>.json
+      (JSON Schema 2020-12, unknown fields refused); one with no schema there is a
+      problem. With --rest, the other (built-in) objects are written to OUT, for
+      kubernetes-validate. Prints how many objects of each kind it validated.
 
 Exit status 1 and one line per problem on stderr when something is wrong.
 """
@@ -132,12 +141,26 @@ def matches(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+# Objects an operator makes for a custom resource, which manifests refer to but do
+# not contain: (kind, name, keys) for one resource object.
+def operator_made(d):
+    api, kind, name = d.get("apiVersion", ""), d.get("kind"), (d.get("metadata") or {}).get("name")
+    if api.startswith("postgresql.cnpg.io/") and kind == "Cluster":
+        # CloudNativePG: the application user's Secret, for the database made at bootstrap.
+        keys = ["username", "password", "host", "port", "dbname", "uri", "jdbc-uri", "pgpass"]
+        return [("Secret", f"{name}-app", {k: "" for k in keys})]
+    return []
+
+
 def check_refs(name, docs):
     by_kind = {}
     for d in docs:
         by_kind.setdefault(d.get("kind"), {})[(d.get("metadata") or {}).get("name")] = d
+    for d in list(docs):
+        for kind, made, data in operator_made(d):
+            by_kind.setdefault(kind, {}).setdefault(made, {"kind": kind, "metadata": {"name": made}, "data": data})
     configmaps = set(by_kind.get("ConfigMap", {}))
-    secrets = set(by_kind.get("Secret", {}))
+    secrets = set(by_kind.get("Secret", {}))  # with those operators make
     workloads = [d for d in docs if pod_spec(d) is not None]
 
     def where(d):
@@ -233,11 +256,55 @@ def check_refs(name, docs):
             problem(f"{where(hpa)}: scaleTargetRef {ref.get('kind')}/{ref.get('name')} does not exist")
 
 
+# ---------------------------------------------------------------- custom ----
+
+
+def is_custom(d):
+    group = (d.get("apiVersion") or "").rpartition("/")[0]
+    return "." in group and not group.endswith(".k8s.io")
+
+
+def check_custom(schema_dir, source, rest_path):
+    import json
+
+    import jsonschema
+
+    docs = [d for d in yaml.safe_load_all(sys.stdin if source == "-" else open(source, encoding="utf-8")) if d]
+    counts = {}
+    for d in docs:
+        if not is_custom(d):
+            continue
+        group, _, version = d["apiVersion"].rpartition("/")
+        where = f"{source}: {d.get('kind')}/{(d.get('metadata') or {}).get('name')}"
+        path = os.path.join(schema_dir, f"{group}_{version}_{d.get('kind')}.json")
+        if not os.path.exists(path):
+            problem(f"{where}: no schema {path} for {d['apiVersion']} {d.get('kind')}")
+            continue
+        with open(path, encoding="utf-8") as f:
+            schema = json.load(f)
+        validator = jsonschema.Draft202012Validator(schema)
+        errors = sorted(validator.iter_errors(d), key=lambda e: list(e.absolute_path))
+        for e in errors:
+            at = "/".join(str(p) for p in e.absolute_path) or "(root)"
+            problem(f"{where}: {at}: {e.message}")
+        counts[d.get("kind")] = counts.get(d.get("kind"), 0) + 1
+    if rest_path:
+        with open(rest_path, "w", encoding="utf-8") as f:
+            yaml.safe_dump_all([d for d in docs if not is_custom(d)], f, sort_keys=False)
+    if counts:
+        print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + " validated against " + schema_dir)
+
+
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "layout":
-        check_layout(sys.argv[2])
-    elif len(sys.argv) == 3 and sys.argv[1] == "refs":
-        check_refs(sys.argv[2], [d for d in yaml.safe_load_all(sys.stdin) if d])
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "layout":
+        check_layout(args[1])
+    elif len(args) == 2 and args[0] == "refs":
+        check_refs(args[1], [d for d in yaml.safe_load_all(sys.stdin) if d])
+    elif len(args) == 3 and args[0] == "custom":
+        check_custom(args[1], args[2], None)
+    elif len(args) == 5 and args[0] == "custom" and args[2] == "--rest":
+        check_custom(args[1], args[4], args[3])
     else:
         sys.exit(__doc__)
     for p in problems:

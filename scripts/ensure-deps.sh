@@ -29,6 +29,13 @@
 #                                    installs openapi-spec-validator (PyPI) into
 #                                    .dev/openapi-venv, for the test that validates
 #                                    the gateway's /openapi.json (make test)
+#   scripts/ensure-deps.sh cluster   the programs `make cluster`, the cluster chaos
+#                                    run and the cluster tests start engines from
+#                                    (Debian's postgresql: initdb, postgres,
+#                                    pg_basebackup, psql; redis-server and
+#                                    redis-cli, Sentinel being redis-server
+#                                    --sentinel; nats-server), installed when
+#                                    missing; it starts none of them
 #
 # What this script starts is recorded in .dev/started.txt, one line per
 # dependency: "<name><TAB><shell command that stops it>". Stop them with
@@ -424,6 +431,26 @@ ensure_moto() {
 # openapi-spec-validator (PyPI) in its own venv, for the test that validates the
 # gateway's /openapi.json.
 OPENAPI_VALIDATOR_VERSION=0.9.0
+# The engines' programs, for the processes make cluster and the tests start themselves.
+ensure_cluster_programs() {
+    local -a want=()
+    if [[ -z "$(pg_version)" ]] || [[ ! -x /usr/lib/postgresql/$(pg_version)/bin/pg_basebackup ]]; then
+        want+=(postgresql)
+    fi
+    command -v psql >/dev/null 2>&1 || want+=(postgresql-client)
+    command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || want+=(redis-server)
+    command -v nats-server >/dev/null 2>&1 || want+=(nats-server)
+    if [[ ${#want[@]} -gt 0 ]]; then
+        apt_install "${want[@]}"
+    fi
+    [[ -n "$(pg_version)" ]] || die "postgresql was installed but no /usr/lib/postgresql/*/bin/postgres"
+    local p
+    for p in psql redis-server redis-cli nats-server; do
+        command -v "$p" >/dev/null 2>&1 || die "$p is not on the path after installing ${want[*]}"
+    done
+    say "cluster programs: PostgreSQL $(pg_version) (initdb, pg_basebackup), redis-server (and --sentinel), nats-server $(nats-server --version 2>/dev/null | awk '{print $2}')"
+}
+
 ensure_openapi_validator() {
     pip_tool openapi-spec-validator openapi-venv "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION" openapi-spec-validator
 }
@@ -457,10 +484,13 @@ case "${1:-}" in
     openapi-validator)
         ensure_openapi_validator
         ;;
+    cluster)
+        ensure_cluster_programs
+        ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
         ;;
     *)
-        die "usage: $0 [start|browser|prometheus|s3|socketio-client|openapi-validator|stop [postgres|redis|nats]...]"
+        die "usage: $0 [start|browser|prometheus|s3|socketio-client|openapi-validator|cluster|stop [postgres|redis|nats]...]"
         ;;
 esac

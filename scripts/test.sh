@@ -16,6 +16,12 @@
 #      tests/chaos/supervisor_test.py  `make run` restarts a killed service
 #      tests/chaos/chaos.py --short    three faults under a small load: nothing
 #                                      acknowledged is lost or stored twice
+#      tests/chaos/cluster_test.py     `make cluster`: every address in
+#                                      .dev/cluster.env answers, every dialect
+#                                      works through either gateway, Ctrl-C stops it
+#      tests/chaos/chaos.py --cluster --short   a NATS node, the Redis master and
+#                                      the PostgreSQL primary lost under load on
+#                                      the clustered stack: nothing lost or repeated
 #   4. scripts/validate-deploy.sh
 # Exits non-zero when any step fails. Extra arguments go to the test runner,
 # e.g. `scripts/test.sh -p gateway` (and then step 3 is skipped, as it is with
@@ -44,6 +50,9 @@ scripts/ensure-deps.sh s3
 scripts/ensure-deps.sh socketio-client
 # openapi-spec-validator, for the test that validates /openapi.json.
 scripts/ensure-deps.sh openapi-validator
+# initdb/pg_basebackup, redis-server (Sentinel), nats-server: the cluster tests and
+# make cluster start engines of their own from these.
+scripts/ensure-deps.sh cluster
 
 scope=(--workspace)
 [[ $# -eq 0 ]] || scope=("$@")
@@ -58,13 +67,17 @@ fi
 
 if [[ $# -eq 0 && ${SKIP_SCRIPT_TESTS:-} != 1 ]]; then
     step "service binaries for the script-level tests (cargo build --bins)"
-    cargo build -p gateway -p message-store -p presence -p notification --bins
+    cargo build -p gateway -p message-store -p presence -p notification -p chatctl --bins
     step "the newcomer's walkthrough: make run, two people chat, /docs, /admin (tests/tests/walkthrough)"
     cargo test -p chat-e2e --test walkthrough -- --ignored --nocapture
     step "make run restarts a dead service (tests/chaos/supervisor_test.py)"
     PROFILE=dev python3 tests/chaos/supervisor_test.py
     step "faults under load, short (tests/chaos/chaos.py --short)"
     python3 tests/chaos/chaos.py --short --profile dev
+    step "make cluster: every address answers, every dialect through either gateway, Ctrl-C (tests/chaos/cluster_test.py)"
+    PROFILE=dev python3 tests/chaos/cluster_test.py
+    step "nodes lost under load on the clustered stack, short (tests/chaos/chaos.py --cluster --short)"
+    python3 tests/chaos/chaos.py --cluster --short --profile dev
 fi
 
 step "deployment files"

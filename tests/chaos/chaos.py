@@ -31,6 +31,18 @@ the markers `<!-- chaos:begin -->` and `<!-- chaos:end -->`.
 
     python3 tests/chaos/chaos.py                 # the full suite (make chaos)
     python3 tests/chaos/chaos.py --short         # a few faults, small load (make test)
+    python3 tests/chaos/chaos.py --cluster       # past one machine (make chaos CLUSTER=1)
+    python3 tests/chaos/chaos.py --cluster --short   # its three node losses (make test)
+
+With --cluster the dependencies are clustered (tests/chaos/cluster.py: three NATS
+nodes with the streams on all three, a PostgreSQL primary with a synchronous standby
+and a second cluster, Redis with a replica and three Sentinels; two of each service)
+and the faults are the loss of a node: a NATS node, the Redis master (Sentinel fails
+over), the PostgreSQL primary (the standby is promoted, as CloudNativePG would), a
+gateway and a message-store, each SIGKILLed and not restarted while its recovery is
+measured (from the kill); the services are never restarted. After each, the lost node
+comes back (a NATS node restarted, the old Redis master as a replica, a new standby
+made with pg_basebackup) so the next fault meets the whole cluster.
 """
 
 import argparse
@@ -48,6 +60,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from clients import Closed, Http, WebSocket  # noqa: E402
+from cluster import SERVICES_TWICE, ClusterDeps  # noqa: E402
 from stack import ROOT, Stack  # noqa: E402
 
 RETRYABLE = {429, 500, 502, 503, 504}
@@ -333,8 +346,12 @@ class Verifier:
 
 
 class Fault:
-    def __init__(self, name, inject):
-        self.name, self.inject = name, inject
+    """`inject()` does the harm and returns (when recovery is counted from, a note);
+    `heal()`, when given, runs once the fault's figures are taken (a lost node comes
+    back, so that the next fault meets the whole cluster again)."""
+
+    def __init__(self, name, inject, heal=None):
+        self.name, self.inject, self.heal = name, inject, heal
 
 
 def kill9(stack, name, restart_after):
@@ -379,6 +396,75 @@ def restart_dep(stack, dep, down):
         return now(), f"down {down:.0f}s"
     how = {"postgresql": "immediate shutdown"}.get(dep, "SIGTERM")
     return Fault(f"restart {dep} ({how})", inject)
+
+
+def lose_nats_node(stack):
+    """SIGKILL of the NATS node that message-store's connections are on (else any
+    service's): the services reconnect to the other two by themselves."""
+    d = stack.deps
+    state = {}
+
+    def inject():
+        i = next((n for n in (d.nats_node_of(name) for name in SERVICES_ON_NATS) if n is not None), 0)
+        state["i"] = i
+        name = d.kill_nats(i)
+        return now(), f"node {name} SIGKILLed, not restarted during the measure"
+
+    def heal():
+        d.start_nats(state["i"])
+        d.wait_nats()
+    return Fault("kill a NATS node", inject, heal)
+
+
+def lose_redis_master(stack):
+    """SIGKILL of the Redis master: Sentinel promotes the replica; the old master comes
+    back as a replica of the new one afterwards."""
+    d = stack.deps
+    state = {}
+
+    def inject():
+        state["old"] = d.kill_redis_master()
+        t1 = now()
+        new = d.wait_redis_failover(state["old"])
+        return t1, f"Sentinel promoted :{new} {now() - t1:.1f}s after the kill"
+
+    def heal():
+        d.rejoin_redis(state["old"])
+    return Fault("kill the Redis master", inject, heal)
+
+
+def lose_pg_primary(stack):
+    """SIGKILL of the PostgreSQL primary, then the standby promoted (what CloudNativePG
+    or Patroni does); the services find it through their host list. Afterwards a new
+    synchronous standby is made where the old primary was."""
+    d = stack.deps
+
+    def inject():
+        d.kill_pg_primary()
+        t1 = now()
+        d.promote_pg_standby()
+        return t1, f"standby promoted {now() - t1:.1f}s after the kill (synchronous replication)"
+    return Fault("kill the PostgreSQL primary, promote the standby", inject, d.rebuild_pg_standby)
+
+
+# The services' NATS connection names, the node of the first found is the one lost.
+SERVICES_ON_NATS = ("message-store", "gateway", "presence", "notification")
+
+
+def cluster_fault_list(stack, args):
+    every = {
+        "kill-nats-node": lose_nats_node(stack),
+        "kill-redis-master": lose_redis_master(stack),
+        "kill-pg-primary": lose_pg_primary(stack),
+        "kill-gateway": kill9(stack, "gateway", 1.0),
+        "kill-message-store": kill9(stack, "message-store", 1.0),
+    }
+    names = args.faults.split(",") if args.faults else (
+        ["kill-nats-node", "kill-redis-master", "kill-pg-primary"] if args.short else list(every))
+    unknown = [n for n in names if n not in every]
+    if unknown:
+        raise SystemExit(f"unknown cluster faults {unknown}; known: {', '.join(every)}")
+    return [every[n] for n in names]
 
 
 def fault_list(stack, args):
@@ -487,15 +573,22 @@ def table(rows):
 
 def write_report(path, args, rows, totals, started, duration):
     cmd = "make chaos" if not args.short else "python3 tests/chaos/chaos.py --short"
+    marker = "chaos"
+    deps = f"dependencies down {args.down:.0f} s per restart."
+    if args.cluster:
+        cmd = "make chaos CLUSTER=1" if not args.short else "python3 tests/chaos/chaos.py --cluster --short"
+        marker = "chaos-cluster"
+        deps = ("3 NATS nodes (streams R3), PostgreSQL primary + synchronous standby (host lists), Redis master + "
+                "replica + 3 Sentinels; 2 of each service.")
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     block = "\n".join([
-        "<!-- chaos:begin -->",
+        begin,
         f"Command: `{cmd}` ({' '.join(sys.argv[1:]) or 'defaults'}), "
         f"{started.strftime('%Y-%m-%d %H:%M UTC')}, {duration:.0f} s.",
         f"Machine: {os.cpu_count()} vCPU, {platform.system()} {platform.release()}, "
         f"{args.profile} binaries; everything (stack, load, suite) on this one machine.",
         f"Load: {args.rate} sends/s over REST into {args.rooms} rooms, {totals['readers']} "
-        f"WebSocket readers; gateway bus timeout {args.bus_timeout_ms} ms; dependencies down "
-        f"{args.down:.0f} s per restart.",
+        f"WebSocket readers; gateway bus timeout {args.bus_timeout_ms} ms; {deps}",
         "",
         table(rows),
         "",
@@ -503,16 +596,18 @@ def write_report(path, args, rows, totals, started, duration):
         f"twice, {totals['unacked']} never acknowledged ({totals['unacked_stored']} of them stored once, "
         f"which is allowed), {totals['rejected']} refused, {totals['socket_dup']} seqs seen twice on a socket, "
         f"{totals['socket_missed']} missed by a socket.",
-        "<!-- chaos:end -->",
+        end,
     ])
     text = ""
     if os.path.exists(path):
         with open(path) as f:
             text = f.read()
-    if "<!-- chaos:begin -->" in text and "<!-- chaos:end -->" in text:
-        head, rest = text.split("<!-- chaos:begin -->", 1)
-        tail = rest.split("<!-- chaos:end -->", 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         text = head + block + tail
+    elif text:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     else:
         text = "# Reliability\n\n" + block + "\n"
     with open(path, "w") as f:
@@ -583,7 +678,10 @@ def run(args):
     started, t_start = datetime.datetime.now(datetime.timezone.utc), now()
     replicas = {"message-store": 2, "presence": 1, "notification": 1, "gateway": 2}
     env = {"GATEWAY_BUS_TIMEOUT_MS": str(args.bus_timeout_ms)}
-    stack = Stack(bin_dir, replicas, env, keep=args.keep)
+    deps = None
+    if args.cluster:
+        replicas, deps = SERVICES_TWICE, ClusterDeps
+    stack = Stack(bin_dir, replicas, env, keep=args.keep, deps=deps)
     failed = True
     load = None
     try:
@@ -599,7 +697,7 @@ def run(args):
         time.sleep(args.settle)
         verifier.check(args.reader_wait)
         rows = []
-        for fault in fault_list(stack, args):
+        for fault in (cluster_fault_list if args.cluster else fault_list)(stack, args):
             t0 = now()
             log(f"fault: {fault.name}")
             t1, note = fault.inject()
@@ -614,6 +712,9 @@ def run(args):
             row.update(reader_stats(load, t0, t_end))
             rows.append(row)
             log("  " + ", ".join(f"{k}={fmt(row.get(k))}" for k, _ in COLUMNS[1:]))
+            if fault.heal:
+                fault.heal()
+                log("  healed: the cluster is whole again")
         load.stop_sending(grace=args.max_recovery)
         final = verifier.check(args.reader_wait)
         # Sends never acknowledged may or may not be stored; once at most.
@@ -668,6 +769,11 @@ def run(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--short", action="store_true", help="three faults and a small load (make test)")
+    p.add_argument("--cluster", action="store_true",
+                   help="on clustered dependencies (tests/chaos/cluster.py: 3 NATS nodes, PostgreSQL primary + "
+                        "synchronous standby, Redis + Sentinels, 2 of each service), with the faults of a lost node: "
+                        "kill-nats-node, kill-redis-master, kill-pg-primary, kill-gateway, kill-message-store "
+                        "(--short: the first three)")
     p.add_argument("--profile", choices=["release", "dev"], default=os.environ.get("PROFILE", "release"))
     p.add_argument("--bin-dir", help="where the four binaries are (default target/<profile>)")
     p.add_argument("--rate", type=int, help="sends per second [200; 40 with --short]")

@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -33,7 +34,24 @@ SERVICES = ("message-store", "presence", "notification", "gateway")
 
 
 def free_port():
-    """A TCP port nothing listens on right now (the OS picks it)."""
+    """A TCP port nothing listens on right now, chosen at random below the kernel's
+    ephemeral range (ip_local_port_range, 32768 and up by default): a port the OS
+    hands out for bind(0) or an outgoing connection can be taken by another process
+    before the server we start binds it; one below the range only by choice."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            start = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        start = 32768
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(10000, max(start, 12000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -89,6 +107,8 @@ class Proc:
         self.name, self.argv, self.log, self.env, self.user = name, argv, log, env, user
         self.popen = None
         self.started_at = None
+        # What stops it cleanly when the stack closes (PostgreSQL: SIGINT, a fast shutdown).
+        self.stop_signal = signal.SIGTERM
 
     @property
     def pid(self):
@@ -188,7 +208,9 @@ class Deps:
         argv = [os.path.join(_pg_bin(), "postgres"), "-D", os.path.join(self.pg_dir, "data"),
                 "-p", str(self.pg_port), "-k", self.pg_dir, "-c", "listen_addresses=127.0.0.1",
                 "-c", "fsync=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB"]
-        self.pg = Proc("postgres", argv, os.path.join(self.tmp, "logs", "postgres.log"), user=self.pg_user).start()
+        self.pg = Proc("postgres", argv, os.path.join(self.tmp, "logs", "postgres.log"), user=self.pg_user)
+        self.pg.stop_signal = signal.SIGINT
+        self.pg.start()
         wait_until("PostgreSQL", lambda: self._pg_ready() or self._died(self.pg), 60)
         self._check_alive(self.pg)
 
@@ -234,6 +256,14 @@ class Deps:
     def procs(self):
         return [p for p in (self.redis, self.nats, self.pg) if p]
 
+    def extra_env(self):
+        """Settings every service gets besides the three URLs (none here)."""
+        return {}
+
+    def env_for(self, kind):
+        """Settings of one kind of service only (none here)."""
+        return {}
+
 
 class Service:
     """One replica of one service binary."""
@@ -269,7 +299,9 @@ class Service:
 class Stack:
     """Private dependencies plus `replicas` of each service, from `bin_dir`."""
 
-    def __init__(self, bin_dir, replicas=None, env=None, keep=False):
+    def __init__(self, bin_dir, replicas=None, env=None, keep=False, deps=None):
+        """`deps(tmp)` makes the dependencies (default `Deps`: one PostgreSQL, NATS and
+        Redis); `cluster.ClusterDeps` makes them clustered."""
         self.bin_dir = bin_dir
         for kind in SERVICES:
             path = os.path.join(bin_dir, kind)
@@ -279,7 +311,7 @@ class Stack:
         self.tmp = tempfile.mkdtemp(prefix="chat-chaos-")
         os.makedirs(os.path.join(self.tmp, "logs"))
         self.keep = keep
-        self.deps = Deps(self.tmp)
+        self.deps = (deps or Deps)(self.tmp)
         self.admin_key = "adm_chaos_" + os.urandom(16).hex()
         self.extra_env = env or {}
         self.services = {}
@@ -294,6 +326,7 @@ class Stack:
             "LOG_FORMAT": "json",
             "RUST_LOG": "info",
         }
+        e.update(self.deps.extra_env())
         e.update(self.extra_env)
         return e
 
@@ -301,7 +334,8 @@ class Stack:
         self.deps.start()
         env = self.env()
         for kind in SERVICES:
-            self.services[kind] = [Service(self, kind, i, env) for i in range(self.replicas.get(kind, 1))]
+            kind_env = dict(env, **self.deps.env_for(kind))
+            self.services[kind] = [Service(self, kind, i, kind_env) for i in range(self.replicas.get(kind, 1))]
         # message-store first: it applies the migrations the others' tables need.
         first = self.services["message-store"][0].start()
         first.wait_ready()
@@ -340,7 +374,7 @@ class Stack:
         for svc in reversed(self.all_services()):
             svc.proc.stop()
         for p in self.deps.procs():
-            p.stop(signal.SIGINT if p is self.deps.pg else signal.SIGTERM)
+            p.stop(p.stop_signal)
         if not self.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -39,6 +39,31 @@ static REQUEST_FAILURES: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| 
     ))
 });
 
+/// Requests asked again because no server had a subscriber for them ("no
+/// responders"), by service and verb. Each retry waits [`NO_RESPONDERS_PAUSE_MIN`]
+/// doubling to [`NO_RESPONDERS_PAUSE_MAX`], within the request's timeout.
+static REQUEST_RETRIES: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    register(prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "chat_bus_request_retries_total",
+            "Bus requests asked again after no responders (nobody received them), by service asked and command verb",
+        ),
+        &["service", "verb"],
+    ))
+});
+
+/// First pause before asking again after "no responders"; then doubling.
+pub const NO_RESPONDERS_PAUSE_MIN: Duration = Duration::from_millis(20);
+/// Longest pause between two attempts after "no responders".
+pub const NO_RESPONDERS_PAUSE_MAX: Duration = Duration::from_millis(250);
+/// How long a request keeps asking again after "no responders" (within its timeout).
+/// A replica whose NATS node went away is back on another within a second (it
+/// reconnects at once and the cluster propagates its interest in milliseconds), and
+/// a restarted replica within `make run`'s first restart delay of 1 s; a service
+/// that is really down is still reported after this long, not after the whole
+/// request timeout.
+pub const NO_RESPONDERS_RETRY_FOR: Duration = Duration::from_secs(2);
+
 /// How long a caller waits for a command's reply by default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -62,11 +87,43 @@ pub fn reconnect_delay(attempts: usize) -> Duration {
     Duration::from_millis(50u64 << doublings).min(RECONNECT_DELAY_MAX)
 }
 
+/// The servers of a NATS URL setting: one URL, or several separated by commas
+/// (`nats://n1:4222,nats://n2:4222,nats://n3:4222`, the form `NATS_URL` takes for a
+/// cluster). Each entry is what the NATS clients accept: `nats://host:port` (also
+/// `tls://`, `ws://`, `wss://`, with credentials if any), or `host:port`, which means
+/// `nats://host:port`. An empty entry or one that is not such a URL is an error that
+/// names it.
+pub fn servers(list: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        if entry.is_empty() {
+            anyhow::bail!(
+                "NATS server list {list:?}: entry {} is empty (separate server URLs with single commas)",
+                i + 1
+            );
+        }
+        let addr: async_nats::ServerAddr = entry
+            .parse()
+            .map_err(|e| anyhow::anyhow!("NATS server list {list:?}: entry {} ({entry:?}): {e}", i + 1))?;
+        if addr.host().is_empty() {
+            anyhow::bail!("NATS server list {list:?}: entry {} ({entry:?}) names no host", i + 1);
+        }
+        out.push(addr);
+    }
+    Ok(out)
+}
+
 /// Connects to NATS, naming the connection after the service (visible in NATS
-/// monitoring). Fails if the server cannot be reached within a few seconds; once
-/// connected, the client reconnects by itself forever (see [`reconnect_delay`]),
-/// re-subscribing everything, and logs each disconnect and reconnect.
+/// monitoring). `url` is one server or a comma-separated list of the servers of a
+/// cluster (see [`servers`]); the client connects to any one that answers and learns
+/// the rest of the cluster from it. Fails if no server can be reached within a few
+/// seconds; once connected, the client reconnects by itself forever (see
+/// [`reconnect_delay`]) to whichever server of the cluster answers, re-subscribing
+/// everything (the cluster then routes the interest to every node), and logs each
+/// disconnect and reconnect.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    let servers = servers(url)?;
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
@@ -81,7 +138,7 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
                 other => tracing::warn!(event = %other, "NATS connection event"),
             }
         })
-        .connect(url)
+        .connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {url}"))
 }
@@ -124,11 +181,32 @@ impl Bus {
             tracing::error!(error = %e, verb = C::VERB, "could not serialize a command");
             ApiError::internal()
         })?;
+        let payload = bytes::Bytes::from(payload);
         let mut headers = HeaderMap::new();
         trace::inject(&mut headers);
-        let request = async_nats::Request::new().payload(payload.into()).headers(headers).timeout(Some(self.timeout));
         let started = Instant::now();
-        let reply = self.client.send_request(subject, request).await;
+        let deadline = started + self.timeout;
+        let retry_until = started + NO_RESPONDERS_RETRY_FOR.min(self.timeout);
+        let mut pause = NO_RESPONDERS_PAUSE_MIN;
+        let reply = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let request =
+                async_nats::Request::new().payload(payload.clone()).headers(headers.clone()).timeout(Some(left));
+            match self.client.send_request(subject.clone(), request).await {
+                // Nobody received the request, so asking again is safe for any command:
+                // while a replica's connection moves to another node of a NATS cluster
+                // (or the service restarts), its interest is briefly unknown.
+                Err(e)
+                    if e.kind() == RequestErrorKind::NoResponders
+                        && retry_until.saturating_duration_since(Instant::now()) > pause =>
+                {
+                    REQUEST_RETRIES.with_label_values(&[service.name(), C::VERB]).inc();
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(NO_RESPONDERS_PAUSE_MAX);
+                }
+                other => break other,
+            }
+        };
         REQUEST_SECONDS.with_label_values(&[service.name(), C::VERB]).observe(started.elapsed().as_secs_f64());
         match reply {
             Ok(reply) => envelope::decode(&reply.payload),
@@ -162,5 +240,32 @@ mod tests {
         let delays: Vec<u64> = (1..=8).map(|a| reconnect_delay(a).as_millis() as u64).collect();
         assert_eq!(delays, vec![0, 50, 100, 200, 400, 500, 500, 500]);
         assert_eq!(reconnect_delay(usize::MAX), RECONNECT_DELAY_MAX);
+    }
+
+    #[test]
+    fn server_lists_name_every_server_of_a_cluster() -> anyhow::Result<()> {
+        let one = servers("nats://127.0.0.1:4222")?;
+        assert_eq!(one.len(), 1);
+        let three = servers("nats://n1:4222, nats://n2:4223,n3:4224")?;
+        let hosts: Vec<(&str, u16)> = three.iter().map(|s| (s.host(), s.port())).collect();
+        assert_eq!(hosts, vec![("n1", 4222), ("n2", 4223), ("n3", 4224)]);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_server_lists_say_which_entry_is_wrong() {
+        for (list, says) in [
+            ("", "entry 1 is empty"),
+            ("nats://n1:4222,,nats://n2:4222", "entry 2 is empty"),
+            ("nats://n1:4222,", "entry 2 is empty"),
+            ("nats://n1:4222,http://n2:4222", "entry 2 (\"http://n2:4222\")"),
+            ("nats://n1:99999", "entry 1"),
+        ] {
+            let err = match servers(list) {
+                Ok(s) => panic!("{list:?} was accepted as {s:?}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(says), "{list:?}: {err}");
+        }
     }
 }

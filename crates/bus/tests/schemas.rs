@@ -29,10 +29,10 @@ use chat_domain::proto::presence::{
     Connect, DisconnectSignal, GatewayLease, GetOnline, GetTenantOnline, OnlineHistory, SetTyping,
 };
 use chat_domain::proto::store::{
-    AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, DeleteMessage, EditMessage,
-    GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListMembers, ListMessages, ListRooms, ListTenants, MarkDelivered,
-    MessageFeed, MoveCursor, OlderMessages, ReadMessages, RemoveMember, ResolveIssuer, RoomAudiences, RoomMessages,
-    RotateKey, SendMessage, SendMessages, UpdateTenant,
+    AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, CreateTenantOn, DeleteMessage,
+    EditMessage, GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListClusters, ListMembers, ListMessages, ListRooms,
+    ListTenants, MarkDelivered, MessageFeed, MoveCursor, MoveTenant, OlderMessages, ReadMessages, RemoveMember,
+    ResolveIssuer, RoomAudiences, RoomMessages, RotateKey, SendMessage, SendMessages, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -162,6 +162,9 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<RoomMessages>(),
         CommandSpec::owned::<RoomAudiences>(),
         CommandSpec::owned::<MessageFeed>(),
+        CommandSpec::owned::<ListClusters>(),
+        CommandSpec::owned::<CreateTenantOn>(),
+        CommandSpec::owned::<MoveTenant>(),
         CommandSpec::owned::<OnlineHistory>(),
         CommandSpec::owned::<PutUser>(),
         CommandSpec::owned::<GetUser>(),
@@ -837,6 +840,7 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         webhook_secret_set: true,
         retry: chat_domain::model::RetryPolicy::default(),
         settings: Default::default(),
+        cluster: chat_domain::model::HOME_CLUSTER.to_owned(),
         created_at: now,
     }];
     check_valid("replies/message-store/list_tenants.json", &serde_json::from_slice(&envelope::ok(&tenants))?)?;

@@ -64,6 +64,8 @@ pub enum Command {
     /// Ask message-store, presence and notification how they are (exit code 1 unless
     /// all are ok).
     Health,
+    /// The PostgreSQL clusters tenants can live on, with how many tenants each holds.
+    Clusters,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +81,22 @@ pub enum Tenants {
         /// Requests per second (1 to 1000000); the service default when absent.
         #[arg(long, value_parser = parse_rate_limit)]
         rate_limit: Option<u32>,
+        /// The PostgreSQL cluster for its rooms and messages (see `chatctl clusters`);
+        /// message-store's TENANT_PLACEMENT decides when absent.
+        #[arg(long, value_parser = parse_cluster)]
+        cluster: Option<String>,
+    },
+    /// Move a tenant's rooms, members, messages, cursors and users to another
+    /// PostgreSQL cluster. Nothing is lost and ids and seqs stay the same; the tenant's
+    /// requests are refused with 503 (clients retry) while it runs. A move that fails
+    /// leaves the tenant where it was, or, if the old cluster could not confirm the
+    /// end, unavailable until the same move is run again (which finishes it).
+    Move {
+        #[arg(value_parser = parse_tenant_id)]
+        id: TenantId,
+        /// The cluster to move it to.
+        #[arg(long, value_parser = parse_cluster)]
+        to: String,
     },
     /// List tenants, oldest first.
     List(Page),
@@ -193,6 +211,10 @@ fn parse_prefix(s: &str) -> Result<Subjects, String> {
     Subjects::new(s).map_err(|e| e.to_string())
 }
 
+fn parse_cluster(s: &str) -> Result<String, String> {
+    chat_domain::model::validate_cluster_name("cluster", s).map(|()| s.to_owned()).map_err(|e| e.message)
+}
+
 fn parse_tenant_id(s: &str) -> Result<TenantId, String> {
     TenantId::parse(s).map_err(|e| format!("invalid tenant id: {e}"))
 }
@@ -233,12 +255,37 @@ mod tests {
         let cli = parse(&["tenants", "create", "--name", "Acme", "--id", "acme", "--rate-limit", "10", "--json"])?;
         assert!(cli.json, "--json is global, so it may follow the subcommand");
         match cli.command {
-            Command::Tenants(Tenants::Create { name, id, rate_limit }) => {
+            Command::Tenants(Tenants::Create { name, id, rate_limit, cluster }) => {
                 assert_eq!(name, "Acme");
                 assert_eq!(id.as_ref().map(TenantId::as_str), Some("acme"));
                 assert_eq!(rate_limit, Some(10));
+                assert_eq!(cluster, None);
             }
             other => panic!("parsed as {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tenants_go_to_and_move_between_named_clusters() -> Result<(), clap::Error> {
+        match parse(&["tenants", "create", "--name", "Acme", "--cluster", "pg2"])?.command {
+            Command::Tenants(Tenants::Create { cluster, .. }) => assert_eq!(cluster.as_deref(), Some("pg2")),
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["tenants", "move", "acme", "--to", "eu-west"])?.command {
+            Command::Tenants(Tenants::Move { id, to }) => assert_eq!((id.as_str(), to.as_str()), ("acme", "eu-west")),
+            other => panic!("parsed as {other:?}"),
+        }
+        for bad in [
+            vec!["tenants", "move", "acme", "--to", "PG2"],
+            vec!["tenants", "move", "acme"],
+            vec!["tenants", "create", "--name", "x", "--cluster", "a b"],
+        ] {
+            let err = parse(&bad).err().map(|e| e.kind());
+            assert!(
+                matches!(err, Some(ErrorKind::ValueValidation | ErrorKind::MissingRequiredArgument)),
+                "{bad:?}: {err:?}"
+            );
         }
         Ok(())
     }

@@ -23,7 +23,9 @@ use chat_domain::model::RetryPolicy;
 use chat_domain::proto::Service;
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::notify::{DeadLetters as DeadLetterList, ListDeadLetters, RetryDeadLetter};
-use chat_domain::proto::store::{CreateTenant, GetTenant, ListTenants, RotateKey, UpdateTenant};
+use chat_domain::proto::store::{
+    CreateTenant, CreateTenantOn, GetTenant, ListClusters, ListTenants, MoveTenant, RotateKey, UpdateTenant,
+};
 use chat_domain::{ErrorCode, ids::UserId};
 use serde::Serialize;
 
@@ -33,6 +35,10 @@ use crate::cli::{Cli, Command, DeadLetterKind, DeadLetters, Tenants};
 const CONNECTION_NAME: &str = "chatctl";
 /// How long each service gets to answer `health`, as the gateway's `GET /health`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `chatctl tenants move` waits for message-store to finish the copy (a tenant
+/// with millions of messages takes minutes; the move goes on if chatctl gives up, and
+/// `tenants show` tells when it is done).
+const MOVE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long `chatctl token` waits for the gateway.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -57,9 +63,12 @@ async fn execute(cli: &Cli) -> Result<ExitCode, ApiError> {
     let bus = Bus::new(client, cli.bus_prefix.clone());
     let json = cli.json;
     match &cli.command {
-        Command::Tenants(Tenants::Create { name, id, rate_limit }) => {
+        Command::Tenants(Tenants::Create { name, id, rate_limit, cluster }) => {
             let cmd = CreateTenant { name: name.clone(), tenant_id: id.clone(), rate_limit_per_sec: *rate_limit };
-            let created = bus.request(&cmd).await?;
+            let created = match cluster {
+                None => bus.request(&cmd).await?,
+                Some(cluster) => bus.request(&CreateTenantOn { tenant: cmd, cluster: cluster.clone() }).await?,
+            };
             if json {
                 print_json(&created)?;
             } else {
@@ -67,11 +76,22 @@ async fn execute(cli: &Cli) -> Result<ExitCode, ApiError> {
                 print(&output::fields(&[("tenant_id", t.tenant_id.to_string()), ("api_key", created.api_key.clone())]));
             }
             eprintln!(
-                "created tenant {} ({}, {} requests/s). The API key is shown only this once: store it now.",
+                "created tenant {} ({}, {} requests/s, on cluster {}). The API key is shown only this once: store it now.",
                 created.tenant.tenant_id,
                 output::cell(&created.tenant.name),
-                created.tenant.rate_limit_per_sec
+                created.tenant.rate_limit_per_sec,
+                created.tenant.cluster,
             );
+        }
+        Command::Tenants(Tenants::Move { id, to }) => {
+            eprintln!("moving tenant {id} to cluster {to}: its requests get 503 (retry) until this finishes");
+            let moved =
+                bus.with_timeout(MOVE_TIMEOUT).request(&MoveTenant { tenant_id: id.clone(), to: to.clone() }).await?;
+            if json { print_json(&moved)? } else { print(&output::moved(&moved)) }
+        }
+        Command::Clusters => {
+            let clusters = bus.request(&ListClusters {}).await?;
+            if json { print_json(&clusters)? } else { print(&output::cluster_table(&clusters)) }
         }
         Command::Tenants(Tenants::List(page)) => {
             let tenants = bus.request(&ListTenants { limit: page.limit, offset: page.offset }).await?;

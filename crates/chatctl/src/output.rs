@@ -5,6 +5,7 @@ use chat_domain::model::Tenant;
 use chat_domain::proto::Service;
 use chat_domain::proto::health::ServiceHealth;
 use chat_domain::proto::notify::DeadLetters;
+use chat_domain::proto::store::{ClusterInfo, TenantMoved};
 use chat_domain::{ApiError, time};
 
 /// Columns separated by two spaces, padded to the widest cell; the last column is
@@ -57,11 +58,12 @@ pub fn tenant_table(tenants: &[Tenant]) -> String {
                 cell(&t.name),
                 t.rate_limit_per_sec.to_string(),
                 key_prefixes(t),
+                cell(&t.cluster),
                 time::format(&t.created_at),
             ]
         })
         .collect();
-    table(&["TENANT_ID", "NAME", "RATE/S", "KEYS", "CREATED_AT"], &rows)
+    table(&["TENANT_ID", "NAME", "RATE/S", "KEYS", "CLUSTER", "CREATED_AT"], &rows)
 }
 
 pub fn tenant(t: &Tenant) -> String {
@@ -73,7 +75,41 @@ pub fn tenant(t: &Tenant) -> String {
         ("webhook_url", t.webhook_url.as_deref().map_or_else(|| "-".to_owned(), cell)),
         ("webhook_secret_set", t.webhook_secret_set.to_string()),
         ("retry", format!("{} attempts, backoff {} ms", t.retry.max_attempts, t.retry.backoff_ms)),
+        ("cluster", cell(&t.cluster)),
         ("created_at", time::format(&t.created_at)),
+    ])
+}
+
+/// The PostgreSQL clusters, the home one first.
+pub fn cluster_table(clusters: &[ClusterInfo]) -> String {
+    let yes = |b: bool| if b { "yes" } else { "-" }.to_owned();
+    let rows: Vec<Vec<String>> = clusters
+        .iter()
+        .map(|c| {
+            vec![
+                cell(&c.name),
+                yes(c.home),
+                c.tenants.to_string(),
+                yes(c.standby_reads),
+                yes(c.default_for_new_tenants),
+            ]
+        })
+        .collect();
+    table(&["CLUSTER", "HOME", "TENANTS", "STANDBY_READS", "NEW_TENANTS"], &rows)
+}
+
+/// What a tenant move copied.
+pub fn moved(m: &TenantMoved) -> String {
+    fields(&[
+        ("tenant_id", m.tenant_id.to_string()),
+        ("from", cell(&m.from)),
+        ("to", cell(&m.to)),
+        ("rooms", m.rooms.to_string()),
+        ("members", m.members.to_string()),
+        ("messages", m.messages.to_string()),
+        ("cursors", m.cursors.to_string()),
+        ("users", m.users.to_string()),
+        ("unavailable_ms", m.unavailable_ms.to_string()),
     ])
 }
 
@@ -160,6 +196,7 @@ mod tests {
             webhook_secret_set: false,
             retry: chat_domain::model::RetryPolicy::default(),
             settings: Default::default(),
+            cluster: "main".to_owned(),
             created_at: chrono::DateTime::from_timestamp_micros(1_765_627_200_123_456).unwrap_or_default(),
         })
     }
@@ -169,10 +206,27 @@ mod tests {
         let text = tenant_table(&[acme()?]);
         assert_eq!(
             text,
-            "TENANT_ID  NAME        RATE/S  KEYS                   CREATED_AT\n\
-             acme       Acme\\nCorp  100     sk_0123456,sk_abcdef0  2025-12-13T12:00:00.123456Z\n"
+            "TENANT_ID  NAME        RATE/S  KEYS                   CLUSTER  CREATED_AT\n\
+             acme       Acme\\nCorp  100     sk_0123456,sk_abcdef0  main     2025-12-13T12:00:00.123456Z\n"
         );
         Ok(())
+    }
+
+    #[test]
+    fn clusters_are_a_table_with_the_home_one_marked() {
+        let info = |name: &str, home: bool, tenants: u64| ClusterInfo {
+            name: name.to_owned(),
+            home,
+            tenants,
+            standby_reads: home,
+            default_for_new_tenants: home,
+        };
+        assert_eq!(
+            cluster_table(&[info("main", true, 12), info("pg2", false, 3)]),
+            "CLUSTER  HOME  TENANTS  STANDBY_READS  NEW_TENANTS\n\
+             main     yes   12       yes            yes\n\
+             pg2      -     3        -              -\n"
+        );
     }
 
     #[test]

@@ -272,9 +272,37 @@ pub struct Tenant {
     /// The tenant's settings, HS256 secrets redacted (`secret_set`).
     #[serde(default)]
     pub settings: TenantSettings,
+    /// The PostgreSQL cluster that holds the tenant's rooms and messages (`main`, the
+    /// cluster of message-store's `DATABASE_URL`, unless it was placed or moved elsewhere).
+    #[serde(default = "home_cluster")]
+    pub cluster: String,
     #[serde(with = "crate::time::micros")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: DateTime<Utc>,
+}
+
+/// The name of message-store's home PostgreSQL cluster (its `DATABASE_URL`): tenants,
+/// keys and settings live there, and so do the rooms of every tenant not placed elsewhere.
+pub const HOME_CLUSTER: &str = "main";
+
+fn home_cluster() -> String {
+    HOME_CLUSTER.to_owned()
+}
+
+/// Whether `name` can name a PostgreSQL cluster: 1 to 32 lowercase letters, digits,
+/// `-` or `_`, starting with a letter (it appears in environment variable names).
+pub fn validate_cluster_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let ok = (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            field,
+            format!("{name:?} is not a cluster name (1-32 of a-z, 0-9, '-', '_', starting with a letter)"),
+        ))
+    }
 }
 
 /// A room.

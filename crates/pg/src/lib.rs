@@ -1,7 +1,16 @@
 //! PostgreSQL plumbing shared by the services that own data (message-store,
-//! notification): the connection pool, and a small migration runner for SQL files
-//! embedded in the binary. Each service keeps its own migration table, so their
-//! histories never collide in a shared database.
+//! notification): the connection pool, a small migration runner for SQL files
+//! embedded in the binary, and [`standby::Reads`], reads that a streaming standby
+//! serves without showing a caller less than it has seen. Each service keeps its own
+//! migration table, so their histories never collide in a shared database.
+//!
+//! Database URLs are libpq's: one host, or a list that follows a failover,
+//! `postgres://user@h1:5432,h2:5432/chat?target_session_attrs=read-write&connect_timeout=2`
+//! (each new connection tries the hosts in order and keeps the one that takes
+//! writes, so after a standby is promoted new connections find it, and connections to
+//! the old primary fail and leave the pool). See [`check_url`].
+
+pub mod standby;
 
 use std::time::Duration;
 
@@ -34,6 +43,46 @@ pub struct Migrations {
 ///   statement whenever a custom plan looks cheaper made the batch send spend more time
 ///   planning than executing.
 pub async fn pool(url: &str, size: u32, timeout: Duration) -> anyhow::Result<PgPool> {
+    check_url(url)?;
+    Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .test_on_check_out(false)
+        .build(manager(url))
+        .await
+        .context("building the PostgreSQL pool")
+}
+
+/// A pool that does not connect until it is used (for a server that may be down when
+/// the service starts, such as a standby).
+pub fn pool_unchecked(url: &str, size: u32, timeout: Duration) -> PgPool {
+    Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .test_on_check_out(false)
+        .build_unchecked(manager(url))
+}
+
+/// Checks a database URL before anything connects with it, so that a typo is an
+/// error naming the setting rather than a connection failure: it must be a
+/// `postgres://` or `postgresql://` URL (or `key=value` pairs) that libpq's parser, as
+/// tokio-postgres implements it, accepts — including host lists and
+/// `target_session_attrs` (`any`, `read-write`, `read-only`).
+pub fn check_url(url: &str) -> anyhow::Result<()> {
+    let trimmed = url.trim();
+    if trimmed.is_empty() {
+        anyhow::bail!("the database URL is empty");
+    }
+    let looks_like_url = trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://");
+    if trimmed.contains("://") && !looks_like_url {
+        anyhow::bail!("{}: not a postgres:// URL", redact(trimmed));
+    }
+    trimmed.parse::<tokio_postgres::Config>().map(|_| ()).map_err(|e| anyhow::anyhow!("{}: {e}", redact(trimmed)))
+}
+
+fn manager(url: &str) -> AsyncDieselConnectionManager<AsyncPgConnection> {
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
     config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(|url| {
@@ -45,15 +94,7 @@ pub async fn pool(url: &str, size: u32, timeout: Duration) -> anyhow::Result<PgP
             Ok(conn)
         })
     });
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-    Pool::builder()
-        .max_size(size)
-        .min_idle(Some(1))
-        .connection_timeout(timeout)
-        .test_on_check_out(false)
-        .build(manager)
-        .await
-        .context("building the PostgreSQL pool")
+    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config)
 }
 
 /// Applies pending migrations. Safe to run any number of times, from any number of
@@ -122,6 +163,36 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(super::redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(super::redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(super::redact("postgres://u:pw@h1,h2/db"), "postgres://u:***@h1,h2/db");
+    }
+
+    #[test]
+    fn host_lists_and_session_attributes_are_valid_urls() -> anyhow::Result<()> {
+        super::check_url("postgres://postgres@127.0.0.1:5432/chat")?;
+        super::check_url(
+            "postgres://postgres@10.0.0.1:5432,10.0.0.2:5433/chat?target_session_attrs=read-write&connect_timeout=2",
+        )?;
+        super::check_url("postgresql://u:pw@h1,h2/chat?target_session_attrs=read-only")?;
+        super::check_url("host=h1,h2 port=5432,5433 dbname=chat target_session_attrs=read-write")?;
+        Ok(())
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_their_password() {
+        for (url, says) in [
+            ("", "empty"),
+            ("mysql://u@h/db", "not a postgres:// URL"),
+            ("postgres://u:secret@h/chat?target_session_attrs=primary", "target_session_attrs"),
+            ("postgres://u:secret@h:port/chat", "invalid"),
+        ] {
+            match super::check_url(url) {
+                Ok(()) => panic!("{url} was accepted"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(e.contains(says) && !e.contains("secret"), "{url}: {e}");
+                }
+            }
+        }
     }
 }
 

@@ -22,6 +22,43 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/chat_test".to_owned())
 }
 
+/// Where a [`crate::TestStack`]'s services find their engines: the machine's own
+/// ([`Endpoints::local`], what [`crate::TestStack::start`] uses), or ones a test
+/// started itself (see [`crate::cluster`]) for [`crate::StackBuilder::on`].
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// `NATS_URL` of every service: one server or a cluster's list.
+    pub nats: String,
+    /// message-store's home cluster and notification's database (`DATABASE_URL`).
+    pub database: String,
+    /// message-store's standby for reads and further PostgreSQL clusters.
+    pub clusters: message_store::Clusters,
+    /// presence's `REDIS_URL` (a `redis+sentinel://` URL follows a failover).
+    pub redis: String,
+    /// The gateways' `REDIS_URL` (their rate limiter's).
+    pub gateway_redis: String,
+    /// Copies JetStream keeps of the notification streams.
+    pub stream_replicas: usize,
+    /// Redis replicas presence waits for before acknowledging a socket change.
+    pub presence_redis_replicas: u32,
+}
+
+impl Endpoints {
+    /// The machine's own engines, from the environment ([`nats_url`], [`database_url`],
+    /// [`redis_url`]).
+    pub fn local() -> Self {
+        Self {
+            nats: nats_url(),
+            database: database_url(),
+            clusters: message_store::Clusters::default(),
+            redis: redis_url(),
+            gateway_redis: redis_url(),
+            stream_replicas: 1,
+            presence_redis_replicas: 0,
+        }
+    }
+}
+
 /// A unique token for names and ids in one test.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::env::{database_url, ensure_database, nats_url, redis_url, unique};
+use crate::env::{Endpoints, ensure_database, unique};
 use crate::http::Response;
 use crate::tenant::TestTenant;
 use crate::wait::{bounded, eventually};
@@ -37,9 +37,15 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Test settings of message-store number `i` of a stack.
-fn message_store_config(prefix: &str, db: &str, admin_key: &str, i: usize) -> anyhow::Result<message_store::Config> {
+fn message_store_config(
+    ends: &Endpoints,
+    prefix: &str,
+    admin_key: &str,
+    i: usize,
+) -> anyhow::Result<message_store::Config> {
+    let db = ends.database.as_str();
     Ok(message_store::Config {
-        nats_url: nats_url(),
+        nats_url: ends.nats.clone(),
         bus_prefix: prefix.to_owned(),
         database_url: db.to_owned(),
         db_pool_size: 8,
@@ -75,6 +81,8 @@ pub struct StackBuilder {
     dev_login: bool,
     notification_config: Option<fn(&mut notification::Config)>,
     attachments: Option<gateway::attachments::AttachmentsConfig>,
+    /// Where the services find NATS, PostgreSQL and Redis.
+    endpoints: Endpoints,
 }
 
 impl Default for StackBuilder {
@@ -90,6 +98,7 @@ impl Default for StackBuilder {
             dev_login: false,
             notification_config: None,
             attachments: None,
+            endpoints: Endpoints::local(),
         }
     }
 }
@@ -146,6 +155,13 @@ impl StackBuilder {
         self
     }
 
+    /// Runs the services on these engines instead of the machine's own (a NATS
+    /// cluster, a replicated PostgreSQL, Redis with Sentinel: see [`crate::cluster`]).
+    pub fn on(mut self, endpoints: Endpoints) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+
     /// Adjusts the notification service's configuration before it starts.
     pub fn notification_config(mut self, f: fn(&mut notification::Config)) -> Self {
         self.notification_config = Some(f);
@@ -156,7 +172,8 @@ impl StackBuilder {
     pub async fn start(self) -> anyhow::Result<TestStack> {
         chat_telemetry::init_for_tests();
         let prefix = unique("t");
-        let db = database_url();
+        let ends = self.endpoints.clone();
+        let db = ends.database.clone();
         ensure_database(&db).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
@@ -165,24 +182,27 @@ impl StackBuilder {
         let mut notification = None;
 
         for i in 0..self.message_stores {
-            let mut cfg = message_store_config(&prefix, &db, &admin_key, i)?;
+            let mut cfg = message_store_config(&ends, &prefix, &admin_key, i)?;
             if let Some(f) = self.message_store_config {
                 f(&mut cfg);
             }
-            let app = message_store::MessageStore::build(cfg).await.context("starting message-store")?;
+            let app = message_store::MessageStore::build_on(cfg, ends.clusters.clone())
+                .await
+                .context("starting message-store")?;
             ops_ports.extend(app.ops_port().map(|p| ("message-store", p)));
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         if self.presence {
-            let mut cfg = presence::Config::for_tests(nats_url(), prefix.clone(), redis_url());
+            let mut cfg = presence::Config::for_tests(ends.nats.clone(), prefix.clone(), ends.redis.clone());
             cfg.ops_addr = Some("127.0.0.1:0".parse()?);
+            cfg.redis_replicas = ends.presence_redis_replicas;
             let app = presence::Presence::build(cfg).await.context("starting presence")?;
             ops_ports.extend(app.ops_port().map(|p| ("presence", p)));
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));
         }
         if self.notification {
             let mut cfg = notification::Config {
-                nats_url: nats_url(),
+                nats_url: ends.nats.clone(),
                 bus_prefix: prefix.clone(),
                 database_url: db.clone(),
                 db_pool_size: 4,
@@ -197,7 +217,10 @@ impl StackBuilder {
             if let Some(f) = self.notification_config {
                 f(&mut cfg);
             }
-            let app = notification::Notification::build(cfg.clone()).await.context("starting notification")?;
+            let app = notification::Notification::build(cfg.clone())
+                .await
+                .context("starting notification")?
+                .stream_replicas(ends.stream_replicas);
             ops_ports.extend(app.ops_port().map(|p| ("notification", p)));
             let (own_tx, own_rx) = watch::channel(false);
             let (all, own) = (stopped(stop_rx.clone()), stopped(own_rx));
@@ -218,9 +241,9 @@ impl StackBuilder {
         let mut gateways = Vec::new();
         for _ in 0..self.gateways {
             let mut cfg = gateway::Config {
-                nats_url: nats_url(),
+                nats_url: ends.nats.clone(),
                 bus_prefix: prefix.clone(),
-                redis_url: redis_url(),
+                redis_url: ends.gateway_redis.clone(),
                 addr: "127.0.0.1:0".parse()?,
                 workers: 2,
                 max_body_bytes: 64 * 1024,
@@ -248,8 +271,9 @@ impl StackBuilder {
             gateways.push((cfg, tasks.len()));
             tasks.push(spawn_gateway(app, stop_rx.clone(), own_rx));
         }
-        let nats = chat_bus::connect(&nats_url(), "test").await?;
+        let nats = chat_bus::connect(&ends.nats, "test").await?;
         let stack = TestStack {
+            endpoints: ends,
             bus: chat_bus::Bus::new(nats, chat_bus::Subjects::new(&prefix)?),
             prefix,
             gateway_ports,
@@ -296,6 +320,8 @@ pub struct TestStack {
     pub attachments: gateway::attachments::AttachmentsConfig,
     /// The stack's own attachments directory, removed by `stop`.
     attachments_tmp: Option<std::path::PathBuf>,
+    /// The engines the services run on.
+    endpoints: Endpoints,
 }
 
 impl TestStack {
@@ -351,9 +377,11 @@ impl TestStack {
     /// Starts one more message-store replica (e.g. one that takes over after another
     /// died); `configure` adjusts its settings. It stops with the stack.
     pub async fn add_message_store(&mut self, configure: fn(&mut message_store::Config)) -> anyhow::Result<()> {
-        let mut cfg = message_store_config(&self.prefix, &database_url(), &self.admin_key, self.tasks.len())?;
+        let mut cfg = message_store_config(&self.endpoints, &self.prefix, &self.admin_key, self.tasks.len())?;
         configure(&mut cfg);
-        let app = message_store::MessageStore::build(cfg).await.context("starting another message-store")?;
+        let app = message_store::MessageStore::build_on(cfg, self.endpoints.clusters.clone())
+            .await
+            .context("starting another message-store")?;
         self.tasks.push(tokio::spawn(app.run(stopped(self.stop_rx.clone()))));
         Ok(())
     }

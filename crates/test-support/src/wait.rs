@@ -1,4 +1,5 @@
-//! Waiting without timing assertions: [`eventually`] polls a condition and [`bounded`]
+//! Waiting without timing assertions: [`eventually`] (and [`eventually_within`]) polls a
+//! condition and [`bounded`]
 //! bounds a future; the bounds only guard against hangs.
 
 use std::future::Future;
@@ -8,12 +9,23 @@ use anyhow::{anyhow, bail};
 
 /// Polls `check` until it returns true, for at most 30 s (a guard against hangs,
 /// not a timing assertion).
-pub async fn eventually<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+pub async fn eventually<F, Fut>(what: &str, check: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<bool>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    eventually_within(what, 30, check).await
+}
+
+/// [`eventually`] with another bound, for what takes an engine's own time (a failover,
+/// a cluster electing its leader): still a guard against hangs, generous for a loaded
+/// machine.
+pub async fn eventually_within<F, Fut>(what: &str, secs: u64, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut last = None;
     loop {
         match check().await {
@@ -22,7 +34,7 @@ where
             Err(e) => last = Some(e),
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("{what} did not happen within 30 s (last error: {last:?})");
+            bail!("{what} did not happen within {secs} s (last error: {last:?})");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

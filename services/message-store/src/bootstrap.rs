@@ -70,6 +70,14 @@ async fn apply(conn: &mut AsyncPgConnection, cfg: &Bootstrap) -> Result<(), Stor
         .bind::<Text, _>(tenant.as_str())
         .execute(conn)
         .await?;
+    // Its data lives on the home cluster (where bootstrap runs), unless it was moved.
+    diesel::sql_query(
+        "INSERT INTO tenant_residency (tenant_id) SELECT $1 WHERE (SELECT cluster FROM tenants WHERE id = $1) = 'main'
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<Text, _>(tenant.as_str())
+    .execute(conn)
+    .await?;
     match &cfg.dev_api_key {
         Some(key) => handlers::insert_key(conn, &tenant, key).await?,
         None => {

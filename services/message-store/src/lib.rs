@@ -4,6 +4,9 @@
 //! of replicas share the load.
 //!
 //! - [`Config`]: settings, from the environment or built by tests.
+//! - [`clusters`]: the PostgreSQL clusters tenants live on ([`Clusters`]: a standby for
+//!   reads, more clusters, where new tenants go) and the directory of where each is;
+//!   `moves`: moving a tenant between clusters.
 //! - [`MessageStore::build`]: connect, migrate, bootstrap keys, bind the ops port.
 //! - [`MessageStore::run`]: answer commands until shutdown.
 //! - `handlers/`: one file per group of commands.
@@ -19,15 +22,18 @@
 //!   domain types.
 
 pub mod bootstrap;
+pub mod clusters;
 pub mod error;
 pub mod group_commit;
 mod handlers;
 pub mod metrics;
+mod moves;
 pub mod outbox;
 pub mod publish;
 mod rows;
 mod send_batch;
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +46,7 @@ use chat_telemetry::ops::ReadinessCheck;
 use futures_util::FutureExt as _;
 
 pub use bootstrap::Bootstrap;
+pub use clusters::{ClusterSettings, Clusters, Placement};
 
 /// message-store's schema, embedded and applied on start.
 pub const MIGRATIONS: db::Migrations = db::Migrations {
@@ -57,6 +64,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0009_send_statement", include_str!("../migrations/0009_send_statement.sql")),
         ("0010_chat_dialect", include_str!("../migrations/0010_chat_dialect.sql")),
         ("0011_jwt_issuers", include_str!("../migrations/0011_jwt_issuers.sql")),
+        ("0012_placement", include_str!("../migrations/0012_placement.sql")),
     ],
 };
 
@@ -169,24 +177,44 @@ impl Config {
 /// A built message-store, ready to [`run`](MessageStore::run).
 pub struct MessageStore {
     config: Config,
+    placement: Placement,
     bus: Bus,
-    pool: db::PgPool,
+    /// Every cluster's connections, the home one first.
+    pools: Vec<clusters::Pools>,
     ops: Option<TcpListener>,
 }
 
 impl MessageStore {
-    /// Connects to NATS and PostgreSQL, applies migrations, bootstraps keys, and binds
-    /// the ops port.
+    /// Connects to NATS and PostgreSQL (the home cluster alone, its primary serving
+    /// every read), applies migrations, bootstraps keys, and binds the ops port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_on(config, Clusters::default()).await
+    }
+
+    /// As [`MessageStore::build`], on the PostgreSQL clusters `clusters` names besides
+    /// the home one (`config.database_url`): every one is migrated; keys are
+    /// bootstrapped on the home one.
+    pub async fn build_on(config: Config, clusters: Clusters) -> anyhow::Result<Self> {
         let subjects = Subjects::new(&config.bus_prefix)?;
-        db::migrate(&config.database_url, &MIGRATIONS).await?;
+        let (size, timeout) = (config.db_pool_size, config.db_timeout);
+        let home = clusters::Pools::open(
+            chat_domain::model::HOME_CLUSTER,
+            &config.database_url,
+            clusters.read_url.as_deref(),
+            size,
+            timeout,
+        )
+        .await?;
         bootstrap::run(&config.database_url, &config.bootstrap).await?;
-        let pool = db::pool(&config.database_url, config.db_pool_size, config.db_timeout).await?;
+        let mut pools = vec![home];
+        for c in &clusters.more {
+            pools.push(clusters::Pools::open(&c.name, &c.url, c.read_url.as_deref(), size, timeout).await?);
+        }
         let client = chat_bus::connect(&config.nats_url, "message-store").await?;
         chat_bus::events::remove_legacy_events_stream(&client, &subjects).await;
         let ops = chat_telemetry::ops::bind(config.ops_addr)?;
         metrics::init();
-        Ok(Self { bus: Bus::new(client, subjects), pool, ops, config })
+        Ok(Self { bus: Bus::new(client, subjects), pools, ops, placement: clusters.placement, config })
     }
 
     /// The ops port actually bound (useful with port 0).
@@ -198,77 +226,134 @@ impl MessageStore {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
         let client = self.bus.client().clone();
-        let (publisher, publisher_task) = outbox::publisher(self.config.database_url.clone(), client.clone());
-        let relay = tokio::spawn(outbox::relay(
-            self.pool.clone(),
-            client.clone(),
-            self.config.bus_prefix.clone(),
-            self.config.outbox_relay_after,
-            self.config.outbox_relay_every,
-            shutdown.clone(),
-        ));
         let instance = self.config.instance.clone().unwrap_or_else(chat_telemetry::instance_id);
-        let (messages, messages_task) = publish::start(
-            self.pool.clone(),
-            client.clone(),
-            self.bus.subjects().clone(),
-            publish::PublisherConfig {
-                id: format!("{instance}-{}", chat_domain::ids::EventId::generate()),
-                lease_every: self.config.publish_lease_every,
-                lease_ttl: self.config.publish_lease_ttl,
-                crash_before_publish: self.config.crash_before_publish,
-            },
-        )
-        .await?;
-        let takeover = tokio::spawn(publish::relay(
-            self.pool.clone(),
-            client.clone(),
-            self.bus.subjects().clone(),
-            self.config.outbox_relay_every,
-            shutdown.clone(),
-        ));
-        let lag = tokio::spawn(metrics::watch_lag(
-            self.pool.clone(),
+        let mut dbs = BTreeMap::new();
+        let (mut writers, mut drains, mut background) = (Vec::new(), Vec::new(), Vec::new());
+        for p in &self.pools {
+            let (publisher, publisher_task) = outbox::publisher(p.url.clone(), client.clone());
+            background.push(tokio::spawn(outbox::relay(
+                p.pool.clone(),
+                client.clone(),
+                self.config.bus_prefix.clone(),
+                self.config.outbox_relay_after,
+                self.config.outbox_relay_every,
+                shutdown.clone(),
+            )));
+            let (messages, messages_task) = publish::start(
+                p.pool.clone(),
+                client.clone(),
+                self.bus.subjects().clone(),
+                publish::PublisherConfig {
+                    id: format!("{instance}-{}", chat_domain::ids::EventId::generate()),
+                    lease_every: self.config.publish_lease_every,
+                    lease_ttl: self.config.publish_lease_ttl,
+                    crash_before_publish: self.config.crash_before_publish,
+                },
+            )
+            .await
+            .with_context(|| format!("cluster {}", p.name))?;
+            background.push(tokio::spawn(publish::relay(
+                p.pool.clone(),
+                client.clone(),
+                self.bus.subjects().clone(),
+                self.config.outbox_relay_every,
+                shutdown.clone(),
+            )));
+            let (committer, w) = group_commit::Committer::start(p.pool.clone(), messages, self.config.send_writers);
+            writers.extend(w);
+            drains.push(messages_task);
+            drains.push(publisher_task);
+            let db = handlers::Db {
+                name: p.name.clone(),
+                pool: p.pool.clone(),
+                reads: p.reads.clone(),
+                publisher,
+                committer,
+            };
+            dbs.insert(p.name.clone(), Arc::new(db));
+        }
+        let all_pools: Vec<db::PgPool> = self.pools.iter().map(|p| p.pool.clone()).collect();
+        background.push(tokio::spawn(metrics::watch_lag(
+            all_pools.clone(),
             self.config.bus_prefix.clone(),
             self.config.outbox_relay_every,
             shutdown.clone(),
-        ));
+        )));
         let ops = self.ops.map(|listener| {
-            let (pool, client) = (self.pool.clone(), self.bus.client().clone());
+            let (pools, client) = (all_pools.clone(), self.bus.client().clone());
             let check: ReadinessCheck = Arc::new(move || {
-                let (pool, client) = (pool.clone(), client.clone());
+                let (pools, client) = (pools.clone(), client.clone());
                 Box::pin(async move {
-                    client.connection_state() == async_nats::connection::State::Connected && pool.get().await.is_ok()
+                    if client.connection_state() != async_nats::connection::State::Connected {
+                        return false;
+                    }
+                    for pool in &pools {
+                        if pool.get().await.is_err() {
+                            return false;
+                        }
+                    }
+                    true
                 })
             });
             tokio::spawn(chat_telemetry::ops::serve(listener, check, shutdown.clone()))
         });
-        let (committer, writers) =
-            group_commit::Committer::start(self.pool.clone(), messages, self.config.send_writers);
+        let home_name = chat_domain::model::HOME_CLUSTER;
+        let home = dbs.get(home_name).cloned().context("the home cluster is missing")?;
         let store = handlers::Store(Arc::new(handlers::Inner {
-            pool: self.pool.clone(),
+            directory: clusters::Directory::new(home.pool.clone(), dbs.len() == 1),
+            home,
+            dbs,
+            placement: self.placement.clone(),
             bus: self.bus.clone(),
-            publisher,
-            committer,
             instance,
             started: Instant::now(),
             clock: self.config.clock.clone(),
         }));
+        background.push(tokio::spawn(forget_changed_tenants(store.clone(), shutdown.clone())));
         let served = handlers::router(store).serve(self.bus.clone(), Service::MessageStore, shutdown.clone()).await;
         // The router (and with it every Committer and Publisher) is gone: the writers
         // finish their batches, then the publishers drain and end.
         for w in writers {
             let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), messages_task).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), publisher_task).await;
-        let _ = relay.await;
-        let _ = takeover.await;
-        let _ = lag.await;
+        for d in drains {
+            let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+        }
+        for b in background {
+            let _ = b.await;
+        }
         if let Some(ops) = ops {
             let _ = ops.await;
         }
         let _ = self.bus.client().flush().await;
         served
+    }
+}
+
+/// Drops a tenant's cached placement when a `tenant.changed` event says it changed
+/// (a move, on another replica). The cache also expires on its own.
+async fn forget_changed_tenants(store: handlers::Store, shutdown: impl std::future::Future<Output = ()>) {
+    use futures_util::StreamExt as _;
+    let subject = store.subjects().tenant_changed();
+    let mut sub = match store.0.bus.client().subscribe(subject).await {
+        Ok(sub) => sub,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not follow tenant changes; placements expire on their own");
+            return;
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            m = sub.next() => match m {
+                Some(m) => {
+                    if let Ok(c) = serde_json::from_slice::<chat_domain::proto::events::TenantChanged>(&m.payload) {
+                        store.0.directory.forget(&c.tenant_id);
+                    }
+                }
+                None => return,
+            },
+        }
     }
 }

@@ -76,8 +76,14 @@ pub fn init() {
 }
 
 /// Every `every` until `shutdown`: measures the outbox's and the publishers' lag for
-/// this bus prefix (one query on two indexed lookups).
-pub async fn watch_lag(pool: PgPool, prefix: String, every: Duration, shutdown: impl std::future::Future<Output = ()>) {
+/// this bus prefix on every cluster (one query on two indexed lookups each) and
+/// exports the worst.
+pub async fn watch_lag(
+    pools: Vec<PgPool>,
+    prefix: String,
+    every: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     #[derive(QueryableByName)]
     struct Lag {
         #[diesel(sql_type = Double)]
@@ -94,19 +100,25 @@ pub async fn watch_lag(pool: PgPool, prefix: String, every: Duration, shutdown: 
             _ = tick.tick() => {}
         }
         let lag = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            chat_pg::prepared(
-                diesel::sql_query(
-                    "SELECT COALESCE((SELECT EXTRACT(EPOCH FROM now() - created_at)::float8 FROM outbox
-                                      WHERE bus_prefix = $1 ORDER BY id LIMIT 1), 0) AS outbox,
-                            COALESCE((SELECT EXTRACT(EPOCH FROM now() - min(lease_until))::float8 FROM publishers
-                                      WHERE bus_prefix = $1 AND lease_until < now()), 0) AS takeover",
+            let mut worst = Lag { outbox: 0.0, takeover: 0.0 };
+            for pool in &pools {
+                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                let lag: Lag = chat_pg::prepared(
+                    diesel::sql_query(
+                        "SELECT COALESCE((SELECT EXTRACT(EPOCH FROM now() - created_at)::float8 FROM outbox
+                                          WHERE bus_prefix = $1 ORDER BY id LIMIT 1), 0) AS outbox,
+                                COALESCE((SELECT EXTRACT(EPOCH FROM now() - min(lease_until))::float8 FROM publishers
+                                          WHERE bus_prefix = $1 AND lease_until < now()), 0) AS takeover",
+                    )
+                    .bind::<Text, _>(&prefix),
                 )
-                .bind::<Text, _>(&prefix),
-            )
-            .get_result::<Lag>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
+                .get_result::<Lag>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+                worst.outbox = worst.outbox.max(lag.outbox);
+                worst.takeover = worst.takeover.max(lag.takeover);
+            }
+            Ok::<_, String>(worst)
         }
         .await;
         match lag {

@@ -23,6 +23,8 @@ pub struct TenantRow {
     pub settings: serde_json::Value,
     #[diesel(sql_type = Timestamptz)]
     pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    pub cluster: String,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -37,13 +39,14 @@ impl TryFrom<TenantRow> for Tenant {
             webhook_secret_set: r.settings.get("webhook_secret").is_some_and(|v| v.is_string()),
             retry: r.settings.get("retry").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
             settings: TenantSettings::from_stored(&r.settings).redacted(),
+            cluster: r.cluster,
             created_at: r.created_at,
         })
     }
 }
 
 /// The columns of `tenants` plus the active key prefixes, for `sql_query`.
-pub const TENANT_COLUMNS: &str = "t.id, t.name, t.rate_limit_per_sec, t.created_at, t.settings,
+pub const TENANT_COLUMNS: &str = "t.id, t.name, t.rate_limit_per_sec, t.created_at, t.settings, t.cluster,
     COALESCE((SELECT array_agg(k.display_prefix ORDER BY k.created_at) FROM api_keys k
               WHERE k.tenant_id = t.id AND k.revoked_at IS NULL), '{}') AS key_prefixes";
 

@@ -41,13 +41,40 @@ struct Job {
     delivery_id: String,
 }
 
-/// Makes sure the work queue and the dead-letter stream exist.
-pub async fn ensure_streams(js: &jetstream::Context, subjects: &chat_bus::Subjects) -> anyhow::Result<()> {
+/// How long start-up keeps trying to create the streams. On a NATS cluster that is
+/// itself starting, JetStream answers only once its nodes have elected a leader and a
+/// replicated stream's peers are placed; until then requests time out.
+const STREAMS_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Makes sure the work queue and the dead-letter stream exist, with `replicas` copies,
+/// asking again (for up to [`STREAMS_DEADLINE`]) while JetStream is not ready.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    subjects: &chat_bus::Subjects,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + STREAMS_DEADLINE;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match create_streams(js, subjects, replicas).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = format!("{e:#}"), "JetStream not ready for the notification streams; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn create_streams(js: &jetstream::Context, subjects: &chat_bus::Subjects, replicas: usize) -> anyhow::Result<()> {
     js.create_or_update_stream(stream::Config {
         name: subjects.deliveries_stream(),
         subjects: vec![subjects.delivery_jobs()],
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -57,6 +84,7 @@ pub async fn ensure_streams(js: &jetstream::Context, subjects: &chat_bus::Subjec
         subjects: vec![subjects.all_dead_letters()],
         storage: stream::StorageType::File,
         max_age: Duration::from_secs(30 * 24 * 3600),
+        num_replicas: replicas,
         ..Default::default()
     })
     .await

@@ -111,6 +111,26 @@ pub struct Notification {
     pool: PgPool,
     ops: Option<TcpListener>,
     config: Config,
+    /// Copies JetStream keeps of its streams (see [`Notification::stream_replicas`]).
+    replicas: usize,
+}
+
+/// Most copies of a stream JetStream can keep (NATS clusters have up to 5 per stream).
+pub const MAX_STREAM_REPLICAS: usize = 5;
+
+/// `NATS_STREAM_REPLICAS` (default 1): how many copies JetStream keeps of the
+/// notification streams. 3 on a three-node NATS cluster (R3): a node can go without
+/// losing a queued delivery or a dead letter.
+pub fn stream_replicas_from_env() -> anyhow::Result<usize> {
+    match std::env::var("NATS_STREAM_REPLICAS") {
+        Err(_) => Ok(1),
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_STREAM_REPLICAS).contains(n))
+            .with_context(|| format!("NATS_STREAM_REPLICAS must be 1 to {MAX_STREAM_REPLICAS}, got {v:?}")),
+    }
 }
 
 impl Notification {
@@ -130,7 +150,15 @@ impl Notification {
                 "offline pass start point not fixed yet; it will be once message-store answers"
             );
         }
-        Ok(Self { bus, pool, ops, config })
+        Ok(Self { bus, pool, ops, config, replicas: 1 })
+    }
+
+    /// Keeps `n` copies of the work queue and the dead letters (JetStream's
+    /// `num_replicas`; 1 by default). A stream created with fewer is updated: JetStream
+    /// adds the copies on other nodes itself. The NATS cluster must have `n` nodes.
+    pub fn stream_replicas(mut self, n: usize) -> Self {
+        self.replicas = n.clamp(1, MAX_STREAM_REPLICAS);
+        self
     }
 
     pub fn ops_port(&self) -> Option<u16> {
@@ -140,7 +168,7 @@ impl Notification {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
         let js = async_nats::jetstream::new(self.bus.client().clone());
-        deliveries::ensure_streams(&js, self.bus.subjects()).await?;
+        deliveries::ensure_streams(&js, self.bus.subjects(), self.replicas).await?;
         let state = State {
             pool: self.pool.clone(),
             bus: self.bus.clone(),

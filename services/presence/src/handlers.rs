@@ -13,7 +13,7 @@ use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{
     Connect, Connected, GetOnline, GetTenantOnline, Online, OnlineHistory, RoomHistory, SetTyping,
 };
-use redis::aio::ConnectionManager;
+use chat_redis::Redis;
 
 use crate::Ctx;
 use crate::redis_state::now_ms;
@@ -109,7 +109,7 @@ pub async fn online_history(ctx: Ctx, cmd: OnlineHistory) -> Result<Vec<RoomHist
     ctx.state.history(&cmd.spans, now_ms()).await.map_err(redis_error)
 }
 
-pub async fn ping(mut redis: ConnectionManager) -> bool {
+pub async fn ping(mut redis: Redis) -> bool {
     let pong = tokio::time::timeout(Duration::from_secs(2), redis::cmd("PING").query_async::<String>(&mut redis)).await;
     matches!(pong, Ok(Ok(ref p)) if p == "PONG")
 }

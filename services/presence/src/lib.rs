@@ -33,9 +33,9 @@ use chat_bus::{Bus, Subjects};
 use chat_domain::ids::{RoomId, TenantId};
 use chat_domain::proto::Service;
 use chat_domain::proto::events::{RoomEvent, RoomEventBody};
+use chat_redis::Redis;
 use chat_telemetry::ops::ReadinessCheck;
 use futures_util::FutureExt as _;
-use redis::aio::ConnectionManager;
 
 /// presence's settings. Every replica must run with the same timings.
 #[derive(Debug, Clone)]
@@ -58,6 +58,14 @@ pub struct Config {
     /// How long the intervals when users were online are kept for `online_history`
     /// (`PRESENCE_HISTORY_SECS`).
     pub history: Duration,
+    /// Redis replicas a socket's opening or closing must reach before presence
+    /// acknowledges it (`PRESENCE_REDIS_REPLICAS`, default 0: none). Set it to 1 with
+    /// Redis under Sentinel, so a failover keeps what presence acknowledged.
+    pub redis_replicas: u32,
+    /// Longest wait for those replicas (`PRESENCE_REDIS_WAIT_MS`, default 100); after
+    /// it the change is acknowledged anyway and counted in
+    /// `chat_presence_unreplicated_writes_total`.
+    pub redis_wait: Duration,
 }
 
 impl Config {
@@ -77,6 +85,9 @@ impl Config {
             typing_ttl: ms("PRESENCE_TYPING_TTL_MS", 5_000)?,
             sweep_every: ms("PRESENCE_SWEEP_MS", 250)?,
             history: Duration::from_secs(number("PRESENCE_HISTORY_SECS", 86_400)?),
+            redis_replicas: u32::try_from(number("PRESENCE_REDIS_REPLICAS", 0)?)
+                .context("PRESENCE_REDIS_REPLICAS must be a small number")?,
+            redis_wait: ms("PRESENCE_REDIS_WAIT_MS", 100)?,
         })
     }
 
@@ -92,6 +103,8 @@ impl Config {
             typing_ttl: Duration::from_secs(1),
             sweep_every: Duration::from_millis(100),
             history: Duration::from_secs(3_600),
+            redis_replicas: 0,
+            redis_wait: Duration::from_millis(100),
         }
     }
 
@@ -107,7 +120,7 @@ impl Config {
 #[derive(Clone)]
 struct Ctx {
     state: redis_state::State,
-    redis: ConnectionManager,
+    redis: Redis,
     bus: Bus,
     config: Arc<Config>,
     instance: Arc<str>,
@@ -137,7 +150,7 @@ impl Ctx {
 /// A built presence service.
 pub struct Presence {
     bus: Bus,
-    redis: ConnectionManager,
+    redis: Redis,
     ops: Option<TcpListener>,
     config: Arc<Config>,
 }
@@ -146,10 +159,7 @@ impl Presence {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let subjects = Subjects::new(&config.bus_prefix)?;
         let client = chat_bus::connect(&config.nats_url, "presence").await?;
-        let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?;
-        let redis = ConnectionManager::new(redis)
-            .await
-            .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
+        let redis = chat_redis::connect(&config.redis_url, "presence").await?;
         let ops = chat_telemetry::ops::bind(config.ops_addr)?;
         Ok(Self { bus: Bus::new(client, subjects), redis, ops, config: Arc::new(config) })
     }
@@ -160,7 +170,11 @@ impl Presence {
 
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let shutdown = shutdown.boxed().shared();
-        let state = redis_state::State::new(self.redis.clone(), &self.config.bus_prefix, self.config.timing());
+        let state = redis_state::State::new(self.redis.clone(), &self.config.bus_prefix, self.config.timing())
+            .with_replicas(
+                self.config.redis_replicas,
+                u64::try_from(self.config.redis_wait.as_millis()).unwrap_or(u64::MAX),
+            );
         state.start_history(redis_state::now_ms()).await.context("marking the start of presence history")?;
         let ctx = Ctx {
             state,

@@ -8,6 +8,12 @@
 //! rooms they were in become due at that moment plus the grace, when the users
 //! whose last socket it was are announced as left. Replicas may sweep at once: each
 //! change is one script, and only the replica whose script made it announces it.
+//!
+//! While Redis cannot be reached (a Sentinel failover, a restart) no gateway's
+//! renewal can land, so once it answers again every lease is first extended by a
+//! whole default lease (`extend_leases`) before any is expired: a gateway that kept
+//! renewing throughout keeps its sockets, and one that died meanwhile is expired one
+//! lease later than it would have been.
 
 use std::future::Future;
 
@@ -22,27 +28,30 @@ const ROOMS_PER_TICK: usize = 500;
 /// Most lease-expiry chunks per tick (each closes up to `LEASE_CHUNK` sockets).
 const LEASE_CHUNKS_PER_TICK: usize = 50;
 
-async fn expire_leases(ctx: &Ctx, now: i64) {
+/// Expires what ran out; false when Redis did not answer.
+async fn expire_leases(ctx: &Ctx, now: i64) -> bool {
     for _ in 0..LEASE_CHUNKS_PER_TICK {
         match ctx.state.expire_lease(now).await {
             Ok(Some((gateway, closed))) => {
                 tracing::info!(gateway, closed, "a gateway's lease ran out; its sockets are closed");
             }
-            Ok(None) => return,
+            Ok(None) => return true,
             Err(e) => {
                 tracing::warn!(error = %e, "presence could not expire a lease");
-                return;
+                return false;
             }
         }
     }
+    true
 }
 
-async fn sweep_rooms(ctx: &Ctx, now: i64) {
+/// Sweeps the rooms that are due; false when Redis did not answer.
+async fn sweep_rooms(ctx: &Ctx, now: i64) -> bool {
     let rooms = match ctx.state.due_rooms(now, ROOMS_PER_TICK).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "presence sweep could not list due rooms");
-            return;
+            return false;
         }
     };
     for (tenant, room) in rooms {
@@ -60,6 +69,7 @@ async fn sweep_rooms(ctx: &Ctx, now: i64) {
             Err(e) => tracing::warn!(error = %e, "presence sweep failed"),
         }
     }
+    true
 }
 
 /// Sweeps what is due every `sweep_every`, until `shutdown`.
@@ -67,13 +77,25 @@ pub async fn run(ctx: Ctx, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(ctx.config.sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether Redis failed to answer the last sweep.
+    let mut away = false;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
         }
+        if away {
+            // Redis answered nothing last time: renewals may not have landed.
+            let until = now_ms().saturating_add(ctx.state.default_lease_ms());
+            match ctx.state.extend_leases(until).await {
+                Ok(n) => tracing::warn!(leases = n, "Redis is back: every lease extended before any is expired"),
+                Err(_) => continue,
+            }
+        }
         // Leases first: the sockets they close make their rooms due.
-        expire_leases(&ctx, now_ms()).await;
-        sweep_rooms(&ctx, now_ms()).await;
+        away = !expire_leases(&ctx, now_ms()).await;
+        if !away {
+            away = !sweep_rooms(&ctx, now_ms()).await;
+        }
     }
 }

@@ -419,6 +419,10 @@ store_command!(RoomAudiences, "room_audiences", Vec<RoomAudience>);
 /// can add to what was already read.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MessageFeed {
+    /// Whose log: the PostgreSQL cluster (see [`ListClusters`]); the home cluster
+    /// (`main`) when absent. Each cluster's log has positions of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// The `next` of the previous page; absent to start at the present (nothing older).
     pub after: Option<i64>,
     /// Most messages summarized in one page (whole transactions: a page may hold a
@@ -458,6 +462,64 @@ pub struct FeedWindow {
     pub sole_sender: Option<UserId>,
 }
 store_command!(MessageFeed, "message_feed", FeedPage);
+
+/// The PostgreSQL clusters tenants can live on (for operators, and for the services
+/// that follow each cluster's log).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ListClusters {}
+
+/// One PostgreSQL cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterInfo {
+    pub name: String,
+    /// The home cluster: tenants, keys and settings live on it.
+    pub home: bool,
+    /// Tenants placed on it.
+    pub tenants: u64,
+    /// Whether reads that a standby may serve go to one (a read URL is configured).
+    pub standby_reads: bool,
+    /// Where new tenants go when their creator names no cluster.
+    pub default_for_new_tenants: bool,
+}
+store_command!(ListClusters, "list_clusters", Vec<ClusterInfo>);
+
+/// Create a tenant on a named PostgreSQL cluster (the operator's choice, where
+/// `create_tenant` follows `TENANT_PLACEMENT`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CreateTenantOn {
+    #[serde(flatten)]
+    pub tenant: CreateTenant,
+    /// A cluster of [`ListClusters`].
+    pub cluster: String,
+}
+store_command!(CreateTenantOn, "create_tenant_on", TenantCreated);
+
+/// Move a tenant's rooms, members, messages, cursors and users to another PostgreSQL
+/// cluster. Nothing is lost: ids and `seq`s stay the same; while the copy runs the
+/// tenant's commands answer `SERVICE_UNAVAILABLE` (retry), and a move that fails half
+/// way leaves the tenant where it was (run it again).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MoveTenant {
+    pub tenant_id: TenantId,
+    /// A cluster of [`ListClusters`].
+    pub to: String,
+}
+
+/// What a move copied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TenantMoved {
+    pub tenant_id: TenantId,
+    pub from: String,
+    pub to: String,
+    pub rooms: u64,
+    pub members: u64,
+    pub messages: u64,
+    pub cursors: u64,
+    pub users: u64,
+    /// How long the tenant's commands were refused (flag set to flag cleared), ms.
+    pub unavailable_ms: u64,
+}
+store_command!(MoveTenant, "move_tenant", TenantMoved);
 
 /// Most message ids one [`ReadMessages`] may name.
 pub const MAX_READ_IDS: usize = 500;

@@ -16,7 +16,8 @@ use crate::rows::{MESSAGE_COLUMNS, MessageRow};
 pub async fn chat_messages(store: Store, cmd: ChatMessages) -> Result<ChatMessagePage, ApiError> {
     let limit = i64::from(cmd.limit.clamp(1, MAX_CHAT_PAGE));
     let offset = i64::from(cmd.page.max(1) - 1) * limit;
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     participant(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
     // Walks the primary key backwards from the newest message.
     let rows: Vec<MessageRow> = diesel::sql_query(format!(

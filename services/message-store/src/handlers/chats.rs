@@ -240,7 +240,8 @@ pub async fn create_chat(store: Store, cmd: CreateChat) -> Result<ChatCreated, A
         "participantIds",
         "A chat can be created with at most {} participants",
     )?;
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&tenant).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     // Who takes part besides the creator, and what makes the room unique.
     let (room_type, unique_key, context) = match &cmd.kind {
         NewChatKind::Direct => match others.as_slice() {
@@ -340,7 +341,8 @@ pub async fn create_chat(store: Store, cmd: CreateChat) -> Result<ChatCreated, A
 }
 
 pub async fn get_chat(store: Store, cmd: GetChat) -> Result<Chat, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     participant(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
     Ok(one_chat(&mut conn, &cmd.actor.tenant_id, &cmd.actor.user_id, &cmd.room_id, true).await?)
 }
@@ -365,7 +367,8 @@ pub(super) async fn participant(
 pub async fn list_chats(store: Store, cmd: ListChats) -> Result<ChatPage, ApiError> {
     let limit = i64::from(cmd.limit.clamp(1, MAX_CHAT_PAGE));
     let offset = i64::from(cmd.page.max(1) - 1) * limit;
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = BigInt)]
@@ -402,7 +405,8 @@ pub async fn chat_stats(store: Store, cmd: GetChatStats) -> Result<ChatStats, Ap
         #[diesel(sql_type = BigInt)]
         support_chats: i64,
     }
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     let r: Row = diesel::sql_query(
         "SELECT count(*) AS total_chats,
                 COALESCE(sum(r.last_seq), 0)::bigint AS total_messages,
@@ -436,7 +440,8 @@ pub async fn chat_stats(store: Store, cmd: GetChatStats) -> Result<ChatStats, Ap
 }
 
 pub async fn toggle_archive(store: Store, cmd: ToggleArchive) -> Result<Chat, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     participant(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
     // Archived now (no message since it was archived) → unarchive; else archive as of
     // now (messages carry the system time they were stored at).

@@ -32,7 +32,8 @@ pub async fn move_cursor(store: Store, cmd: MoveCursor) -> Result<Cursors, ApiEr
         return Err(ApiError::validation("seq", "seq must be 0 or more"));
     }
     let subjects = store.subjects().clone();
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let (cursors, pending) = conn
         .transaction(async move |conn| -> Result<(Cursors, Vec<outbox::Pending>), StoreError> {
             access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
@@ -40,7 +41,7 @@ pub async fn move_cursor(store: Store, cmd: MoveCursor) -> Result<Cursors, ApiEr
             advance(conn, &subjects, to).await
         })
         .await?;
-    store.0.publisher.submit(pending);
+    db.publisher.submit(pending);
     Ok(cursors)
 }
 
@@ -48,7 +49,8 @@ pub async fn move_cursor(store: Store, cmd: MoveCursor) -> Result<Cursors, ApiEr
 /// messages that moved it past.
 pub async fn read_all(store: Store, cmd: ReadAll) -> Result<AllRead, ApiError> {
     let subjects = store.subjects().clone();
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let (read, pending) = conn
         .transaction(async move |conn| -> Result<(AllRead, Vec<outbox::Pending>), StoreError> {
             super::chats::participant(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
@@ -73,7 +75,7 @@ pub async fn read_all(store: Store, cmd: ReadAll) -> Result<AllRead, ApiError> {
             Ok((read, pending))
         })
         .await?;
-    store.0.publisher.submit(pending);
+    db.publisher.submit(pending);
     Ok(read)
 }
 
@@ -82,7 +84,8 @@ pub async fn read_messages(store: Store, cmd: ReadMessages) -> Result<Cursors, A
         return Err(ApiError::validation("message_ids", format!("message_ids must name 1 to {MAX_READ_IDS} messages")));
     }
     let subjects = store.subjects().clone();
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let (cursors, pending) = conn
         .transaction(async move |conn| -> Result<(Cursors, Vec<outbox::Pending>), StoreError> {
             access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
@@ -120,7 +123,7 @@ pub async fn read_messages(store: Store, cmd: ReadMessages) -> Result<Cursors, A
             advance(conn, &subjects, to).await
         })
         .await?;
-    store.0.publisher.submit(pending);
+    db.publisher.submit(pending);
     Ok(cursors)
 }
 

@@ -12,16 +12,17 @@
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::sync::Arc;
 
 use chat_domain::ApiError;
 use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
 use chat_domain::proto::events::{CursorChange, RoomEvent, RoomEventBody, UserEvent};
-use chat_domain::proto::store::{DeliveriesMarked, MarkDelivered};
+use chat_domain::proto::store::{DeliveriesMarked, Delivery, MarkDelivered};
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::Store;
 use super::cursors::{SenderMessages, status_events};
+use super::{Db, Store};
 use crate::error::{StoreError, stored};
 use crate::outbox;
 
@@ -93,17 +94,31 @@ pub async fn mark_delivered(store: Store, cmd: MarkDelivered) -> Result<Deliveri
     if cmd.deliveries.is_empty() {
         return Ok(DeliveriesMarked { moved: 0 });
     }
-    let n = cmd.deliveries.len();
+    // A gateway's batch may span tenants on several clusters: one transaction per cluster.
+    let mut by_cluster: BTreeMap<String, (Arc<Db>, Vec<&Delivery>)> = BTreeMap::new();
+    for d in &cmd.deliveries {
+        let db = store.db(&d.tenant_id).await?;
+        by_cluster.entry(db.name.clone()).or_insert_with(|| (db, Vec::new())).1.push(d);
+    }
+    let mut moved = 0;
+    for (db, deliveries) in by_cluster.into_values() {
+        moved += mark_on(&store, &db, &deliveries).await?;
+    }
+    Ok(DeliveriesMarked { moved })
+}
+
+async fn mark_on(store: &Store, db: &Db, deliveries: &[&Delivery]) -> Result<u32, ApiError> {
+    let n = deliveries.len();
     let (mut tenants, mut rooms, mut members) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut afters, mut seqs) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for d in &cmd.deliveries {
+    for d in deliveries {
         tenants.push(d.tenant_id.as_str());
         rooms.push(d.room_id.as_str());
         members.push(d.user_id.as_str());
         afters.push(d.after_seq);
         seqs.push(d.seq);
     }
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let mut attempt = 0;
     let (moved, pending) = loop {
         attempt += 1;
@@ -115,8 +130,8 @@ pub async fn mark_delivered(store: Store, cmd: MarkDelivered) -> Result<Deliveri
             result => break result?,
         }
     };
-    store.0.publisher.submit(pending);
-    Ok(DeliveriesMarked { moved })
+    db.publisher.submit(pending);
+    Ok(moved)
 }
 
 /// Tries of one batch that lost a deadlock to a concurrent transaction.

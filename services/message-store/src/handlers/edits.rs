@@ -23,8 +23,11 @@ const MAX_REASON_CHARS: usize = 200;
 pub const DEFAULT_EDIT_WINDOW_SECS: i64 = 900;
 
 /// The tenant's edit window in seconds: the setting `edit_window_secs` (a whole number
-/// of seconds, 0 or more), else [`DEFAULT_EDIT_WINDOW_SECS`].
-async fn edit_window_secs(conn: &mut AsyncPgConnection, tenant: &str) -> Result<i64, StoreError> {
+/// of seconds, 0 or more), else [`DEFAULT_EDIT_WINDOW_SECS`]. Settings are in the
+/// directory, on the home cluster (the tenant's rooms may be on another).
+async fn edit_window_secs(store: &Store, tenant: &str) -> Result<i64, StoreError> {
+    let mut conn = store.home().pool.get().await?;
+    let conn = &mut *conn;
     #[derive(diesel::QueryableByName)]
     struct Window {
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Jsonb>)]
@@ -58,7 +61,12 @@ pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, Api
     let reason = cmd.edit_reason.as_deref().map(|r| r.chars().take(MAX_REASON_CHARS).collect::<String>());
     let subjects = store.subjects().clone();
     let clock = store.0.clock.clone();
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let window = match cmd.within_edit_window {
+        true => Some(edit_window_secs(&store, cmd.actor.tenant_id.as_str()).await?),
+        false => None,
+    };
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let (message, pending) = conn
         .transaction(async move |conn| -> Result<(Message, outbox::Pending), StoreError> {
             access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
@@ -69,14 +77,13 @@ pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, Api
             if old.deleted_at.is_some() {
                 return Err(ApiError::conflict("A deleted message cannot be edited").into());
             }
-            if cmd.within_edit_window {
-                let window = edit_window_secs(conn, cmd.actor.tenant_id.as_str()).await?;
-                if (clock.now() - old.created_at).num_seconds() >= window {
-                    return Err(ApiError::forbidden(format!(
-                        "Messages can be edited for {window} seconds after they are sent"
-                    ))
-                    .into());
-                }
+            if let Some(window) = window
+                && (clock.now() - old.created_at).num_seconds() >= window
+            {
+                return Err(ApiError::forbidden(format!(
+                    "Messages can be edited for {window} seconds after they are sent"
+                ))
+                .into());
             }
             let now = chat_domain::time::now();
             let row: MessageRow = diesel::sql_query(format!(
@@ -101,13 +108,14 @@ pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, Api
             Ok((message, pending))
         })
         .await?;
-    store.0.publisher.submit(vec![pending]);
+    db.publisher.submit(vec![pending]);
     Ok(message)
 }
 
 pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedMessage, ApiError> {
     let subjects = store.subjects().clone();
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let (deleted, pending) = conn
         .transaction(async move |conn| -> Result<(DeletedMessage, Option<outbox::Pending>), StoreError> {
             let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
@@ -153,6 +161,6 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
             Ok((DeletedMessage { message, removed_attachments: old.attachments }, Some(pending)))
         })
         .await?;
-    store.0.publisher.submit(pending.into_iter().collect());
+    db.publisher.submit(pending.into_iter().collect());
     Ok(deleted)
 }

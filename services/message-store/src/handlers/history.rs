@@ -15,7 +15,8 @@ use crate::error::{StoreError, optional};
 
 pub async fn older_messages(store: Store, cmd: OlderMessages) -> Result<Vec<Message>, ApiError> {
     let limit = i64::from(cmd.limit.clamp(1, MAX_PAGE));
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
     let before = match &cmd.before_id {
         None => i64::MAX,

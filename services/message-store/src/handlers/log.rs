@@ -3,8 +3,12 @@
 //! (members of many rooms in one query) and `message_feed` (the log in commit order,
 //! summarized per room and window, which the offline-notification pass follows).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use chat_domain::ApiError;
 use chat_domain::ids::{RoomId, TenantId, UserId};
+use chat_domain::model::HOME_CLUSTER;
 use chat_domain::model::Message;
 use chat_domain::proto::store::{
     FeedPage, FeedWindow, MAX_ROOM_MESSAGES, MessageFeed, RoomAudience, RoomAudiences, RoomMessages,
@@ -14,7 +18,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
-use super::Store;
+use super::{Db, Store};
 use crate::error::{StoreError, optional, stored};
 use crate::rows::MessageRow;
 
@@ -25,7 +29,8 @@ const MAX_AUDIENCE_ROOMS: usize = 1_000;
 
 pub async fn room_messages(store: Store, cmd: RoomMessages) -> Result<Vec<Message>, ApiError> {
     let limit = i64::from(cmd.limit.clamp(1, MAX_ROOM_MESSAGES));
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let rows: Vec<MessageRow> = prepared(
         diesel::sql_query(
             "SELECT m.id, m.room_id, m.sender_id, m.sender_name, m.seq, m.content, m.meta, m.client_msg_id,
@@ -94,14 +99,26 @@ pub async fn room_audiences(store: Store, cmd: RoomAudiences) -> Result<Vec<Room
         #[diesel(sql_type = Array<Text>)]
         members: Vec<String>,
     }
-    let tenants: Vec<&str> = cmd.rooms.iter().map(|r| r.tenant_id.as_str()).collect();
-    let rooms: Vec<&str> = cmd.rooms.iter().map(|r| r.room_id.as_str()).collect();
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
-    let rows: Vec<Row> =
-        prepared(diesel::sql_query(ROOM_AUDIENCES).bind::<Array<Text>, _>(&tenants).bind::<Array<Text>, _>(&rooms))
-            .load(&mut conn)
-            .await
-            .map_err(StoreError::from)?;
+    // Rooms of tenants on several clusters: one query per cluster, with its tenant and
+    // room arrays.
+    type Asked<'a> = (Arc<Db>, Vec<&'a str>, Vec<&'a str>);
+    let mut by_cluster: BTreeMap<String, Asked> = BTreeMap::new();
+    for r in &cmd.rooms {
+        let db = store.db(&r.tenant_id).await?;
+        let entry = by_cluster.entry(db.name.clone()).or_insert_with(|| (db, Vec::new(), Vec::new()));
+        entry.1.push(r.tenant_id.as_str());
+        entry.2.push(r.room_id.as_str());
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    for (db, tenants, rooms) in by_cluster.into_values() {
+        let mut conn = db.pool.get().await.map_err(StoreError::from)?;
+        rows.extend(
+            prepared(diesel::sql_query(ROOM_AUDIENCES).bind::<Array<Text>, _>(&tenants).bind::<Array<Text>, _>(&rooms))
+                .load::<Row>(&mut conn)
+                .await
+                .map_err(StoreError::from)?,
+        );
+    }
     rows.into_iter()
         .map(|r| {
             Ok(RoomAudience {
@@ -120,7 +137,13 @@ pub async fn message_feed(store: Store, cmd: MessageFeed) -> Result<FeedPage, Ap
     }
     let window_ms = i64::try_from(cmd.window_ms).unwrap_or(i64::MAX);
     let limit = i64::from(cmd.limit.clamp(1, MAX_FEED_PAGE));
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let cluster = cmd.cluster.as_deref().unwrap_or(HOME_CLUSTER);
+    let db = store.0.dbs.get(cluster).ok_or_else(|| {
+        let mut e = ApiError::not_found(format!("no database cluster named {cluster:?}"));
+        e.field = Some("cluster".to_owned());
+        e
+    })?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     // Where this page may end: every transaction below `xmin` has ended, so nothing
     // can be added below it later. `upper` is the transaction of the message after
     // the first `limit`: the page ends with it (whole transactions), or at `xmin`.

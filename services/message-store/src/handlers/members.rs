@@ -16,7 +16,8 @@ use crate::outbox;
 use crate::rows::MemberRow;
 
 pub async fn list_members(store: Store, cmd: ListMembers) -> Result<Vec<Member>, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
     let rows: Vec<MemberRow> = diesel::sql_query(
         "SELECT user_id, role, joined_at FROM room_members WHERE room_id = $1
@@ -33,7 +34,8 @@ pub async fn list_members(store: Store, cmd: ListMembers) -> Result<Vec<Member>,
 
 pub async fn add_member(store: Store, cmd: AddMember) -> Result<MemberAdded, ApiError> {
     let subjects = store.subjects().clone();
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let (added, pending) = conn
         .transaction(async move |conn| -> Result<(MemberAdded, Option<outbox::Pending>), StoreError> {
             let room = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
@@ -80,13 +82,14 @@ pub async fn add_member(store: Store, cmd: AddMember) -> Result<MemberAdded, Api
             }
         })
         .await?;
-    store.0.publisher.submit(pending.into_iter().collect());
+    db.publisher.submit(pending.into_iter().collect());
     Ok(added)
 }
 
 pub async fn remove_member(store: Store, cmd: RemoveMember) -> Result<Done, ApiError> {
     let subjects = store.subjects().clone();
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let pending = conn
         .transaction(async move |conn| -> Result<outbox::Pending, StoreError> {
             let room = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
@@ -118,7 +121,7 @@ pub async fn remove_member(store: Store, cmd: RemoveMember) -> Result<Done, ApiE
             outbox::insert(conn, &subjects, &event).await
         })
         .await?;
-    store.0.publisher.submit(vec![pending]);
+    db.publisher.submit(vec![pending]);
     Ok(Done {})
 }
 
@@ -129,7 +132,8 @@ pub async fn audience(store: Store, cmd: Audience) -> Result<Vec<UserId>, ApiErr
         #[diesel(sql_type = Text)]
         user_id: String,
     }
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let rows: Vec<Row> = match &cmd.room_id {
         Some(room) => {
             #[derive(diesel::QueryableByName)]

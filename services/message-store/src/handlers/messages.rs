@@ -37,7 +37,7 @@ fn validate(cmd: &SendMessage) -> Result<(), ApiError> {
 
 pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent, ApiError> {
     validate(&cmd)?;
-    store.0.committer.send(cmd).await
+    store.db(&cmd.actor.tenant_id).await?.committer.send(cmd).await
 }
 
 /// `send_messages`: every send goes to the group committer at once (they land in
@@ -51,10 +51,10 @@ pub async fn send_messages(store: Store, cmd: SendMessages) -> Result<Vec<SendOu
         .sends
         .into_iter()
         .map(|send| {
-            let committer = store.0.committer.clone();
+            let store = store.clone();
             async move {
                 validate(&send)?;
-                committer.send(send).await
+                store.db(&send.actor.tenant_id).await?.committer.send(send).await
             }
         })
         .collect();
@@ -91,7 +91,8 @@ pub(super) async fn page_before(
 
 pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Message>, ApiError> {
     let limit = i64::from(cmd.limit.clamp(1, MAX_PAGE));
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
     let rows: Vec<MessageRow> = match (cmd.after_seq, cmd.before_seq) {
         // Only an upper bound: the newest page below it, returned oldest first.

@@ -30,7 +30,8 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
 
     let room_id = RoomId::generate();
     let tenant = cmd.actor.tenant_id.clone();
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&tenant).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let room = conn
         .transaction(async move |conn| -> Result<Room, StoreError> {
             // ON CONFLICT keeps the transaction usable, so the existing DM can be named.
@@ -133,7 +134,8 @@ async fn existing_dm(
 }
 
 pub async fn get_room(store: Store, cmd: GetRoom) -> Result<Room, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
     let row: RoomRow = diesel::sql_query(format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = $1"))
         .bind::<Text, _>(cmd.room_id.as_str())
@@ -158,7 +160,8 @@ pub async fn list_rooms(store: Store, cmd: ListRooms) -> Result<Vec<RoomSummary>
         #[diesel(sql_type = Nullable<Text>)]
         m_id: Option<String>,
     }
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     let rows: Vec<Row> = diesel::sql_query(
         "SELECT r.id, r.room_type, r.name, r.unique_key, r.last_seq, r.created_by, r.created_at,
                 (SELECT count(*) FROM room_members x WHERE x.room_id = r.id) AS member_count,

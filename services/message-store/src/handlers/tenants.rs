@@ -47,7 +47,7 @@ impl TryFrom<AuthRow> for TenantAuth {
 }
 
 pub async fn authenticate(store: Store, cmd: Authenticate) -> Result<TenantAuth, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     let row: Option<AuthRow> = optional(
         diesel::sql_query(
             "SELECT t.id, t.name, t.rate_limit_per_sec, t.settings FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
@@ -64,7 +64,7 @@ pub async fn authenticate(store: Store, cmd: Authenticate) -> Result<TenantAuth,
 /// The tenant that registered the JWT issuer `cmd.issuer` (`AUTHENTICATION_ERROR`
 /// when none did: the token is not one of ours).
 pub async fn resolve_issuer(store: Store, cmd: ResolveIssuer) -> Result<TenantAuth, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     let row: Option<AuthRow> = optional(
         diesel::sql_query(
             "SELECT t.id, t.name, t.rate_limit_per_sec, t.settings FROM tenant_jwt_issuers i
@@ -90,7 +90,7 @@ pub async fn get_token_secret(store: Store, cmd: GetTokenSecret) -> Result<Token
         #[diesel(sql_type = Jsonb)]
         settings: serde_json::Value,
     }
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     let row: Option<Row> = optional(
         diesel::sql_query("SELECT name, rate_limit_per_sec, token_secret, settings FROM tenants WHERE id = $1")
             .bind::<Text, _>(cmd.tenant_id.as_str())
@@ -116,7 +116,7 @@ pub async fn get_webhook(store: Store, cmd: GetWebhook) -> Result<Webhook, ApiEr
         #[diesel(sql_type = diesel::sql_types::Jsonb)]
         settings: serde_json::Value,
     }
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     let row: Option<Row> = optional(
         diesel::sql_query("SELECT settings FROM tenants WHERE id = $1")
             .bind::<Text, _>(cmd.tenant_id.as_str())
@@ -140,7 +140,7 @@ pub async fn authenticate_admin(store: Store, cmd: AuthenticateAdmin) -> Result<
         #[allow(dead_code)]
         one: i32,
     }
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     let found: Option<Row> = optional(
         diesel::sql_query("SELECT 1 AS one FROM admin_keys WHERE key_hash = $1")
             .bind::<Text, _>(keys::hash(&cmd.api_key))
@@ -152,6 +152,14 @@ pub async fn authenticate_admin(store: Store, cmd: AuthenticateAdmin) -> Result<
 }
 
 pub async fn create_tenant(store: Store, cmd: CreateTenant) -> Result<TenantCreated, ApiError> {
+    let cluster = store.placement_for_new_tenant().await?;
+    create_on(store, cmd, &cluster).await
+}
+
+/// Creates the tenant with its data on `cluster`: its residency row there first
+/// (harmless if the rest fails: nothing refers to it), then the tenant, its key and its
+/// placement in the directory (the home cluster), in one transaction there.
+pub(super) async fn create_on(store: Store, cmd: CreateTenant, cluster: &str) -> Result<TenantCreated, ApiError> {
     let name = validate_name("name", &cmd.name)?;
     let tenant_id = cmd.tenant_id.unwrap_or_else(TenantId::generate);
     let limit = cmd
@@ -159,21 +167,36 @@ pub async fn create_tenant(store: Store, cmd: CreateTenant) -> Result<TenantCrea
         .map(|l| validate_rate_limit(i64::from(l)))
         .transpose()?
         .unwrap_or(DEFAULT_RATE_LIMIT_PER_SEC);
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let data = store.0.dbs.get(cluster).cloned().ok_or_else(|| {
+        let mut e = ApiError::validation("cluster", format!("no database cluster named {cluster:?}"));
+        e.code = chat_domain::ErrorCode::NotFound;
+        e
+    })?;
+    let home_is_data = data.name == store.home().name;
+    if !home_is_data {
+        let mut conn = data.pool.get().await.map_err(StoreError::from)?;
+        reside(&mut conn, &tenant_id).await?;
+    }
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     let api_key = keys::generate(keys::TENANT_KEY_PREFIX);
-    let (id, key) = (tenant_id.clone(), api_key.clone());
+    let (id, key, cluster) = (tenant_id.clone(), api_key.clone(), cluster.to_owned());
     let tenant = conn
         .transaction(async move |conn| -> Result<Tenant, StoreError> {
             let inserted = diesel::sql_query(
-                "INSERT INTO tenants (id, name, rate_limit_per_sec) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO tenants (id, name, rate_limit_per_sec, cluster) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO NOTHING",
             )
             .bind::<Text, _>(id.as_str())
             .bind::<Text, _>(&name)
             .bind::<Integer, _>(limit.min(i32::MAX as u32) as i32)
+            .bind::<Text, _>(&cluster)
             .execute(conn)
             .await?;
             if inserted == 0 {
                 return Err(ApiError::conflict(format!("Tenant {id} already exists")).into());
+            }
+            if home_is_data {
+                reside(conn, &id).await?;
             }
             insert_key(conn, &id, &key).await?;
             load_tenant(conn, &id).await
@@ -182,8 +205,17 @@ pub async fn create_tenant(store: Store, cmd: CreateTenant) -> Result<TenantCrea
     Ok(TenantCreated { tenant, api_key })
 }
 
+/// Records that `tenant`'s rows are on this cluster (see migration 0012).
+pub async fn reside(conn: &mut AsyncPgConnection, tenant: &TenantId) -> Result<(), StoreError> {
+    diesel::sql_query("INSERT INTO tenant_residency (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind::<Text, _>(tenant.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn list_tenants(store: Store, cmd: ListTenants) -> Result<Vec<Tenant>, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     let rows: Vec<TenantRow> = diesel::sql_query(format!(
         "SELECT {TENANT_COLUMNS} FROM tenants t ORDER BY t.created_at, t.id LIMIT $1 OFFSET $2"
     ))
@@ -196,7 +228,7 @@ pub async fn list_tenants(store: Store, cmd: ListTenants) -> Result<Vec<Tenant>,
 }
 
 pub async fn get_tenant(store: Store, cmd: GetTenant) -> Result<Tenant, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     Ok(load_tenant(&mut conn, &cmd.tenant_id).await?)
 }
 
@@ -223,7 +255,7 @@ pub async fn update_tenant(store: Store, cmd: UpdateTenant) -> Result<Tenant, Ap
         let retry = retry.validate()?;
         patch.insert("retry".into(), serde_json::to_value(retry).map_err(|_| ApiError::internal())?);
     }
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     let id = cmd.tenant_id.clone();
     let rate_limit = cmd.rate_limit_per_sec.map(|l| l.min(i32::MAX as u32) as i32);
     let settings = cmd.settings.filter(|p| !p.is_empty());
@@ -302,7 +334,7 @@ async fn write_settings(
 }
 
 pub async fn rotate_key(store: Store, cmd: RotateKey) -> Result<KeyRotated, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let mut conn = store.home().pool.get().await.map_err(StoreError::from)?;
     let api_key = keys::generate(keys::TENANT_KEY_PREFIX);
     let (id, key) = (cmd.tenant_id.clone(), api_key.clone());
     conn.transaction(async move |conn| -> Result<(), StoreError> {

@@ -71,7 +71,8 @@ pub async fn put_user(store: Store, cmd: PutUser) -> Result<UserPut, ApiError> {
         #[diesel(sql_type = Bool)]
         created: bool,
     }
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.tenant_id).await?;
+    let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let row: Row = diesel::sql_query(
         "INSERT INTO users AS u (tenant_id, id, name, avatar_url, roles, metadata)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -94,7 +95,8 @@ pub async fn put_user(store: Store, cmd: PutUser) -> Result<UserPut, ApiError> {
 }
 
 pub async fn get_user(store: Store, cmd: GetUser) -> Result<DirectoryUser, ApiError> {
-    let mut conn = store.0.pool.get().await.map_err(StoreError::from)?;
+    let db = store.db(&cmd.tenant_id).await?;
+    let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     let row: Option<UserRow> = optional(
         diesel::sql_query(
             "SELECT $2 AS id, u.name, u.avatar_url, COALESCE(u.roles, '{}') AS roles,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use chat_bus::Bus;
 use chat_domain::ids::{RoomId, TenantId, UserId};
-use chat_domain::proto::store::MessageFeed;
+use chat_domain::proto::store::{ListClusters, MessageFeed};
 use chat_pg::{PgPool, prepared};
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -62,34 +62,70 @@ async fn read_cursor(pool: &PgPool, follower: &str) -> anyhow::Result<Option<i64
     Ok(rows.into_iter().next().map(|r| r.after_tx))
 }
 
-/// Fixes where the pass starts when this deployment has never run it: the present (the
-/// log before it is not notified about). Called when the service is built, so that
-/// messages sent once it has started are never skipped; the pass calls it too when the
-/// first attempt could not reach message-store.
+/// The clusters whose logs the pass follows (message-store's `list_clusters`), each
+/// with the name of its cursor row: the follower's own name for the home cluster (as
+/// before there were several), `<follower>@<cluster>` for the others.
+pub async fn logs(bus: &Bus, follower: &str) -> anyhow::Result<Vec<(Option<String>, String)>> {
+    let clusters = bus.request(&ListClusters {}).await.context("asking message-store for its clusters")?;
+    Ok(clusters
+        .into_iter()
+        .map(|c| {
+            if c.home { (None, follower.to_owned()) } else { (Some(c.name.clone()), format!("{follower}@{}", c.name)) }
+        })
+        .collect())
+}
+
+/// Fixes where the pass starts on each cluster's log it has never followed: the
+/// present (the log before it is not notified about). Called when the service is
+/// built, so that messages sent once it has started are never skipped; the pass calls
+/// it too when the first attempt could not reach message-store, and for a cluster
+/// added later.
 pub async fn start_point(bus: &Bus, pool: &PgPool, follower: &str, window: Duration) -> anyhow::Result<()> {
-    if read_cursor(pool, follower).await?.is_some() {
+    for (cluster, cursor) in logs(bus, follower).await? {
+        start_at_present(bus, pool, cluster, &cursor, window).await?;
+    }
+    Ok(())
+}
+
+async fn start_at_present(
+    bus: &Bus,
+    pool: &PgPool,
+    cluster: Option<String>,
+    cursor: &str,
+    window: Duration,
+) -> anyhow::Result<()> {
+    if read_cursor(pool, cursor).await?.is_some() {
         return Ok(());
     }
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
     let present = bus
-        .request(&MessageFeed { after: None, limit: 1, window_ms })
+        .request(&MessageFeed { cluster: cluster.clone(), after: None, limit: 1, window_ms })
         .await
         .context("asking message-store where the log ends")?;
     let mut conn = pool.get().await.context("database")?;
     diesel::sql_query(
         "INSERT INTO notification.offline_cursor (follower, after_tx) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
-    .bind::<Text, _>(follower)
+    .bind::<Text, _>(cursor)
     .bind::<BigInt, _>(present.next)
     .execute(&mut conn)
     .await
     .context("saving the offline cursor")?;
-    tracing::info!(follower, after_tx = present.next, "offline pass starts at the present");
+    tracing::info!(
+        cursor,
+        cluster = cluster.as_deref().unwrap_or("main"),
+        after_tx = present.next,
+        "offline pass starts at the present"
+    );
     Ok(())
 }
 
-/// The pass's position in the log.
+/// The pass's position in one cluster's log.
 pub struct Follower {
+    /// The cluster (`None`: the home cluster).
+    cluster: Option<String>,
+    /// The name of its cursor row.
+    cursor: String,
     /// Where the next page starts.
     after: i64,
     /// What the cursor row says.
@@ -106,11 +142,16 @@ pub struct Page {
 }
 
 impl Follower {
-    /// The saved position (fixing it at the present on the very first start).
-    pub async fn load(state: &State, settings: &Settings) -> anyhow::Result<Self> {
-        start_point(&state.bus, &state.pool, &settings.follower, settings.window).await?;
-        let after = read_cursor(&state.pool, &settings.follower).await?.context("the offline cursor vanished")?;
-        Ok(Self { after, saved: after, saved_at: Instant::now() })
+    /// The saved positions in every cluster's log (fixing a cluster's at the present the
+    /// first time it is followed).
+    pub async fn load_all(state: &State, settings: &Settings) -> anyhow::Result<Vec<Self>> {
+        let mut out = Vec::new();
+        for (cluster, cursor) in logs(&state.bus, &settings.follower).await? {
+            start_at_present(&state.bus, &state.pool, cluster.clone(), &cursor, settings.window).await?;
+            let after = read_cursor(&state.pool, &cursor).await?.context("the offline cursor vanished")?;
+            out.push(Self { cluster, cursor, after, saved: after, saved_at: Instant::now() });
+        }
+        Ok(out)
     }
 
     /// Reads one page and folds it into the open windows.
@@ -118,7 +159,7 @@ impl Follower {
         let window_ms = u64::try_from(settings.window.as_millis()).unwrap_or(u64::MAX).max(1);
         let page = state
             .bus
-            .request(&MessageFeed { after: Some(self.after), limit: PAGE, window_ms })
+            .request(&MessageFeed { cluster: self.cluster.clone(), after: Some(self.after), limit: PAGE, window_ms })
             .await
             .context("reading the message feed")?;
         let window = chrono::TimeDelta::from_std(settings.window).context("window length")?;
@@ -154,7 +195,7 @@ impl Follower {
         let firsts: Vec<i64> = windows.values().map(|v| v.first_seq).collect();
         let lasts: Vec<i64> = windows.values().map(|v| v.last_seq).collect();
         let senders: Vec<Option<&str>> = windows.values().map(|v| v.sole_sender.as_ref().map(UserId::as_str)).collect();
-        let (follower, saved) = (settings.follower.as_str(), self.saved);
+        let (follower, cursor, saved) = (settings.follower.as_str(), self.cursor.as_str(), self.saved);
         let mut conn = state.pool.get().await.context("database")?;
         conn.transaction(async |conn| -> anyhow::Result<()> {
             let moved = prepared(
@@ -162,7 +203,7 @@ impl Follower {
                     "UPDATE notification.offline_cursor SET after_tx = $3, updated_at = now()
                  WHERE follower = $1 AND after_tx = $2",
                 )
-                .bind::<Text, _>(follower)
+                .bind::<Text, _>(cursor)
                 .bind::<BigInt, _>(saved)
                 .bind::<BigInt, _>(next),
             )

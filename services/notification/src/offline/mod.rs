@@ -34,6 +34,9 @@ use crate::State;
 pub use feed::start_point;
 pub use settings::Settings;
 
+/// How often the pass asks message-store again which clusters' logs there are.
+const CLUSTERS_EVERY: Duration = Duration::from_secs(60);
+
 /// How often the feed is read when it has nothing more. Each read is a bus request and
 /// two queries even when nothing happened, so it is paid by an idle box; a second is
 /// small next to the window and grace a notification waits for anyway.
@@ -91,8 +94,10 @@ async fn lead(
     lock: &mut lock::Lock,
     mut shutdown: Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> bool {
-    let mut follower: Option<feed::Follower> = None;
-    // Every transaction that ended before this moment has been read from the feed.
+    // One position per cluster's log, re-listed every CLUSTERS_EVERY (a cluster added
+    // to message-store is followed from then on).
+    let mut followers: Option<(Vec<feed::Follower>, Instant)> = None;
+    // Every transaction that ended before this moment has been read from every log.
     let mut caught_up: Option<DateTime<Utc>> = None;
     // The earliest end of an open window; `None` until read from the database.
     let mut next_end: Option<Option<DateTime<Utc>>> = None;
@@ -118,38 +123,50 @@ async fn lead(
             swept = Some(Instant::now());
         }
 
-        // Read the log.
-        let f = match &mut follower {
-            Some(f) => f,
-            None => match feed::Follower::load(state, settings).await {
-                Ok(f) => follower.insert(f),
+        // Read the logs.
+        if followers.as_ref().is_some_and(|(_, at)| at.elapsed() >= CLUSTERS_EVERY) {
+            followers = None;
+        }
+        let fs = match &mut followers {
+            Some((fs, _)) => fs,
+            None => match feed::Follower::load_all(state, settings).await {
+                Ok(fs) => &mut followers.insert((fs, Instant::now())).0,
                 Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "could not read the offline-pass cursor");
+                    tracing::warn!(error = format!("{e:#}"), "could not read the offline-pass cursors");
                     delay = RETRY;
                     continue;
                 }
             },
         };
         let asked = chat_domain::time::now();
-        match f.step(state, settings).await {
-            Ok(page) => {
-                if let (Some(end), Some(known)) = (page.earliest_end, next_end.as_mut()) {
-                    *known = Some(known.map_or(end, |k| k.min(end)));
+        let mut more = false;
+        let mut failed = None;
+        for f in fs.iter_mut() {
+            match f.step(state, settings).await {
+                Ok(page) => {
+                    if let (Some(end), Some(known)) = (page.earliest_end, next_end.as_mut()) {
+                        *known = Some(known.map_or(end, |k| k.min(end)));
+                    }
+                    more |= page.more;
                 }
-                if page.more {
-                    delay = Duration::ZERO;
-                } else {
-                    caught_up = Some(asked);
-                    crate::metrics::OFFLINE_CAUGHT_UP.set(asked.timestamp_micros() as f64 / 1e6);
+                Err(e) => {
+                    failed = Some(e);
+                    break;
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "could not follow the message log; retrying");
-                // Start again from what the database says.
-                follower = None;
-                delay = RETRY;
-                continue;
-            }
+        }
+        if let Some(e) = failed {
+            tracing::warn!(error = format!("{e:#}"), "could not follow the message log; retrying");
+            // Start again from what the database says.
+            followers = None;
+            delay = RETRY;
+            continue;
+        }
+        if more {
+            delay = Duration::ZERO;
+        } else {
+            caught_up = Some(asked);
+            crate::metrics::OFFLINE_CAUGHT_UP.set(asked.timestamp_micros() as f64 / 1e6);
         }
 
         // Close what is due: windows that ended a grace period before the moment up

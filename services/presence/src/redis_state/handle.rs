@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use chat_domain::ids::{RoomId, TenantId};
+use chat_redis::Redis;
 use chrono::Utc;
-use redis::aio::ConnectionManager;
 
 use crate::lua::Scripts;
 
@@ -41,24 +41,73 @@ pub struct Timing {
 /// Handle on the presence keys of one bus prefix.
 #[derive(Clone)]
 pub struct State {
-    pub(super) redis: ConnectionManager,
+    pub(super) redis: Redis,
     /// `<p>:pr:`.
     pub(super) prefix: Arc<str>,
     pub(super) timing: Timing,
     pub(super) scripts: Arc<Scripts>,
     /// [`LEASE_CHUNK`] and [`SWEEP_CHUNK`] (smaller in tests).
     pub(super) chunks: (usize, usize),
+    /// Replicas a socket's opening or closing must reach before it is acknowledged
+    /// (`WAIT`), and how long to wait for them; none by default.
+    replicas: Option<(u32, u64)>,
 }
 
+/// Socket changes acknowledged before as many replicas as asked had them (`WAIT` ran
+/// out of time): a Sentinel failover at that moment may lose them.
+static UNREPLICATED: std::sync::LazyLock<prometheus::IntCounter> = std::sync::LazyLock::new(|| {
+    let c = prometheus::IntCounter::new(
+        "chat_presence_unreplicated_writes_total",
+        "Socket opens and closes acknowledged before the configured number of Redis replicas had them",
+    );
+    match c {
+        Ok(c) => {
+            let _ = prometheus::register(Box::new(c.clone()));
+            c
+        }
+        Err(e) => panic!("metric definition is invalid: {e}"),
+    }
+});
+
 impl State {
-    pub fn new(redis: ConnectionManager, bus_prefix: &str, timing: Timing) -> Self {
+    pub fn new(redis: Redis, bus_prefix: &str, timing: Timing) -> Self {
         Self {
             redis,
             prefix: format!("{bus_prefix}:pr:").into(),
             timing,
             scripts: Arc::new(Scripts::new()),
             chunks: (LEASE_CHUNK, SWEEP_CHUNK),
+            replicas: None,
         }
+    }
+
+    /// Makes every socket opening and closing wait (Redis `WAIT`) until `replicas`
+    /// replicas have it, for at most `timeout_ms`, before it is acknowledged. Redis
+    /// replicates asynchronously: without this, a change the master acknowledged just
+    /// before it died is missing on the replica Sentinel promotes (a user shown
+    /// offline while connected, or online for as long as their gateway lives). With
+    /// it, what was acknowledged is on the replica that Sentinel promotes (it picks
+    /// the one with the most replicated data). `0` turns it off.
+    pub fn with_replicas(mut self, replicas: u32, timeout_ms: u64) -> Self {
+        self.replicas = (replicas > 0).then_some((replicas, timeout_ms));
+        self
+    }
+
+    /// Waits for the replicas asked by [`State::with_replicas`] to have every write
+    /// made so far on this connection. Running out of time is counted, not an error:
+    /// presence keeps working, with a failover's window of loss, when a replica is down.
+    pub(super) async fn replicated(&self, r: &mut Redis) -> redis::RedisResult<()> {
+        let Some((replicas, timeout_ms)) = self.replicas else { return Ok(()) };
+        let acked: u32 = redis::cmd("WAIT").arg(replicas).arg(timeout_ms).query_async(r).await?;
+        if acked < replicas {
+            UNREPLICATED.inc();
+        }
+        Ok(())
+    }
+
+    /// The lease of a gateway that has not renewed one yet (ms).
+    pub fn default_lease_ms(&self) -> i64 {
+        self.timing.default_lease_ms
     }
 
     /// Must match `key` in `lua.rs`.

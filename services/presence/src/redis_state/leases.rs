@@ -19,6 +19,26 @@ impl State {
             .await
     }
 
+    /// Moves every lease that runs out before `until` to `until` (never shortens one);
+    /// returns how many moved. After Redis was away (a Sentinel failover), gateways
+    /// that kept renewing while no renewal could land must not lose their sockets for
+    /// it: this gives each a whole lease to renew again.
+    pub async fn extend_leases(&self, until: i64) -> redis::RedisResult<usize> {
+        let mut r = self.redis.clone();
+        let key = self.global("leases");
+        let due: Vec<String> =
+            redis::cmd("ZRANGEBYSCORE").arg(&key).arg("-inf").arg(format!("({until}")).query_async(&mut r).await?;
+        for chunk in due.chunks(self.chunks.0.max(1)) {
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(&key).arg("GT");
+            for gw in chunk {
+                zadd.arg(until).arg(gw);
+            }
+            let _: i64 = zadd.query_async(&mut r).await?;
+        }
+        Ok(due.len())
+    }
+
     /// Closes (part of) the sockets of one gateway whose lease ran out before `now`,
     /// at the moment it ran out. `None` when no lease ran out; otherwise the gateway
     /// and how many sockets were closed (call again until `None`).

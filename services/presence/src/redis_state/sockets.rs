@@ -55,6 +55,7 @@ impl State {
             .arg(self.timing.history_ms)
             .invoke_async(&mut r)
             .await?;
+        self.replicated(&mut r).await?;
         Ok(Registered { first: first == 1, previous_ended: !ended.is_empty(), online: users_of(&live) })
     }
 
@@ -81,6 +82,7 @@ impl State {
             .arg(self.timing.grace_ms)
             .invoke_async(&mut r)
             .await?;
+        self.replicated(&mut r).await?;
         Ok(closed == 1)
     }
 

@@ -3,7 +3,7 @@
 
 use chat_domain::ids::{GatewayId, RoomId, TenantId, UserId};
 use chat_domain::proto::presence::{HistorySpan, RoomHistory};
-use redis::aio::ConnectionManager;
+use chat_redis::Redis;
 
 use crate::redis_state::handle::{State, Timing, now_ms};
 use crate::redis_state::history::time;
@@ -16,7 +16,7 @@ const KEEP: i64 = 3_600_000;
 
 struct Fixture {
     state: State,
-    redis: ConnectionManager,
+    redis: Redis,
     prefix: String,
     t: TenantId,
     r: RoomId,
@@ -31,7 +31,7 @@ impl Fixture {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let prefix = format!("test-presence-{}-{}-{n}", std::process::id(), now_ms());
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        let redis = ConnectionManager::new(redis::Client::open(url)?).await?;
+        let redis = chat_redis::connect(&url, "presence-test").await?;
         let timing = Timing { grace_ms: GRACE, default_lease_ms: LEASE, history_ms: KEEP };
         let state = State::new(redis.clone(), &prefix, timing);
         let t0 = now_ms();
@@ -333,5 +333,26 @@ async fn a_room_whose_history_is_all_closed_expires_on_its_own() -> anyhow::Resu
     f.state.sweep(&f.t, &r, t0 + 100 + GRACE).await?;
     let ttl: i64 = redis::cmd("PTTL").arg(&hist).query_async(&mut redis).await?;
     assert!(ttl > 0 && ttl <= KEEP, "closed history expires after the history time, got {ttl}");
+    f.cleanup().await
+}
+
+/// After Redis was away, every lease is given a whole lease more before any expires:
+/// a gateway whose renewals could not land keeps its sockets (the failover that lost
+/// them in the cluster test), and a lease already longer is not shortened.
+#[tokio::test]
+async fn leases_extended_after_an_outage_keep_their_sockets() -> anyhow::Result<()> {
+    let f = Fixture::new().await?;
+    let t0 = f.t0;
+    f.state.lease(&f.gw, 1_000, t0).await?;
+    f.connect(&f.r, "alice", "c1", t0 + 1).await?;
+    let long = GatewayId::parse("gw_long")?;
+    f.state.lease(&long, 60_000, t0).await?;
+    // Redis comes back at t0 + 2000, after the lease of gw_a ran out unrenewed.
+    assert_eq!(f.state.extend_leases(t0 + 2_000 + LEASE).await?, 1, "only the lease running out before moves");
+    assert_eq!(f.state.expire_lease(t0 + 2_000 + LEASE - 1).await?, None, "nobody's lease ran out");
+    assert_eq!(f.state.online(&f.t, &f.r, t0 + 2_000).await?, vec!["alice"]);
+    // The gateway renews as before; one that does not is expired a lease later.
+    assert_eq!(f.state.expire_lease(t0 + 2_000 + LEASE + 1).await?, Some(("gw_a".to_owned(), 1)));
+    assert_eq!(f.state.expire_lease(t0 + 59_000).await?, None, "the longer lease was not shortened");
     f.cleanup().await
 }
