@@ -9,7 +9,9 @@
 //!   `moves`: moving a tenant between clusters.
 //! - [`MessageStore::build`]: connect, migrate, bootstrap keys, bind the ops port.
 //! - [`MessageStore::run`]: answer commands until shutdown.
-//! - `handlers/`: one file per group of commands.
+//! - `store`: the [`Store`](store::Store) every handler works with (the clusters, the
+//!   directory, the bus) and a tenant's residency row. `handlers/`: one file per group
+//!   of commands.
 //! - `group_commit`: concurrent sends batched into shared transactions, each stored by
 //!   `send_batch`'s one statement (below both the committer and the handlers).
 //! - `publish`: `message.created` published after commit from the batch itself, with a
@@ -32,6 +34,7 @@ pub mod outbox;
 pub mod publish;
 mod rows;
 mod send_batch;
+mod store;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};

@@ -37,7 +37,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionM
 
 use crate::clusters::PLACEMENT_TTL;
 use crate::error::StoreError;
-use crate::handlers::{Db, Store};
+use crate::store::{Db, Store, reside};
 
 /// Messages taken from the old cluster per statement.
 const MESSAGE_PAGE: i64 = 5_000;
@@ -257,7 +257,7 @@ async fn copy_rows(
     ] {
         diesel::sql_query(sql).bind::<Text, _>(t).execute(d).await?;
     }
-    crate::handlers::reside(d, tenant).await?;
+    reside(d, tenant).await?;
     let mut counts = Counts::default();
 
     // Rooms, locked: nothing adds a message, member or cursor to them from here on.

@@ -16,9 +16,9 @@ use chat_domain::settings::{TenantSettings, TenantSettingsPatch};
 use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::Store;
 use crate::error::{StoreError, optional, stored};
 use crate::rows::{TENANT_COLUMNS, TenantRow};
+use crate::store::{Store, reside};
 
 /// A tenant as the gateway's admission needs it.
 #[derive(diesel::QueryableByName)]
@@ -203,15 +203,6 @@ pub(super) async fn create_on(store: Store, cmd: CreateTenant, cluster: &str) ->
         })
         .await?;
     Ok(TenantCreated { tenant, api_key })
-}
-
-/// Records that `tenant`'s rows are on this cluster (see migration 0012).
-pub async fn reside(conn: &mut AsyncPgConnection, tenant: &TenantId) -> Result<(), StoreError> {
-    diesel::sql_query("INSERT INTO tenant_residency (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind::<Text, _>(tenant.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 pub async fn list_tenants(store: Store, cmd: ListTenants) -> Result<Vec<Tenant>, ApiError> {
