@@ -25,8 +25,6 @@
 #   SKIP_DEPS    1 to skip step 1                               [unset]
 #   CHAT_DEV_DIR where keys, cluster.env and the demo page are [.dev]
 #   KEEP         1 to keep the data and logs after Ctrl-C       [unset]
-#   CLUSTER_GATEWAY_REDIS  master | sentinel: what the gateways' rate limiter
-#                is given, the Redis master itself or the Sentinels [master]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

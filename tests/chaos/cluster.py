@@ -15,9 +15,7 @@ stack's temporary directory:
 The services get host lists, as they would in production: `NATS_URL` names the three
 nodes, `DATABASE_URL` both PostgreSQL servers with `target_session_attrs=read-write`
 (and `DATABASE_READ_URL` the same hosts with `read-only`), `REDIS_URL` the Sentinels
-(`redis+sentinel://`). The gateway's rate limiter is given the Redis master itself
-until its build calls `chat_redis::connect` (set `CLUSTER_GATEWAY_REDIS=sentinel` once
-it does).
+(`redis+sentinel://`), the gateway's rate limiter included.
 
 `python3 tests/chaos/cluster.py` (what `make cluster` runs after building) starts all
 of that plus two of each service, prints where to connect, writes the addresses to
@@ -86,7 +84,6 @@ class ClusterDeps:
         self.redis = [{"port": free_port(), "proc": None} for _ in range(2)]
         self.sentinels = [{"port": free_port(), "proc": None} for _ in range(3)]
         self.generation = 0
-        self.gateway_redis = os.environ.get("CLUSTER_GATEWAY_REDIS", "master")
 
     # ------------------------------------------------------------ addresses --
 
@@ -133,8 +130,8 @@ class ClusterDeps:
         }
 
     def env_for(self, kind):
-        if kind == "gateway" and self.gateway_redis != "sentinel":
-            return {"REDIS_URL": f"redis://127.0.0.1:{self.redis_master_port()}"}
+        """What one kind of service gets beyond the common environment (nothing now:
+        every service follows the Sentinels)."""
         return {}
 
     def addresses(self, gateway_ports):

@@ -157,6 +157,12 @@ impl Subjects {
         format!("{}.presence.gateway.{}.lease", self.prefix, gateway.token())
     }
 
+    /// `<p>.gateway.<gateway>.resync`: presence asking one gateway to announce its
+    /// sockets again (outside `<p>.presence.>`, which presence itself subscribes to).
+    pub fn gateway_resync(&self, gateway: &impl Token) -> String {
+        format!("{}.gateway.{}.resync", self.prefix, gateway.token())
+    }
+
     /// `<p>.presence.>`: every presence signal (presence's queue subscription).
     pub fn all_presence(&self) -> String {
         format!("{}.presence.>", self.prefix)

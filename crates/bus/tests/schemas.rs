@@ -26,7 +26,7 @@ use chat_domain::proto::notify::{
     ListDeadLetters, ListInbox, ListSubscriptions, Notify, RetryDeadLetter, Subscribe, TakeInbox, Unsubscribe,
 };
 use chat_domain::proto::presence::{
-    Connect, DisconnectSignal, GatewayLease, GetOnline, GetTenantOnline, OnlineHistory, SetTyping,
+    Connect, DisconnectSignal, GatewayLease, GatewayResync, GetOnline, GetTenantOnline, OnlineHistory, SetTyping,
 };
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, CreateTenantOn, DeleteMessage,
@@ -187,6 +187,7 @@ fn events() -> Vec<(&'static str, Value)> {
         ("events/user-event.json", schemars::schema_for!(UserEvent).to_value()),
         ("signals/disconnect.json", schemars::schema_for!(DisconnectSignal).to_value()),
         ("signals/gateway-lease.json", schemars::schema_for!(GatewayLease).to_value()),
+        ("signals/gateway-resync.json", schemars::schema_for!(GatewayResync).to_value()),
     ]
 }
 
@@ -210,7 +211,7 @@ const GATEWAY: Placeholder = Placeholder("{gateway}");
 /// Every builder of [`Subjects`] this test covers, by method name. A new builder fails
 /// `every_subject_builder_is_covered` until it is called in [`concrete_subjects`] or
 /// [`wildcard_subjects`] and named here.
-const COVERED_BUILDERS: [&str; 16] = [
+const COVERED_BUILDERS: [&str; 17] = [
     "command",
     "commands_of",
     "room_event",
@@ -224,6 +225,7 @@ const COVERED_BUILDERS: [&str; 16] = [
     "all_dead_letters",
     "presence",
     "gateway_lease",
+    "gateway_resync",
     "all_presence",
     "dead_letter",
     "tenant_changed",
@@ -249,6 +251,7 @@ fn concrete_subjects(s: &Subjects) -> Vec<String> {
         out.push(s.presence(&TENANT, &ROOM, signal));
     }
     out.push(s.gateway_lease(&GATEWAY));
+    out.push(s.gateway_resync(&GATEWAY));
     out.push(s.dead_letter(&TENANT, KIND.0));
     out.push(s.tenant_changed());
     out.push(s.delivery_jobs());
@@ -502,6 +505,31 @@ fn asyncapi() -> Value {
         json!({
             "action": "send",
             "title": "a gateway renews its lease",
+            "channel": { "$ref": format!("#/channels/{id}") },
+            "messages": [{ "$ref": format!("#/channels/{id}/messages/signal") }],
+        }),
+    );
+    let address = s.gateway_resync(&GATEWAY);
+    let id = channel_id(&s, &address);
+    channels.insert(
+        id.clone(),
+        json!({
+            "address": address,
+            "title": "gateway resync",
+            "description": "Presence asking one gateway to announce its sockets again (a `connect` \
+                            per socket): sent when a lease arrives from a gateway presence has no \
+                            lease for (its Redis lost it), and to every leased gateway once Redis \
+                            answers again after an outage. Core NATS; the gateway subscribes to its \
+                            own.",
+            "parameters": { "gateway": parameter("A gateway id (`GatewayId`).") },
+            "messages": { "signal": message("GatewayResync", "gateway resync", "signals/gateway-resync.json") },
+        }),
+    );
+    operations.insert(
+        "presence_asks_for_resync".to_owned(),
+        json!({
+            "action": "send",
+            "title": "presence asks a gateway to announce its sockets again",
             "channel": { "$ref": format!("#/channels/{id}") },
             "messages": [{ "$ref": format!("#/channels/{id}/messages/signal") }],
         }),

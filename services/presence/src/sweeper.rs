@@ -17,6 +17,7 @@
 
 use std::future::Future;
 
+use chat_domain::ids::GatewayId;
 use chat_domain::proto::events::{PresenceChange, RoomEventBody, TypingChange};
 
 use crate::Ctx;
@@ -90,6 +91,14 @@ pub async fn run(ctx: Ctx, shutdown: impl Future<Output = ()>) {
             match ctx.state.extend_leases(until).await {
                 Ok(n) => tracing::warn!(leases = n, "Redis is back: every lease extended before any is expired"),
                 Err(_) => continue,
+            }
+            // What the outage lost (a failover to a replica that had not received the
+            // last sockets, say), the gateways still hold: each announces its sockets
+            // again.
+            if let Ok(gateways) = ctx.state.leased_gateways().await {
+                for gw in gateways.iter().filter_map(|g| GatewayId::parse(g.as_str()).ok()) {
+                    crate::signals::resync(&ctx, &gw).await;
+                }
             }
         }
         // Leases first: the sockets they close make their rooms due.

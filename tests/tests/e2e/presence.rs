@@ -1,8 +1,9 @@
 //! Presence through real sockets and the bus: the history of when users were online
 //! (`online_history`, many spans in one request, incomplete before the history began,
 //! bad spans refused), and gateway leases (renewals keep a gateway's sockets; a lease
-//! that runs out closes them at its end, and the users whose last socket it was leave).
-//! Needs the servers of `TestStack` (NATS, Redis, PostgreSQL).
+//! that runs out closes them at its end, and the users whose last socket it was leave),
+//! and presence rebuilding from the gateways what its Redis lost. Needs the servers of
+//! `TestStack` (NATS, Redis, PostgreSQL).
 
 use std::time::Duration;
 
@@ -175,5 +176,45 @@ async fn a_gateway_lease_keeps_its_sockets_and_they_close_when_it_runs_out() -> 
     assert_eq!(ends.len(), 3, "{answers:?}");
     assert!(ends.iter().all(|e| *e == ends[0]), "{ends:?}");
     assert!(ends[0] >= last_renewal + TimeDelta::milliseconds(5_000), "{} vs {last_renewal}", ends[0]);
+    stack.stop().await
+}
+
+/// Presence keeps who is online in Redis, which can lose it (a restart without
+/// persistence, a failover to a replica that missed the last writes); the gateways hold
+/// the truth. A lease from a gateway presence has no lease for makes presence ask that
+/// gateway to announce its sockets again: the users are online again, on both gateways,
+/// and still leave when their sockets close.
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_rebuilds_what_its_redis_lost_from_the_gateways() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateways(2).start().await?;
+    let t = stack.tenant().await?;
+    let room = t.user("carol").create_room("group", &["alice", "bob"]).await?;
+    let on = |i: usize, user: &str| {
+        format!("{}/ws/{room}?token={}&user_id={user}&user_name={user}", stack.ws_url(i), t.api_key)
+    };
+    let mut alice = WsClient::connect(&on(0, "alice")).await?;
+    alice.expect("connection_status").await?;
+    let mut bob = WsClient::connect(&on(1, "bob")).await?;
+    bob.expect("connection_status").await?;
+    eventually("both online", || async { Ok(online(&stack, &t, &room).await? == ["alice", "bob"]) }).await?;
+
+    // Redis loses everything presence kept for this stack.
+    let mut redis = chat_redis::connect(&chat_test_support::redis_url(), "test").await?;
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}:pr:*", stack.prefix)).query_async(&mut redis).await?;
+    anyhow::ensure!(!keys.is_empty(), "presence keeps its state under {}:pr:", stack.prefix);
+    let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
+    assert!(online(&stack, &t, &room).await?.is_empty(), "presence forgot both sockets");
+
+    // Each gateway's next lease is news to presence, which asks it to resync.
+    eventually("presence to know both sockets again", || async {
+        Ok(online(&stack, &t, &room).await? == ["alice", "bob"])
+    })
+    .await?;
+
+    // Announced again, they are presence's sockets like any other: closing one is seen.
+    alice.close().await?;
+    eventually("alice to leave", || async { Ok(online(&stack, &t, &room).await? == ["bob"]) }).await?;
+    drop(bob);
     stack.stop().await
 }

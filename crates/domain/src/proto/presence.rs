@@ -104,6 +104,17 @@ pub struct GatewayLease {
     pub ttl_ms: u64,
 }
 
+/// Signal on `<prefix>.gateway.<gateway>.resync`, from presence to one gateway: "I do
+/// not know (all of) your sockets; announce them again". Presence sends it when a lease
+/// arrives from a gateway it has no lease for (its Redis lost it: a restart without
+/// persistence, or a failover to a replica that had not received it), and to every
+/// gateway it knows once Redis answers again after an outage. The gateway answers by
+/// sending `connect` for each socket it holds, so presence rebuilds what it lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GatewayResync {
+    pub gateway_id: GatewayId,
+}
+
 /// One room and a span of time to ask about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HistorySpan {

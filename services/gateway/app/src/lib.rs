@@ -169,10 +169,7 @@ impl Gateway {
         let subjects = Subjects::new(&config.bus_prefix)?;
         let listener = TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
         let client = chat_bus::connect(&config.nats_url, "gateway").await?;
-        let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?;
-        let redis = redis::aio::ConnectionManager::new(redis)
-            .await
-            .with_context(|| format!("connecting to Redis at {}", config.redis_url))?;
+        let redis = chat_redis::connect(&config.redis_url, "gateway").await?;
         let bus = Bus::new(client, subjects).with_timeout(config.bus_timeout);
         let gateway_id = chat_domain::ids::GatewayId::parse(format!("gw_{}", uuid_like()))?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);

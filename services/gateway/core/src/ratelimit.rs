@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chat_domain::ids::TenantId;
-use redis::aio::ConnectionManager;
+use chat_redis::Redis;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 
@@ -86,7 +86,7 @@ impl std::fmt::Debug for RateLimiter {
 }
 
 struct Inner {
-    redis: ConnectionManager,
+    redis: Redis,
     /// The bus prefix: stacks sharing one Redis keep their counters apart.
     prefix: String,
     script: redis::Script,
@@ -121,7 +121,7 @@ enum Next {
 }
 
 impl RateLimiter {
-    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(redis: Redis, prefix: &str) -> Self {
         let inner = Inner {
             redis,
             prefix: prefix.to_owned(),
@@ -555,7 +555,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_one_lease_in_flight() -> anyhow::Result<()> {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-        let redis = ConnectionManager::new(redis::Client::open(url)?).await?;
+        let redis = chat_redis::connect(&url, "test").await?;
         let prefix = format!("rltest{}", rand::random::<u64>());
         let limiter = RateLimiter::new(redis.clone(), &prefix);
         let tenant = TenantId::generate();

@@ -46,7 +46,7 @@ impl Core {
     pub fn new(
         config: &CoreConfig,
         bus: Bus,
-        redis: redis::aio::ConnectionManager,
+        redis: chat_redis::Redis,
         gateway_id: GatewayId,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {

@@ -7,16 +7,32 @@ use chat_domain::ids::GatewayId;
 use crate::redis_state::handle::State;
 
 impl State {
-    /// Renews a gateway's lease to `now + ttl_ms` (never shortens it).
-    pub async fn lease(&self, gw: &GatewayId, ttl_ms: i64, now: i64) -> redis::RedisResult<()> {
+    /// Renews a gateway's lease to `now + ttl_ms` (never shortens it). Whether presence
+    /// had a lease for the gateway: `false` means its Redis lost what it knew of that
+    /// gateway's sockets (or the gateway is new), and the gateway is asked to announce
+    /// them again.
+    pub async fn lease(&self, gw: &GatewayId, ttl_ms: i64, now: i64) -> redis::RedisResult<bool> {
         let mut r = self.redis.clone();
-        redis::cmd("ZADD")
-            .arg(self.global("leases"))
+        let key = self.global("leases");
+        let (known, _): (Option<f64>, i64) = redis::pipe()
+            .atomic()
+            .cmd("ZSCORE")
+            .arg(&key)
+            .arg(gw.as_str())
+            .cmd("ZADD")
+            .arg(&key)
             .arg("GT")
             .arg(now.saturating_add(ttl_ms))
             .arg(gw.as_str())
             .query_async(&mut r)
-            .await
+            .await?;
+        Ok(known.is_some())
+    }
+
+    /// Every gateway presence holds a lease for.
+    pub async fn leased_gateways(&self) -> redis::RedisResult<Vec<String>> {
+        let mut r = self.redis.clone();
+        redis::cmd("ZRANGE").arg(self.global("leases")).arg(0).arg(-1).query_async(&mut r).await
     }
 
     /// Moves every lease that runs out before `until` to `until` (never shortens one);

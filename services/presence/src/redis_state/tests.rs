@@ -166,8 +166,8 @@ async fn a_lease_that_runs_out_closes_its_sockets_at_its_end() -> anyhow::Result
     let f = Fixture::new().await?;
     let t0 = f.t0;
     let (r1, r2) = (f.r.clone(), RoomId::parse("room_b")?);
-    f.state.lease(&f.gw, 1_000, t0).await?;
-    f.state.lease(&f.gw, 10, t0).await?; // never shortens
+    assert!(!f.state.lease(&f.gw, 1_000, t0).await?, "a first lease is one presence did not know");
+    assert!(f.state.lease(&f.gw, 10, t0).await?, "then it knows it"); // never shortens
     f.connect(&r1, "alice", "c1", t0 + 1).await?;
     f.connect(&r1, "bob", "c2", t0 + 2).await?;
     f.connect(&r2, "alice", "c3", t0 + 3).await?;
@@ -177,7 +177,8 @@ async fn a_lease_that_runs_out_closes_its_sockets_at_its_end() -> anyhow::Result
     // A socket on another gateway, whose lease lives on.
     let other = GatewayId::parse("gw_b")?;
     f.state.connect(&f.t, &r1, &UserId::parse("carol")?, None, &other, "c4", t0 + 5).await?;
-    f.state.lease(&other, 60_000, t0 + 5).await?;
+    assert!(f.state.lease(&other, 60_000, t0 + 5).await?, "a socket's connect leased its gateway");
+    assert_eq!(f.state.leased_gateways().await?, vec!["gw_a".to_owned(), "gw_b".to_owned()]);
 
     assert_eq!(f.state.expire_lease(t0 + 999).await?, None);
     assert!(f.state.due_rooms(t0 + 999, 10).await?.is_empty(), "nothing is due");

@@ -8,6 +8,9 @@
 //! - `room`: one task per room: decode each event once, put messages in `seq` order
 //!   (`order`), render once per dialect, offer to every socket.
 //! - `users`: one task per tenant routing user events to that user's sockets.
+//! - `presence`: what the gateway tells presence of its sockets — each one announced
+//!   and announced gone, the gateway's lease, and announcing again what presence does
+//!   not know (a failed announcement, or presence asking after its Redis lost sockets).
 //! - `receipts`: delivered receipts the gateway records itself, batched per gateway.
 //! - `sockets`: a registered socket, a room's sockets, and offering an event to many
 //!   sockets rendered once per codec (what the registry and the tasks share).
@@ -16,6 +19,7 @@
 //! retryable code; it resumes by `seq`) and never slows the others.
 
 mod order;
+mod presence;
 pub mod receipts;
 mod room;
 mod sockets;
@@ -24,14 +28,12 @@ mod users;
 pub use sockets::Kick;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use chat_bus::Bus;
 use chat_domain::ids::{GatewayId, RoomId, TenantId, UserId};
 use chat_domain::model::Actor;
-use chat_domain::proto::presence::GatewayLease;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -65,6 +67,8 @@ pub struct Joined {
     /// The connection's end (its response body reads it).
     pub receiver: queue::Receiver,
     pub kick: Arc<Kick>,
+    /// Whether presence knows the socket (set by [`Hub::announce`]).
+    pub announced: Arc<AtomicBool>,
 }
 
 /// All sockets of this gateway.
@@ -109,7 +113,9 @@ impl Hub {
         let conn_id = format!("{}-{id}", self.gateway_id);
         let (tx, outlet, receiver) = queue::bounded(self.queue);
         let kick = Arc::new(Kick::default());
-        let socket = Socket { user: actor.user_id.clone(), codec, tx, kick: kick.clone() };
+        let announced = Arc::new(AtomicBool::new(false));
+        let socket =
+            Socket { user: actor.user_id.clone(), codec, tx, kick: kick.clone(), announced: announced.clone() };
         let key = RoomKey { tenant: actor.tenant_id.clone(), room: room.clone() };
         {
             let mut rooms = self.rooms.lock().await;
@@ -151,7 +157,7 @@ impl Hub {
         {
             users.entry(actor.user_id.clone()).or_default().insert(id, socket);
         }
-        Ok(Joined { id, conn_id, outlet, receiver, kick })
+        Ok(Joined { id, conn_id, outlet, receiver, kick, announced })
     }
 
     /// Removes a socket; the room's (and tenant's) subscription ends with its last socket.
@@ -198,23 +204,5 @@ impl Hub {
     pub async fn socket_count(&self) -> usize {
         let rooms = self.rooms.lock().await;
         rooms.values().map(|r| r.shared.sockets.read().map(|s| s.len()).unwrap_or(0)).sum()
-    }
-
-    /// Renews this gateway's presence lease every `every` (its sockets live as long
-    /// as it: one signal per gateway, however many sockets), until the task is dropped.
-    pub async fn leases(self: Arc<Self>, every: Duration) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let subject = self.bus.subjects().gateway_lease(&self.gateway_id);
-        let ttl_ms = u64::try_from((every * 3).as_millis()).unwrap_or(u64::MAX);
-        loop {
-            tick.tick().await;
-            let lease = GatewayLease { gateway_id: self.gateway_id.clone(), ttl_ms };
-            if let Ok(payload) = serde_json::to_vec(&lease)
-                && let Err(e) = self.bus.publish(subject.clone(), payload.into()).await
-            {
-                tracing::warn!(error = %e, "presence lease renewal failed");
-            }
-        }
     }
 }

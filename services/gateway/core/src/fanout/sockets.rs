@@ -45,6 +45,9 @@ pub(crate) struct Socket {
     pub(crate) codec: &'static dyn Codec,
     pub(crate) tx: queue::Sender,
     pub(crate) kick: Arc<Kick>,
+    /// Whether presence knows this socket: set when a `connect` for it was answered,
+    /// cleared when presence asks for a resync. The lease task announces those unset.
+    pub(crate) announced: Arc<AtomicBool>,
 }
 
 impl Socket {

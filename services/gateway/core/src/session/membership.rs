@@ -5,12 +5,12 @@
 //! is written once, here.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::web;
 use chat_domain::ApiError;
 use chat_domain::ids::{RoomId, UserId};
 use chat_domain::model::{Actor, Room};
-use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal};
 
 use crate::fanout::Kick;
 use crate::session::codec::Codec;
@@ -27,6 +27,9 @@ pub struct Membership {
     /// The socket's id in presence (`<gateway>-<id>`).
     conn_id: String,
     kick: Arc<Kick>,
+    /// Whether presence knows the socket (shared with the hub, which announces again
+    /// what presence does not know).
+    announced: Arc<AtomicBool>,
 }
 
 /// A membership just made, with the two ends of its socket's queue.
@@ -50,24 +53,28 @@ impl Membership {
         user_name: Option<&str>,
     ) -> anyhow::Result<Joined> {
         let joined = core.hub.join(actor, &room.room_id, codec, user_name, room.last_seq).await?;
-        let crate::fanout::Joined { id, conn_id, outlet, receiver, kick } = joined;
-        let membership =
-            Membership { core: core.clone(), actor: actor.clone(), room: room.room_id.clone(), id, conn_id, kick };
+        let crate::fanout::Joined { id, conn_id, outlet, receiver, kick, announced } = joined;
+        let membership = Membership {
+            core: core.clone(),
+            actor: actor.clone(),
+            room: room.room_id.clone(),
+            id,
+            conn_id,
+            kick,
+            announced,
+        };
         Ok(Joined { membership, outlet, receiver })
     }
 
     /// Tells presence the socket is here (it counts as online from now); who is online
     /// in the room.
+    /// When presence cannot be reached, the hub announces the socket again on its next
+    /// lease tick.
     pub async fn announce(&self, user_name: Option<String>) -> Result<Vec<UserId>, ApiError> {
-        let connect = Connect {
-            tenant_id: self.actor.tenant_id.clone(),
-            room_id: self.room.clone(),
-            user_id: self.actor.user_id.clone(),
-            user_name,
-            gateway_id: self.core.hub.gateway_id.clone(),
-            conn_id: self.conn_id.clone(),
-        };
-        self.core.bus.request(&connect).await.map(|c| c.online_users)
+        let (tenant, user) = (&self.actor.tenant_id, &self.actor.user_id);
+        let online = self.core.hub.announce(tenant, &self.room, user, user_name, &self.conn_id).await?;
+        self.announced.store(true, Ordering::SeqCst);
+        Ok(online)
     }
 
     /// Resolves when the fan-out closes the socket (too slow, or removed from the room).
@@ -82,20 +89,8 @@ impl Membership {
 
     /// Unregisters the socket and tells presence it left.
     pub async fn leave(self) {
-        self.core.hub.leave(&self.actor.tenant_id, &self.room, &self.actor.user_id, self.id).await;
-        disconnected(&self.core, &self.actor, &self.room, self.conn_id).await;
-    }
-}
-
-/// Tells presence that the socket `conn_id` of `actor` left `room`.
-async fn disconnected(state: &Core, actor: &Actor, room: &RoomId, conn_id: String) {
-    let signal = DisconnectSignal {
-        tenant_id: actor.tenant_id.clone(),
-        room_id: room.clone(),
-        conn: ConnRef { user_id: actor.user_id.clone(), conn_id },
-    };
-    let subject = state.bus.subjects().presence(&actor.tenant_id, room, chat_bus::subjects::PresenceSignal::Disconnect);
-    if let Ok(payload) = serde_json::to_vec(&signal) {
-        let _ = state.bus.publish(subject, payload.into()).await;
+        let (hub, tenant, user) = (&self.core.hub, &self.actor.tenant_id, &self.actor.user_id);
+        hub.leave(tenant, &self.room, user, self.id).await;
+        hub.announce_gone(tenant, &self.room, user, self.conn_id).await;
     }
 }
