@@ -44,19 +44,19 @@ fn ensure_client() -> anyhow::Result<()> {
 }
 
 /// One `socket.io-client` in a Node process.
-struct Node {
+pub(crate) struct Node {
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::UnboundedReceiver<Value>,
     /// Everything read so far, in order.
-    seen: Vec<Value>,
+    pub(crate) seen: Vec<Value>,
     next_id: u64,
 }
 
 impl Node {
     /// Starts a client with `options` (see client.js: url, auth, query, transports,
     /// rejoin).
-    fn start(options: Value) -> anyhow::Result<Self> {
+    pub(crate) fn start(options: Value) -> anyhow::Result<Self> {
         ensure_client()?;
         let mut child = Command::new("node")
             .arg(client_dir().join("client.js"))
@@ -82,7 +82,7 @@ impl Node {
     }
 
     /// The next line that `pred` accepts (earlier ones are kept in `seen`).
-    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub(crate) async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
         bounded(what, async {
             loop {
                 let line = self.lines.recv().await.ok_or_else(|| anyhow!("node exited; saw {:?}", self.seen))?;
@@ -96,7 +96,7 @@ impl Node {
     }
 
     /// The next server event named `event` whose payload `pred` accepts; its payload.
-    async fn event(&mut self, event: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    pub(crate) async fn event(&mut self, event: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
         let line = self.until(event, |l| l["type"] == "event" && l["event"] == event && pred(&l["data"])).await?;
         Ok(line["data"].clone())
     }
@@ -107,7 +107,7 @@ impl Node {
     }
 
     /// Emits `event` with `args` and waits for the server's ack.
-    async fn call(&mut self, event: &str, args: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn call(&mut self, event: &str, args: Value) -> anyhow::Result<Value> {
         let id = self.next_id;
         self.next_id += 1;
         self.write(&json!({"op": "emit", "id": id, "event": event, "args": args, "ack": true}))?;
@@ -116,7 +116,7 @@ impl Node {
     }
 
     /// Emits `event` without asking for an ack.
-    async fn emit(&mut self, event: &str, args: Value) -> anyhow::Result<()> {
+    pub(crate) async fn emit(&mut self, event: &str, args: Value) -> anyhow::Result<()> {
         let id = self.next_id;
         self.next_id += 1;
         self.write(&json!({"op": "emit", "id": id, "event": event, "args": args, "ack": false}))?;
@@ -131,7 +131,7 @@ impl Drop for Node {
     }
 }
 
-async fn token(t: &TestTenant, user: &str) -> anyhow::Result<String> {
+pub(crate) async fn token(t: &TestTenant, user: &str) -> anyhow::Result<String> {
     let res = t.user(user).post("/tokens", json!({})).await?.expect(StatusCode::CREATED)?;
     Ok(res.str("token")?.to_owned())
 }
@@ -141,7 +141,7 @@ async fn tenant(stack: &TestStack) -> anyhow::Result<TestTenant> {
     stack.tenant_with(json!({"name": chat_test_support::unique("sio-"), "rate_limit_per_sec": 100_000})).await
 }
 
-async fn connected(node: &mut Node) -> anyhow::Result<Value> {
+pub(crate) async fn connected(node: &mut Node) -> anyhow::Result<Value> {
     node.until("connect", |l| l["type"] == "connect" || l["type"] == "connect_error").await.and_then(|l| {
         ensure!(l["type"] == "connect", "refused: {l}");
         Ok(l)

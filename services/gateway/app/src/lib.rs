@@ -117,12 +117,19 @@ impl Config {
                 queue: num("WS_QUEUE", 1024)?,
                 ping_interval: Duration::from_secs(num("WS_PING_SECS", 20)? as u64),
                 idle_timeout: Duration::from_secs(num("WS_IDLE_SECS", 60)? as u64),
+                max_sockets_per_user: num("WS_MAX_SOCKETS_PER_USER", 64)?,
+                max_sockets_per_tenant: num("WS_MAX_SOCKETS_PER_TENANT", 100_000)?,
+                user_actions_per_sec: u32::try_from(num("WS_USER_ACTIONS_PER_SEC", 50)?)
+                    .context("WS_USER_ACTIONS_PER_SEC is too large")?,
                 ..WsConfig::default()
             },
             socketio: SocketIoConfig {
                 ping_interval: Duration::from_millis(num("SOCKETIO_PING_INTERVAL_MS", 25_000)? as u64),
                 ping_timeout: Duration::from_millis(num("SOCKETIO_PING_TIMEOUT_MS", 20_000)? as u64),
                 max_sessions: num("SOCKETIO_MAX_SESSIONS", 100_000)?,
+                max_anonymous: num("SOCKETIO_MAX_ANONYMOUS", 10_000)?,
+                anon_per_address: num("SOCKETIO_ANON_PER_ADDRESS", 32)?,
+                anon_timeout: Duration::from_millis(num("SOCKETIO_ANON_TIMEOUT_MS", 10_000)? as u64),
             },
             bus_timeout: Duration::from_millis(num("GATEWAY_BUS_TIMEOUT_MS", 5000)? as u64),
             static_dir: std::env::var_os("GATEWAY_STATIC_DIR").filter(|d| !d.is_empty()).map(Into::into),
@@ -196,7 +203,12 @@ impl Gateway {
         let follower = {
             let state = state.clone();
             tokio::spawn(async move {
-                if let Err(e) = state.auth.follow_changes(&state.bus, |t| state.forget_tenant(t)).await {
+                let changed = |t: &chat_domain::ids::TenantId| {
+                    state.forget_tenant(t);
+                    // Revocation reaches open sockets: theirs are checked again.
+                    gateway_core::session::guard::recheck(state.clone(), t.clone());
+                };
+                if let Err(e) = state.auth.follow_changes(&state.bus, changed).await {
                     tracing::warn!(error = %e, "not following tenant changes; cached keys expire on their own");
                 }
             })

@@ -403,6 +403,10 @@ impl Codec for ConversationsCodec {
             Close::Slow => 1013,
             // The document's "access denied".
             Close::Removed => 4004,
+            // As a missing, invalid or expired token at connect.
+            Close::Revoked | Close::Expired => crate::UNAUTHORIZED,
+            // Retryable ("try again later"), as a rate-limited connect.
+            Close::TooMany => 1013,
         }
     }
 }

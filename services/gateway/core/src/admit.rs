@@ -18,6 +18,10 @@ pub struct Admitted {
     pub tenant: TenantAuth,
     /// The user: the one a user token names, or the one the caller names with an API key.
     pub user: UserId,
+    /// The credential presented (a socket is watched with it: `session::guard`).
+    pub credential: std::sync::Arc<str>,
+    /// Whether the credential is a user token (else the tenant's API key).
+    pub user_token: bool,
 }
 
 /// Why a caller was not admitted.
@@ -78,6 +82,7 @@ pub async fn admit(state: &Core, credential: Option<&str>, named_user: Option<&s
         .filter(|c| !c.is_empty())
         .ok_or_else(|| Refused::Unauthenticated(ApiError::authentication("token is required")))?;
     let Identified { tenant, token_user } = identify(state, credential).await.map_err(classify)?;
+    let user_token = token_user.is_some();
     let user = match token_user {
         Some(user) => user,
         None => {
@@ -92,5 +97,5 @@ pub async fn admit(state: &Core, credential: Option<&str>, named_user: Option<&s
     if !decision.allowed {
         return Err(Refused::RateLimited);
     }
-    Ok(Admitted { tenant, user })
+    Ok(Admitted { tenant, user, credential: credential.into(), user_token })
 }

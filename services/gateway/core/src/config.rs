@@ -37,6 +37,14 @@ pub struct WsConfig {
     pub heartbeat_every: Duration,
     /// Reconnect delays sent at shutdown are spread over this window.
     pub reconnect_spread_ms: u64,
+    /// Sockets one user may have open on this gateway (`WS_MAX_SOCKETS_PER_USER`;
+    /// a Socket.IO session counts once).
+    pub max_sockets_per_user: usize,
+    /// Sockets one tenant may have open on this gateway (`WS_MAX_SOCKETS_PER_TENANT`).
+    pub max_sockets_per_tenant: usize,
+    /// Client actions (frames, Socket.IO events) one user may make per second on this
+    /// gateway's sockets (`WS_USER_ACTIONS_PER_SEC`; 0: no per-user limit).
+    pub user_actions_per_sec: u32,
 }
 
 impl Default for WsConfig {
@@ -48,6 +56,9 @@ impl Default for WsConfig {
             idle_timeout: Duration::from_secs(60),
             heartbeat_every: Duration::from_secs(10),
             reconnect_spread_ms: 5_000,
+            max_sockets_per_user: 64,
+            max_sockets_per_tenant: 100_000,
+            user_actions_per_sec: 50,
         }
     }
 }

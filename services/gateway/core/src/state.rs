@@ -38,6 +38,8 @@ pub struct Core {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The attachments' store and link signer.
     pub attachments: attachments::Attachments,
+    /// Revocation, caps and per-user action limits of open sockets.
+    pub guards: crate::session::guard::Guards,
 }
 
 impl Core {
@@ -66,6 +68,11 @@ impl Core {
             auth_ttl: config.auth_cache_ttl,
             secrets: secrets::SecretCache::new(config.auth_cache_ttl),
             issuers: jwt::Issuers::default(),
+            guards: crate::session::guard::Guards::new(
+                config.ws.max_sockets_per_user,
+                config.ws.max_sockets_per_tenant,
+                config.ws.user_actions_per_sec,
+            ),
             ws: config.ws.clone(),
             shutdown,
             attachments,

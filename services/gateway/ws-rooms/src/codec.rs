@@ -465,6 +465,11 @@ impl Codec for WsRoomsCodec {
             Close::Slow => 1013,
             // The document's "room access denied".
             Close::Removed => 4003,
+            // The document's "unauthorized (invalid API key)": the key was rotated, or
+            // the token expired or was revoked.
+            Close::Revoked | Close::Expired => 4001,
+            // The document's "rate limit exceeded".
+            Close::TooMany => 4004,
         }
     }
 }

@@ -162,6 +162,13 @@ impl Engine {
         }
     }
 
+    /// Ends the session from outside its task: the task is told (it leaves its chats
+    /// and forgets the session) and readers get the close packet.
+    pub fn end(&self, why: &str) {
+        let _ = self.incoming.try_send(Incoming::Closed(why.to_owned()));
+        self.close();
+    }
+
     /// Ends the session: readers get what is queued, then the close packet.
     pub fn close(&self) {
         if let Some(mut inner) = self.lock() {

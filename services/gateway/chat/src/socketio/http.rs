@@ -62,21 +62,32 @@ fn target(req: &HttpRequest) -> Result<Target, Refusal> {
     Ok(Target { websocket, sid: owned("sid"), handshake })
 }
 
-/// The answer to a handshake while the gateway holds `SOCKETIO_MAX_SESSIONS`.
+/// The answer to a handshake from an address holding `SOCKETIO_ANON_PER_ADDRESS`
+/// anonymous sessions.
 fn busy() -> HttpResponse {
-    engine_error(StatusCode::SERVICE_UNAVAILABLE, 3, "Too many sessions; try again later")
+    engine_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        3,
+        "Too many unauthenticated sessions from your address; try again later",
+    )
 }
 
-/// Starts a session: its open packet first, then its task. `None` when the gateway
-/// holds as many sessions as it may.
+/// The client's address (the TCP peer's: a forwarded-for header is anyone's to write).
+fn peer(req: &HttpRequest) -> std::net::IpAddr {
+    req.peer_addr().map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip())
+}
+
+/// Starts a session: its open packet first, then its task. `None` when the client's
+/// address holds as many anonymous sessions as it may.
 fn open(
     state: &web::Data<Core>,
     io: &web::Data<SocketIo>,
     transport: Transport,
     handshake: Handshake,
+    addr: std::net::IpAddr,
 ) -> Option<Arc<Engine>> {
     let cfg = &io.config;
-    let (engine, incoming) = io.sessions.create(transport, cfg.max_sessions)?;
+    let (engine, incoming) = io.sessions.create(transport, addr, cfg).ok()?;
     let upgrades: &[&str] = if transport == Transport::Polling { &["websocket"] } else { &[] };
     let open = json!({
         "sid": engine.sid,
@@ -114,7 +125,7 @@ pub async fn get(
     }
     let engine = match engine {
         Some(engine) => engine,
-        None => match open(&state, &io, Transport::Polling, t.handshake) {
+        None => match open(&state, &io, Transport::Polling, t.handshake, peer(&req)) {
             Some(engine) => engine,
             None => return busy(),
         },
@@ -205,7 +216,7 @@ fn websocket(
     }
     let engine = match engine {
         Some(engine) => engine,
-        None => match open(state, io, Transport::WebSocket, handshake) {
+        None => match open(state, io, Transport::WebSocket, handshake, peer(req)) {
             Some(engine) => engine,
             None => return busy(),
         },

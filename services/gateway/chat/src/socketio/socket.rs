@@ -33,8 +33,10 @@ use crate::socketio::packet::{self, EnginePacket, SocketKind, SocketPacket};
 use crate::socketio::state::SocketIo;
 use gateway_core::Core;
 use gateway_core::admit::Refused;
+use gateway_core::fanout::Kick;
 use gateway_core::session::codec::Close;
 use gateway_core::session::codec::Codec as _;
+use gateway_core::session::guard;
 use gateway_core::session::queue::Outlet;
 use gateway_core::session::{Joined, Membership as RoomMembership};
 
@@ -58,11 +60,16 @@ struct Connected {
     rate_limit: u32,
     /// `chat_gateway_connections{dialect="socketio",tenant}`, counted while connected.
     gauge: prometheus::IntGauge,
+    /// The session's place under the socket caps, and its revocation watch (whose kick
+    /// the `watcher` hands to the session's loop).
+    _held: (guard::Slot, guard::Watched),
+    watcher: JoinHandle<()>,
 }
 
 impl Drop for Connected {
     fn drop(&mut self) {
         self.gauge.dec();
+        self.watcher.abort();
     }
 }
 
@@ -89,16 +96,21 @@ struct Live {
     connected: Option<Connected>,
     rooms: HashMap<RoomId, Membership>,
     kicks: mpsc::UnboundedSender<(RoomId, Close)>,
+    /// Kicks of the whole session: its credential was revoked, or its token expired.
+    ends: mpsc::UnboundedSender<Close>,
 }
 
 impl SocketTask {
     /// Runs the session to its end, then leaves every chat and forgets the session.
     pub async fn run(mut self) {
         let (kicks_tx, mut kicks) = mpsc::unbounded_channel();
-        let mut live = Live { connected: None, rooms: HashMap::new(), kicks: kicks_tx };
+        let (ends_tx, mut ends) = mpsc::unbounded_channel();
+        let mut live = Live { connected: None, rooms: HashMap::new(), kicks: kicks_tx, ends: ends_tx };
         let interval = self.io.config.ping_interval;
         let timeout = self.io.config.ping_timeout;
-        let connect_by = Instant::now() + CONNECT_TIMEOUT;
+        // An anonymous session lives briefly (`SOCKETIO_ANON_TIMEOUT_MS`): it holds a
+        // place in the anonymous table until it connects the namespace.
+        let connect_by = Instant::now() + self.io.config.anon_timeout.min(CONNECT_TIMEOUT);
         let mut next_ping = Some(Instant::now() + interval);
         let mut pong_by: Option<Instant> = None;
         let mut shutdown = self.state.shutdown.clone();
@@ -154,7 +166,9 @@ impl SocketTask {
                     }
                 }
                 Some((room, why)) = kicks.recv() => match why {
-                    Close::Slow => break "slow consumer",
+                    // Memberships are kicked only as too slow or removed; revocation
+                    // kicks the whole session (`ends`).
+                    Close::Slow | Close::Revoked | Close::Expired | Close::TooMany => break "slow consumer",
                     Close::Removed => {
                         // The fan-out tells the others; the removed participant hears
                         // it here, then the chat is left.
@@ -167,6 +181,13 @@ impl SocketTask {
                         self.leave(&mut live, &room).await;
                     }
                 },
+                Some(why) = ends.recv() => {
+                    // Revocation reaches the session: the client hears why as a
+                    // `connect_error` (socket.io-client then gives the socket up rather
+                    // than reconnecting with the same credential), then it closes.
+                    let _ = self.engine.push(packet::connect_error("/", why.reason()));
+                    break if why == Close::Expired { "token expired" } else { "credential revoked" };
+                }
                 _ = shutdown.wait_for(|stop| *stop) => break "server shutting down",
             }
         };
@@ -218,15 +239,33 @@ impl SocketTask {
         let name = auth_str("userName").or_else(|| self.handshake.user_name.clone());
         match gateway_core::admit::admit(&self.state, token.as_deref(), user.as_deref()).await {
             Ok(admitted) => {
-                let actor = Actor { tenant_id: admitted.tenant.tenant_id.clone(), user_id: admitted.user };
+                let actor = Actor { tenant_id: admitted.tenant.tenant_id.clone(), user_id: admitted.user.clone() };
+                let Some(slot) = self.state.guards.caps.acquire(&actor) else {
+                    return self.push(packet::connect_error("/", Close::TooMany.reason()));
+                };
+                // Authenticated: out of the anonymous table, into the sessions' (both
+                // bounded apart: `state::Sessions`).
+                if !self.io.sessions.authenticate(&self.engine.sid, self.io.config.max_sessions) {
+                    return self.push(packet::connect_error("/", "Too many sessions; try again later"));
+                }
+                let requested = name.as_deref().and_then(chat_domain::model::display_name);
+                let user_name = guard::display_name(&self.state, &admitted, requested).await;
+                let kick = Arc::new(Kick::default());
+                let watched = self.state.guards.watches.watch(&admitted, kick.clone());
+                let ends = live.ends.clone();
+                let watcher = tokio::spawn(async move {
+                    let _ = ends.send(kick.kicked().await);
+                });
                 let gauge = gateway_core::metrics::CONNECTIONS
                     .with_label_values(&[self.io.codec.name(), actor.tenant_id.as_str()]);
                 gauge.inc();
                 live.connected = Some(Connected {
                     actor,
-                    user_name: name.as_deref().and_then(chat_domain::model::display_name),
+                    user_name,
                     rate_limit: admitted.tenant.rate_limit_per_sec,
                     gauge,
+                    _held: (slot, watched),
+                    watcher,
                 });
                 self.push(packet::connected(&self.engine.sid))
             }
@@ -246,21 +285,21 @@ impl SocketTask {
         let Some((Value::String(name), args)) = items.split_first() else {
             return Err("an event without a name".to_owned());
         };
-        if live.connected.is_none() {
+        let Some(me) = &live.connected else {
             // Not connected to `/` (refused, or disconnected): socket.io ignores it too.
             return Ok(());
-        }
-        let outcome = match name.as_str() {
-            "join-chat-room" => self.join(live, args).await,
-            "leave-chat-room" => match chat_arg(args) {
-                Ok(room) => {
-                    self.leave(live, &room).await;
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
-            "typing-start" | "typing-stop" => self.typing(live, args, name == "typing-start"),
-            _ => Err(ApiError::validation("event", format!("Unknown event {name:?}"))),
+        };
+        // Every event counts against the user's and the tenant's budgets; a refused one
+        // is answered `RATE_LIMIT_EXCEEDED` when it asks for an ack, else dropped.
+        let refused = if !self.state.guards.actions.allow(&me.actor) {
+            Some(guard::too_many_actions())
+        } else {
+            let decision = self.state.limiter.check(&me.actor.tenant_id, me.rate_limit).await;
+            (!decision.allowed).then(|| gateway_core::admit::rate_limited(&decision))
+        };
+        let outcome = match (refused, name.as_str()) {
+            (Some(e), _) => Err(e),
+            (None, name) => self.dispatch(live, name, args).await,
         };
         match ack_id {
             Some(id) => {
@@ -274,16 +313,28 @@ impl SocketTask {
         }
     }
 
+    /// Carries out one event of a connected session.
+    async fn dispatch(&self, live: &mut Live, name: &str, args: &[Value]) -> Result<(), ApiError> {
+        match name {
+            "join-chat-room" => self.join(live, args).await,
+            "leave-chat-room" => match chat_arg(args) {
+                Ok(room) => {
+                    self.leave(live, &room).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            "typing-start" | "typing-stop" => self.typing(live, args, name == "typing-start"),
+            _ => Err(ApiError::validation("event", format!("Unknown event {name:?}"))),
+        }
+    }
+
     /// `join-chat-room`: participants only; the chat's events flow from now on.
     async fn join(&self, live: &mut Live, args: &[Value]) -> Result<(), ApiError> {
         let room_id = chat_arg(args)?;
         let Some(me) = &live.connected else { return Err(ApiError::authentication("Not connected")) };
         if live.rooms.contains_key(&room_id) {
             return Ok(());
-        }
-        let decision = self.state.limiter.check(&me.actor.tenant_id, me.rate_limit).await;
-        if !decision.allowed {
-            return Err(gateway_core::admit::rate_limited(&decision));
         }
         let room =
             self.state.bus.request(&GetRoom { actor: me.actor.clone(), room_id }).await.map_err(|e| match e.code {

@@ -2,8 +2,9 @@
 //! mounts): this gateway's Engine.IO sessions by `sid`, the codec of their chat
 //! memberships, and the settings ([`SocketIoConfig`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use gateway_core::attachments::Attachments;
@@ -21,15 +22,31 @@ pub struct SocketIoConfig {
     /// How long a client has to answer a ping (`SOCKETIO_PING_TIMEOUT_MS`;
     /// `pingTimeout`).
     pub ping_timeout: Duration,
-    /// Most sessions this gateway holds at once (`SOCKETIO_MAX_SESSIONS`); past it a
-    /// handshake is answered `503` (sessions are made before anyone is authenticated,
-    /// so their number is bounded here).
+    /// Most authenticated sessions (the namespace connected) this gateway holds at
+    /// once (`SOCKETIO_MAX_SESSIONS`); a connect past it gets `connect_error`.
     pub max_sessions: usize,
+    /// Most anonymous sessions (handshaken, namespace not connected yet) at once
+    /// (`SOCKETIO_MAX_ANONYMOUS`); past it the oldest anonymous one is closed to make
+    /// room, so a flood of handshakes can never keep anyone from connecting.
+    pub max_anonymous: usize,
+    /// Most anonymous sessions from one client address (`SOCKETIO_ANON_PER_ADDRESS`);
+    /// a handshake past it is answered `503`.
+    pub anon_per_address: usize,
+    /// How long a session may stay anonymous before it is closed
+    /// (`SOCKETIO_ANON_TIMEOUT_MS`).
+    pub anon_timeout: Duration,
 }
 
 impl Default for SocketIoConfig {
     fn default() -> Self {
-        Self { ping_interval: Duration::from_secs(25), ping_timeout: Duration::from_secs(20), max_sessions: 100_000 }
+        Self {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_sessions: 100_000,
+            max_anonymous: 10_000,
+            anon_per_address: 32,
+            anon_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -62,30 +79,122 @@ impl SocketIo {
 /// made it: every polling request of a session must reach that gateway (see
 /// `docs/deploy.md`: sticky sessions); elsewhere it is `Session ID unknown` and the
 /// client starts a new session.
+///
+/// A session is made at the handshake, before anyone is authenticated, so the table
+/// keeps anonymous sessions apart from authenticated ones: anonymous ones are bounded
+/// per client address and in all (the oldest is closed to make room for a new one),
+/// and live briefly; only a session whose namespace connect was admitted takes one of
+/// the `SOCKETIO_MAX_SESSIONS` places. Handshakes alone can then never lock anyone out.
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
-    by_sid: Mutex<HashMap<String, Arc<Engine>>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    by_sid: HashMap<String, Entry>,
+    /// Anonymous sessions per client address.
+    anon_by_addr: HashMap<IpAddr, usize>,
+    /// Anonymous sessions' ids, oldest first (may hold ids no longer anonymous).
+    anon_order: VecDeque<String>,
+    anonymous: usize,
+    authenticated: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    engine: Arc<Engine>,
+    /// The client's address while the session is anonymous.
+    anon: Option<IpAddr>,
+}
+
+/// Why a handshake was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Busy {
+    /// The address has `SOCKETIO_ANON_PER_ADDRESS` anonymous sessions already.
+    Address,
+}
+
+impl Table {
+    /// Takes an anonymous session out of the anonymous counts.
+    fn unanonymize(&mut self, addr: IpAddr) {
+        self.anonymous = self.anonymous.saturating_sub(1);
+        if let Some(n) = self.anon_by_addr.get_mut(&addr) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.anon_by_addr.remove(&addr);
+            }
+        }
+    }
+
+    /// Closes the oldest anonymous session; `false` when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some(sid) = self.anon_order.pop_front() {
+            let anon = self.by_sid.get(&sid).and_then(|e| e.anon);
+            if let Some(addr) = anon
+                && let Some(entry) = self.by_sid.remove(&sid)
+            {
+                self.unanonymize(addr);
+                entry.engine.end("closed to make room for a newer anonymous session");
+                return true;
+            }
+        }
+        false
+    }
 }
 
 impl Sessions {
-    /// A new session, unless `max` are open already.
-    pub(crate) fn create(&self, transport: Transport, max: usize) -> Option<(Arc<Engine>, mpsc::Receiver<Incoming>)> {
-        let mut map = self.by_sid.lock().ok()?;
-        if map.len() >= max {
-            return None;
+    /// A new anonymous session of a client at `addr`.
+    pub(crate) fn create(
+        &self,
+        transport: Transport,
+        addr: IpAddr,
+        cfg: &SocketIoConfig,
+    ) -> Result<(Arc<Engine>, mpsc::Receiver<Incoming>), Busy> {
+        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if t.anon_by_addr.get(&addr).copied().unwrap_or(0) >= cfg.anon_per_address {
+            return Err(Busy::Address);
+        }
+        while t.anonymous >= cfg.max_anonymous.max(1) && t.evict_oldest() {}
+        if t.anon_order.len() > 2 * t.anonymous + 64 {
+            let Table { anon_order, by_sid, .. } = &mut *t;
+            anon_order.retain(|sid| by_sid.get(sid).is_some_and(|e| e.anon.is_some()));
         }
         let (engine, incoming) = Engine::new(new_sid(), transport);
-        map.insert(engine.sid.clone(), engine.clone());
-        Some((engine, incoming))
+        t.by_sid.insert(engine.sid.clone(), Entry { engine: engine.clone(), anon: Some(addr) });
+        t.anon_order.push_back(engine.sid.clone());
+        t.anonymous += 1;
+        *t.anon_by_addr.entry(addr).or_default() += 1;
+        Ok((engine, incoming))
+    }
+
+    /// The session's namespace connect was admitted: it leaves the anonymous table for
+    /// one of the `max` authenticated places. `false` when they are all taken (or the
+    /// session is gone).
+    pub(crate) fn authenticate(&self, sid: &str, max: usize) -> bool {
+        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let authenticated = t.authenticated;
+        let Some(entry) = t.by_sid.get_mut(sid) else { return false };
+        let Some(addr) = entry.anon else { return true };
+        if authenticated >= max {
+            return false;
+        }
+        entry.anon = None;
+        t.unanonymize(addr);
+        t.authenticated += 1;
+        true
     }
 
     pub(crate) fn get(&self, sid: &str) -> Option<Arc<Engine>> {
-        self.by_sid.lock().ok().and_then(|m| m.get(sid).cloned())
+        self.table.lock().ok().and_then(|t| t.by_sid.get(sid).map(|e| e.engine.clone()))
     }
 
     pub(crate) fn remove(&self, sid: &str) {
-        if let Ok(mut map) = self.by_sid.lock() {
-            map.remove(sid);
+        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        match t.by_sid.remove(sid) {
+            Some(Entry { anon: Some(addr), .. }) => t.unanonymize(addr),
+            Some(Entry { anon: None, .. }) => t.authenticated = t.authenticated.saturating_sub(1),
+            None => {}
         }
     }
 }

@@ -117,7 +117,10 @@ impl RoomTask {
             RoomEventBody::MessageCreated(_) => None,
             RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) => Some(&p.user_id),
             RoomEventBody::Typing(t) => Some(&t.user_id),
-            RoomEventBody::Delivered(c) | RoomEventBody::Read(c) => Some(&c.user_id),
+            RoomEventBody::Delivered(c) => Some(&c.user_id),
+            // A read reaches the reader's own sockets too: their other devices show
+            // the chat read (multi-device read sync).
+            RoomEventBody::Read(_) => None,
             RoomEventBody::MessageUpdated(_) | RoomEventBody::MessageDeleted(_) | RoomEventBody::MemberAdded(_) => None,
             RoomEventBody::MemberRemoved(r) => {
                 if let Ok(sockets) = self.shared.sockets.read() {

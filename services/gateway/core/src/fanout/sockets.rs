@@ -17,7 +17,7 @@ use crate::session::queue::{self, Out};
 #[derive(Debug, Default)]
 pub struct Kick {
     notify: Notify,
-    /// 0: not kicked; otherwise the [`Close`] reason + 1.
+    /// The [`Close`] reason's index, once kicked.
     why: AtomicU8,
     kicked: AtomicBool,
 }
@@ -26,7 +26,7 @@ impl Kick {
     /// Asks the session to close (the first reason wins).
     pub fn kick(&self, why: Close) {
         if !self.kicked.swap(true, Ordering::SeqCst) {
-            self.why.store(if why == Close::Slow { 1 } else { 2 }, Ordering::SeqCst);
+            self.why.store(why.index(), Ordering::SeqCst);
             self.notify.notify_one();
         }
     }
@@ -34,7 +34,8 @@ impl Kick {
     /// Resolves with the reason once kicked.
     pub async fn kicked(&self) -> Close {
         self.notify.notified().await;
-        if self.why.load(Ordering::SeqCst) == 1 { Close::Slow } else { Close::Removed }
+        let why = self.why.load(Ordering::SeqCst);
+        Close::ALL.into_iter().find(|c| c.index() == why).unwrap_or(Close::Removed)
     }
 }
 

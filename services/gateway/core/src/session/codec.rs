@@ -36,6 +36,42 @@ pub enum Close {
     Slow,
     /// The member was removed from the room while connected.
     Removed,
+    /// The credential the socket was opened with no longer admits it: the tenant's API
+    /// key was rotated or revoked, the token's secret or issuer changed
+    /// (`session::revocation`).
+    Revoked,
+    /// The user token the socket was opened with reached its `exp`.
+    Expired,
+    /// The user or the tenant has as many sockets open on this gateway as it may
+    /// (`WS_MAX_SOCKETS_PER_USER`, `WS_MAX_SOCKETS_PER_TENANT`): a refusal at connect.
+    TooMany,
+}
+
+impl Close {
+    /// Every reason, in the order [`Close::index`] numbers them.
+    pub const ALL: [Close; 5] = [Close::Slow, Close::Removed, Close::Revoked, Close::Expired, Close::TooMany];
+
+    /// A small number for the reason (its place in [`Close::ALL`]).
+    pub fn index(self) -> u8 {
+        match self {
+            Close::Slow => 0,
+            Close::Removed => 1,
+            Close::Revoked => 2,
+            Close::Expired => 3,
+            Close::TooMany => 4,
+        }
+    }
+
+    /// The close frame's reason text (the same on every dialect).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Close::Slow => "slow consumer: reconnect and resume from your last seq",
+            Close::Removed => "removed from the room",
+            Close::Revoked => "credential revoked: the API key was rotated or the token is no longer valid",
+            Close::Expired => "token expired",
+            Close::TooMany => "too many open sockets",
+        }
+    }
 }
 
 /// One WebSocket dialect. The set is open: a dialect crate implements this and hands

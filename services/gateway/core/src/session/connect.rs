@@ -1,15 +1,17 @@
 //! Opening a session, shared by every WebSocket endpoint: a connection is admitted by
 //! its endpoint first; a refused one is upgraded and closed at once with the
 //! dialect's close code (browsers cannot read an HTTP status on a failed upgrade); an
-//! admitted one joins its room ([`Membership`]), is upgraded onto its queue
-//! (`transport`), and its [`Session`] runs on its own task.
+//! admitted one takes a place under the socket caps and its display name
+//! (`guard`), joins its room ([`Membership`]), is watched for revocation, is upgraded
+//! onto its queue (`transport`), and its [`Session`] runs on its own task.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason};
 use chat_domain::model::{Actor, Room};
 
 use crate::admit::Admitted;
-use crate::session::codec::Codec;
+use crate::session::codec::{Close, Codec};
+use crate::session::guard;
 use crate::session::queue;
 use crate::session::transport;
 use crate::session::{Joined, Membership, Session};
@@ -42,7 +44,12 @@ pub async fn open(
         Err(refusal) => return refuse(req, payload, refusal, max_frame),
     };
     let actor = Actor { tenant_id: open.admitted.tenant.tenant_id.clone(), user_id: open.admitted.user.clone() };
-    let joined = Membership::join(&state, &actor, &open.room, codec, open.user_name.as_deref()).await;
+    let Some(slot) = state.guards.caps.acquire(&actor) else {
+        let refusal = Refusal(codec.close_code(Close::TooMany), Close::TooMany.reason().to_owned());
+        return refuse(req, payload, refusal, max_frame);
+    };
+    let user_name = guard::display_name(&state, &open.admitted, open.user_name).await;
+    let joined = Membership::join(&state, &actor, &open.room, codec, user_name.as_deref()).await;
     let Joined { membership, outlet, receiver } = match joined {
         Ok(joined) => joined,
         Err(e) => {
@@ -59,15 +66,17 @@ pub async fn open(
             return Err(e);
         }
     };
+    let watched = state.guards.watches.watch(&open.admitted, membership.kick().clone());
     let session = Session {
         state: state.clone(),
         codec,
         actor,
-        user_name: open.user_name,
+        user_name,
         room: open.room,
         resume_after: open.resume_after,
         rate_limit: open.admitted.tenant.rate_limit_per_sec,
         delivered,
+        _held: (slot, watched),
     };
     actix_web::rt::spawn(session.run(membership, outlet, inlet));
     Ok(response)

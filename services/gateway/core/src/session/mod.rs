@@ -21,6 +21,7 @@
 pub mod codec;
 pub mod command;
 pub mod connect;
+pub mod guard;
 mod membership;
 pub mod queue;
 pub mod transport;
@@ -41,7 +42,7 @@ use chat_domain::proto::presence::{GetOnline, SetTyping};
 use chat_domain::proto::store::{ListMessages, MoveCursor, OlderMessages, ReadMessages, SendMessage};
 use chat_domain::{ApiError, ErrorCode};
 
-use self::codec::{Close, Codec, Rejected};
+use self::codec::{Codec, Rejected};
 use self::command::{Command, History, Older, Reply};
 use self::queue::{Outlet, Own};
 use self::transport::Inlet;
@@ -82,6 +83,9 @@ pub struct Session {
     /// What this socket was pushed (the response body records it), for dialects whose
     /// delivered receipts the gateway records itself (see [`Codec::acks_delivery`]).
     pub delivered: Option<Arc<crate::fanout::receipts::Slot>>,
+    /// Its place under the socket caps and its revocation watch, both given back when
+    /// the session ends.
+    _held: (guard::Slot, guard::Watched),
 }
 
 impl Session {
@@ -232,11 +236,7 @@ impl Session {
                     }
                 }
                 why = kick.kicked() => {
-                    let reason = match why {
-                        Close::Slow => "slow consumer: reconnect and resume from your last seq",
-                        Close::Removed => "removed from the room",
-                    };
-                    return End::Close(close(self.codec.close_code(why), reason));
+                    return End::Close(close(self.codec.close_code(why), why.reason()));
                 }
                 _ = shutdown.wait_for(|stop| *stop) => {
                     let _ = self.answer(outlet, &Reply::Reconnect { delay_ms: self.reconnect_delay_ms() }).await;
@@ -317,8 +317,34 @@ impl Session {
         }
     }
 
+    /// A command refused by the user's or the tenant's budget: `Some` with the reply
+    /// (nothing for a refused keep-alive), `None` when it may go ahead. Sends count
+    /// against the tenant where they are stored ([`Self::send_message`]), keep-alives
+    /// only against the user.
+    async fn refuse(&self, command: &Command) -> Option<Option<Reply>> {
+        let error = if !self.state.guards.actions.allow(&self.actor) {
+            guard::too_many_actions()
+        } else if matches!(command, Command::KeepAlive | Command::Send(_)) {
+            return None;
+        } else {
+            let decision = self.state.limiter.check(&self.actor.tenant_id, self.rate_limit).await;
+            if decision.allowed {
+                return None;
+            }
+            crate::admit::rate_limited(&decision)
+        };
+        Some(match command {
+            Command::KeepAlive => None,
+            Command::Send(send) => Some(Reply::SendFailed { error, local_id: send.local_id.clone() }),
+            _ => Some(Reply::Error(error)),
+        })
+    }
+
     /// Carries out one command; the reply to send, if any.
     async fn handle(&self, command: Command) -> Option<Reply> {
+        if let Some(refused) = self.refuse(&command).await {
+            return refused;
+        }
         let result = match command {
             Command::Ping => Ok(Some(Reply::Pong)),
             Command::KeepAlive => Ok(None),
