@@ -137,7 +137,7 @@ async fn rotating_the_key_closes_sockets_opened_with_it_on_every_gateway() -> an
 async fn an_expired_token_closes_its_sockets() -> anyhow::Result<()> {
     let stack = TestStack::builder().gateways(2).start().await?;
     let t = tenant(&stack).await?;
-    let room = t.user("bob").create_room("group", &["alice"]).await?;
+    let room = t.user("bob").create_room("group", &["alice", "carol"]).await?;
     let short = |user: &str| {
         let t = t.clone();
         let user = user.to_owned();
