@@ -200,8 +200,7 @@ async fn presence_rebuilds_what_its_redis_lost_from_the_gateways() -> anyhow::Re
 
     // Redis loses everything presence kept for this stack.
     let mut redis = chat_redis::connect(&chat_test_support::redis_url(), "test").await?;
-    let keys: Vec<String> =
-        redis::cmd("KEYS").arg(format!("{}:pr:*", stack.prefix)).query_async(&mut redis).await?;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:pr:*", stack.prefix)).query_async(&mut redis).await?;
     anyhow::ensure!(!keys.is_empty(), "presence keeps its state under {}:pr:", stack.prefix);
     let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
     assert!(online(&stack, &t, &room).await?.is_empty(), "presence forgot both sockets");
