@@ -142,7 +142,8 @@ fn routes(m: &mut Mount, dev_login: Option<TenantId>) {
                     )
                     .json::<dev_login::DevLogin>()
                     .reply::<dev_login::DevToken>(201, "A user token for the named user.")
-                    .errors(&[400, 503]),
+                    // 404: the dev tenant does not exist (message-store started without it).
+                    .errors(&[400, 404, 503]),
             )
         });
     }
