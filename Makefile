@@ -3,7 +3,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help run cluster test chaos fuzz bench build fmt lint validate-deploy deps deps-stop schemas
+.PHONY: help run cluster test contract chaos fuzz bench build fmt lint validate-deploy deps deps-stop schemas
 
 help: ## list the targets
 	@echo "Targets:"
@@ -18,6 +18,9 @@ cluster: ## the stack past one machine on this one: 3 NATS nodes, PostgreSQL pri
 
 test: ## start deps, run the workspace tests, validate the deploy files
 	scripts/test.sh
+
+contract: ## Schemathesis against /openapi.json, deeper than make test (CONTRACT_EXAMPLES, default 100; CONTRACT_SEED)
+	scripts/contract.sh
 
 chaos: ## kill, stop and restart services and dependencies under load, one at a time; writes RELIABILITY.md (CLUSTER=1: lose nodes of the clustered stack)
 	CLUSTER=$(CLUSTER) scripts/chaos.sh

@@ -29,6 +29,10 @@
 #                                    installs openapi-spec-validator (PyPI) into
 #                                    .dev/openapi-venv, for the test that validates
 #                                    the gateway's /openapi.json (make test)
+#   scripts/ensure-deps.sh schemathesis
+#                                    installs Schemathesis (PyPI) into
+#                                    .dev/schemathesis-venv, for the contract test
+#                                    (tests/tests/e2e/contract.rs: make test, make contract)
 #   scripts/ensure-deps.sh cluster   the programs `make cluster`, the cluster chaos
 #                                    run and the cluster tests start engines from
 #                                    (Debian's postgresql: initdb, postgres,
@@ -451,6 +455,12 @@ ensure_cluster_programs() {
     say "cluster programs: PostgreSQL $(pg_version) (initdb, pg_basebackup), redis-server (and --sentinel), nats-server $(nats-server --version 2>/dev/null | awk '{print $2}')"
 }
 
+# Schemathesis (PyPI) in its own venv, for the contract test against /openapi.json.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+    pip_tool schemathesis schemathesis-venv "schemathesis==$SCHEMATHESIS_VERSION" schemathesis
+}
+
 ensure_openapi_validator() {
     pip_tool openapi-spec-validator openapi-venv "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION" openapi-spec-validator
 }
@@ -484,6 +494,9 @@ case "${1:-}" in
     openapi-validator)
         ensure_openapi_validator
         ;;
+    schemathesis)
+        ensure_schemathesis
+        ;;
     cluster)
         ensure_cluster_programs
         ;;
@@ -491,6 +504,6 @@ case "${1:-}" in
         sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
         ;;
     *)
-        die "usage: $0 [start|browser|prometheus|s3|socketio-client|openapi-validator|cluster|stop [postgres|redis|nats]...]"
+        die "usage: $0 [start|browser|prometheus|s3|socketio-client|openapi-validator|schemathesis|cluster|stop [postgres|redis|nats]...]"
         ;;
 esac

@@ -5,7 +5,11 @@
 #                               Prometheus + promtool (ensure-deps.sh prometheus),
 #                               moto's S3 server (ensure-deps.sh s3), Node.js and
 #                               socket.io-client (ensure-deps.sh socketio-client),
-#                               openapi-spec-validator (ensure-deps.sh openapi-validator)
+#                               openapi-spec-validator (ensure-deps.sh openapi-validator),
+#                               Schemathesis (ensure-deps.sh schemathesis), which the
+#                               contract test (tests/tests/e2e/contract.rs) runs against
+#                               an in-process stack with bounded examples; `make
+#                               contract` (scripts/contract.sh) runs it deeper
 #   2. the workspace's tests    cargo nextest when installed, else cargo test
 #   3. script-level tests against the built service binaries (debug build):
 #      tests/tests/walkthrough         the newcomer's walkthrough: scripts/run.sh
@@ -50,6 +54,8 @@ scripts/ensure-deps.sh s3
 scripts/ensure-deps.sh socketio-client
 # openapi-spec-validator, for the test that validates /openapi.json.
 scripts/ensure-deps.sh openapi-validator
+# Schemathesis, for the contract test (the gateway does what /openapi.json says).
+scripts/ensure-deps.sh schemathesis
 # initdb/pg_basebackup, redis-server (Sentinel), nats-server: the cluster tests and
 # make cluster start engines of their own from these.
 scripts/ensure-deps.sh cluster

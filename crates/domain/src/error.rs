@@ -18,6 +18,9 @@ pub enum ErrorCode {
     /// An upload whose type (sniffed from its bytes) the tenant does not allow.
     UnsupportedMediaType,
     RateLimitExceeded,
+    /// A request (its head or its body) that did not arrive in time: a client sending
+    /// slowly holds a connection and a worker's buffer, so it is cut off.
+    RequestTimeout,
     ServiceUnavailable,
     InternalError,
 }
@@ -34,6 +37,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimitExceeded => 429,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::ServiceUnavailable => 503,
             ErrorCode::InternalError => 500,
         }
@@ -50,6 +54,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }

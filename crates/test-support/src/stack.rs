@@ -259,6 +259,8 @@ impl StackBuilder {
                 static_dir: self.static_dir.clone(),
                 dev_login: self.dev_login.then(|| dev_tenant_id(&prefix)).transpose()?,
                 attachments: attachments.clone(),
+                // The rest as a deployment has it (a test changes it with `gateway_config`).
+                ..gateway::Config::default()
             };
             if let Some(f) = self.gateway_config {
                 f(&mut cfg);

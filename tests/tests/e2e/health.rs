@@ -18,8 +18,10 @@ async fn health_reports_every_service() -> anyhow::Result<()> {
     c.get("/v1/health").await?.expect(StatusCode::OK)?;
     c.get("/healthz").await?.expect(StatusCode::OK)?;
     c.get("/readyz").await?.expect(StatusCode::OK)?;
-    let metrics = c.get("/metrics").await?.expect(StatusCode::OK)?;
-    let text = metrics.body.as_str().unwrap_or_default();
+    // The gateway's `/metrics` takes the operator key (security.rs).
+    let metrics = stack.http.get(stack.url("/metrics")).header("X-API-Key", &stack.admin_key).send().await?;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await?;
     assert!(text.contains("chat_gateway_http_requests_total"), "gateway metrics exported");
     assert!(text.contains("chat_bus_commands_total"), "bus metrics exported");
     // Every other service has its own ops endpoints.

@@ -39,8 +39,9 @@ impl Drop for Prometheus {
 
 impl Prometheus {
     /// Starts Prometheus scraping `targets` (`(job, port)`) every second and
-    /// evaluating `rules` every second.
-    fn start(targets: &[(&str, u16)], rules: &Path) -> anyhow::Result<Self> {
+    /// evaluating `rules` every second. The gateway's job sends `gateway_key` as
+    /// `Authorization: Bearer` (its `/metrics` takes the operator key).
+    fn start(targets: &[(&str, u16)], rules: &Path, gateway_key: &str) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(unique("chat-prometheus-"));
         std::fs::create_dir_all(&dir)?;
         let mut config = format!(
@@ -51,6 +52,9 @@ impl Prometheus {
             config.push_str(&format!(
                 "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
             ));
+            if *job == "gateway" {
+                config.push_str(&format!("    authorization:\n      credentials: '{gateway_key}'\n"));
+            }
         }
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config)?;
@@ -258,7 +262,7 @@ async fn dashboard_and_alert_rules_work_against_a_real_prometheus() -> anyhow::R
     let mut targets = vec![("gateway", stack.gateway_ports[0])];
     targets.extend(stack.ops_ports.iter().copied());
     assert_eq!(targets.len(), 4, "gateway, message-store, presence, notification: {targets:?}");
-    let prometheus = Prometheus::start(&targets, &rules)?;
+    let prometheus = Prometheus::start(&targets, &rules, &stack.admin_key)?;
     let http = reqwest::Client::new();
 
     // Every metric the dashboard and the rules name.

@@ -540,7 +540,14 @@ async fn a_session_that_does_not_read_is_cut_off() -> anyhow::Result<()> {
     }
     let delivered = after.iter().filter(|p| p.contains("new-message")).count();
     ensure!(delivered < 20, "all 20 messages were queued for a client that did not read");
-    let metrics = stack.http.get(format!("{}/metrics", stack.base_url(0))).send().await?.text().await?;
+    let metrics = stack
+        .http
+        .get(format!("{}/metrics", stack.base_url(0)))
+        .header("X-API-Key", &stack.admin_key)
+        .send()
+        .await?
+        .text()
+        .await?;
     let kicks = metrics
         .lines()
         .find_map(|l| l.strip_prefix("chat_gateway_slow_consumer_closes_total "))

@@ -15,6 +15,9 @@
 //! exports a type implementing [`gateway_core::Dialect`] (its routes, their state, its
 //! error shape), and one line in [`dialects`] (README, "Adding a dialect").
 
+mod body_deadline;
+mod metrics_route;
+mod request_labels;
 pub mod routes;
 mod static_files;
 
@@ -74,6 +77,13 @@ pub struct Config {
     pub dev_login: Option<chat_domain::ids::TenantId>,
     /// Where attachments are stored and how their links are signed.
     pub attachments: attachments::AttachmentsConfig,
+    /// How long a request's body may take to arrive, from its head on
+    /// (`GATEWAY_BODY_TIMEOUT_SECS`, default 60): past it, `408 REQUEST_TIMEOUT`.
+    pub body_timeout: Duration,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served without a key, for
+    /// Prometheus (`GATEWAY_OPS_ADDR`; unset: nowhere). On the main port `/metrics`
+    /// takes the operator key.
+    pub ops_addr: Option<SocketAddr>,
 }
 
 /// The defaults `from_env` starts from, without reading the environment: localhost
@@ -94,6 +104,8 @@ impl Default for Config {
             static_dir: None,
             dev_login: None,
             attachments: attachments::AttachmentsConfig::local("attachments"),
+            body_timeout: Duration::from_secs(60),
+            ops_addr: None,
         }
     }
 }
@@ -142,6 +154,11 @@ impl Config {
                 other => anyhow::bail!("GATEWAY_DEV_LOGIN must be 1 or 0, not {other:?}"),
             },
             attachments: attachments::AttachmentsConfig::from_env()?,
+            body_timeout: Duration::from_secs(num("GATEWAY_BODY_TIMEOUT_SECS", 60)?.max(1) as u64),
+            ops_addr: match env("GATEWAY_OPS_ADDR", "").as_str() {
+                "" => None,
+                a => Some(a.parse().context("GATEWAY_OPS_ADDR must be host:port")?),
+            },
         })
     }
 }
@@ -163,6 +180,8 @@ pub fn dialects(config: &Config, attachments: &attachments::Attachments) -> Vec<
 pub struct Gateway {
     config: Config,
     listener: TcpListener,
+    /// `GATEWAY_OPS_ADDR`'s listener.
+    ops: Option<TcpListener>,
     state: web::Data<Core>,
     /// Built once; every HTTP worker mounts them.
     dialects: Arc<[Box<dyn Dialect>]>,
@@ -175,6 +194,7 @@ impl Gateway {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let subjects = Subjects::new(&config.bus_prefix)?;
         let listener = TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
+        let ops = chat_telemetry::ops::bind(config.ops_addr)?;
         let client = chat_bus::connect(&config.nats_url, "gateway").await?;
         let redis = chat_redis::connect(&config.redis_url, "gateway").await?;
         let bus = Bus::new(client, subjects).with_timeout(config.bus_timeout);
@@ -189,12 +209,17 @@ impl Gateway {
         };
         let core = Core::new(&core, bus, redis, gateway_id, shutdown)?;
         let dialects = dialects(&config, &core.attachments).into();
-        Ok(Self { config, listener, state: web::Data::new(core), dialects, stop })
+        Ok(Self { config, listener, ops, state: web::Data::new(core), dialects, stop })
     }
 
     /// The port actually bound (useful with port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// The port of `GATEWAY_OPS_ADDR`'s listener, when there is one.
+    pub fn ops_port(&self) -> Option<u16> {
+        chat_telemetry::ops::port(&self.ops)
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and stops.
@@ -220,6 +245,12 @@ impl Gateway {
                 Box::pin(async move { client.connection_state() == async_nats::connection::State::Connected })
             })
         };
+        let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+        let ops = self.ops.map(|listener| {
+            tokio::spawn(chat_telemetry::ops::serve(listener, check.clone(), async move {
+                let _ = ops_stopped.await;
+            }))
+        });
         let routes = routes::Routes {
             dialects: self.dialects.clone(),
             statics: self.config.static_dir.clone().map(|d| web::Data::new(static_files::StaticDir(d))),
@@ -228,8 +259,12 @@ impl Gateway {
         let docs = web::Data::new(gateway_core::openapi::DocsPage {
             json: serde_json::to_vec(&routes::document(&routes))?.into(),
         });
+        // Request metrics are labelled with the mounted patterns only (finding 6).
+        let labels = request_labels::RouteLabels::new(routes::table(&routes).into_iter().map(|(_, p)| p));
+        let body_timeout = self.config.body_timeout;
         let app = move || {
             let routes = routes.clone();
+            let labels = labels.clone();
             App::new()
                 .app_data(state.clone())
                 .app_data(docs.clone())
@@ -241,9 +276,14 @@ impl Gateway {
                     ))
                     .into()
                 }))
-                .wrap_fn(|req, srv| {
-                    let method = req.method().to_string();
-                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                // Inside the metrics' wrapper: a body cut off is counted as its 408.
+                .wrap_fn(move |mut req, srv| {
+                    body_deadline::limit(&mut req, body_timeout);
+                    srv.call(req)
+                })
+                .wrap_fn(move |req, srv| {
+                    let method = request_labels::method(req.method());
+                    let route = labels.route(req.match_pattern());
                     let span = tracing::info_span!("http", %method, %route);
                     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
                     chat_bus::trace::continue_from_w3c(
@@ -271,9 +311,9 @@ impl Gateway {
                             }
                         }
                         let status = res.status().as_u16().to_string();
-                        gateway_core::metrics::REQUESTS.with_label_values(&[&method, &route, &status]).inc();
+                        gateway_core::metrics::REQUESTS.with_label_values(&[method, &route, &status]).inc();
                         gateway_core::metrics::LATENCY
-                            .with_label_values(&[&method, &route])
+                            .with_label_values(&[method, &route])
                             .observe(started.elapsed().as_secs_f64());
                         if res.status().is_server_error() {
                             tracing::warn!(status = %status, "request failed");
@@ -331,6 +371,10 @@ impl Gateway {
             handle.stop(true).await;
         });
         let result = server.await.context("HTTP server");
+        let _ = ops_stop.send(());
+        if let Some(ops) = ops {
+            let _ = ops.await;
+        }
         follower.abort();
         leases.abort();
         receipts.abort();

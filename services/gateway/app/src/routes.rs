@@ -11,6 +11,7 @@ use actix_web::web;
 use gateway_core::Dialect;
 use gateway_core::openapi::{Api, Info};
 use gateway_core::routes::{Fallback, Mount, op};
+use schemars::JsonSchema;
 
 use crate::static_files;
 
@@ -34,33 +35,38 @@ pub fn all(cfg: &mut web::ServiceConfig, api: &mut Api, routes: &Routes) {
         dialect.mount(&mut m);
     }
 
-    m.config().app_data(web::Data::new(routes.check.clone()));
     m.tagged("Operations")
         .at(&["/healthz"], |r| {
             r.get(
                 chat_telemetry::ops::healthz,
-                op("Liveness: the process answers").raw().reply_raw(
-                    200,
-                    "`{\"status\":\"ok\"}`",
-                    Some("application/json"),
-                ),
+                op("Liveness: the process answers").reply_plain::<Liveness>(200, "Alive."),
             )
         })
         .at(&["/readyz"], |r| {
             r.get(
                 chat_telemetry::ops::readyz,
                 op("Readiness: NATS is connected, so the gateway should get traffic")
-                    .raw()
-                    .reply_raw(200, "`{\"status\":\"ready\"}`", Some("application/json"))
+                    .reply_plain::<Readiness>(200, "Ready.")
                     .errors(&[503]),
             )
         })
         .at(&["/metrics"], |r| {
             r.get(
-                chat_telemetry::ops::metrics,
-                op("Prometheus metrics").raw().reply_raw(200, "The text exposition format 0.0.4.", Some("text/plain")),
+                crate::metrics_route::metrics,
+                op("Prometheus metrics (the operator key)")
+                    .describe(
+                        "For the operator only: the series name tenants. The operator key goes in `X-API-Key` \
+                         (the admin console) or as `Authorization: Bearer` (a Prometheus scrape config's \
+                         `authorization`). `GATEWAY_OPS_ADDR` serves `/metrics` without a key on a port of its own, \
+                         for a Prometheus that scrapes by pod annotation.",
+                    )
+                    .operator()
+                    .raw()
+                    .reply_raw(200, "The text exposition format 0.0.4.", Some("text/plain"))
+                    .errors(&[401, 503]),
             )
         });
+    m.config().app_data(web::Data::new(routes.check.clone()));
 
     if let Some(dir) = routes.statics.clone() {
         m.config().app_data(dir);
@@ -78,7 +84,7 @@ pub fn all(cfg: &mut web::ServiceConfig, api: &mut Api, routes: &Routes) {
         .at(&["/openapi.json"], |r| {
             r.get(
                 gateway_core::openapi::openapi_json,
-                op("This document").raw().reply_raw(200, "OpenAPI 3.1.", Some("application/json")),
+                op("This document").reply_plain::<serde_json::Map<String, serde_json::Value>>(200, "OpenAPI 3.1."),
             )
         })
         .at(&["/docs"], |r| {
@@ -99,6 +105,22 @@ pub fn all(cfg: &mut web::ServiceConfig, api: &mut Api, routes: &Routes) {
             dialect.mount_v1(m);
         }
     });
+}
+
+/// `GET /healthz`'s answer.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // only its schema is used
+struct Liveness {
+    #[schemars(extend("const" = "ok"))]
+    status: String,
+}
+
+/// `GET /readyz`'s answer when ready (a `503` in the error shape when not).
+#[derive(JsonSchema)]
+#[allow(dead_code)] // only its schema is used
+struct Readiness {
+    #[schemars(extend("const" = "ready"))]
+    status: String,
 }
 
 /// The OpenAPI document of what [`all`] mounts with `routes`.

@@ -253,7 +253,7 @@ pub(crate) fn routes(m: &mut Mount) {
                      `Idempotent-Replayed: true`.",
                 )
                 .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
-                .param::<String>(
+                .param::<gateway_core::messages::IdempotencyKey>(
                     "Idempotency-Key",
                     "header",
                     "The client's id of this send, for retries (wins over `clientMessageId`).",

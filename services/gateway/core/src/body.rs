@@ -33,13 +33,36 @@ pub async fn read(
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::validation("body", format!("Could not read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            timed_out(&e)
+                .unwrap_or_else(|| ApiError::validation("body", format!("Could not read the request body: {e}")))
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// What a body that stops arriving in time fails with, as the app's deadline on request
+/// bodies (`GATEWAY_BODY_TIMEOUT_SECS`) words it: [`timed_out`] finds it in an error
+/// however a reader (multipart, JSON) wrapped it.
+pub const BODY_TIMED_OUT: &str = "the request body did not arrive in time";
+
+/// The error a body that missed its deadline is answered with (`408 REQUEST_TIMEOUT`),
+/// when `e` or an error it wraps (its `source` chain) is that.
+pub fn timed_out(e: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if e.to_string().contains(BODY_TIMED_OUT) {
+            return Some(
+                ApiError::new(ErrorCode::RequestTimeout, "The request body did not arrive in time").with_field("body"),
+            );
+        }
+        at = e.source();
+    }
+    None
 }
 
 /// Whether a body is empty (or only whitespace).

@@ -207,7 +207,7 @@ pub struct Page {
     #[schemars(default = "default_limit", range(min = 1, max = 100))]
     pub limit: u32,
     /// Items skipped.
-    #[schemars(default)]
+    #[schemars(default, range(max = u32::MAX))]
     pub offset: u32,
 }
 

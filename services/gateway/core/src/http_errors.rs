@@ -162,7 +162,7 @@ fn head_at(buf: &[u8], start: usize) -> Option<Head> {
 /// The documented error for what actix-http refused by itself.
 fn error_for(status: u16) -> ApiError {
     match status {
-        408 => ApiError::validation("request", "The request did not arrive in time"),
+        408 => ApiError::new(ErrorCode::RequestTimeout, "The request did not arrive in time"),
         413 | 431 => ApiError::new(ErrorCode::PayloadTooLarge, "Request headers too large or too many"),
         404 => ApiError::not_found("No such endpoint"),
         400..=499 => ApiError::validation("request", "Malformed HTTP request"),
@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn replacements_carry_the_documented_body() -> anyhow::Result<()> {
-        for (status, code) in [(400, "VALIDATION_ERROR"), (408, "VALIDATION_ERROR"), (431, "PAYLOAD_TOO_LARGE")] {
+        for (status, code) in [(400, "VALIDATION_ERROR"), (408, "REQUEST_TIMEOUT"), (431, "PAYLOAD_TOO_LARGE")] {
             let r = replacement(status);
             let text = std::str::from_utf8(&r)?;
             let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no head in {text}"))?;

@@ -36,6 +36,26 @@ pub fn client_msg_id(
     }
 }
 
+/// The `Idempotency-Key` header's schema: what [`idempotency_key`] and
+/// `validate_client_id` take, 1 to `MAX_CLIENT_ID_LEN` printable ASCII characters
+/// (HTTP trims the spaces around a header value).
+pub struct IdempotencyKey;
+
+impl JsonSchema for IdempotencyKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IdempotencyKey".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": chat_domain::model::MAX_CLIENT_ID_LEN,
+            "pattern": "^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$",
+        })
+    }
+}
+
 /// The `Idempotency-Key` header, if sent (it must be printable ASCII).
 pub fn idempotency_key(cx: &Cx) -> Option<Result<String, ApiError>> {
     cx.req.headers().get(IDEMPOTENCY_KEY).map(|v| {

@@ -207,7 +207,7 @@ pub(crate) fn routes(m: &mut Mount) {
                     .describe("Stores the message with the room's next `seq` and delivers it to the members' sockets. A resend with the same `Idempotency-Key` (or `client_msg_id`) by the same sender returns the first message with `200` and `Idempotent-Replayed: true`.")
                     .user()
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
-                    .param::<String>("Idempotency-Key", "header", idempotency)
+                    .param::<gateway_core::messages::IdempotencyKey>("Idempotency-Key", "header", idempotency)
                     .json_example::<NewMessage>(json!({
                         "content": "Hello, world!",
                         "meta": {"type": "text", "mentions": ["user2"]},

@@ -94,7 +94,7 @@ fn api_routes(m: &mut Mount) {
                     .describe("As the document's demo page sends one. With the API key the sender is `sender_id` (else `X-User-Id`); with a user token it is the token's user.")
                     .auth(Auth::KeyOrTokenAnyUser)
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
-                    .param::<String>("Idempotency-Key", "header", idempotency)
+                    .param::<gateway_core::messages::IdempotencyKey>("Idempotency-Key", "header", idempotency)
                     .json_example::<api_messages::ApiMessage>(json!({
                         "sender_id": "user_123",
                         "sender_name": "Alice",

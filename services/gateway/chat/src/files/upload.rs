@@ -63,8 +63,9 @@ fn unsupported(mime: &str) -> ApiError {
         .with_field("file")
 }
 
-fn malformed(e: impl std::fmt::Display) -> ApiError {
-    ApiError::validation("body", format!("Malformed multipart/form-data body: {e}"))
+fn malformed(e: impl std::error::Error + 'static) -> ApiError {
+    gateway_core::body::timed_out(&e)
+        .unwrap_or_else(|| ApiError::validation("body", format!("Malformed multipart/form-data body: {e}")))
 }
 
 /// A file name as stored and shown: the last path component, without control

@@ -28,8 +28,40 @@ mod socket;
 mod state;
 
 use gateway_core::routes::{Mount, op};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 pub use self::state::{SocketIo, SocketIoConfig};
+
+/// Engine.IO's own error answer (what socket.io clients read), not the gateway's error
+/// shape: `http::engine_error`.
+#[derive(JsonSchema)]
+#[schemars(rename = "EngineIoError")]
+#[allow(dead_code)] // only its schema is used
+struct EngineIoError {
+    /// 0 unknown transport, 1 unknown session id, 3 bad request (or too many sessions,
+    /// with a `503`), 5 unsupported protocol version.
+    #[schemars(range(min = 0, max = 5))]
+    code: u8,
+    message: String,
+}
+
+/// A query parameter that takes one of a few exact strings.
+macro_rules! one_of {
+    ($name:ident, $schema:literal, $($value:literal),+) => {
+        struct $name;
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $schema.into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({"type": "string", "enum": [$($value),+]})
+            }
+        }
+    };
+}
+one_of!(EngineIoVersion, "EngineIoVersion", "4");
+one_of!(AnyTransport, "EngineIoTransport", "polling", "websocket");
+one_of!(Polling, "EngineIoPolling", "polling");
 
 /// `GET`/`POST /socket.io/` (with and without the trailing slash).
 pub(crate) fn routes(m: &mut Mount) {
@@ -41,25 +73,27 @@ pub(crate) fn routes(m: &mut Mount) {
             op("Socket.IO: open a session, poll, or upgrade to WebSocket")
                 .describe(describe)
                 .auth(gateway_core::openapi::Auth::Public)
-                .param::<String>("EIO", "query", "Engine.IO protocol version: `4`.")
-                .param::<String>("transport", "query", "`polling` or `websocket`.")
-                .param::<String>("sid", "query", "The session id, after the handshake.")
+                .required_param::<EngineIoVersion>("EIO", "query", "Engine.IO protocol version: `4` (else code 5).")
+                .required_param::<AnyTransport>("transport", "query", "`polling` or `websocket` (else code 0).")
+                .param::<String>("sid", "query", "The session id, after the handshake (unknown: code 1).")
                 .raw()
                 .reply_raw(200, "Engine.IO packets (long-polling).", Some("text/plain"))
                 .reply_raw(101, "Switched to WebSocket (`transport=websocket`).", None)
-                .errors(&[400]),
+                .reply::<EngineIoError>(400, "Refused by Engine.IO, in its own error shape.")
+                .reply::<EngineIoError>(503, "A handshake while the gateway holds `SOCKETIO_MAX_SESSIONS`."),
         )
         .post(
             http::post,
             op("Socket.IO: send packets of a long-polling session")
                 .describe(describe)
-                .param::<String>("EIO", "query", "Engine.IO protocol version: `4`.")
-                .param::<String>("transport", "query", "`polling`.")
-                .required_param::<String>("sid", "query", "The session id.")
+                .required_param::<EngineIoVersion>("EIO", "query", "Engine.IO protocol version: `4` (else code 5).")
+                .required_param::<Polling>("transport", "query", "`polling` (else code 0 or 3).")
+                .required_param::<String>("sid", "query", "The session id (unknown: code 1).")
                 .body::<String>("text/plain")
                 .raw()
                 .reply_raw(200, "`ok`.", Some("text/html"))
-                .errors(&[400]),
+                .reply::<EngineIoError>(400, "Refused by Engine.IO, in its own error shape.")
+                .reply::<EngineIoError>(413, "A body larger than `maxPayload`."),
         )
     });
 }

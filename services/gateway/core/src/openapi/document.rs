@@ -158,7 +158,12 @@ impl Api {
                 if let Some(e) = &reply.example {
                     media["example"] = e.clone();
                 }
-                response["content"] = json!({content_type: media});
+                let mut content = Map::new();
+                for more in &reply.more_types {
+                    content.insert((*more).to_owned(), media.clone());
+                }
+                content.insert(content_type.to_owned(), media);
+                response["content"] = Value::Object(content);
             }
             let mut headers = Map::new();
             for (name, description) in &reply.headers {

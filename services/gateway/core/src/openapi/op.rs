@@ -102,6 +102,8 @@ pub(crate) struct Reply {
     pub(crate) content: Option<(&'static str, SchemaFn)>,
     pub(crate) example: Option<Value>,
     pub(crate) headers: Vec<(&'static str, &'static str)>,
+    /// More content types the same body may come as (a file of any type).
+    pub(crate) more_types: Vec<&'static str>,
 }
 
 /// One operation: what a route reads and answers, for the document.
@@ -242,6 +244,7 @@ impl Op {
             content: Some(("application/json", schema_of::<T>)),
             example: None,
             headers: Vec::new(),
+            more_types: Vec::new(),
         });
         self
     }
@@ -263,7 +266,27 @@ impl Op {
             content: content_type.map(|c| (c, schema_of::<String> as SchemaFn)),
             example: None,
             headers: Vec::new(),
+            more_types: Vec::new(),
         });
+        self
+    }
+
+    /// A successful reply that is one of several content types (a file: each type it
+    /// may be served as), each a string of bytes.
+    pub fn reply_types(mut self, status: u16, description: &str, content_types: &[&'static str]) -> Self {
+        let (first, more) = content_types.split_first().map_or((None, &[][..]), |(f, m)| (Some(*f), m));
+        self = self.reply_raw(status, description, first);
+        if let Some(r) = self.replies.last_mut() {
+            r.more_types = more.to_vec();
+        }
+        self
+    }
+
+    /// A successful reply with a JSON body of type `T`, as it is (no envelope): the
+    /// probes, the document itself.
+    pub fn reply_plain<T: JsonSchema>(mut self, status: u16, description: &str) -> Self {
+        self = self.reply::<T>(status, description);
+        self.raw = true;
         self
     }
 

@@ -27,6 +27,10 @@ pub(crate) const ERROR_STATUSES: &[(u16, &str)] = &[
     (401, "Missing or bad credentials (`AUTHENTICATION_ERROR`)."),
     (403, "Authenticated but not allowed (`FORBIDDEN`)."),
     (404, "No such resource, or the caller may not know it exists (`NOT_FOUND`)."),
+    (
+        408,
+        "The request's head or body did not arrive in time (`REQUEST_TIMEOUT`; `GATEWAY_BODY_TIMEOUT_SECS` for a body).",
+    ),
     (409, "Conflicts with the current state (`CONFLICT`)."),
     (413, "The body is larger than allowed (`PAYLOAD_TOO_LARGE`)."),
     (415, "The content type is not accepted (`UNSUPPORTED_MEDIA_TYPE`)."),
@@ -42,6 +46,7 @@ pub(crate) fn error_example(shape: &ErrorShape, status: u16) -> Value {
         401 => ("AUTHENTICATION_ERROR", "Invalid API key"),
         403 => ("FORBIDDEN", "Not a member of this room"),
         404 => ("NOT_FOUND", "Room not found"),
+        408 => ("REQUEST_TIMEOUT", "The request body did not arrive in time"),
         409 => ("CONFLICT", "Already exists"),
         413 => ("PAYLOAD_TOO_LARGE", "Body larger than 65536 bytes"),
         415 => ("UNSUPPORTED_MEDIA_TYPE", "Files of type application/x-msdownload are not allowed"),

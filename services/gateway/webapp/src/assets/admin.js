@@ -236,7 +236,9 @@ function single(text, name) {
 
 async function sample() {
   try {
-    const res = await fetch("/metrics");
+    // The operator key: `/metrics` on the gateway's port is for the operator only.
+    const res = await fetch("/metrics", { headers: { "X-API-Key": state.key } });
+    if (!res.ok) throw new Error(`metrics: ${res.status}`);
     const text = await res.text();
     const now = performance.now();
     const sockets = byTenant(text, "chat_gateway_connections") // every dialect;
