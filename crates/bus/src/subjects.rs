@@ -178,6 +178,11 @@ impl Subjects {
         format!("{}.jobs.delivery", self.prefix)
     }
 
+    /// `<p>.dlq.<tenant>.>`: every dead letter of one tenant (purged when it is deleted).
+    pub fn dead_letters_of(&self, tenant: &impl Token) -> String {
+        format!("{}.dlq.{}.>", self.prefix, tenant.token())
+    }
+
     /// `<p>.dlq.>`: every dead letter (the dead-letter stream's subjects).
     pub fn all_dead_letters(&self) -> String {
         format!("{}.dlq.>", self.prefix)

@@ -23,16 +23,18 @@ use chat_domain::proto::chat::{
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, TenantChanged, UserEvent};
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::notify::{
-    ListDeadLetters, ListInbox, ListSubscriptions, Notify, RetryDeadLetter, Subscribe, TakeInbox, Unsubscribe,
+    EraseNotifications, ListDeadLetters, ListInbox, ListSubscriptions, Notify, RetryDeadLetter, Subscribe, TakeInbox,
+    Unsubscribe,
 };
 use chat_domain::proto::presence::{
-    Connect, DisconnectSignal, GatewayLease, GatewayResync, GetOnline, GetTenantOnline, OnlineHistory, SetTyping,
+    Connect, DisconnectSignal, ErasePresence, GatewayLease, GatewayResync, GetOnline, GetTenantOnline, OnlineHistory,
+    SetTyping,
 };
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, CreateTenantOn, DeleteMessage,
-    EditMessage, GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListClusters, ListMembers, ListMessages, ListRooms,
-    ListTenants, MarkDelivered, MessageFeed, MoveCursor, MoveTenant, OlderMessages, ReadMessages, RemoveMember,
-    ResolveIssuer, RoomAudiences, RoomMessages, RotateKey, SendMessage, SendMessages, UpdateTenant,
+    EditMessage, EraseData, GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListClusters, ListMembers, ListMessages,
+    ListRooms, ListTenants, MarkDelivered, MessageFeed, MoveCursor, MoveTenant, OlderMessages, ReadMessages,
+    RemoveMember, ResolveIssuer, RoomAudiences, RoomMessages, RotateKey, SendMessage, SendMessages, UpdateTenant,
 };
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
@@ -131,6 +133,9 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<GetTenant>(),
         CommandSpec::owned::<UpdateTenant>(),
         CommandSpec::owned::<RotateKey>(),
+        CommandSpec::owned::<EraseData>(),
+        CommandSpec::owned::<EraseNotifications>(),
+        CommandSpec::owned::<ErasePresence>(),
         CommandSpec::owned::<CreateRoom>(),
         CommandSpec::owned::<GetRoom>(),
         CommandSpec::owned::<ListMembers>(),
@@ -211,7 +216,7 @@ const GATEWAY: Placeholder = Placeholder("{gateway}");
 /// Every builder of [`Subjects`] this test covers, by method name. A new builder fails
 /// `every_subject_builder_is_covered` until it is called in [`concrete_subjects`] or
 /// [`wildcard_subjects`] and named here.
-const COVERED_BUILDERS: [&str; 17] = [
+const COVERED_BUILDERS: [&str; 18] = [
     "command",
     "commands_of",
     "room_event",
@@ -223,6 +228,7 @@ const COVERED_BUILDERS: [&str; 17] = [
     "all_user_events",
     "delivery_jobs",
     "all_dead_letters",
+    "dead_letters_of",
     "presence",
     "gateway_lease",
     "gateway_resync",
@@ -268,6 +274,7 @@ fn wildcard_subjects(s: &Subjects) -> Vec<String> {
     out.push(s.tenant_user_events(&TENANT));
     out.push(s.all_user_events());
     out.push(s.all_dead_letters());
+    out.push(s.dead_letters_of(&TENANT));
     out
 }
 

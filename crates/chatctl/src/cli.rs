@@ -144,6 +144,39 @@ pub enum Tenants {
         #[arg(value_parser = parse_tenant_id)]
         id: TenantId,
     },
+    /// Delete a tenant and everything of it in every store (PostgreSQL, Redis, NATS,
+    /// the attachments store); its sockets close. Asks a gateway
+    /// (`DELETE /admin/tenants/{id}`), which owns the attachments store.
+    Delete {
+        #[arg(value_parser = parse_tenant_id)]
+        id: TenantId,
+        #[command(flatten)]
+        admin: AdminApi,
+    },
+    /// Erase one user's personal data: directory entry, memberships, cursors, inbox,
+    /// subscriptions, deliveries, presence, attachments; their messages stay as empty
+    /// tombstones from `~deleted`. Asks a gateway
+    /// (`DELETE /admin/tenants/{id}/users/{user}`).
+    EraseUser {
+        #[arg(value_parser = parse_tenant_id)]
+        id: TenantId,
+        /// The user to erase.
+        #[arg(long, value_parser = parse_user_id)]
+        user: UserId,
+        #[command(flatten)]
+        admin: AdminApi,
+    },
+}
+
+/// The gateway's operator API, for the verbs that need a gateway.
+#[derive(Debug, Args)]
+pub struct AdminApi {
+    /// The operator (admin) key.
+    #[arg(long, env = "CHAT_ADMIN_API_KEY", hide_env_values = true)]
+    pub admin_key: String,
+    /// The gateway to ask.
+    #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:8000", value_parser = parse_gateway_url)]
+    pub gateway_url: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -58,6 +58,16 @@ async fn execute(cli: &Cli) -> Result<ExitCode, ApiError> {
     if let Command::Token(args) = &cli.command {
         return token(args, cli.json).await;
     }
+    // Erasure reaches the attachments store, which only gateways know.
+    match &cli.command {
+        Command::Tenants(Tenants::Delete { id, admin }) => {
+            return erase(admin, &format!("/admin/tenants/{id}"), cli.json).await;
+        }
+        Command::Tenants(Tenants::EraseUser { id, user, admin }) => {
+            return erase(admin, &format!("/admin/tenants/{id}/users/{user}"), cli.json).await;
+        }
+        _ => {}
+    }
     let client =
         chat_bus::connect(&cli.nats_url, CONNECTION_NAME).await.map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
     let bus = Bus::new(client, cli.bus_prefix.clone());
@@ -166,6 +176,13 @@ async fn execute(cli: &Cli) -> Result<ExitCode, ApiError> {
         }
         // Answered before connecting to NATS (it needs none).
         Command::Token(args) => return token(args, json).await,
+        // Answered before connecting to NATS, like `token`.
+        Command::Tenants(Tenants::Delete { id, admin }) => {
+            return erase(admin, &format!("/admin/tenants/{id}"), json).await;
+        }
+        Command::Tenants(Tenants::EraseUser { id, user, admin }) => {
+            return erase(admin, &format!("/admin/tenants/{id}/users/{user}"), json).await;
+        }
         Command::Tenants(Tenants::RotateKey { id }) => {
             let rotated = bus.request(&RotateKey { tenant_id: id.clone() }).await?;
             if json {
@@ -194,6 +211,46 @@ pub fn filter_dead_letters(letters: &mut DeadLetterList, kind: Option<DeadLetter
     }
     letters.failed_messages.retain(|m| wanted(&m.user_id));
     letters.failed_notifications.retain(|n| wanted(&n.user_id));
+}
+
+/// How long `tenants delete` and `tenants erase-user` wait for the gateway.
+const ERASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `DELETE <path>` on the gateway's operator API; prints what was erased.
+async fn erase(admin: &cli::AdminApi, path: &str, json: bool) -> Result<ExitCode, ApiError> {
+    let http = reqwest::Client::builder()
+        .timeout(ERASE_TIMEOUT)
+        .build()
+        .map_err(|e| ApiError::new(ErrorCode::InternalError, format!("HTTP client: {e}")))?;
+    let url = format!("{}{path}", admin.gateway_url);
+    let res = http
+        .delete(&url)
+        .header("X-API-Key", &admin.admin_key)
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("could not reach the gateway at {url}: {e}")))?;
+    let status = res.status();
+    let text = res.text().await.map_err(|e| ApiError::unavailable(format!("reading the gateway's answer: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        let code = value["error"]["code"].as_str().unwrap_or("UNEXPECTED_STATUS");
+        let message =
+            value["error"]["message"].as_str().map_or_else(|| format!("HTTP {status} from {url}"), str::to_owned);
+        eprintln!("error: {code}: {}", output::cell(&message));
+        return Ok(ExitCode::FAILURE);
+    }
+    if json {
+        print_json(&value)?;
+    } else {
+        let fields: Vec<(&str, String)> = value
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect();
+        print(&output::fields(&fields));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `POST /tokens` on the gateway with the tenant's key; prints the token alone (so

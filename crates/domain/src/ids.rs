@@ -143,6 +143,10 @@ token_id!(
     /// One gateway process: names its presence lease and prefixes its sockets' ids.
     GatewayId, max = 64, extra = "", prefix = "gw_"
 );
+/// The sender a message shows once its author's data was erased (`EraseData`): `~`
+/// keeps it apart from ids tenants choose in practice, and it is a valid [`UserId`].
+pub const ERASED_USER: &str = "~deleted";
+
 token_id!(
     /// A user of a tenant's application. Chosen by the tenant; `:` and `.` are not
     /// allowed because user ids appear in DM keys and NATS subjects.

@@ -147,7 +147,7 @@ pub fn validate_meta(meta: &serde_json::Value) -> Result<(), ApiError> {
         return Err(ApiError::validation("meta", "meta must not contain NUL (U+0000) characters"));
     }
     // Whatever is stored must stay readable inside every envelope around it.
-    crate::json::check_depth("meta", meta)
+    crate::json::check_stored("meta", meta)
 }
 
 /// Whether any string or key in `v` contains U+0000.

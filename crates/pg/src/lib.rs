@@ -8,8 +8,10 @@
 //! `postgres://user@h1:5432,h2:5432/chat?target_session_attrs=read-write&connect_timeout=2`
 //! (each new connection tries the hosts in order and keeps the one that takes
 //! writes, so after a standby is promoted new connections find it, and connections to
-//! the old primary fail and leave the pool). See [`check_url`].
+//! the old primary fail and leave the pool). See [`check_url`]. [`json::LenientJson`] reads a
+//! `jsonb` column so that one unreadable value never fails a whole list.
 
+pub mod json;
 pub mod standby;
 
 use std::time::Duration;

@@ -213,6 +213,8 @@ impl StackBuilder {
                 // Every stack shares the database, and so the message log: each follows
                 // only its own tenants (see `TestStack::tenant_with`).
                 offline_tenant_prefix: Some(tenant_prefix(&prefix)),
+                // The tests' webhook receivers listen on 127.0.0.1.
+                webhook_allow_private: true,
             };
             if let Some(f) = self.notification_config {
                 f(&mut cfg);

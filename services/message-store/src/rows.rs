@@ -121,8 +121,9 @@ pub struct MessageRow {
     pub seq: i64,
     #[diesel(sql_type = Text)]
     pub content: String,
+    /// Read leniently: an unreadable value is `null`, the message still listed.
     #[diesel(sql_type = Nullable<Jsonb>)]
-    pub meta: Option<serde_json::Value>,
+    pub meta: Option<chat_pg::json::LenientJson>,
     #[diesel(sql_type = Nullable<Text>)]
     pub client_msg_id: Option<String>,
     #[diesel(sql_type = Timestamptz)]
@@ -135,8 +136,9 @@ pub struct MessageRow {
     pub kind: String,
     #[diesel(sql_type = Nullable<Text>)]
     pub reply_to: Option<String>,
+    /// Read leniently, like `meta`.
     #[diesel(sql_type = Nullable<Jsonb>)]
-    pub attachments: Option<serde_json::Value>,
+    pub attachments: Option<chat_pg::json::LenientJson>,
 }
 
 /// The columns of `messages` in [`MessageRow`]'s shape.
@@ -148,11 +150,15 @@ pub fn message_kind(kind: &str) -> Result<MessageKind, StoreError> {
     stored(MessageKind::parse(kind))
 }
 
-/// Stored attachments (NULL when there are none).
+/// Stored attachments (NULL when there are none). Attachments that cannot be read are
+/// left out with a logged error: one bad row never fails the page or list it is in.
 pub fn attachments(json: Option<serde_json::Value>) -> Result<Vec<Attachment>, StoreError> {
     match json {
         None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(v) => serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("stored attachments: {e}"))),
+        Some(v) => Ok(serde_json::from_value(v).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "stored attachments cannot be read; the message is shown without them");
+            Vec::new()
+        })),
     }
 }
 
@@ -171,14 +177,14 @@ impl TryFrom<MessageRow> for Message {
             sender_name: r.sender_name,
             seq: r.seq,
             content: r.content,
-            meta: r.meta,
+            meta: r.meta.map(|m| m.into_inner()).filter(|m| !m.is_null()),
             client_msg_id: r.client_msg_id,
             created_at: r.created_at,
             edited_at: r.edited_at,
             deleted_at: r.deleted_at,
             kind: message_kind(&r.kind)?,
             reply_to: stored(r.reply_to.map(MessageId::parse).transpose())?,
-            attachments: attachments(r.attachments)?,
+            attachments: attachments(r.attachments.map(|a| a.into_inner()))?,
         })
     }
 }

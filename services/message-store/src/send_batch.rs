@@ -150,8 +150,9 @@ struct Row {
     prev_sender_name: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     prev_content: Option<String>,
+    /// Read leniently: one unreadable value must not fail the whole batch.
     #[diesel(sql_type = Nullable<Jsonb>)]
-    prev_meta: Option<serde_json::Value>,
+    prev_meta: Option<chat_pg::json::LenientJson>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     prev_created_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -163,7 +164,7 @@ struct Row {
     #[diesel(sql_type = Nullable<Text>)]
     prev_reply_to: Option<String>,
     #[diesel(sql_type = Nullable<Jsonb>)]
-    prev_attachments: Option<serde_json::Value>,
+    prev_attachments: Option<chat_pg::json::LenientJson>,
     #[diesel(sql_type = BigInt)]
     tx: i64,
 }
@@ -309,13 +310,13 @@ fn earlier(cmd: &SendMessage, row: Row) -> Result<Message, StoreError> {
         sender_name: row.prev_sender_name,
         seq: row.seq,
         content: row.prev_content.ok_or_else(missing)?,
-        meta: row.prev_meta,
+        meta: row.prev_meta.map(|m| m.into_inner()).filter(|m| !m.is_null()),
         client_msg_id: cmd.client_msg_id.clone(),
         created_at: row.prev_created_at.ok_or_else(missing)?,
         edited_at: row.prev_edited_at,
         deleted_at: row.prev_deleted_at,
         kind: message_kind(row.prev_kind.as_deref().unwrap_or("text"))?,
         reply_to: crate::error::stored(row.prev_reply_to.map(MessageId::parse).transpose())?,
-        attachments: attachments(row.prev_attachments)?,
+        attachments: attachments(row.prev_attachments.map(|a| a.into_inner()))?,
     })
 }

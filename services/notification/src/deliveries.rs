@@ -295,7 +295,7 @@ pub async fn worker(state: State, shutdown: impl std::future::Future<Output = ()
         .await
         .context("deliveries consumer")?;
     let mut messages = consumer.messages().await.context("consuming deliveries")?;
-    let http = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().context("http client")?;
+    let http = crate::webhook_guard::client(HTTP_TIMEOUT, state.webhook_allow_private).context("http client")?;
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     tokio::pin!(shutdown);
     while let Some(msg) = chat_bus::events::next_or_stop(&mut messages, &mut shutdown, "delivery queue").await {
@@ -365,8 +365,13 @@ async fn attempt(state: &State, http: &reqwest::Client, msg: &jetstream::Message
     body["tenant_id"] = json!(tenant.as_str());
     body["attempt"] = json!(attempt_no);
     let raw = serde_json::to_vec(&body).context("delivery body")?;
+    // What is recorded of a failure is ours to say (a fixed phrase and the status),
+    // never what the receiver or a resolver said: dead letters are shown to the tenant.
     let result = match &hook.url {
         None => Err("the tenant has no webhook_url".to_owned()),
+        Some(url) if !crate::webhook_guard::url_allowed(url, state.webhook_allow_private) => {
+            Err(crate::webhook_guard::REFUSED.to_owned())
+        }
         Some(url) => {
             let mut req = http
                 .post(url)
@@ -380,10 +385,17 @@ async fn attempt(state: &State, http: &reqwest::Client, msg: &jetstream::Message
             }
             match req.send().await {
                 Ok(res) if res.status().is_success() => Ok(()),
+                Ok(res) if res.status().is_redirection() => {
+                    Err(format!("HTTP {} (redirects are not followed)", res.status().as_u16()))
+                }
                 Ok(res) => Err(format!("HTTP {}", res.status().as_u16())),
                 Err(e) if e.is_timeout() => Err("timeout".to_owned()),
-                Err(e) if e.is_connect() => Err("connection refused".to_owned()),
-                Err(e) => Err(format!("request failed: {e}")),
+                Err(e) if refused_destination(&e) => Err(crate::webhook_guard::REFUSED.to_owned()),
+                Err(e) if e.is_connect() => Err("connection failed".to_owned()),
+                Err(e) => {
+                    tracing::info!(error = %e, delivery = %job.delivery_id, "webhook request failed");
+                    Err("request failed".to_owned())
+                }
             }
         }
     };
@@ -427,6 +439,19 @@ async fn attempt(state: &State, http: &reqwest::Client, msg: &jetstream::Message
             }
         }
     }
+}
+
+/// Whether a request failed because [`crate::webhook_guard::PublicOnly`] refused every
+/// address of the destination.
+fn refused_destination(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if err.to_string().contains(crate::webhook_guard::REFUSED) {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 async fn dead_letter(

@@ -7,8 +7,8 @@ use chat_domain::ids::{NotificationId, UserId};
 use chat_domain::proto::Done;
 use chat_domain::proto::events::{UserEvent, UserEventBody};
 use chat_domain::proto::notify::{
-    InboxItem, ListInbox, ListSubscriptions, MAX_PAYLOAD_BYTES, MAX_TOPIC_CHARS, Notified, Notify, Subscribe,
-    TakeInbox, Unsubscribe,
+    InboxItem, ListInbox, ListSubscriptions, MAX_NOTIFY_RECIPIENTS, MAX_NOTIFY_USER_IDS, MAX_PAYLOAD_BYTES,
+    MAX_TOPIC_CHARS, Notified, Notify, Subscribe, TakeInbox, Unsubscribe,
 };
 use chat_domain::proto::presence::GetTenantOnline;
 use chat_domain::proto::store::Audience;
@@ -46,8 +46,9 @@ struct ItemRow {
     item_id: String,
     #[diesel(sql_type = Text)]
     kind: String,
+    /// Read leniently: an unreadable value is `null`, the item still listed.
     #[diesel(sql_type = Jsonb)]
-    body: serde_json::Value,
+    body: chat_pg::json::LenientJson,
     #[diesel(sql_type = Timestamptz)]
     created_at: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -59,7 +60,7 @@ impl From<ItemRow> for InboxItem {
         InboxItem {
             id: r.item_id,
             kind: r.kind,
-            body: r.body,
+            body: r.body.into_inner(),
             created_at: r.created_at,
             delivered: r.delivered_at.is_some(),
         }
@@ -77,7 +78,13 @@ pub async fn notify(state: State, cmd: Notify) -> Result<Notified, ApiError> {
     if chat_domain::model::has_nul(&cmd.payload) {
         return Err(ApiError::validation("payload", "payload must not contain NUL (U+0000) characters"));
     }
-    chat_domain::json::check_depth("payload", &cmd.payload)?;
+    chat_domain::json::check_stored("payload", &cmd.payload)?;
+    if cmd.targets.user_ids.len() > MAX_NOTIFY_USER_IDS {
+        return Err(ApiError::validation(
+            "targets.user_ids",
+            format!("targets.user_ids must name at most {MAX_NOTIFY_USER_IDS} users"),
+        ));
+    }
     // Who gets it.
     let mut recipients: BTreeSet<UserId> = cmd.targets.user_ids.iter().cloned().collect();
     if let Some(room) = &cmd.targets.room_id {
@@ -103,6 +110,15 @@ pub async fn notify(state: State, cmd: Notify) -> Result<Notified, ApiError> {
     }
     if cmd.targets.is_empty() {
         recipients.extend(state.bus.request(&Audience { tenant_id: cmd.tenant_id.clone(), room_id: None }).await?);
+    }
+    if recipients.len() > MAX_NOTIFY_RECIPIENTS {
+        return Err(ApiError::validation(
+            "targets",
+            format!(
+                "This notification would reach {} users; at most {MAX_NOTIFY_RECIPIENTS} per call (narrow the targets)",
+                recipients.len()
+            ),
+        ));
     }
     // Who is online now gets it live; everyone finds it in their inbox.
     let online: BTreeSet<UserId> = match state.bus.request(&GetTenantOnline { tenant_id: cmd.tenant_id.clone() }).await

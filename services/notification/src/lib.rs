@@ -8,13 +8,17 @@
 //!   missed messages, coalesced per room and window.
 //! - `deliveries`: webhook deliveries, their work queue and retries.
 //! - `dead_letters`: the admin commands over deliveries that ran out of attempts.
+//! - `erasure`: deleting what is kept of a tenant or of one user.
 //! - `metrics`: webhook outcomes, dead letters and the offline pass's lag.
+//! - `webhook_guard`: where webhooks may go (no private addresses, no redirects).
 
 mod dead_letters;
 pub mod deliveries;
+mod erasure;
 mod handlers;
 pub mod metrics;
 mod offline;
+pub mod webhook_guard;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
@@ -66,6 +70,10 @@ pub struct Config {
     /// every tenant). For deployments that share one database but not one bus, such
     /// as the test suite's stacks: each must leave the others' tenants alone.
     pub offline_tenant_prefix: Option<String>,
+    /// Whether webhooks may reach loopback, private and link-local addresses
+    /// (`WEBHOOK_ALLOW_PRIVATE`, default `false`): for receivers on the same host or
+    /// network, as in development and tests. See `webhook_guard`.
+    pub webhook_allow_private: bool,
 }
 
 impl Config {
@@ -91,6 +99,11 @@ impl Config {
                     .context("OFFLINE_WINDOW_MS must be a positive number")?,
             ),
             offline_tenant_prefix: Some(env("OFFLINE_TENANT_PREFIX", "")).filter(|p| !p.is_empty()),
+            webhook_allow_private: match env("WEBHOOK_ALLOW_PRIVATE", "false").as_str() {
+                "true" | "1" => true,
+                "false" | "0" | "" => false,
+                _ => anyhow::bail!("WEBHOOK_ALLOW_PRIVATE must be true or false"),
+            },
         })
     }
 }
@@ -103,6 +116,8 @@ pub struct State {
     js: async_nats::jetstream::Context,
     instance: Arc<str>,
     started: Instant,
+    /// `Config::webhook_allow_private`.
+    webhook_allow_private: bool,
 }
 
 /// A built notification service.
@@ -175,6 +190,7 @@ impl Notification {
             js,
             instance: chat_telemetry::instance_id().into(),
             started: Instant::now(),
+            webhook_allow_private: self.config.webhook_allow_private,
         };
         let worker = tokio::spawn(deliveries::worker(state.clone(), shutdown.clone()));
         let settings = offline::Settings {
@@ -205,6 +221,7 @@ impl Notification {
             .route(handlers::take_inbox)
             .route(dead_letters::list)
             .route(dead_letters::retry)
+            .route(erasure::erase)
             .serve(self.bus.clone(), Service::Notification, shutdown)
             .await;
         match offline.await {

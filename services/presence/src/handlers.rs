@@ -11,7 +11,8 @@ use chat_domain::proto::Done;
 use chat_domain::proto::events::{PresenceChange, RoomEventBody, TypingChange};
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{
-    Connect, Connected, GetOnline, GetTenantOnline, Online, OnlineHistory, RoomHistory, SetTyping,
+    Connect, Connected, ErasePresence, GetOnline, GetTenantOnline, Online, OnlineHistory, PresenceErased, RoomHistory,
+    SetTyping,
 };
 use chat_redis::Redis;
 
@@ -107,6 +108,12 @@ pub async fn online_history(ctx: Ctx, cmd: OnlineHistory) -> Result<Vec<RoomHist
         return Ok(Vec::new());
     }
     ctx.state.history(&cmd.spans, now_ms()).await.map_err(redis_error)
+}
+
+/// `erase`: a tenant's or one user's presence removed from Redis (issue 25, finding 8).
+pub async fn erase(ctx: Ctx, cmd: ErasePresence) -> Result<PresenceErased, ApiError> {
+    let removed = ctx.state.erase(&cmd.tenant_id, cmd.user_id.as_ref()).await.map_err(redis_error)?;
+    Ok(PresenceErased { removed })
 }
 
 pub async fn ping(mut redis: Redis) -> bool {

@@ -203,6 +203,7 @@ impl Presence {
             .route(handlers::tenant_online)
             .route(handlers::typing)
             .route(handlers::online_history)
+            .route(handlers::erase)
             .serve(self.bus.clone(), Service::Presence, shutdown)
             .await;
         let _ = signals.await;

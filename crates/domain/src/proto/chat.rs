@@ -56,7 +56,7 @@ pub fn validate_metadata(field: &str, value: &serde_json::Value) -> Result<(), A
     if crate::model::has_nul(value) {
         return Err(ApiError::validation(field, format!("{field} must not contain NUL (U+0000) characters")));
     }
-    crate::json::check_depth(field, value)
+    crate::json::check_stored(field, value)
 }
 
 /// Directory roles: at most [`MAX_ROLES`], each 1 to [`MAX_ROLE_CHARS`] of `a-z`,
@@ -81,8 +81,8 @@ pub fn validate_roles(roles: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(roles)
 }
 
-/// An avatar URL: 1 to [`MAX_AVATAR_URL`] characters without whitespace or control
-/// characters.
+/// An avatar URL: an `http://` or `https://` URL of 1 to [`MAX_AVATAR_URL`]
+/// characters without whitespace or control characters.
 pub fn validate_avatar_url(url: &str) -> Result<(), ApiError> {
     if url.is_empty()
         || url.len() > MAX_AVATAR_URL
@@ -93,6 +93,12 @@ pub fn validate_avatar_url(url: &str) -> Result<(), ApiError> {
             "avatar_url",
             format!("avatar_url must be 1 to {MAX_AVATAR_URL} characters without spaces"),
         ));
+    }
+    // Only web addresses: a `javascript:` or `data:` URL shown as an image source or a
+    // link is a script or a payload in someone else's client.
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) || url.len() <= "http://".len() {
+        return Err(ApiError::validation("avatar_url", "avatar_url must be an http:// or https:// URL"));
     }
     Ok(())
 }

@@ -24,6 +24,12 @@ macro_rules! notify_command {
 pub const MAX_TOPIC_CHARS: usize = 200;
 /// Largest notification payload, serialized.
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
+/// Most `targets.user_ids` one notification may name (each is a stored inbox row, and
+/// each counts against the tenant's rate limit).
+pub const MAX_NOTIFY_USER_IDS: usize = 1_000;
+/// Most recipients one notification may reach, however its targets are given; past it
+/// the call is refused (`400`, `targets`) and nothing is stored.
+pub const MAX_NOTIFY_RECIPIENTS: usize = 10_000;
 
 /// Who gets a notification. No targets at all means the whole tenant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -173,3 +179,21 @@ pub struct RetryDeadLetter {
     pub id: String,
 }
 notify_command!(RetryDeadLetter, "retry_dead_letter", Done);
+
+/// Erase what the notification service keeps of a tenant (`user_id` absent: its
+/// notifications, inboxes, subscriptions, deliveries, offline windows and dead letters
+/// in JetStream) or of one user (their inbox, subscriptions and deliveries).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EraseNotifications {
+    pub tenant_id: TenantId,
+    pub user_id: Option<UserId>,
+}
+
+/// Rows removed by [`EraseNotifications`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NotificationsErased {
+    pub rows: u64,
+    /// Dead letters purged from JetStream.
+    pub dead_letters: u64,
+}
+notify_command!(EraseNotifications, "erase", NotificationsErased);

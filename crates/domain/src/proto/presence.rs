@@ -165,3 +165,18 @@ pub struct RoomHistory {
     pub users: Vec<UserIntervals>,
 }
 presence_command!(OnlineHistory, "online_history", Vec<RoomHistory>);
+
+/// Erase what presence keeps in Redis of a tenant (`user_id` absent) or of one user:
+/// their sockets, online intervals, typing and names in every room.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ErasePresence {
+    pub tenant_id: TenantId,
+    pub user_id: Option<UserId>,
+}
+
+/// Redis keys deleted and members removed by [`ErasePresence`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PresenceErased {
+    pub removed: u64,
+}
+presence_command!(ErasePresence, "erase", PresenceErased);

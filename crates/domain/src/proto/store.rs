@@ -585,3 +585,30 @@ pub struct OlderMessages {
     pub limit: u32,
 }
 store_command!(OlderMessages, "older_messages", Vec<Message>);
+
+/// Erase a tenant (`user_id` absent) or one user of it (issue 25, finding 8). For a
+/// tenant: every row of it on its cluster and in the directory (keys, settings,
+/// issuers, rooms, members, cursors, users, messages). For a user: their directory
+/// entry, memberships and cursors; the messages they sent are kept as tombstones (same
+/// id and `seq`, so no room's history gets a gap) with the content, `meta`, attachments
+/// and name removed, the sender shown as [`crate::ids::ERASED_USER`] and `deleted_at`
+/// set. Every removed membership is announced as `member.removed`, which closes the
+/// user's sockets in that room on every gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EraseData {
+    pub tenant_id: TenantId,
+    pub user_id: Option<UserId>,
+}
+
+/// What [`EraseData`] removed, and what the caller must remove elsewhere.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DataErased {
+    pub rooms: u64,
+    pub members: u64,
+    pub messages: u64,
+    pub users: u64,
+    /// Object-store keys of the attachments of the erased messages (for a tenant, every
+    /// key under `<tenant>/` is the tenant's; these are the ones the store knew of).
+    pub attachment_keys: Vec<String>,
+}
+store_command!(EraseData, "erase_data", DataErased);

@@ -68,7 +68,8 @@ impl Part for ChatCaller {
                 }
             },
         };
-        let identified = gateway_core::admit::identify(&cx.state, &credential).await.map_err(|e| {
+        let identified = gateway_core::caller::guarded(cx, gateway_core::admit::identify(&cx.state, &credential));
+        let identified = identified.await.map_err(|e| {
             if from_bearer && e.code == chat_domain::ErrorCode::AuthenticationError {
                 ApiError::authentication(format!("Invalid or expired token: {}", e.message))
             } else {

@@ -59,12 +59,18 @@ pub const ACCESS_DENIED: u16 = 4004;
 
 async fn authorize(req: &HttpRequest, state: &Core, id: &str) -> Result<Opening, Refusal> {
     let q = Query::parse(req).map_err(|e| Refusal(UNAUTHORIZED, e.message))?;
-    let admitted =
-        gateway_core::admit::admit(state, q.get_str("token"), q.get_str("user_id")).await.map_err(|r| match r {
-            Refused::Unauthenticated(e) | Refused::BadUser(e) => Refusal(UNAUTHORIZED, e.message),
-            Refused::RateLimited => Refusal(1013, "Rate limit exceeded; try again later".to_owned()),
-            Refused::Unavailable(e) => Refusal(1011, e.message),
-        })?;
+    let admitted = gateway_core::admit::admit_from(
+        state,
+        gateway_core::admit::peer(req),
+        q.get_str("token"),
+        q.get_str("user_id"),
+    )
+    .await
+    .map_err(|r| match r {
+        Refused::Unauthenticated(e) | Refused::BadUser(e) => Refusal(UNAUTHORIZED, e.message),
+        Refused::RateLimited => Refusal(1013, "Rate limit exceeded; try again later".to_owned()),
+        Refused::Unavailable(e) => Refusal(1011, e.message),
+    })?;
     let denied = || Refusal(ACCESS_DENIED, "Conversation not found".to_owned());
     let room_id = RoomId::parse(id).map_err(|_| denied())?;
     let user_name = q.get_str("user_name").and_then(chat_domain::model::display_name);

@@ -78,6 +78,36 @@ pub async fn identify(state: &Core, credential: &str) -> Result<Identified, ApiE
 /// Admits a caller presenting `credential` — a user token (which names the user) or an
 /// API key (then `named_user` names the user) — and counts the request.
 pub async fn admit(state: &Core, credential: Option<&str>, named_user: Option<&str>) -> Result<Admitted, Refused> {
+    admit_from(state, None, credential, named_user).await
+}
+
+/// The client address of a request (the TCP peer: a proxy in front is one address).
+pub fn peer(req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// [`admit`] for a client at `addr`: an address that has failed too often lately is
+/// refused as rate limited before any lookup, and a bad credential counts against it
+/// (`crate::auth_failures`).
+pub async fn admit_from(
+    state: &Core,
+    addr: Option<std::net::IpAddr>,
+    credential: Option<&str>,
+    named_user: Option<&str>,
+) -> Result<Admitted, Refused> {
+    if state.auth.failures.blocked(addr).is_some() {
+        return Err(Refused::RateLimited);
+    }
+    let admitted = admit_once(state, credential, named_user).await;
+    if let Err(Refused::Unauthenticated(e)) = &admitted
+        && crate::auth_failures::is_failure(e)
+    {
+        state.auth.failures.failed_from(addr);
+    }
+    admitted
+}
+
+async fn admit_once(state: &Core, credential: Option<&str>, named_user: Option<&str>) -> Result<Admitted, Refused> {
     let credential = credential
         .filter(|c| !c.is_empty())
         .ok_or_else(|| Refused::Unauthenticated(ApiError::authentication("token is required")))?;

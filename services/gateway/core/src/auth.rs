@@ -1,7 +1,9 @@
 //! Authentication at the gateway: tenant API keys and operator keys, resolved by
 //! message-store over the bus and cached here for a few seconds. A tenant's cache
 //! entries are dropped when message-store announces a change to it (key rotation,
-//! new limits), so a revoked key stops working on every replica at once.
+//! new limits), so a revoked key stops working on every replica at once. Failed keys
+//! are remembered briefly too (`crate::auth_failures`), so a wrong key costs one lookup,
+//! not one per request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,11 +26,13 @@ pub struct AuthCache {
     ttl: Duration,
     tenants: Mutex<HashMap<String, (TenantAuth, Instant)>>,
     admins: Mutex<HashMap<String, Instant>>,
+    /// Failed credentials and failures per client address.
+    pub failures: crate::auth_failures::AuthFailures,
 }
 
 impl AuthCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, tenants: Mutex::default(), admins: Mutex::default() }
+        Self { ttl, tenants: Mutex::default(), admins: Mutex::default(), failures: Default::default() }
     }
 
     /// The tenant a key belongs to, or `AUTHENTICATION_ERROR`.
@@ -39,7 +43,13 @@ impl AuthCache {
         {
             return Ok(auth);
         }
-        let auth = bus.request(&Authenticate { api_key: api_key.to_owned() }).await?;
+        if let Some(e) = self.failures.known_bad(api_key) {
+            return Err(e);
+        }
+        let auth = bus
+            .request(&Authenticate { api_key: api_key.to_owned() })
+            .await
+            .map_err(|e| self.failures.remember_bad(api_key, e))?;
         if let Ok(mut m) = self.tenants.lock() {
             if m.len() >= MAX_ENTRIES {
                 m.clear();
@@ -57,7 +67,13 @@ impl AuthCache {
         {
             return Ok(());
         }
-        bus.request(&AuthenticateAdmin { api_key: api_key.to_owned() }).await?;
+        let as_admin = format!("admin:{api_key}");
+        if let Some(e) = self.failures.known_bad(&as_admin) {
+            return Err(e);
+        }
+        bus.request(&AuthenticateAdmin { api_key: api_key.to_owned() })
+            .await
+            .map_err(|e| self.failures.remember_bad(&as_admin, e))?;
         if let Ok(mut m) = self.admins.lock() {
             if m.len() >= MAX_ENTRIES {
                 m.clear();
@@ -72,6 +88,8 @@ impl AuthCache {
         if let Ok(mut m) = self.tenants.lock() {
             m.retain(|_, (auth, _)| &auth.tenant_id != tenant);
         }
+        // A key, issuer or tenant that failed may exist now.
+        self.failures.clear_credentials();
     }
 
     /// Follows `tenant.changed` announcements until the subscription ends.

@@ -1,7 +1,8 @@
 //! Reading request bodies and query strings at the edge, with the documented errors:
 //! `413 PAYLOAD_TOO_LARGE` past the size limit, `400 VALIDATION_ERROR` for malformed
-//! JSON, JSON nested deeper than `chat_domain::json::MAX_DEPTH`, or a field of the wrong
-//! type, naming the field.
+//! JSON, JSON nested deeper than `chat_domain::json::MAX_DEPTH`, a number that would not
+//! read back as written (`chat_domain::json::unfaithful_number`), or a field of the
+//! wrong type, naming the field.
 //!
 //! Request bodies are typed structs per endpoint whose fields are read loosely
 //! (`Option<Value>`: any JSON deserializes), then checked by the endpoint's
@@ -80,6 +81,9 @@ pub fn object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(chat_domain::json::too_deep("body"));
     }
     match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(_)) if let Some(n) = chat_domain::json::unfaithful_number(body) => {
+            Err(chat_domain::json::unfaithful("body", &n))
+        }
         Ok(v @ Value::Object(_)) => {
             serde_json::from_value(v).map_err(|e| ApiError::validation("body", format!("Invalid request body: {e}")))
         }

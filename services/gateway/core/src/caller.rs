@@ -46,6 +46,24 @@ fn user_required() -> ApiError {
     ApiError::validation(USER_ID, "X-User-Id header is required")
 }
 
+/// Runs one credential check for the request's client address: `429` at once, with no
+/// lookup, when the address has failed too often lately (`crate::auth_failures`); a
+/// failure of `check` counts against the address.
+pub async fn guarded<T>(cx: &Cx, check: impl std::future::Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+    let addr = cx.req.peer_addr().map(|a| a.ip());
+    let failures = &cx.state.auth.failures;
+    if let Some(retry_after) = failures.blocked(addr) {
+        return Err(crate::auth_failures::too_many_failures(retry_after));
+    }
+    let checked = check.await;
+    if let Err(e) = &checked
+        && crate::auth_failures::is_failure(e)
+    {
+        failures.failed_from(addr);
+    }
+    checked
+}
+
 /// Counts the request against the tenant's limit; `429` when over it.
 pub async fn count(cx: &Cx, tenant: &TenantAuth) -> Result<(), ApiError> {
     let decision = crate::admit::count(&cx.state, tenant).await;
@@ -59,7 +77,7 @@ impl Part for Caller {
             return Ok(caller.clone());
         }
         let key = cx.header(API_KEY).ok_or_else(|| ApiError::authentication("Missing API key (X-API-Key header)"))?;
-        let tenant = crate::admit::tenant_of_key(&cx.state, key).await?;
+        let tenant = guarded(cx, crate::admit::tenant_of_key(&cx.state, key)).await?;
         count(cx, &tenant).await?;
         let caller = Caller { tenant, user: header_user(cx).unwrap_or_else(|| Err(user_required())) };
         cx.caller = Some(caller.clone());
@@ -91,9 +109,12 @@ impl Part for UserCaller {
             && cx.header(API_KEY).is_none()
             && let Some(token) = bearer(cx).map(str::to_owned)
         {
-            let (tenant, user) = crate::tokens::verify(&cx.state, &token)
-                .await
-                .unwrap_or_else(|| Err(ApiError::authentication("Invalid or expired token")))?;
+            let verified = async {
+                crate::tokens::verify(&cx.state, &token)
+                    .await
+                    .unwrap_or_else(|| Err(ApiError::authentication("Invalid or expired token")))
+            };
+            let (tenant, user) = guarded(cx, verified).await?;
             count(cx, &tenant).await?;
             let user = match header_user(cx) {
                 Some(Ok(named)) if named != user => {
@@ -174,7 +195,7 @@ impl Part for ApiCaller {
         let credential = cx.header(API_KEY).or_else(|| bearer(cx)).ok_or_else(|| {
             ApiError::authentication("Missing API key (X-API-Key header) or user token (Authorization: Bearer)")
         })?;
-        let identified = crate::admit::identify(&cx.state, credential).await?;
+        let identified = guarded(cx, crate::admit::identify(&cx.state, credential)).await?;
         count(cx, &identified.tenant).await?;
         Ok(ApiCaller { tenant: identified.tenant, token_user: identified.token_user, header_user: header_user(cx) })
     }
@@ -199,7 +220,7 @@ impl Part for Admin {
     async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
         let key =
             cx.header(API_KEY).ok_or_else(|| ApiError::authentication("Missing admin API key (X-API-Key header)"))?;
-        match cx.state.auth.admin(&cx.state.bus, key).await {
+        match guarded(cx, cx.state.auth.admin(&cx.state.bus, key)).await {
             Ok(()) => Ok(Admin),
             // A tenant's key is a valid key without the right: `403`, not `401`.
             Err(e) if e.code == ErrorCode::AuthenticationError => {

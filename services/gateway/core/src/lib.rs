@@ -32,6 +32,7 @@
 pub mod admit;
 pub mod attachments;
 pub mod auth;
+pub mod auth_failures;
 pub mod body;
 pub mod caller;
 mod config;

@@ -46,6 +46,16 @@ pub fn mint(secret: &str, tenant: &TenantId, user: &UserId, ttl_secs: i64) -> Re
     Ok((format!("{input}.{signature}"), claims.exp))
 }
 
+/// A tenant's token secret; a tenant that does not exist is remembered as such for a
+/// while (`crate::auth_failures`), so tokens naming made-up tenants cost no lookups.
+async fn secret_of(state: &Core, tenant: &TenantId) -> Result<(TenantAuth, String), ApiError> {
+    let key = format!("tid:{tenant}");
+    if let Some(e) = state.auth.failures.known_bad(&key) {
+        return Err(e);
+    }
+    state.secrets.get(&state.bus, tenant).await.map_err(|e| state.auth.failures.remember_bad(&key, e))
+}
+
 /// Verifies a user token. `None` when `token` is not a JWT at all (then it may be an
 /// API key); otherwise the tenant and user it names, or `AUTHENTICATION_ERROR`.
 ///
@@ -71,8 +81,18 @@ pub async fn verify(state: &Core, token: &str) -> Option<Result<(TenantAuth, Use
             let tid = text("tid")?.map(|t| TenantId::parse(t).map_err(|_| bad())).transpose()?;
             if let Some(issuer) = text("iss")? {
                 let auth = match &tid {
-                    Some(tenant) => state.secrets.get(&state.bus, tenant).await?.0,
-                    None => state.issuers.tenant(&state.bus, state.auth_ttl, issuer).await?,
+                    Some(tenant) => secret_of(state, tenant).await?.0,
+                    None => {
+                        let key = format!("iss:{issuer}");
+                        if let Some(e) = state.auth.failures.known_bad(&key) {
+                            return Err(e);
+                        }
+                        state
+                            .issuers
+                            .tenant(&state.bus, state.auth_ttl, issuer)
+                            .await
+                            .map_err(|e| state.auth.failures.remember_bad(&key, e))?
+                    }
                 };
                 let user = state.issuers.verify(&auth, issuer, token)?;
                 return Ok((auth, user));
@@ -82,7 +102,7 @@ pub async fn verify(state: &Core, token: &str) -> Option<Result<(TenantAuth, Use
                 return Err(bad());
             }
             let tenant = tid.ok_or_else(bad)?;
-            let (auth, secret) = state.secrets.get(&state.bus, &tenant).await?;
+            let (auth, secret) = secret_of(state, &tenant).await?;
             let signature = B64.decode(signature).map_err(|_| bad())?;
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| ApiError::internal())?;
             mac.update(format!("{header}.{payload}").as_bytes());

@@ -257,6 +257,7 @@ pub(crate) fn routes(m: &mut Mount) {
                     .reply::<chat_domain::model::Tenant>(200, "The tenant, updated.")
                     .errors(&[400, 401, 403, 404, 409, 413, 503]),
             )
+            .delete(crate::erasure::delete_tenant, crate::erasure::delete_tenant_op())
         })
         .at(&["/admin/tenants/{tenant_id}/rotate-key"], |r| {
             r.post(

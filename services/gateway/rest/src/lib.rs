@@ -12,6 +12,7 @@
 
 mod admin;
 mod cursors;
+mod erasure;
 mod health;
 mod messages;
 mod notify;
@@ -55,5 +56,6 @@ fn routes(m: &mut Mount) {
     tokens::routes(m);
     notify::routes(m);
     admin::routes(m);
+    erasure::routes(m);
     settings::routes(m);
 }

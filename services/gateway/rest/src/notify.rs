@@ -5,9 +5,10 @@ use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::ids::{RoomId, TenantId, UserId};
 use chat_domain::proto::notify::{
-    ListDeadLetters, ListInbox, ListSubscriptions, MAX_TOPIC_CHARS, Notify, RetryDeadLetter, Subscribe, Targets,
-    Unsubscribe,
+    ListDeadLetters, ListInbox, ListSubscriptions, MAX_NOTIFY_USER_IDS, MAX_TOPIC_CHARS, Notify, RetryDeadLetter,
+    Subscribe, Targets, Unsubscribe,
 };
+use chat_domain::proto::store::TenantAuth;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -39,7 +40,7 @@ pub struct NewNotification {
 #[derive(Deserialize, Default, JsonSchema)]
 #[schemars(rename = "NotifyTargets")]
 struct TargetsBody {
-    /// These users.
+    /// These users: at most 1,000, each counted against the tenant's rate limit.
     #[schemars(with = "Option<Vec<UserId>>")]
     user_ids: Option<Value>,
     /// The members of this room.
@@ -52,14 +53,14 @@ struct TargetsBody {
 
 /// `POST /notify`: the whole tenant's, no user needed.
 pub struct NotifyRequest {
-    tenant_id: TenantId,
+    tenant: TenantAuth,
     body: NewNotification,
 }
 
 impl Part for NotifyRequest {
     async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
         let (caller, Body(body)) = <(Caller, Body<NewNotification>)>::read(cx).await?;
-        Ok(Self { tenant_id: caller.tenant.tenant_id, body })
+        Ok(Self { tenant: caller.tenant, body })
     }
 }
 
@@ -69,6 +70,12 @@ impl TryFrom<TargetsBody> for Targets {
     fn try_from(t: TargetsBody) -> Result<Self, ApiError> {
         let user_ids = match t.user_ids.filter(|v| !v.is_null()) {
             None => Vec::new(),
+            Some(Value::Array(items)) if items.len() > MAX_NOTIFY_USER_IDS => {
+                return Err(ApiError::validation(
+                    "targets.user_ids",
+                    format!("targets.user_ids must name at most {MAX_NOTIFY_USER_IDS} users"),
+                ));
+            }
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|u| u.as_str().ok_or_else(|| ApiError::validation("targets.user_ids", "user ids are strings")))
@@ -100,7 +107,8 @@ impl TryFrom<TargetsBody> for Targets {
 impl TryFrom<NotifyRequest> for Notify {
     type Error = ApiError;
 
-    fn try_from(NotifyRequest { tenant_id, body }: NotifyRequest) -> Result<Self, ApiError> {
+    fn try_from(NotifyRequest { tenant, body }: NotifyRequest) -> Result<Self, ApiError> {
+        let tenant_id = tenant.tenant_id;
         let topic = field::required_str("topic", body.topic)?;
         let payload = field::optional_object("payload", body.payload)?.unwrap_or_else(|| json!({}));
         let targets = match field::optional_object("targets", body.targets)? {
@@ -113,9 +121,34 @@ impl TryFrom<NotifyRequest> for Notify {
 
 /// `POST /notify` `{"topic","payload","targets":{"user_ids","room_id","topic_subscribers"}}`
 /// → `202 {"notification_id","created_at","recipients"}`. No targets: the whole tenant.
+///
+/// Every recipient counts against the tenant's rate limit, not only the request: the
+/// users named in `targets.user_ids` before anything is stored (`429` when they do not
+/// fit in what is left of the second), the ones found from a room, a topic or the
+/// whole tenant once the notification is stored (so the calls after it wait).
 pub async fn notify(Rest(req): Rest<NotifyRequest>, state: web::Data<Core>) -> HttpResult {
-    let n = state.bus.request(&Notify::try_from(req)?).await?;
+    let tenant = req.tenant.clone();
+    let cmd = Notify::try_from(req)?;
+    // Admission counted the request as one recipient.
+    let named = cmd.targets.user_ids.len();
+    if let Some(refused) = charge(&state, &tenant, named.saturating_sub(1)).await {
+        return Err(gateway_core::admit::rate_limited(&refused).into());
+    }
+    let n = state.bus.request(&cmd).await?;
+    let found = usize::try_from(n.recipients).unwrap_or(usize::MAX).saturating_sub(named.max(1));
+    let _ = charge(&state, &tenant, found).await;
     Ok(HttpResponse::Accepted().json(n))
+}
+
+/// Counts `n` more requests of `tenant`; the first refusal, if the limit ran out.
+async fn charge(state: &Core, tenant: &TenantAuth, n: usize) -> Option<gateway_core::ratelimit::Decision> {
+    for _ in 0..n {
+        let decision = gateway_core::admit::count(state, tenant).await;
+        if !decision.allowed {
+            return Some(decision);
+        }
+    }
+    None
 }
 
 /// The body of `POST /subscriptions`.

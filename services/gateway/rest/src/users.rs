@@ -24,6 +24,7 @@ pub struct UserBody {
     /// The name chats show.
     #[schemars(with = "Option<String>", example = &"Alice")]
     name: Option<Value>,
+    /// An `http://` or `https://` URL (anything else, `javascript:` say, is `400`).
     #[schemars(with = "Option<String>")]
     avatar_url: Option<Value>,
     /// E.g. `support`, `admin` (both put the user in the support pool; `admin` may

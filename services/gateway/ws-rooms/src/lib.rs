@@ -156,12 +156,18 @@ fn api_routes(m: &mut Mount) {
 
 async fn authorize(req: &HttpRequest, state: &Core, room: &str) -> Result<Opening, Refusal> {
     let q = Query::parse(req).map_err(|e| Refusal(4001, e.message))?;
-    let admitted =
-        gateway_core::admit::admit(state, q.get_str("token"), q.get_str("user_id")).await.map_err(|r| match r {
-            Refused::Unauthenticated(e) | Refused::BadUser(e) => Refusal(4001, e.message),
-            Refused::RateLimited => Refusal(4004, "Rate limit exceeded".to_owned()),
-            Refused::Unavailable(e) => Refusal(1011, e.message),
-        })?;
+    let admitted = gateway_core::admit::admit_from(
+        state,
+        gateway_core::admit::peer(req),
+        q.get_str("token"),
+        q.get_str("user_id"),
+    )
+    .await
+    .map_err(|r| match r {
+        Refused::Unauthenticated(e) | Refused::BadUser(e) => Refusal(4001, e.message),
+        Refused::RateLimited => Refusal(4004, "Rate limit exceeded".to_owned()),
+        Refused::Unavailable(e) => Refusal(1011, e.message),
+    })?;
     let room_id = RoomId::parse(room).map_err(|_| Refusal(4002, "Room not found".to_owned()))?;
     let last_seq = q.int("last_seq", 0, i64::MAX).map_err(|e| Refusal(1008, e.message))?;
     let user_name = q.get_str("user_name").and_then(chat_domain::model::display_name);

@@ -37,8 +37,9 @@ struct ChatRow {
     context_type: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     context_id: Option<String>,
+    /// Read leniently: an unreadable value is `null`, the chat still listed.
     #[diesel(sql_type = Nullable<Jsonb>)]
-    metadata: Option<serde_json::Value>,
+    metadata: Option<chat_pg::json::LenientJson>,
     #[diesel(sql_type = BigInt)]
     unread_count: i64,
     #[diesel(sql_type = Timestamptz)]
@@ -201,7 +202,7 @@ async fn load_chats(
             last_message: r.m_id.as_deref().and_then(|id| last.remove(id)),
             chat_type,
             context,
-            metadata: r.metadata,
+            metadata: r.metadata.map(|m| m.into_inner()).filter(|m| !m.is_null()),
             participants: people.into_iter().map(|(p, _)| p).collect(),
             unread_count: r.unread_count,
             archived: r.archived,

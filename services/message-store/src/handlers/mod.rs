@@ -5,6 +5,7 @@ mod chats;
 mod cursors;
 mod deliveries;
 mod edits;
+mod erasure;
 mod health;
 mod history;
 mod log;
@@ -43,6 +44,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(tenants::get_tenant)
         .route(tenants::update_tenant)
         .route(tenants::rotate_key)
+        .route(erasure::erase_data)
         .route(rooms::create_room)
         .route(rooms::get_room)
         .route(rooms::list_rooms)

@@ -26,8 +26,9 @@ struct UserRow {
     avatar_url: Option<String>,
     #[diesel(sql_type = Array<Text>)]
     roles: Vec<String>,
+    /// Read leniently: an unreadable value is `null`, the user still listed.
     #[diesel(sql_type = Jsonb)]
-    metadata: serde_json::Value,
+    metadata: chat_pg::json::LenientJson,
     #[diesel(sql_type = Bool)]
     registered: bool,
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -44,7 +45,7 @@ impl TryFrom<UserRow> for DirectoryUser {
             name: r.name,
             avatar_url: r.avatar_url,
             roles: r.roles,
-            metadata: r.metadata,
+            metadata: r.metadata.into_inner(),
             registered: r.registered,
             created_at: r.created_at,
             updated_at: r.updated_at,

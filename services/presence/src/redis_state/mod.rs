@@ -40,10 +40,12 @@
 //! - `typing`: typing indicators with expiry.
 //! - `sweep`: the rooms with something due, and removing it.
 //! - `history`: when users were online, answered per span.
+//! - `erase`: removing a tenant's or one user's presence.
 //!
 //! Each of them is an `impl State` that builds its keys with `handle`; none imports
 //! another, nor this module.
 
+mod erase;
 mod handle;
 mod history;
 mod leases;

@@ -151,6 +151,9 @@ impl SocketPacket {
             if chat_domain::json::nests_deeper_than(rest, chat_domain::json::MAX_DEPTH) {
                 return Err(malformed("JSON nested too deeply"));
             }
+            if let Some(n) = chat_domain::json::unfaithful_number(rest) {
+                return Err(malformed(format!("a number that cannot be stored exactly ({n})")));
+            }
             Some(serde_json::from_slice(rest).map_err(|e| malformed(format!("malformed JSON: {e}")))?)
         };
         Ok(Self { kind, namespace, ack_id, data })

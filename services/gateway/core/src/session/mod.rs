@@ -176,6 +176,9 @@ impl Session {
                             // read back reaches a codec.
                             let decoded = if chat_domain::json::nests_deeper_than(text.as_bytes(), chat_domain::json::MAX_DEPTH) {
                                 Err(Rejected::Frame(chat_domain::json::too_deep("frame")))
+                            } else if let Some(n) = chat_domain::json::unfaithful_number(text.as_bytes()) {
+                                // Nor a number that would not read back as written.
+                                Err(Rejected::Frame(chat_domain::json::unfaithful("frame", &n)))
                             } else {
                                 self.codec.decode(&text, &self.room.room_id)
                             };

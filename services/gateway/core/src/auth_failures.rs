@@ -1,0 +1,139 @@
+//! Failed credentials are cheap: an unknown API key, operator key, JWT issuer or token
+//! tenant is remembered for [`FAILED_TTL`] (the same one again costs no bus request and
+//! no database lookup), and each client address may fail at most
+//! [`MAX_FAILURES_PER_ADDRESS`] times per [`ADDRESS_WINDOW`]; past that its requests
+//! are refused before any lookup (`429 RATE_LIMIT_EXCEEDED` on REST; a socket gets its
+//! dialect's rate-limit close or error) until the window ends.
+//!
+//! What is remembered is a hash of the credential (never the credential), and both
+//! tables are bounded: past [`MAX_ENTRIES`] they are cleared. A tenant change
+//! (`tenant.changed`: a key rotated, an issuer registered) clears the failures, so a
+//! key or issuer that has just come to exist works at once.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chat_domain::{ApiError, ErrorCode};
+
+/// How long a failed credential is answered from memory.
+pub const FAILED_TTL: Duration = Duration::from_secs(5);
+/// Failed authentications one client address may make per [`ADDRESS_WINDOW`].
+pub const MAX_FAILURES_PER_ADDRESS: u32 = 20;
+/// The window of [`MAX_FAILURES_PER_ADDRESS`].
+pub const ADDRESS_WINDOW: Duration = Duration::from_secs(60);
+/// Most entries per table; past it the table is cleared.
+const MAX_ENTRIES: usize = 100_000;
+
+/// Failed credentials and failures per address.
+#[derive(Debug, Default)]
+pub struct AuthFailures {
+    /// Credential hash → when it failed, and the error it got (answered again as is).
+    credentials: Mutex<HashMap<String, (Instant, ApiError)>>,
+    addresses: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl AuthFailures {
+    /// The error `credential` (a key, `iss:<issuer>`, `tid:<tenant>`) got, when it
+    /// failed within [`FAILED_TTL`].
+    pub fn known_bad(&self, credential: &str) -> Option<ApiError> {
+        let hash = chat_domain::keys::hash(credential);
+        let m = self.credentials.lock().ok()?;
+        m.get(&hash).filter(|(at, _)| at.elapsed() < FAILED_TTL).map(|(_, e)| e.clone())
+    }
+
+    /// Remembers that `credential` failed with `error`, when `error` says the
+    /// credential is bad (see [`is_failure`]); passes `error` on.
+    pub fn remember_bad(&self, credential: &str, error: ApiError) -> ApiError {
+        if !is_failure(&error) {
+            return error;
+        }
+        let hash = chat_domain::keys::hash(credential);
+        if let Ok(mut m) = self.credentials.lock() {
+            if m.len() >= MAX_ENTRIES {
+                m.retain(|_, (at, _)| at.elapsed() < FAILED_TTL);
+                if m.len() >= MAX_ENTRIES {
+                    m.clear();
+                }
+            }
+            m.insert(hash, (Instant::now(), error.clone()));
+        }
+        error
+    }
+
+    /// Forgets every failed credential (a tenant changed).
+    pub fn clear_credentials(&self) {
+        if let Ok(mut m) = self.credentials.lock() {
+            m.clear();
+        }
+    }
+
+    /// Seconds until `addr` may try again, when it has used up its failures.
+    pub fn blocked(&self, addr: Option<IpAddr>) -> Option<u64> {
+        let addr = addr?;
+        let m = self.addresses.lock().ok()?;
+        let (start, n) = m.get(&addr).copied()?;
+        let elapsed = start.elapsed();
+        (n >= MAX_FAILURES_PER_ADDRESS && elapsed < ADDRESS_WINDOW).then(|| (ADDRESS_WINDOW - elapsed).as_secs().max(1))
+    }
+
+    /// Counts a failed authentication from `addr`.
+    pub fn failed_from(&self, addr: Option<IpAddr>) {
+        let Some(addr) = addr else { return };
+        if let Ok(mut m) = self.addresses.lock() {
+            if m.len() >= MAX_ENTRIES {
+                m.retain(|_, (start, _)| start.elapsed() < ADDRESS_WINDOW);
+                if m.len() >= MAX_ENTRIES {
+                    m.clear();
+                }
+            }
+            let entry = m.entry(addr).or_insert((Instant::now(), 0));
+            if entry.0.elapsed() >= ADDRESS_WINDOW {
+                *entry = (Instant::now(), 0);
+            }
+            entry.1 = entry.1.saturating_add(1);
+        }
+    }
+}
+
+/// The `429` of an address that has failed too often.
+pub fn too_many_failures(retry_after: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::RateLimitExceeded,
+        format!("Too many failed authentications from this address. Try again in {retry_after} seconds"),
+    )
+}
+
+/// Whether `e` says the credential itself is bad (as opposed to the services being
+/// unavailable, which is not the caller's failure).
+pub fn is_failure(e: &ApiError) -> bool {
+    matches!(e.code, ErrorCode::AuthenticationError | ErrorCode::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_remembered_and_addresses_bounded() {
+        let f = AuthFailures::default();
+        assert!(f.known_bad("sk_nope").is_none());
+        f.remember_bad("sk_nope", ApiError::authentication("Invalid API key"));
+        assert_eq!(f.known_bad("sk_nope").map(|e| e.message), Some("Invalid API key".to_owned()));
+        assert!(f.known_bad("sk_other").is_none());
+        f.remember_bad("sk_down", ApiError::new(ErrorCode::ServiceUnavailable, "down"));
+        assert!(f.known_bad("sk_down").is_none(), "an outage is no failure of the key");
+        f.clear_credentials();
+        assert!(f.known_bad("sk_nope").is_none());
+        let addr: Option<IpAddr> = "192.0.2.7".parse().ok();
+        for _ in 0..MAX_FAILURES_PER_ADDRESS - 1 {
+            f.failed_from(addr);
+        }
+        assert_eq!(f.blocked(addr), None);
+        f.failed_from(addr);
+        assert!(f.blocked(addr).is_some_and(|s| (1..=60).contains(&s)));
+        assert_eq!(f.blocked("192.0.2.8".parse().ok()), None, "other addresses are not affected");
+        assert_eq!(f.blocked(None), None);
+    }
+}
