@@ -28,6 +28,7 @@ use chat_domain::proto::notify::{
 use chat_domain::proto::presence::{
     Connect, DisconnectSignal, GatewayLease, GatewayResync, GetOnline, GetTenantOnline, OnlineHistory, SetTyping,
 };
+use chat_domain::proto::search::SearchMessages;
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, CreateTenantOn, DeleteMessage,
     EditMessage, GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListClusters, ListMembers, ListMessages, ListRooms,
@@ -175,6 +176,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<ToggleArchive>(),
         CommandSpec::owned::<ChatMessages>(),
         CommandSpec::owned::<ReadAll>(),
+        CommandSpec::owned::<SearchMessages>(),
         CommandSpec::common::<Health>(),
     ]
 }

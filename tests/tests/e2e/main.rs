@@ -23,6 +23,7 @@ mod receipts;
 mod rest_chat;
 mod rest_helpers;
 mod rooms;
+mod search;
 mod socketio;
 mod storage;
 mod webapp;
