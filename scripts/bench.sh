@@ -69,6 +69,9 @@ run --sources "$SOURCES" idle --connections "$IDLE"
 run persist --via rest --duration "$D" --concurrency 64
 run persist --via ws --duration "$D" --concurrency 64
 run history --messages "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 5000 || echo 100000)" --duration "$D"
+# Issue 24's target: search p99 <= 50 ms for a tenant with 1,000,000 messages in 1,000
+# rooms, the searcher in 50 of them (seeding takes minutes; BENCH_QUICK seeds 20,000).
+run search --messages "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 20000 || echo 1000000)" --rooms 1000 --member-of 50 --duration "$D"
 # The design's budget: the stack's CPU per message at 100 messages/s into 100 rooms of
 # 10 connected members (1,000 deliveries/s), sent as send_message on /ws.
 run fanout --rooms 100 --members 10 --rate 100 --duration "$((D * 2))"

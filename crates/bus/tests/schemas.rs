@@ -30,6 +30,7 @@ use chat_domain::proto::presence::{
     Connect, DisconnectSignal, ErasePresence, GatewayLease, GatewayResync, GetOnline, GetTenantOnline, OnlineHistory,
     SetTyping,
 };
+use chat_domain::proto::search::SearchMessages;
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, CreateTenantOn, DeleteMessage,
     EditMessage, EraseData, GetRoom, GetTenant, GetTokenSecret, GetWebhook, ListClusters, ListMembers, ListMessages,
@@ -180,6 +181,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<ToggleArchive>(),
         CommandSpec::owned::<ChatMessages>(),
         CommandSpec::owned::<ReadAll>(),
+        CommandSpec::owned::<SearchMessages>(),
         CommandSpec::common::<Health>(),
     ]
 }

@@ -7,6 +7,8 @@
 //!   tokens ([`JwtSettings`], [`JwtIssuer`]).
 //! - `edit_window_secs`: how long after sending an author may edit a message.
 //! - `upload_max_bytes`, `upload_allowed_types`: what an attachment may be.
+//! - `search_language`: how message search splits and stems words
+//!   ([`SEARCH_LANGUAGES`]).
 //!
 //! Every key is optional in the stored document (absent means the default), so tenants
 //! created before a key existed read as the defaults. [`TenantSettings::validate`]
@@ -38,6 +40,46 @@ pub const MAX_KEY_TEXT: usize = 32 * 1024;
 pub const MIN_HS256_SECRET: usize = 32;
 /// Longest HS256 secret.
 pub const MAX_HS256_SECRET: usize = 1024;
+
+/// The languages message search knows: PostgreSQL's built-in text search
+/// configurations. `simple` (the default) lower-cases words and nothing else, which
+/// suits any language; the others also stem words and drop stop words.
+pub const SEARCH_LANGUAGES: [&str; 29] = [
+    "simple",
+    "arabic",
+    "armenian",
+    "basque",
+    "catalan",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hindi",
+    "hungarian",
+    "indonesian",
+    "irish",
+    "italian",
+    "lithuanian",
+    "nepali",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "serbian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+    "yiddish",
+];
+
+/// The default search language.
+pub fn default_search_language() -> String {
+    "simple".to_owned()
+}
 
 /// The attachment types allowed by default: images, PDF, plain text and CSV, the
 /// common office formats and zip.
@@ -73,6 +115,8 @@ pub struct TenantSettings {
     /// MIME types (`type/subtype`, lower case) an attachment may have, judged from
     /// its bytes.
     pub upload_allowed_types: Vec<String>,
+    /// The language of message search (one of [`SEARCH_LANGUAGES`]).
+    pub search_language: String,
 }
 
 impl Default for TenantSettings {
@@ -82,6 +126,7 @@ impl Default for TenantSettings {
             edit_window_secs: DEFAULT_EDIT_WINDOW_SECS,
             upload_max_bytes: DEFAULT_UPLOAD_MAX_BYTES,
             upload_allowed_types: DEFAULT_UPLOAD_ALLOWED_TYPES.iter().map(|t| (*t).to_owned()).collect(),
+            search_language: default_search_language(),
         }
     }
 }
@@ -155,6 +200,8 @@ pub struct TenantSettingsPatch {
     pub edit_window_secs: Option<u64>,
     pub upload_max_bytes: Option<u64>,
     pub upload_allowed_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub search_language: Option<String>,
 }
 
 impl TenantSettingsPatch {
@@ -165,6 +212,7 @@ impl TenantSettingsPatch {
             edit_window_secs: Some(settings.edit_window_secs),
             upload_max_bytes: Some(settings.upload_max_bytes),
             upload_allowed_types: Some(settings.upload_allowed_types),
+            search_language: Some(settings.search_language),
         }
     }
 
@@ -173,6 +221,7 @@ impl TenantSettingsPatch {
             && self.edit_window_secs.is_none()
             && self.upload_max_bytes.is_none()
             && self.upload_allowed_types.is_none()
+            && self.search_language.is_none()
     }
 
     /// `current` with this patch applied. An HS256 issuer given without `secret`
@@ -203,6 +252,9 @@ impl TenantSettingsPatch {
         if let Some(v) = self.upload_allowed_types {
             next.upload_allowed_types = v;
         }
+        if let Some(v) = self.search_language {
+            next.search_language = v;
+        }
         next
     }
 }
@@ -220,6 +272,10 @@ impl TenantSettings {
             upload_allowed_types: key("upload_allowed_types")
                 .and_then(|v| serde_json::from_value(v).ok())
                 .unwrap_or(d.upload_allowed_types),
+            search_language: key("search_language")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .filter(|l| SEARCH_LANGUAGES.contains(&l.as_str()))
+                .unwrap_or(d.search_language),
         }
     }
 
@@ -269,6 +325,12 @@ impl TenantSettings {
                     format!("{t:?} is not a lower-case MIME type (type/subtype)"),
                 ));
             }
+        }
+        if !SEARCH_LANGUAGES.contains(&self.search_language.as_str()) {
+            return Err(ApiError::validation(
+                "search_language",
+                format!("search_language must be one of: {}", SEARCH_LANGUAGES.join(", ")),
+            ));
         }
         if self.jwt.issuers.len() > MAX_ISSUERS {
             return Err(ApiError::validation(
@@ -408,7 +470,7 @@ mod tests {
     #[test]
     fn stored_keys_have_the_agreed_names() {
         let v = TenantSettings::default().to_stored();
-        for k in ["jwt", "edit_window_secs", "upload_max_bytes", "upload_allowed_types"] {
+        for k in ["jwt", "edit_window_secs", "upload_max_bytes", "upload_allowed_types", "search_language"] {
             assert!(v.get(k).is_some(), "{k} missing from {v}");
         }
     }

@@ -11,6 +11,8 @@
 //! - `persist`: messages stored and acknowledged per second, over REST or WebSocket.
 //! - `idle`: many idle sockets over several source addresses; gateway memory per socket.
 //! - `history`: history pages per second from a room with many messages.
+//! - `search`: message searches per second and their latency, for a tenant with many
+//!   messages in many rooms.
 //! - `chart`: draws `BENCHMARKS.svg` from the JSON lines.
 //!
 //! Every scenario records the CPU seconds each process used (from `/proc`), so figures
@@ -61,6 +63,8 @@ pub enum Scenario {
     Idle(scenarios::idle::Args),
     /// History pages per second.
     History(scenarios::history::Args),
+    /// Message searches per second.
+    Search(scenarios::search::Args),
     /// Draw the chart from result lines.
     Chart(chart::Args),
 }
@@ -78,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Persist(a) => scenarios::persist::run(&stack().await?, &cli.sources, a).await?,
         Scenario::Idle(a) => scenarios::idle::run(&stack().await?, &cli.sources, a).await?,
         Scenario::History(a) => scenarios::history::run(&stack().await?, a).await?,
+        Scenario::Search(a) => scenarios::search::run(&stack().await?, a).await?,
     };
     // A scenario with checkpoints (idle) gives one result line per checkpoint.
     match result {

@@ -251,6 +251,7 @@ async fn copy_rows(
         "DELETE FROM messages WHERE room_id IN (SELECT id FROM rooms WHERE tenant_id = $1)",
         "DELETE FROM room_cursors WHERE room_id IN (SELECT id FROM rooms WHERE tenant_id = $1)",
         "DELETE FROM room_members WHERE room_id IN (SELECT id FROM rooms WHERE tenant_id = $1)",
+        "DELETE FROM room_departures WHERE tenant_id = $1",
         "DELETE FROM rooms WHERE tenant_id = $1",
         "DELETE FROM users WHERE tenant_id = $1",
         "DELETE FROM tenant_residency WHERE tenant_id = $1",
@@ -258,6 +259,19 @@ async fn copy_rows(
         diesel::sql_query(sql).bind::<Text, _>(t).execute(d).await?;
     }
     reside(d, tenant).await?;
+    // The search language goes along (before the messages, whose words it splits).
+    let lang: Vec<JsonRow> =
+        diesel::sql_query("SELECT search_lang::text AS row FROM tenant_residency WHERE tenant_id = $1")
+            .bind::<Text, _>(t)
+            .load(s)
+            .await?;
+    if let Some(lang) = lang.into_iter().next() {
+        diesel::sql_query("UPDATE tenant_residency SET search_lang = $2::regconfig WHERE tenant_id = $1")
+            .bind::<Text, _>(t)
+            .bind::<Text, _>(&lang.row)
+            .execute(d)
+            .await?;
+    }
     let mut counts = Counts::default();
 
     // Rooms, locked: nothing adds a message, member or cursor to them from here on.
@@ -279,6 +293,15 @@ async fn copy_rows(
             .await?;
     counts.users = insert(d, "users", &users).await?;
     let ids: Vec<&str> = rooms.iter().map(|r| r.id.as_str()).collect();
+    // Who left which room (before the members go: each member deleted below becomes a
+    // departure on the old cluster, dropped with its rooms).
+    let departures: Vec<JsonRow> = diesel::sql_query(
+        "DELETE FROM room_departures x WHERE x.room_id = ANY ($1) RETURNING to_jsonb(x.*)::text AS row",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .load(s)
+    .await?;
+    insert(d, "room_departures", &departures).await?;
     let members: Vec<JsonRow> =
         diesel::sql_query("DELETE FROM room_members m WHERE m.room_id = ANY ($1) RETURNING to_jsonb(m.*)::text AS row")
             .bind::<Array<Text>, _>(&ids)

@@ -400,6 +400,7 @@ async fn settings_round_trip_and_validation() -> anyhow::Result<()> {
         "edit_window_secs": 60,
         "upload_max_bytes": 2048,
         "upload_allowed_types": ["image/png", "application/pdf"],
+        "search_language": "simple",
     });
     assert_eq!(put.body, shown);
     assert_eq!(tenant.get("/settings").await?.expect(StatusCode::OK)?.body, shown);

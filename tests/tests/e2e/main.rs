@@ -26,6 +26,7 @@ mod receipts;
 mod rest_chat;
 mod rest_helpers;
 mod rooms;
+mod search;
 mod security;
 mod socket_security;
 mod socketio;

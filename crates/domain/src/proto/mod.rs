@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod notify;
 pub mod presence;
+pub mod search;
 pub mod store;
 
 use schemars::JsonSchema;

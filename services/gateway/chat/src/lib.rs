@@ -12,6 +12,7 @@
 //! - `render`: a chat and a message as JSON (also for Socket.IO's events).
 //! - `chats`, `participants`, `messages`: one file per resource; `files`: attachments
 //!   (`/{id}/messages/file` uploads, `/{id}/files/{token}` serves a signed link).
+//! - `search`: `GET /api/chat/search`, the canonical message search in this shape.
 //! - `routes`: the `/api/chat` routes with their documentation.
 //! - [`socketio`]: Engine.IO v4 / Socket.IO v5 at `/socket.io/`.
 //!
@@ -25,6 +26,7 @@ mod messages;
 mod participants;
 mod render;
 mod routes;
+mod search;
 pub mod socketio;
 
 use actix_web::web;

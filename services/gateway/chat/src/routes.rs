@@ -154,6 +154,21 @@ pub(crate) fn routes(m: &mut Mount) {
                 .errors(&[400, 401, 403, 413, 503]),
         )
     })
+    .at(&["/search"], |r| {
+        r.get(
+            crate::search::search,
+            op("Search messages")
+                .user()
+                .describe(
+                    "Full-text search over the caller's chats (the canonical `GET /search`: the same rooms and rules). \
+                     Of a chat the caller left only what they could read while in it is found; deleted messages never \
+                     are; an edited message is found by its new words. Best match first, then newest.",
+                )
+                .query::<crate::search::ChatSearchQuery>()
+                .reply::<crate::search::ChatSearchResults>(200, "A page of results.")
+                .errors(&[400, 401, 403, 503]),
+        )
+    })
     .at(&["/stats"], |r| {
         r.get(
             chats::stats,

@@ -23,6 +23,8 @@
 //!   membership every socket of every dialect (Socket.IO included) joins a room with.
 //! - `fanout/`: the socket registry, per-room ordering and fan-out, user events,
 //!   delivered receipts.
+//! - `search`: what the REST dialects read alike of a message search (query text,
+//!   time bounds, page size, the opaque cursor).
 //! - `render`: frames two dialects render alike (an inbox item's fields).
 //! - `attachments/`: the object store, signed links, type sniffing.
 //! - `routes`: mounting a route with its OpenAPI operation; `dialect`: what a dialect
@@ -48,6 +50,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod render;
 pub mod routes;
+pub mod search;
 pub mod secrets;
 pub mod sends;
 pub mod session;

@@ -110,7 +110,7 @@ pub struct LinkedFile {
     url: String,
 }
 
-fn linked(links: &dyn AttachmentLinks, mut message: Message) -> LinkedMessage {
+pub(crate) fn linked(links: &dyn AttachmentLinks, mut message: Message) -> LinkedMessage {
     let files = std::mem::take(&mut message.attachments);
     let attachments = files.into_iter().map(|file| LinkedFile { url: links.url(&message, &file), file }).collect();
     LinkedMessage { message, attachments }

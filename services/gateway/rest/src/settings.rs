@@ -24,7 +24,7 @@ use gateway_core::extract::{Body, Rest};
 use gateway_core::routes::{Mount, op};
 
 /// The keys of a settings document.
-const KEYS: [&str; 4] = ["jwt", "edit_window_secs", "upload_max_bytes", "upload_allowed_types"];
+const KEYS: [&str; 5] = ["jwt", "edit_window_secs", "upload_max_bytes", "upload_allowed_types", "search_language"];
 const ISSUER_KEYS: [&str; 8] =
     ["issuer", "algorithm", "audience", "user_id_claim", "secret", "secret_set", "public_key_pem", "jwks"];
 
@@ -123,6 +123,14 @@ pub fn patch(v: Value, replace: bool) -> Result<TenantSettingsPatch, ApiError> {
                 let types = field::optional_str_array("upload_allowed_types", Some(v))?.unwrap_or_default();
                 // MIME types are case-insensitive; they are kept in lower case.
                 Ok::<_, ApiError>(types.into_iter().map(|t| t.trim().to_ascii_lowercase()).collect())
+            })
+            .transpose()?,
+        search_language: take("search_language")
+            .map(|v| {
+                if v.is_null() {
+                    return Ok(d.search_language.clone());
+                }
+                field::required_str("search_language", Some(v))
             })
             .transpose()?,
     })

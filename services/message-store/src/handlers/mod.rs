@@ -15,6 +15,7 @@ mod placement;
 #[cfg(test)]
 mod plans;
 mod rooms;
+mod search;
 mod tenants;
 mod users;
 
@@ -76,6 +77,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(placement::list_clusters)
         .route(placement::create_tenant_on)
         .route(placement::move_tenant)
+        .route(search::search_messages)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.

@@ -250,6 +250,7 @@ pub async fn update_tenant(store: Store, cmd: UpdateTenant) -> Result<Tenant, Ap
     let id = cmd.tenant_id.clone();
     let rate_limit = cmd.rate_limit_per_sec.map(|l| l.min(i32::MAX as u32) as i32);
     let settings = cmd.settings.filter(|p| !p.is_empty());
+    let language_set = settings.as_ref().is_some_and(|p| p.search_language.is_some());
     let tenant = conn
         .transaction(async move |conn| -> Result<Tenant, StoreError> {
             let updated = diesel::sql_query(
@@ -273,6 +274,9 @@ pub async fn update_tenant(store: Store, cmd: UpdateTenant) -> Result<Tenant, Ap
             load_tenant(conn, &id).await
         })
         .await?;
+    if language_set {
+        super::search::set_language(&store, &cmd.tenant_id, &tenant.settings.search_language).await?;
+    }
     store.tenant_changed(&cmd.tenant_id).await;
     Ok(tenant)
 }
