@@ -468,8 +468,8 @@ mod tests {
                 }
             }
         }
-        // 17 operations, the root twice (`""` and `/`).
-        assert_eq!(operations, 19);
+        // 18 operations (with `/api/chat/search`), the root twice (`""` and `/`).
+        assert_eq!(operations, 20);
         Ok(())
     }
 
