@@ -126,7 +126,7 @@ fn routes(m: &mut Mount, dev_login: Option<TenantId>) {
                 op("A script or stylesheet of the two pages")
                     .path_param("file", "`app.js`, `admin.js`, `api.js` or `style.css`.")
                     .raw()
-                    .reply_raw(200, "The file (JavaScript or CSS).", Some("text/javascript"))
+                    .reply_types(200, "The file (JavaScript or CSS).", &["text/javascript", "text/css"])
                     .errors(&[404]),
             )
         });
