@@ -175,6 +175,20 @@ async fn a_body_that_trickles_in_is_cut_off_with_408() -> anyhow::Result<()> {
     assert_eq!(status, 408, "{answer}");
     assert_eq!(answer["code"], "REQUEST_TIMEOUT", "{answer}");
 
+    // A Socket.IO polling post: Engine.IO's own error shape, with the 408.
+    let open = stack.http.get(stack.url("/socket.io/?EIO=4&transport=polling")).send().await?.text().await?;
+    let handshake: Value = serde_json::from_str(open.strip_prefix('0').unwrap_or(&open))?;
+    let sid = handshake["sid"].as_str().unwrap_or_default();
+    let body = [b' '; 42];
+    let head = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nhost: x\r\n\
+         content-type: text/plain; charset=UTF-8\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let (status, answer) = trickle(port, &head, &body, Duration::from_millis(500)).await?;
+    assert_eq!(status, 408, "{answer}");
+    assert_eq!(answer["code"], 3, "{answer}");
+
     // A body that arrives in time is served as before.
     let res = t.user("alice").create_room("group", &["carol"]).await;
     assert!(res.is_ok(), "{res:?}");
