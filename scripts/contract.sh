@@ -3,7 +3,7 @@
 # `make test` runs it. Schemathesis generates requests from the gateway's /openapi.json
 # against the four services started in-process, in a tenant of its own, and fails on
 # any answer the document does not promise (a 5xx, an undocumented status, content
-# type or body). `make test` runs 8 examples per operation with a fixed seed; this runs
+# type or body). `make test` runs 10 examples per operation with a fixed seed; this runs
 # CONTRACT_EXAMPLES (default 100) with every phase (examples, coverage, fuzzing,
 # stateful) and a fresh CONTRACT_SEED (printed, to replay a failure).
 set -euo pipefail

@@ -168,14 +168,19 @@ fn default_user_id_claim() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct JwtIssuer {
     /// The `iss` claim. Registered to one tenant only, so a token without `tid`
-    /// finds its tenant by it.
+    /// finds its tenant by it. 1 to 512 characters, not blank, no control characters.
+    #[schemars(length(min = 1, max = 512), regex(pattern = PRINTABLE))]
     pub issuer: String,
     pub algorithm: JwtAlgorithm,
-    /// The `aud` the tokens must name; absent: `aud` is not checked.
+    /// The `aud` the tokens must name; absent: `aud` is not checked. 1 to 512
+    /// characters, not blank, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = PRINTABLE))]
     pub audience: Option<String>,
-    /// The claim holding the user id (a string).
+    /// The claim holding the user id (a string). 1 to 128 characters, not blank, no
+    /// control characters.
     #[serde(default = "default_user_id_claim")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = PRINTABLE))]
     pub user_id_claim: String,
     /// HS256: the shared secret (its UTF-8 bytes). Never shown: a read shows
     /// `secret_set` instead, and a write without it keeps the stored one.
@@ -193,12 +198,21 @@ pub struct JwtIssuer {
     pub jwks: Option<serde_json::Value>,
 }
 
-/// Changes to [`TenantSettings`]: each present key replaces the stored one.
+/// Changes to [`TenantSettings`]: each present key replaces the stored one (`null`
+/// resets it to its default); any other key is a `400`. The bounds are those
+/// [`TenantSettings::validate`] enforces.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("additionalProperties" = false))]
 pub struct TenantSettingsPatch {
     pub jwt: Option<JwtSettings>,
+    /// 0 to 30 days.
+    #[schemars(range(max = MAX_EDIT_WINDOW_SECS))]
     pub edit_window_secs: Option<u64>,
+    /// 1 byte to 1 GiB.
+    #[schemars(range(min = 1, max = MAX_UPLOAD_MAX_BYTES))]
     pub upload_max_bytes: Option<u64>,
+    /// At most 200 `type/subtype` MIME types (kept in lower case).
+    #[schemars(length(max = MAX_ALLOWED_TYPES))]
     pub upload_allowed_types: Option<Vec<String>>,
     #[serde(default)]
     pub search_language: Option<String>,
@@ -350,6 +364,9 @@ impl TenantSettings {
         Ok(())
     }
 }
+
+/// [`printable`] as a JSON Schema pattern (control characters are Unicode's `Cc`).
+const PRINTABLE: &str = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";
 
 /// A printable string of `1..=max` characters.
 fn printable(s: &str, max: usize) -> bool {

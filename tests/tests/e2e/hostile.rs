@@ -317,7 +317,7 @@ async fn the_http_layer_answers_in_the_documented_shape() -> anyhow::Result<()> 
     }
     // A request line that never ends: the request timeout's answer, in the same shape.
     let slow = raw_http(port, b"GET /health HTTP/1.1\r\nHost: x\r\n", None).await?;
-    slow.expect_error(408, "VALIDATION_ERROR")?;
+    slow.expect_error(408, "REQUEST_TIMEOUT")?;
     // Keep-alive: a good request, then a bad one on the same connection.
     let pipelined = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /a>b HTTP/1.1\r\nHost: x\r\n\r\n";
     let answers = raw_http_all(port, pipelined).await?;

@@ -175,8 +175,56 @@ async fn a_body_that_trickles_in_is_cut_off_with_408() -> anyhow::Result<()> {
     assert_eq!(status, 408, "{answer}");
     assert_eq!(answer["code"], "REQUEST_TIMEOUT", "{answer}");
 
+    // A Socket.IO polling post: Engine.IO's own error shape, with the 408.
+    let open = stack.http.get(stack.url("/socket.io/?EIO=4&transport=polling")).send().await?.text().await?;
+    let handshake: Value = serde_json::from_str(open.strip_prefix('0').unwrap_or(&open))?;
+    let sid = handshake["sid"].as_str().unwrap_or_default();
+    let body = [b' '; 42];
+    let head = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nhost: x\r\n\
+         content-type: text/plain; charset=UTF-8\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let (status, answer) = trickle(port, &head, &body, Duration::from_millis(500)).await?;
+    assert_eq!(status, 408, "{answer}");
+    assert_eq!(answer["code"], 3, "{answer}");
+
     // A body that arrives in time is served as before.
     let res = t.user("alice").create_room("group", &["carol"]).await;
     assert!(res.is_ok(), "{res:?}");
     stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ops_port_serves_metrics_without_a_key() -> anyhow::Result<()> {
+    // A gateway alone (nothing behind it is needed for its probes and metrics).
+    let config = gateway::Config {
+        nats_url: chat_test_support::nats_url(),
+        redis_url: chat_test_support::redis_url(),
+        bus_prefix: unique("opsport"),
+        addr: "127.0.0.1:0".parse()?,
+        ops_addr: Some("127.0.0.1:0".parse()?),
+        workers: 1,
+        ..gateway::Config::default()
+    };
+    let app = gateway::Gateway::build(config).await?;
+    let (port, ops) = (app.port(), app.ops_port().ok_or_else(|| anyhow::anyhow!("no ops port"))?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let ops_url = |p: &str| format!("http://127.0.0.1:{ops}{p}");
+    // A request on the main port, counted.
+    assert_eq!(http.get(format!("http://127.0.0.1:{port}/healthz")).send().await?.status(), StatusCode::OK);
+    let res = http.get(ops_url("/metrics")).send().await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await?.contains("chat_gateway_http_requests_total"));
+    assert_eq!(http.get(ops_url("/healthz")).send().await?.status(), StatusCode::OK);
+    // The main port still wants the operator key.
+    let res = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await?;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let _ = stop.send(());
+    running.await??;
+    Ok(())
 }

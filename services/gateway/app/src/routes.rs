@@ -75,7 +75,7 @@ pub fn all(cfg: &mut web::ServiceConfig, api: &mut Api, routes: &Routes) {
                 static_files::serve,
                 op("A file of GATEWAY_STATIC_DIR")
                     .raw()
-                    .reply_raw(200, "The file.", Some("application/octet-stream"))
+                    .reply_types(200, "The file, typed by its extension.", &static_files::CONTENT_TYPES)
                     .errors(&[404]),
             )
         });

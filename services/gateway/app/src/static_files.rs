@@ -18,6 +18,19 @@ use gateway_core::error::HttpResult;
 #[derive(Debug, Clone)]
 pub struct StaticDir(pub PathBuf);
 
+/// Every type [`content_type`] answers (for the document).
+pub const CONTENT_TYPES: [&str; 9] = [
+    "text/html",
+    "text/javascript",
+    "text/css",
+    "application/json",
+    "image/svg+xml",
+    "image/png",
+    "image/x-icon",
+    "text/plain",
+    "application/octet-stream",
+];
+
 fn content_type(name: &str) -> &'static str {
     match name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).as_deref() {
         Some("html" | "htm") => "text/html; charset=utf-8",

@@ -25,6 +25,10 @@ use gateway_core::openapi::Nullable;
 /// The body of `POST /api/chat/:id/participants`: `userId`, or several as `userIds`.
 /// At least one of the two is required; each must be a user of the tenant.
 #[derive(Deserialize, JsonSchema)]
+#[schemars(extend("anyOf" = [
+    {"required": ["userId"], "properties": {"userId": {"type": "string"}}},
+    {"required": ["userIds"], "properties": {"userIds": {"type": "array", "minItems": 1}}},
+]))]
 pub(crate) struct NewParticipants {
     /// One user to add.
     #[serde(rename = "userId")]

@@ -349,10 +349,12 @@ pub(crate) fn routes(m: &mut Mount) {
                 .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .path_param("token", "The signed link token of the attachment's `url`.")
                 .raw()
-                .reply_raw(
+                .reply_types(
                     200,
-                    "The file; its `Content-Type` is the type sniffed from its bytes at upload.",
-                    Some("application/octet-stream"),
+                    "The file; its `Content-Type` is the type sniffed from its bytes at upload (one of the tenant's \
+                     `upload_allowed_types`: the defaults listed here, `application/octet-stream` for bytes of no \
+                     known type, or any other type the tenant allowed; text types with `; charset=utf-8`).",
+                    &served_types(),
                 )
                 .reply_header(
                     "Content-Disposition",
@@ -396,6 +398,15 @@ pub(crate) fn routes(m: &mut Mount) {
                 .errors(&[400, 401, 403, 404, 503]),
         )
     });
+}
+
+/// The content types `GET /api/chat/{id}/files/{token}` is documented with: the default
+/// `upload_allowed_types`, bytes of no known type, and `*/*` for any other type a
+/// tenant allows.
+fn served_types() -> Vec<&'static str> {
+    let mut types = chat_domain::settings::DEFAULT_UPLOAD_ALLOWED_TYPES.to_vec();
+    types.extend([gateway_core::attachments::sniff::BINARY, "*/*"]);
+    types
 }
 
 #[cfg(test)]

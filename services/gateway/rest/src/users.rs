@@ -21,19 +21,38 @@ use gateway_core::routes::{Mount, op};
 /// The body of `PUT /users/{user_id}`: the whole entry (fields left out are cleared).
 #[derive(Deserialize, JsonSchema)]
 pub struct UserBody {
-    /// The name chats show.
-    #[schemars(with = "Option<String>", example = &"Alice")]
+    /// The name chats show: control characters are dropped, spaces trimmed, and it is
+    /// cut at 100 characters; one with nothing left is a `400`.
+    #[schemars(with = "Option<String>", example = &"Alice", regex(pattern = r"[^\s\x00-\x1F\x7F-\x9F]"))]
     name: Option<Value>,
     /// An `http://` or `https://` URL (anything else, `javascript:` say, is `400`).
     #[schemars(with = "Option<String>")]
     avatar_url: Option<Value>,
     /// E.g. `support`, `admin` (both put the user in the support pool; `admin` may
     /// send system messages and delete anyone's message).
-    #[schemars(with = "Option<Vec<String>>")]
+    /// At most 20, each 1 to 64 of `a-z`, `0-9`, `_`, `-` (duplicates are dropped).
+    #[schemars(with = "Option<Vec<Role>>", length(max = chat_domain::proto::chat::MAX_ROLES))]
     roles: Option<Value>,
     /// Anything the tenant keeps with the user.
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     metadata: Option<Value>,
+}
+
+/// A directory role, as `validate_roles` takes it.
+struct Role;
+
+impl JsonSchema for Role {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DirectoryRole".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": format!("^[a-z0-9_-]{{1,{}}}$", chat_domain::proto::chat::MAX_ROLE_CHARS),
+            "examples": ["support"],
+        })
+    }
 }
 
 /// `PUT /users/{user_id}`.

@@ -72,9 +72,10 @@ const FILES: &[Asset] = &[
 /// The Content-Security-Policy of the pages and their files: scripts, styles and
 /// everything fetched come from the gateway only (no inline script or style, no
 /// `eval`); images and downloads of attachments are object URLs (`blob:`) the app made
-/// from what it fetched with the user's token; no page may frame them.
+/// from what it fetched with the user's token (and may be read back: `connect-src
+/// blob:`); no page may frame them.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
-                       media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+                       media-src 'self' blob:; connect-src 'self' blob:; object-src 'none'; base-uri 'none'; \
                        form-action 'self'; frame-ancestors 'none'";
 
 /// The security headers every page and file of the web app carries (with [`CSP`]):
@@ -126,7 +127,7 @@ fn routes(m: &mut Mount, dev_login: Option<TenantId>) {
                 op("A script or stylesheet of the two pages")
                     .path_param("file", "`app.js`, `admin.js`, `api.js` or `style.css`.")
                     .raw()
-                    .reply_raw(200, "The file (JavaScript or CSS).", Some("text/javascript"))
+                    .reply_types(200, "The file (JavaScript or CSS).", &["text/javascript", "text/css"])
                     .errors(&[404]),
             )
         });

@@ -177,7 +177,13 @@ pub async fn post(
     let body = match gateway_core::body::read(&req, payload, state.ws.max_frame_bytes).await {
         Ok(body) => body,
         Err(e) => {
+            let timed_out = e.code == chat_domain::ErrorCode::RequestTimeout;
             let _ = engine.deliver(Incoming::Closed(e.message)).await;
+            // A body that did not arrive in time (the app's body deadline) is no larger
+            // than allowed.
+            if timed_out {
+                return engine_error(StatusCode::REQUEST_TIMEOUT, 3, "Request body timed out");
+            }
             return engine_error(StatusCode::PAYLOAD_TOO_LARGE, 3, "Payload too large");
         }
     };

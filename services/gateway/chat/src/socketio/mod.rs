@@ -93,7 +93,8 @@ pub(crate) fn routes(m: &mut Mount) {
                 .raw()
                 .reply_raw(200, "`ok`.", Some("text/html"))
                 .reply::<EngineIoError>(400, "Refused by Engine.IO, in its own error shape.")
-                .reply::<EngineIoError>(413, "A body larger than `maxPayload`."),
+                .reply::<EngineIoError>(413, "A body larger than `maxPayload`.")
+                .reply::<EngineIoError>(408, "A body that did not arrive within `GATEWAY_BODY_TIMEOUT_SECS`."),
         )
     });
 }

@@ -69,6 +69,11 @@ pub(crate) fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
 }
 
+/// A body of any bytes: the schema that holds for everything.
+fn any_bytes(_: &mut SchemaGenerator) -> Schema {
+    Schema::default()
+}
+
 /// The properties of a struct, inlined: for query parameters.
 pub(crate) fn properties_of<T: JsonSchema>(_: &mut SchemaGenerator) -> Schema {
     SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true).into_generator().into_root_schema_for::<T>()
@@ -278,6 +283,8 @@ impl Op {
         self = self.reply_raw(status, description, first);
         if let Some(r) = self.replies.last_mut() {
             r.more_types = more.to_vec();
+            // Bytes of any kind (a JSON file is not a JSON string): no schema.
+            r.content = first.map(|c| (c, any_bytes as SchemaFn));
         }
         self
     }
