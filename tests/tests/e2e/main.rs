@@ -9,6 +9,7 @@ mod bus;
 mod conversations;
 mod erasure;
 mod errors;
+mod guards;
 mod health;
 mod hostile;
 mod jwt_issuers;

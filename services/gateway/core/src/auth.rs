@@ -46,6 +46,7 @@ impl AuthCache {
         if let Some(e) = self.failures.known_bad(api_key) {
             return Err(e);
         }
+        crate::auth_failures::lookup_allowed()?;
         let auth = bus
             .request(&Authenticate { api_key: api_key.to_owned() })
             .await
@@ -71,6 +72,7 @@ impl AuthCache {
         if let Some(e) = self.failures.known_bad(&as_admin) {
             return Err(e);
         }
+        crate::auth_failures::lookup_allowed()?;
         bus.request(&AuthenticateAdmin { api_key: api_key.to_owned() })
             .await
             .map_err(|e| self.failures.remember_bad(&as_admin, e))?;

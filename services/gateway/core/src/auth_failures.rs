@@ -1,9 +1,12 @@
 //! Failed credentials are cheap: an unknown API key, operator key, JWT issuer or token
 //! tenant is remembered for [`FAILED_TTL`] (the same one again costs no bus request and
 //! no database lookup), and each client address may fail at most
-//! [`MAX_FAILURES_PER_ADDRESS`] times per [`ADDRESS_WINDOW`]; past that its requests
-//! are refused before any lookup (`429 RATE_LIMIT_EXCEEDED` on REST; a socket gets its
-//! dialect's rate-limit close or error) until the window ends.
+//! [`MAX_FAILURES_PER_ADDRESS`] times per [`ADDRESS_WINDOW`]; past that, until the
+//! window ends, its requests get no lookups: a credential already verified (cached)
+//! still works, any other is refused without asking anyone (`429
+//! RATE_LIMIT_EXCEEDED` on REST; a socket gets its dialect's rate-limit close). So an
+//! address guessing keys costs nothing, and a client behind the same address with a
+//! good key is not locked out.
 //!
 //! What is remembered is a hash of the credential (never the credential), and both
 //! tables are bounded: past [`MAX_ENTRIES`] they are cleared. A tenant change
@@ -97,6 +100,26 @@ impl AuthFailures {
     }
 }
 
+tokio::task_local! {
+    /// Set while a request from an address over its failures runs: lookups are refused
+    /// (the value is the seconds until the address may look up again).
+    static CACHED_ONLY: u64;
+}
+
+/// Runs `f` (a credential check) with lookups refused, answering from caches only.
+pub async fn cached_only<F: std::future::Future>(retry_after: u64, f: F) -> F::Output {
+    CACHED_ONLY.scope(retry_after, f).await
+}
+
+/// `Ok` when the running request may look a credential up (ask message-store); the
+/// `429` of [`too_many_failures`] inside [`cached_only`].
+pub fn lookup_allowed() -> Result<(), ApiError> {
+    match CACHED_ONLY.try_with(|s| *s) {
+        Ok(retry_after) => Err(too_many_failures(retry_after)),
+        Err(_) => Ok(()),
+    }
+}
+
 /// The `429` of an address that has failed too often.
 pub fn too_many_failures(retry_after: u64) -> ApiError {
     ApiError::new(
@@ -135,5 +158,13 @@ mod tests {
         assert!(f.blocked(addr).is_some_and(|s| (1..=60).contains(&s)));
         assert_eq!(f.blocked("192.0.2.8".parse().ok()), None, "other addresses are not affected");
         assert_eq!(f.blocked(None), None);
+    }
+
+    #[tokio::test]
+    async fn lookups_are_refused_only_inside_cached_only() {
+        assert!(lookup_allowed().is_ok());
+        let refused = cached_only(7, async { lookup_allowed() }).await;
+        assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::RateLimitExceeded));
+        assert!(lookup_allowed().is_ok(), "only inside the scope");
     }
 }

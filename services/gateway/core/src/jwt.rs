@@ -222,6 +222,7 @@ impl Issuers {
         {
             return Ok(auth);
         }
+        crate::auth_failures::lookup_allowed()?;
         let auth = bus
             .request(&ResolveIssuer { issuer: issuer.to_owned() })
             .await

@@ -30,6 +30,7 @@ impl SecretCache {
         {
             return Ok((auth, secret));
         }
+        crate::auth_failures::lookup_allowed()?;
         let got = bus.request(&GetTokenSecret { tenant_id: tenant.clone() }).await?;
         if let Ok(mut m) = self.entries.lock() {
             m.insert(tenant.clone(), (got.tenant.clone(), got.secret.clone(), Instant::now()));
