@@ -100,8 +100,9 @@ pub async fn admit_from(
             other => other,
         };
     }
-    let admitted = admit_once(state, credential, named_user).await;
+    let (admitted, looked_up) = crate::auth_failures::counting_lookups(admit_once(state, credential, named_user)).await;
     if let Err(Refused::Unauthenticated(e)) = &admitted
+        && looked_up
         && crate::auth_failures::is_failure(e)
     {
         state.auth.failures.failed_from(addr);

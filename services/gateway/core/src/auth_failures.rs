@@ -1,7 +1,9 @@
 //! Failed credentials are cheap: an unknown API key, operator key, JWT issuer or token
 //! tenant is remembered for [`FAILED_TTL`] (the same one again costs no bus request and
 //! no database lookup), and each client address may fail at most
-//! [`MAX_FAILURES_PER_ADDRESS`] times per [`ADDRESS_WINDOW`]; past that, until the
+//! [`MAX_FAILURES_PER_ADDRESS`] times per [`ADDRESS_WINDOW`] in a way that cost a
+//! lookup (a forged token of a known tenant is refused from the cache and does not
+//! count); past that, until the
 //! window ends, its requests get no lookups: a credential already verified (cached)
 //! still works, any other is refused without asking anyone (`429
 //! RATE_LIMIT_EXCEEDED` on REST; a socket gets its dialect's rate-limit close). So an
@@ -104,6 +106,20 @@ tokio::task_local! {
     /// Set while a request from an address over its failures runs: lookups are refused
     /// (the value is the seconds until the address may look up again).
     static CACHED_ONLY: u64;
+    /// Set while a credential check is counted: whether it looked anything up.
+    static LOOKED_UP: std::cell::Cell<bool>;
+}
+
+/// Runs `f` (a credential check), telling whether it made a lookup: only failures that
+/// cost one count against the address (a forged token of a known tenant is refused
+/// from the cache and costs nothing).
+pub async fn counting_lookups<F: std::future::Future>(f: F) -> (F::Output, bool) {
+    LOOKED_UP
+        .scope(std::cell::Cell::new(false), async {
+            let out = f.await;
+            (out, LOOKED_UP.with(std::cell::Cell::get))
+        })
+        .await
 }
 
 /// Runs `f` (a credential check) with lookups refused, answering from caches only.
@@ -116,7 +132,10 @@ pub async fn cached_only<F: std::future::Future>(retry_after: u64, f: F) -> F::O
 pub fn lookup_allowed() -> Result<(), ApiError> {
     match CACHED_ONLY.try_with(|s| *s) {
         Ok(retry_after) => Err(too_many_failures(retry_after)),
-        Err(_) => Ok(()),
+        Err(_) => {
+            let _ = LOOKED_UP.try_with(|l| l.set(true));
+            Ok(())
+        }
     }
 }
 
@@ -166,5 +185,9 @@ mod tests {
         let refused = cached_only(7, async { lookup_allowed() }).await;
         assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::RateLimitExceeded));
         assert!(lookup_allowed().is_ok(), "only inside the scope");
+        let ((), looked) = counting_lookups(async {}).await;
+        assert!(!looked);
+        let (_, looked) = counting_lookups(async { lookup_allowed() }).await;
+        assert!(looked);
     }
 }

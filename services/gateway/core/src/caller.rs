@@ -48,16 +48,17 @@ fn user_required() -> ApiError {
 
 /// Runs one credential check for the request's client address: from caches only (a
 /// credential not cached is `429`, with no lookup) when the address has failed too
-/// often lately (`crate::auth_failures`); a failure of `check` counts against the
-/// address.
+/// often lately (`crate::auth_failures`); a failure of `check` that cost a lookup
+/// counts against the address.
 pub async fn guarded<T>(cx: &Cx, check: impl std::future::Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
     let addr = cx.req.peer_addr().map(|a| a.ip());
     let failures = &cx.state.auth.failures;
-    let checked = match failures.blocked(addr) {
+    let (checked, looked_up) = match failures.blocked(addr) {
         Some(retry_after) => return crate::auth_failures::cached_only(retry_after, check).await,
-        None => check.await,
+        None => crate::auth_failures::counting_lookups(check).await,
     };
     if let Err(e) = &checked
+        && looked_up
         && crate::auth_failures::is_failure(e)
     {
         failures.failed_from(addr);
