@@ -3,12 +3,12 @@
 //! no database lookup), and each client address may fail at most
 //! [`MAX_FAILURES_PER_ADDRESS`] times per [`ADDRESS_WINDOW`] in a way that cost a
 //! lookup (a forged token of a known tenant is refused from the cache and does not
-//! count); past that, until the
-//! window ends, its requests get no lookups: a credential already verified (cached)
-//! still works, any other is refused without asking anyone (`429
-//! RATE_LIMIT_EXCEEDED` on REST; a socket gets its dialect's rate-limit close). So an
-//! address guessing keys costs nothing, and a client behind the same address with a
-//! good key is not locked out.
+//! count). Past that, until the window ends, its requests get no lookups for
+//! credentials this gateway has not seen succeed: a key or token verified before still
+//! works (its expired cache entry may be looked up again), any other is refused without
+//! asking anyone (`429 RATE_LIMIT_EXCEEDED` on REST; a socket gets its dialect's
+//! rate-limit close). So an address guessing keys costs nothing, and a client behind
+//! the same address with a good key is not locked out.
 //!
 //! What is remembered is a hash of the credential (never the credential), and both
 //! tables are bounded: past [`MAX_ENTRIES`] they are cleared. A tenant change
@@ -127,12 +127,14 @@ pub async fn cached_only<F: std::future::Future>(retry_after: u64, f: F) -> F::O
     CACHED_ONLY.scope(retry_after, f).await
 }
 
-/// `Ok` when the running request may look a credential up (ask message-store); the
-/// `429` of [`too_many_failures`] inside [`cached_only`].
-pub fn lookup_allowed() -> Result<(), ApiError> {
+/// `Ok` when the running request may look a credential up (ask message-store): always,
+/// except inside [`cached_only`], where only a credential `verified_before` (one this
+/// gateway has seen succeed, whose cache entry merely expired) may be looked up again;
+/// otherwise the `429` of [`too_many_failures`].
+pub fn lookup_allowed(verified_before: bool) -> Result<(), ApiError> {
     match CACHED_ONLY.try_with(|s| *s) {
-        Ok(retry_after) => Err(too_many_failures(retry_after)),
-        Err(_) => {
+        Ok(retry_after) if !verified_before => Err(too_many_failures(retry_after)),
+        _ => {
             let _ = LOOKED_UP.try_with(|l| l.set(true));
             Ok(())
         }
@@ -181,13 +183,14 @@ mod tests {
 
     #[tokio::test]
     async fn lookups_are_refused_only_inside_cached_only() {
-        assert!(lookup_allowed().is_ok());
-        let refused = cached_only(7, async { lookup_allowed() }).await;
+        assert!(lookup_allowed(false).is_ok());
+        let refused = cached_only(7, async { lookup_allowed(false) }).await;
         assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::RateLimitExceeded));
-        assert!(lookup_allowed().is_ok(), "only inside the scope");
+        assert!(cached_only(7, async { lookup_allowed(true) }).await.is_ok(), "a key seen good is looked up again");
+        assert!(lookup_allowed(false).is_ok(), "only inside the scope");
         let ((), looked) = counting_lookups(async {}).await;
         assert!(!looked);
-        let (_, looked) = counting_lookups(async { lookup_allowed() }).await;
+        let (_, looked) = counting_lookups(async { lookup_allowed(false) }).await;
         assert!(looked);
     }
 }
