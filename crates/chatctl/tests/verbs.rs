@@ -13,7 +13,7 @@ async fn chatctl(stack: &TestStack, args: &[&str]) -> anyhow::Result<Output> {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatctl"));
     cmd.args(["--nats-url", &chat_test_support::nats_url(), "--bus-prefix", &stack.prefix]).args(args);
     // The verbs read these from the environment too; the tests say everything.
-    for var in ["CHAT_API_KEY", "GATEWAY_URL", "CHATCTL_WEBHOOK_SECRET"] {
+    for var in ["CHAT_API_KEY", "GATEWAY_URL", "CHATCTL_WEBHOOK_SECRET", "CHAT_ADMIN_API_KEY"] {
         cmd.env_remove(var);
     }
     Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
@@ -223,5 +223,28 @@ async fn dead_letters_are_listed_filtered_and_replayed() -> anyhow::Result<()> {
     fails_with(&stack, &["dead-letters", "replay", &id], "NOT_FOUND").await?;
     fails_with(&stack, &["dead-letters", "replay", "dlv_nope"], "NOT_FOUND").await?;
     assert_eq!(failing.received().len(), 1, "one attempt, as the policy said");
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_delete_and_erase_user_go_through_a_gateway() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = stack.tenant().await?;
+    let room = t.user("alice").create_room("group", &["bob"]).await?;
+    t.user("alice").send(&room, "mine").await?;
+    t.user("bob").send(&room, "his").await?;
+    let gateway = stack.base_url(0);
+    let admin = ["--admin-key", stack.admin_key.as_str(), "--gateway-url", gateway.as_str()];
+    let erased = json_ok(&stack, &[&["tenants", "erase-user", &t.id, "--user", "alice"], &admin[..]].concat()).await?;
+    assert_eq!((erased["user_id"].as_str(), erased["messages"].as_u64()), (Some("alice"), Some(1)), "{erased}");
+    let page = t.user("bob").get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?;
+    assert_eq!(page.body[0]["content"], "", "alice's message is a tombstone: {}", page.body);
+    assert_eq!(page.body[1]["content"], "his");
+    let deleted = json_ok(&stack, &[&["tenants", "delete", &t.id], &admin[..]].concat()).await?;
+    assert_eq!((deleted["rooms"].as_u64(), deleted["messages"].as_u64()), (Some(1), Some(2)), "{deleted}");
+    t.user("bob").get("/rooms").await?.expect(StatusCode::UNAUTHORIZED)?;
+    fails_with(&stack, &[&["tenants", "delete", &t.id], &admin[..]].concat(), "NOT_FOUND").await?;
+    let wrong = ["--admin-key", "adm_wrong", "--gateway-url", gateway.as_str()];
+    fails_with(&stack, &[&["tenants", "delete", &t.id], &wrong[..]].concat(), "AUTHENTICATION_ERROR").await?;
     stack.stop().await
 }

@@ -176,7 +176,8 @@ async fn a_deleted_tenant_leaves_nothing_in_any_store() -> anyhow::Result<()> {
     let stack = TestStack::start().await?;
     let (alice, bob) = (unique("alice"), unique("bob"));
     let (t, _room, mut ws) = populated(&stack, &alice, &bob).await?;
-    let (other, other_room, _other_ws) = populated(&stack, &unique("carol"), &unique("dan")).await?;
+    let carol = unique("carol");
+    let (other, other_room, _other_ws) = populated(&stack, &carol, &unique("dan")).await?;
     // Everything the checks look for is there before (so they can fail).
     assert!(!pg_mentions(&t.id).await?.is_empty());
     assert!(!redis_mentions(&stack, &t.id).await?.is_empty());
@@ -207,7 +208,7 @@ async fn a_deleted_tenant_leaves_nothing_in_any_store() -> anyhow::Result<()> {
     assert_eq!(objects(&stack, &format!("{}/", t.id)).await?, Vec::<String>::new(), "attachments");
 
     // The other tenant is untouched.
-    let page = other.user("server").get(&format!("/rooms/{other_room}/messages")).await?;
+    let page = other.user(&carol).get(&format!("/rooms/{other_room}/messages")).await?;
     let page: Value = page.expect(StatusCode::OK)?.body;
     assert_eq!(page.as_array().map(Vec::len), Some(4), "{page}");
     assert_eq!(objects(&stack, &format!("{}/", other.id)).await?.len(), 2);

@@ -10,6 +10,7 @@ mod contract;
 mod conversations;
 mod erasure;
 mod errors;
+mod guards;
 mod health;
 mod hostile;
 mod jwt_issuers;

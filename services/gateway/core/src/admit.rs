@@ -86,20 +86,27 @@ pub fn peer(req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
     req.peer_addr().map(|a| a.ip())
 }
 
-/// [`admit`] for a client at `addr`: an address that has failed too often lately is
-/// refused as rate limited before any lookup, and a bad credential counts against it
-/// (`crate::auth_failures`).
+/// [`admit`] for a client at `addr`: an address that has failed too often lately gets
+/// no lookups (a credential not cached is refused as rate limited), and a bad
+/// credential counts against it (`crate::auth_failures`).
 pub async fn admit_from(
     state: &Core,
     addr: Option<std::net::IpAddr>,
     credential: Option<&str>,
     named_user: Option<&str>,
 ) -> Result<Admitted, Refused> {
-    if state.auth.failures.blocked(addr).is_some() {
-        return Err(Refused::RateLimited);
+    if let Some(retry_after) = state.auth.failures.blocked(addr) {
+        // Cached credentials still work; anything that needs a lookup is rate limited.
+        return match crate::auth_failures::cached_only(retry_after, admit_once(state, credential, named_user)).await {
+            Err(Refused::Unavailable(e) | Refused::Unauthenticated(e)) if e.code == ErrorCode::RateLimitExceeded => {
+                Err(Refused::RateLimited)
+            }
+            other => other,
+        };
     }
-    let admitted = admit_once(state, credential, named_user).await;
+    let (admitted, looked_up) = crate::auth_failures::counting_lookups(admit_once(state, credential, named_user)).await;
     if let Err(Refused::Unauthenticated(e)) = &admitted
+        && looked_up
         && crate::auth_failures::is_failure(e)
     {
         state.auth.failures.failed_from(addr);

@@ -46,6 +46,7 @@ impl AuthCache {
         if let Some(e) = self.failures.known_bad(api_key) {
             return Err(e);
         }
+        crate::auth_failures::lookup_allowed(self.tenants.lock().is_ok_and(|m| m.contains_key(&hash)))?;
         let auth = bus
             .request(&Authenticate { api_key: api_key.to_owned() })
             .await
@@ -71,6 +72,7 @@ impl AuthCache {
         if let Some(e) = self.failures.known_bad(&as_admin) {
             return Err(e);
         }
+        crate::auth_failures::lookup_allowed(self.admins.lock().is_ok_and(|m| m.contains_key(&hash)))?;
         bus.request(&AuthenticateAdmin { api_key: api_key.to_owned() })
             .await
             .map_err(|e| self.failures.remember_bad(&as_admin, e))?;

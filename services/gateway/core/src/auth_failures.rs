@@ -1,9 +1,14 @@
 //! Failed credentials are cheap: an unknown API key, operator key, JWT issuer or token
 //! tenant is remembered for [`FAILED_TTL`] (the same one again costs no bus request and
 //! no database lookup), and each client address may fail at most
-//! [`MAX_FAILURES_PER_ADDRESS`] times per [`ADDRESS_WINDOW`]; past that its requests
-//! are refused before any lookup (`429 RATE_LIMIT_EXCEEDED` on REST; a socket gets its
-//! dialect's rate-limit close or error) until the window ends.
+//! [`MAX_FAILURES_PER_ADDRESS`] times per [`ADDRESS_WINDOW`] in a way that cost a
+//! lookup (a forged token of a known tenant is refused from the cache and does not
+//! count). Past that, until the window ends, its requests get no lookups for
+//! credentials this gateway has not seen succeed: a key or token verified before still
+//! works (its expired cache entry may be looked up again), any other is refused without
+//! asking anyone (`429 RATE_LIMIT_EXCEEDED` on REST; a socket gets its dialect's
+//! rate-limit close). So an address guessing keys costs nothing, and a client behind
+//! the same address with a good key is not locked out.
 //!
 //! What is remembered is a hash of the credential (never the credential), and both
 //! tables are bounded: past [`MAX_ENTRIES`] they are cleared. A tenant change
@@ -97,6 +102,45 @@ impl AuthFailures {
     }
 }
 
+tokio::task_local! {
+    /// Set while a request from an address over its failures runs: lookups are refused
+    /// (the value is the seconds until the address may look up again).
+    static CACHED_ONLY: u64;
+    /// Set while a credential check is counted: whether it looked anything up.
+    static LOOKED_UP: std::cell::Cell<bool>;
+}
+
+/// Runs `f` (a credential check), telling whether it made a lookup: only failures that
+/// cost one count against the address (a forged token of a known tenant is refused
+/// from the cache and costs nothing).
+pub async fn counting_lookups<F: std::future::Future>(f: F) -> (F::Output, bool) {
+    LOOKED_UP
+        .scope(std::cell::Cell::new(false), async {
+            let out = f.await;
+            (out, LOOKED_UP.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// Runs `f` (a credential check) with lookups refused, answering from caches only.
+pub async fn cached_only<F: std::future::Future>(retry_after: u64, f: F) -> F::Output {
+    CACHED_ONLY.scope(retry_after, f).await
+}
+
+/// `Ok` when the running request may look a credential up (ask message-store): always,
+/// except inside [`cached_only`], where only a credential `verified_before` (one this
+/// gateway has seen succeed, whose cache entry merely expired) may be looked up again;
+/// otherwise the `429` of [`too_many_failures`].
+pub fn lookup_allowed(verified_before: bool) -> Result<(), ApiError> {
+    match CACHED_ONLY.try_with(|s| *s) {
+        Ok(retry_after) if !verified_before => Err(too_many_failures(retry_after)),
+        _ => {
+            let _ = LOOKED_UP.try_with(|l| l.set(true));
+            Ok(())
+        }
+    }
+}
+
 /// The `429` of an address that has failed too often.
 pub fn too_many_failures(retry_after: u64) -> ApiError {
     ApiError::new(
@@ -135,5 +179,18 @@ mod tests {
         assert!(f.blocked(addr).is_some_and(|s| (1..=60).contains(&s)));
         assert_eq!(f.blocked("192.0.2.8".parse().ok()), None, "other addresses are not affected");
         assert_eq!(f.blocked(None), None);
+    }
+
+    #[tokio::test]
+    async fn lookups_are_refused_only_inside_cached_only() {
+        assert!(lookup_allowed(false).is_ok());
+        let refused = cached_only(7, async { lookup_allowed(false) }).await;
+        assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::RateLimitExceeded));
+        assert!(cached_only(7, async { lookup_allowed(true) }).await.is_ok(), "a key seen good is looked up again");
+        assert!(lookup_allowed(false).is_ok(), "only inside the scope");
+        let ((), looked) = counting_lookups(async {}).await;
+        assert!(!looked);
+        let (_, looked) = counting_lookups(async { lookup_allowed(false) }).await;
+        assert!(looked);
     }
 }

@@ -46,17 +46,19 @@ fn user_required() -> ApiError {
     ApiError::validation(USER_ID, "X-User-Id header is required")
 }
 
-/// Runs one credential check for the request's client address: `429` at once, with no
-/// lookup, when the address has failed too often lately (`crate::auth_failures`); a
-/// failure of `check` counts against the address.
+/// Runs one credential check for the request's client address: from caches only (a
+/// credential not cached is `429`, with no lookup) when the address has failed too
+/// often lately (`crate::auth_failures`); a failure of `check` that cost a lookup
+/// counts against the address.
 pub async fn guarded<T>(cx: &Cx, check: impl std::future::Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
     let addr = cx.req.peer_addr().map(|a| a.ip());
     let failures = &cx.state.auth.failures;
-    if let Some(retry_after) = failures.blocked(addr) {
-        return Err(crate::auth_failures::too_many_failures(retry_after));
-    }
-    let checked = check.await;
+    let (checked, looked_up) = match failures.blocked(addr) {
+        Some(retry_after) => return crate::auth_failures::cached_only(retry_after, check).await,
+        None => crate::auth_failures::counting_lookups(check).await,
+    };
     if let Err(e) = &checked
+        && looked_up
         && crate::auth_failures::is_failure(e)
     {
         failures.failed_from(addr);

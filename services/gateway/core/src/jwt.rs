@@ -222,6 +222,7 @@ impl Issuers {
         {
             return Ok(auth);
         }
+        crate::auth_failures::lookup_allowed(self.tenants.lock().is_ok_and(|m| m.contains_key(issuer)))?;
         let auth = bus
             .request(&ResolveIssuer { issuer: issuer.to_owned() })
             .await

@@ -30,6 +30,7 @@ impl SecretCache {
         {
             return Ok((auth, secret));
         }
+        crate::auth_failures::lookup_allowed(self.entries.lock().is_ok_and(|m| m.contains_key(tenant)))?;
         let got = bus.request(&GetTokenSecret { tenant_id: tenant.clone() }).await?;
         if let Ok(mut m) = self.entries.lock() {
             m.insert(tenant.clone(), (got.tenant.clone(), got.secret.clone(), Instant::now()));

@@ -20,7 +20,7 @@ use actix_web::{HttpResponse, web};
 use chat_domain::ids::{TenantId, UserId};
 use chat_domain::proto::notify::EraseNotifications;
 use chat_domain::proto::presence::ErasePresence;
-use chat_domain::proto::store::{DataErased, EraseData};
+use chat_domain::proto::store::{DataErased, EraseData, GetTenant};
 use chat_domain::{ApiError, ErrorCode};
 use gateway_core::Core;
 use gateway_core::caller::Admin;
@@ -81,12 +81,16 @@ async fn erase(state: &web::Data<Core>, tenant_id: TenantId, user_id: Option<Use
     // message-store first: it closes the sockets and, for a tenant, its key. A tenant it
     // no longer knows may still have leftovers elsewhere (an earlier call that failed
     // part way): erase those, and answer 404 only when there were none.
-    let (stored, known) =
-        match state.bus.request(&EraseData { tenant_id: tenant_id.clone(), user_id: user_id.clone() }).await {
-            Ok(d) => (d, true),
-            Err(e) if e.code == ErrorCode::NotFound => (DataErased::default(), false),
-            Err(e) => return Err(e),
-        };
+    let known = match state.bus.request(&GetTenant { tenant_id: tenant_id.clone() }).await {
+        Ok(_) => true,
+        Err(e) if e.code == ErrorCode::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    let stored = match state.bus.request(&EraseData { tenant_id: tenant_id.clone(), user_id: user_id.clone() }).await {
+        Ok(d) => d,
+        Err(e) if e.code == ErrorCode::NotFound => DataErased::default(),
+        Err(e) => return Err(e),
+    };
     let notes =
         state.bus.request(&EraseNotifications { tenant_id: tenant_id.clone(), user_id: user_id.clone() }).await?;
     let presence_cmd = ErasePresence { tenant_id: tenant_id.clone(), user_id: user_id.clone() };
@@ -129,7 +133,8 @@ async fn erase(state: &web::Data<Core>, tenant_id: TenantId, user_id: Option<Use
         presence: presence.removed,
         attachments,
     };
-    let nothing = erased.notifications + erased.dead_letters + erased.presence + erased.attachments == 0;
+    let nothing = erased.rooms + erased.members + erased.messages + erased.users == 0
+        && erased.notifications + erased.dead_letters + erased.presence + erased.attachments == 0;
     if !known && nothing {
         return Err(ApiError::not_found("No such tenant"));
     }
