@@ -97,7 +97,9 @@ async fn failed_credentials_are_limited_per_address() -> anyhow::Result<()> {
     }
     // The 21st failure from this address is refused without a lookup.
     bad(20).get("/rooms").await?.expect_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED", None)?;
-    bad(0).get("/rooms").await?.expect_error(StatusCode::UNAUTHORIZED, "AUTHENTICATION_ERROR", None)?;
+    // (That a key which failed moments ago is answered `401` from memory for 5 s is a
+    // matter of time, checked by the unit tests of `auth_failures`, not here: on a slow
+    // machine the 20 requests above can take longer than that.)
     let mut ws = WsClient::connect(&format!("{}/ws/{room}?token=sk_bad99&user_id=alice", stack.ws_url(0))).await?;
     assert_eq!(ws.ended().await?, Ended::Closed(4004), "a socket with an unknown key is rate limited");
     // The tenant's key, verified before, still works from here.

@@ -178,7 +178,10 @@ impl Api {
             responses.insert(reply.status.to_string(), response);
         }
         let mut errors = op.errors.clone();
-        if limited && !errors.contains(&429) {
+        // A limited operation answers 429 past the tenant's limit; one that checks
+        // credentials answers it to an address past its failed authentications
+        // (`auth_failures`), whatever the credentials of the request.
+        if (limited || errors.contains(&401)) && !errors.contains(&429) {
             errors.push(429);
         }
         for status in errors {

@@ -34,7 +34,11 @@ pub(crate) const ERROR_STATUSES: &[(u16, &str)] = &[
     (409, "Conflicts with the current state (`CONFLICT`)."),
     (413, "The body is larger than allowed (`PAYLOAD_TOO_LARGE`)."),
     (415, "The content type is not accepted (`UNSUPPORTED_MEDIA_TYPE`)."),
-    (429, "Over the tenant's rate limit (`RATE_LIMIT_EXCEEDED`); see `Retry-After`."),
+    (
+        429,
+        "Over the tenant's rate limit, or too many failed authentications from this address \
+         (`RATE_LIMIT_EXCEEDED`); see `Retry-After`.",
+    ),
     (500, "A fault of the server (`INTERNAL_ERROR`)."),
     (503, "A service behind the gateway did not answer (`SERVICE_UNAVAILABLE`)."),
 ];
