@@ -100,6 +100,11 @@ async fn the_demo_page_chats_between_two_people() -> anyhow::Result<()> {
     let page = demo_page()?;
     let ws = stack.ws_url(0);
     std::fs::write(dir.0.join("alice.html"), personalized(&page, &ws, &room, &t.api_key, "alice", "Alice A")?)?;
+    // With a user token the name shown is the user directory's, never the page's
+    // `user_name` (issue 25): Bob's is registered as his server would.
+    let named =
+        t.user("bob").request(reqwest::Method::PUT, "/users/bob").json(&json!({"name": "Bob B"})).send().await?;
+    anyhow::ensure!(named.status().is_success(), "PUT /users/bob: {}", named.status());
     let bob_token = token(&t, "bob").await?;
     std::fs::write(dir.0.join("bob.html"), personalized(&page, &ws, &room, &bob_token, "bob", "Bob B")?)?;
 

@@ -29,7 +29,7 @@ async fn tenant(stack: &TestStack) -> anyhow::Result<TestTenant> {
 
 async fn open_ws(url: &str) -> anyhow::Result<WsClient> {
     let mut ws = WsClient::connect(url).await?;
-    ws.expect("connection_status").await?;
+    bounded("a frame", ws.expect("connection_status")).await??;
     Ok(ws)
 }
 
@@ -66,13 +66,13 @@ async fn a_read_reaches_the_readers_own_other_sockets_on_every_dialect() -> anyh
     let sent = t.user("bob").send(&room, "read me on every device").await?;
     let seq = sent["seq"].as_i64().ok_or_else(|| anyhow!("no seq in {sent}"))?;
     let id = sent["message_id"].as_str().ok_or_else(|| anyhow!("no message_id in {sent}"))?.to_owned();
-    ws_other.expect("message").await?;
+    bounded("a frame", ws_other.expect("message")).await??;
 
     reader.send(json!({"type": "read", "data": {"seq": seq}})).await?;
-    reader.expect("cursor").await?;
-    let read = ws_other.take_where("read", |f| f["data"]["user_id"] == "alice").await?;
+    bounded("a frame", reader.expect("cursor")).await??;
+    let read = bounded("a frame", ws_other.take_where("read", |f| f["data"]["user_id"] == "alice")).await??;
     assert_eq!(read["data"]["seq"], seq, "{read}");
-    let read = conv_other.take_where("read", |f| f["user_id"] == "alice").await?;
+    let read = bounded("a frame", conv_other.take_where("read", |f| f["user_id"] == "alice")).await??;
     assert_eq!(read["message_ids"], json!([id]), "{read}");
     let read = sio_other.event("messages-read", |r| r["userId"] == "alice").await?;
     assert_eq!((read["chatId"].as_str(), read["seq"].as_i64()), (Some(room.as_str()), Some(seq)));
@@ -83,8 +83,10 @@ async fn a_read_reaches_the_readers_own_other_sockets_on_every_dialect() -> anyh
     let path = format!("/api/chat/{room}/messages/read");
     let res = t.user_on(1, "alice").request(Method::PATCH, &path).json(&json!({})).send().await?;
     ensure!(res.status() == StatusCode::OK, "read: {}", res.status());
-    ws_other.take_where("read", |f| f["data"]["user_id"] == "alice" && f["data"]["seq"] == seq).await?;
-    reader.take_where("read", |f| f["data"]["user_id"] == "alice" && f["data"]["seq"] == seq).await?;
+    bounded("a frame", ws_other.take_where("read", |f| f["data"]["user_id"] == "alice" && f["data"]["seq"] == seq))
+        .await??;
+    bounded("a frame", reader.take_where("read", |f| f["data"]["user_id"] == "alice" && f["data"]["seq"] == seq))
+        .await??;
     sio_other.event("messages-read", |r| r["userId"] == "alice" && r["seq"] == seq).await?;
     stack.stop().await
 }
@@ -111,9 +113,17 @@ async fn rotating_the_key_closes_sockets_opened_with_it_on_every_gateway() -> an
     let rotated = stack.admin(Method::POST, &format!("/admin/tenants/{}/rotate-key", t.id), None).await?;
     let new_key = rotated.expect(StatusCode::OK)?.str("api_key")?.to_owned();
 
-    assert_eq!(ws_key.ended().await?, Ended::Closed(4001), "/ws closes with 4001");
-    assert_eq!(ws_token.ended().await?, Ended::Closed(4001), "the token was signed with the old secret");
-    assert_eq!(conv_key.ended().await?, Ended::Closed(4003), "/conversations closes with 4003");
+    assert_eq!(bounded("the socket to close", ws_key.ended()).await??, Ended::Closed(4001), "/ws closes with 4001");
+    assert_eq!(
+        bounded("the socket to close", ws_token.ended()).await??,
+        Ended::Closed(4001),
+        "the token was signed with the old secret"
+    );
+    assert_eq!(
+        bounded("the socket to close", conv_key.ended()).await??,
+        Ended::Closed(4003),
+        "/conversations closes with 4003"
+    );
     for (name, sio) in [("key", &mut sio_key), ("token", &mut sio_token)] {
         let refused = sio.until("connect_error", |l| l["type"] == "connect_error").await?;
         let message = refused["message"].as_str().unwrap_or_default();
@@ -127,9 +137,9 @@ async fn rotating_the_key_closes_sockets_opened_with_it_on_every_gateway() -> an
     let with_new_key =
         Client::raw(&stack.base_url(1)).with_header("X-API-Key", &new_key).with_header("X-User-Id", "bob");
     let sent = with_new_key.send(&room, "still here").await?;
-    fresh.expect_where("message", |m| m["data"]["id"] == sent["message_id"]).await?;
+    bounded("a frame", fresh.expect_where("message", |m| m["data"]["id"] == sent["message_id"])).await??;
     let sent = other.user("bob").send(&other_room, "still here").await?;
-    bystander.expect_where("message", |m| m["data"]["id"] == sent["message_id"]).await?;
+    bounded("a frame", bystander.expect_where("message", |m| m["data"]["id"] == sent["message_id"])).await??;
     stack.stop().await
 }
 
@@ -152,12 +162,16 @@ async fn an_expired_token_closes_its_sockets() -> anyhow::Result<()> {
     // A socket opened with the API key has no expiry.
     let mut keyed = open_ws(&ws_url(&stack, 0, &room, &t.api_key, "&user_id=carol")).await?;
 
-    assert_eq!(ws.ended().await?, Ended::Closed(4001), "/ws: 4001 once the token expired");
-    assert_eq!(conv.ended().await?, Ended::Closed(4003), "/conversations: 4003");
+    assert_eq!(
+        bounded("the socket to close", ws.ended()).await??,
+        Ended::Closed(4001),
+        "/ws: 4001 once the token expired"
+    );
+    assert_eq!(bounded("the socket to close", conv.ended()).await??, Ended::Closed(4003), "/conversations: 4003");
     let refused = sio.until("connect_error", |l| l["type"] == "connect_error").await?;
     assert_eq!(refused["message"], "token expired", "{refused}");
     keyed.send(json!({"type": "ping", "data": {}})).await?;
-    keyed.expect("pong").await?;
+    bounded("a frame", keyed.expect("pong")).await??;
     stack.stop().await
 }
 
@@ -316,20 +330,20 @@ async fn a_user_tokens_client_cannot_pick_its_display_name() -> anyhow::Result<(
     let alice_token = token(&t, "alice").await?;
     let mut alice = open_ws(&ws_url(&stack, 1, &room, &alice_token, "&user_name=The%20Admin")).await?;
     alice.send(json!({"type": "send_message", "data": {"content": "who am I?"}})).await?;
-    let m = bob.expect_where("message", |m| m["data"]["content"] == "who am I?").await?;
+    let m = bounded("a frame", bob.expect_where("message", |m| m["data"]["content"] == "who am I?")).await??;
     assert_eq!(m["data"]["sender_name"], "Alice Real", "{m}");
     alice.send(json!({"type": "typing", "data": {"is_typing": true}})).await?;
-    let typing = bob.expect_where("typing", |f| f["data"]["user_id"] == "alice").await?;
+    let typing = bounded("a frame", bob.expect_where("typing", |f| f["data"]["user_id"] == "alice")).await??;
     assert_eq!(typing["data"]["user_name"], "Alice Real", "{typing}");
     // Without a directory name there is none; the request's is still not taken.
     let mut carol = open_ws(&ws_url(&stack, 1, &room, &token(&t, "carol").await?, "&user_name=The%20Admin")).await?;
     carol.send(json!({"type": "send_message", "data": {"content": "and me?"}})).await?;
-    let m = bob.expect_where("message", |m| m["data"]["content"] == "and me?").await?;
+    let m = bounded("a frame", bob.expect_where("message", |m| m["data"]["content"] == "and me?")).await??;
     ensure!(m["data"]["sender_name"] != "The Admin", "{m}");
     // The API key (the tenant's own server) still names its users.
     let mut server = open_ws(&ws_url(&stack, 1, &room, &t.api_key, "&user_id=carol&user_name=Carol")).await?;
     server.send(json!({"type": "send_message", "data": {"content": "from the server"}})).await?;
-    let m = bob.expect_where("message", |m| m["data"]["content"] == "from the server").await?;
+    let m = bounded("a frame", bob.expect_where("message", |m| m["data"]["content"] == "from the server")).await??;
     assert_eq!(m["data"]["sender_name"], "Carol", "{m}");
     stack.stop().await
 }
@@ -349,9 +363,17 @@ async fn open_sockets_are_capped_per_user_and_per_tenant() -> anyhow::Result<()>
     let _a2 = open_conv(&conv_url(&stack, 0, &room, &key, "&user_id=alice")).await?;
     // alice's third socket on gateway 0, on each dialect.
     let mut third = WsClient::connect(&ws_url(&stack, 0, &room, &key, "&user_id=alice")).await?;
-    assert_eq!(third.ended().await?, Ended::Closed(4004), "/ws refuses as rate limited");
+    assert_eq!(
+        bounded("the socket to close", third.ended()).await??,
+        Ended::Closed(4004),
+        "/ws refuses as rate limited"
+    );
     let mut third = WsClient::connect(&conv_url(&stack, 0, &room, &key, "&user_id=alice")).await?;
-    assert_eq!(third.ended().await?, Ended::Closed(1013), "/conversations: try again later");
+    assert_eq!(
+        bounded("the socket to close", third.ended()).await??,
+        Ended::Closed(1013),
+        "/conversations: try again later"
+    );
     let mut node = Node::start(json!({"url": stack.base_url(0), "auth": {"token": key, "userId": "alice"}}))?;
     let refused = node.until("connect", |l| l["type"] == "connect" || l["type"] == "connect_error").await?;
     assert_eq!(refused, json!({"type": "connect_error", "message": "too many open sockets"}));
@@ -360,7 +382,11 @@ async fn open_sockets_are_capped_per_user_and_per_tenant() -> anyhow::Result<()>
     // The tenant's third socket on gateway 0 is its last.
     let b1 = open_ws(&ws_url(&stack, 0, &room, &key, "&user_id=bob")).await?;
     let mut carol = WsClient::connect(&ws_url(&stack, 0, &room, &key, "&user_id=carol")).await?;
-    assert_eq!(carol.ended().await?, Ended::Closed(4004), "the tenant's fourth socket");
+    assert_eq!(
+        bounded("the socket to close", carol.ended()).await??,
+        Ended::Closed(4004),
+        "the tenant's fourth socket"
+    );
     // A closed socket gives its place back.
     drop(b1);
     chat_test_support::eventually("a place given back", || {

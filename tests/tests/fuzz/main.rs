@@ -232,6 +232,14 @@ impl Target {
                     if frame["type"] == answer {
                         return Ok(());
                     }
+                    // Every socket action spends from the user's budget (issue 25): a
+                    // refused one (this sync, or the case) is asked again shortly, as a
+                    // client would. A late extra answer only ends a later case's wait.
+                    let code = frame.get("data").map_or(&frame["code"], |d| &d["code"]);
+                    if frame["type"] == "error" && code == "RATE_LIMIT_EXCEEDED" {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        ws.send_text(&sync.to_string()).await.map_err(fail)?;
+                    }
                 }
                 Err(end) => {
                     *slot = None;

@@ -206,3 +206,35 @@ fn new_sid() -> String {
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    fn addr(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+    }
+
+    #[test]
+    fn anonymous_sessions_are_bounded_apart_from_authenticated_ones() -> Result<(), String> {
+        let cfg = SocketIoConfig { max_sessions: 1, max_anonymous: 3, anon_per_address: 2, ..Default::default() };
+        let sessions = Sessions::default();
+        let open = |n| sessions.create(Transport::Polling, addr(n), &cfg).map(|(e, _)| e.sid.clone());
+        let first = open(1).map_err(|e| format!("{e:?}"))?;
+        open(1).map_err(|e| format!("{e:?}"))?;
+        assert_eq!(open(1).err(), Some(Busy::Address), "a third from one address");
+        open(2).map_err(|e| format!("{e:?}"))?;
+        // The anonymous table is full: the oldest makes room.
+        open(3).map_err(|e| format!("{e:?}"))?;
+        assert!(sessions.get(&first).is_none(), "the oldest anonymous session was closed");
+        let newest = open(4).map_err(|e| format!("{e:?}"))?;
+        assert!(sessions.authenticate(&newest, cfg.max_sessions), "an admitted connect leaves the anonymous table");
+        let other = open(4).map_err(|e| format!("{e:?}"))?;
+        assert!(!sessions.authenticate(&other, cfg.max_sessions), "past SOCKETIO_MAX_SESSIONS");
+        sessions.remove(&newest);
+        assert!(sessions.authenticate(&other, cfg.max_sessions), "a place given back");
+        Ok(())
+    }
+}
