@@ -26,5 +26,6 @@ mod rooms;
 mod search;
 mod socketio;
 mod storage;
+mod sync;
 mod webapp;
 mod ws;

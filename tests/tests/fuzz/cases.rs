@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 55] = [
+pub const ROUTES: [(&str, &str); 56] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -44,6 +44,7 @@ pub const ROUTES: [(&str, &str); 55] = [
     ("PUT", "/users/{user_id}"),
     ("GET", "/users/{user_id}"),
     ("GET", "/search"),
+    ("GET", "/sync"),
     // The rest-chat.md dialect (its own error shape).
     ("POST", "/api/chat"),
     ("GET", "/api/chat"),
@@ -90,7 +91,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 39] = [
+const STORE_VERBS: [&str; 40] = [
     "authenticate",
     "get_token_secret",
     "resolve_issuer",
@@ -130,6 +131,7 @@ const STORE_VERBS: [&str; 39] = [
     "chat_messages",
     "read_all",
     "search_messages",
+    "sync",
 ];
 
 /// Field names the API and the bus commands use.
@@ -328,7 +330,7 @@ pub struct RestCase {
 
 fn query() -> BoxedStrategy<String> {
     let names = prop_oneof![
-        3 => prop::sample::select(vec!["limit", "offset", "after_seq", "before_seq", "tenant_id", "token", "user_id", "q", "cursor", "room_id", "sender_id", "before", "after", "chatId", "senderId"])
+        3 => prop::sample::select(vec!["limit", "offset", "after_seq", "before_seq", "tenant_id", "token", "user_id", "q", "cursor", "room_id", "sender_id", "before", "after", "chatId", "senderId", "since", "limit_per_room"])
             .prop_map(str::to_owned),
         1 => text(),
     ];
