@@ -37,6 +37,7 @@ use chat_domain::proto::store::{
     ListRooms, ListTenants, MarkDelivered, MessageFeed, MoveCursor, MoveTenant, OlderMessages, ReadMessages,
     RemoveMember, ResolveIssuer, RoomAudiences, RoomMessages, RotateKey, SendMessage, SendMessages, UpdateTenant,
 };
+use chat_domain::proto::sync::SyncChanges;
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -182,6 +183,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<ChatMessages>(),
         CommandSpec::owned::<ReadAll>(),
         CommandSpec::owned::<SearchMessages>(),
+        CommandSpec::owned::<SyncChanges>(),
         CommandSpec::common::<Health>(),
     ]
 }

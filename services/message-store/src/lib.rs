@@ -69,6 +69,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0011_jwt_issuers", include_str!("../migrations/0011_jwt_issuers.sql")),
         ("0012_placement", include_str!("../migrations/0012_placement.sql")),
         ("0030_search", include_str!("../migrations/0030_search.sql")),
+        ("0031_sync", include_str!("../migrations/0031_sync.sql")),
     ],
 };
 

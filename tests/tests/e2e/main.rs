@@ -32,5 +32,6 @@ mod security;
 mod socket_security;
 mod socketio;
 mod storage;
+mod sync;
 mod webapp;
 mod ws;

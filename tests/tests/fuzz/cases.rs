@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 53] = [
+pub const ROUTES: [(&str, &str); 56] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -43,6 +43,8 @@ pub const ROUTES: [(&str, &str); 53] = [
     ("PUT", "/v1/rooms/{room_id}/messages"),
     ("PUT", "/users/{user_id}"),
     ("GET", "/users/{user_id}"),
+    ("GET", "/search"),
+    ("GET", "/sync"),
     // The rest-chat.md dialect (its own error shape).
     ("POST", "/api/chat"),
     ("GET", "/api/chat"),
@@ -50,6 +52,7 @@ pub const ROUTES: [(&str, &str); 53] = [
     ("POST", "/api/chat/context"),
     ("POST", "/api/chat/support"),
     ("GET", "/api/chat/stats"),
+    ("GET", "/api/chat/search"),
     ("GET", "/api/chat/{room_id}/info"),
     ("PATCH", "/api/chat/{room_id}/archive"),
     ("POST", "/api/chat/{room_id}/participants"),
@@ -88,7 +91,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 38] = [
+const STORE_VERBS: [&str; 40] = [
     "authenticate",
     "get_token_secret",
     "resolve_issuer",
@@ -127,10 +130,12 @@ const STORE_VERBS: [&str; 38] = [
     "toggle_archive",
     "chat_messages",
     "read_all",
+    "search_messages",
+    "sync",
 ];
 
 /// Field names the API and the bus commands use.
-const FIELDS: [&str; 54] = [
+const FIELDS: [&str; 58] = [
     "type",
     "members",
     "name",
@@ -185,6 +190,10 @@ const FIELDS: [&str; 54] = [
     "before",
     "participantIds",
     "replyToMessageId",
+    "q",
+    "cursor",
+    "query",
+    "chatId",
 ];
 
 /// `%XX` for every byte but the unreserved ones.
@@ -321,12 +330,12 @@ pub struct RestCase {
 
 fn query() -> BoxedStrategy<String> {
     let names = prop_oneof![
-        3 => prop::sample::select(vec!["limit", "offset", "after_seq", "before_seq", "tenant_id", "token", "user_id"])
+        3 => prop::sample::select(vec!["limit", "offset", "after_seq", "before_seq", "tenant_id", "token", "user_id", "q", "cursor", "room_id", "sender_id", "before", "after", "chatId", "senderId", "since", "limit_per_room"])
             .prop_map(str::to_owned),
         1 => text(),
     ];
     let values = prop_oneof![
-        2 => prop::sample::select(vec!["0", "1", "50", "100", "101", "-1", "1e3", "9223372036854775807", "99999999999999999999"])
+        2 => prop::sample::select(vec!["0", "1", "50", "100", "101", "-1", "1e3", "9223372036854775807", "99999999999999999999", "\"two words\"", "wor*", "a*", "*", "c2UxOjIw", "2025-12-13T12:00:00Z"])
             .prop_map(str::to_owned),
         1 => text(),
     ];

@@ -12,6 +12,7 @@ pub mod notify;
 pub mod presence;
 pub mod search;
 pub mod store;
+pub mod sync;
 
 use schemars::JsonSchema;
 use serde::Serialize;

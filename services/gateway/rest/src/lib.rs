@@ -5,7 +5,7 @@
 //!
 //! One file per resource, each with its handlers and the routes that mount them (with
 //! their documentation): `messages`, `cursors`, `rooms`, `users`, `health`, `tokens`,
-//! `notify`, `admin`, `settings`, `search`; `success`: the answer of an action with nothing else
+//! `notify`, `admin`, `settings`, `search`, `sync`; `success`: the answer of an action with nothing else
 //! to say. Every handler takes one `gateway_core::extract::Rest`
 //! of the parts it reads, in order, and typed request structs convert into bus
 //! commands with `TryFrom`.
@@ -20,6 +20,7 @@ mod rooms;
 mod search;
 mod settings;
 mod success;
+mod sync;
 mod tokens;
 mod users;
 
@@ -60,4 +61,5 @@ fn routes(m: &mut Mount) {
     erasure::routes(m);
     settings::routes(m);
     search::routes(m);
+    sync::routes(m);
 }

@@ -16,6 +16,7 @@ mod placement;
 mod plans;
 mod rooms;
 mod search;
+mod sync;
 mod tenants;
 mod users;
 
@@ -78,6 +79,7 @@ pub fn router(store: Store) -> Router<Store> {
         .route(placement::create_tenant_on)
         .route(placement::move_tenant)
         .route(search::search_messages)
+        .route(sync::sync)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.
