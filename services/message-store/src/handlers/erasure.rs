@@ -169,6 +169,13 @@ async fn erase_user(
         .bind::<Text, _>(u)
         .execute(conn)
         .await?;
+    // What they could still find of rooms they left (search's departures), including the
+    // rows the membership deletion above has just written.
+    diesel::sql_query("DELETE FROM room_departures WHERE tenant_id = $1 AND user_id = $2")
+        .bind::<Text, _>(t)
+        .bind::<Text, _>(u)
+        .execute(conn)
+        .await?;
     let files: Vec<Files> = diesel::sql_query(
         "SELECT attachments FROM messages WHERE room_id = ANY ($1) AND sender_id = $2 AND attachments IS NOT NULL",
     )
