@@ -9,6 +9,8 @@ use chat_test_support::{Ended, TestStack, TestTenant, WebhookReceiver, WsClient,
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use crate::socketio::Node;
+
 async fn tenant(stack: &TestStack, limit: u32) -> anyhow::Result<TestTenant> {
     stack.tenant_with(json!({"name": "guards", "rate_limit_per_sec": limit})).await
 }
@@ -102,6 +104,10 @@ async fn failed_credentials_are_limited_per_address() -> anyhow::Result<()> {
     // machine the 20 requests above can take longer than that.)
     let mut ws = WsClient::connect(&format!("{}/ws/{room}?token=sk_bad99&user_id=alice", stack.ws_url(0))).await?;
     assert_eq!(ws.ended().await?, Ended::Closed(4004), "a socket with an unknown key is rate limited");
+    // Socket.IO (the stock client) too: its namespace connect is refused as rate limited.
+    let mut node = Node::start(json!({"url": stack.base_url(0), "auth": {"token": "sk_bad98", "userId": "alice"}}))?;
+    let refused = node.until("connect", |l| l["type"] == "connect" || l["type"] == "connect_error").await?;
+    assert_eq!(refused, json!({"type": "connect_error", "message": "Rate limit exceeded"}));
     // The tenant's key, verified before, still works from here.
     t.user("alice").get("/rooms").await?.expect(StatusCode::OK)?;
     let mut ok = WsClient::connect(&format!("{}/ws/{room}?token={}&user_id=alice", stack.ws_url(0), t.api_key)).await?;

@@ -97,7 +97,7 @@ fn open(
         "maxPayload": state.ws.max_frame_bytes,
     });
     engine.push(format!("0{open}"));
-    let task = SocketTask { state: state.clone(), io: io.clone(), engine: engine.clone(), incoming, handshake };
+    let task = SocketTask { state: state.clone(), io: io.clone(), engine: engine.clone(), incoming, handshake, addr };
     actix_web::rt::spawn(task.run());
     Some(engine)
 }

@@ -89,6 +89,9 @@ pub struct SocketTask {
     pub engine: Arc<Engine>,
     pub incoming: mpsc::Receiver<Incoming>,
     pub handshake: Handshake,
+    /// The client's address (the handshake's TCP peer): failed authentications count
+    /// against it (`gateway_core::auth_failures`), as on every other path.
+    pub addr: std::net::IpAddr,
 }
 
 /// The session's running state.
@@ -237,7 +240,7 @@ impl SocketTask {
         let token = auth_str("token").or_else(|| self.handshake.token.clone());
         let user = auth_str("userId").or_else(|| self.handshake.user_id.clone());
         let name = auth_str("userName").or_else(|| self.handshake.user_name.clone());
-        match gateway_core::admit::admit(&self.state, token.as_deref(), user.as_deref()).await {
+        match gateway_core::admit::admit_from(&self.state, Some(self.addr), token.as_deref(), user.as_deref()).await {
             Ok(admitted) => {
                 let actor = Actor { tenant_id: admitted.tenant.tenant_id.clone(), user_id: admitted.user.clone() };
                 let Some(slot) = self.state.guards.caps.acquire(&actor) else {
