@@ -62,7 +62,7 @@ impl Dialect for WsRooms {
             r.get(
                 connect,
                 op("WebSocket of ws-rooms.md (one room)")
-                    .describe("Frames: docs/asyncapi-ws.json. Refusals are close codes (4001 bad token, 4003 not a member, 4004 no such room, 4029 rate limited).")
+                    .describe("Frames: docs/asyncapi-ws.json. Refusals are close codes (4001 bad or revoked credentials, 4002 no such room, 4003 not a member, 4004 rate limited or too many sockets).")
                     .auth(Auth::Socket)
                     .path_id::<chat_domain::ids::RoomId>("room_id", "The room to join.")
                     .param::<String>("user_id", "query", "The user, when `token` is the tenant's API key.")
