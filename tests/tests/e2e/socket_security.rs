@@ -399,3 +399,41 @@ async fn open_sockets_are_capped_per_user_and_per_tenant() -> anyhow::Result<()>
     .await?;
     stack.stop().await
 }
+
+fn short_auth_cache(cfg: &mut gateway::Config) {
+    cfg.auth_cache_ttl = std::time::Duration::from_secs(1);
+}
+
+/// A revocation whose `tenant.changed` a gateway never hears (here: the key is revoked
+/// in PostgreSQL behind the services' back, so nothing is announced) still closes the
+/// sockets opened with it: every gateway checks its sockets' credentials again every
+/// `GATEWAY_AUTH_CACHE_SECS`. Before the sweep such a socket stayed open for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missed_revocation_still_closes_sockets_within_a_period() -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let stack = TestStack::builder().gateways(2).gateway_config(short_auth_cache).start().await?;
+    let t = tenant(&stack).await?;
+    let other = tenant(&stack).await?;
+    let room = t.user("bob").create_room("group", &["alice"]).await?;
+    let other_room = other.user("bob").create_room("group", &[]).await?;
+    let mut ws = open_ws(&ws_url(&stack, 1, &room, &t.api_key, "&user_id=alice")).await?;
+    let mut conv = open_conv(&conv_url(&stack, 0, &room, &t.api_key, "&user_id=bob")).await?;
+    let mut bystander = open_ws(&ws_url(&stack, 1, &other_room, &other.api_key, "&user_id=bob")).await?;
+
+    let mut db = AsyncPgConnection::establish(&chat_test_support::database_url()).await?;
+    diesel::sql_query("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND revoked_at IS NULL")
+        .bind::<diesel::sql_types::Text, _>(&t.id)
+        .execute(&mut db)
+        .await?;
+
+    assert_eq!(bounded("the socket to close", ws.ended()).await??, Ended::Closed(4001), "/ws closes with 4001");
+    assert_eq!(
+        bounded("the socket to close", conv.ended()).await??,
+        Ended::Closed(4003),
+        "/conversations closes with 4003"
+    );
+    // The other tenant's socket is untouched: it still answers.
+    bystander.send(json!({"type": "ping", "data": {}})).await?;
+    bounded("a pong", bystander.expect("pong")).await??;
+    stack.stop().await
+}

@@ -238,6 +238,8 @@ impl Gateway {
                 }
             })
         };
+        // ... and a change whose announcement was missed reaches them within a period.
+        let sweeper = tokio::spawn(gateway_core::session::guard::sweep(state.clone(), state.auth_ttl));
         let check: ReadinessCheck = {
             let client = state.bus.client().clone();
             Arc::new(move || {
@@ -376,6 +378,7 @@ impl Gateway {
             let _ = ops.await;
         }
         follower.abort();
+        sweeper.abort();
         leases.abort();
         receipts.abort();
         result

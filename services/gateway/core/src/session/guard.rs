@@ -8,7 +8,9 @@
 //!   and the sockets whose credential no longer admits them are kicked
 //!   ([`Close::Revoked`]). A socket opened with a user token is also kicked when the
 //!   token's `exp` passes ([`Close::Expired`]; a tenant's own issuer's tokens get the 60 s
-//!   leeway their verification allows).
+//!   leeway their verification allows). Every `GATEWAY_AUTH_CACHE_SECS` the credentials
+//!   of all sockets are checked again as well ([`sweep`]), so a change whose announcement
+//!   this gateway missed still reaches its sockets.
 //! - **Caps** ([`Caps`]): sockets open on this gateway per user and per tenant
 //!   (`WS_MAX_SOCKETS_PER_USER`, `WS_MAX_SOCKETS_PER_TENANT`); one past either is refused
 //!   with the dialect's code ([`Close::TooMany`]). A Socket.IO session is one socket
@@ -136,6 +138,28 @@ impl Watches {
     /// Sockets of `tenant` watched here.
     pub fn count(&self, tenant: &TenantId) -> usize {
         lock(&self.by_tenant).get(tenant).map_or(0, HashMap::len)
+    }
+
+    /// The tenants with sockets watched here.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        lock(&self.by_tenant).keys().cloned().collect()
+    }
+}
+
+/// Checks every open socket's credential again every `every` (the gateway's
+/// `GATEWAY_AUTH_CACHE_SECS`: as long as a resolved credential is trusted anyway), so
+/// that a revocation whose `tenant.changed` this gateway missed (it was reconnecting to
+/// NATS, say) still closes its sockets within one period. Credentials still cached cost
+/// nothing; the others one lookup each, per tenant with sockets here.
+pub async fn sweep(state: web::Data<Core>, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        for tenant in state.guards.watches.tenants() {
+            recheck(state.clone(), tenant);
+        }
     }
 }
 
