@@ -79,10 +79,11 @@ checked AS (
            coalesce((SELECT true FROM room_members mb WHERE mb.room_id = i.room AND mb.user_id = i.sender
                      LIMIT 1), false) AS member,
            -- A DM whose other member blocks the sender (migration 0050).
-           coalesce((SELECT true FROM user_blocks b
-                     JOIN room_members o ON o.room_id = i.room AND o.user_id = b.blocker_id
-                     WHERE b.tenant_id = i.tenant AND b.blocked_id = i.sender
+           coalesce((SELECT true FROM room_members o
+                     WHERE o.room_id = i.room AND o.user_id <> i.sender
                        AND (SELECT r.room_type FROM rooms r WHERE r.id = i.room) = 'dm'
+                       AND coalesce((SELECT true FROM user_blocks b WHERE b.tenant_id = i.tenant
+                                     AND b.blocker_id = o.user_id AND b.blocked_id = i.sender LIMIT 1), false)
                      LIMIT 1), false) AS blocked,
            CASE WHEN i.reply_to IS NULL THEN true
                 ELSE coalesce((SELECT q.room_id = i.room FROM messages q WHERE q.id = i.reply_to), false)
