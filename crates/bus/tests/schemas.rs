@@ -17,6 +17,7 @@ use chat_bus::subjects::{Placeholder, PresenceSignal, Subjects};
 use chat_domain::ApiError;
 use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
+use chat_domain::proto::blocks::{BlockUser, ListBlocks, UnblockUser};
 use chat_domain::proto::chat::{
     ChatMessages, CreateChat, GetChat, GetChatStats, GetUser, ListChats, PutUser, ReadAll, ToggleArchive,
 };
@@ -184,6 +185,9 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<ReadAll>(),
         CommandSpec::owned::<SearchMessages>(),
         CommandSpec::owned::<SyncChanges>(),
+        CommandSpec::owned::<BlockUser>(),
+        CommandSpec::owned::<UnblockUser>(),
+        CommandSpec::owned::<ListBlocks>(),
         CommandSpec::common::<Health>(),
     ]
 }

@@ -57,7 +57,8 @@ fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
 /// Stores a batch of sends (arrays `$1..$12`: tenant, room, sender, sender name, new
 /// message id, content, meta, client id, arrival time, kind, replied-to message id,
 /// attachments; no two sends with the same room, sender and client id). Per send, in
-/// input order: `outcome` (`created`, `duplicate`, `forbidden`, `not_found`, or
+/// input order: `outcome` (`created`, `duplicate`, `forbidden`, `blocked` (a DM whose other member blocks the
+/// sender), `not_found`, or
 /// `bad_reply` when the replied-to message is not one of the room's), its `seq`, the stored message's columns for
 /// a duplicate, and the transaction id. Every lookup is a correlated subquery or a
 /// `LIMIT 1` lateral probe on an index: neither can be turned into a join that scans
@@ -77,6 +78,13 @@ checked AS (
            (SELECT r.tenant_id = i.tenant FROM rooms r WHERE r.id = i.room) AS room_ok,
            coalesce((SELECT true FROM room_members mb WHERE mb.room_id = i.room AND mb.user_id = i.sender
                      LIMIT 1), false) AS member,
+           -- A DM whose other member blocks the sender (migration 0050).
+           coalesce((SELECT true FROM room_members o
+                     WHERE o.room_id = i.room AND o.user_id <> i.sender
+                       AND (SELECT r.room_type FROM rooms r WHERE r.id = i.room) = 'dm'
+                       AND coalesce((SELECT true FROM user_blocks b WHERE b.tenant_id = i.tenant
+                                     AND b.blocker_id = o.user_id AND b.blocked_id = i.sender LIMIT 1), false)
+                     LIMIT 1), false) AS blocked,
            CASE WHEN i.reply_to IS NULL THEN true
                 ELSE coalesce((SELECT q.room_id = i.room FROM messages q WHERE q.id = i.reply_to), false)
            END AS reply_ok,
@@ -97,7 +105,7 @@ checked AS (
 fresh AS (
     SELECT c.*, row_number() OVER (PARTITION BY c.room ORDER BY c.ord) AS rn,
            count(*) OVER (PARTITION BY c.room) AS n
-    FROM checked c WHERE c.room_ok AND c.member AND c.prev_id IS NULL AND c.reply_ok
+    FROM checked c WHERE c.room_ok AND c.member AND c.prev_id IS NULL AND NOT c.blocked AND c.reply_ok
 ),
 bumped AS (
     UPDATE rooms r SET last_seq = r.last_seq + f.n
@@ -128,7 +136,8 @@ cursors AS (
 )
 SELECT c.ord,
        CASE WHEN c.room_ok IS NOT TRUE THEN 'not_found' WHEN NOT c.member THEN 'forbidden'
-            WHEN c.prev_id IS NOT NULL THEN 'duplicate' WHEN NOT c.reply_ok THEN 'bad_reply' ELSE 'created' END
+            WHEN c.prev_id IS NOT NULL THEN 'duplicate'
+            WHEN c.blocked THEN 'blocked' WHEN NOT c.reply_ok THEN 'bad_reply' ELSE 'created' END
            AS outcome,
        coalesce(n.seq, c.prev_seq, 0) AS seq, c.prev_id, c.prev_sender_name, c.prev_content, c.prev_meta,
        c.prev_created_at, c.prev_edited_at, c.prev_deleted_at, c.prev_kind, c.prev_reply_to, c.prev_attachments,
@@ -258,6 +267,7 @@ pub async fn send_batch(
             "not_found" => Err(StoreError::Api(ApiError::not_found("Room not found"))),
             "forbidden" => Err(StoreError::Api(ApiError::forbidden("You are not a member of this room"))),
             "duplicate" => earlier(cmd, row).map(Sent::Duplicate),
+            "blocked" => Err(StoreError::Api(ApiError::forbidden(chat_domain::proto::blocks::BLOCKED_MESSAGE))),
             "bad_reply" => Err(StoreError::Api(ApiError::validation(
                 "reply_to",
                 "The message replied to is not a message of this room",

@@ -140,7 +140,7 @@ async fn upload(stack: &TestStack, t: &TestTenant, user: &str, room: &str) -> an
 }
 
 /// A tenant with data of every kind in every store: directory users, a room with
-/// messages, cursors and an attachment, an inbox entry, a subscription, a dead letter
+/// messages, cursors and an attachment, blocks both ways, an inbox entry, a subscription, a dead letter
 /// (a webhook that refuses), presence and a rate-limit counter. Returns the tenant, the
 /// room and an open socket of `alice`.
 async fn populated(stack: &TestStack, alice: &str, bob: &str) -> anyhow::Result<(TestTenant, String, WsClient)> {
@@ -159,6 +159,11 @@ async fn populated(stack: &TestStack, alice: &str, bob: &str) -> anyhow::Result<
     upload(stack, &t, alice, &room).await?;
     upload(stack, &t, bob, &room).await?;
     t.user(alice).post("/subscriptions", json!({"topic": "news"})).await?.expect(StatusCode::CREATED)?;
+    // Blocks both ways (after the sends: a block does not affect group rooms anyway).
+    for (who, whom) in [(alice, bob), (bob, alice)] {
+        let block = t.user(who).request(Method::PUT, &format!("/blocks/{whom}"));
+        anyhow::ensure!(block.send().await?.status().is_success(), "{who} blocking {whom}");
+    }
     let hook = json!({"webhook_url": "http://127.0.0.1:9/refused", "retry": {"max_attempts": 1, "backoff_ms": 10}});
     stack.admin(Method::PATCH, &format!("/admin/tenants/{}", t.id), Some(hook)).await?.expect(StatusCode::OK)?;
     let notify = json!({"topic": "news", "payload": {"n": 1}, "targets": {"user_ids": [alice, bob]}});

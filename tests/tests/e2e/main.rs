@@ -4,6 +4,7 @@
 
 mod admin;
 mod attachments;
+mod blocks;
 mod browser;
 mod bus;
 mod contract;

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 56] = [
+pub const ROUTES: [(&str, &str); 59] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -45,6 +45,9 @@ pub const ROUTES: [(&str, &str); 56] = [
     ("GET", "/users/{user_id}"),
     ("GET", "/search"),
     ("GET", "/sync"),
+    ("PUT", "/blocks/{user_id}"),
+    ("DELETE", "/blocks/{user_id}"),
+    ("GET", "/blocks"),
     // The rest-chat.md dialect (its own error shape).
     ("POST", "/api/chat"),
     ("GET", "/api/chat"),
@@ -91,7 +94,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 40] = [
+const STORE_VERBS: [&str; 43] = [
     "authenticate",
     "get_token_secret",
     "resolve_issuer",
@@ -132,6 +135,9 @@ const STORE_VERBS: [&str; 40] = [
     "read_all",
     "search_messages",
     "sync",
+    "block_user",
+    "unblock_user",
+    "list_blocks",
 ];
 
 /// Field names the API and the bus commands use.

@@ -5,6 +5,7 @@
 //! turns these into subjects; `proto-schemas/` holds the JSON Schema of each type,
 //! checked against these definitions by the bus crate's schema test.
 
+pub mod blocks;
 pub mod chat;
 pub mod events;
 pub mod health;

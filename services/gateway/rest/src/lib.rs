@@ -5,12 +5,13 @@
 //!
 //! One file per resource, each with its handlers and the routes that mount them (with
 //! their documentation): `messages`, `cursors`, `rooms`, `users`, `health`, `tokens`,
-//! `notify`, `admin`, `settings`, `search`, `sync`; `success`: the answer of an action with nothing else
+//! `notify`, `admin`, `settings`, `search`, `sync`, `blocks`; `success`: the answer of an action with nothing else
 //! to say. Every handler takes one `gateway_core::extract::Rest`
 //! of the parts it reads, in order, and typed request structs convert into bus
 //! commands with `TryFrom`.
 
 mod admin;
+mod blocks;
 mod cursors;
 mod erasure;
 mod health;
@@ -62,4 +63,5 @@ fn routes(m: &mut Mount) {
     settings::routes(m);
     search::routes(m);
     sync::routes(m);
+    blocks::routes(m);
 }

@@ -273,6 +273,11 @@ pub async fn create_chat(store: Store, cmd: CreateChat) -> Result<ChatCreated, A
         return Err(ApiError::not_found(format!("participant not found: {unknown}")));
     }
 
+    // A direct chat is refused to a user its other participant blocks (issue 24, blocks).
+    if let (RoomType::Dm, [other]) = (room_type, others.as_slice()) {
+        super::blocks::blocked_by(&mut conn, &tenant, &creator, other).await?;
+    }
+
     let room_id = RoomId::generate();
     let metadata = cmd.metadata.clone();
     let (tx_tenant, tx_creator) = (tenant.clone(), creator.clone());

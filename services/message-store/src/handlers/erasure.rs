@@ -137,6 +137,7 @@ async fn erase_tenant(
         diesel::sql_query("DELETE FROM users WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await? as u64;
     // Room members carry the tenant too (a row whose room is gone cannot exist, but be sure).
     diesel::sql_query("DELETE FROM room_members WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
+    diesel::sql_query("DELETE FROM user_blocks WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     diesel::sql_query("DELETE FROM tenant_residency WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     Ok((erased, removals(tenant, memberships)))
 }
@@ -172,6 +173,12 @@ async fn erase_user(
     // What they could still find of rooms they left (search's departures), including the
     // rows the membership deletion above has just written.
     diesel::sql_query("DELETE FROM room_departures WHERE tenant_id = $1 AND user_id = $2")
+        .bind::<Text, _>(t)
+        .bind::<Text, _>(u)
+        .execute(conn)
+        .await?;
+    // Their blocks, both ways.
+    diesel::sql_query("DELETE FROM user_blocks WHERE tenant_id = $1 AND (blocker_id = $2 OR blocked_id = $2)")
         .bind::<Text, _>(t)
         .bind::<Text, _>(u)
         .execute(conn)

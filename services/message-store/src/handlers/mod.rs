@@ -1,5 +1,6 @@
 //! One file per group of commands; [`router`] wires them to their verbs.
 
+mod blocks;
 mod chat_messages;
 mod chats;
 mod cursors;
@@ -80,6 +81,9 @@ pub fn router(store: Store) -> Router<Store> {
         .route(placement::move_tenant)
         .route(search::search_messages)
         .route(sync::sync)
+        .route(blocks::block_user)
+        .route(blocks::unblock_user)
+        .route(blocks::list_blocks)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.

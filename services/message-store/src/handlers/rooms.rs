@@ -32,6 +32,10 @@ pub async fn create_room(store: Store, cmd: CreateRoom) -> Result<Room, ApiError
     let tenant = cmd.actor.tenant_id.clone();
     let db = store.db(&tenant).await?;
     let mut conn = db.pool.get().await.map_err(StoreError::from)?;
+    // A DM is refused to a user the other member blocks (issue 24, blocks).
+    if let (RoomType::Dm, [other]) = (cmd.room_type, others.as_slice()) {
+        super::blocks::blocked_by(&mut conn, &tenant, &creator, other).await?;
+    }
     let room = conn
         .transaction(async move |conn| -> Result<Room, StoreError> {
             // ON CONFLICT keeps the transaction usable, so the existing DM can be named.
