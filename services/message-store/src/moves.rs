@@ -252,6 +252,7 @@ async fn copy_rows(
         "DELETE FROM room_cursors WHERE room_id IN (SELECT id FROM rooms WHERE tenant_id = $1)",
         "DELETE FROM room_members WHERE room_id IN (SELECT id FROM rooms WHERE tenant_id = $1)",
         "DELETE FROM room_departures WHERE tenant_id = $1",
+        "DELETE FROM user_blocks WHERE tenant_id = $1",
         "DELETE FROM rooms WHERE tenant_id = $1",
         "DELETE FROM users WHERE tenant_id = $1",
         "DELETE FROM tenant_residency WHERE tenant_id = $1",
@@ -292,6 +293,13 @@ async fn copy_rows(
             .load(s)
             .await?;
     counts.users = insert(d, "users", &users).await?;
+    // Who blocks whom (the send statement and DM creation read them on the new cluster).
+    let blocks: Vec<JsonRow> =
+        diesel::sql_query("DELETE FROM user_blocks b WHERE b.tenant_id = $1 RETURNING to_jsonb(b.*)::text AS row")
+            .bind::<Text, _>(t)
+            .load(s)
+            .await?;
+    insert(d, "user_blocks", &blocks).await?;
     let ids: Vec<&str> = rooms.iter().map(|r| r.id.as_str()).collect();
     // Who left which room (before the members go: each member deleted below becomes a
     // departure on the old cluster, dropped with its rooms).

@@ -23,6 +23,7 @@ async fn rows(server: &PgServer, table: &str, tenant: &str) -> anyhow::Result<i6
         "messages" => format!(
             "SELECT count(*) AS n FROM messages m JOIN rooms r ON r.id = m.room_id WHERE r.tenant_id = '{tenant}'"
         ),
+        "user_blocks" => format!("SELECT count(*) AS n FROM user_blocks WHERE tenant_id = '{tenant}'"),
         other => anyhow::bail!("no count for {other}"),
     };
     count(server.node.port, &sql).await
@@ -54,6 +55,9 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
         |u: &str| Client::raw(&stack.base_url(0)).with_header("X-API-Key", &b.api_key).with_header("X-User-Id", u);
     let alice = [a.user_on(0, "alice"), a.user_on(1, "alice")];
     let room_a = alice[0].create_room("group", &["bob"]).await?;
+    // A block, which must move with the tenant: carol's DM sends to alice stay refused.
+    let block = alice[0].request(reqwest::Method::PUT, "/blocks/carol").send().await?;
+    chat_test_support::Response::from(block).await?.expect(StatusCode::OK)?;
     let room_b = b_user("zoe").create_room("group", &["yann"]).await?;
     let (mut acked_a, mut acked_b) = (Vec::new(), Vec::new());
     for i in 0..10 {
@@ -90,6 +94,9 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
         assert_eq!(rows(there, "rooms", &a.id).await?, 1, "the room is on {to}");
         assert_eq!(rows(away, "rooms", &a.id).await?, 0, "nothing is left behind");
         assert_eq!(rows(there, "messages", &a.id).await?, acked_a.len() as i64);
+        assert_eq!((rows(there, "user_blocks", &a.id).await?, rows(away, "user_blocks", &a.id).await?), (1, 0));
+        let blocks = alice[1].get("/blocks").await?.expect(StatusCode::OK)?.body;
+        assert_eq!(blocks["blocks"][0]["user_id"], "carol", "alice's block moved with her: {blocks}");
         let shown = stack.admin(reqwest::Method::GET, &format!("/admin/tenants/{}", a.id), None).await?;
         assert_eq!(shown.expect(StatusCode::OK)?.body["cluster"], to);
         println!(
