@@ -90,7 +90,10 @@ fn manager(url: &str) -> AsyncDieselConnectionManager<AsyncPgConnection> {
     config.custom_setup = Box::new(|url| {
         Box::pin(async move {
             let mut conn = AsyncPgConnection::establish(url).await?;
-            conn.batch_execute("SET plan_cache_mode = force_generic_plan")
+            // Generic plans: every statement is planned once per connection. No JIT: these
+            // are short OLTP statements, and a plan whose estimate crosses
+            // `jit_above_cost` would pay tens to hundreds of milliseconds compiling.
+            conn.batch_execute("SET plan_cache_mode = force_generic_plan; SET jit = off")
                 .await
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
             Ok(conn)

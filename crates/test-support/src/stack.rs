@@ -64,6 +64,7 @@ fn message_store_config(
         publish_lease_ttl: Duration::from_secs(3),
         crash_before_publish: false,
         clock: message_store::Clock::system(),
+        search: message_store::SearchLimits::default(),
     })
 }
 

@@ -49,6 +49,7 @@ use chat_telemetry::ops::ReadinessCheck;
 use futures_util::FutureExt as _;
 
 pub use bootstrap::Bootstrap;
+pub use handlers::SearchLimits;
 pub use clusters::{ClusterSettings, Clusters, Placement};
 
 /// message-store's schema, embedded and applied on start.
@@ -71,6 +72,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0030_search", include_str!("../migrations/0030_search.sql")),
         ("0031_sync", include_str!("../migrations/0031_sync.sql")),
         ("0050_blocks", include_str!("../migrations/0050_blocks.sql")),
+        ("0090_search_keys", include_str!("../migrations/0090_search_keys.sql")),
     ],
 };
 
@@ -107,6 +109,8 @@ pub struct Config {
     /// What time it is for rules that compare it with stored times (the edit window);
     /// tests set one they can move instead of sleeping.
     pub clock: Clock,
+    /// How much one search may read (`SEARCH_*`).
+    pub search: handlers::SearchLimits,
 }
 
 /// A source of the current time, shared by every handler.
@@ -176,6 +180,19 @@ impl Config {
             publish_lease_ttl: publish::LEASE_TTL,
             crash_before_publish: false,
             clock: Clock::system(),
+            search: {
+                let d = handlers::SearchLimits::default();
+                let n = |k: &str, d: i64| -> anyhow::Result<i64> {
+                    let v = num(k, u64::try_from(d).unwrap_or(1))?;
+                    i64::try_from(v).ok().filter(|v| *v >= 1).with_context(|| format!("{k} must be at least 1"))
+                };
+                handlers::SearchLimits {
+                    busy_room_matches: n("SEARCH_BUSY_ROOM_MATCHES", d.busy_room_matches)?,
+                    candidate_budget: n("SEARCH_CANDIDATE_BUDGET", d.candidate_budget)?,
+                    busy_room_floor: n("SEARCH_BUSY_ROOM_FLOOR", d.busy_room_floor)?,
+                    walk_per_match: n("SEARCH_WALK_PER_MATCH", d.walk_per_match)?,
+                }
+            },
         })
     }
 }
@@ -314,6 +331,7 @@ impl MessageStore {
             instance,
             started: Instant::now(),
             clock: self.config.clock.clone(),
+            search: self.config.search,
         }));
         background.push(tokio::spawn(forget_changed_tenants(store.clone(), shutdown.clone())));
         let served = handlers::router(store).serve(self.bus.clone(), Service::MessageStore, shutdown.clone()).await;

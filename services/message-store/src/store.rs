@@ -38,6 +38,8 @@ pub struct Inner {
     pub started: Instant,
     /// The time for the edit window.
     pub clock: crate::Clock,
+    /// How much one search may read.
+    pub search: crate::handlers::SearchLimits,
 }
 
 /// One PostgreSQL cluster as the handlers use it.

@@ -164,6 +164,7 @@ async fn language_paging_and_bad_input() -> anyhow::Result<()> {
         ("/search", "q"),
         ("/search?q=%22%22", "q"),
         ("/search?q=a*", "q"),
+        ("/search?q=ab*", "q"),
         ("/search?q=x&cursor=nope", "cursor"),
         ("/search?q=x&limit=51", "limit"),
         ("/search?q=x&before=yesterday", "before"),
@@ -171,5 +172,80 @@ async fn language_paging_and_bad_input() -> anyhow::Result<()> {
     ] {
         alice.get(q).await?.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some(field))?;
     }
+    stack.stop().await
+}
+
+/// A search whose words are common reads a bounded share of a busy room (message-store's
+/// `SEARCH_*` limits, made small here so a few messages make a room busy): the newest
+/// matches, older ones through `before=`, every match when they are sparse among the
+/// newest messages, and never what the caller may not read — the same rules as the
+/// index path.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_room_gives_its_newest_matches_and_before_reaches_the_rest() -> anyhow::Result<()> {
+    let stack = TestStack::builder()
+        .gateways(2)
+        .message_store_config(|c| {
+            c.search = message_store::SearchLimits {
+                busy_room_matches: 3,
+                candidate_budget: 4,
+                busy_room_floor: 2,
+                walk_per_match: 2,
+            }
+        })
+        .start()
+        .await?;
+    let t = stack.tenant().await?;
+    let (alice, bob, carol) = (t.user_on(0, "alice"), t.user_on(1, "bob"), t.user_on(1, "carol"));
+    let room = alice.create_room("group", &["bob", "carol"]).await?;
+    let mut old = Vec::new();
+    for i in 1..=6 {
+        old.push(id(&alice.send(&room, &format!("apple old {i}")).await?)?);
+    }
+    for i in 1..=4 {
+        alice.send(&room, &format!("banana {i}")).await?;
+    }
+    carol.delete(&format!("/rooms/{room}/members/carol")).await?.expect(StatusCode::OK)?;
+    let mut new = Vec::new();
+    for i in 1..=6 {
+        new.push(id(&alice.send(&room, &format!("apple new {i}")).await?)?);
+    }
+    let newest = |v: &[String], n: usize| v.iter().rev().take(n).cloned().collect::<Vec<_>>();
+
+    // 12 matches (busy): the walk over the newest 8 messages finds 6 and takes the newest
+    // 4 (the budget for one busy room), equal in rank, so newest first.
+    assert_eq!(search(&bob, "apple").await?, newest(&new, 4));
+    // Older ones: before the first new apple, the walk passes the bananas.
+    let first_new = bob.get(&format!("/rooms/{room}/messages?limit=100")).await?.expect(StatusCode::OK)?;
+    let created = first_new
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["message_id"] == new[0].as_str())
+        .and_then(|m| m["created_at"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("the first new apple is not in the history: {}", first_new.body))?
+        .to_owned();
+    let page = bob.get(&format!("/search?q=apple&before={}", urlencode(&created))).await?.expect(StatusCode::OK)?;
+    assert_eq!(ids(&page), newest(&old, 4));
+    // Carol left before the new apples: the walk starts where she left.
+    assert_eq!(search(&carol, "apple").await?, newest(&old, 4));
+    // A deleted message leaves the walk at once.
+    alice.delete(&format!("/rooms/{room}/messages/{}", new[5])).await?.expect(StatusCode::OK)?;
+    assert_eq!(search(&bob, "apple").await?, newest(&new[..5], 4));
+
+    // Sparse: 5 pears, then more than the walk reads (2 messages per match wanted) of
+    // other words: the walk finds none, so every pear is taken through the index.
+    let orchard = alice.create_room("group", &["bob"]).await?;
+    let mut pears = Vec::new();
+    for i in 1..=5 {
+        pears.push(id(&alice.send(&orchard, &format!("pear {i}")).await?)?);
+    }
+    for i in 1..=9 {
+        alice.send(&orchard, &format!("plum {i}")).await?;
+    }
+    let mut found = ids(&bob.get(&format!("/search?q=pear&room_id={orchard}")).await?.expect(StatusCode::OK)?);
+    found.sort();
+    pears.sort();
+    assert_eq!(found, pears);
     stack.stop().await
 }

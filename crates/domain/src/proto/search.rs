@@ -27,8 +27,9 @@ pub const DEFAULT_SEARCH_LIMIT: u32 = 20;
 /// How far a search can be paged (results skipped), so a page never costs more than
 /// ranking this many matches.
 pub const MAX_SEARCH_OFFSET: u32 = 1_000;
-/// Shortest prefix before a trailing `*` (a one-letter prefix matches half the words).
-pub const MIN_PREFIX_CHARS: usize = 2;
+/// Shortest prefix before a trailing `*`: shorter ones match a large share of all
+/// words (a two-letter prefix costs a search more than its whole result is worth).
+pub const MIN_PREFIX_CHARS: usize = 3;
 
 /// What the user typed, compiled to `tsquery` text: every word must match; `"two
 /// words"` must match as a phrase (in that order, adjacent); `word*` matches words
@@ -194,7 +195,7 @@ mod tests {
 
     #[test]
     fn operators_never_reach_the_tsquery() {
-        assert_eq!(q("a & b | !c <-> dd:* 'x'"), Ok("a & b & c & dd:* & x".into()));
+        assert_eq!(q("a & b | !c <-> ddd:* 'x'"), Ok("a & b & c & ddd:* & x".into()));
         assert_eq!(q("(a) \\ ''"), Ok("a".into()));
     }
 
@@ -203,6 +204,8 @@ mod tests {
         assert!(q("").is_err());
         assert!(q("  \"\" ** !!").is_err());
         assert!(q("a*").is_err());
+        assert!(q("ab*").is_err());
+        assert!(q("abc*").is_ok());
         assert!(q(&"x".repeat(MAX_QUERY_CHARS + 1)).is_err());
         assert!(q(&"w ".repeat(MAX_QUERY_TERMS + 1)).is_err());
         assert!(q(&"w ".repeat(MAX_QUERY_TERMS)).is_ok());

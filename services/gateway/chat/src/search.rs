@@ -24,7 +24,7 @@ const NAMES: Names = Names { q: "q", before: "before", after: "after", limit: "l
 pub(crate) struct ChatSearchQuery {
     /// What to look for (1 to 256 characters, at most 16 words): every word must
     /// match; `"two words"` matches a phrase; `word*` matches words starting with
-    /// `word` (at least 2 letters before the `*`).
+    /// `word` (at least 3 letters or digits before the `*`).
     #[schemars(required, example = &"\"blue bike\" addr*")]
     pub q: String,
     /// Only this chat's messages.

@@ -22,6 +22,7 @@ mod tenants;
 mod users;
 
 pub use crate::store::{Db, Inner, Store};
+pub use search::Limits as SearchLimits;
 pub use tenants::insert_key;
 
 use chat_bus::server::Router;
