@@ -37,6 +37,9 @@ impl RoomEvent {
 }
 
 /// What happened, as `{"kind": ..., "data": ...}`.
+// `message.created` is by far the most common event and carries the whole message;
+// boxing it would allocate once more per message for the rarer, smaller events.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", content = "data")]
 pub enum RoomEventBody {
