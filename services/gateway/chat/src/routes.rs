@@ -332,6 +332,7 @@ pub(crate) fn routes(m: &mut Mount) {
                         "editedAt": null,
                         "deletedAt": null,
                         "seq": 8,
+                        "reactions": [],
                     }})),
                 )
                 .errors(&[400, 401, 403, 404, 413, 415, 503]),
