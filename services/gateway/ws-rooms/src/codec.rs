@@ -178,7 +178,7 @@ impl TryFrom<FetchData> for History {
 fn react(d: ReactData, add: bool) -> Result<Command, Rejected> {
     let message_id = match d.message_id {
         Some(Value::String(s)) => MessageId::parse(s.as_str())
-            .map_err(|e| ApiError::validation("message_id", format!("Invalid message id: {e}")))?,
+            .map_err(|e| ApiError::validation("message_id", format!("message_id is not a valid message id: {e}")))?,
         _ => return Err(ApiError::validation("message_id", "message_id is required (a string)").into()),
     };
     let emoji = match d.emoji {
