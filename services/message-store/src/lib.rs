@@ -17,7 +17,7 @@
 //! - `publish`: `message.created` published after commit from the batch itself, with a
 //!   watermark and a lease per process, and the relay that republishes from the
 //!   message log when a process died between commit and publish.
-//! - `outbox`: the other events (edits, deletes, cursors, members), written with
+//! - `outbox`: the other events (edits, deletes, cursors, members, reactions, pins), written with
 //!   their change and published after commit. `bootstrap`: admin key, dev tenant.
 //! - `metrics`: messages stored per tenant, the outbox's and the publishers' lag.
 //! - `error`: `StoreError` and its reply envelope; `rows`: stored rows and their

@@ -6,7 +6,10 @@
 //! frames get `{"type":"error","code","error","field"}`; `chat_message` and
 //! `messages_fetched` messages also carry their `seq`; `message.status` also carries
 //! the `conversation_id` (a user's statuses reach all their sockets); inbox items and
-//! live notifications arrive as `notification` frames.
+//! live notifications arrive as `notification` frames; reactions (issue 23) are the
+//! actions `add_reaction` / `remove_reaction` `{message_id, emoji}`, answered with
+//! `reaction.sent`, and the frames `reaction.added`, `reaction.removed`,
+//! `message.pinned`, `message.unpinned` (named like `message.status`).
 
 use bytestring::ByteString;
 use chat_domain::ApiError;

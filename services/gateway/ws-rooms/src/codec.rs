@@ -1,5 +1,8 @@
 //! The `ws-rooms.md` codec: client frames `{"type","data"}` as commands, and server
-//! frames in the document's envelope `{"type","data","timestamp","room_id"}`.
+//! frames in the document's envelope `{"type","data","timestamp","room_id"}`. Reactions
+//! and pins (issue 23, this server's additions): client `add_reaction` /
+//! `remove_reaction` answered by `reaction_sent`; server `reaction_added`,
+//! `reaction_removed`, `message_pinned`, `message_unpinned`.
 
 use bytestring::ByteString;
 use chat_domain::ApiError;
