@@ -78,6 +78,9 @@ run fanout --rooms 100 --members 10 --rate 100 --duration "$((D * 2))"
 # The same fan-out received over rest-chat.md's Socket.IO (/socket.io/, WebSocket
 # transport) instead of /ws, so the two endpoints' costs sit side by side.
 run fanout --rooms 100 --members 10 --rate 100 --duration "$((D * 2))" --receivers socketio
+# Issue 23: what a reaction (add or take back, each fanned out to 10 connected members)
+# costs against a message sent the same way, CPU per operation per process.
+run reaction --concurrency 16 --members 10 --duration "$D"
 # The fan-out curve: the rate grows by half each step (500 -> ~5,700 messages/s, i.e. up
 # to ~57,000 deliveries/s); the result is the highest step with p99 <= 50 ms.
 run fanout --rooms 100 --members 10 --rate 500 --duration "$D" --search --max-steps "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 2 || echo 7)"

@@ -31,6 +31,7 @@ use chat_domain::proto::presence::{
     Connect, DisconnectSignal, ErasePresence, GatewayLease, GatewayResync, GetOnline, GetTenantOnline, OnlineHistory,
     SetTyping,
 };
+use chat_domain::proto::reactions::{AddReaction, ListPins, ListReactors, PinMessage, RemoveReaction, UnpinMessage};
 use chat_domain::proto::search::SearchMessages;
 use chat_domain::proto::store::{
     AddMember, Audience, Authenticate, AuthenticateAdmin, CreateRoom, CreateTenant, CreateTenantOn, DeleteMessage,
@@ -188,6 +189,12 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<BlockUser>(),
         CommandSpec::owned::<UnblockUser>(),
         CommandSpec::owned::<ListBlocks>(),
+        CommandSpec::owned::<AddReaction>(),
+        CommandSpec::owned::<RemoveReaction>(),
+        CommandSpec::owned::<ListReactors>(),
+        CommandSpec::owned::<PinMessage>(),
+        CommandSpec::owned::<UnpinMessage>(),
+        CommandSpec::owned::<ListPins>(),
         CommandSpec::common::<Health>(),
     ]
 }
@@ -830,6 +837,9 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         kind: chat_domain::model::MessageKind::Text,
         reply_to: None,
         attachments: Vec::new(),
+        reactions: Vec::new(),
+        pinned_at: None,
+        pinned_by: None,
     };
     let event = |body| RoomEvent {
         event_id: EventId::generate(),

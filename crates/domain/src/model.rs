@@ -441,6 +441,32 @@ pub struct Message {
     /// Files attached to the message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Reactions, one entry per emoji in the order the emoji were first used; always
+    /// present (`[]` when none, and in a live `message.created`).
+    #[serde(default)]
+    pub reactions: Vec<ReactionSummary>,
+    /// When the message was pinned in its room (absent when it is not pinned).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::micros_opt")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub pinned_at: Option<DateTime<Utc>>,
+    /// Who pinned it (absent when it is not pinned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_by: Option<UserId>,
+}
+
+/// One emoji's reactions on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReactionSummary {
+    pub emoji: crate::emoji::Emoji,
+    /// How many users reacted with it.
+    pub count: i64,
+    /// The first users who reacted with it (at most
+    /// [`crate::emoji::REACTION_SAMPLE`], earliest first); the whole list is
+    /// `GET /rooms/{room_id}/messages/{message_id}/reactions/{emoji}`.
+    pub user_ids: Vec<UserId>,
+    /// Whether the user reading the message reacted with it (`false` in bus events,
+    /// which no one user reads).
+    pub me: bool,
 }
 
 /// The tenant a request acts for, and the user it acts as.

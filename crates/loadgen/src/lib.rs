@@ -13,6 +13,8 @@
 //! - `history`: history pages per second from a room with many messages.
 //! - `search`: message searches per second and their latency, for a tenant with many
 //!   messages in many rooms.
+//! - `reaction`: what a reaction costs against a message: messages, then reaction
+//!   changes, into rooms whose members are all connected; CPU per operation of each.
 //! - `chart`: draws `BENCHMARKS.svg` from the JSON lines.
 //!
 //! Every scenario records the CPU seconds each process used (from `/proc`), so figures
@@ -65,6 +67,8 @@ pub enum Scenario {
     History(scenarios::history::Args),
     /// Message searches per second.
     Search(scenarios::search::Args),
+    /// What a reaction costs against a message.
+    Reaction(scenarios::reaction::Args),
     /// Draw the chart from result lines.
     Chart(chart::Args),
 }
@@ -83,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Idle(a) => scenarios::idle::run(&stack().await?, &cli.sources, a).await?,
         Scenario::History(a) => scenarios::history::run(&stack().await?, a).await?,
         Scenario::Search(a) => scenarios::search::run(&stack().await?, a).await?,
+        Scenario::Reaction(a) => scenarios::reaction::run(&stack().await?, &cli.sources, a).await?,
     };
     // A scenario with checkpoints (idle) gives one result line per checkpoint.
     match result {

@@ -17,7 +17,7 @@
 //! - `publish`: `message.created` published after commit from the batch itself, with a
 //!   watermark and a lease per process, and the relay that republishes from the
 //!   message log when a process died between commit and publish.
-//! - `outbox`: the other events (edits, deletes, cursors, members), written with
+//! - `outbox`: the other events (edits, deletes, cursors, members, reactions, pins), written with
 //!   their change and published after commit. `bootstrap`: admin key, dev tenant.
 //! - `metrics`: messages stored per tenant, the outbox's and the publishers' lag.
 //! - `error`: `StoreError` and its reply envelope; `rows`: stored rows and their
@@ -72,6 +72,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0030_search", include_str!("../migrations/0030_search.sql")),
         ("0031_sync", include_str!("../migrations/0031_sync.sql")),
         ("0050_blocks", include_str!("../migrations/0050_blocks.sql")),
+        ("0060_reactions", include_str!("../migrations/0060_reactions.sql")),
         ("0090_search_keys", include_str!("../migrations/0090_search_keys.sql")),
     ],
 };

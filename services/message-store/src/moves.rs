@@ -253,6 +253,8 @@ async fn copy_rows(
         "DELETE FROM room_members WHERE room_id IN (SELECT id FROM rooms WHERE tenant_id = $1)",
         "DELETE FROM room_departures WHERE tenant_id = $1",
         "DELETE FROM user_blocks WHERE tenant_id = $1",
+        "DELETE FROM message_reactions WHERE tenant_id = $1",
+        "DELETE FROM message_pins WHERE tenant_id = $1",
         "DELETE FROM rooms WHERE tenant_id = $1",
         "DELETE FROM users WHERE tenant_id = $1",
         "DELETE FROM tenant_residency WHERE tenant_id = $1",
@@ -300,6 +302,20 @@ async fn copy_rows(
             .load(s)
             .await?;
     insert(d, "user_blocks", &blocks).await?;
+    // Reactions and pins (issue 23; the rooms are locked, so none is added meanwhile).
+    let reactions: Vec<JsonRow> = diesel::sql_query(
+        "DELETE FROM message_reactions x WHERE x.tenant_id = $1 RETURNING to_jsonb(x.*)::text AS row",
+    )
+    .bind::<Text, _>(t)
+    .load(s)
+    .await?;
+    insert(d, "message_reactions", &reactions).await?;
+    let pins: Vec<JsonRow> =
+        diesel::sql_query("DELETE FROM message_pins x WHERE x.tenant_id = $1 RETURNING to_jsonb(x.*)::text AS row")
+            .bind::<Text, _>(t)
+            .load(s)
+            .await?;
+    insert(d, "message_pins", &pins).await?;
     let ids: Vec<&str> = rooms.iter().map(|r| r.id.as_str()).collect();
     // Who left which room (before the members go: each member deleted below becomes a
     // departure on the old cluster, dropped with its rooms).

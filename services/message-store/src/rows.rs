@@ -185,6 +185,9 @@ impl TryFrom<MessageRow> for Message {
             kind: message_kind(&r.kind)?,
             reply_to: stored(r.reply_to.map(MessageId::parse).transpose())?,
             attachments: attachments(r.attachments.map(|a| a.into_inner()))?,
+            reactions: Vec::new(),
+            pinned_at: None,
+            pinned_by: None,
         })
     }
 }

@@ -287,6 +287,9 @@ pub async fn send_batch(
                 kind: cmd.kind,
                 reply_to: cmd.reply_to.clone(),
                 attachments: cmd.attachments.clone(),
+                reactions: Vec::new(),
+                pinned_at: None,
+                pinned_by: None,
             })),
         });
     }
@@ -328,5 +331,8 @@ fn earlier(cmd: &SendMessage, row: Row) -> Result<Message, StoreError> {
         kind: message_kind(row.prev_kind.as_deref().unwrap_or("text"))?,
         reply_to: crate::error::stored(row.prev_reply_to.map(MessageId::parse).transpose())?,
         attachments: attachments(row.prev_attachments.map(|a| a.into_inner()))?,
+        reactions: Vec::new(),
+        pinned_at: None,
+        pinned_by: None,
     })
 }

@@ -24,6 +24,8 @@ async fn rows(server: &PgServer, table: &str, tenant: &str) -> anyhow::Result<i6
             "SELECT count(*) AS n FROM messages m JOIN rooms r ON r.id = m.room_id WHERE r.tenant_id = '{tenant}'"
         ),
         "user_blocks" => format!("SELECT count(*) AS n FROM user_blocks WHERE tenant_id = '{tenant}'"),
+        "message_reactions" => format!("SELECT count(*) AS n FROM message_reactions WHERE tenant_id = '{tenant}'"),
+        "message_pins" => format!("SELECT count(*) AS n FROM message_pins WHERE tenant_id = '{tenant}'"),
         other => anyhow::bail!("no count for {other}"),
     };
     count(server.node.port, &sql).await
@@ -67,6 +69,15 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
     assert_eq!((rows(&pg1, "rooms", &a.id).await?, rows(&pg2, "rooms", &a.id).await?), (1, 0));
     assert_eq!((rows(&pg1, "rooms", b_id.as_str()).await?, rows(&pg2, "rooms", b_id.as_str()).await?), (0, 1));
     assert_eq!(rows(&pg2, "messages", b_id.as_str()).await?, 10);
+    // A reaction and a pin on alice's first message, which must move with it.
+    let first = alice[0].get(&format!("/rooms/{room_a}/messages?limit=1")).await?.expect(StatusCode::OK)?.body;
+    let first = first[0]["message_id"].as_str().unwrap_or_default().to_owned();
+    for path in
+        [format!("/rooms/{room_a}/messages/{first}/reactions/%F0%9F%91%8D"), format!("/rooms/{room_a}/pins/{first}")]
+    {
+        let res = alice[0].request(reqwest::Method::PUT, &path).send().await?;
+        anyhow::ensure!(res.status().is_success(), "PUT {path}: {}", res.status());
+    }
 
     // Move a to pg2 and back, while alice keeps sending and bob's socket reads.
     let ws = |i: usize| format!("{}/ws/{room_a}?token={}&user_id=bob", stack.ws_url(i), a.api_key);
@@ -97,6 +108,12 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
         assert_eq!((rows(there, "user_blocks", &a.id).await?, rows(away, "user_blocks", &a.id).await?), (1, 0));
         let blocks = alice[1].get("/blocks").await?.expect(StatusCode::OK)?.body;
         assert_eq!(blocks["blocks"][0]["user_id"], "carol", "alice's block moved with her: {blocks}");
+        for table in ["message_reactions", "message_pins"] {
+            assert_eq!((rows(there, table, &a.id).await?, rows(away, table, &a.id).await?), (1, 0), "{table}");
+        }
+        let page = alice[1].get(&format!("/rooms/{room_a}/messages?limit=1")).await?.expect(StatusCode::OK)?.body;
+        assert_eq!(page[0]["reactions"][0]["count"], 1, "the reaction moved: {page}");
+        assert_eq!(page[0]["pinned_by"], "alice", "the pin moved: {page}");
         let shown = stack.admin(reqwest::Method::GET, &format!("/admin/tenants/{}", a.id), None).await?;
         assert_eq!(shown.expect(StatusCode::OK)?.body["cluster"], to);
         println!(

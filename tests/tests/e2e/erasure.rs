@@ -140,7 +140,8 @@ async fn upload(stack: &TestStack, t: &TestTenant, user: &str, room: &str) -> an
 }
 
 /// A tenant with data of every kind in every store: directory users, a room with
-/// messages, cursors and an attachment, blocks both ways, an inbox entry, a subscription, a dead letter
+/// messages, cursors and an attachment, blocks both ways, reactions both ways and a pin, an inbox entry, a
+/// subscription, a dead letter
 /// (a webhook that refuses), presence and a rate-limit counter. Returns the tenant, the
 /// room and an open socket of `alice`.
 async fn populated(stack: &TestStack, alice: &str, bob: &str) -> anyhow::Result<(TestTenant, String, WsClient)> {
@@ -153,8 +154,17 @@ async fn populated(stack: &TestStack, alice: &str, bob: &str) -> anyhow::Result<
         anyhow::ensure!(put.send().await?.status().is_success(), "registering {u}");
     }
     let room = t.user(alice).create_room("group", &[bob]).await?;
-    t.user(alice).send(&room, &format!("hello from {alice}")).await?;
-    t.user(bob).send(&room, &format!("hello from {bob}")).await?;
+    let first = t.user(alice).send(&room, &format!("hello from {alice}")).await?;
+    let second = t.user(bob).send(&room, &format!("hello from {bob}")).await?;
+    // Reactions both ways, and a pin (by alice, the room's admin) of bob's message.
+    for (who, message) in [(alice, &second), (bob, &first)] {
+        let id = message["message_id"].as_str().unwrap_or_default();
+        let react = t.user(who).request(Method::PUT, &format!("/rooms/{room}/messages/{id}/reactions/%F0%9F%91%8D"));
+        anyhow::ensure!(react.send().await?.status() == StatusCode::CREATED, "{who} reacting to {id}");
+    }
+    let id = second["message_id"].as_str().unwrap_or_default();
+    let pin = t.user(alice).request(Method::PUT, &format!("/rooms/{room}/pins/{id}"));
+    anyhow::ensure!(pin.send().await?.status().is_success(), "{alice} pinning {id}");
     t.user(bob).post(&format!("/rooms/{room}/read"), json!({"seq": 2})).await?;
     upload(stack, &t, alice, &room).await?;
     upload(stack, &t, bob, &room).await?;
@@ -257,6 +267,12 @@ async fn an_erased_user_leaves_nothing_but_tombstones() -> anyhow::Result<()> {
     assert_eq!(erased.len(), 2, "{page}");
     assert!(erased.iter().all(|m| m["content"] == "" && !m["deleted_at"].is_null()), "{page}");
     assert!(page.to_string().contains(&format!("hello from {bob}")));
+    // Alice's reaction is gone from bob's message, and bob's from her tombstone; bob's
+    // message stays pinned, by nobody anyone can name.
+    let bobs = rows.iter().find(|m| m["sender_id"] == bob.as_str()).cloned().unwrap_or_default();
+    assert_eq!(bobs["reactions"], json!([]), "{bobs}");
+    assert_eq!(bobs["pinned_by"], chat_domain::ids::ERASED_USER, "{bobs}");
+    assert!(erased.iter().all(|m| m["reactions"] == json!([])), "{page}");
     t.user(&bob).get("/notifications").await?.expect(StatusCode::OK)?;
     assert!(!pg_mentions(&bob).await?.is_empty(), "bob is untouched");
     stack.stop().await

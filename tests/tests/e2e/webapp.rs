@@ -7,7 +7,9 @@
 //! bytes fetched with the token); refused uploads show the API's message. The operator
 //! lists and creates tenants, sets a webhook, watches live connections, rotates a key
 //! and replays a dead letter. Takes the screenshot README shows (written to
-//! `docs/screenshot.png` with `UPDATE_SCREENSHOT=1`). Needs Chromium
+//! `docs/screenshot.png` with `UPDATE_SCREENSHOT=1`). Reactions (picker, chips, who
+//! reacted) and pins (refused to a plain member, the pinned panel) are live between two
+//! people. Needs Chromium
 //! (`scripts/ensure-deps.sh browser`) and the machine's PostgreSQL, Redis and NATS.
 
 use std::path::Path;
@@ -239,6 +241,78 @@ const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0
 
 /// Picks a file in the room's file picker as a person does: a `File` put into the
 /// input through a `DataTransfer`, then `change`.
+/// Clicks the button `selector` inside the message that reads `content`.
+async fn click_in(page: &Page, content: &str, selector: &str) -> anyhow::Result<()> {
+    page.wait_for(
+        &format!("{selector} in {content:?}"),
+        &format!("!!{}?.querySelector({})", message(content), js(selector)),
+    )
+    .await?;
+    page.eval(&format!("{}.querySelector({}).click(); true", message(content), js(selector))).await?;
+    Ok(())
+}
+
+/// An expression: the text of the reaction chips of the message that reads `content`.
+fn chips(content: &str) -> String {
+    format!(
+        "[...({}?.querySelectorAll('button.reaction') ?? [])].map(b => b.textContent + (b.classList.contains('me') ? '*' : '')).join(' ')",
+        message(content)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reactions_and_pins_in_the_web_app() -> anyhow::Result<()> {
+    let stack = TestStack::builder().dev_login().start().await?;
+    let t = stack.dev_tenant().await?;
+    let browser = Browser::launch().await?;
+    let room = t.user("alice").create_room("group", &["bob"]).await?;
+    t.user("alice").send(&room, "react here").await?;
+    let mut pages = Vec::new();
+    for who in ["alice", "bob"] {
+        let page = load(&browser, &stack, "/", "chatApp").await?;
+        page.fill("dev-user", who).await?;
+        page.click("#dev-signin").await?;
+        page.wait_for(&format!("{who} to be signed in"), &format!("{} === {}", text_of("#me"), js(who))).await?;
+        open_room(&page, who, &room).await?;
+        sees(&page, who, "react here").await?;
+        pages.push(page);
+    }
+    let (alice, bob) = (&pages[0], &pages[1]);
+
+    // Bob reacts with the picker; Alice sees it live, then adds hers by clicking the chip.
+    click_in(bob, "react here", "button.react").await?;
+    click_in(bob, "react here", "button.pick").await?;
+    bob.wait_for("Bob's own chip", &format!("{} === '\u{1F44D} 1*'", chips("react here"))).await?;
+    alice.wait_for("Alice to see Bob's reaction", &format!("{} === '\u{1F44D} 1'", chips("react here"))).await?;
+    click_in(alice, "react here", "button.reaction").await?;
+    alice.wait_for("Alice's reaction", &format!("{} === '\u{1F44D} 2*'", chips("react here"))).await?;
+    bob.wait_for("Bob to see the count go up", &format!("{} === '\u{1F44D} 2*'", chips("react here"))).await?;
+    // Who reacted.
+    click_in(bob, "react here", "button.who").await?;
+    bob.wait_for(
+        "the list of who reacted",
+        &format!("{}?.querySelector('.who-list')?.textContent === '\u{1F44D} alice, bob'", message("react here")),
+    )
+    .await?;
+    // Bob takes his back; Alice sees 1.
+    click_in(bob, "react here", "button.reaction").await?;
+    alice.wait_for("Alice to see the count go down", &format!("{} === '\u{1F44D} 1*'", chips("react here"))).await?;
+
+    // Pins: Bob (a plain member of a group) is refused with the API's message; Alice
+    // (the admin) pins, and Bob's pinned panel fills live; then she unpins.
+    click_in(bob, "react here", "button.pin").await?;
+    bob.wait_for("Bob's refusal", &format!("{}.includes('Only room admins')", text_of("#room-error"))).await?;
+    click_in(alice, "react here", "button.pin").await?;
+    bob.wait_for("Bob to see the pin", &format!("{} === '\u{1F4CC} Pinned (1)'", text_of("#pins-toggle"))).await?;
+    bob.wait_for("the pin mark", &format!("!!{}?.querySelector('.pinned')", message("react here"))).await?;
+    assert_eq!(bob.eval(&text_of("#pins-list .pin-item .content")).await?, json!("react here"));
+    click_in(alice, "react here", "button.pin").await?;
+    bob.wait_for("Bob to see the unpin", &format!("{} === '\u{1F4CC} Pinned (0)'", text_of("#pins-toggle"))).await?;
+    bob.wait_for("the pin mark to go", &format!("!{}?.querySelector('.pinned')", message("react here"))).await?;
+    drop(pages);
+    stack.stop().await
+}
+
 async fn attach(page: &Page, name: &str, mime: &str, bytes: &[u8]) -> anyhow::Result<()> {
     page.wait_for("the file picker", "document.getElementById('attach')?.disabled === false").await?;
     page.eval(&format!(

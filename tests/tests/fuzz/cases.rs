@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 59] = [
+pub const ROUTES: [(&str, &str); 71] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -48,6 +48,12 @@ pub const ROUTES: [(&str, &str); 59] = [
     ("PUT", "/blocks/{user_id}"),
     ("DELETE", "/blocks/{user_id}"),
     ("GET", "/blocks"),
+    ("PUT", "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}"),
+    ("DELETE", "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}"),
+    ("GET", "/rooms/{room_id}/messages/{message_id}/reactions/{emoji}"),
+    ("PUT", "/rooms/{room_id}/pins/{message_id}"),
+    ("DELETE", "/rooms/{room_id}/pins/{message_id}"),
+    ("GET", "/rooms/{room_id}/pins"),
     // The rest-chat.md dialect (its own error shape).
     ("POST", "/api/chat"),
     ("GET", "/api/chat"),
@@ -67,6 +73,12 @@ pub const ROUTES: [(&str, &str); 59] = [
     ("DELETE", "/api/chat/{room_id}/messages/{message_id}"),
     ("POST", "/api/chat/{room_id}/messages/file"),
     ("GET", "/api/chat/{room_id}/files/{message_id}"),
+    ("PUT", "/api/chat/{room_id}/messages/{message_id}/reactions/{emoji}"),
+    ("DELETE", "/api/chat/{room_id}/messages/{message_id}/reactions/{emoji}"),
+    ("GET", "/api/chat/{room_id}/messages/{message_id}/reactions/{emoji}"),
+    ("PUT", "/api/chat/{room_id}/pins/{message_id}"),
+    ("DELETE", "/api/chat/{room_id}/pins/{message_id}"),
+    ("GET", "/api/chat/{room_id}/pins"),
     // WebSocket paths, asked as plain HTTP.
     ("GET", "/ws/{room_id}"),
     ("GET", "/conversations/{room_id}/"),
@@ -94,7 +106,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 43] = [
+const STORE_VERBS: [&str; 49] = [
     "authenticate",
     "get_token_secret",
     "resolve_issuer",
@@ -138,6 +150,12 @@ const STORE_VERBS: [&str; 43] = [
     "block_user",
     "unblock_user",
     "list_blocks",
+    "add_reaction",
+    "remove_reaction",
+    "list_reactors",
+    "pin_message",
+    "unpin_message",
+    "list_pins",
 ];
 
 /// Field names the API and the bus commands use.

@@ -147,6 +147,8 @@ impl Target {
                     "id" if template.starts_with("/api/chat/") || template.starts_with("/conversations/") => &self.room,
                     "participantId" => "bob",
                     "messageId" => &self.message_id,
+                    // 👍, percent-encoded.
+                    "emoji" => "%F0%9F%91%8D",
                     _ => "dlv_none",
                 }),
             }

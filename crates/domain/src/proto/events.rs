@@ -37,6 +37,9 @@ impl RoomEvent {
 }
 
 /// What happened, as `{"kind": ..., "data": ...}`.
+// `message.created` is by far the most common event and carries the whole message;
+// boxing it would allocate once more per message for the rarer, smaller events.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", content = "data")]
 pub enum RoomEventBody {
@@ -67,6 +70,18 @@ pub enum RoomEventBody {
     /// A member's read cursor moved forward.
     #[serde(rename = "read")]
     Read(CursorChange),
+    /// A member reacted to a message (issue 23).
+    #[serde(rename = "reaction.added")]
+    ReactionAdded(ReactionEvent),
+    /// A member took a reaction back.
+    #[serde(rename = "reaction.removed")]
+    ReactionRemoved(ReactionEvent),
+    /// A message was pinned.
+    #[serde(rename = "message.pinned")]
+    MessagePinned(PinEvent),
+    /// A message was unpinned (also when a pinned message is deleted).
+    #[serde(rename = "message.unpinned")]
+    MessageUnpinned(PinEvent),
 }
 
 impl RoomEventBody {
@@ -83,11 +98,15 @@ impl RoomEventBody {
             RoomEventBody::MessageDeleted(_) => "message.deleted",
             RoomEventBody::Delivered(_) => "delivered",
             RoomEventBody::Read(_) => "read",
+            RoomEventBody::ReactionAdded(_) => "reaction.added",
+            RoomEventBody::ReactionRemoved(_) => "reaction.removed",
+            RoomEventBody::MessagePinned(_) => "message.pinned",
+            RoomEventBody::MessageUnpinned(_) => "message.unpinned",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 14] = [
         "message.created",
         "message.updated",
         "message.deleted",
@@ -98,7 +117,41 @@ impl RoomEventBody {
         "typing",
         "delivered",
         "read",
+        "reaction.added",
+        "reaction.removed",
+        "message.pinned",
+        "message.unpinned",
     ];
+}
+
+/// A reaction added or removed, with the emoji's count after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReactionEvent {
+    pub message_id: MessageId,
+    /// The message's `seq`.
+    pub seq: i64,
+    pub emoji: crate::emoji::Emoji,
+    /// Who reacted (or took the reaction back).
+    pub user_id: UserId,
+    /// How many users react with `emoji` after the change.
+    pub count: i64,
+}
+
+/// A message pinned or unpinned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PinEvent {
+    pub message_id: MessageId,
+    /// The message's `seq`.
+    pub seq: i64,
+    /// Who pinned or unpinned it (the deleter, when a deletion unpinned it).
+    pub by: UserId,
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub at: DateTime<Utc>,
+    /// The whole message after the change (`message.pinned` only), for dialects whose
+    /// event carries the message; its reactions' `me` is `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Box<Message>>,
 }
 
 /// A member left or was removed.

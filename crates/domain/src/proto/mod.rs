@@ -11,6 +11,7 @@ pub mod events;
 pub mod health;
 pub mod notify;
 pub mod presence;
+pub mod reactions;
 pub mod search;
 pub mod store;
 pub mod sync;

@@ -4,6 +4,7 @@ pub mod fanout;
 pub mod history;
 pub mod idle;
 pub mod persist;
+pub mod reaction;
 pub mod search;
 
 use std::time::Instant;

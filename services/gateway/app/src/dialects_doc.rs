@@ -9,10 +9,11 @@ use chat_domain::ApiError;
 use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Member, MemberRole, Message};
 use chat_domain::proto::events::{
-    CursorChange, MemberRemoved, MessageDeleted, MessageStatus, MessageUpdated, PresenceChange, RoomEvent,
-    RoomEventBody, TypingChange, UserEvent, UserEventBody,
+    CursorChange, MemberRemoved, MessageDeleted, MessageStatus, MessageUpdated, PinEvent, PresenceChange,
+    ReactionEvent, RoomEvent, RoomEventBody, TypingChange, UserEvent, UserEventBody,
 };
 use chat_domain::proto::notify::InboxItem;
+use chat_domain::proto::reactions::ReactionChange;
 use chat_domain::proto::store::{Cursors, MessageSent};
 use serde_json::{Value, json};
 
@@ -66,7 +67,11 @@ fn samples() -> anyhow::Result<Samples> {
         kind: chat_domain::model::MessageKind::Text,
         reply_to: None,
         attachments: Vec::new(),
+        reactions: Vec::new(),
+        pinned_at: None,
+        pinned_by: None,
     };
+    let emoji = chat_domain::emoji::Emoji::parse("👍")?;
     let item =
         InboxItem { id: "n1".into(), kind: "notification".into(), body: json!({}), created_at: now, delivered: false };
     let replies = vec![
@@ -80,9 +85,20 @@ fn samples() -> anyhow::Result<Samples> {
         Reply::Error(ApiError::validation("frame", "x")),
         Reply::Notification(item.clone()),
         Reply::Reconnect { delay_ms: 1 },
+        Reply::Reacted(ReactionChange {
+            room_id: room.clone(),
+            message_id: message.message_id.clone(),
+            emoji: emoji.clone(),
+            changed: true,
+            count: 1,
+            reactions: Vec::new(),
+        }),
     ];
     let cursor = CursorChange { user_id: user.clone(), seq: 1, message_ids: vec![message.message_id.clone()] };
     let presence = PresenceChange { user_id: user.clone(), user_name: None };
+    let reaction =
+        ReactionEvent { message_id: message.message_id.clone(), seq: 1, emoji, user_id: user.clone(), count: 1 };
+    let pin = PinEvent { message_id: message.message_id.clone(), seq: 1, by: user.clone(), at: now, message: None };
     let bodies = vec![
         RoomEventBody::MessageCreated(message.clone()),
         RoomEventBody::MemberAdded(Member { user_id: user.clone(), role: MemberRole::Member, joined_at: now }),
@@ -107,6 +123,10 @@ fn samples() -> anyhow::Result<Samples> {
         }),
         RoomEventBody::Delivered(cursor.clone()),
         RoomEventBody::Read(cursor),
+        RoomEventBody::ReactionAdded(reaction.clone()),
+        RoomEventBody::ReactionRemoved(reaction),
+        RoomEventBody::MessagePinned(pin.clone()),
+        RoomEventBody::MessageUnpinned(pin),
     ];
     let room_events = bodies.into_iter().map(|b| RoomEvent::new(&tenant, &room, now, b)).collect();
     let user_event = |body| UserEvent {

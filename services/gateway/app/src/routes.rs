@@ -149,6 +149,7 @@ const INFO: Info = Info {
 /// The groups of operations, in the order Redoc lists them.
 const TAGS: &[(&str, &str)] = &[
     ("Rooms", "`rest-rooms.md`: rooms, members, messages, read cursors (also under `/v1`)."),
+    ("Reactions", "Reactions and pinned messages of `rest-rooms.md` (also under `/v1`); `/api/chat` has its own."),
     ("ws-rooms helpers", "The REST helpers of `ws-rooms.md` under `/api/v1`."),
     ("Chats", "`rest-chat.md` under `/api/chat`: chats, participants, messages, files."),
     ("Notifications", "Topics, subscriptions, the inbox, and webhook dead letters."),

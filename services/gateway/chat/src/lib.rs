@@ -24,6 +24,7 @@ mod extract;
 mod files;
 mod messages;
 mod participants;
+mod reactions;
 mod render;
 mod routes;
 mod search;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use chat_domain::ids::{MessageId, RoomId, UserId};
-use chat_domain::model::{Attachment, MemberRole, Message, MessageKind};
+use chat_domain::model::{Attachment, MemberRole, Message, MessageKind, ReactionSummary};
 use chat_domain::proto::chat::{Chat, ChatContext, ChatType, Participant};
 use chat_domain::time::format;
 use schemars::JsonSchema;
@@ -113,6 +113,42 @@ pub(crate) struct MessageJson {
     pub deleted_at: Option<String>,
     /// Its place in the chat, from 1, without gaps (a deleted message keeps it).
     pub seq: i64,
+    /// Reactions per emoji, in the order the emoji were first used (`[]` when none).
+    pub reactions: Vec<ReactionJson>,
+    /// When it was pinned (absent when it is not pinned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub pinned_at: Option<String>,
+    /// Who pinned it (absent when it is not pinned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_by: Option<UserId>,
+}
+
+/// One emoji's reactions on a message.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "ChatReaction")]
+pub(crate) struct ReactionJson {
+    /// A Unicode emoji sequence or `:custom_name:`.
+    pub emoji: String,
+    /// How many users reacted with it.
+    pub count: i64,
+    /// The first users who reacted with it (at most 3, earliest first).
+    pub user_ids: Vec<UserId>,
+    /// Whether you reacted with it.
+    pub me: bool,
+}
+
+/// `{emoji, count, userIds, me}` per emoji.
+pub(crate) fn reactions(r: &[ReactionSummary]) -> Vec<ReactionJson> {
+    r.iter()
+        .map(|r| ReactionJson {
+            emoji: r.emoji.as_str().to_owned(),
+            count: r.count,
+            user_ids: r.user_ids.clone(),
+            me: r.me,
+        })
+        .collect()
 }
 
 /// A message: `_id, chatId, sender, content, type, replyToMessageId, metadata,
@@ -131,6 +167,9 @@ pub(crate) fn message(m: &Message, links: &dyn AttachmentLinks) -> MessageJson {
         edited_at: m.edited_at.as_ref().map(format),
         deleted_at: m.deleted_at.as_ref().map(format),
         seq: m.seq,
+        reactions: reactions(&m.reactions),
+        pinned_at: m.pinned_at.as_ref().map(format),
+        pinned_by: m.pinned_by.clone(),
     }
 }
 
@@ -268,6 +307,9 @@ mod tests {
                 mime_type: "image/png".into(),
                 size: 7,
             }],
+            reactions: Vec::new(),
+            pinned_at: None,
+            pinned_by: None,
         })
     }
 
@@ -334,6 +376,7 @@ mod tests {
                 "editedAt": null,
                 "deletedAt": null,
                 "seq": 3,
+                "reactions": [],
             })
         );
         matches_schema::<MessageJson>(&v);

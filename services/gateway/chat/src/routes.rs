@@ -8,6 +8,7 @@ use crate::chats::{NewPurchaseRequestChat, NewSupportChat, OneChat};
 use crate::files::{download, upload};
 use crate::messages::{self, EditBody, MarkedRead, MessageList, MessageListQuery, NewMessage, OneMessage};
 use crate::participants::{self, NewParticipants, ParticipantRemoved, ParticipantsAdded};
+use crate::reactions::{self, PinsJson, ReactionChanged, ReactorsJson, ReactorsQuery};
 use gateway_core::openapi::Auth;
 use gateway_core::routes::{Mount, op};
 
@@ -29,6 +30,7 @@ fn example_message() -> Value {
         "editedAt": null,
         "deletedAt": null,
         "seq": 7,
+        "reactions": [{"emoji": "👍", "count": 2, "userIds": ["bob", "carol"], "me": false}],
     })
 }
 
@@ -330,6 +332,7 @@ pub(crate) fn routes(m: &mut Mount) {
                         "editedAt": null,
                         "deletedAt": null,
                         "seq": 8,
+                        "reactions": [],
                     }})),
                 )
                 .errors(&[400, 401, 403, 404, 413, 415, 503]),
@@ -395,6 +398,96 @@ pub(crate) fn routes(m: &mut Mount) {
                 .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .path_id::<chat_domain::ids::MessageId>("messageId", MESSAGE_ID)
                 .reply::<OneMessage>(200, "The message, deleted.")
+                .errors(&[400, 401, 403, 404, 503]),
+        )
+    })
+    .at(&["/{id}/messages/{messageId}/reactions/{emoji}"], |r| {
+        let rules = "`:emoji` is a Unicode emoji sequence, percent-encoded (`%F0%9F%91%8D` for 👍), or a custom name \
+                     `:name:` of 1-32 of `a-z 0-9 _ + -`; at most 64 bytes (`400`, `field: \"emoji\"` otherwise). At \
+                     most 50 different emoji per message and 20 reactions per user per message (`400`). Participants \
+                     only (`403`); a message not in this chat is `404`, a deleted one `409`.";
+        let change = envelope(json!({
+            "messageId": "msg_0193a5c3015a7c4e8b2d9f0e1a3c5b7d",
+            "emoji": "👍",
+            "changed": true,
+            "count": 2,
+            "reactions": [{"emoji": "👍", "count": 2, "userIds": ["bob", "alice"], "me": true}],
+        }));
+        r.put(
+            reactions::add,
+            op("React to a message")
+                .user()
+                .describe(&format!(
+                    "Adds the caller's reaction: `201` when added, `200` when it was already there (`changed: \
+                     false`). Socket.IO members of `chat-<id>` get `reaction-added` with the new count. {rules}"
+                ))
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .path_id::<chat_domain::ids::MessageId>("messageId", MESSAGE_ID)
+                .path_id::<chat_domain::emoji::Emoji>("emoji", "The emoji, percent-encoded.")
+                .reply_example::<ReactionChanged>(201, "Added; the message's reactions now.", change)
+                .reply::<ReactionChanged>(200, "Already there.")
+                .errors(&[400, 401, 403, 404, 409, 503]),
+        )
+        .delete(
+            reactions::remove,
+            op("Take a reaction back")
+                .user()
+                .describe(&format!(
+                    "Idempotent (`changed: false` when there was none). Socket.IO members of `chat-<id>` get \
+                     `reaction-removed` with the new count. {rules}"
+                ))
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .path_id::<chat_domain::ids::MessageId>("messageId", MESSAGE_ID)
+                .path_id::<chat_domain::emoji::Emoji>("emoji", "The emoji, percent-encoded.")
+                .reply::<ReactionChanged>(200, "The message's reactions now.")
+                .errors(&[400, 401, 403, 404, 409, 503]),
+        )
+        .get(
+            reactions::reactors,
+            op("List who reacted with an emoji")
+                .user()
+                .describe("In user id order; pass `nextCursor` as `cursor` for the next page (`null` on the last).")
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .path_id::<chat_domain::ids::MessageId>("messageId", MESSAGE_ID)
+                .path_id::<chat_domain::emoji::Emoji>("emoji", "The emoji, percent-encoded.")
+                .query::<ReactorsQuery>()
+                .reply::<ReactorsJson>(200, "A page of the users who reacted.")
+                .errors(&[400, 401, 403, 404, 503]),
+        )
+    })
+    .at(&["/{id}/pins"], |r| {
+        r.get(
+            reactions::pins,
+            op("List a chat's pinned messages")
+                .user()
+                .describe("Most recently pinned first (at most 100), each with `pinnedAt` and `pinnedBy`.")
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .reply::<PinsJson>(200, "The pinned messages.")
+                .errors(&[400, 401, 403, 404, 503]),
+        )
+    })
+    .at(&["/{id}/pins/{messageId}"], |r| {
+        let rule = "The chat's admins (its creator), or either participant of a direct chat (`403` otherwise). A \
+                    deleted message cannot be pinned (`409`); deleting a pinned message unpins it. At most 100 pins \
+                    per chat (`400`). Socket.IO members of `chat-<id>` get `message-pinned` / `message-unpinned`.";
+        r.put(
+            reactions::pin,
+            op("Pin a message")
+                .user()
+                .describe(&format!("Idempotent: `200` both times, the first pin kept. {rule}"))
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .path_id::<chat_domain::ids::MessageId>("messageId", MESSAGE_ID)
+                .reply::<OneMessage>(200, "The message, with `pinnedAt` and `pinnedBy`.")
+                .errors(&[400, 401, 403, 404, 409, 503]),
+        )
+        .delete(
+            reactions::unpin,
+            op("Unpin a message")
+                .user()
+                .describe(&format!("Idempotent: `200` when it was not pinned. {rule}"))
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .path_id::<chat_domain::ids::MessageId>("messageId", MESSAGE_ID)
+                .reply::<OneMessage>(200, "The message, not pinned.")
                 .errors(&[400, 401, 403, 404, 503]),
         )
     });
@@ -479,8 +572,8 @@ mod tests {
                 }
             }
         }
-        // 18 operations (with `/api/chat/search`), the root twice (`""` and `/`).
-        assert_eq!(operations, 20);
+        // 24 operations (with `/api/chat/search`, reactions and pins), the root twice (`""` and `/`).
+        assert_eq!(operations, 26);
         Ok(())
     }
 

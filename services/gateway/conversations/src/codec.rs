@@ -6,19 +6,23 @@
 //! frames get `{"type":"error","code","error","field"}`; `chat_message` and
 //! `messages_fetched` messages also carry their `seq`; `message.status` also carries
 //! the `conversation_id` (a user's statuses reach all their sockets); inbox items and
-//! live notifications arrive as `notification` frames.
+//! live notifications arrive as `notification` frames; reactions (issue 23) are the
+//! actions `add_reaction` / `remove_reaction` `{message_id, emoji}`, answered with
+//! `reaction.sent`, and the frames `reaction.added`, `reaction.removed`,
+//! `message.pinned`, `message.unpinned` (named like `message.status`).
 
 use bytestring::ByteString;
 use chat_domain::ApiError;
+use chat_domain::emoji::Emoji;
 use chat_domain::ids::{MessageId, RoomId};
-use chat_domain::model::{Message, MessageContent, validate_client_id};
+use chat_domain::model::{Message, MessageContent, ReactionSummary, validate_client_id};
 use chat_domain::proto::events::{RoomEvent, RoomEventBody, UserEvent, UserEventBody};
 use chat_domain::proto::store::MAX_READ_IDS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use gateway_core::session::codec::{Close, Codec, Rejected};
-use gateway_core::session::command::{Command, Older, Reply, Send};
+use gateway_core::session::command::{Command, Older, React, Reply, Send};
 
 /// The codec every `/conversations` socket uses.
 pub static CODEC: ConversationsCodec = ConversationsCodec;
@@ -43,10 +47,46 @@ enum ClientFrame {
     FetchMessages(FetchFrame),
     HeartbeatAck(Empty),
     Heartbeat(Empty),
+    AddReaction(ReactFrame),
+    RemoveReaction(ReactFrame),
 }
 
 /// The actions this dialect understands, for the unknown-action error.
-pub const ACTIONS: [&str; 6] = ["send_message", "typing", "read", "fetch_messages", "heartbeat_ack", "heartbeat"];
+pub const ACTIONS: [&str; 8] = [
+    "send_message",
+    "typing",
+    "read",
+    "fetch_messages",
+    "heartbeat_ack",
+    "heartbeat",
+    "add_reaction",
+    "remove_reaction",
+];
+
+#[derive(Deserialize)]
+struct ReactFrame {
+    #[serde(default)]
+    conversation_id: Option<Value>,
+    #[serde(default)]
+    message_id: Option<Value>,
+    #[serde(default)]
+    emoji: Option<Value>,
+}
+
+impl ReactFrame {
+    /// `add_reaction` / `remove_reaction` `{message_id, emoji}` (issue 23).
+    fn command(self, room: &RoomId, add: bool) -> Result<Command, ApiError> {
+        same_room(self.conversation_id, room)?;
+        let id = text("message_id", self.message_id)?
+            .ok_or_else(|| ApiError::validation("message_id", "message_id is required"))?;
+        let message_id = message_id("message_id", id)?;
+        let emoji = match self.emoji {
+            Some(Value::String(s)) => Emoji::parse(s)?,
+            _ => return Err(ApiError::validation("emoji", "emoji is required (a string)")),
+        };
+        Ok(Command::React(React { message_id, emoji, add }))
+    }
+}
 
 #[derive(Deserialize)]
 struct Empty {}
@@ -215,6 +255,12 @@ struct ChatMessage<'a> {
     timestamp: String,
     status: &'static str,
     seq: i64,
+    /// Reactions per emoji (`[]` when none).
+    reactions: &'a [ReactionSummary],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned_by: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -234,6 +280,12 @@ struct Fetched<'a> {
     is_edited: bool,
     is_deleted: bool,
     seq: i64,
+    /// Reactions per emoji (`[]` when none; `me`: whether you reacted).
+    reactions: &'a [ReactionSummary],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned_by: Option<&'a str>,
 }
 
 impl<'a> From<&'a Message> for Fetched<'a> {
@@ -246,6 +298,9 @@ impl<'a> From<&'a Message> for Fetched<'a> {
             is_edited: m.edited_at.is_some(),
             is_deleted: m.deleted_at.is_some(),
             seq: m.seq,
+            reactions: &m.reactions,
+            pinned_at: m.pinned_at.as_ref().map(time),
+            pinned_by: m.pinned_by.as_ref().map(|u| u.as_str()),
         }
     }
 }
@@ -297,6 +352,8 @@ impl Codec for ConversationsCodec {
             ClientFrame::Read(f) => f.command(room)?,
             ClientFrame::FetchMessages(f) => f.command(room)?,
             ClientFrame::HeartbeatAck(_) | ClientFrame::Heartbeat(_) => Command::KeepAlive,
+            ClientFrame::AddReaction(f) => f.command(room, true)?,
+            ClientFrame::RemoveReaction(f) => f.command(room, false)?,
         })
     }
 
@@ -317,6 +374,14 @@ impl Codec for ConversationsCodec {
                 })))
             }
             Reply::Notification(item) => Some(notification(item)),
+            Reply::Reacted(c) => Some(to_text(&json!({
+                "type": "reaction.sent",
+                "conversation_id": room,
+                "message_id": c.message_id,
+                "emoji": c.emoji,
+                "changed": c.changed,
+                "count": c.count,
+            }))),
             // The document has no frame for these: who is online arrives as
             // `user_status`, read receipts are not answered, and a shutdown closes
             // with 1001.
@@ -335,6 +400,9 @@ impl Codec for ConversationsCodec {
                 timestamp: time(&m.created_at),
                 status: "sent",
                 seq: m.seq,
+                reactions: &m.reactions,
+                pinned_at: m.pinned_at.as_ref().map(time),
+                pinned_by: m.pinned_by.as_ref().map(|u| u.as_str()),
             },
         })
     }
@@ -358,6 +426,22 @@ impl Codec for ConversationsCodec {
             RoomEventBody::Read(c) => {
                 to_text(&json!({"type": "read", "user_id": c.user_id, "message_ids": c.message_ids}))
             }
+            RoomEventBody::ReactionAdded(r) | RoomEventBody::ReactionRemoved(r) => to_text(&json!({
+                "type": event.body.kind(),
+                "conversation_id": event.room_id,
+                "message_id": r.message_id,
+                "emoji": r.emoji,
+                "user_id": r.user_id,
+                "count": r.count,
+                "timestamp": at(),
+            })),
+            RoomEventBody::MessagePinned(p) | RoomEventBody::MessageUnpinned(p) => to_text(&json!({
+                "type": event.body.kind(),
+                "conversation_id": event.room_id,
+                "message_id": p.message_id,
+                "user_id": p.by,
+                "timestamp": time(&p.at),
+            })),
             // Delivery reaches senders as `message.status`; edits, deletes and
             // membership have no frame in this document.
             RoomEventBody::Delivered(_)

@@ -155,6 +155,16 @@ impl Part for InMessage {
     }
 }
 
+/// The `{emoji}` segment (percent-encoded in the path): a Unicode emoji sequence or
+/// `:custom_name:` (`chat_domain::emoji`).
+pub struct InEmoji(pub chat_domain::emoji::Emoji);
+
+impl Part for InEmoji {
+    async fn read(cx: &mut Cx) -> Result<Self, ApiError> {
+        chat_domain::emoji::Emoji::parse(cx.segment("emoji")?).map(InEmoji)
+    }
+}
+
 /// The `{user_id}` segment.
 pub struct InUser(pub UserId);
 

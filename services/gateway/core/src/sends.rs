@@ -227,6 +227,9 @@ mod tests {
                 kind: MessageKind::Text,
                 reply_to: None,
                 attachments: Vec::new(),
+                reactions: Vec::new(),
+                pinned_at: None,
+                pinned_by: None,
             },
             duplicate: false,
         }

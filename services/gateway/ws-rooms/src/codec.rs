@@ -1,10 +1,15 @@
 //! The `ws-rooms.md` codec: client frames `{"type","data"}` as commands, and server
-//! frames in the document's envelope `{"type","data","timestamp","room_id"}`.
+//! frames in the document's envelope `{"type","data","timestamp","room_id"}`. Reactions
+//! and pins (issue 23, this server's additions): client `add_reaction` /
+//! `remove_reaction` answered by `reaction_sent`; server `reaction_added`,
+//! `reaction_removed`, `message_pinned`, `message_unpinned`.
 
 use bytestring::ByteString;
 use chat_domain::ApiError;
+use chat_domain::emoji::Emoji;
+use chat_domain::ids::MessageId;
 use chat_domain::ids::RoomId;
-use chat_domain::model::{Message, MessageContent, validate_client_id, validate_meta};
+use chat_domain::model::{Message, MessageContent, ReactionSummary, validate_client_id, validate_meta};
 use chat_domain::proto::events::{RoomEvent, RoomEventBody, UserEvent, UserEventBody};
 use chat_domain::proto::notify::InboxItem;
 use chat_domain::proto::store::CursorKind;
@@ -16,7 +21,7 @@ use gateway_core::attachments::AttachmentLinks;
 use gateway_core::attachments::{Attachments, SignedLinks};
 use gateway_core::render::notification_data;
 use gateway_core::session::codec::{Close, Codec, Rejected};
-use gateway_core::session::command::{Command, History, Reply, Send};
+use gateway_core::session::command::{Command, History, React, Reply, Send};
 
 /// `ws-rooms.md`. One per gateway: a file message's `attachments` carry links signed
 /// with the gateway's key, as `/api/chat` renders them.
@@ -58,6 +63,16 @@ enum ClientFrame {
     Ack(SeqData),
     Delivered(SeqData),
     Read(SeqData),
+    AddReaction(ReactData),
+    RemoveReaction(ReactData),
+}
+
+#[derive(Deserialize)]
+struct ReactData {
+    #[serde(default)]
+    message_id: Option<Value>,
+    #[serde(default)]
+    emoji: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -96,8 +111,18 @@ struct SeqData {
 }
 
 /// The type names this dialect understands, for the unknown-type error.
-pub const TYPES: [&str; 8] =
-    ["ping", "typing", "get_online_users", "send_message", "fetch_messages", "ack", "delivered", "read"];
+pub const TYPES: [&str; 10] = [
+    "ping",
+    "typing",
+    "get_online_users",
+    "send_message",
+    "fetch_messages",
+    "ack",
+    "delivered",
+    "read",
+    "add_reaction",
+    "remove_reaction",
+];
 
 /// An optional integer field of at least `min` (`null` counts as absent).
 fn int(field: &str, v: Option<Value>, min: i64) -> Result<Option<i64>, ApiError> {
@@ -150,6 +175,20 @@ impl TryFrom<FetchData> for History {
             limit: u32::try_from(limit).unwrap_or(50),
         })
     }
+}
+
+/// `add_reaction` / `remove_reaction` `{message_id, emoji}` (issue 23).
+fn react(d: ReactData, add: bool) -> Result<Command, Rejected> {
+    let message_id = match d.message_id {
+        Some(Value::String(s)) => MessageId::parse(s.as_str())
+            .map_err(|e| ApiError::validation("message_id", format!("message_id is not a valid message id: {e}")))?,
+        _ => return Err(ApiError::validation("message_id", "message_id is required (a string)").into()),
+    };
+    let emoji = match d.emoji {
+        Some(Value::String(s)) => Emoji::parse(s)?,
+        _ => return Err(ApiError::validation("emoji", "emoji is required (a string)").into()),
+    };
+    Ok(Command::React(React { message_id, emoji, add }))
 }
 
 fn cursor(kind: CursorKind, d: SeqData) -> Result<Command, Rejected> {
@@ -235,6 +274,16 @@ pub struct MessageData<'a> {
     /// A file message's files (absent for messages without files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     attachments: Vec<FileLink<'a>>,
+    /// Reactions per emoji (`[]` when none; `me`: whether you reacted).
+    #[schemars(with = "Vec<ReactionSummary>")]
+    reactions: &'a [ReactionSummary],
+    /// When the message was pinned (absent when it is not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pinned_at: Option<String>,
+    /// Who pinned it (absent when it is not pinned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned_by: Option<&'a str>,
 }
 
 /// A file of a message, with the link it is read from.
@@ -282,6 +331,9 @@ impl<'a> MessageData<'a> {
                     size: a.size,
                 })
                 .collect(),
+            reactions: &m.reactions,
+            pinned_at: m.pinned_at.as_ref().map(chat_domain::time::format),
+            pinned_by: m.pinned_by.as_ref().map(|u| u.as_str()),
         }
     }
 }
@@ -327,6 +379,8 @@ impl Codec for WsRoomsCodec {
             ClientFrame::FetchMessages(d) => Ok(Command::History(History::try_from(d)?)),
             ClientFrame::Ack(d) | ClientFrame::Delivered(d) => cursor(CursorKind::Delivered, d),
             ClientFrame::Read(d) => cursor(CursorKind::Read, d),
+            ClientFrame::AddReaction(d) => react(d, true),
+            ClientFrame::RemoveReaction(d) => react(d, false),
         }
     }
 
@@ -369,6 +423,17 @@ impl Codec for WsRoomsCodec {
             Reply::Cursor(c) => {
                 frame("cursor", json!({"delivered_seq": c.delivered_seq, "read_seq": c.read_seq}), room)
             }
+            Reply::Reacted(c) => frame(
+                "reaction_sent",
+                json!({
+                    "message_id": c.message_id,
+                    "emoji": c.emoji,
+                    "changed": c.changed,
+                    "count": c.count,
+                    "reactions": c.reactions,
+                }),
+                room,
+            ),
             Reply::Notification(item) => notification(item),
             Reply::Reconnect { delay_ms } => {
                 frame("reconnect", json!({"reason": "server shutting down", "delay_ms": delay_ms}), room)
@@ -434,6 +499,41 @@ impl Codec for WsRoomsCodec {
                     "seq": d.seq,
                     "deleted_by": d.deleted_by,
                     "deleted_at": chat_domain::time::format(&d.deleted_at),
+                }),
+                room,
+            ),
+            RoomEventBody::ReactionAdded(r) | RoomEventBody::ReactionRemoved(r) => frame(
+                if matches!(event.body, RoomEventBody::ReactionAdded(_)) {
+                    "reaction_added"
+                } else {
+                    "reaction_removed"
+                },
+                json!({
+                    "message_id": r.message_id,
+                    "seq": r.seq,
+                    "emoji": r.emoji,
+                    "user_id": r.user_id,
+                    "count": r.count,
+                }),
+                room,
+            ),
+            RoomEventBody::MessagePinned(p) => frame(
+                "message_pinned",
+                json!({
+                    "id": p.message_id,
+                    "seq": p.seq,
+                    "pinned_by": p.by,
+                    "pinned_at": chat_domain::time::format(&p.at),
+                }),
+                room,
+            ),
+            RoomEventBody::MessageUnpinned(p) => frame(
+                "message_unpinned",
+                json!({
+                    "id": p.message_id,
+                    "seq": p.seq,
+                    "unpinned_by": p.by,
+                    "unpinned_at": chat_domain::time::format(&p.at),
                 }),
                 room,
             ),

@@ -55,5 +55,7 @@ pub async fn chat_messages(store: Store, cmd: ChatMessages) -> Result<ChatMessag
         }
     }
     .map_err(StoreError::from)?;
-    Ok(ChatMessagePage { messages: rows.into_iter().map(Message::try_from).collect::<Result<_, _>>()?, total: total.n })
+    let mut messages = rows.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
+    super::reactions::decorate(&mut conn, &mut messages, Some(&cmd.actor.user_id)).await?;
+    Ok(ChatMessagePage { messages, total: total.n })
 }

@@ -180,9 +180,10 @@ async fn load_chats(
             .load(conn)
             .await?
     };
+    let mut messages = messages.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
+    super::reactions::decorate(conn, &mut messages, Some(viewer)).await?;
     let mut last: HashMap<String, Message> = HashMap::new();
     for m in messages {
-        let m = Message::try_from(m)?;
         last.insert(m.message_id.to_string(), m);
     }
 

@@ -4,7 +4,7 @@
 
 use chat_domain::ApiError;
 use chat_domain::model::{MemberRole, Message};
-use chat_domain::proto::events::{MessageDeleted, MessageUpdated, RoomEvent, RoomEventBody};
+use chat_domain::proto::events::{MessageDeleted, MessageUpdated, PinEvent, RoomEvent, RoomEventBody};
 use chat_domain::proto::store::{DeleteMessage, DeletedMessage, EditMessage};
 use diesel::sql_types::{Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -95,14 +95,17 @@ pub async fn edit_message(store: Store, cmd: EditMessage) -> Result<Message, Api
             .bind::<Timestamptz, _>(now)
             .get_result(conn)
             .await?;
-            let message = Message::try_from(row)?;
+            // Its reactions and pin, as the editor sees them (issue 23).
+            let mut message = [Message::try_from(row)?];
+            super::reactions::decorate(conn, &mut message, Some(&cmd.actor.user_id)).await?;
+            let [message] = message;
             let event = RoomEvent::new(&cmd.actor.tenant_id, &cmd.room_id, now, RoomEventBody::MessageUpdated(MessageUpdated {
                     message_id: message.message_id.clone(),
                     seq: message.seq,
                     content: message.content.clone(),
                     edit_reason: reason,
                     edited_at: now,
-                    message: Some(Box::new(message.clone())),
+                    message: Some(Box::new(super::reactions::for_everyone(&message))),
                 }));
             let pending = outbox::insert(conn, &subjects, &event).await?;
             Ok((message, pending))
@@ -117,7 +120,7 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
     let db = store.db(&cmd.actor.tenant_id).await?;
     let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let (deleted, pending) = conn
-        .transaction(async move |conn| -> Result<(DeletedMessage, Option<outbox::Pending>), StoreError> {
+        .transaction(async move |conn| -> Result<(DeletedMessage, Vec<outbox::Pending>), StoreError> {
             let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             let old = load(conn, cmd.room_id.as_str(), cmd.message_id.as_str()).await?;
             if old.sender_id != cmd.actor.user_id
@@ -131,7 +134,7 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
             }
             if old.deleted_at.is_some() {
                 // Deleting twice is not an error, and not a second event.
-                return Ok((DeletedMessage { message: old, removed_attachments: Vec::new() }, None));
+                return Ok((DeletedMessage { message: old, removed_attachments: Vec::new() }, Vec::new()));
             }
             let now = chat_domain::time::now();
             let row: MessageRow = diesel::sql_query(format!(
@@ -145,6 +148,23 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
             .get_result(conn)
             .await?;
             let message = Message::try_from(row)?;
+            // A deleted message's reactions and pin go with it (issue 23); a pin that
+            // goes is also a `message.unpinned`.
+            let unpinned = drop_reactions_and_pin(conn, cmd.room_id.as_str(), cmd.message_id.as_str()).await?;
+            let unpin = unpinned.then(|| {
+                RoomEvent::new(
+                    &cmd.actor.tenant_id,
+                    &cmd.room_id,
+                    now,
+                    RoomEventBody::MessageUnpinned(PinEvent {
+                        message_id: message.message_id.clone(),
+                        seq: message.seq,
+                        by: cmd.actor.user_id.clone(),
+                        at: now,
+                        message: None,
+                    }),
+                )
+            });
             let event = RoomEvent::new(
                 &cmd.actor.tenant_id,
                 &cmd.room_id,
@@ -157,10 +177,29 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
                     message: Some(Box::new(message.clone())),
                 }),
             );
-            let pending = outbox::insert(conn, &subjects, &event).await?;
-            Ok((DeletedMessage { message, removed_attachments: old.attachments }, Some(pending)))
+            let mut pending = vec![outbox::insert(conn, &subjects, &event).await?];
+            if let Some(unpin) = unpin {
+                pending.push(outbox::insert(conn, &subjects, &unpin).await?);
+            }
+            Ok((DeletedMessage { message, removed_attachments: old.attachments }, pending))
         })
         .await?;
-    db.publisher.submit(pending.into_iter().collect());
+    db.publisher.submit(pending);
     Ok(deleted)
+}
+
+/// Deletes a message's reactions and pin (when the message is deleted); whether it
+/// was pinned.
+async fn drop_reactions_and_pin(conn: &mut AsyncPgConnection, room: &str, id: &str) -> Result<bool, StoreError> {
+    diesel::sql_query("DELETE FROM message_reactions WHERE message_id = $1 AND room_id = $2")
+        .bind::<Text, _>(id)
+        .bind::<Text, _>(room)
+        .execute(conn)
+        .await?;
+    let unpinned = diesel::sql_query("DELETE FROM message_pins WHERE message_id = $1 AND room_id = $2")
+        .bind::<Text, _>(id)
+        .bind::<Text, _>(room)
+        .execute(conn)
+        .await?;
+    Ok(unpinned > 0)
 }

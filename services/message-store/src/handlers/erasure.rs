@@ -138,6 +138,8 @@ async fn erase_tenant(
     // Room members carry the tenant too (a row whose room is gone cannot exist, but be sure).
     diesel::sql_query("DELETE FROM room_members WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     diesel::sql_query("DELETE FROM user_blocks WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
+    diesel::sql_query("DELETE FROM message_reactions WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
+    diesel::sql_query("DELETE FROM message_pins WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     diesel::sql_query("DELETE FROM tenant_residency WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     Ok((erased, removals(tenant, memberships)))
 }
@@ -181,6 +183,29 @@ async fn erase_user(
     diesel::sql_query("DELETE FROM user_blocks WHERE tenant_id = $1 AND (blocker_id = $2 OR blocked_id = $2)")
         .bind::<Text, _>(t)
         .bind::<Text, _>(u)
+        .execute(conn)
+        .await?;
+    // Their reactions; the reactions and pins of their messages (which become
+    // tombstones below, as a deleted message has neither); who pinned is forgotten.
+    diesel::sql_query("DELETE FROM message_reactions WHERE tenant_id = $1 AND user_id = $2")
+        .bind::<Text, _>(t)
+        .bind::<Text, _>(u)
+        .execute(conn)
+        .await?;
+    for table in ["message_reactions", "message_pins"] {
+        diesel::sql_query(format!(
+            "DELETE FROM {table} x WHERE x.room_id = ANY ($1)
+               AND x.message_id IN (SELECT m.id FROM messages m WHERE m.room_id = ANY ($1) AND m.sender_id = $2)"
+        ))
+        .bind::<Array<Text>, _>(&ids)
+        .bind::<Text, _>(u)
+        .execute(conn)
+        .await?;
+    }
+    diesel::sql_query("UPDATE message_pins SET pinned_by = $3 WHERE tenant_id = $1 AND pinned_by = $2")
+        .bind::<Text, _>(t)
+        .bind::<Text, _>(u)
+        .bind::<Text, _>(ERASED_USER)
         .execute(conn)
         .await?;
     let files: Vec<Files> = diesel::sql_query(

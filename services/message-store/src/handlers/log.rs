@@ -69,7 +69,10 @@ pub async fn room_messages(store: Store, cmd: RoomMessages) -> Result<Vec<Messag
             return Err(ApiError::not_found("Room not found"));
         }
     }
-    Ok(rows.into_iter().map(Message::try_from).collect::<Result<_, _>>()?)
+    // Read for no user: every `me` is false.
+    let mut messages = rows.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
+    super::reactions::decorate(&mut conn, &mut messages, None).await?;
+    Ok(messages)
 }
 
 /// The members of each asked room (arrays `$1`, `$2`: tenant, room), skipping rooms

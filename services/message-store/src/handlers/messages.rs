@@ -127,5 +127,7 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
         .await
         .map_err(StoreError::from)?,
     };
-    Ok(rows.into_iter().map(Message::try_from).collect::<Result<_, _>>()?)
+    let mut messages = rows.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
+    super::reactions::decorate(&mut conn, &mut messages, Some(&cmd.actor.user_id)).await?;
+    Ok(messages)
 }

@@ -12,9 +12,11 @@ mod history;
 mod log;
 mod members;
 mod messages;
+mod pins;
 mod placement;
 #[cfg(test)]
 mod plans;
+mod reactions;
 mod rooms;
 mod search;
 mod sync;
@@ -85,6 +87,12 @@ pub fn router(store: Store) -> Router<Store> {
         .route(blocks::block_user)
         .route(blocks::unblock_user)
         .route(blocks::list_blocks)
+        .route(reactions::add_reaction)
+        .route(reactions::remove_reaction)
+        .route(reactions::list_reactors)
+        .route(pins::pin_message)
+        .route(pins::unpin_message)
+        .route(pins::list_pins)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.

@@ -198,9 +198,10 @@ pub async fn list_rooms(store: Store, cmd: ListRooms) -> Result<Vec<RoomSummary>
             .await
             .map_err(StoreError::from)?
     };
+    let mut messages = messages.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
+    super::reactions::decorate(&mut conn, &mut messages, Some(&cmd.actor.user_id)).await?;
     let mut by_id: std::collections::HashMap<String, Message> = std::collections::HashMap::new();
     for m in messages {
-        let m = Message::try_from(m)?;
         by_id.insert(m.message_id.to_string(), m);
     }
     let mut out = Vec::with_capacity(rows.len());

@@ -192,6 +192,9 @@ pub async fn search_messages(store: Store, cmd: SearchMessages) -> Result<Search
         .into_iter()
         .map(|r| Ok(SearchHit { message: Message::try_from(r.message)?, snippet: r.snippet, score: r.score }))
         .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut messages: Vec<Message> = hits.iter().map(|h: &SearchHit| h.message.clone()).collect();
+    super::reactions::decorate(&mut conn, &mut messages, Some(&cmd.actor.user_id)).await?;
+    let hits = hits.into_iter().zip(messages).map(|(h, message)| SearchHit { message, ..h }).collect();
     Ok(SearchResults { hits, more })
 }
 

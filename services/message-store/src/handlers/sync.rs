@@ -370,6 +370,21 @@ async fn changes(
             room.members_removed.push(stored(UserId::parse(d.user_id))?);
         }
     }
+    // Reactions and pins as the caller sees them, in the same snapshot, for every
+    // room's messages in one go.
+    let mut all: Vec<Message> = Vec::new();
+    let mut sizes = Vec::with_capacity(out.len());
+    for room in out.values_mut() {
+        sizes.push((room.messages.len(), room.updated.len()));
+        all.append(&mut room.messages);
+        all.append(&mut room.updated);
+    }
+    super::reactions::decorate(conn, &mut all, Some(&actor.user_id)).await?;
+    let mut all = all.into_iter();
+    for (room, (new, updated)) in out.values_mut().zip(sizes) {
+        room.messages = all.by_ref().take(new).collect();
+        room.updated = all.by_ref().take(updated).collect();
+    }
     let rooms = out
         .into_values()
         .filter(|r| {

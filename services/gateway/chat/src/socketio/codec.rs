@@ -61,6 +61,10 @@ pub(crate) fn event_of(event: &RoomEvent, links: &dyn AttachmentLinks) -> Option
         RoomEventBody::Typing(t) => {
             ("user-typing", json!({"chatId": chat_id, "userId": t.user_id.as_str(), "isTyping": t.is_typing}))
         }
+        RoomEventBody::ReactionAdded(r) => ("reaction-added", render::reaction(&event.room_id, r)),
+        RoomEventBody::ReactionRemoved(r) => ("reaction-removed", render::reaction(&event.room_id, r)),
+        RoomEventBody::MessagePinned(p) => ("message-pinned", render::pinned(&event.room_id, p, links)),
+        RoomEventBody::MessageUnpinned(p) => ("message-unpinned", render::unpinned(&event.room_id, p)),
         RoomEventBody::PresenceJoined(_) | RoomEventBody::PresenceLeft(_) | RoomEventBody::Delivered(_) => {
             return None;
         }

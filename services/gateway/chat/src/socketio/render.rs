@@ -6,7 +6,9 @@
 
 use chat_domain::ids::RoomId;
 use chat_domain::model::{Member, Message};
-use chat_domain::proto::events::{CursorChange, MemberRemoved, MessageDeleted, MessageUpdated};
+use chat_domain::proto::events::{
+    CursorChange, MemberRemoved, MessageDeleted, MessageUpdated, PinEvent, ReactionEvent,
+};
 use chat_domain::time::format;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -76,5 +78,41 @@ pub fn participant_removed(room: &RoomId, r: &MemberRemoved) -> Value {
         "chatId": room.as_str(),
         "participantId": r.user_id.as_str(),
         "removedBy": r.removed_by.as_str(),
+    })
+}
+
+/// A reaction added or taken back (`reaction-added`, `reaction-removed`), with the
+/// emoji's count after it.
+pub fn reaction(room: &RoomId, r: &ReactionEvent) -> Value {
+    json!({
+        "chatId": room.as_str(),
+        "messageId": r.message_id.as_str(),
+        "seq": r.seq,
+        "emoji": r.emoji.as_str(),
+        "userId": r.user_id.as_str(),
+        "count": r.count,
+    })
+}
+
+/// A message pinned (`message-pinned`): who and when, and the whole message.
+pub(crate) fn pinned(room: &RoomId, p: &PinEvent, links: &dyn AttachmentLinks) -> Value {
+    json!({
+        "chatId": room.as_str(),
+        "messageId": p.message_id.as_str(),
+        "seq": p.seq,
+        "pinnedBy": p.by.as_str(),
+        "pinnedAt": format(&p.at),
+        "message": p.message.as_deref().map(|m| message(m, links)),
+    })
+}
+
+/// A message unpinned (`message-unpinned`), also when a pinned message is deleted.
+pub fn unpinned(room: &RoomId, p: &PinEvent) -> Value {
+    json!({
+        "chatId": room.as_str(),
+        "messageId": p.message_id.as_str(),
+        "seq": p.seq,
+        "unpinnedBy": p.by.as_str(),
+        "unpinnedAt": format(&p.at),
     })
 }

@@ -110,6 +110,9 @@ mod tests {
             kind: chat_domain::model::MessageKind::Text,
             reply_to: None,
             attachments: Vec::new(),
+            reactions: Vec::new(),
+            pinned_at: None,
+            pinned_by: None,
         })
     }
 

@@ -122,6 +122,12 @@ impl RoomTask {
             // the chat read (multi-device read sync).
             RoomEventBody::Read(_) => None,
             RoomEventBody::MessageUpdated(_) | RoomEventBody::MessageDeleted(_) | RoomEventBody::MemberAdded(_) => None,
+            // Reactions and pins reach every member, the actor's own sockets too (their
+            // other devices show the change).
+            RoomEventBody::ReactionAdded(_)
+            | RoomEventBody::ReactionRemoved(_)
+            | RoomEventBody::MessagePinned(_)
+            | RoomEventBody::MessageUnpinned(_) => None,
             RoomEventBody::MemberRemoved(r) => {
                 if let Ok(sockets) = self.shared.sockets.read() {
                     for s in sockets.values().filter(|s| s.user == r.user_id) {

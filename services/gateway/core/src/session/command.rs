@@ -3,9 +3,11 @@
 //! past this point values are domain types) and render replies.
 
 use chat_domain::ApiError;
+use chat_domain::emoji::Emoji;
 use chat_domain::ids::{MessageId, UserId};
 use chat_domain::model::{Message, MessageContent};
 use chat_domain::proto::notify::InboxItem;
+use chat_domain::proto::reactions::ReactionChange;
 use chat_domain::proto::store::{CursorKind, Cursors, MessageSent};
 
 /// A client's request to its session.
@@ -30,6 +32,17 @@ pub enum Command {
     ReadMessages(Vec<MessageId>),
     /// A page of history backwards from a message id: [`Reply::Older`].
     Older(Older),
+    /// Add or take back a reaction: [`Reply::Reacted`].
+    React(React),
+}
+
+/// A reaction to add or take back (issue 23).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct React {
+    pub message_id: MessageId,
+    pub emoji: Emoji,
+    /// `true` adds the reaction, `false` takes it back.
+    pub add: bool,
 }
 
 /// Which page of history, paging backwards by message id.
@@ -85,6 +98,9 @@ pub enum Reply {
     Older(Vec<Message>),
     /// The caller's cursors after a move.
     Cursor(Cursors),
+    /// A reaction added or taken back (the room's `reaction.added` / `reaction.removed`
+    /// event follows when it changed anything).
+    Reacted(ReactionChange),
     /// Something the client got wrong (a bad frame, a failed request).
     Error(ApiError),
     /// Something from the user's inbox that arrived while they were away.

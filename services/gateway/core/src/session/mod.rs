@@ -39,6 +39,7 @@ use chat_domain::ids::RoomId;
 use chat_domain::model::{Actor, Room};
 use chat_domain::proto::notify::TakeInbox;
 use chat_domain::proto::presence::{GetOnline, SetTyping};
+use chat_domain::proto::reactions::{AddReaction, RemoveReaction};
 use chat_domain::proto::store::{ListMessages, MoveCursor, OlderMessages, ReadMessages, SendMessage};
 use chat_domain::{ApiError, ErrorCode};
 
@@ -390,6 +391,15 @@ impl Session {
                 let cmd =
                     OlderMessages { actor: self.actor.clone(), room_id: self.room.room_id.clone(), before_id, limit };
                 self.state.bus.request(&cmd).await.map(|page| Some(Reply::Older(page)))
+            }
+            Command::React(command::React { message_id, emoji, add }) => {
+                let (actor, room_id) = (self.actor.clone(), self.room.room_id.clone());
+                let change = if add {
+                    self.state.bus.request(&AddReaction { actor, room_id, message_id, emoji }).await
+                } else {
+                    self.state.bus.request(&RemoveReaction { actor, room_id, message_id, emoji }).await
+                };
+                change.map(|c| Some(Reply::Reacted(c)))
             }
         };
         result.unwrap_or_else(|e| Some(Reply::Error(e)))

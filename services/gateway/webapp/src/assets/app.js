@@ -10,12 +10,20 @@
 //   id) to attach a file, with what is in the composer as its caption. Messages show
 //   their `attachments` (in `/ws` frames and history alike): images as thumbnails,
 //   other files as a link with name and size. The signed links also want the reader's
-//   credentials, so the page fetches them with its headers into object URLs.
+//   credentials, so the page fetches them with its headers into object URLs;
+// - reactions and pins (issue 23): each message shows its `reactions` as chips (click
+//   one to add or take back yours, "+" opens a small picker, "who?" lists who reacted
+//   through `GET .../reactions/{emoji}`), a pin button (room admins, or anyone in a
+//   DM: the API says no otherwise) and the room's pinned messages in a panel; all kept
+//   live by the `/ws` frames `reaction_added` / `reaction_removed` /
+//   `message_pinned` / `message_unpinned`.
 import { request, upload, download, el, clock, bytes, ApiError } from "/app/api.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 30;
 const RANK = { pending: 0, sent: 1, delivered: 2, read: 3 };
+/** The picker's emoji. Any emoji sequence or `:name:` works through the API. */
+const PICKER = ["\u{1F44D}", "\u2764\uFE0F", "\u{1F602}", "\u{1F389}", "\u{1F62E}", "\u{1F622}"];
 const TICK = { pending: "\u23F1", sent: "\u2713", delivered: "\u2713\u2713", read: "\u2713\u2713", failed: "!" };
 
 const state = {
@@ -39,6 +47,8 @@ const state = {
   typingStop: null,
   onCursor: null, // waiting for the answer to a `read`
   files: new Map(), // signed link -> {blob: Promise of an object URL, url: the object URL once there}
+  pins: [], // the open room's pinned messages, most recently pinned first
+  picking: null, // the message id whose emoji picker is open
 };
 window.chatApp = state; // for a look from the browser console
 
@@ -211,10 +221,14 @@ async function openRoom(roomId) {
   $("send").disabled = false;
   $("attach").disabled = false;
   $("upload-status").textContent = "";
+  state.pins = [];
+  state.picking = null;
+  renderPins();
   await loadOlder();
   scrollToEnd();
   connect();
   refreshRooms();
+  loadPins();
 }
 
 /** One page of history below the oldest shown (the newest page at first). */
@@ -297,8 +311,151 @@ function render(m) {
     mine ? el("span", { class: "ticks", dataset: { status: m.status }, title: m.status }, TICK[m.status]) : null,
     mine && !deleted ? el("button", { class: "edit", type: "button", onclick: () => startEdit(m) }, "edit") : null,
     mine && !deleted ? el("button", { class: "delete", type: "button", onclick: () => remove(m) }, "delete") : null,
+    m.pinned_at ? el("span", { class: "pinned", title: `pinned by ${m.pinned_by}` }, "\u{1F4CC}") : null,
+    !deleted
+      ? el("button", { class: "pin", type: "button", onclick: () => togglePin(m) }, m.pinned_at ? "unpin" : "pin")
+      : null,
+    deleted ? null : renderReactions(m),
   );
 }
+
+// ---- reactions and pins ---------------------------------------------------------------
+
+/** A message's reaction chips, the picker and "who?". */
+function renderReactions(m) {
+  const reactions = m.reactions || [];
+  const chips = reactions.map((r) =>
+    el(
+      "button",
+      {
+        class: "reaction" + (r.me ? " me" : ""),
+        type: "button",
+        dataset: { emoji: r.emoji },
+        title: r.user_ids.join(", ") + (r.count > r.user_ids.length ? ` and ${r.count - r.user_ids.length} more` : ""),
+        onclick: () => react(m, r.emoji, !r.me),
+      },
+      `${r.emoji} ${r.count}`,
+    ),
+  );
+  const picker =
+    state.picking === m.id
+      ? el(
+          "span",
+          { class: "picker" },
+          PICKER.map((e) =>
+            el("button", { class: "pick", type: "button", dataset: { emoji: e }, onclick: () => react(m, e, true) }, e),
+          ),
+        )
+      : null;
+  return el(
+    "div",
+    { class: "reactions" },
+    chips,
+    el("button", { class: "react", type: "button", title: "React", onclick: () => togglePicker(m) }, "+"),
+    picker,
+    reactions.length ? el("button", { class: "who", type: "button", onclick: () => showWho(m) }, "who?") : null,
+    el("span", { class: "who-list" }, m.who || ""),
+  );
+}
+
+function togglePicker(m) {
+  state.picking = state.picking === m.id ? null : m.id;
+  upsert(state.messages.get(m.id));
+}
+
+const reactionPath = (m, emoji) =>
+  `/rooms/${encodeURIComponent(state.room.room_id)}/messages/${encodeURIComponent(m.id)}/reactions/${encodeURIComponent(emoji)}`;
+
+/** Adds (`add`) or takes back the caller's reaction; the answer has the message's reactions. */
+async function react(m, emoji, add) {
+  state.picking = null;
+  try {
+    const change = await api(add ? "PUT" : "DELETE", reactionPath(m, emoji));
+    const now = state.messages.get(m.id);
+    if (now) upsert({ ...now, reactions: change.reactions });
+  } catch (e) {
+    $("room-error").textContent = e.message;
+  }
+}
+
+/** Lists everyone who reacted, per emoji, under the message. */
+async function showWho(m) {
+  try {
+    const parts = [];
+    for (const r of m.reactions || []) {
+      const page = await api("GET", reactionPath(m, r.emoji) + "?limit=100");
+      parts.push(`${r.emoji} ${page.users.map((u) => u.user_id).join(", ")}`);
+    }
+    const now = state.messages.get(m.id);
+    if (now) upsert({ ...now, who: parts.join(" \u00B7 ") });
+  } catch (e) {
+    $("room-error").textContent = e.message;
+  }
+}
+
+/** A `reaction_added` / `reaction_removed` frame: the emoji's count, and whether it is mine. */
+function applyReaction(data, added) {
+  const m = state.messages.get(data.message_id);
+  if (!m) return;
+  const reactions = (m.reactions || []).map((r) => ({ ...r, user_ids: [...r.user_ids] }));
+  let r = reactions.find((x) => x.emoji === data.emoji);
+  if (!r) {
+    r = { emoji: data.emoji, count: 0, user_ids: [], me: false };
+    reactions.push(r);
+  }
+  r.count = data.count;
+  if (data.user_id === state.auth.user) r.me = added;
+  if (added && !r.user_ids.includes(data.user_id) && r.user_ids.length < 3) r.user_ids.push(data.user_id);
+  if (!added) r.user_ids = r.user_ids.filter((u) => u !== data.user_id);
+  upsert({ ...m, reactions: reactions.filter((x) => x.count > 0), who: "" });
+}
+
+async function togglePin(m) {
+  const path = `/rooms/${encodeURIComponent(state.room.room_id)}/pins/${encodeURIComponent(m.id)}`;
+  try {
+    const message = await api(m.pinned_at ? "DELETE" : "PUT", path);
+    const now = state.messages.get(m.id);
+    if (now) upsert({ ...now, pinned_at: message.pinned_at, pinned_by: message.pinned_by });
+    await loadPins();
+  } catch (e) {
+    $("room-error").textContent = e.message;
+  }
+}
+
+/** The open room's pinned messages, into the panel. */
+async function loadPins() {
+  const room = state.room;
+  if (!room) return;
+  let list;
+  try {
+    list = await api("GET", `/rooms/${encodeURIComponent(room.room_id)}/pins`);
+  } catch (e) {
+    $("room-error").textContent = e.message;
+    return;
+  }
+  if (state.room !== room) return;
+  state.pins = list.pins;
+  renderPins();
+}
+
+function renderPins() {
+  $("pins-toggle").textContent = `\u{1F4CC} Pinned (${state.pins.length})`;
+  $("pins-list").replaceChildren(
+    ...state.pins.map((p) =>
+      el(
+        "li",
+        { class: "pin-item", dataset: { id: p.message_id } },
+        el("span", { class: "sender" }, p.sender_name || p.sender_id),
+        el("span", { class: "content" }, p.content),
+        el("span", { class: "time" }, `pinned by ${p.pinned_by}`),
+      ),
+    ),
+  );
+}
+
+$("pins-toggle").addEventListener("click", () => {
+  $("pins-list").hidden = !$("pins-list").hidden;
+});
 
 // ---- attachments ------------------------------------------------------------------
 
@@ -688,6 +845,20 @@ function onFrame({ type, data, room_id: roomId }) {
     case "read":
       if (!mine(data.user_id)) tick(type, data.seq);
       break;
+    case "reaction_added":
+    case "reaction_removed":
+      if (roomId && roomId !== state.room.room_id) break;
+      applyReaction(data, type === "reaction_added");
+      break;
+    case "message_pinned":
+    case "message_unpinned": {
+      if (roomId && roomId !== state.room.room_id) break;
+      const m = state.messages.get(data.id);
+      const pinned = type === "message_pinned";
+      if (m) upsert({ ...m, pinned_at: pinned ? data.pinned_at : null, pinned_by: pinned ? data.pinned_by : null });
+      loadPins();
+      break;
+    }
     case "message_status":
       if (data.room_id === state.room.room_id && !mine(data.user_id)) tick(data.status, data.up_to_seq, data.message_ids);
       else refreshRooms();
