@@ -39,6 +39,7 @@ use chat_domain::proto::store::{
     RemoveMember, ResolveIssuer, RoomAudiences, RoomMessages, RotateKey, SendMessage, SendMessages, UpdateTenant,
 };
 use chat_domain::proto::sync::SyncChanges;
+use chat_domain::proto::threads::{GetThread, ListThreads};
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -188,6 +189,8 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<BlockUser>(),
         CommandSpec::owned::<UnblockUser>(),
         CommandSpec::owned::<ListBlocks>(),
+        CommandSpec::owned::<GetThread>(),
+        CommandSpec::owned::<ListThreads>(),
         CommandSpec::common::<Health>(),
     ]
 }
@@ -830,6 +833,9 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         kind: chat_domain::model::MessageKind::Text,
         reply_to: None,
         attachments: Vec::new(),
+        parent_id: None,
+        thread: None,
+        mentions: Vec::new(),
     };
     let event = |body| RoomEvent {
         event_id: EventId::generate(),

@@ -253,6 +253,7 @@ async fn copy_rows(
         "DELETE FROM room_members WHERE room_id IN (SELECT id FROM rooms WHERE tenant_id = $1)",
         "DELETE FROM room_departures WHERE tenant_id = $1",
         "DELETE FROM user_blocks WHERE tenant_id = $1",
+        "DELETE FROM thread_reads WHERE tenant_id = $1",
         "DELETE FROM rooms WHERE tenant_id = $1",
         "DELETE FROM users WHERE tenant_id = $1",
         "DELETE FROM tenant_residency WHERE tenant_id = $1",
@@ -300,6 +301,13 @@ async fn copy_rows(
             .load(s)
             .await?;
     insert(d, "user_blocks", &blocks).await?;
+    // Thread read cursors (migration 0070).
+    let reads: Vec<JsonRow> =
+        diesel::sql_query("DELETE FROM thread_reads x WHERE x.tenant_id = $1 RETURNING to_jsonb(x.*)::text AS row")
+            .bind::<Text, _>(t)
+            .load(s)
+            .await?;
+    insert(d, "thread_reads", &reads).await?;
     let ids: Vec<&str> = rooms.iter().map(|r| r.id.as_str()).collect();
     // Who left which room (before the members go: each member deleted below becomes a
     // departure on the old cluster, dropped with its rooms).

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{EventId, MessageId, RoomId, TenantId, UserId};
-use crate::model::{Member, Message};
+use crate::model::{Member, Message, ThreadSummary};
 
 /// An event about one room.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -67,6 +67,9 @@ pub enum RoomEventBody {
     /// A member's read cursor moved forward.
     #[serde(rename = "read")]
     Read(CursorChange),
+    /// A thread's summary changed (a reply was sent or deleted).
+    #[serde(rename = "thread.updated")]
+    ThreadUpdated(ThreadUpdated),
 }
 
 impl RoomEventBody {
@@ -83,11 +86,12 @@ impl RoomEventBody {
             RoomEventBody::MessageDeleted(_) => "message.deleted",
             RoomEventBody::Delivered(_) => "delivered",
             RoomEventBody::Read(_) => "read",
+            RoomEventBody::ThreadUpdated(_) => "thread.updated",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 11] = [
         "message.created",
         "message.updated",
         "message.deleted",
@@ -98,7 +102,20 @@ impl RoomEventBody {
         "typing",
         "delivered",
         "read",
+        "thread.updated",
     ];
+}
+
+/// A thread's new summary, on its top-level message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ThreadUpdated {
+    /// The thread's top-level message.
+    pub message_id: MessageId,
+    /// Its `seq`.
+    pub seq: i64,
+    /// The summary now; absent when its last reply was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadSummary>,
 }
 
 /// A member left or was removed.

@@ -14,6 +14,7 @@ pub mod presence;
 pub mod search;
 pub mod store;
 pub mod sync;
+pub mod threads;
 
 use schemars::JsonSchema;
 use serde::Serialize;

@@ -66,6 +66,9 @@ fn samples() -> anyhow::Result<Samples> {
         kind: chat_domain::model::MessageKind::Text,
         reply_to: None,
         attachments: Vec::new(),
+        parent_id: None,
+        thread: None,
+        mentions: Vec::new(),
     };
     let item =
         InboxItem { id: "n1".into(), kind: "notification".into(), body: json!({}), created_at: now, delivered: false };

@@ -113,10 +113,43 @@ pub(crate) struct MessageJson {
     pub deleted_at: Option<String>,
     /// Its place in the chat, from 1, without gaps (a deleted message keeps it).
     pub seq: i64,
+    /// A thread reply's top-level message (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<MessageId>,
+    /// A top-level message's thread, once it has replies (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadJson>,
+    /// Mentioned participants (`@channel`: everyone); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
+}
+
+/// A thread's summary: `replyCount, lastReplyAt, participants`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "ChatThread")]
+pub(crate) struct ThreadJson {
+    /// Replies that are not deleted.
+    pub reply_count: i64,
+    /// When the newest reply was sent.
+    #[schemars(extend("format" = "date-time"))]
+    pub last_reply_at: String,
+    /// The top-level message's author, then everyone who replied.
+    pub participants: Vec<UserId>,
+}
+
+/// A thread summary in this dialect's spelling.
+pub(crate) fn thread(t: &chat_domain::model::ThreadSummary) -> ThreadJson {
+    ThreadJson {
+        reply_count: t.reply_count,
+        last_reply_at: format(&t.last_reply_at),
+        participants: t.participants.clone(),
+    }
 }
 
 /// A message: `_id, chatId, sender, content, type, replyToMessageId, metadata,
-/// attachments, createdAt, editedAt, deletedAt, seq`.
+/// attachments, createdAt, editedAt, deletedAt, seq`, and `parentId`, `thread`,
+/// `mentions` when it has them.
 pub(crate) fn message(m: &Message, links: &dyn AttachmentLinks) -> MessageJson {
     MessageJson {
         id: m.message_id.clone(),
@@ -131,6 +164,9 @@ pub(crate) fn message(m: &Message, links: &dyn AttachmentLinks) -> MessageJson {
         edited_at: m.edited_at.as_ref().map(format),
         deleted_at: m.deleted_at.as_ref().map(format),
         seq: m.seq,
+        parent_id: m.parent_id.clone(),
+        thread: m.thread.as_ref().map(thread),
+        mentions: m.mentions.clone(),
     }
 }
 
@@ -268,6 +304,9 @@ mod tests {
                 mime_type: "image/png".into(),
                 size: 7,
             }],
+            parent_id: None,
+            thread: None,
+            mentions: Vec::new(),
         })
     }
 

@@ -117,7 +117,7 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
     let db = store.db(&cmd.actor.tenant_id).await?;
     let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let (deleted, pending) = conn
-        .transaction(async move |conn| -> Result<(DeletedMessage, Option<outbox::Pending>), StoreError> {
+        .transaction(async move |conn| -> Result<(DeletedMessage, Vec<outbox::Pending>), StoreError> {
             let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             let old = load(conn, cmd.room_id.as_str(), cmd.message_id.as_str()).await?;
             if old.sender_id != cmd.actor.user_id
@@ -131,11 +131,12 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
             }
             if old.deleted_at.is_some() {
                 // Deleting twice is not an error, and not a second event.
-                return Ok((DeletedMessage { message: old, removed_attachments: Vec::new() }, None));
+                return Ok((DeletedMessage { message: old, removed_attachments: Vec::new() }, Vec::new()));
             }
             let now = chat_domain::time::now();
             let row: MessageRow = diesel::sql_query(format!(
-                "UPDATE messages SET content = '', meta = NULL, attachments = NULL, deleted_at = $3, deleted_by = $4
+                "UPDATE messages SET content = '', meta = NULL, attachments = NULL, mentions = NULL, deleted_at = $3,
+                        deleted_by = $4
                  WHERE room_id = $1 AND id = $2 RETURNING {MESSAGE_COLUMNS}"
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
@@ -157,10 +158,18 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
                     message: Some(Box::new(message.clone())),
                 }),
             );
-            let pending = outbox::insert(conn, &subjects, &event).await?;
-            Ok((DeletedMessage { message, removed_attachments: old.attachments }, Some(pending)))
+            let mut pending = vec![outbox::insert(conn, &subjects, &event).await?];
+            // A deleted thread reply lowers its parent's summary.
+            if let Some(parent) = &message.parent_id
+                && let Some(update) = super::threads::summary_recount(conn, parent).await?
+            {
+                let event =
+                    RoomEvent::new(&cmd.actor.tenant_id, &cmd.room_id, now, RoomEventBody::ThreadUpdated(update));
+                pending.push(outbox::insert(conn, &subjects, &event).await?);
+            }
+            Ok((DeletedMessage { message, removed_attachments: old.attachments }, pending))
         })
         .await?;
-    db.publisher.submit(pending.into_iter().collect());
+    db.publisher.submit(pending);
     Ok(deleted)
 }

@@ -19,6 +19,7 @@ mod rooms;
 mod search;
 mod sync;
 mod tenants;
+mod threads;
 mod users;
 
 pub use crate::store::{Db, Inner, Store};
@@ -84,6 +85,8 @@ pub fn router(store: Store) -> Router<Store> {
         .route(blocks::block_user)
         .route(blocks::unblock_user)
         .route(blocks::list_blocks)
+        .route(threads::get_thread)
+        .route(threads::list_threads)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.

@@ -61,6 +61,7 @@ WITH cfg AS (
 )
 SELECT m.id, m.room_id, m.sender_id, m.sender_name, m.seq, m.content, m.meta, m.client_msg_id, m.created_at,
        m.edited_at, m.deleted_at, m.kind, m.reply_to, m.attachments,
+                m.parent_id, m.reply_count, m.last_reply_at, m.thread_participants, m.mentions,
        h.score, ts_headline(q.cfg, m.content, q.q, $10) AS snippet
 FROM hits h JOIN messages m ON m.id = h.hit_id CROSS JOIN q
 ORDER BY h.score DESC, h.hit_at DESC, m.id";

@@ -61,6 +61,15 @@ pub(crate) fn event_of(event: &RoomEvent, links: &dyn AttachmentLinks) -> Option
         RoomEventBody::Typing(t) => {
             ("user-typing", json!({"chatId": chat_id, "userId": t.user_id.as_str(), "isTyping": t.is_typing}))
         }
+        RoomEventBody::ThreadUpdated(t) => (
+            "thread-updated",
+            json!({
+                "chatId": chat_id,
+                "messageId": t.message_id.as_str(),
+                "seq": t.seq,
+                "thread": t.thread.as_ref().map(crate::render::thread),
+            }),
+        ),
         RoomEventBody::PresenceJoined(_) | RoomEventBody::PresenceLeft(_) | RoomEventBody::Delivered(_) => {
             return None;
         }

@@ -110,6 +110,9 @@ mod tests {
             kind: chat_domain::model::MessageKind::Text,
             reply_to: None,
             attachments: Vec::new(),
+            parent_id: None,
+            thread: None,
+            mentions: Vec::new(),
         })
     }
 
