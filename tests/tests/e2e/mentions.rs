@@ -147,12 +147,13 @@ async fn unread_mentions_channel_and_bad_mentions() -> anyhow::Result<()> {
             .await?;
     conv.send(json!({"action": "send_message", "content": "conv", "mentions": ["alice"]})).await?;
     conv.expect_where("chat_message", |f| f["message"]["mentions"] == json!(["alice"])).await?;
+    // Sending counts as reading: checked before alice sends.
+    assert_eq!(unread_mentions(&alice, &room).await?, 2, "carol's and bob's");
     let res = t
         .user("alice")
         .post(&format!("/api/chat/{room}/messages"), json!({"content": "chat", "mentions": ["carol"]}))
         .await?;
     assert_eq!(res.expect(StatusCode::CREATED)?.body["data"]["message"]["mentions"], json!(["carol"]));
-    assert_eq!(unread_mentions(&alice, &room).await?, 2, "carol's and bob's");
     let page = alice.get(&format!("/rooms/{room}/messages?limit=100")).await?.expect(StatusCode::OK)?.body;
     let with: Vec<Value> = page.as_array().into_iter().flatten().map(|m| m["mentions"].clone()).collect();
     assert!(with.contains(&json!(["bob"])) && with.contains(&json!(["@channel"])), "{page}");
