@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 59] = [
+pub const ROUTES: [(&str, &str); 62] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -48,6 +48,9 @@ pub const ROUTES: [(&str, &str); 59] = [
     ("PUT", "/blocks/{user_id}"),
     ("DELETE", "/blocks/{user_id}"),
     ("GET", "/blocks"),
+    ("GET", "/rooms/{room_id}/messages/{message_id}/thread"),
+    ("GET", "/threads"),
+    ("GET", "/api/chat/{room_id}/messages/{message_id}/thread"),
     // The rest-chat.md dialect (its own error shape).
     ("POST", "/api/chat"),
     ("GET", "/api/chat"),
@@ -94,7 +97,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 43] = [
+const STORE_VERBS: [&str; 45] = [
     "authenticate",
     "get_token_secret",
     "resolve_issuer",
@@ -138,6 +141,8 @@ const STORE_VERBS: [&str; 43] = [
     "block_user",
     "unblock_user",
     "list_blocks",
+    "get_thread",
+    "list_threads",
 ];
 
 /// Field names the API and the bus commands use.
