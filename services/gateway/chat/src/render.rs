@@ -120,7 +120,7 @@ pub(crate) struct MessageJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thread: Option<ThreadJson>,
     /// Mentioned participants (`@channel`: everyone); absent when none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<UserId>,
 }
 

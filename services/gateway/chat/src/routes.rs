@@ -501,8 +501,9 @@ mod tests {
                 }
             }
         }
-        // 18 operations (with `/api/chat/search`), the root twice (`""` and `/`).
-        assert_eq!(operations, 20);
+        // 19 operations (with `/api/chat/search` and a message's thread), the root twice
+        // (`""` and `/`).
+        assert_eq!(operations, 21);
         Ok(())
     }
 
