@@ -10,7 +10,7 @@ use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Member, MemberRole, Message};
 use chat_domain::proto::events::{
     CursorChange, MemberRemoved, MessageDeleted, MessageStatus, MessageUpdated, PresenceChange, RoomEvent,
-    RoomEventBody, TypingChange, UserEvent, UserEventBody,
+    RoomEventBody, ThreadUpdated, TypingChange, UserEvent, UserEventBody,
 };
 use chat_domain::proto::notify::InboxItem;
 use chat_domain::proto::store::{Cursors, MessageSent};
@@ -110,6 +110,7 @@ fn samples() -> anyhow::Result<Samples> {
         }),
         RoomEventBody::Delivered(cursor.clone()),
         RoomEventBody::Read(cursor),
+        RoomEventBody::ThreadUpdated(ThreadUpdated { message_id: message.message_id.clone(), seq: 1, thread: None }),
     ];
     let room_events = bodies.into_iter().map(|b| RoomEvent::new(&tenant, &room, now, b)).collect();
     let user_event = |body| UserEvent {
