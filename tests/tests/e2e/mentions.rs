@@ -121,6 +121,10 @@ async fn unread_mentions_channel_and_bad_mentions() -> anyhow::Result<()> {
     assert_eq!(unread_mentions(&bob, &room).await?, 2);
     assert_eq!(unread_mentions(&t.user("carol"), &room).await?, 1);
     assert_eq!(unread_mentions(&alice, &room).await?, 0, "one's own mentions do not count");
+    // /api/chat's chat list says the same.
+    let chats = t.user("carol").get("/api/chat").await?.expect(StatusCode::OK)?.body;
+    let chat = chats["data"]["chats"].as_array().into_iter().flatten().find(|c| c["_id"] == room.as_str()).cloned();
+    assert_eq!(chat.map(|c| c["unreadMentions"].clone()), Some(json!(1)), "{chats}");
     // Reading clears them.
     let last = alice.get(&format!("/rooms/{room}")).await?.expect(StatusCode::OK)?.body["last_seq"].clone();
     bob.post(&format!("/rooms/{room}/read"), json!({"seq": last})).await?.expect(StatusCode::OK)?;

@@ -231,6 +231,8 @@ pub(crate) struct ChatJson {
     pub last_message: Option<MessageJson>,
     /// Messages after the viewer's read cursor (sending counts as reading).
     pub unread_count: i64,
+    /// Of those, the ones that mention the viewer (or `@channel`).
+    pub unread_mentions: i64,
     /// The viewer archived the chat and no message came since.
     pub is_archived: bool,
     /// The chat's `metadata` (`{}` when none).
@@ -265,6 +267,7 @@ pub(crate) fn chat(c: &Chat, links: &dyn AttachmentLinks) -> ChatJson {
         updated_at: format(&c.last_activity_at),
         last_message: c.last_message.as_ref().map(|m| message(m, links)),
         unread_count: c.unread_count,
+        unread_mentions: c.unread_mentions,
         is_archived: c.archived,
         metadata: c.metadata.clone().unwrap_or_else(|| json!({})),
         context: c.context.clone(),
@@ -335,6 +338,7 @@ mod tests {
             }],
             last_message: Some(sample()?),
             unread_count: 2,
+            unread_mentions: 1,
             archived: true,
             last_activity_at: at("2026-12-04T18:00:00.123456Z")?,
             unread_by_user: unread,
@@ -398,6 +402,7 @@ mod tests {
                 "updatedAt": "2026-12-04T18:00:00.123456Z",
                 "lastMessage": last,
                 "unreadCount": 2,
+                "unreadMentions": 1,
                 "isArchived": true,
                 "metadata": {"order": 9},
                 "context": {"type": "purchase_request", "id": "pr-1"},

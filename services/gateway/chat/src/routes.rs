@@ -51,6 +51,7 @@ fn example_chat() -> Value {
         "updatedAt": "2026-12-04T18:00:00.123456Z",
         "lastMessage": example_message(),
         "unreadCount": 0,
+        "unreadMentions": 0,
         "isArchived": false,
         "metadata": {},
         "context": null,
