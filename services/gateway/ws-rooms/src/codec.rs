@@ -250,7 +250,7 @@ pub struct MessageData<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     thread: Option<&'a ThreadSummary>,
     /// Mentioned members (`@channel`: everyone); absent when none.
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
     mentions: &'a [UserId],
 }
 
