@@ -40,6 +40,7 @@ use chat_domain::proto::store::{
     RemoveMember, ResolveIssuer, RoomAudiences, RoomMessages, RotateKey, SendMessage, SendMessages, UpdateTenant,
 };
 use chat_domain::proto::sync::SyncChanges;
+use chat_domain::proto::threads::{GetThread, ListThreads};
 use chat_domain::proto::{Command, Service, ServiceCommand};
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -195,6 +196,8 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<PinMessage>(),
         CommandSpec::owned::<UnpinMessage>(),
         CommandSpec::owned::<ListPins>(),
+        CommandSpec::owned::<GetThread>(),
+        CommandSpec::owned::<ListThreads>(),
         CommandSpec::common::<Health>(),
     ]
 }
@@ -837,6 +840,9 @@ fn real_values_validate_against_the_checked_in_schemas() -> TestResult {
         kind: chat_domain::model::MessageKind::Text,
         reply_to: None,
         attachments: Vec::new(),
+        parent_id: None,
+        thread: None,
+        mentions: Vec::new(),
         reactions: Vec::new(),
         pinned_at: None,
         pinned_by: None,

@@ -441,6 +441,16 @@ pub struct Message {
     /// Files attached to the message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// The top-level message whose thread this reply is in (same room). Thread replies
+    /// are room messages: they take the room's next `seq` like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<MessageId>,
+    /// On a top-level message with at least one (not deleted) reply: its thread's summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadSummary>,
+    /// The room members the message mentions; [`MENTION_CHANNEL`] mentions everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
     /// Reactions, one entry per emoji in the order the emoji were first used; always
     /// present (`[]` when none, and in a live `message.created`).
     #[serde(default)]
@@ -467,6 +477,37 @@ pub struct ReactionSummary {
     /// Whether the user reading the message reacted with it (`false` in bus events,
     /// which no one user reads).
     pub me: bool,
+}
+
+/// A thread as its parent message shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ThreadSummary {
+    /// Replies that are not deleted.
+    pub reply_count: i64,
+    /// When the newest of them was sent.
+    #[serde(with = "crate::time::micros")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub last_reply_at: DateTime<Utc>,
+    /// The parent's author, then everyone who replied, in order of their first reply.
+    pub participants: Vec<UserId>,
+}
+
+/// The mention of every member of a room (room admins only).
+pub const MENTION_CHANNEL: &str = "@channel";
+/// Most entries in one message's `mentions`.
+pub const MAX_MENTIONS: usize = 50;
+
+/// Checks a send's `mentions`: at most [`MAX_MENTIONS`], no repeats. Whether each is a
+/// member (and whether the sender may mention [`MENTION_CHANNEL`]) is the store's check.
+pub fn validate_mentions(mentions: &[UserId]) -> Result<(), ApiError> {
+    if mentions.len() > MAX_MENTIONS {
+        return Err(ApiError::validation("mentions", format!("a message mentions at most {MAX_MENTIONS} users")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !mentions.iter().all(|m| seen.insert(m.as_str())) {
+        return Err(ApiError::validation("mentions", "mentions must not repeat a user"));
+    }
+    Ok(())
 }
 
 /// The tenant a request acts for, and the user it acts as.

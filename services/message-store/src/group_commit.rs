@@ -103,7 +103,7 @@ async fn writer(mut rx: mpsc::Receiver<Queued>, pool: PgPool, publisher: Publish
                         Err(e) => Err(ApiError::from(e)),
                     })
                     .collect();
-                publisher.publish(ticket, stored.tx, &created).await;
+                publisher.publish(ticket, stored.tx, &created, &stored.threads).await;
                 for (answer, reply) in answers.into_iter().zip(replies) {
                     let _ = reply.send(answer);
                 }
@@ -143,10 +143,12 @@ async fn run_batch(
             tracing::warn!(error = %e, sends = cmds.len(), "a batch of sends failed; storing them one by one");
             let mut results = Vec::with_capacity(cmds.len());
             let mut tx = 0;
+            let mut threads = Vec::new();
             for one in cmds.chunks(1) {
                 match send_batch(c, one).await {
                     Ok(mut stored) => {
                         tx = tx.max(stored.tx);
+                        threads.append(&mut stored.threads);
                         results.push(
                             stored.results.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no result".to_owned()))),
                         );
@@ -154,7 +156,7 @@ async fn run_batch(
                     Err(e) => results.push(Err(e)),
                 }
             }
-            Ok(Stored { results, tx })
+            Ok(Stored { results, tx, threads })
         }
         Err(e) => {
             *conn = None;

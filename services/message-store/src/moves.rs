@@ -255,6 +255,7 @@ async fn copy_rows(
         "DELETE FROM user_blocks WHERE tenant_id = $1",
         "DELETE FROM message_reactions WHERE tenant_id = $1",
         "DELETE FROM message_pins WHERE tenant_id = $1",
+        "DELETE FROM thread_reads WHERE tenant_id = $1",
         "DELETE FROM rooms WHERE tenant_id = $1",
         "DELETE FROM users WHERE tenant_id = $1",
         "DELETE FROM tenant_residency WHERE tenant_id = $1",
@@ -316,6 +317,13 @@ async fn copy_rows(
             .load(s)
             .await?;
     insert(d, "message_pins", &pins).await?;
+    // Thread read cursors (migration 0070).
+    let reads: Vec<JsonRow> =
+        diesel::sql_query("DELETE FROM thread_reads x WHERE x.tenant_id = $1 RETURNING to_jsonb(x.*)::text AS row")
+            .bind::<Text, _>(t)
+            .load(s)
+            .await?;
+    insert(d, "thread_reads", &reads).await?;
     let ids: Vec<&str> = rooms.iter().map(|r| r.id.as_str()).collect();
     // Who left which room (before the members go: each member deleted below becomes a
     // departure on the old cluster, dropped with its rooms).

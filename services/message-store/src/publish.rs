@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{StoreError, optional, stored};
 use crate::rows::MessageRow;
+use crate::send_batch::ThreadChange;
 
 /// How often the watermark is written and the lease renewed.
 pub const LEASE_EVERY: Duration = Duration::from_secs(2);
@@ -116,7 +117,11 @@ impl Publisher {
     /// and closes its ticket once the NATS client has them all. Each event carries the
     /// trace context of the command that sent its message (`traceparent` header), so
     /// the gateways' fan-out continues that send's trace.
-    pub async fn publish(&self, ticket: Ticket, tx: i64, created: &[Created]) {
+    ///
+    /// Then the batch's `thread.updated` events (threads replied in). Those are not
+    /// republished by the relay: the summary is durable on the parent, which every read
+    /// path, sync and resume show, so a lost one leaves no reader behind for long.
+    pub async fn publish(&self, ticket: Ticket, tx: i64, created: &[Created], threads: &[ThreadChange]) {
         if let Ok(mut m) = self.marks.lock() {
             m.seen = m.seen.max(tx);
         }
@@ -131,7 +136,20 @@ impl Publisher {
                 publish_until_sent(&self.client, subject, Some(headers), payload).await;
             }
         }
+        self.threads_changed(threads).await;
         self.close(ticket, None);
+    }
+
+    /// Publishes `thread.updated` events (after the commit that changed them).
+    pub async fn threads_changed(&self, threads: &[ThreadChange]) {
+        for t in threads {
+            let event = RoomEvent::new(&t.tenant, &t.room, t.at, RoomEventBody::ThreadUpdated(t.update.clone()));
+            let subject = self.subjects.room_event(&t.tenant, &t.room, event.body.kind());
+            match serde_json::to_vec(&event) {
+                Ok(payload) => publish_until_sent(&self.client, subject, None, Bytes::from(payload)).await,
+                Err(e) => tracing::error!(error = %e, "could not serialize a thread event"),
+            }
+        }
     }
 }
 
@@ -418,7 +436,8 @@ pub async fn take_over(
                     diesel::sql_query(
                         "SELECT r.tenant_id, m.tx, m.id, m.room_id, m.sender_id, m.sender_name, m.seq, m.content,
                                 m.meta, m.client_msg_id, m.created_at, m.edited_at, m.deleted_at, m.kind,
-                                m.reply_to, m.attachments
+                                m.reply_to, m.attachments,
+                m.parent_id, m.reply_count, m.last_reply_at, m.thread_participants, m.mentions
                          FROM messages m JOIN rooms r ON r.id = m.room_id
                          WHERE m.tx >= $1 AND m.tx < $2 AND (m.tx, m.room_id, m.seq) > ($1, $3, $4)
                          ORDER BY m.tx, m.room_id, m.seq LIMIT $5",

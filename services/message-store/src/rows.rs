@@ -1,7 +1,7 @@
 //! Rows as read from SQL, and their conversion into the domain records.
 
 use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
-use chat_domain::model::{Attachment, Member, MemberRole, Message, MessageKind, Room, RoomType, Tenant};
+use chat_domain::model::{Attachment, Member, MemberRole, Message, MessageKind, Room, RoomType, Tenant, ThreadSummary};
 use chat_domain::settings::TenantSettings;
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -139,11 +139,47 @@ pub struct MessageRow {
     /// Read leniently, like `meta`.
     #[diesel(sql_type = Nullable<Jsonb>)]
     pub attachments: Option<chat_pg::json::LenientJson>,
+    // Threads and mentions (migration 0070).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub parent_id: Option<String>,
+    #[diesel(sql_type = Integer)]
+    pub reply_count: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub last_reply_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    pub thread_participants: Option<Vec<String>>,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    pub mentions: Option<Vec<String>>,
 }
 
 /// The columns of `messages` in [`MessageRow`]'s shape.
 pub const MESSAGE_COLUMNS: &str = "id, room_id, sender_id, sender_name, seq, content, meta, client_msg_id, created_at, \
-     edited_at, deleted_at, kind, reply_to, attachments";
+     edited_at, deleted_at, kind, reply_to, attachments, parent_id, reply_count, last_reply_at, thread_participants, \
+     mentions";
+
+/// [`MESSAGE_COLUMNS`] of a table aliased `m`.
+pub const M_MESSAGE_COLUMNS: &str = "m.id, m.room_id, m.sender_id, m.sender_name, m.seq, m.content, m.meta, \
+     m.client_msg_id, m.created_at, m.edited_at, m.deleted_at, m.kind, m.reply_to, m.attachments, m.parent_id, \
+     m.reply_count, m.last_reply_at, m.thread_participants, m.mentions";
+
+/// A thread summary as stored on its parent: none without replies.
+pub fn thread_summary(
+    reply_count: i32,
+    last_reply_at: Option<DateTime<Utc>>,
+    participants: Option<Vec<String>>,
+) -> Result<Option<ThreadSummary>, StoreError> {
+    let Some(last_reply_at) = last_reply_at.filter(|_| reply_count > 0) else { return Ok(None) };
+    Ok(Some(ThreadSummary {
+        reply_count: i64::from(reply_count),
+        last_reply_at,
+        participants: user_ids(participants)?,
+    }))
+}
+
+/// Stored user ids (NULL for none).
+pub fn user_ids(ids: Option<Vec<String>>) -> Result<Vec<UserId>, StoreError> {
+    ids.unwrap_or_default().into_iter().map(|u| stored(UserId::parse(u))).collect()
+}
 
 /// A stored message kind.
 pub fn message_kind(kind: &str) -> Result<MessageKind, StoreError> {
@@ -185,6 +221,9 @@ impl TryFrom<MessageRow> for Message {
             kind: message_kind(&r.kind)?,
             reply_to: stored(r.reply_to.map(MessageId::parse).transpose())?,
             attachments: attachments(r.attachments.map(|a| a.into_inner()))?,
+            parent_id: stored(r.parent_id.map(MessageId::parse).transpose())?,
+            thread: thread_summary(r.reply_count, r.last_reply_at, r.thread_participants)?,
+            mentions: user_ids(r.mentions)?,
             reactions: Vec::new(),
             pinned_at: None,
             pinned_by: None,

@@ -17,9 +17,11 @@
 use std::collections::HashMap;
 
 use chat_domain::ApiError;
-use chat_domain::ids::MessageId;
+use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::Message;
+use chat_domain::proto::events::ThreadUpdated;
 use chat_domain::proto::store::SendMessage;
+use chat_domain::proto::threads;
 use chat_pg::prepared;
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -27,7 +29,7 @@ use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamp
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::error::StoreError;
-use crate::rows::{attachments, attachments_json, message_kind};
+use crate::rows::{attachments, attachments_json, message_kind, thread_summary, user_ids};
 
 /// What one send of a batch did.
 #[derive(Debug)]
@@ -44,6 +46,17 @@ pub enum Sent {
 pub struct Stored {
     pub results: Vec<Result<Sent, StoreError>>,
     pub tx: i64,
+    /// The threads the batch replied in, once each, with their summaries after it.
+    pub threads: Vec<ThreadChange>,
+}
+
+/// A thread whose summary a batch (or a deletion) changed: its `thread.updated` event.
+#[derive(Debug, Clone)]
+pub struct ThreadChange {
+    pub tenant: TenantId,
+    pub room: RoomId,
+    pub at: DateTime<Utc>,
+    pub update: ThreadUpdated,
 }
 
 /// The sender name as stored: at most the display-name length, without NUL
@@ -54,12 +67,15 @@ fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
         .map(|n| n.chars().filter(|c| *c != '\0').take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect())
 }
 
-/// Stores a batch of sends (arrays `$1..$12`: tenant, room, sender, sender name, new
+/// Stores a batch of sends (arrays `$1..$14`: tenant, room, sender, sender name, new
 /// message id, content, meta, client id, arrival time, kind, replied-to message id,
-/// attachments; no two sends with the same room, sender and client id). Per send, in
+/// attachments, thread parent, mentions (a JSON array); no two sends with the same
+/// room, sender and client id). Per send, in
 /// input order: `outcome` (`created`, `duplicate`, `forbidden`, `blocked` (a DM whose other member blocks the
-/// sender), `not_found`, or
-/// `bad_reply` when the replied-to message is not one of the room's), its `seq`, the stored message's columns for
+/// sender), `not_found`,
+/// `bad_reply` when the replied-to message is not one of the room's, `parent_room`,
+/// `parent_deleted`, `parent_nested` for a bad thread parent, `mention_channel` (a plain
+/// member's `@channel`) or `mention_member` (a mention of a non-member)), its `seq`, the stored message's columns for
 /// a duplicate, and the transaction id. Every lookup is a correlated subquery or a
 /// `LIMIT 1` lateral probe on an index: neither can be turned into a join that scans
 /// a whole table, so the plan a writer caches once (often while the tables are still
@@ -67,11 +83,14 @@ fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
 pub const SEND_BATCH: &str = "
 WITH input AS (
     SELECT t.ord::int AS ord, t.tenant, t.room, t.sender, t.sender_name, t.id, t.content, t.meta, t.client_id, t.at,
-           t.kind, t.reply_to, t.attachments
+           t.kind, t.reply_to, t.attachments,
+           -- Threads and mentions (issue 23): the parent, and the mentions as a text[].
+           t.parent_id,
+           CASE WHEN t.mentions IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(t.mentions)) END AS mentions
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[],
-                $9::timestamptz[], $10::text[], $11::text[], $12::jsonb[])
+                $9::timestamptz[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::jsonb[])
          WITH ORDINALITY AS t (tenant, room, sender, sender_name, id, content, meta, client_id, at, kind, reply_to,
-                               attachments, ord)
+                               attachments, parent_id, mentions, ord)
 ),
 checked AS (
     SELECT i.*,
@@ -88,14 +107,35 @@ checked AS (
            CASE WHEN i.reply_to IS NULL THEN true
                 ELSE coalesce((SELECT q.room_id = i.room FROM messages q WHERE q.id = i.reply_to), false)
            END AS reply_ok,
+           -- Threads (issue 23): the parent must be a live top-level message of the room.
+           CASE WHEN i.parent_id IS NULL THEN 'ok'
+                ELSE coalesce((SELECT CASE WHEN p.room_id <> i.room THEN 'room'
+                                           WHEN p.deleted_at IS NOT NULL THEN 'deleted'
+                                           WHEN p.parent_id IS NOT NULL THEN 'nested' ELSE 'ok' END
+                               FROM messages p WHERE p.id = i.parent_id), 'room')
+           END AS parent_state,
+           -- Mentions (issue 23): members only; '@channel' only from a room admin.
+           CASE WHEN i.mentions IS NULL THEN 'ok'
+                WHEN '@channel' = ANY (i.mentions)
+                     AND coalesce((SELECT mb.role NOT IN ('owner', 'admin') FROM room_members mb
+                                   WHERE mb.room_id = i.room AND mb.user_id = i.sender), true) THEN 'channel'
+                WHEN EXISTS (SELECT 1 FROM unnest(i.mentions) AS u (id)
+                             WHERE u.id <> '@channel'
+                               AND NOT EXISTS (SELECT 1 FROM room_members mb
+                                               WHERE mb.room_id = i.room AND mb.user_id = u.id)) THEN 'member'
+                ELSE 'ok'
+           END AS mention_state,
            prev.id AS prev_id, prev.sender_name AS prev_sender_name, prev.seq AS prev_seq,
            prev.content AS prev_content, prev.meta AS prev_meta, prev.created_at AS prev_created_at,
            prev.edited_at AS prev_edited_at, prev.deleted_at AS prev_deleted_at, prev.kind AS prev_kind,
-           prev.reply_to AS prev_reply_to, prev.attachments AS prev_attachments
+           prev.reply_to AS prev_reply_to, prev.attachments AS prev_attachments,
+           prev.parent_id AS prev_parent_id, prev.mentions AS prev_mentions, prev.reply_count AS prev_reply_count,
+           prev.last_reply_at AS prev_last_reply_at, prev.thread_participants AS prev_thread_participants
     FROM input i
     LEFT JOIN LATERAL (
         SELECT m.id, m.sender_name, m.seq, m.content, m.meta, m.created_at, m.edited_at, m.deleted_at, m.kind,
-               m.reply_to, m.attachments
+               m.reply_to, m.attachments, m.parent_id, m.mentions, m.reply_count, m.last_reply_at,
+               m.thread_participants
         FROM messages m
         WHERE i.client_id IS NOT NULL AND m.client_msg_id IS NOT NULL
           AND m.room_id = i.room AND m.sender_id = i.sender AND m.client_msg_id = i.client_id
@@ -106,6 +146,7 @@ fresh AS (
     SELECT c.*, row_number() OVER (PARTITION BY c.room ORDER BY c.ord) AS rn,
            count(*) OVER (PARTITION BY c.room) AS n
     FROM checked c WHERE c.room_ok AND c.member AND c.prev_id IS NULL AND NOT c.blocked AND c.reply_ok
+                         AND c.parent_state = 'ok' AND c.mention_state = 'ok'
 ),
 bumped AS (
     UPDATE rooms r SET last_seq = r.last_seq + f.n
@@ -119,11 +160,33 @@ numbered AS (
 ),
 inserted AS (
     INSERT INTO messages (room_id, seq, id, sender_id, sender_name, content, meta, client_msg_id, created_at, tx,
-                          kind, reply_to, attachments)
+                          kind, reply_to, attachments, parent_id, mentions)
     SELECT f.room, n.seq, f.id, f.sender, f.sender_name, f.content, f.meta, f.client_id, f.at,
-           pg_current_xact_id()::text::bigint, f.kind, f.reply_to, f.attachments
+           pg_current_xact_id()::text::bigint, f.kind, f.reply_to, f.attachments, f.parent_id, f.mentions
     FROM fresh f JOIN numbered n ON n.ord = f.ord
     RETURNING 1
+),
+-- Threads (issue 23): each parent's summary moves once per batch by its new replies
+-- (participants: the parent's author, then repliers by their first reply), and the
+-- parent counts as changed for sync.
+thread_senders AS (
+    SELECT f.parent_id, f.sender, min(f.ord) AS first_ord, count(*) AS n, max(f.at) AS last_at
+    FROM fresh f WHERE f.parent_id IS NOT NULL GROUP BY f.parent_id, f.sender
+),
+threaded AS (
+    UPDATE messages p SET
+        reply_count = p.reply_count + t.n,
+        last_reply_at = GREATEST(p.last_reply_at, t.last_at),
+        thread_participants = coalesce(p.thread_participants, ARRAY[p.sender_id])
+            || ARRAY(SELECT x.s FROM unnest(t.senders) WITH ORDINALITY AS x (s, o)
+                     WHERE x.s <> ALL (coalesce(p.thread_participants, ARRAY[p.sender_id])) ORDER BY x.o),
+        changed_tx = pg_current_xact_id()::text::bigint
+    FROM (SELECT ts.parent_id, sum(ts.n)::int AS n, max(ts.last_at) AS last_at,
+                 array_agg(ts.sender ORDER BY ts.first_ord) AS senders
+          FROM thread_senders ts GROUP BY ts.parent_id) t
+    WHERE p.id = t.parent_id
+    RETURNING p.id AS thread_parent, p.seq AS thread_seq, p.reply_count AS thread_count,
+              p.last_reply_at AS thread_last, p.thread_participants
 ),
 cursors AS (
     INSERT INTO room_cursors AS rc (room_id, user_id, delivered_seq, read_seq)
@@ -137,12 +200,18 @@ cursors AS (
 SELECT c.ord,
        CASE WHEN c.room_ok IS NOT TRUE THEN 'not_found' WHEN NOT c.member THEN 'forbidden'
             WHEN c.prev_id IS NOT NULL THEN 'duplicate'
-            WHEN c.blocked THEN 'blocked' WHEN NOT c.reply_ok THEN 'bad_reply' ELSE 'created' END
+            WHEN c.blocked THEN 'blocked' WHEN NOT c.reply_ok THEN 'bad_reply'
+            WHEN c.parent_state <> 'ok' THEN 'parent_' || c.parent_state
+            WHEN c.mention_state <> 'ok' THEN 'mention_' || c.mention_state ELSE 'created' END
            AS outcome,
        coalesce(n.seq, c.prev_seq, 0) AS seq, c.prev_id, c.prev_sender_name, c.prev_content, c.prev_meta,
        c.prev_created_at, c.prev_edited_at, c.prev_deleted_at, c.prev_kind, c.prev_reply_to, c.prev_attachments,
+       c.prev_parent_id, c.prev_mentions, coalesce(c.prev_reply_count, 0) AS prev_reply_count, c.prev_last_reply_at,
+       c.prev_thread_participants,
+       th.thread_seq, coalesce(th.thread_count, 0) AS thread_count, th.thread_last, th.thread_participants,
        pg_current_xact_id()::text::bigint AS tx
-FROM checked c LEFT JOIN numbered n ON n.ord = c.ord";
+FROM checked c LEFT JOIN numbered n ON n.ord = c.ord
+LEFT JOIN threaded th ON n.seq IS NOT NULL AND th.thread_parent = c.parent_id";
 
 /// One row of [`SEND_BATCH`].
 #[derive(QueryableByName)]
@@ -174,6 +243,25 @@ struct Row {
     prev_reply_to: Option<String>,
     #[diesel(sql_type = Nullable<Jsonb>)]
     prev_attachments: Option<chat_pg::json::LenientJson>,
+    #[diesel(sql_type = Nullable<Text>)]
+    prev_parent_id: Option<String>,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    prev_mentions: Option<Vec<String>>,
+    #[diesel(sql_type = Integer)]
+    prev_reply_count: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    prev_last_reply_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    prev_thread_participants: Option<Vec<String>>,
+    /// A new thread reply's parent after the batch: its `seq` and summary.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    thread_seq: Option<i64>,
+    #[diesel(sql_type = Integer)]
+    thread_count: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    thread_last: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Array<Text>>)]
+    thread_participants: Option<Vec<String>>,
     #[diesel(sql_type = BigInt)]
     tx: i64,
 }
@@ -217,6 +305,8 @@ pub async fn send_batch(
     let mut kinds = Vec::with_capacity(n);
     let mut replies = Vec::with_capacity(n);
     let mut files = Vec::with_capacity(n);
+    let mut parents = Vec::with_capacity(n);
+    let mut mentions = Vec::with_capacity(n);
     for &i in &unique {
         let (cmd, at) = &cmds[i];
         tenants.push(cmd.actor.tenant_id.as_str());
@@ -231,6 +321,8 @@ pub async fn send_batch(
         kinds.push(cmd.kind.as_str());
         replies.push(cmd.reply_to.as_ref().map(MessageId::as_str));
         files.push(attachments_json(&cmd.attachments));
+        parents.push(cmd.parent_id.as_ref().map(MessageId::as_str));
+        mentions.push(mentions_json(&cmd.mentions));
     }
     let id_strs: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
     let rows: Vec<Row> = prepared(
@@ -246,7 +338,9 @@ pub async fn send_batch(
             .bind::<Array<Timestamptz>, _>(&times)
             .bind::<Array<Text>, _>(&kinds)
             .bind::<Array<Nullable<Text>>, _>(&replies)
-            .bind::<Array<Nullable<Jsonb>>, _>(&files),
+            .bind::<Array<Nullable<Jsonb>>, _>(&files)
+            .bind::<Array<Nullable<Text>>, _>(&parents)
+            .bind::<Array<Nullable<Jsonb>>, _>(&mentions),
     )
     .load(conn)
     .await?;
@@ -256,7 +350,9 @@ pub async fn send_batch(
     let tx = <[Row]>::first(&rows).map_or(0, |r| r.tx);
     // The unique sends' results, by their input position.
     let mut by_input: Vec<Option<Result<Sent, StoreError>>> = (0..cmds.len()).map(|_| None).collect();
-    for row in rows {
+    let mut threads: Vec<ThreadChange> = Vec::new();
+    for mut row in rows {
+        let thread = (row.thread_seq, row.thread_count, row.thread_last, row.thread_participants.take());
         let k = usize::try_from(row.ord).ok().and_then(|o| o.checked_sub(1)).filter(|k| *k < n);
         let Some(k) = k else {
             return Err(StoreError::Corrupt(format!("the send statement answered position {}", row.ord)));
@@ -272,6 +368,11 @@ pub async fn send_batch(
                 "reply_to",
                 "The message replied to is not a message of this room",
             ))),
+            "parent_room" => Err(StoreError::Api(ApiError::validation("parent_id", threads::PARENT_NOT_IN_ROOM))),
+            "parent_deleted" => Err(StoreError::Api(ApiError::validation("parent_id", threads::PARENT_DELETED))),
+            "parent_nested" => Err(StoreError::Api(ApiError::validation("parent_id", threads::NESTED_THREAD))),
+            "mention_channel" => Err(StoreError::Api(ApiError::forbidden(threads::CHANNEL_NOT_ADMIN))),
+            "mention_member" => Err(StoreError::Api(ApiError::validation("mentions", threads::MENTION_NOT_MEMBER))),
             _ => Ok(Sent::New(Message {
                 message_id: ids[k].clone(),
                 room_id: cmd.room_id.clone(),
@@ -287,11 +388,28 @@ pub async fn send_batch(
                 kind: cmd.kind,
                 reply_to: cmd.reply_to.clone(),
                 attachments: cmd.attachments.clone(),
+                parent_id: cmd.parent_id.clone(),
+                thread: None,
+                mentions: cmd.mentions.clone(),
                 reactions: Vec::new(),
                 pinned_at: None,
                 pinned_by: None,
             })),
         });
+        if let (Some(parent), (Some(seq), count, last, participants)) = (&cmd.parent_id, thread)
+            && !threads.iter().any(|t| t.update.message_id == *parent)
+        {
+            threads.push(ThreadChange {
+                tenant: cmd.actor.tenant_id.clone(),
+                room: cmd.room_id.clone(),
+                at: *at,
+                update: ThreadUpdated {
+                    message_id: parent.clone(),
+                    seq,
+                    thread: thread_summary(count, last, participants)?,
+                },
+            });
+        }
     }
     // Repeats first (they copy their first send's result), then the sends themselves.
     let copies: Vec<Option<Result<Sent, StoreError>>> = repeats
@@ -310,7 +428,12 @@ pub async fn send_batch(
         .zip(by_input)
         .map(|(copy, own)| copy.or(own).unwrap_or_else(|| Err(StoreError::Corrupt("a send has no result".to_owned()))))
         .collect();
-    Ok(Stored { results, tx })
+    Ok(Stored { results, tx, threads })
+}
+
+/// A send's mentions as the statement takes them: a JSON array, NULL for none.
+fn mentions_json(mentions: &[UserId]) -> Option<serde_json::Value> {
+    if mentions.is_empty() { None } else { serde_json::to_value(mentions).ok() }
 }
 
 /// The stored message a duplicate send gets back.
@@ -331,6 +454,9 @@ fn earlier(cmd: &SendMessage, row: Row) -> Result<Message, StoreError> {
         kind: message_kind(row.prev_kind.as_deref().unwrap_or("text"))?,
         reply_to: crate::error::stored(row.prev_reply_to.map(MessageId::parse).transpose())?,
         attachments: attachments(row.prev_attachments.map(|a| a.into_inner()))?,
+        parent_id: crate::error::stored(row.prev_parent_id.map(MessageId::parse).transpose())?,
+        thread: thread_summary(row.prev_reply_count, row.prev_last_reply_at, row.prev_thread_participants)?,
+        mentions: user_ids(row.prev_mentions)?,
         reactions: Vec::new(),
         pinned_at: None,
         pinned_by: None,

@@ -40,7 +40,8 @@ fn db(e: impl std::fmt::Display) -> ApiError {
 pub async fn list(state: State, cmd: ListDeadLetters) -> Result<DeadLetters, ApiError> {
     let mut conn = state.pool.get().await.map_err(db)?;
     let rows: Vec<Row> = diesel::sql_query(
-        "SELECT id, kind, COALESCE(CASE WHEN kind = 'message' THEN body->'message_ids'->>0 END, ref_id) AS ref_id,
+        "SELECT id, kind, COALESCE(CASE WHEN kind = 'message' THEN body->'message_ids'->>0
+                              WHEN kind = 'mention' THEN body->>'message_id' END, ref_id) AS ref_id,
                 user_id, room_id, topic, attempts, last_attempt_at, last_error
          FROM notification.deliveries WHERE tenant_id = $1 AND status = 'dead'
          ORDER BY last_attempt_at DESC NULLS LAST, id DESC LIMIT $2",
@@ -53,7 +54,8 @@ pub async fn list(state: State, cmd: ListDeadLetters) -> Result<DeadLetters, Api
     let mut out = DeadLetters { failed_messages: Vec::new(), failed_notifications: Vec::new() };
     for r in rows {
         let attempts = u32::try_from(r.attempts).unwrap_or(0);
-        if r.kind == "message" {
+        // A mention's webhook is about one message, like an offline window's.
+        if r.kind == "message" || r.kind == "mention" {
             out.failed_messages.push(FailedMessage {
                 id: r.id,
                 message_id: r.ref_id,

@@ -3,7 +3,7 @@
 //! deliveries and offline windows, and its dead letters in JetStream (jobs on the work
 //! queue carry only a delivery id; with the row gone they are dropped). A user: their
 //! inbox, subscriptions and deliveries (webhook bodies name them), other members'
-//! notices of missed messages that name them, and their id on open offline windows.
+//! notices of missed messages and mentions that name them, and their id on open offline windows.
 
 use chat_domain::ApiError;
 use chat_domain::proto::notify::{EraseNotifications, NotificationsErased};
@@ -50,11 +50,12 @@ pub async fn erase(state: State, cmd: EraseNotifications) -> Result<Notification
                     .await
                     .map_err(failed)? as u64;
             }
-            // Others' notices of missed messages that name the user (as a JSON string, or
-            // at the end of "New message from <user>"): copies of what is being erased.
+            // Others' notices of missed messages and of mentions that name the user (as a
+            // JSON string, or at the end of "New message from <user>"): copies of what is
+            // being erased.
             for table in ["inbox", "deliveries"] {
                 let sql = format!(
-                    "DELETE FROM notification.{table} WHERE tenant_id = $1 AND kind = 'message'
+                    "DELETE FROM notification.{table} WHERE tenant_id = $1 AND kind IN ('message', 'mention')
                        AND (body::text LIKE $2 OR body::text LIKE $3)"
                 );
                 erased.rows += diesel::sql_query(sql)

@@ -45,6 +45,7 @@ pub const MIGRATIONS: chat_pg::Migrations = chat_pg::Migrations {
         ("0002_notifications", include_str!("../migrations/0002_notifications.sql")),
         ("0003_offline_windows", include_str!("../migrations/0003_offline_windows.sql")),
         ("0004_sole_sender", include_str!("../migrations/0004_sole_sender.sql")),
+        ("0010_mentions", include_str!("../migrations/0010_mentions.sql")),
     ],
 };
 

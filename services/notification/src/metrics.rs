@@ -12,6 +12,8 @@
 //!   is standing by). `time() - max(...)` is the pass's lag.
 //! - `chat_notification_offline_windows_total{outcome}`: room windows the offline pass
 //!   closed, by what it found (`notified`, `seen`, `unknown`, `gone`).
+//! - `chat_notification_mentions_notified_total`: offline members notified of a mention
+//!   at once.
 //!
 //! The metrics are counted by `deliveries`, `dead_letters` and `offline`, and this
 //! module imports none of them.
@@ -80,12 +82,22 @@ pub static OFFLINE_WINDOWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     ))
 });
 
+/// Members notified of a mention at once (one inbox entry each, and a webhook when the
+/// tenant has one).
+pub static MENTIONS_NOTIFIED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(IntCounter::new(
+        "chat_notification_mentions_notified_total",
+        "Offline members notified of a mention at once (never coalesced)",
+    ))
+});
+
 /// Registers every metric with its known label values at zero.
 pub fn init() {
     for outcome in ["delivered", "retry", "dead"] {
         let _ = WEBHOOK_ATTEMPTS.with_label_values(&[outcome]);
     }
-    for kind in ["message", "notification"] {
+    LazyLock::force(&MENTIONS_NOTIFIED);
+    for kind in ["message", "notification", "mention"] {
         let _ = DEAD_LETTERS.with_label_values(&[kind]);
     }
     LazyLock::force(&REPLAYS);

@@ -140,8 +140,8 @@ async fn upload(stack: &TestStack, t: &TestTenant, user: &str, room: &str) -> an
 }
 
 /// A tenant with data of every kind in every store: directory users, a room with
-/// messages, cursors and an attachment, blocks both ways, reactions both ways and a pin, an inbox entry, a
-/// subscription, a dead letter
+/// messages, cursors and an attachment, thread replies and mentions both ways, blocks both ways, reactions
+/// both ways and a pin, an inbox entry, a subscription, a dead letter
 /// (a webhook that refuses), presence and a rate-limit counter. Returns the tenant, the
 /// room and an open socket of `alice`.
 async fn populated(stack: &TestStack, alice: &str, bob: &str) -> anyhow::Result<(TestTenant, String, WsClient)> {
@@ -166,6 +166,15 @@ async fn populated(stack: &TestStack, alice: &str, bob: &str) -> anyhow::Result<
     let pin = t.user(alice).request(Method::PUT, &format!("/rooms/{room}/pins/{id}"));
     anyhow::ensure!(pin.send().await?.status().is_success(), "{alice} pinning {id}");
     t.user(bob).post(&format!("/rooms/{room}/read"), json!({"seq": 2})).await?;
+    // Threads and mentions (migration 0070): each replies in the other's thread naming
+    // them, and reads it (a thread read cursor each).
+    let first = t.user(alice).get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?.body;
+    for (who, whom, i) in [(bob, alice, 0), (alice, bob, 1)] {
+        let parent = first[i]["message_id"].as_str().unwrap_or_default().to_owned();
+        let body = json!({"content": "a reply", "parent_id": parent, "mentions": [whom]});
+        t.user(who).post(&format!("/rooms/{room}/messages"), body).await?.expect(StatusCode::CREATED)?;
+        t.user(whom).get(&format!("/rooms/{room}/messages/{parent}/thread")).await?.expect(StatusCode::OK)?;
+    }
     upload(stack, &t, alice, &room).await?;
     upload(stack, &t, bob, &room).await?;
     t.user(alice).post("/subscriptions", json!({"topic": "news"})).await?.expect(StatusCode::CREATED)?;
@@ -225,7 +234,7 @@ async fn a_deleted_tenant_leaves_nothing_in_any_store() -> anyhow::Result<()> {
     // The other tenant is untouched.
     let page = other.user(&carol).get(&format!("/rooms/{other_room}/messages")).await?;
     let page: Value = page.expect(StatusCode::OK)?.body;
-    assert_eq!(page.as_array().map(Vec::len), Some(4), "{page}");
+    assert_eq!(page.as_array().map(Vec::len), Some(6), "{page}");
     assert_eq!(objects(&stack, &format!("{}/", other.id)).await?.len(), 2);
     assert!(dead_letters(&stack, &other.id).await? > 0);
     stack.stop().await
@@ -241,7 +250,7 @@ async fn an_erased_user_leaves_nothing_but_tombstones() -> anyhow::Result<()> {
 
     let path = format!("/admin/tenants/{}/users/{alice}", t.id);
     let res = stack.admin(Method::DELETE, &path, None).await?.expect(StatusCode::OK)?;
-    assert_eq!((res.body["messages"].as_u64(), res.body["attachments"].as_u64()), (Some(2), Some(1)), "{}", res.body);
+    assert_eq!((res.body["messages"].as_u64(), res.body["attachments"].as_u64()), (Some(3), Some(1)), "{}", res.body);
     bounded("alice's socket to close", ws.ended()).await??;
 
     eventually_within("nothing of alice in PostgreSQL", SETTLE, || async {
@@ -262,9 +271,9 @@ async fn an_erased_user_leaves_nothing_but_tombstones() -> anyhow::Result<()> {
     // Bob keeps the room and his messages; alice's are tombstones in place.
     let page = t.user(&bob).get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?.body;
     let rows = page.as_array().cloned().unwrap_or_default();
-    assert_eq!(rows.iter().filter_map(|m| m["seq"].as_i64()).collect::<Vec<_>>(), vec![1, 2, 3, 4], "{page}");
+    assert_eq!(rows.iter().filter_map(|m| m["seq"].as_i64()).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6], "{page}");
     let erased: Vec<&Value> = rows.iter().filter(|m| m["sender_id"] == chat_domain::ids::ERASED_USER).collect();
-    assert_eq!(erased.len(), 2, "{page}");
+    assert_eq!(erased.len(), 3, "{page}");
     assert!(erased.iter().all(|m| m["content"] == "" && !m["deleted_at"].is_null()), "{page}");
     assert!(page.to_string().contains(&format!("hello from {bob}")));
     // Alice's reaction is gone from bob's message, and bob's from her tombstone; bob's

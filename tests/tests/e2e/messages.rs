@@ -298,6 +298,8 @@ async fn a_batch_request_answers_every_send_in_order() -> anyhow::Result<()> {
             kind: chat_domain::model::MessageKind::Text,
             reply_to: None,
             attachments: Vec::new(),
+            parent_id: None,
+            mentions: Vec::new(),
         })
     };
     let sends = vec![
@@ -347,6 +349,8 @@ async fn kind_reply_and_attachments_are_stored_and_read_back() -> anyhow::Result
             kind: MessageKind::Text,
             reply_to,
             attachments: Vec::new(),
+            parent_id: None,
+            mentions: Vec::new(),
         })
     };
     let bus = |e: chat_domain::ApiError| anyhow::anyhow!("{e}");
@@ -377,7 +381,14 @@ async fn kind_reply_and_attachments_are_stored_and_read_back() -> anyhow::Result
 
     let history = stack
         .bus
-        .request(&ListMessages { actor, room_id: RoomId::parse(&room)?, after_seq: None, before_seq: None, limit: 10 })
+        .request(&ListMessages {
+            actor,
+            room_id: RoomId::parse(&room)?,
+            after_seq: None,
+            before_seq: None,
+            limit: 10,
+            without_replies: false,
+        })
         .await
         .map_err(bus)?;
     assert_eq!(history.len(), 2, "the refused reply stored nothing");

@@ -716,3 +716,102 @@ async fn the_admin_console_manages_tenants_and_replays_dead_letters() -> anyhow:
     drop(browser);
     stack.stop().await
 }
+
+/// An expression: how many replies the open thread shows that read exactly `content`.
+fn in_thread(content: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#thread-list .msg.reply-msg .content')].filter(c => c.textContent === {}).length",
+        js(content)
+    )
+}
+
+async fn dev_sign_in(browser: &Browser, stack: &TestStack, user: &str) -> anyhow::Result<Page> {
+    let page = load(browser, stack, "/", "chatApp").await?;
+    page.fill("dev-user", user).await?;
+    page.click("#dev-signin").await?;
+    page.wait_for(&format!("{user} to be signed in"), &format!("{} === {}", text_of("#me"), js(user))).await?;
+    Ok(page)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn threads_and_mentions_in_the_web_app() -> anyhow::Result<()> {
+    let stack = TestStack::builder().dev_login().start().await?;
+    stack.dev_tenant().await?;
+    let browser = Browser::launch().await?;
+    let alice = dev_sign_in(&browser, &stack, "alice").await?;
+    let bob = dev_sign_in(&browser, &stack, "bob").await?;
+    alice.fill("new-members", "bob").await?;
+    alice.fill("new-name", "Plans").await?;
+    alice.click("#new-create").await?;
+    alice.wait_for("the room to open", &format!("{} === 'Plans'", text_of("#room-title"))).await?;
+    online(&alice, "Alice").await?;
+    let room = alice.eval("window.chatApp.room.room_id").await?.as_str().unwrap_or_default().to_owned();
+    alice.wait_for("the members to load", "window.chatApp.members.includes('bob')").await?;
+
+    // Alice types "@b": the menu offers Bob; picking him completes the name.
+    alice.fill("composer", "@b").await?;
+    alice.click("#mention-menu .mention-option[data-user=\"bob\"]").await?;
+    assert_eq!(alice.eval("document.getElementById('composer').value").await?, json!("@bob "));
+    alice.eval("document.getElementById('composer').value += 'lunch at noon?'; true").await?;
+    alice.click("#send").await?;
+    sees(&alice, "Alice", "@bob lunch at noon?").await?;
+    alice
+        .wait_for(
+            "the mention to be highlighted",
+            &format!("{}?.querySelector('mark.mention')?.textContent === '@bob'", message("@bob lunch at noon?")),
+        )
+        .await?;
+
+    // Bob's room list counts the mention; in the room it is marked as his.
+    let row = format!("li.room[data-room=\"{room}\"]");
+    bob.wait_for("Bob's mention count", &format!("{} === '@1'", text_of(&format!("{row} .mentions")))).await?;
+    open_room(&bob, "Bob", &room).await?;
+    sees(&bob, "Bob", "@bob lunch at noon?").await?;
+    bob.wait_for(
+        "the mention to be Bob's",
+        &format!("{}?.classList.contains('mentions-me')", message("@bob lunch at noon?")),
+    )
+    .await?;
+
+    // Bob opens the thread beside the room and replies in it.
+    bob.eval(&format!("{}.querySelector('button.reply').click(); true", message("@bob lunch at noon?"))).await?;
+    bob.wait_for("the thread to open", "!document.getElementById('thread').hidden").await?;
+    bob.fill("thread-composer", "yes, the usual place").await?;
+    bob.click("#thread-send").await?;
+    bob.wait_for("Bob's reply in the thread", &format!("{} === 1", in_thread("yes, the usual place"))).await?;
+    assert_eq!(bob.eval(&count_of("yes, the usual place")).await?, json!(0), "replies stay out of the room's list");
+
+    // Alice sees the summary live, opens the thread, and sees the next reply arrive.
+    alice
+        .wait_for(
+            "Alice's thread summary",
+            &format!(
+                "{}?.querySelector('button.thread-link')?.textContent === '1 reply'",
+                message("@bob lunch at noon?")
+            ),
+        )
+        .await?;
+    alice
+        .eval(&format!("{}.querySelector('button.thread-link').click(); true", message("@bob lunch at noon?")))
+        .await?;
+    alice.wait_for("Alice to see the reply", &format!("{} === 1", in_thread("yes, the usual place"))).await?;
+    bob.fill("thread-composer", "@alice bring the map").await?;
+    bob.click("#thread-send").await?;
+    alice.wait_for("the live reply", &format!("{} === 1", in_thread("@alice bring the map"))).await?;
+    alice
+        .wait_for(
+            "the summary to count two",
+            &format!(
+                "{}?.querySelector('button.thread-link')?.textContent === '2 replies'",
+                message("@bob lunch at noon?")
+            ),
+        )
+        .await?;
+    alice
+        .wait_for(
+            "the reply's mention highlighted for Alice",
+            "[...document.querySelectorAll('#thread-list .msg.mentions-me mark.mention')].some(m => m.textContent === '@alice')",
+        )
+        .await?;
+    stack.stop().await
+}

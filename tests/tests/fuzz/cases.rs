@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 71] = [
+pub const ROUTES: [(&str, &str); 74] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -54,6 +54,8 @@ pub const ROUTES: [(&str, &str); 71] = [
     ("PUT", "/rooms/{room_id}/pins/{message_id}"),
     ("DELETE", "/rooms/{room_id}/pins/{message_id}"),
     ("GET", "/rooms/{room_id}/pins"),
+    ("GET", "/rooms/{room_id}/messages/{message_id}/thread"),
+    ("GET", "/threads"),
     // The rest-chat.md dialect (its own error shape).
     ("POST", "/api/chat"),
     ("GET", "/api/chat"),
@@ -79,6 +81,7 @@ pub const ROUTES: [(&str, &str); 71] = [
     ("PUT", "/api/chat/{room_id}/pins/{message_id}"),
     ("DELETE", "/api/chat/{room_id}/pins/{message_id}"),
     ("GET", "/api/chat/{room_id}/pins"),
+    ("GET", "/api/chat/{room_id}/messages/{message_id}/thread"),
     // WebSocket paths, asked as plain HTTP.
     ("GET", "/ws/{room_id}"),
     ("GET", "/conversations/{room_id}/"),
@@ -106,7 +109,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 49] = [
+const STORE_VERBS: [&str; 51] = [
     "authenticate",
     "get_token_secret",
     "resolve_issuer",
@@ -156,6 +159,8 @@ const STORE_VERBS: [&str; 49] = [
     "pin_message",
     "unpin_message",
     "list_pins",
+    "get_thread",
+    "list_threads",
 ];
 
 /// Field names the API and the bus commands use.

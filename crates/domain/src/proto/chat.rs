@@ -296,6 +296,10 @@ pub struct Chat {
     pub last_message: Option<Message>,
     /// Messages after the viewer's read cursor.
     pub unread_count: i64,
+    /// Of those, the ones (not deleted, not the viewer's) that mention the viewer or
+    /// `@channel`.
+    #[serde(default)]
+    pub unread_mentions: i64,
     /// Whether the viewer archived it and no message came since.
     pub archived: bool,
     /// The newest message's time, else the room's creation.

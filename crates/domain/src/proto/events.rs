@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{EventId, MessageId, RoomId, TenantId, UserId};
-use crate::model::{Member, Message};
+use crate::model::{Member, Message, ThreadSummary};
 
 /// An event about one room.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -82,6 +82,9 @@ pub enum RoomEventBody {
     /// A message was unpinned (also when a pinned message is deleted).
     #[serde(rename = "message.unpinned")]
     MessageUnpinned(PinEvent),
+    /// A thread's summary changed (a reply was sent or deleted).
+    #[serde(rename = "thread.updated")]
+    ThreadUpdated(ThreadUpdated),
 }
 
 impl RoomEventBody {
@@ -102,11 +105,12 @@ impl RoomEventBody {
             RoomEventBody::ReactionRemoved(_) => "reaction.removed",
             RoomEventBody::MessagePinned(_) => "message.pinned",
             RoomEventBody::MessageUnpinned(_) => "message.unpinned",
+            RoomEventBody::ThreadUpdated(_) => "thread.updated",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 15] = [
         "message.created",
         "message.updated",
         "message.deleted",
@@ -121,6 +125,7 @@ impl RoomEventBody {
         "reaction.removed",
         "message.pinned",
         "message.unpinned",
+        "thread.updated",
     ];
 }
 
@@ -152,6 +157,18 @@ pub struct PinEvent {
     /// event carries the message; its reactions' `me` is `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Box<Message>>,
+}
+
+/// A thread's new summary, on its top-level message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ThreadUpdated {
+    /// The thread's top-level message.
+    pub message_id: MessageId,
+    /// Its `seq`.
+    pub seq: i64,
+    /// The summary now; absent when its last reply was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadSummary>,
 }
 
 /// A member left or was removed.

@@ -15,6 +15,7 @@ pub mod reactions;
 pub mod search;
 pub mod store;
 pub mod sync;
+pub mod threads;
 
 use schemars::JsonSchema;
 use serde::Serialize;

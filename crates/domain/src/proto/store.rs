@@ -242,6 +242,17 @@ pub struct SendMessage {
     /// [`crate::model::MAX_ATTACHMENTS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Reply in the thread of this top-level message of the same room. The send fails
+    /// with `VALIDATION_ERROR` on `parent_id` when the parent is not a message of the
+    /// room, is deleted, or is itself a thread reply (threads do not nest); each case
+    /// has its own message ([`crate::proto::threads`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<MessageId>,
+    /// Members of the room the message mentions (a non-member fails the send with
+    /// `VALIDATION_ERROR` on `mentions`); `@channel` mentions everyone and needs the
+    /// sender to be a room admin (`FORBIDDEN` otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
 }
 
 /// The stored message; `duplicate` when it was stored by an earlier call.
@@ -324,6 +335,10 @@ pub struct RoomSummary {
     pub room: Room,
     /// Messages after the actor's read cursor (`last_seq - read_seq`).
     pub unread_count: i64,
+    /// Of those, the ones (not deleted, not the actor's own) that mention the actor or
+    /// `@channel`.
+    #[serde(default)]
+    pub unread_mentions: i64,
     pub last_message: Option<Message>,
     /// The newest message's time, else the room's creation.
     #[serde(with = "crate::time::micros")]
@@ -370,6 +385,9 @@ pub struct ListMessages {
     pub after_seq: Option<i64>,
     pub before_seq: Option<i64>,
     pub limit: u32,
+    /// Leave thread replies out (only top-level messages); the default includes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub without_replies: bool,
 }
 store_command!(ListMessages, "list_messages", Vec<Message>);
 
@@ -441,6 +459,18 @@ pub struct FeedPage {
     pub windows: Vec<FeedWindow>,
     /// Whether more ended transactions are waiting (ask again at once).
     pub more: bool,
+    /// The page's messages that mention someone (not deleted), whole, in log order:
+    /// mentioned members who are offline are notified of each at once, outside the
+    /// coalesced windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<FeedMention>,
+}
+
+/// A message of the feed that mentions someone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FeedMention {
+    pub tenant_id: TenantId,
+    pub message: Message,
 }
 
 /// Messages of one room whose `created_at` falls in one window.

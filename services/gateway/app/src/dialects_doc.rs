@@ -10,7 +10,7 @@ use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Member, MemberRole, Message};
 use chat_domain::proto::events::{
     CursorChange, MemberRemoved, MessageDeleted, MessageStatus, MessageUpdated, PinEvent, PresenceChange,
-    ReactionEvent, RoomEvent, RoomEventBody, TypingChange, UserEvent, UserEventBody,
+    ReactionEvent, RoomEvent, RoomEventBody, ThreadUpdated, TypingChange, UserEvent, UserEventBody,
 };
 use chat_domain::proto::notify::InboxItem;
 use chat_domain::proto::reactions::ReactionChange;
@@ -67,6 +67,9 @@ fn samples() -> anyhow::Result<Samples> {
         kind: chat_domain::model::MessageKind::Text,
         reply_to: None,
         attachments: Vec::new(),
+        parent_id: None,
+        thread: None,
+        mentions: Vec::new(),
         reactions: Vec::new(),
         pinned_at: None,
         pinned_by: None,
@@ -127,6 +130,7 @@ fn samples() -> anyhow::Result<Samples> {
         RoomEventBody::ReactionRemoved(reaction),
         RoomEventBody::MessagePinned(pin.clone()),
         RoomEventBody::MessageUnpinned(pin),
+        RoomEventBody::ThreadUpdated(ThreadUpdated { message_id: message.message_id.clone(), seq: 1, thread: None }),
     ];
     let room_events = bodies.into_iter().map(|b| RoomEvent::new(&tenant, &room, now, b)).collect();
     let user_event = |body| UserEvent {

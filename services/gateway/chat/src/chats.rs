@@ -247,6 +247,8 @@ fn first_message(actor: Actor, room_id: &chat_domain::ids::RoomId, content: Mess
         kind: MessageKind::Text,
         reply_to: None,
         attachments: Vec::new(),
+        parent_id: None,
+        mentions: Vec::new(),
     }
 }
 

@@ -26,6 +26,7 @@ impl From<ApiError> for ChatError {
 fn field_name(field: &str) -> &str {
     match field {
         "reply_to" => "replyToMessageId",
+        "parent_id" => "parentId",
         "meta" => "metadata",
         "participants" | "members" => "participantIds",
         other => other,

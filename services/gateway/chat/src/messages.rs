@@ -111,6 +111,15 @@ pub(crate) struct NewMessage {
     #[serde(rename = "clientMessageId")]
     #[schemars(with = "Option<String>")]
     client_message_id: Option<Value>,
+    /// Reply in the thread of this top-level message of the chat (`400` on `parentId`
+    /// when it is not one of the chat's messages, is deleted, or is itself a reply).
+    #[serde(rename = "parentId")]
+    #[schemars(with = "Option<MessageId>")]
+    parent_id: Option<Value>,
+    /// Participants to mention (at most 50; a non-participant is refused, `400`);
+    /// `"@channel"` mentions everyone, chat admins only (`403`).
+    #[schemars(with = "Option<Vec<chat_domain::ids::UserId>>")]
+    mentions: Option<Value>,
 }
 
 /// `POST /api/chat/:id/messages`.
@@ -152,6 +161,8 @@ impl TryFrom<SendRequest> for SendMessage {
         if let Some(id) = &client_msg_id {
             validate_client_id("clientMessageId", id)?;
         }
+        let parent_id = gateway_core::messages::parent_id("parentId", body.parent_id)?;
+        let mentions = gateway_core::messages::mentions("mentions", body.mentions)?;
         Ok(SendMessage {
             actor: caller.actor,
             room_id,
@@ -162,6 +173,8 @@ impl TryFrom<SendRequest> for SendMessage {
             kind: kind.unwrap_or_default(),
             reply_to,
             attachments: Vec::new(),
+            parent_id,
+            mentions,
         })
     }
 }
@@ -247,4 +260,62 @@ pub(crate) async fn delete(
     let deleted = state.bus.request(&DeleteMessage { actor: caller.actor, room_id, message_id }).await?;
     state.attachments.remove(&deleted.removed_attachments).await;
     Ok(ok(StatusCode::OK, OneMessage { message: render::message(&deleted.message, &state.links()) }))
+}
+
+/// The query of `GET /api/chat/:id/messages/:messageId/thread`.
+#[derive(JsonSchema)]
+pub(crate) struct ThreadQuery {
+    /// Replies with a `seq` greater than this (from the first when absent).
+    #[serde(rename = "afterSeq")]
+    #[schemars(range(min = 0))]
+    after_seq: Option<i64>,
+    /// Replies per page, 1 to 100.
+    #[schemars(default = "default_limit", range(min = 1, max = 100))]
+    limit: u32,
+}
+
+impl ThreadQuery {
+    fn read(q: &Query) -> Result<Self, ApiError> {
+        Ok(Self {
+            after_seq: q.int("afterSeq", 0, i64::MAX)?,
+            limit: q.int("limit", 1, 100)?.map_or(DEFAULT_LIMIT as u32, |n| n as u32),
+        })
+    }
+}
+
+/// The answer of `GET /api/chat/:id/messages/:messageId/thread`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ThreadPageJson {
+    /// The top-level message, with its `thread` summary.
+    parent: MessageJson,
+    /// Replies, oldest first.
+    replies: Vec<MessageJson>,
+    /// More replies follow: ask again with `afterSeq` = the last one's `seq`.
+    has_more: bool,
+}
+
+/// `GET /api/chat/:id/messages/:messageId/thread?afterSeq=&limit=`: the parent and a page
+/// of its replies (marks the thread read up to the newest reply returned).
+pub(crate) async fn thread(
+    ChatRest((caller, InChat(room_id), InChatMessage(message_id), QueryString(q))): ChatRest<(
+        ChatCaller,
+        InChat,
+        InChatMessage,
+        QueryString,
+    )>,
+    state: web::Data<Core>,
+) -> ChatResult {
+    let ThreadQuery { after_seq, limit } = ThreadQuery::read(&q)?;
+    let cmd = chat_domain::proto::threads::GetThread { actor: caller.actor, room_id, message_id, after_seq, limit };
+    let page = state.bus.request(&cmd).await?;
+    let links = state.links();
+    Ok(ok(
+        StatusCode::OK,
+        ThreadPageJson {
+            parent: render::message(&page.parent, &links),
+            replies: page.replies.iter().map(|m| render::message(m, &links)).collect(),
+            has_more: page.has_more,
+        },
+    ))
 }

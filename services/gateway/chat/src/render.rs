@@ -113,6 +113,15 @@ pub(crate) struct MessageJson {
     pub deleted_at: Option<String>,
     /// Its place in the chat, from 1, without gaps (a deleted message keeps it).
     pub seq: i64,
+    /// A thread reply's top-level message (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<MessageId>,
+    /// A top-level message's thread, once it has replies (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadJson>,
+    /// Mentioned participants (`@channel`: everyone); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
     /// Reactions per emoji, in the order the emoji were first used (`[]` when none).
     pub reactions: Vec<ReactionJson>,
     /// When it was pinned (absent when it is not pinned).
@@ -151,8 +160,32 @@ pub(crate) fn reactions(r: &[ReactionSummary]) -> Vec<ReactionJson> {
         .collect()
 }
 
+/// A thread's summary: `replyCount, lastReplyAt, participants`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "ChatThread")]
+pub(crate) struct ThreadJson {
+    /// Replies that are not deleted.
+    pub reply_count: i64,
+    /// When the newest reply was sent.
+    #[schemars(extend("format" = "date-time"))]
+    pub last_reply_at: String,
+    /// The top-level message's author, then everyone who replied.
+    pub participants: Vec<UserId>,
+}
+
+/// A thread summary in this dialect's spelling.
+pub(crate) fn thread(t: &chat_domain::model::ThreadSummary) -> ThreadJson {
+    ThreadJson {
+        reply_count: t.reply_count,
+        last_reply_at: format(&t.last_reply_at),
+        participants: t.participants.clone(),
+    }
+}
+
 /// A message: `_id, chatId, sender, content, type, replyToMessageId, metadata,
-/// attachments, createdAt, editedAt, deletedAt, seq`.
+/// attachments, createdAt, editedAt, deletedAt, seq`, `parentId`, `thread`, `mentions`
+/// when it has them, `reactions` always, and `pinnedAt`, `pinnedBy` when pinned.
 pub(crate) fn message(m: &Message, links: &dyn AttachmentLinks) -> MessageJson {
     MessageJson {
         id: m.message_id.clone(),
@@ -167,6 +200,9 @@ pub(crate) fn message(m: &Message, links: &dyn AttachmentLinks) -> MessageJson {
         edited_at: m.edited_at.as_ref().map(format),
         deleted_at: m.deleted_at.as_ref().map(format),
         seq: m.seq,
+        parent_id: m.parent_id.clone(),
+        thread: m.thread.as_ref().map(thread),
+        mentions: m.mentions.clone(),
         reactions: reactions(&m.reactions),
         pinned_at: m.pinned_at.as_ref().map(format),
         pinned_by: m.pinned_by.clone(),
@@ -234,6 +270,8 @@ pub(crate) struct ChatJson {
     pub last_message: Option<MessageJson>,
     /// Messages after the viewer's read cursor (sending counts as reading).
     pub unread_count: i64,
+    /// Of those, the ones that mention the viewer (or `@channel`).
+    pub unread_mentions: i64,
     /// The viewer archived the chat and no message came since.
     pub is_archived: bool,
     /// The chat's `metadata` (`{}` when none).
@@ -268,6 +306,7 @@ pub(crate) fn chat(c: &Chat, links: &dyn AttachmentLinks) -> ChatJson {
         updated_at: format(&c.last_activity_at),
         last_message: c.last_message.as_ref().map(|m| message(m, links)),
         unread_count: c.unread_count,
+        unread_mentions: c.unread_mentions,
         is_archived: c.archived,
         metadata: c.metadata.clone().unwrap_or_else(|| json!({})),
         context: c.context.clone(),
@@ -307,6 +346,9 @@ mod tests {
                 mime_type: "image/png".into(),
                 size: 7,
             }],
+            parent_id: None,
+            thread: None,
+            mentions: Vec::new(),
             reactions: Vec::new(),
             pinned_at: None,
             pinned_by: None,
@@ -338,6 +380,7 @@ mod tests {
             }],
             last_message: Some(sample()?),
             unread_count: 2,
+            unread_mentions: 1,
             archived: true,
             last_activity_at: at("2026-12-04T18:00:00.123456Z")?,
             unread_by_user: unread,
@@ -402,6 +445,7 @@ mod tests {
                 "updatedAt": "2026-12-04T18:00:00.123456Z",
                 "lastMessage": last,
                 "unreadCount": 2,
+                "unreadMentions": 1,
                 "isArchived": true,
                 "metadata": {"order": 9},
                 "context": {"type": "purchase_request", "id": "pr-1"},

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use crate::chats::{self, Archived, ChatCounts, ChatList, ChatListQuery, NewChat, NewContextChat};
 use crate::chats::{NewPurchaseRequestChat, NewSupportChat, OneChat};
 use crate::files::{download, upload};
-use crate::messages::{self, EditBody, MarkedRead, MessageList, MessageListQuery, NewMessage, OneMessage};
+use crate::messages::{
+    self, EditBody, MarkedRead, MessageList, MessageListQuery, NewMessage, OneMessage, ThreadPageJson, ThreadQuery,
+};
 use crate::participants::{self, NewParticipants, ParticipantRemoved, ParticipantsAdded};
 use crate::reactions::{self, PinsJson, ReactionChanged, ReactorsJson, ReactorsQuery};
 use gateway_core::openapi::Auth;
@@ -51,6 +53,7 @@ fn example_chat() -> Value {
         "updatedAt": "2026-12-04T18:00:00.123456Z",
         "lastMessage": example_message(),
         "unreadCount": 0,
+        "unreadMentions": 0,
         "isArchived": false,
         "metadata": {},
         "context": null,
@@ -267,7 +270,10 @@ pub(crate) fn routes(m: &mut Mount) {
                      for them. `type: system` needs the API key or the directory role `admin` (`403`); \
                      `replyToMessageId` must be a message of the same chat (`400`). With an `Idempotency-Key` header \
                      (or `clientMessageId`), a resend returns the first message with `200` and \
-                     `Idempotent-Replayed: true`.",
+                     `Idempotent-Replayed: true`. `parentId` makes it a reply in that top-level message's thread \
+                     (`400` for a parent that is not one of the chat's messages, is deleted or is itself a reply); \
+                     `mentions` names participants (`400` for anyone else), `\"@channel\"` everyone (chat admins \
+                     only, `403`).",
                 )
                 .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
                 .param::<gateway_core::messages::IdempotencyKey>(
@@ -367,6 +373,23 @@ pub(crate) fn routes(m: &mut Mount) {
                 .reply_header("X-Content-Type-Options", "`nosniff`.")
                 .reply_header("Content-Security-Policy", "`default-src 'none'; sandbox`.")
                 .reply_header("Cache-Control", "`private, max-age=300`.")
+                .errors(&[400, 401, 403, 404, 503]),
+        )
+    })
+    .at(&["/{id}/messages/{messageId}/thread"], |r| {
+        r.get(
+            messages::thread,
+            op("A message's thread")
+                .user()
+                .describe(
+                    "The top-level message (with `thread: {replyCount, lastReplyAt, participants}`) and its replies \
+                     after `afterSeq`, oldest first. `400` for a message that is itself a reply, `404` for no such \
+                     message in this chat.",
+                )
+                .path_id::<chat_domain::ids::RoomId>("id", CHAT_ID)
+                .path_id::<chat_domain::ids::MessageId>("messageId", MESSAGE_ID)
+                .query::<ThreadQuery>()
+                .reply::<ThreadPageJson>(200, "The parent and a page of replies.")
                 .errors(&[400, 401, 403, 404, 503]),
         )
     })
@@ -572,8 +595,9 @@ mod tests {
                 }
             }
         }
-        // 24 operations (with `/api/chat/search`, reactions and pins), the root twice (`""` and `/`).
-        assert_eq!(operations, 26);
+        // 25 operations (with `/api/chat/search`, reactions, pins and a message's thread), the
+        // root twice (`""` and `/`).
+        assert_eq!(operations, 27);
         Ok(())
     }
 

@@ -14,8 +14,8 @@
 use bytestring::ByteString;
 use chat_domain::ApiError;
 use chat_domain::emoji::Emoji;
-use chat_domain::ids::{MessageId, RoomId};
-use chat_domain::model::{Message, MessageContent, ReactionSummary, validate_client_id};
+use chat_domain::ids::{MessageId, RoomId, UserId};
+use chat_domain::model::{Message, MessageContent, ReactionSummary, ThreadSummary, validate_client_id};
 use chat_domain::proto::events::{RoomEvent, RoomEventBody, UserEvent, UserEventBody};
 use chat_domain::proto::store::MAX_READ_IDS;
 use serde::{Deserialize, Serialize};
@@ -99,6 +99,12 @@ struct SendFrame {
     content: Option<Value>,
     #[serde(default)]
     local_id: Option<Value>,
+    /// A thread reply: the thread's top-level message.
+    #[serde(default)]
+    parent_id: Option<Value>,
+    /// Members to mention (`@channel`: everyone, admins only).
+    #[serde(default)]
+    mentions: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -175,7 +181,9 @@ impl SendFrame {
             Some(Value::String(s)) => MessageContent::parse(s).map_err(reject)?,
             Some(_) => return Err(reject(ApiError::validation("content", "content must be a string"))),
         };
-        Ok(Command::Send(Send { content, local_id, meta: None }))
+        let parent_id = gateway_core::messages::parent_id("parent_id", self.parent_id).map_err(reject)?;
+        let mentions = gateway_core::messages::mentions("mentions", self.mentions).map_err(reject)?;
+        Ok(Command::Send(Send { content, local_id, meta: None, parent_id, mentions }))
     }
 }
 
@@ -255,6 +263,14 @@ struct ChatMessage<'a> {
     timestamp: String,
     status: &'static str,
     seq: i64,
+    /// A thread reply's top-level message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<&'a str>,
+    /// A top-level message's thread, once it has replies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread: Option<&'a ThreadSummary>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    mentions: &'a [UserId],
     /// Reactions per emoji (`[]` when none).
     reactions: &'a [ReactionSummary],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -280,6 +296,12 @@ struct Fetched<'a> {
     is_edited: bool,
     is_deleted: bool,
     seq: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread: Option<&'a ThreadSummary>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    mentions: &'a [UserId],
     /// Reactions per emoji (`[]` when none; `me`: whether you reacted).
     reactions: &'a [ReactionSummary],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -298,6 +320,9 @@ impl<'a> From<&'a Message> for Fetched<'a> {
             is_edited: m.edited_at.is_some(),
             is_deleted: m.deleted_at.is_some(),
             seq: m.seq,
+            parent_id: m.parent_id.as_ref().map(MessageId::as_str),
+            thread: m.thread.as_ref(),
+            mentions: &m.mentions,
             reactions: &m.reactions,
             pinned_at: m.pinned_at.as_ref().map(time),
             pinned_by: m.pinned_by.as_ref().map(|u| u.as_str()),
@@ -400,6 +425,9 @@ impl Codec for ConversationsCodec {
                 timestamp: time(&m.created_at),
                 status: "sent",
                 seq: m.seq,
+                parent_id: m.parent_id.as_ref().map(MessageId::as_str),
+                thread: m.thread.as_ref(),
+                mentions: &m.mentions,
                 reactions: &m.reactions,
                 pinned_at: m.pinned_at.as_ref().map(time),
                 pinned_by: m.pinned_by.as_ref().map(|u| u.as_str()),
@@ -441,6 +469,13 @@ impl Codec for ConversationsCodec {
                 "message_id": p.message_id,
                 "user_id": p.by,
                 "timestamp": time(&p.at),
+            })),
+            RoomEventBody::ThreadUpdated(t) => to_text(&json!({
+                "type": "thread.updated",
+                "conversation_id": event.room_id,
+                "message_id": t.message_id,
+                "seq": t.seq,
+                "thread": t.thread,
             })),
             // Delivery reaches senders as `message.status`; edits, deletes and
             // membership have no frame in this document.

@@ -168,6 +168,16 @@ impl Query {
         self.get(name)
     }
 
+    /// An optional boolean parameter (`true` or `false`).
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(ApiError::validation(name, format!("{name} must be true or false"))),
+        }
+    }
+
     /// An optional integer parameter within `min..=max`.
     pub fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
         match self.get(name) {

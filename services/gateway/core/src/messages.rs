@@ -3,6 +3,7 @@
 //! and the `after_seq` / `before_seq` / `limit` rules of a page of history.
 
 use chat_domain::ApiError;
+use chat_domain::ids::{MessageId, UserId};
 use chat_domain::model::validate_client_id;
 use schemars::JsonSchema;
 use serde_json::Value;
@@ -83,6 +84,14 @@ pub struct History {
     /// Most messages returned.
     #[schemars(default = "crate::extract::default_limit", range(min = 1, max = 100))]
     pub limit: u32,
+    /// `false` leaves thread replies out (top-level messages only); they are included
+    /// by default.
+    #[schemars(default = "yes")]
+    pub threads: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Reads a [`History`] from the query, with the history rules.
@@ -91,5 +100,44 @@ pub fn history(q: &Query) -> Result<History, ApiError> {
         after_seq: q.int("after_seq", 0, i64::MAX)?,
         before_seq: q.int("before_seq", 1, i64::MAX)?,
         limit: q.int("limit", 1, 100)?.map_or(crate::extract::default_limit(), |n| n as u32),
+        threads: q.bool("threads")?.unwrap_or(true),
     })
+}
+
+/// A page of a thread (`?after_seq=&limit=`): replies after the room `seq` `after_seq`.
+#[derive(JsonSchema)]
+pub struct ThreadQuery {
+    /// Replies with a (room) `seq` greater than this.
+    #[schemars(range(min = 0))]
+    pub after_seq: Option<i64>,
+    /// Most replies returned.
+    #[schemars(default = "crate::extract::default_limit", range(min = 1, max = 100))]
+    pub limit: u32,
+}
+
+/// Reads a [`ThreadQuery`].
+pub fn thread_query(q: &Query) -> Result<ThreadQuery, ApiError> {
+    Ok(ThreadQuery {
+        after_seq: q.int("after_seq", 0, i64::MAX)?,
+        limit: q.int("limit", 1, 100)?.map_or(crate::extract::default_limit(), |n| n as u32),
+    })
+}
+
+/// A send's thread parent (`parent_id`, `parentId`, ...): a message id, or absent.
+pub fn parent_id(field: &str, v: Option<Value>) -> Result<Option<MessageId>, ApiError> {
+    field::optional_str(field, v)?
+        .map(|id| MessageId::parse(id).map_err(|e| ApiError::validation(field, format!("{field} {e}"))))
+        .transpose()
+}
+
+/// A send's mentions: an array of user ids (`@channel` mentions everyone), at most
+/// [`chat_domain::model::MAX_MENTIONS`], no repeats.
+pub fn mentions(field: &str, v: Option<Value>) -> Result<Vec<UserId>, ApiError> {
+    let ids = field::optional_str_array(field, v)?.unwrap_or_default();
+    let ids = ids
+        .into_iter()
+        .map(|id| UserId::parse(id).map_err(|e| ApiError::validation(field, format!("{field}: a user id {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    chat_domain::model::validate_mentions(&ids).map_err(|e| e.with_field(field))?;
+    Ok(ids)
 }

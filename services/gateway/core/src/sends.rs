@@ -207,6 +207,8 @@ mod tests {
             kind: MessageKind::Text,
             reply_to: None,
             attachments: Vec::new(),
+            parent_id: None,
+            mentions: Vec::new(),
         })
     }
 
@@ -227,6 +229,9 @@ mod tests {
                 kind: MessageKind::Text,
                 reply_to: None,
                 attachments: Vec::new(),
+                parent_id: None,
+                thread: None,
+                mentions: Vec::new(),
                 reactions: Vec::new(),
                 pinned_at: None,
                 pinned_by: None,

@@ -7,6 +7,7 @@ use chat_domain::ApiError;
 use chat_domain::ids::{MessageId, RoomId};
 use chat_domain::model::{Actor, Attachment, Message, MessageContent, MessageKind, validate_meta};
 use chat_domain::proto::store::{DeleteMessage, EditMessage, ListMessages, SendMessage};
+use chat_domain::proto::threads::{GetThread, ListThreads};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,7 +18,9 @@ use gateway_core::body::field;
 use gateway_core::caller::Acting;
 use gateway_core::error::HttpResult;
 use gateway_core::extract::{Body, Cx, InMessage, InRoom, Part, QueryString, Rest, parts};
-use gateway_core::messages::{History, client_msg_id, display_name, history, idempotency_key};
+use gateway_core::messages::{
+    History, ThreadQuery, client_msg_id, display_name, history, idempotency_key, thread_query,
+};
 use gateway_core::routes::{Mount, op};
 use serde_json::json;
 
@@ -38,6 +41,14 @@ pub struct NewMessage {
     /// The name to show with the message (trimmed; at most 100 characters kept).
     #[schemars(with = "Option<String>")]
     sender_name: Option<Value>,
+    /// Reply in the thread of this top-level message of the room (`400` on `parent_id`
+    /// when it is not one of the room's messages, is deleted, or is itself a reply).
+    #[schemars(with = "Option<chat_domain::ids::MessageId>")]
+    parent_id: Option<Value>,
+    /// Members of the room to mention (at most 50, no repeats; a non-member is refused
+    /// with `400` on `mentions`). `"@channel"` mentions everyone: room admins only (`403`).
+    #[schemars(with = "Option<Vec<chat_domain::ids::UserId>>")]
+    mentions: Option<Value>,
 }
 
 /// `POST /rooms/{room_id}/messages`.
@@ -66,6 +77,8 @@ impl TryFrom<SendRequest> for SendMessage {
         }
         let client_msg_id = client_msg_id(idempotency_key, "client_msg_id", body.client_msg_id)?;
         let sender_name = display_name(field::optional_str("sender_name", body.sender_name)?);
+        let parent_id = gateway_core::messages::parent_id("parent_id", body.parent_id)?;
+        let mentions = gateway_core::messages::mentions("mentions", body.mentions)?;
         Ok(SendMessage {
             actor,
             room_id,
@@ -76,6 +89,8 @@ impl TryFrom<SendRequest> for SendMessage {
             kind: MessageKind::Text,
             reply_to: None,
             attachments: Vec::new(),
+            parent_id,
+            mentions,
         })
     }
 }
@@ -120,12 +135,91 @@ pub async fn list(
     Rest((Acting(actor), InRoom(room_id), QueryString(q))): Rest<(Acting, InRoom, QueryString)>,
     state: web::Data<Core>,
 ) -> HttpResult {
-    let History { after_seq, before_seq, limit } = history(&q)?;
-    let cmd = ListMessages { actor, room_id, after_seq, before_seq, limit };
+    let History { after_seq, before_seq, limit, threads } = history(&q)?;
+    let cmd = ListMessages { actor, room_id, after_seq, before_seq, limit, without_replies: !threads };
     let messages = state.bus.request(&cmd).await?;
     let links = state.links();
     let page: Vec<LinkedMessage> = messages.into_iter().map(|m| linked(&links, m)).collect();
     Ok(HttpResponse::Ok().json(page))
+}
+
+/// `GET /rooms/{id}/messages/{message_id}/thread?after_seq=&limit=`: the parent (with its
+/// summary) and a page of its replies; moves the caller's thread read cursor.
+pub async fn thread(
+    Rest((Acting(actor), InRoom(room_id), InMessage(message_id), QueryString(q))): Rest<(
+        Acting,
+        InRoom,
+        InMessage,
+        QueryString,
+    )>,
+    state: web::Data<Core>,
+) -> HttpResult {
+    let ThreadQuery { after_seq, limit } = thread_query(&q)?;
+    let page = state.bus.request(&GetThread { actor, room_id, message_id, after_seq, limit }).await?;
+    let links = state.links();
+    Ok(HttpResponse::Ok().json(ThreadReply {
+        parent: linked(&links, page.parent),
+        replies: page.replies.into_iter().map(|m| linked(&links, m)).collect(),
+        has_more: page.has_more,
+    }))
+}
+
+/// The answer of `GET /rooms/{room_id}/messages/{message_id}/thread`.
+#[derive(Serialize, JsonSchema)]
+pub struct ThreadReply {
+    /// The thread's top-level message, with its `thread` summary.
+    parent: LinkedMessage,
+    /// Replies in `seq` order (deleted ones as tombstones, like history).
+    replies: Vec<LinkedMessage>,
+    /// More replies follow: ask again with `after_seq` = the last one's `seq`.
+    has_more: bool,
+}
+
+/// `GET /threads?limit=`: the threads the caller takes part in, with unread counts.
+pub async fn threads(
+    Rest((Acting(actor), QueryString(q))): Rest<(Acting, QueryString)>,
+    state: web::Data<Core>,
+) -> HttpResult {
+    let Limit { limit } = Limit::read(&q)?;
+    let list = state.bus.request(&ListThreads { actor, limit }).await?;
+    let links = state.links();
+    let threads: Vec<ThreadEntry> = list
+        .threads
+        .into_iter()
+        .map(|t| ThreadEntry { room_id: t.room_id, parent: linked(&links, t.parent), unread_count: t.unread_count })
+        .collect();
+    Ok(HttpResponse::Ok().json(ThreadsReply { threads }))
+}
+
+/// `GET /threads`' query.
+#[derive(JsonSchema)]
+pub struct Limit {
+    /// Most threads returned.
+    #[schemars(default = "gateway_core::extract::default_limit", range(min = 1, max = 100))]
+    pub limit: u32,
+}
+
+impl Limit {
+    fn read(q: &gateway_core::body::Query) -> Result<Self, ApiError> {
+        Ok(Self { limit: q.int("limit", 1, 100)?.map_or(gateway_core::extract::default_limit(), |n| n as u32) })
+    }
+}
+
+/// One thread of `GET /threads`.
+#[derive(Serialize, JsonSchema)]
+pub struct ThreadEntry {
+    room_id: RoomId,
+    /// The top-level message, with its `thread` summary.
+    parent: LinkedMessage,
+    /// Replies after the caller last read the thread (a thread page), not their own,
+    /// not deleted.
+    unread_count: i64,
+}
+
+/// The answer of `GET /threads`.
+#[derive(Serialize, JsonSchema)]
+pub struct ThreadsReply {
+    threads: Vec<ThreadEntry>,
 }
 
 /// The body of `PATCH /rooms/{room_id}/messages/{message_id}`.
@@ -204,13 +298,14 @@ pub(crate) fn routes(m: &mut Mount) {
             r.post(
                 send,
                 op("Send a message")
-                    .describe("Stores the message with the room's next `seq` and delivers it to the members' sockets. A resend with the same `Idempotency-Key` (or `client_msg_id`) by the same sender returns the first message with `200` and `Idempotent-Replayed: true`.")
+                    .describe("Stores the message with the room's next `seq` and delivers it to the members' sockets. A resend with the same `Idempotency-Key` (or `client_msg_id`) by the same sender returns the first message with `200` and `Idempotent-Replayed: true`. With `parent_id` it is a reply in that top-level message's thread (still a room message with the room's next `seq`); a parent that is not one of the room's messages, is deleted or is itself a reply is refused (`400`, field `parent_id`). `mentions` names room members (a non-member: `400`, field `mentions`); `\"@channel\"` mentions everyone and is for room admins only (`403`).")
                     .user()
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .param::<gateway_core::messages::IdempotencyKey>("Idempotency-Key", "header", idempotency)
                     .json_example::<NewMessage>(json!({
                         "content": "Hello, world!",
-                        "meta": {"type": "text", "mentions": ["user2"]},
+                        "meta": {"type": "text"},
+                        "mentions": ["user2"],
                     }))
                     .reply_example::<LinkedMessage>(201, "The message, stored.", message.clone())
                     .reply::<LinkedMessage>(200, "A resend: the message the first send stored.")
@@ -220,7 +315,7 @@ pub(crate) fn routes(m: &mut Mount) {
             .get(
                 list,
                 op("List a room's messages")
-                    .describe("In `seq` order: after `after_seq` (from the start when absent), or the newest ones before `before_seq` when only that is given. Deleted messages keep their `seq` with empty content and `deleted_at` set.")
+                    .describe("In `seq` order: after `after_seq` (from the start when absent), or the newest ones before `before_seq` when only that is given. Deleted messages keep their `seq` with empty content and `deleted_at` set. Thread replies are included (with `parent_id`) unless `threads=false`; a top-level message with replies carries `thread: {reply_count, last_reply_at, participants}`.")
                     .user()
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .query::<History>()
@@ -249,6 +344,30 @@ pub(crate) fn routes(m: &mut Mount) {
                     .path_id::<chat_domain::ids::MessageId>("message_id", "The message's id (`msg_...`).")
                     .reply::<LinkedMessage>(200, "The message, deleted (`deleted_at` set, content empty).")
                     .errors(&[400, 401, 403, 404, 503]),
+            )
+        })
+        .at(&["/rooms/{room_id}/messages/{message_id}/thread"], |r| {
+            r.get(
+                thread,
+                op("Read a thread")
+                    .describe("The top-level message (with its `thread` summary) and its replies after `after_seq` (room `seq`s), oldest first. Reading a page marks the thread read up to its newest reply (`GET /threads`' `unread_count`). A message that is itself a reply has no thread (`400`).")
+                    .user()
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
+                    .path_id::<chat_domain::ids::MessageId>("message_id", "The thread's top-level message (`msg_...`).")
+                    .query::<ThreadQuery>()
+                    .reply::<ThreadReply>(200, "The parent and a page of its replies.")
+                    .errors(&[400, 401, 403, 404, 503]),
+            )
+        })
+        .at(&["/threads"], |r| {
+            r.get(
+                threads,
+                op("List my threads")
+                    .describe("The threads the caller takes part in (they wrote the top-level message or replied), most recently replied to first, each with `unread_count`: replies by others since the caller last read a page of the thread.")
+                    .user()
+                    .query::<Limit>()
+                    .reply::<ThreadsReply>(200, "The caller's threads.")
+                    .errors(&[400, 401, 503]),
             )
         });
 }

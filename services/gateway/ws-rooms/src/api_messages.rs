@@ -134,6 +134,8 @@ impl TryFrom<ApiSendRequest> for SendMessage {
             kind: chat_domain::model::MessageKind::Text,
             reply_to: None,
             attachments: Vec::new(),
+            parent_id: None,
+            mentions: Vec::new(),
         })
     }
 }
@@ -157,8 +159,9 @@ pub async fn list(
     Rest((ApiActing(actor), InRoom(room_id), QueryString(q))): Rest<(ApiActing, InRoom, QueryString)>,
     state: web::Data<Core>,
 ) -> HttpResult {
-    let History { after_seq, before_seq, limit } = history(&q)?;
-    let messages = state.bus.request(&ListMessages { actor, room_id, after_seq, before_seq, limit }).await?;
+    let History { after_seq, before_seq, limit, threads } = history(&q)?;
+    let cmd = ListMessages { actor, room_id, after_seq, before_seq, limit, without_replies: !threads };
+    let messages = state.bus.request(&cmd).await?;
     let links = state.links();
     let messages = messages.iter().map(|m| MessageData::of(m, None, &links)).collect();
     Ok(HttpResponse::Ok().json(Enveloped::new(Messages { messages })))

@@ -8,8 +8,8 @@ use bytestring::ByteString;
 use chat_domain::ApiError;
 use chat_domain::emoji::Emoji;
 use chat_domain::ids::MessageId;
-use chat_domain::ids::RoomId;
-use chat_domain::model::{Message, MessageContent, ReactionSummary, validate_client_id, validate_meta};
+use chat_domain::ids::{RoomId, UserId};
+use chat_domain::model::{Message, MessageContent, ReactionSummary, ThreadSummary, validate_client_id, validate_meta};
 use chat_domain::proto::events::{RoomEvent, RoomEventBody, UserEvent, UserEventBody};
 use chat_domain::proto::notify::InboxItem;
 use chat_domain::proto::store::CursorKind;
@@ -92,6 +92,12 @@ struct SendData {
     local_id: Option<Value>,
     #[serde(default)]
     meta: Option<Value>,
+    /// A thread reply: the thread's top-level message.
+    #[serde(default)]
+    parent_id: Option<Value>,
+    /// Members to mention (`@channel`: everyone, room admins only).
+    #[serde(default)]
+    mentions: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -157,7 +163,9 @@ impl TryFrom<SendData> for Send {
         if let Some(l) = &local_id {
             validate_client_id("local_id", l).map_err(reject)?;
         }
-        Ok(Send { content, local_id, meta })
+        let parent_id = gateway_core::messages::parent_id("parent_id", d.parent_id).map_err(reject)?;
+        let mentions = gateway_core::messages::mentions("mentions", d.mentions).map_err(reject)?;
+        Ok(Send { content, local_id, meta, parent_id, mentions })
     }
 }
 
@@ -274,6 +282,15 @@ pub struct MessageData<'a> {
     /// A file message's files (absent for messages without files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     attachments: Vec<FileLink<'a>>,
+    /// A thread reply's top-level message (absent for other messages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<&'a str>,
+    /// A top-level message's thread, once it has replies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread: Option<&'a ThreadSummary>,
+    /// Mentioned members (`@channel`: everyone); absent when none.
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    mentions: &'a [UserId],
     /// Reactions per emoji (`[]` when none; `me`: whether you reacted).
     #[schemars(with = "Vec<ReactionSummary>")]
     reactions: &'a [ReactionSummary],
@@ -331,6 +348,9 @@ impl<'a> MessageData<'a> {
                     size: a.size,
                 })
                 .collect(),
+            parent_id: m.parent_id.as_ref().map(|p| p.as_str()),
+            thread: m.thread.as_ref(),
+            mentions: &m.mentions,
             reactions: &m.reactions,
             pinned_at: m.pinned_at.as_ref().map(chat_domain::time::format),
             pinned_by: m.pinned_by.as_ref().map(|u| u.as_str()),
@@ -537,6 +557,9 @@ impl Codec for WsRoomsCodec {
                 }),
                 room,
             ),
+            RoomEventBody::ThreadUpdated(t) => {
+                frame("thread_updated", json!({"message_id": t.message_id, "seq": t.seq, "thread": t.thread}), room)
+            }
             RoomEventBody::MemberAdded(_) | RoomEventBody::MemberRemoved(_) => return None,
         })
     }

@@ -42,6 +42,8 @@ struct ChatRow {
     metadata: Option<chat_pg::json::LenientJson>,
     #[diesel(sql_type = BigInt)]
     unread_count: i64,
+    #[diesel(sql_type = BigInt)]
+    unread_mentions: i64,
     #[diesel(sql_type = Timestamptz)]
     last_activity_at: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -59,6 +61,11 @@ WITH mine AS (
            (SELECT count(*) FROM room_members x WHERE x.room_id = r.id) AS member_count,
            r.context_type, r.context_id, r.metadata,
            GREATEST(r.last_seq - COALESCE(c.read_seq, 0), 0) AS unread_count,
+           -- Mentions (migration 0070): unread messages mentioning the viewer or @channel.
+           (SELECT count(*) FROM messages u
+            WHERE u.room_id = r.id AND u.mentions IS NOT NULL AND u.seq > COALESCE(c.read_seq, 0)
+              AND u.deleted_at IS NULL AND u.sender_id <> rm.user_id
+              AND (rm.user_id = ANY (u.mentions) OR '@channel' = ANY (u.mentions))) AS unread_mentions,
            COALESCE(m.created_at, r.created_at) AS last_activity_at,
            m.id AS m_id,
            (rm.archived_at IS NOT NULL AND rm.archived_at >= COALESCE(m.created_at, r.created_at)) AS archived,
@@ -71,7 +78,7 @@ WITH mine AS (
     WHERE rm.tenant_id = $1 AND rm.user_id = $2 AND ($3::text IS NULL OR rm.room_id = $3)
 )
 SELECT id, room_type, name, unique_key, last_seq, created_by, created_at, member_count, context_type, context_id,
-       metadata, unread_count, last_activity_at, m_id, archived
+       metadata, unread_count, unread_mentions, last_activity_at, m_id, archived
 FROM mine
 WHERE ($4::bool IS NULL OR archived = $4) AND ($5::text IS NULL OR chat_type = $5)
 ORDER BY last_activity_at DESC, id
@@ -206,6 +213,7 @@ async fn load_chats(
             metadata: r.metadata.map(|m| m.into_inner()).filter(|m| !m.is_null()),
             participants: people.into_iter().map(|(p, _)| p).collect(),
             unread_count: r.unread_count,
+            unread_mentions: r.unread_mentions,
             archived: r.archived,
             last_activity_at: r.last_activity_at,
             unread_by_user,

@@ -138,7 +138,8 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
             }
             let now = chat_domain::time::now();
             let row: MessageRow = diesel::sql_query(format!(
-                "UPDATE messages SET content = '', meta = NULL, attachments = NULL, deleted_at = $3, deleted_by = $4
+                "UPDATE messages SET content = '', meta = NULL, attachments = NULL, mentions = NULL, deleted_at = $3,
+                        deleted_by = $4
                  WHERE room_id = $1 AND id = $2 RETURNING {MESSAGE_COLUMNS}"
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
@@ -180,6 +181,14 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
             let mut pending = vec![outbox::insert(conn, &subjects, &event).await?];
             if let Some(unpin) = unpin {
                 pending.push(outbox::insert(conn, &subjects, &unpin).await?);
+            }
+            // A deleted thread reply lowers its parent's summary.
+            if let Some(parent) = &message.parent_id
+                && let Some(update) = super::threads::summary_recount(conn, parent).await?
+            {
+                let event =
+                    RoomEvent::new(&cmd.actor.tenant_id, &cmd.room_id, now, RoomEventBody::ThreadUpdated(update));
+                pending.push(outbox::insert(conn, &subjects, &event).await?);
             }
             Ok((DeletedMessage { message, removed_attachments: old.attachments }, pending))
         })

@@ -17,7 +17,7 @@ use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::Store;
-use crate::error::StoreError;
+use crate::error::{StoreError, stored};
 use crate::outbox;
 
 #[derive(diesel::QueryableByName)]
@@ -140,6 +140,7 @@ async fn erase_tenant(
     diesel::sql_query("DELETE FROM user_blocks WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     diesel::sql_query("DELETE FROM message_reactions WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     diesel::sql_query("DELETE FROM message_pins WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
+    diesel::sql_query("DELETE FROM thread_reads WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     diesel::sql_query("DELETE FROM tenant_residency WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     Ok((erased, removals(tenant, memberships)))
 }
@@ -208,6 +209,12 @@ async fn erase_user(
         .bind::<Text, _>(ERASED_USER)
         .execute(conn)
         .await?;
+    // How far they read threads (migration 0070).
+    diesel::sql_query("DELETE FROM thread_reads WHERE tenant_id = $1 AND user_id = $2")
+        .bind::<Text, _>(t)
+        .bind::<Text, _>(u)
+        .execute(conn)
+        .await?;
     let files: Vec<Files> = diesel::sql_query(
         "SELECT attachments FROM messages WHERE room_id = ANY ($1) AND sender_id = $2 AND attachments IS NOT NULL",
     )
@@ -219,8 +226,8 @@ async fn erase_user(
         DataErased { members: memberships.len() as u64, attachment_keys: keys(files), ..Default::default() };
     // Their messages stay as tombstones: same id and seq, nothing of them left.
     erased.messages = diesel::sql_query(
-        "UPDATE messages SET content = '', meta = NULL, attachments = NULL, sender_name = NULL, client_msg_id = NULL,
-                sender_id = $3, deleted_at = COALESCE(deleted_at, now()),
+        "UPDATE messages SET content = '', meta = NULL, attachments = NULL, mentions = NULL, sender_name = NULL,
+                client_msg_id = NULL, sender_id = $3, deleted_at = COALESCE(deleted_at, now()),
                 deleted_by = CASE WHEN deleted_by = $2 THEN $3 ELSE deleted_by END
          WHERE room_id = ANY ($1) AND sender_id = $2",
     )
@@ -235,6 +242,31 @@ async fn erase_user(
         .bind::<Text, _>(ERASED_USER)
         .execute(conn)
         .await?;
+    // Threads and mentions (migration 0070): their name goes from others' mentions and
+    // from thread participants, and the threads they replied in are counted again
+    // without their (now deleted) replies.
+    diesel::sql_query(
+        "UPDATE messages SET mentions = array_replace(mentions, $2, $3),
+                thread_participants = array_replace(thread_participants, $2, $3)
+         WHERE room_id = ANY ($1) AND ($2 = ANY (mentions) OR $2 = ANY (thread_participants))",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Text, _>(u)
+    .bind::<Text, _>(ERASED_USER)
+    .execute(conn)
+    .await?;
+    let parents: Vec<RoomKey> = diesel::sql_query(
+        "SELECT DISTINCT parent_id AS id FROM messages
+         WHERE room_id = ANY ($1) AND sender_id = $2 AND parent_id IS NOT NULL",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Text, _>(ERASED_USER)
+    .load(conn)
+    .await?;
+    for p in parents {
+        let parent = stored(chat_domain::ids::MessageId::parse(p.id))?;
+        super::threads::summary_recount(conn, &parent).await?;
+    }
     // Rooms they made, and direct chats whose key names them (a new one can be made).
     diesel::sql_query(
         "UPDATE rooms SET created_by = CASE WHEN created_by = $2 THEN $3 ELSE created_by END,

@@ -11,7 +11,7 @@ use chat_domain::ids::{RoomId, TenantId, UserId};
 use chat_domain::model::HOME_CLUSTER;
 use chat_domain::model::Message;
 use chat_domain::proto::store::{
-    FeedPage, FeedWindow, MAX_ROOM_MESSAGES, MessageFeed, RoomAudience, RoomAudiences, RoomMessages,
+    FeedMention, FeedPage, FeedWindow, MAX_ROOM_MESSAGES, MessageFeed, RoomAudience, RoomAudiences, RoomMessages,
 };
 use chat_pg::prepared;
 use diesel::QueryableByName;
@@ -20,7 +20,7 @@ use diesel_async::RunQueryDsl;
 
 use super::{Db, Store};
 use crate::error::{StoreError, optional, stored};
-use crate::rows::MessageRow;
+use crate::rows::{M_MESSAGE_COLUMNS, MessageRow};
 
 /// Most messages one feed page summarizes.
 const MAX_FEED_PAGE: u32 = 10_000;
@@ -34,7 +34,8 @@ pub async fn room_messages(store: Store, cmd: RoomMessages) -> Result<Vec<Messag
     let rows: Vec<MessageRow> = prepared(
         diesel::sql_query(
             "SELECT m.id, m.room_id, m.sender_id, m.sender_name, m.seq, m.content, m.meta, m.client_msg_id,
-                    m.created_at, m.edited_at, m.deleted_at, m.kind, m.reply_to, m.attachments
+                    m.created_at, m.edited_at, m.deleted_at, m.kind, m.reply_to, m.attachments,
+                m.parent_id, m.reply_count, m.last_reply_at, m.thread_participants, m.mentions
              FROM messages m JOIN rooms r ON r.id = m.room_id AND r.tenant_id = $2
              WHERE m.room_id = $1 AND m.seq > $3 AND m.seq <= $4
              ORDER BY m.seq LIMIT $5",
@@ -164,7 +165,7 @@ pub async fn message_feed(store: Store, cmd: MessageFeed) -> Result<FeedPage, Ap
         .get_result(&mut conn)
         .await
         .map_err(StoreError::from)?;
-        return Ok(FeedPage { next: b.xmin - 1, windows: Vec::new(), more: false });
+        return Ok(FeedPage { next: b.xmin - 1, windows: Vec::new(), more: false, mentions: Vec::new() });
     };
     let b: Bounds = prepared(
         diesel::sql_query(
@@ -185,7 +186,7 @@ pub async fn message_feed(store: Store, cmd: MessageFeed) -> Result<FeedPage, Ap
         None => (b.xmin - 1, false),
     };
     if until <= after {
-        return Ok(FeedPage { next: after, windows: Vec::new(), more: false });
+        return Ok(FeedPage { next: after, windows: Vec::new(), more: false, mentions: Vec::new() });
     }
     #[derive(QueryableByName)]
     struct Row {
@@ -238,5 +239,30 @@ pub async fn message_feed(store: Store, cmd: MessageFeed) -> Result<FeedPage, Ap
             })
         })
         .collect::<Result<_, StoreError>>()?;
-    Ok(FeedPage { next: until, windows, more })
+    // Mentions (migration 0070): the page's mentioning messages, whole.
+    #[derive(QueryableByName)]
+    struct Mentioning {
+        #[diesel(sql_type = Text)]
+        tenant_id: String,
+        #[diesel(embed)]
+        message: MessageRow,
+    }
+    let mentioning: Vec<Mentioning> = prepared(
+        diesel::sql_query(format!(
+            "SELECT r.tenant_id, {M_MESSAGE_COLUMNS}
+             FROM messages m JOIN rooms r ON r.id = m.room_id
+             WHERE m.tx > $1 AND m.tx <= $2 AND m.mentions IS NOT NULL AND m.deleted_at IS NULL
+             ORDER BY m.tx, m.room_id, m.seq"
+        ))
+        .bind::<BigInt, _>(after)
+        .bind::<BigInt, _>(until),
+    )
+    .load(&mut conn)
+    .await
+    .map_err(StoreError::from)?;
+    let mentions = mentioning
+        .into_iter()
+        .map(|r| Ok(FeedMention { tenant_id: stored(TenantId::parse(r.tenant_id))?, message: r.message.try_into()? }))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(FeedPage { next: until, windows, more, mentions })
 }

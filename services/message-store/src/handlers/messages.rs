@@ -6,10 +6,10 @@
 //! no outbox row per message.
 
 use chat_domain::ApiError;
-use chat_domain::model::{Message, validate_attachments, validate_client_id, validate_meta};
+use chat_domain::model::{Message, validate_attachments, validate_client_id, validate_mentions, validate_meta};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage, SendMessages, SendOutcome};
 use chat_pg::prepared;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{Store, access};
@@ -32,6 +32,7 @@ fn validate(cmd: &SendMessage) -> Result<(), ApiError> {
     if let Some(id) = &cmd.client_msg_id {
         validate_client_id("client_msg_id", id)?;
     }
+    validate_mentions(&cmd.mentions)?;
     validate_attachments(&cmd.attachments)
 }
 
@@ -70,19 +71,23 @@ pub async fn send_messages(store: Store, cmd: SendMessages) -> Result<Vec<SendOu
 
 /// The newest `limit` messages of `room` below `seq` `before`, newest first (one
 /// backward index scan); history pages by `seq` and by message id both read this way.
+/// `without_replies` leaves thread replies out.
 pub(super) async fn page_before(
     conn: &mut AsyncPgConnection,
     room: &str,
     before: i64,
     limit: i64,
+    without_replies: bool,
 ) -> Result<Vec<MessageRow>, StoreError> {
     prepared(
         diesel::sql_query(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 AND (NOT $4 OR parent_id IS NULL)
+             ORDER BY seq DESC LIMIT $3"
         ))
         .bind::<Text, _>(room)
         .bind::<BigInt, _>(before)
-        .bind::<BigInt, _>(limit),
+        .bind::<BigInt, _>(limit)
+        .bind::<Bool, _>(without_replies),
     )
     .load(conn)
     .await
@@ -97,19 +102,21 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
     let rows: Vec<MessageRow> = match (cmd.after_seq, cmd.before_seq) {
         // Only an upper bound: the newest page below it, returned oldest first.
         (None, Some(before)) => {
-            let mut rows = page_before(&mut conn, cmd.room_id.as_str(), before, limit).await?;
+            let mut rows = page_before(&mut conn, cmd.room_id.as_str(), before, limit, cmd.without_replies).await?;
             rows.reverse();
             rows
         }
         (after, Some(before)) => prepared(
             diesel::sql_query(format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $3
+                   AND (NOT $5 OR parent_id IS NULL)
                  ORDER BY seq ASC LIMIT $4"
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
             .bind::<BigInt, _>(after.unwrap_or(0))
             .bind::<BigInt, _>(before)
-            .bind::<BigInt, _>(limit),
+            .bind::<BigInt, _>(limit)
+            .bind::<Bool, _>(cmd.without_replies),
         )
         .load(&mut conn)
         .await
@@ -117,11 +124,13 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
         // The common case; no upper bound, so the planner walks the primary key and stops.
         (after, None) => prepared(
             diesel::sql_query(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2
+                   AND (NOT $4 OR parent_id IS NULL) ORDER BY seq ASC LIMIT $3"
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
             .bind::<BigInt, _>(after.unwrap_or(0))
-            .bind::<BigInt, _>(limit),
+            .bind::<BigInt, _>(limit)
+            .bind::<Bool, _>(cmd.without_replies),
         )
         .load(&mut conn)
         .await

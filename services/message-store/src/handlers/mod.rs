@@ -21,6 +21,7 @@ mod rooms;
 mod search;
 mod sync;
 mod tenants;
+mod threads;
 mod users;
 
 pub use crate::store::{Db, Inner, Store};
@@ -93,6 +94,8 @@ pub fn router(store: Store) -> Router<Store> {
         .route(pins::pin_message)
         .route(pins::unpin_message)
         .route(pins::list_pins)
+        .route(threads::get_thread)
+        .route(threads::list_threads)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.

@@ -23,9 +23,11 @@ struct PlanLine {
 const STATEMENTS: [(&str, &str, &str, &str); 2] = [
     (
         "send_batch",
-        "text[], text[], text[], text[], text[], text[], jsonb[], text[], timestamptz[], text[], text[], jsonb[]",
+        "text[], text[], text[], text[], text[], text[], jsonb[], text[], timestamptz[], text[], text[], jsonb[], \
+         text[], jsonb[]",
         SEND_BATCH,
-        "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x}', ARRAY[now()], '{text}', '{m}', '{null}'",
+        "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x}', ARRAY[now()], '{text}', '{m}', '{null}', '{p}', \
+         ARRAY['[\"bob\", \"@channel\"]'::jsonb]",
     ),
     ("room_audiences", "text[], text[]", ROOM_AUDIENCES, "'{t}', '{r}'"),
 ];

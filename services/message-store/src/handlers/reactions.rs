@@ -1,6 +1,6 @@
 //! `add_reaction`, `remove_reaction`, `list_reactors` (migration 0060), and
 //! [`decorate`]: the reactions and pin of messages as one reader sees them, which every
-//! read path (history, search, sync, pins, edits) applies to what it returns.
+//! read path (history, search, sync, pins, edits, thread pages) applies to what it returns.
 //!
 //! A change locks the message's row first (`FOR UPDATE`), so the changes of one message
 //! happen one after another: the count each one reports, and the limits it checks, are

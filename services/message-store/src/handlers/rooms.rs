@@ -159,6 +159,8 @@ pub async fn list_rooms(store: Store, cmd: ListRooms) -> Result<Vec<RoomSummary>
         room: RoomRow,
         #[diesel(sql_type = BigInt)]
         unread_count: i64,
+        #[diesel(sql_type = BigInt)]
+        unread_mentions: i64,
         #[diesel(sql_type = Timestamptz)]
         last_activity_at: DateTime<Utc>,
         #[diesel(sql_type = Nullable<Text>)]
@@ -170,6 +172,11 @@ pub async fn list_rooms(store: Store, cmd: ListRooms) -> Result<Vec<RoomSummary>
         "SELECT r.id, r.room_type, r.name, r.unique_key, r.last_seq, r.created_by, r.created_at,
                 (SELECT count(*) FROM room_members x WHERE x.room_id = r.id) AS member_count,
                 GREATEST(r.last_seq - COALESCE(c.read_seq, 0), 0) AS unread_count,
+                -- Mentions (issue 23): unread messages mentioning the member or @channel.
+                (SELECT count(*) FROM messages u
+                 WHERE u.room_id = r.id AND u.mentions IS NOT NULL AND u.seq > COALESCE(c.read_seq, 0)
+                   AND u.deleted_at IS NULL AND u.sender_id <> rm.user_id
+                   AND (rm.user_id = ANY (u.mentions) OR '@channel' = ANY (u.mentions))) AS unread_mentions,
                 COALESCE(m.created_at, r.created_at) AS last_activity_at,
                 m.id AS m_id
          FROM room_members rm
@@ -210,6 +217,7 @@ pub async fn list_rooms(store: Store, cmd: ListRooms) -> Result<Vec<RoomSummary>
         out.push(RoomSummary {
             room: Room::try_from(r.room)?,
             unread_count: r.unread_count,
+            unread_mentions: r.unread_mentions,
             last_message,
             last_activity_at: r.last_activity_at,
         });

@@ -145,6 +145,7 @@ WITH cfg AS (
 )
 SELECT m.id, m.room_id, m.sender_id, m.sender_name, m.seq, m.content, m.meta, m.client_msg_id, m.created_at,
        m.edited_at, m.deleted_at, m.kind, m.reply_to, m.attachments,
+       m.parent_id, m.reply_count, m.last_reply_at, m.thread_participants, m.mentions,
        h.score, ts_headline(q.cfg, m.content, q.q, $10) AS snippet
 FROM hits h JOIN messages m ON m.id = h.hit_id CROSS JOIN q
 ORDER BY h.score DESC, h.hit_at DESC, m.id";
@@ -159,6 +160,8 @@ pub async fn search_messages(store: Store, cmd: SearchMessages) -> Result<Search
         "StartSel=\"{MATCH_START}\", StopSel=\"{MATCH_END}\", MaxWords=30, MinWords=12, MaxFragments=2, \
          FragmentDelimiter=\" … \""
     );
+    // The reader whose reactions `decorate` marks `me` (the transaction takes `cmd`).
+    let viewer = cmd.actor.user_id.clone();
     let mut rows: Vec<HitRow> = conn
         .transaction(async move |conn| -> Result<Vec<HitRow>, StoreError> {
             // Planner settings for this statement only (see the module documentation);
@@ -193,7 +196,7 @@ pub async fn search_messages(store: Store, cmd: SearchMessages) -> Result<Search
         .map(|r| Ok(SearchHit { message: Message::try_from(r.message)?, snippet: r.snippet, score: r.score }))
         .collect::<Result<Vec<_>, StoreError>>()?;
     let mut messages: Vec<Message> = hits.iter().map(|h: &SearchHit| h.message.clone()).collect();
-    super::reactions::decorate(&mut conn, &mut messages, Some(&cmd.actor.user_id)).await?;
+    super::reactions::decorate(&mut conn, &mut messages, Some(&viewer)).await?;
     let hits = hits.into_iter().zip(messages).map(|(h, message)| SearchHit { message, ..h }).collect();
     Ok(SearchResults { hits, more })
 }

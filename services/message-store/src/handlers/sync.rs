@@ -86,7 +86,8 @@ fn verify(secret: &str, token: &str, actor: &Actor, cluster: &str, now: i64) -> 
 
 /// The columns of [`MessageRow`] on `m`.
 const M: &str = "m.id, m.room_id, m.sender_id, m.sender_name, m.seq, m.content, m.meta, m.client_msg_id, \
-                 m.created_at, m.edited_at, m.deleted_at, m.kind, m.reply_to, m.attachments";
+                 m.created_at, m.edited_at, m.deleted_at, m.kind, m.reply_to, m.attachments,
+                m.parent_id, m.reply_count, m.last_reply_at, m.thread_participants, m.mentions";
 
 #[derive(QueryableByName)]
 struct RoomOf {

@@ -162,6 +162,9 @@ impl Follower {
             .request(&MessageFeed { cluster: self.cluster.clone(), after: Some(self.after), limit: PAGE, window_ms })
             .await
             .context("reading the message feed")?;
+        // Mentions first (keyed: a page read again writes nothing twice), so a page's
+        // cursor never moves past a mention not yet notified.
+        super::mentions::notify(state, &page.mentions).await?;
         let window = chrono::TimeDelta::from_std(settings.window).context("window length")?;
         // One row per room and window (a page has each once; merged all the same, as a
         // statement may not update a row twice).

@@ -15,6 +15,8 @@
 //!   is online when the pass runs, so a pass running minutes late gives the answer it
 //!   would have given on time.
 //! - [`entry`]: what an inbox entry and a webhook body say.
+//! - [`mentions`]: members mentioned while offline are notified of each mention at
+//!   once, from the feed page that carries it, and it is left out of their windows.
 //! - [`lock`]: one replica follows at a time (an advisory lock); the others stand by.
 //! - [`settings`]: what the pass is told ([`Settings`]), below every part that reads it.
 
@@ -22,6 +24,7 @@ mod close;
 mod entry;
 mod feed;
 mod lock;
+mod mentions;
 mod missed;
 mod settings;
 

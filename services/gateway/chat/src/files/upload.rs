@@ -202,6 +202,8 @@ fn command(actor: Actor, room_id: RoomId, form: &mut Form) -> Result<SendMessage
         kind: Default::default(),
         reply_to,
         attachments: vec![stored.attachment.clone()],
+        parent_id: None,
+        mentions: Vec::new(),
     })
 }
 

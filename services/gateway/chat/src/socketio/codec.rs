@@ -65,6 +65,15 @@ pub(crate) fn event_of(event: &RoomEvent, links: &dyn AttachmentLinks) -> Option
         RoomEventBody::ReactionRemoved(r) => ("reaction-removed", render::reaction(&event.room_id, r)),
         RoomEventBody::MessagePinned(p) => ("message-pinned", render::pinned(&event.room_id, p, links)),
         RoomEventBody::MessageUnpinned(p) => ("message-unpinned", render::unpinned(&event.room_id, p)),
+        RoomEventBody::ThreadUpdated(t) => (
+            "thread-updated",
+            json!({
+                "chatId": chat_id,
+                "messageId": t.message_id.as_str(),
+                "seq": t.seq,
+                "thread": t.thread.as_ref().map(crate::render::thread),
+            }),
+        ),
         RoomEventBody::PresenceJoined(_) | RoomEventBody::PresenceLeft(_) | RoomEventBody::Delivered(_) => {
             return None;
         }

@@ -121,7 +121,10 @@ impl RoomTask {
             // A read reaches the reader's own sockets too: their other devices show
             // the chat read (multi-device read sync).
             RoomEventBody::Read(_) => None,
-            RoomEventBody::MessageUpdated(_) | RoomEventBody::MessageDeleted(_) | RoomEventBody::MemberAdded(_) => None,
+            RoomEventBody::MessageUpdated(_)
+            | RoomEventBody::MessageDeleted(_)
+            | RoomEventBody::MemberAdded(_)
+            | RoomEventBody::ThreadUpdated(_) => None,
             // Reactions and pins reach every member, the actor's own sockets too (their
             // other devices show the change).
             RoomEventBody::ReactionAdded(_)

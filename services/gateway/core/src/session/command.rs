@@ -60,6 +60,10 @@ pub struct Send {
     /// The client's id for it; a resend with the same id returns the first message.
     pub local_id: Option<String>,
     pub meta: Option<serde_json::Value>,
+    /// A thread reply: the thread's top-level message.
+    pub parent_id: Option<chat_domain::ids::MessageId>,
+    /// The room members it mentions (`@channel`: everyone).
+    pub mentions: Vec<chat_domain::ids::UserId>,
 }
 
 /// Which page of history (the rules of the REST history endpoint).

@@ -58,6 +58,9 @@ const MAX_BAD_FRAMES: u32 = 5;
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages per page of a resume replay.
 const REPLAY_PAGE: u32 = 100;
+/// Most threads whose summary a resume sends (one request each); a client resuming
+/// after more than this many threads changed reads the rest with their messages.
+const MAX_REPLAYED_THREADS: usize = 20;
 
 fn close(code: u16, description: &str) -> Option<CloseReason> {
     Some(CloseReason { code: CloseCode::Other(code), description: Some(description.to_owned()) })
@@ -294,7 +297,52 @@ impl Session {
 
     /// Sends every message after `after` (each counts as sent, so the live lane skips
     /// it); `false` when the socket is gone.
-    async fn replay(&self, outlet: &Outlet, mut after: i64) -> bool {
+    async fn replay(&self, outlet: &Outlet, after: i64) -> bool {
+        // Threads replied in while the socket was away (their top-level message may be
+        // one it had already seen): their summaries follow the replay (`thread.updated`).
+        let mut threads: Vec<chat_domain::ids::MessageId> = Vec::new();
+        let replayed = self.replay_messages(outlet, after, &mut threads).await;
+        replayed && self.replay_threads(outlet, threads).await
+    }
+
+    /// The current summary of each thread in `parents`, as `thread.updated` frames.
+    async fn replay_threads(&self, outlet: &Outlet, parents: Vec<chat_domain::ids::MessageId>) -> bool {
+        for parent in parents {
+            // A page after the newest possible `seq`: the parent alone, and no read marked.
+            let ask = chat_domain::proto::threads::GetThread {
+                actor: self.actor.clone(),
+                room_id: self.room.room_id.clone(),
+                message_id: parent,
+                after_seq: Some(i64::MAX),
+                limit: 1,
+            };
+            let Ok(page) = self.state.bus.request(&ask).await else { continue };
+            let update = chat_domain::proto::events::ThreadUpdated {
+                message_id: page.parent.message_id.clone(),
+                seq: page.parent.seq,
+                thread: page.parent.thread.clone(),
+            };
+            let event = chat_domain::proto::events::RoomEvent::new(
+                &self.actor.tenant_id,
+                &self.room.room_id,
+                chat_domain::time::now(),
+                chat_domain::proto::events::RoomEventBody::ThreadUpdated(update),
+            );
+            if let Some(frame) = self.codec.room_event(&event)
+                && !self.send(outlet, frame).await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn replay_messages(
+        &self,
+        outlet: &Outlet,
+        mut after: i64,
+        threads: &mut Vec<chat_domain::ids::MessageId>,
+    ) -> bool {
         loop {
             let page = ListMessages {
                 actor: self.actor.clone(),
@@ -302,6 +350,7 @@ impl Session {
                 after_seq: Some(after),
                 before_seq: None,
                 limit: REPLAY_PAGE,
+                without_replies: false,
             };
             let messages = match self.state.bus.request(&page).await {
                 Ok(m) => m,
@@ -310,6 +359,12 @@ impl Session {
             let full = messages.len() == REPLAY_PAGE as usize;
             for m in messages {
                 after = m.seq;
+                if let Some(parent) = &m.parent_id
+                    && threads.len() < MAX_REPLAYED_THREADS
+                    && !threads.contains(parent)
+                {
+                    threads.push(parent.clone());
+                }
                 let frame = Own::Replayed { seq: m.seq, text: self.codec.message(&m, None) };
                 if !outlet.send(frame, SEND_TIMEOUT).await {
                     return false;
@@ -370,6 +425,7 @@ impl Session {
                     after_seq,
                     before_seq,
                     limit,
+                    without_replies: false,
                 };
                 self.state.bus.request(&cmd).await.map(|page| Some(Reply::History(page)))
             }
@@ -425,6 +481,8 @@ impl Session {
             kind: chat_domain::model::MessageKind::Text,
             reply_to: None,
             attachments: Vec::new(),
+            parent_id: send.parent_id,
+            mentions: send.mentions,
         };
         // A socket's send starts its message's trace, as a REST request's span does.
         let span = tracing::info_span!("ws_send", dialect = self.codec.name(), room = %self.room.room_id);

@@ -17,6 +17,13 @@
 //   DM: the API says no otherwise) and the room's pinned messages in a panel; all kept
 //   live by the `/ws` frames `reaction_added` / `reaction_removed` /
 //   `message_pinned` / `message_unpinned`.
+// - Threads: the room shows top-level messages (`?threads=false`), each with its
+//   thread's summary; a thread opens beside the room (`GET .../thread`) and is replied
+//   in over the socket (`send_message` with `parent_id`); replies and `thread_updated`
+//   frames keep both live.
+// - Mentions: typing `@` offers the room's members (and `@channel`); the `@names` of
+//   members in a message are sent as its `mentions`, highlighted when shown, and the
+//   room list shows `unread_mentions`.
 import { request, upload, download, el, clock, bytes, ApiError } from "/app/api.js";
 
 const $ = (id) => document.getElementById(id);
@@ -49,6 +56,8 @@ const state = {
   files: new Map(), // signed link -> {blob: Promise of an object URL, url: the object URL once there}
   pins: [], // the open room's pinned messages, most recently pinned first
   picking: null, // the message id whose emoji picker is open
+  members: [], // the open room's member ids (for mention autocomplete)
+  thread: null, // the open thread: {parentId, replies: Map of id -> message}
 };
 window.chatApp = state; // for a look from the browser console
 
@@ -163,6 +172,7 @@ async function refreshRooms() {
         },
         el("span", { class: "room-name" }, roomTitle(r)),
         el("span", { class: "unread", hidden: unread === 0 }, unread),
+        el("span", { class: "mentions", hidden: !(r.unread_mentions > 0) || unread === 0, title: "mentions" }, `@${r.unread_mentions || 0}`),
         el("span", { class: "room-last" }, last ? `${last.sender_id}: ${last.deleted_at ? "(deleted)" : last.content}` : "no messages yet"),
       );
     }),
@@ -217,6 +227,8 @@ async function openRoom(roomId) {
   $("room-error").textContent = "";
   renderOnline();
   renderTyping();
+  closeThread();
+  loadMembers(room);
   $("composer").disabled = false;
   $("send").disabled = false;
   $("attach").disabled = false;
@@ -235,7 +247,9 @@ async function openRoom(roomId) {
 async function loadOlder() {
   const room = state.room;
   const before = state.oldest === null ? "" : `&before_seq=${state.oldest}`;
-  const path = `/rooms/${encodeURIComponent(room.room_id)}/messages?limit=${PAGE}` + (before || "&before_seq=9007199254740991");
+  const path =
+    `/rooms/${encodeURIComponent(room.room_id)}/messages?threads=false&limit=${PAGE}` +
+    (before || "&before_seq=9007199254740991");
   let page;
   try {
     page = await api("GET", path);
@@ -266,6 +280,7 @@ function scrollToEnd() {
 /** A stored message, from history or a frame: shown once, in seq order. */
 function upsert(raw) {
   const id = raw.id || raw.message_id;
+  if (raw.parent_id) return upsertReply({ ...raw, id });
   const old = state.messages.get(id);
   const m = { ...old, ...raw, id };
   if (m.sender_id === state.auth.user) m.status = higher(old && old.status, raw.status in RANK ? raw.status : "sent");
@@ -285,6 +300,7 @@ function upsert(raw) {
     $("message-list").insertBefore(node, after || firstPending());
   }
   state.elements.set(id, node);
+  if (state.thread && state.thread.parentId === id) renderThread(); // the parent shown there too
 }
 
 const firstPending = () => $("message-list").querySelector(".msg.pending");
@@ -300,17 +316,29 @@ function render(m) {
   const deleted = Boolean(m.deleted_at);
   return el(
     "div",
-    { class: "msg" + (mine ? " mine" : "") + (deleted ? " deleted" : ""), dataset: { id: m.id, seq: m.seq } },
+    {
+      class: "msg" + (mine ? " mine" : "") + (deleted ? " deleted" : "") + (mentionsMe(m) ? " mentions-me" : ""),
+      dataset: { id: m.id, seq: m.seq },
+    },
     el("span", { class: "sender" }, m.sender_name || m.sender_id),
-    el("span", { class: "content" }, deleted ? "message deleted" : m.content),
+    el("span", { class: "content" }, deleted ? "message deleted" : withMentions(m)),
     m.edited_at && !deleted ? el("span", { class: "edited" }, "(edited)") : null,
     !deleted && m.attachments && m.attachments.length
       ? el("div", { class: "files" }, m.attachments.map((a, i) => renderFile(m, a, i)))
       : null,
     el("span", { class: "time" }, clock(m.created_at)),
     mine ? el("span", { class: "ticks", dataset: { status: m.status }, title: m.status }, TICK[m.status]) : null,
-    mine && !deleted ? el("button", { class: "edit", type: "button", onclick: () => startEdit(m) }, "edit") : null,
+    mine && !deleted && !m.parent_id
+      ? el("button", { class: "edit", type: "button", onclick: () => startEdit(m) }, "edit")
+      : null,
     mine && !deleted ? el("button", { class: "delete", type: "button", onclick: () => remove(m) }, "delete") : null,
+    !m.parent_id && m.thread
+      ? el("button", { class: "thread-link", type: "button", onclick: () => openThread(m.id) },
+          `${m.thread.reply_count} ${m.thread.reply_count === 1 ? "reply" : "replies"}`)
+      : null,
+    !m.parent_id && !deleted && !m.thread && m.seq
+      ? el("button", { class: "reply", type: "button", onclick: () => openThread(m.id) }, "reply")
+      : null,
     m.pinned_at ? el("span", { class: "pinned", title: `pinned by ${m.pinned_by}` }, "\u{1F4CC}") : null,
     !deleted
       ? el("button", { class: "pin", type: "button", onclick: () => togglePin(m) }, m.pinned_at ? "unpin" : "pin")
@@ -358,9 +386,128 @@ function renderReactions(m) {
   );
 }
 
+// ---- mentions ---------------------------------------------------------------------
+
+/** Whether `m` mentions me (by name or @channel, and not mine). */
+const mentionsMe = (m) =>
+  m.sender_id !== state.auth.user && (m.mentions || []).some((u) => u === state.auth.user || u === "@channel");
+
+/** The content of `m`, its mentions in `<mark class="mention">`. */
+function withMentions(m) {
+  const named = new Set(m.mentions || []);
+  if (!named.size) return m.content;
+  const parts = [];
+  let last = 0;
+  for (const match of m.content.matchAll(/@([A-Za-z0-9_@+=~-]+)/g)) {
+    const id = match[1];
+    if (!(named.has(id) || (id === "channel" && named.has("@channel")))) continue;
+    parts.push(m.content.slice(last, match.index), el("mark", { class: "mention" }, match[0]));
+    last = match.index + match[0].length;
+  }
+  parts.push(m.content.slice(last));
+  return parts;
+}
+
+/** The members named `@id` in `content` (and `@channel`), for a send's `mentions`. */
+function mentionsIn(content) {
+  const found = [];
+  for (const match of content.matchAll(/@([A-Za-z0-9_@+=~-]+)/g)) {
+    const id = match[1] === "channel" ? "@channel" : match[1];
+    const known = id === "@channel" || (state.members.includes(id) && id !== state.auth.user);
+    if (known && !found.includes(id)) found.push(id);
+  }
+  return found;
+}
+
+async function loadMembers(room) {
+  try {
+    const members = await api("GET", `/rooms/${encodeURIComponent(room.room_id)}/members?limit=100`);
+    if (state.room === room) state.members = members.map((mb) => mb.user_id);
+  } catch (e) {
+    state.members = [];
+  }
+}
+
+/** Offers members matching the `@word` being typed in `input`, in `menu`. */
+function suggest(input, menu) {
+  const before = input.value.slice(0, input.selectionStart ?? input.value.length);
+  const typed = /(?:^|\s)@([A-Za-z0-9_@+=~-]*)$/.exec(before);
+  if (!typed) return void (menu.hidden = true);
+  const prefix = typed[1].toLowerCase();
+  const names = [...state.members.filter((u) => u !== state.auth.user), "channel"].filter((u) =>
+    u.toLowerCase().startsWith(prefix),
+  );
+  menu.replaceChildren(
+    ...names.slice(0, 8).map((u) =>
+      el("button", { class: "mention-option", type: "button", dataset: { user: u }, onclick: () => {
+        const start = before.length - typed[1].length;
+        input.value = input.value.slice(0, start) + u + " " + input.value.slice(before.length);
+        menu.hidden = true;
+        input.focus();
+      } }, `@${u}`),
+    ),
+  );
+  menu.hidden = names.length === 0;
+}
+
+$("composer").addEventListener("input", () => suggest($("composer"), $("mention-menu")));
+$("thread-composer").addEventListener("input", () => suggest($("thread-composer"), $("thread-mention-menu")));
+
+// ---- threads ------------------------------------------------------------------------
+
+async function openThread(parentId) {
+  const room = state.room;
+  state.thread = { parentId, replies: new Map() };
+  $("thread").hidden = false;
+  document.querySelector(".layout").classList.add("with-thread");
+  $("thread-list").replaceChildren();
+  try {
+    const page = await api(
+      "GET",
+      `/rooms/${encodeURIComponent(room.room_id)}/messages/${encodeURIComponent(parentId)}/thread?limit=100`,
+    );
+    if (state.room !== room || !state.thread || state.thread.parentId !== parentId) return;
+    const parent = { ...page.parent, id: page.parent.message_id };
+    state.messages.set(parent.id, { ...state.messages.get(parent.id), ...parent });
+    for (const r of page.replies) state.thread.replies.set(r.message_id, { ...r, id: r.message_id });
+    renderThread();
+  } catch (e) {
+    $("room-error").textContent = e.message;
+  }
+  $("thread-composer").focus();
+}
+
+function closeThread() {
+  state.thread = null;
+  $("thread").hidden = true;
+  document.querySelector(".layout").classList.remove("with-thread");
+}
+
+$("thread-close").addEventListener("click", () => closeThread());
+
+function renderThread() {
+  const t = state.thread;
+  if (!t) return;
+  const parent = state.messages.get(t.parentId);
+  const replies = [...t.replies.values()].sort((a, b) => a.seq - b.seq);
+  const node = (m) => {
+    const n = render(m);
+    n.classList.add("reply-msg");
+    return n;
+  };
+  $("thread-list").replaceChildren(
+    ...(parent ? [Object.assign(render({ ...parent, thread: null, seq: 0 }), { className: "msg parent" })] : []),
+    ...replies.map(node),
+  );
+  $("thread-list").scrollTop = $("thread-list").scrollHeight;
+}
+
+/** A shown message by id: in the room, or a reply in the open thread. */
+const known = (id) => state.messages.get(id) || (state.thread && state.thread.replies.get(id));
+
 function togglePicker(m) {
   state.picking = state.picking === m.id ? null : m.id;
-  upsert(state.messages.get(m.id));
+  upsert(known(m.id));
 }
 
 const reactionPath = (m, emoji) =>
@@ -371,7 +518,7 @@ async function react(m, emoji, add) {
   state.picking = null;
   try {
     const change = await api(add ? "PUT" : "DELETE", reactionPath(m, emoji));
-    const now = state.messages.get(m.id);
+    const now = known(m.id);
     if (now) upsert({ ...now, reactions: change.reactions });
   } catch (e) {
     $("room-error").textContent = e.message;
@@ -386,7 +533,7 @@ async function showWho(m) {
       const page = await api("GET", reactionPath(m, r.emoji) + "?limit=100");
       parts.push(`${r.emoji} ${page.users.map((u) => u.user_id).join(", ")}`);
     }
-    const now = state.messages.get(m.id);
+    const now = known(m.id);
     if (now) upsert({ ...now, who: parts.join(" \u00B7 ") });
   } catch (e) {
     $("room-error").textContent = e.message;
@@ -395,7 +542,7 @@ async function showWho(m) {
 
 /** A `reaction_added` / `reaction_removed` frame: the emoji's count, and whether it is mine. */
 function applyReaction(data, added) {
-  const m = state.messages.get(data.message_id);
+  const m = known(data.message_id);
   if (!m) return;
   const reactions = (m.reactions || []).map((r) => ({ ...r, user_ids: [...r.user_ids] }));
   let r = reactions.find((x) => x.emoji === data.emoji);
@@ -414,7 +561,7 @@ async function togglePin(m) {
   const path = `/rooms/${encodeURIComponent(state.room.room_id)}/pins/${encodeURIComponent(m.id)}`;
   try {
     const message = await api(m.pinned_at ? "DELETE" : "PUT", path);
-    const now = state.messages.get(m.id);
+    const now = known(m.id);
     if (now) upsert({ ...now, pinned_at: message.pinned_at, pinned_by: message.pinned_by });
     await loadPins();
   } catch (e) {
@@ -455,6 +602,42 @@ function renderPins() {
 
 $("pins-toggle").addEventListener("click", () => {
   $("pins-list").hidden = !$("pins-list").hidden;
+});
+
+/** A thread reply from a frame or a page: shown in the open thread if it is its. */
+function upsertReply(m) {
+  state.newest = Math.max(state.newest, m.seq || 0);
+  const t = state.thread;
+  if (!t || t.parentId !== m.parent_id) return;
+  t.replies.set(m.id, { ...t.replies.get(m.id), ...m });
+  renderThread();
+}
+
+/** A thread's new summary: its parent shows it (in the room and the open thread). */
+function threadUpdated(data) {
+  const m = state.messages.get(data.message_id);
+  if (!m) return;
+  const next = { ...m, thread: data.thread || null };
+  state.messages.set(m.id, next);
+  const current = state.elements.get(m.id);
+  if (current) {
+    const node = render(next);
+    current.replaceWith(node);
+    state.elements.set(m.id, node);
+  }
+  if (state.thread && state.thread.parentId === m.id) renderThread();
+}
+
+$("thread-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const content = $("thread-composer").value;
+  if (!content.trim() || !state.thread) return;
+  $("thread-composer").value = "";
+  $("thread-mention-menu").hidden = true;
+  const data = { content, local_id: newLocalId(), parent_id: state.thread.parentId };
+  const mentions = mentionsIn(content);
+  if (mentions.length) data.mentions = mentions;
+  if (!send("send_message", data)) $("room-error").textContent = "Not connected: the reply was not sent.";
 });
 
 // ---- attachments ------------------------------------------------------------------
@@ -668,7 +851,10 @@ $("composer-form").addEventListener("submit", (ev) => {
   scrollToEnd();
   // Sent now if the socket is open, else when it is back (the same local_id: a resend
   // of something stored returns the stored message, nothing twice).
-  send("send_message", { content, local_id: localId });
+  $("mention-menu").hidden = true;
+  const mentions = mentionsIn(content);
+  state.pending.set(localId, mentions.length ? { content, mentions } : content);
+  send("send_message", mentions.length ? { content, local_id: localId, mentions } : { content, local_id: localId });
 });
 
 function failed(localId, message) {
@@ -739,7 +925,9 @@ function connect() {
     const answered = state.pending.size ? cursorAnswer(state.newest, 5000) : null;
     if (markRead() && answered) await answered;
     if (gen !== state.wsGen) return;
-    for (const [localId, content] of state.pending) send("send_message", { content, local_id: localId });
+    for (const [localId, p] of state.pending) {
+      send("send_message", typeof p === "string" ? { content: p, local_id: localId } : { ...p, local_id: localId });
+    }
   };
   ws.onmessage = (ev) => {
     if (gen !== state.wsGen) return;
@@ -834,9 +1022,12 @@ function onFrame({ type, data, room_id: roomId }) {
       refreshRooms();
       break;
     }
+    case "thread_updated":
+      threadUpdated(data);
+      break;
     case "message_updated":
     case "message_deleted": {
-      const m = state.messages.get(data.id);
+      const m = state.messages.get(data.id) || (state.thread && state.thread.replies.get(data.id));
       if (m) upsert({ ...m, ...data, content: type === "message_deleted" ? "" : data.content });
       refreshRooms();
       break;
@@ -853,7 +1044,7 @@ function onFrame({ type, data, room_id: roomId }) {
     case "message_pinned":
     case "message_unpinned": {
       if (roomId && roomId !== state.room.room_id) break;
-      const m = state.messages.get(data.id);
+      const m = known(data.id);
       const pinned = type === "message_pinned";
       if (m) upsert({ ...m, pinned_at: pinned ? data.pinned_at : null, pinned_by: pinned ? data.pinned_by : null });
       loadPins();
@@ -867,7 +1058,7 @@ function onFrame({ type, data, room_id: roomId }) {
       if (state.onCursor) state.onCursor(data);
       break;
     case "error":
-      if (data.local_id) failed(data.local_id, data.message);
+      if (data.local_id && state.elements.has(data.local_id)) failed(data.local_id, data.message);
       else $("room-error").textContent = data.message;
       break;
     case "reconnect":

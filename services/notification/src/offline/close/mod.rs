@@ -133,7 +133,12 @@ async fn close_batch(state: &State, settings: &Settings, windows: &[Window]) -> 
             let missed: Vec<&Message> = own
                 .iter()
                 .copied()
-                .filter(|m| m.sender_id != *user && !present(intervals, m.created_at, grace))
+                // A mention was notified on its own, at once (`mentions`).
+                .filter(|m| {
+                    m.sender_id != *user
+                        && !present(intervals, m.created_at, grace)
+                        && !super::mentions::mentions(m, user)
+                })
                 .collect();
             let Some(latest) = missed.last() else { continue };
             let m = Missed { room: &w.room.room_id, window_start: w.start, window_end: w.end, missed: &missed };
