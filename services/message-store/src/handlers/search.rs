@@ -70,7 +70,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { busy_room_matches: 50, candidate_budget: 2_500, busy_room_floor: 50, walk_per_match: 10 }
+        Self { busy_room_matches: 50, candidate_budget: 2_500, busy_room_floor: 50, walk_per_match: 3 }
     }
 }
 
