@@ -69,6 +69,9 @@ run --sources "$SOURCES" idle --connections "$IDLE"
 run persist --via rest --duration "$D" --concurrency 64
 run persist --via ws --duration "$D" --concurrency 64
 run history --messages "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 5000 || echo 100000)" --duration "$D"
+# Issue 21's big-room target: 1,000 members connect to one room in <= 2 s, 5,000 in <= 10 s.
+run connect --members 1000
+run connect --members "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 1000 || echo 5000)"
 # Issue 24's target: search p99 <= 50 ms for a tenant with 1,000,000 messages in 1,000
 # rooms, the searcher in 50 of them (seeding takes minutes; BENCH_QUICK seeds 20,000).
 run search --messages "$([[ "${BENCH_QUICK:-0}" == 1 ]] && echo 20000 || echo 1000000)" --rooms 1000 --member-of 50 --duration "$D"

@@ -8,6 +8,8 @@
 //!   timestamp carried in the message. `--search` finds the highest rate whose p99
 //!   stays within a bound.
 //! - `bigroom`: the same with one room of many members and one sender.
+//! - `connect`: the time for N members to connect to one room, and the frames the
+//!   room's sockets get meanwhile.
 //! - `persist`: messages stored and acknowledged per second, over REST or WebSocket.
 //! - `idle`: many idle sockets over several source addresses; gateway memory per socket.
 //! - `history`: history pages per second from a room with many messages.
@@ -59,6 +61,8 @@ pub enum Scenario {
     Fanout(scenarios::fanout::Args),
     /// One big room, one sender.
     Bigroom(scenarios::fanout::BigArgs),
+    /// N members connecting to one room.
+    Connect(scenarios::connect::Args),
     /// Messages stored and acknowledged per second.
     Persist(scenarios::persist::Args),
     /// Idle sockets and gateway memory per socket.
@@ -83,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Chart(a) => return chart::draw(a),
         Scenario::Fanout(a) => scenarios::fanout::run(&stack().await?, &cli.sources, a).await?,
         Scenario::Bigroom(a) => scenarios::fanout::run_big(&stack().await?, &cli.sources, a).await?,
+        Scenario::Connect(a) => scenarios::connect::run(&stack().await?, &cli.sources, a).await?,
         Scenario::Persist(a) => scenarios::persist::run(&stack().await?, &cli.sources, a).await?,
         Scenario::Idle(a) => scenarios::idle::run(&stack().await?, &cli.sources, a).await?,
         Scenario::History(a) => scenarios::history::run(&stack().await?, a).await?,

@@ -1,5 +1,6 @@
 //! One module per scenario.
 
+pub mod connect;
 pub mod fanout;
 pub mod history;
 pub mod idle;
