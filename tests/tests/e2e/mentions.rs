@@ -8,6 +8,8 @@
 //! `/api/chat` carry mentions too. Needs the full stack (sockets, presence, PostgreSQL,
 //! NATS, webhooks).
 
+use chat_domain::ids::{RoomId, TenantId};
+use chat_domain::proto::presence::GetOnline;
 use chat_test_support::{Client, TestStack, TestTenant, WebhookReceiver, WsClient, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -52,6 +54,14 @@ async fn an_offline_member_gets_one_immediate_mention_notification_and_webhook()
     let mut carol =
         WsClient::connect(&format!("{}/ws/{room}?token={}&user_id=carol", stack.ws_url(1), t.api_key)).await?;
     carol.expect("connection_status").await?;
+    // Online is what presence knows: the gateway announces a socket to it just after
+    // `connection_status`, and the notifier asks presence who is online.
+    let ask = GetOnline { tenant_id: TenantId::parse(t.id.as_str())?, room_id: RoomId::parse(room.as_str())? };
+    eventually("presence to know carol is online", || async {
+        let online = stack.bus.request(&ask).await.map_err(|e| anyhow::anyhow!("online: {e}"))?;
+        Ok(online.online_users.iter().any(|u| u.as_str() == "carol"))
+    })
+    .await?;
 
     let plain = alice.send(&room, "no mention").await?;
     let sent = send(&alice, &room, json!({"content": "@bob @carol look", "mentions": ["bob", "carol"]})).await?;

@@ -163,8 +163,11 @@ impl Follower {
             .await
             .context("reading the message feed")?;
         // Mentions first (keyed: a page read again writes nothing twice), so a page's
-        // cursor never moves past a mention not yet notified.
-        super::mentions::notify(state, &page.mentions).await?;
+        // cursor never moves past a mention not yet notified; only the tenants this
+        // follower follows, like the windows below (another follower asks its own
+        // presence about its own tenants).
+        let mentions: Vec<_> = page.mentions.iter().filter(|m| settings.follows(&m.tenant_id)).cloned().collect();
+        super::mentions::notify(state, &mentions).await?;
         let window = chrono::TimeDelta::from_std(settings.window).context("window length")?;
         // One row per room and window (a page has each once; merged all the same, as a
         // statement may not update a row twice).
