@@ -18,6 +18,10 @@ use chat_domain::ApiError;
 use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
 use chat_domain::proto::blocks::{BlockUser, ListBlocks, UnblockUser};
+use chat_domain::proto::moderation::{
+    CheckSpeak, FlagMessage, GetRoomSettings, ListFlags, ListRestrictions, ResolveFlag, Restrict, RoomModerationLog,
+    SetMemberRole, TenantFlags, TenantModerationLog, Unrestrict, UpdateRoomSettings,
+};
 use chat_domain::proto::chat::{
     ChatMessages, CreateChat, GetChat, GetChatStats, GetUser, ListChats, PutUser, ReadAll, ToggleArchive,
 };
@@ -188,6 +192,19 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<BlockUser>(),
         CommandSpec::owned::<UnblockUser>(),
         CommandSpec::owned::<ListBlocks>(),
+        CommandSpec::owned::<Restrict>(),
+        CommandSpec::owned::<Unrestrict>(),
+        CommandSpec::owned::<ListRestrictions>(),
+        CommandSpec::owned::<SetMemberRole>(),
+        CommandSpec::owned::<GetRoomSettings>(),
+        CommandSpec::owned::<UpdateRoomSettings>(),
+        CommandSpec::owned::<CheckSpeak>(),
+        CommandSpec::owned::<FlagMessage>(),
+        CommandSpec::owned::<ListFlags>(),
+        CommandSpec::owned::<ResolveFlag>(),
+        CommandSpec::owned::<TenantFlags>(),
+        CommandSpec::owned::<RoomModerationLog>(),
+        CommandSpec::owned::<TenantModerationLog>(),
         CommandSpec::common::<Health>(),
     ]
 }

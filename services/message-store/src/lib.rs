@@ -71,6 +71,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0030_search", include_str!("../migrations/0030_search.sql")),
         ("0031_sync", include_str!("../migrations/0031_sync.sql")),
         ("0050_blocks", include_str!("../migrations/0050_blocks.sql")),
+        ("0080_moderation", include_str!("../migrations/0080_moderation.sql")),
     ],
 };
 

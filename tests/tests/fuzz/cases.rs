@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 59] = [
+pub const ROUTES: [(&str, &str); 74] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -48,6 +48,22 @@ pub const ROUTES: [(&str, &str); 59] = [
     ("PUT", "/blocks/{user_id}"),
     ("DELETE", "/blocks/{user_id}"),
     ("GET", "/blocks"),
+    // Room moderation.
+    ("POST", "/rooms/{room_id}/bans"),
+    ("GET", "/rooms/{room_id}/bans"),
+    ("DELETE", "/rooms/{room_id}/bans/{user_id}"),
+    ("POST", "/rooms/{room_id}/mutes"),
+    ("GET", "/rooms/{room_id}/mutes"),
+    ("DELETE", "/rooms/{room_id}/mutes/{user_id}"),
+    ("PATCH", "/rooms/{room_id}/members/{user_id}"),
+    ("GET", "/rooms/{room_id}/settings"),
+    ("PATCH", "/rooms/{room_id}/settings"),
+    ("POST", "/rooms/{room_id}/flags"),
+    ("GET", "/rooms/{room_id}/flags"),
+    ("POST", "/rooms/{room_id}/flags/{flag_id}/resolve"),
+    ("GET", "/rooms/{room_id}/moderation-log"),
+    ("GET", "/admin/tenants/{tenant_id}/flags"),
+    ("GET", "/admin/tenants/{tenant_id}/moderation-log"),
     // The rest-chat.md dialect (its own error shape).
     ("POST", "/api/chat"),
     ("GET", "/api/chat"),
@@ -94,7 +110,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 43] = [
+const STORE_VERBS: [&str; 56] = [
     "authenticate",
     "get_token_secret",
     "resolve_issuer",
@@ -138,6 +154,19 @@ const STORE_VERBS: [&str; 43] = [
     "block_user",
     "unblock_user",
     "list_blocks",
+    "restrict",
+    "unrestrict",
+    "list_restrictions",
+    "set_member_role",
+    "get_room_settings",
+    "update_room_settings",
+    "check_speak",
+    "flag_message",
+    "list_flags",
+    "resolve_flag",
+    "tenant_flags",
+    "room_moderation_log",
+    "tenant_moderation_log",
 ];
 
 /// Field names the API and the bus commands use.

@@ -4,7 +4,8 @@
 //! follows a change of it.
 //!
 //! One statement: the caller's rooms (member now, or left: up to the room's last `seq`
-//! when they left, and not edited since), the matches in those rooms through the
+//! when they left, and not edited since — unless banned from it: a ban in force hides
+//! the room), the matches in those rooms through the
 //! index, ranked (`ts_rank_cd`) best first, then newest, and a highlighted extract of
 //! each message of the page (`ts_headline`, only for the page's rows). It reads the
 //! primary, so a message deleted or edited a moment ago is already gone or re-worded.
@@ -47,6 +48,9 @@ WITH cfg AS (
     SELECT d.room_id, d.last_seq, d.left_at FROM room_departures d
     WHERE d.tenant_id = $1 AND d.user_id = $2
       AND NOT EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = d.room_id AND m.user_id = $2)
+      -- A ban in force hides the whole room (migration 0080).
+      AND NOT EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = d.room_id AND b.user_id = $2
+                        AND (b.expires_at IS NULL OR b.expires_at > now()))
 ), hits AS (
     SELECT msg.id AS hit_id, ts_rank_cd(msg.tsv, q.q) AS score, msg.created_at AS hit_at
     FROM q, messages msg JOIN vis v ON v.room_id = msg.room_id
