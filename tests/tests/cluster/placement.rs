@@ -24,6 +24,7 @@ async fn rows(server: &PgServer, table: &str, tenant: &str) -> anyhow::Result<i6
             "SELECT count(*) AS n FROM messages m JOIN rooms r ON r.id = m.room_id WHERE r.tenant_id = '{tenant}'"
         ),
         "user_blocks" => format!("SELECT count(*) AS n FROM user_blocks WHERE tenant_id = '{tenant}'"),
+        "room_mutes" | "moderation_log" => format!("SELECT count(*) AS n FROM {table} WHERE tenant_id = '{tenant}'"),
         other => anyhow::bail!("no count for {other}"),
     };
     count(server.node.port, &sql).await
@@ -58,6 +59,9 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
     // A block, which must move with the tenant: carol's DM sends to alice stay refused.
     let block = alice[0].request(reqwest::Method::PUT, "/blocks/carol").send().await?;
     chat_test_support::Response::from(block).await?.expect(StatusCode::OK)?;
+    // A mute (and its moderation log row), which must move too.
+    let mute = alice[0].post(&format!("/rooms/{room_a}/mutes"), serde_json::json!({"user_id": "bob"})).await?;
+    mute.expect(StatusCode::CREATED)?;
     let room_b = b_user("zoe").create_room("group", &["yann"]).await?;
     let (mut acked_a, mut acked_b) = (Vec::new(), Vec::new());
     for i in 0..10 {
@@ -97,6 +101,10 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
         assert_eq!((rows(there, "user_blocks", &a.id).await?, rows(away, "user_blocks", &a.id).await?), (1, 0));
         let blocks = alice[1].get("/blocks").await?.expect(StatusCode::OK)?.body;
         assert_eq!(blocks["blocks"][0]["user_id"], "carol", "alice's block moved with her: {blocks}");
+        assert_eq!((rows(there, "room_mutes", &a.id).await?, rows(away, "room_mutes", &a.id).await?), (1, 0));
+        assert_eq!((rows(there, "moderation_log", &a.id).await?, rows(away, "moderation_log", &a.id).await?), (1, 0));
+        let mutes = alice[1].get(&format!("/rooms/{room_a}/mutes")).await?.expect(StatusCode::OK)?.body;
+        assert_eq!(mutes["items"][0]["user_id"], "bob", "the mute moved with the room: {mutes}");
         let shown = stack.admin(reqwest::Method::GET, &format!("/admin/tenants/{}", a.id), None).await?;
         assert_eq!(shown.expect(StatusCode::OK)?.body["cluster"], to);
         println!(
