@@ -88,10 +88,12 @@ pub(super) fn outranks(actor: MemberRole, target: Option<MemberRole>, what: &str
     }
 }
 
-/// `FORBIDDEN` unless `actor` may give `role`: never `owner`, and only roles below its own.
+/// `FORBIDDEN` unless `actor` may give `role`: only roles below its own; `owner` is never
+/// given (`VALIDATION_ERROR` on `role`).
 pub(super) fn may_grant(actor: MemberRole, role: MemberRole) -> Result<(), ApiError> {
     if role == MemberRole::Owner {
-        return Err(ApiError::forbidden("The owner role cannot be given"));
+        // A request that can never succeed: the room's creator is its one owner.
+        return Err(ApiError::validation("role", "The owner role cannot be given. Must be one of: admin, moderator, member"));
     }
     if role.rank() >= actor.rank() {
         return Err(ApiError::forbidden(format!("A room {} can give the roles below its own only", actor.as_str())));
