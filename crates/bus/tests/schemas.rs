@@ -18,15 +18,15 @@ use chat_domain::ApiError;
 use chat_domain::ids::{EventId, MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Actor, Member, MemberRole, Message, MessageContent, Room, RoomType, Tenant};
 use chat_domain::proto::blocks::{BlockUser, ListBlocks, UnblockUser};
-use chat_domain::proto::moderation::{
-    CheckSpeak, FlagMessage, GetRoomSettings, ListFlags, ListRestrictions, ResolveFlag, Restrict, RoomModerationLog,
-    SetMemberRole, TenantFlags, TenantModerationLog, Unrestrict, UpdateRoomSettings,
-};
 use chat_domain::proto::chat::{
     ChatMessages, CreateChat, GetChat, GetChatStats, GetUser, ListChats, PutUser, ReadAll, ToggleArchive,
 };
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, TenantChanged, UserEvent};
 use chat_domain::proto::health::{Health, ServiceHealth};
+use chat_domain::proto::moderation::{
+    CheckSpeak, FlagMessage, GetRoomSettings, ListFlags, ListRestrictions, ResolveFlag, Restrict, RoomModerationLog,
+    SetMemberRole, TenantFlags, TenantModerationLog, Unrestrict, UpdateRoomSettings,
+};
 use chat_domain::proto::notify::{
     EraseNotifications, ListDeadLetters, ListInbox, ListSubscriptions, Notify, RetryDeadLetter, Subscribe, TakeInbox,
     Unsubscribe,

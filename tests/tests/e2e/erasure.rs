@@ -166,7 +166,8 @@ async fn populated(stack: &TestStack, alice: &str, bob: &str) -> anyhow::Result<
         anyhow::ensure!(block.send().await?.status().is_success(), "{who} blocking {whom}");
     }
     // Moderation: a slow-mode row, a mute and a flag naming the other, and their log rows.
-    let slow = t.user(alice).request(Method::PATCH, &format!("/rooms/{room}/settings")).json(&json!({"slow_mode_secs": 1}));
+    let slow =
+        t.user(alice).request(Method::PATCH, &format!("/rooms/{room}/settings")).json(&json!({"slow_mode_secs": 1}));
     anyhow::ensure!(slow.send().await?.status().is_success(), "slow mode");
     t.user(bob).send(&room, "in slow mode").await?;
     let mute = json!({"user_id": bob, "reason": format!("quiet, {bob}")});

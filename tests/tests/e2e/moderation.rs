@@ -116,10 +116,11 @@ async fn a_ban_closes_every_dialects_sockets_refuses_readding_and_hides_the_room
         .post(&format!("/rooms/{room}/bans"), json!({"user_id": "zed", "expires_at": soon}))
         .await?
         .expect(StatusCode::CREATED)?;
-    owner
-        .post(&format!("/rooms/{room}/members"), json!({"user_id": "zed"}))
-        .await?
-        .expect_error(StatusCode::FORBIDDEN, "BANNED", None)?;
+    owner.post(&format!("/rooms/{room}/members"), json!({"user_id": "zed"})).await?.expect_error(
+        StatusCode::FORBIDDEN,
+        "BANNED",
+        None,
+    )?;
     eventually("the ban to expire", || async {
         Ok(owner.post(&format!("/rooms/{room}/members"), json!({"user_id": "zed"})).await?.status
             == StatusCode::CREATED)
@@ -193,10 +194,11 @@ async fn a_muted_member_reads_but_cannot_send_or_type_on_any_dialect() -> anyhow
         .post(&format!("/rooms/{room}/mutes"), json!({"user_id": "max", "expires_at": soon}))
         .await?
         .expect(StatusCode::CREATED)?;
-    t.user("max")
-        .post(&format!("/rooms/{room}/messages"), json!({"content": "muted again"}))
-        .await?
-        .expect_error(StatusCode::FORBIDDEN, "MUTED", None)?;
+    t.user("max").post(&format!("/rooms/{room}/messages"), json!({"content": "muted again"})).await?.expect_error(
+        StatusCode::FORBIDDEN,
+        "MUTED",
+        None,
+    )?;
     eventually("the mute to expire", || async {
         let res = t.user("max").post(&format!("/rooms/{room}/messages"), json!({"content": "free"})).await?;
         Ok(res.status == StatusCode::CREATED)
@@ -286,7 +288,10 @@ async fn flags_are_reviewed_and_every_action_is_in_the_moderation_log() -> anyho
         .post(&format!("{flags}/{flag_id}/resolve"), json!({"resolution": "deleted"}))
         .await?
         .expect(StatusCode::OK)?;
-    assert_eq!((resolved.body["resolved_by"].as_str(), resolved.body["resolution"].as_str()), (Some("mia"), Some("deleted")));
+    assert_eq!(
+        (resolved.body["resolved_by"].as_str(), resolved.body["resolution"].as_str()),
+        (Some("mia"), Some("deleted"))
+    );
     let second = t.user("olga").post(&format!("{flags}/{flag_id}/resolve"), json!({})).await?.expect(StatusCode::OK)?;
     assert_eq!(second.body["resolved_by"], "mia");
     assert_eq!(t.user("mia").get(&flags).await?.expect(StatusCode::OK)?.body["flags"], json!([]));
@@ -311,13 +316,27 @@ async fn flags_are_reviewed_and_every_action_is_in_the_moderation_log() -> anyho
     let actions: Vec<&str> = entries.iter().rev().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(
         actions,
-        ["role", "flag", "delete_message", "resolve_flag", "mute", "unmute", "ban", "unban", "settings", "remove_member"],
+        [
+            "role",
+            "flag",
+            "delete_message",
+            "resolve_flag",
+            "mute",
+            "unmute",
+            "ban",
+            "unban",
+            "settings",
+            "remove_member"
+        ],
         "{}",
         log.body
     );
     let find = |a: &str| entries.iter().find(|e| e["action"] == a).cloned().unwrap_or_default();
     assert_eq!(find("role")["detail"], json!({"from": "member", "to": "moderator"}));
-    assert_eq!((find("role")["actor_id"].as_str(), find("role")["target_user_id"].as_str()), (Some("olga"), Some("mia")));
+    assert_eq!(
+        (find("role")["actor_id"].as_str(), find("role")["target_user_id"].as_str()),
+        (Some("olga"), Some("mia"))
+    );
     assert_eq!(find("mute")["reason"], "cool off");
     assert_eq!(find("delete_message")["message_id"], id.as_str());
     assert_eq!(find("flag")["actor_id"], "ann");
@@ -379,12 +398,17 @@ async fn the_permission_table_is_enforced() -> anyhow::Result<()> {
     forbidden(owner.post(&format!("/rooms/{dm}/mutes"), json!({"user_id": "max"})).await?)?;
     // The roles read back.
     let members = owner.get(&format!("/rooms/{room}/members")).await?.expect(StatusCode::OK)?;
-    let role = |u: &str| {
-        members.body.as_array().into_iter().flatten().find(|m| m["user_id"] == u).map(|m| m["role"].clone())
-    };
+    let role =
+        |u: &str| members.body.as_array().into_iter().flatten().find(|m| m["user_id"] == u).map(|m| m["role"].clone());
     assert_eq!(
         [role("olga"), role("ada"), role("mia"), role("max"), role("new2")],
-        [Some(json!("owner")), Some(json!("admin")), Some(json!("moderator")), Some(json!("member")), Some(json!("moderator"))]
+        [
+            Some(json!("owner")),
+            Some(json!("admin")),
+            Some(json!("moderator")),
+            Some(json!("member")),
+            Some(json!("moderator"))
+        ]
     );
     stack.stop().await
 }

@@ -144,7 +144,10 @@ pub async fn update_settings(
     state: web::Data<Core>,
 ) -> HttpResult {
     let bad = || {
-        ApiError::validation("slow_mode_secs", format!("slow_mode_secs must be an integer from 0 to {MAX_SLOW_MODE_SECS}"))
+        ApiError::validation(
+            "slow_mode_secs",
+            format!("slow_mode_secs must be an integer from 0 to {MAX_SLOW_MODE_SECS}"),
+        )
     };
     let slow_mode_secs = field::optional_i64("slow_mode_secs", body.slow_mode_secs)
         .map_err(|_| bad())?

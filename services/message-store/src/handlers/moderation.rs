@@ -11,10 +11,10 @@ use chat_domain::model::{Member, MemberRole, RoomType};
 use chat_domain::proto::Done;
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody};
 use chat_domain::proto::moderation::{
-    BANNED_MESSAGE, CheckSpeak, Flag, FlagList, FlagMessage, GetRoomSettings, Lifted, ListFlags, ListRestrictions, LogEntry, LogPage,
-    MAX_LIST, MAX_REASON_CHARS, MAX_SLOW_MODE_SECS, MUTED_MESSAGE, ResolveFlag, Restrict, Restriction, RestrictionKind,
-    RestrictionList, RoomModerationLog, RoomSettings, SetMemberRole, TenantFlags, TenantModerationLog, Unrestrict,
-    UpdateRoomSettings,
+    BANNED_MESSAGE, CheckSpeak, Flag, FlagList, FlagMessage, GetRoomSettings, Lifted, ListFlags, ListRestrictions,
+    LogEntry, LogPage, MAX_LIST, MAX_REASON_CHARS, MAX_SLOW_MODE_SECS, MUTED_MESSAGE, ResolveFlag, Restrict,
+    Restriction, RestrictionKind, RestrictionList, RoomModerationLog, RoomSettings, SetMemberRole, TenantFlags,
+    TenantModerationLog, Unrestrict, UpdateRoomSettings,
 };
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -93,7 +93,10 @@ pub(super) fn outranks(actor: MemberRole, target: Option<MemberRole>, what: &str
 pub(super) fn may_grant(actor: MemberRole, role: MemberRole) -> Result<(), ApiError> {
     if role == MemberRole::Owner {
         // A request that can never succeed: the room's creator is its one owner.
-        return Err(ApiError::validation("role", "The owner role cannot be given. Must be one of: admin, moderator, member"));
+        return Err(ApiError::validation(
+            "role",
+            "The owner role cannot be given. Must be one of: admin, moderator, member",
+        ));
     }
     if role.rank() >= actor.rank() {
         return Err(ApiError::forbidden(format!("A room {} can give the roles below its own only", actor.as_str())));
@@ -273,7 +276,9 @@ pub async fn unrestrict(store: Store, cmd: Unrestrict) -> Result<Lifted, ApiErro
         .transaction(async move |conn| -> Result<Lifted, StoreError> {
             let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             if !role.is_moderator() {
-                return Err(ApiError::forbidden("Only room moderators, admins and the owner can lift a ban or mute").into());
+                return Err(
+                    ApiError::forbidden("Only room moderators, admins and the owner can lift a ban or mute").into()
+                );
             }
             #[derive(QueryableByName)]
             struct Gone {
@@ -617,11 +622,13 @@ pub async fn resolve_flag(store: Store, cmd: ResolveFlag) -> Result<Flag, ApiErr
             )?;
             let Some(row) = updated else {
                 let earlier: Option<FlagRow> = optional(
-                    diesel::sql_query(format!("SELECT {FLAG_COLUMNS} FROM message_flags WHERE id = $1 AND room_id = $2"))
-                        .bind::<Text, _>(cmd.flag_id.as_str())
-                        .bind::<Text, _>(cmd.room_id.as_str())
-                        .get_result(conn)
-                        .await,
+                    diesel::sql_query(format!(
+                        "SELECT {FLAG_COLUMNS} FROM message_flags WHERE id = $1 AND room_id = $2"
+                    ))
+                    .bind::<Text, _>(cmd.flag_id.as_str())
+                    .bind::<Text, _>(cmd.room_id.as_str())
+                    .get_result(conn)
+                    .await,
                 )?;
                 return match earlier {
                     Some(row) => Flag::try_from(row),
