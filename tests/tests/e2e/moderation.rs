@@ -148,6 +148,16 @@ async fn a_muted_member_reads_but_cannot_send_or_type_on_any_dialect() -> anyhow
         .await?
         .expect(StatusCode::CREATED)?;
     assert_eq!(mute.body["user_id"], "max");
+    // The room hears it: a `moderation` frame on /ws, `chat-moderation` on Socket.IO.
+    let frame = ws.expect("moderation").await?;
+    assert_eq!(
+        (frame["data"]["action"].as_str(), frame["data"]["user_id"].as_str(), frame["data"]["actor_id"].as_str()),
+        (Some("mute"), Some("max"), Some("olga")),
+        "{frame}"
+    );
+    assert_eq!(frame["data"]["reason"], "flooding");
+    let event = sio.event("chat-moderation", |e| e["action"] == "mute").await?;
+    assert_eq!((event["chatId"].as_str(), event["userId"].as_str()), (Some(room.as_str()), Some("max")), "{event}");
 
     // REST, both gateways.
     for client in [t.user("max"), t.user_on(1, "max")] {
@@ -183,6 +193,11 @@ async fn a_muted_member_reads_but_cannot_send_or_type_on_any_dialect() -> anyhow
 
     // Lifted: every path works again.
     owner.delete(&format!("/rooms/{room}/mutes/max")).await?.expect(StatusCode::OK)?;
+    let unmuted = ws.expect("moderation").await?;
+    assert_eq!(
+        (unmuted["data"]["action"].as_str(), unmuted["data"]["user_id"].as_str()),
+        (Some("unmute"), Some("max"))
+    );
     t.user_on(1, "max").send(&room, "back").await?;
     ws.send(json!({"type": "send_message", "data": {"content": "ws again", "local_id": "m-2"}})).await?;
     assert_eq!(ws.expect("message_sent").await?["data"]["local_id"], "m-2");

@@ -67,6 +67,10 @@ pub enum RoomEventBody {
     /// A member's read cursor moved forward.
     #[serde(rename = "read")]
     Read(CursorChange),
+    /// A moderation action in the room (room moderation): a ban, unban, mute, unmute,
+    /// role change or settings change. A ban also removes the member (`member.removed`).
+    #[serde(rename = "moderation")]
+    Moderation(ModerationChange),
 }
 
 impl RoomEventBody {
@@ -83,11 +87,12 @@ impl RoomEventBody {
             RoomEventBody::MessageDeleted(_) => "message.deleted",
             RoomEventBody::Delivered(_) => "delivered",
             RoomEventBody::Read(_) => "read",
+            RoomEventBody::Moderation(_) => "moderation",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 11] = [
         "message.created",
         "message.updated",
         "message.deleted",
@@ -98,7 +103,32 @@ impl RoomEventBody {
         "typing",
         "delivered",
         "read",
+        "moderation",
     ];
+}
+
+/// What a moderator did in a room (see [`RoomEventBody::Moderation`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModerationChange {
+    /// `ban`, `unban`, `mute`, `unmute`, `role` or `settings`.
+    pub action: String,
+    /// Who did it.
+    pub actor_id: UserId,
+    /// Whom it is about (absent for `settings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When a ban or mute ends by itself (absent: until lifted).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::micros_opt")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The member's role now, for `role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::model::MemberRole>,
+    /// The room's slow mode now, for `settings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_mode_secs: Option<u32>,
 }
 
 /// A member left or was removed.

@@ -24,6 +24,20 @@ pub const MAX_SLOW_MODE_SECS: u32 = 86_400;
 /// Most rows one list of bans, mutes, flags or log entries answers.
 pub const MAX_LIST: u32 = 100;
 
+/// A flag's id, `flag_` and 32 hex digits: the schema of the `{flag_id}` path segment
+/// (flags carry it as a plain string).
+pub struct FlagId;
+
+impl JsonSchema for FlagId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FlagId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^flag_[0-9a-f]{32}$"})
+    }
+}
+
 /// What a restriction does: a ban removes the member and keeps them out; a mute lets
 /// them read but not send or type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

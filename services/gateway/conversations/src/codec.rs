@@ -364,7 +364,8 @@ impl Codec for ConversationsCodec {
             | RoomEventBody::MessageUpdated(_)
             | RoomEventBody::MessageDeleted(_)
             | RoomEventBody::MemberAdded(_)
-            | RoomEventBody::MemberRemoved(_) => return None,
+            | RoomEventBody::MemberRemoved(_)
+            | RoomEventBody::Moderation(_) => return None,
         })
     }
 

@@ -396,7 +396,7 @@ pub(crate) fn routes(m: &mut Mount) {
                     .describe("Moderators and above. Resolving again keeps the first resolution.")
                     .user()
                     .path_id::<RoomId>("room_id", room)
-                    .path_param("flag_id", "The flag's id (`flag_` and 32 hex digits).")
+                    .path_id::<chat_domain::proto::moderation::FlagId>("flag_id", "The flag's id.")
                     .json_example::<Resolution>(json!({"resolution": "message deleted, user muted"}))
                     .optional_body()
                     .reply::<Flag>(200, "The flag, resolved.")

@@ -437,6 +437,21 @@ impl Codec for WsRoomsCodec {
                 }),
                 room,
             ),
+            // Room moderation: a ban, unban, mute, unmute, role or slow-mode change.
+            RoomEventBody::Moderation(m) => frame(
+                "moderation",
+                json!({
+                    "action": m.action,
+                    "actor_id": m.actor_id,
+                    "user_id": m.user_id,
+                    "reason": m.reason,
+                    "expires_at": m.expires_at.as_ref().map(chat_domain::time::format),
+                    "role": m.role,
+                    "slow_mode_secs": m.slow_mode_secs,
+                    "at": at(),
+                }),
+                room,
+            ),
             RoomEventBody::MemberAdded(_) | RoomEventBody::MemberRemoved(_) => return None,
         })
     }

@@ -9,7 +9,7 @@ use chat_domain::ApiError;
 use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
 use chat_domain::model::{Member, MemberRole, RoomType};
 use chat_domain::proto::Done;
-use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody};
+use chat_domain::proto::events::{MemberRemoved, ModerationChange, RoomEvent, RoomEventBody};
 use chat_domain::proto::moderation::{
     BANNED_MESSAGE, CheckSpeak, Flag, FlagList, FlagMessage, GetRoomSettings, Lifted, ListFlags, ListRestrictions,
     LogEntry, LogPage, MAX_LIST, MAX_REASON_CHARS, MAX_SLOW_MODE_SECS, MUTED_MESSAGE, ResolveFlag, Restrict,
@@ -55,6 +55,18 @@ pub(super) async fn log(conn: &mut AsyncPgConnection, action: Action<'_>) -> Res
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Writes the room's `moderation` event to the outbox (published after the commit).
+async fn announce(
+    conn: &mut AsyncPgConnection,
+    subjects: &chat_bus::Subjects,
+    tenant: &TenantId,
+    room: &RoomId,
+    change: ModerationChange,
+) -> Result<outbox::Pending, StoreError> {
+    let event = RoomEvent::new(tenant, room, chat_domain::time::now(), RoomEventBody::Moderation(change));
+    outbox::insert(conn, subjects, &event).await
 }
 
 /// A member's role in a room (`None`: not a member).
@@ -196,7 +208,7 @@ pub async fn restrict(store: Store, cmd: Restrict) -> Result<Restriction, ApiErr
     let db = store.db(&cmd.actor.tenant_id).await?;
     let mut conn = db.pool.get().await.map_err(StoreError::from)?;
     let (restriction, pending) = conn
-        .transaction(async move |conn| -> Result<(Restriction, Option<outbox::Pending>), StoreError> {
+        .transaction(async move |conn| -> Result<(Restriction, Vec<outbox::Pending>), StoreError> {
             let room = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
             let role = room.member()?;
             if room.room_type == RoomType::Dm {
@@ -227,7 +239,24 @@ pub async fn restrict(store: Store, cmd: Restrict) -> Result<Restriction, ApiErr
             .await?;
             // A ban removes the member: their sockets in the room close on every gateway
             // when `member.removed` arrives (the fan-out kicks a removed user's sockets).
-            let mut pending = None;
+            let mut pending = vec![
+                announce(
+                    conn,
+                    &subjects,
+                    &cmd.actor.tenant_id,
+                    &cmd.room_id,
+                    ModerationChange {
+                        action: cmd.kind.as_str().to_owned(),
+                        actor_id: cmd.actor.user_id.clone(),
+                        user_id: Some(cmd.user_id.clone()),
+                        reason: cmd.reason.clone(),
+                        expires_at: cmd.expires_at,
+                        role: None,
+                        slow_mode_secs: None,
+                    },
+                )
+                .await?,
+            ];
             if cmd.kind == RestrictionKind::Ban && target.is_some() {
                 diesel::sql_query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
                     .bind::<Text, _>(cmd.room_id.as_str())
@@ -243,7 +272,7 @@ pub async fn restrict(store: Store, cmd: Restrict) -> Result<Restriction, ApiErr
                         removed_by: cmd.actor.user_id.clone(),
                     }),
                 );
-                pending = Some(outbox::insert(conn, &subjects, &event).await?);
+                pending.push(outbox::insert(conn, &subjects, &event).await?);
             }
             log(
                 conn,
@@ -265,15 +294,16 @@ pub async fn restrict(store: Store, cmd: Restrict) -> Result<Restriction, ApiErr
             Ok((Restriction::try_from(row)?, pending))
         })
         .await?;
-    db.publisher.submit(pending.into_iter().collect());
+    db.publisher.submit(pending);
     Ok(restriction)
 }
 
 pub async fn unrestrict(store: Store, cmd: Unrestrict) -> Result<Lifted, ApiError> {
+    let subjects = store.subjects().clone();
     let db = store.db(&cmd.actor.tenant_id).await?;
     let mut conn = db.pool.get().await.map_err(StoreError::from)?;
-    let lifted = conn
-        .transaction(async move |conn| -> Result<Lifted, StoreError> {
+    let (lifted, pending) = conn
+        .transaction(async move |conn| -> Result<(Lifted, Option<outbox::Pending>), StoreError> {
             let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             if !role.is_moderator() {
                 return Err(
@@ -295,6 +325,7 @@ pub async fn unrestrict(store: Store, cmd: Unrestrict) -> Result<Lifted, ApiErro
             .load(conn)
             .await?;
             let removed = gone.iter().any(|g| g.in_force);
+            let mut pending = None;
             if removed {
                 let action = match cmd.kind {
                     RestrictionKind::Ban => "unban",
@@ -314,10 +345,21 @@ pub async fn unrestrict(store: Store, cmd: Unrestrict) -> Result<Lifted, ApiErro
                     },
                 )
                 .await?;
+                let change = ModerationChange {
+                    action: action.to_owned(),
+                    actor_id: cmd.actor.user_id.clone(),
+                    user_id: Some(cmd.user_id.clone()),
+                    reason: None,
+                    expires_at: None,
+                    role: None,
+                    slow_mode_secs: None,
+                };
+                pending = Some(announce(conn, &subjects, &cmd.actor.tenant_id, &cmd.room_id, change).await?);
             }
-            Ok(Lifted { removed })
+            Ok((Lifted { removed }, pending))
         })
         .await?;
+    db.publisher.submit(pending.into_iter().collect());
     Ok(lifted)
 }
 
@@ -341,10 +383,11 @@ pub async fn list_restrictions(store: Store, cmd: ListRestrictions) -> Result<Re
 }
 
 pub async fn set_member_role(store: Store, cmd: SetMemberRole) -> Result<Member, ApiError> {
+    let subjects = store.subjects().clone();
     let db = store.db(&cmd.actor.tenant_id).await?;
     let mut conn = db.pool.get().await.map_err(StoreError::from)?;
-    let member = conn
-        .transaction(async move |conn| -> Result<Member, StoreError> {
+    let (member, pending) = conn
+        .transaction(async move |conn| -> Result<(Member, Option<outbox::Pending>), StoreError> {
             let room = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
             let role = room.member()?;
             if room.room_type == RoomType::Dm {
@@ -367,7 +410,18 @@ pub async fn set_member_role(store: Store, cmd: SetMemberRole) -> Result<Member,
             .bind::<Text, _>(cmd.role.as_str())
             .get_result(conn)
             .await?;
+            let mut pending = None;
             if before != cmd.role {
+                let change = ModerationChange {
+                    action: "role".to_owned(),
+                    actor_id: cmd.actor.user_id.clone(),
+                    user_id: Some(cmd.user_id.clone()),
+                    reason: None,
+                    expires_at: None,
+                    role: Some(cmd.role),
+                    slow_mode_secs: None,
+                };
+                pending = Some(announce(conn, &subjects, &cmd.actor.tenant_id, &cmd.room_id, change).await?);
                 log(
                     conn,
                     Action {
@@ -383,9 +437,10 @@ pub async fn set_member_role(store: Store, cmd: SetMemberRole) -> Result<Member,
                 )
                 .await?;
             }
-            Member::try_from(row)
+            Ok((Member::try_from(row)?, pending))
         })
         .await?;
+    db.publisher.submit(pending.into_iter().collect());
     Ok(member)
 }
 
@@ -416,17 +471,18 @@ pub async fn update_room_settings(store: Store, cmd: UpdateRoomSettings) -> Resu
             format!("slow_mode_secs must be an integer from 0 to {MAX_SLOW_MODE_SECS}"),
         ));
     }
+    let subjects = store.subjects().clone();
     let db = store.db(&cmd.actor.tenant_id).await?;
     let mut conn = db.pool.get().await.map_err(StoreError::from)?;
-    let settings = conn
-        .transaction(async move |conn| -> Result<RoomSettings, StoreError> {
+    let (settings, pending) = conn
+        .transaction(async move |conn| -> Result<(RoomSettings, Option<outbox::Pending>), StoreError> {
             let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             if !role.is_admin() {
                 return Err(ApiError::forbidden("Only room admins and the owner can change the room's settings").into());
             }
             let before = settings_of(conn, &cmd.room_id).await?;
             let Some(secs) = cmd.slow_mode_secs.filter(|s| *s != before.slow_mode_secs) else {
-                return Ok(before);
+                return Ok((before, None));
             };
             diesel::sql_query("UPDATE rooms SET slow_mode_secs = $2 WHERE id = $1")
                 .bind::<Text, _>(cmd.room_id.as_str())
@@ -447,9 +503,20 @@ pub async fn update_room_settings(store: Store, cmd: UpdateRoomSettings) -> Resu
                 },
             )
             .await?;
-            Ok(RoomSettings { slow_mode_secs: secs })
+            let change = ModerationChange {
+                action: "settings".to_owned(),
+                actor_id: cmd.actor.user_id.clone(),
+                user_id: None,
+                reason: None,
+                expires_at: None,
+                role: None,
+                slow_mode_secs: Some(secs),
+            };
+            let pending = announce(conn, &subjects, &cmd.actor.tenant_id, &cmd.room_id, change).await?;
+            Ok((RoomSettings { slow_mode_secs: secs }, Some(pending)))
         })
         .await?;
+    db.publisher.submit(pending.into_iter().collect());
     Ok(settings)
 }
 

@@ -61,6 +61,7 @@ pub(crate) fn event_of(event: &RoomEvent, links: &dyn AttachmentLinks) -> Option
         RoomEventBody::Typing(t) => {
             ("user-typing", json!({"chatId": chat_id, "userId": t.user_id.as_str(), "isTyping": t.is_typing}))
         }
+        RoomEventBody::Moderation(m) => ("chat-moderation", render::moderation(&event.room_id, m, event.occurred_at)),
         RoomEventBody::PresenceJoined(_) | RoomEventBody::PresenceLeft(_) | RoomEventBody::Delivered(_) => {
             return None;
         }

@@ -121,7 +121,10 @@ impl RoomTask {
             // A read reaches the reader's own sockets too: their other devices show
             // the chat read (multi-device read sync).
             RoomEventBody::Read(_) => None,
-            RoomEventBody::MessageUpdated(_) | RoomEventBody::MessageDeleted(_) | RoomEventBody::MemberAdded(_) => None,
+            RoomEventBody::MessageUpdated(_)
+            | RoomEventBody::MessageDeleted(_)
+            | RoomEventBody::MemberAdded(_)
+            | RoomEventBody::Moderation(_) => None,
             RoomEventBody::MemberRemoved(r) => {
                 if let Ok(sockets) = self.shared.sockets.read() {
                     for s in sockets.values().filter(|s| s.user == r.user_id) {
