@@ -466,3 +466,103 @@ async fn bad_moderation_requests_are_400() -> anyhow::Result<()> {
     assert_eq!(owner.get(&bans).await?.expect(StatusCode::OK)?.body["items"], json!([]));
     stack.stop().await
 }
+
+/// Opens `path` and waits for its script (which sets `window.{global}`) to have run.
+async fn load(
+    browser: &chat_test_support::browser::Browser,
+    stack: &TestStack,
+    path: &str,
+    global: &str,
+) -> anyhow::Result<chat_test_support::browser::Page> {
+    let page = browser.page(&stack.url(path)).await?;
+    page.wait_for(&format!("{path} to load"), &format!("document.readyState === 'complete' && !!window.{global}"))
+        .await?;
+    Ok(page)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_owner_moderates_and_the_operator_reviews_in_the_browser() -> anyhow::Result<()> {
+    use chat_test_support::browser::{Browser, js, text_of};
+    let stack = TestStack::start().await?;
+    let t = busy_tenant(&stack).await?;
+    let room = t.user("olga").create_room("group", &["max", "ann"]).await?;
+    let bad = t.user("max").send(&room, "tiramisu for everyone").await?;
+    let flag = json!({"message_id": bad["message_id"], "reason": "off topic"});
+    t.user("ann").post(&format!("/rooms/{room}/flags"), flag).await?.expect(StatusCode::CREATED)?;
+
+    // The owner signs in with the API key and opens the room: the panel is hers.
+    let browser = Browser::launch().await?;
+    let page = load(&browser, &stack, "/", "chatApp").await?;
+    page.fill("paste-key", &t.api_key).await?;
+    page.fill("paste-user", "olga").await?;
+    page.click("#paste-signin").await?;
+    page.click(&format!("li.room[data-room=\"{room}\"]")).await?;
+    page.wait_for("the moderation panel", "!document.getElementById('moderation').hidden").await?;
+    page.wait_for("slow mode's value", "document.getElementById('slow-secs').value === '0'").await?;
+
+    // Mute Max for 10 minutes: his sends are refused.
+    page.fill("mod-user", "max").await?;
+    page.fill("mod-reason", "flooding").await?;
+    page.fill("mod-minutes", "10").await?;
+    page.click("#mod-mute").await?;
+    page.wait_for("the mute to show", &format!("{}.includes('muted')", text_of("#mod-status"))).await?;
+    let res = t.user("max").post(&format!("/rooms/{room}/messages"), json!({"content": "hey"})).await?;
+    res.expect_error(StatusCode::FORBIDDEN, "MUTED", None)?;
+    let mutes = t.user("olga").get(&format!("/rooms/{room}/mutes")).await?.expect(StatusCode::OK)?;
+    assert_eq!(mutes.body["items"][0]["reason"], "flooding");
+    assert!(mutes.body["items"][0]["expires_at"].is_string(), "{}", mutes.body);
+
+    // Slow mode.
+    page.fill("slow-secs", "30").await?;
+    page.click("#slow-set").await?;
+    page.wait_for("slow mode to show", &format!("{}.includes('30 s')", text_of("#mod-status"))).await?;
+    let settings = t.user("ann").get(&format!("/rooms/{room}/settings")).await?.expect(StatusCode::OK)?;
+    assert_eq!(settings.body["slow_mode_secs"], 30);
+
+    // Ban him: he is out.
+    page.fill("mod-minutes", "").await?;
+    page.click("#mod-ban").await?;
+    page.wait_for("the ban to show", &format!("{}.includes('banned')", text_of("#mod-status"))).await?;
+    let bans = t.user("olga").get(&format!("/rooms/{room}/bans")).await?.expect(StatusCode::OK)?;
+    assert_eq!(bans.body["items"][0]["user_id"], "max");
+    t.user("max").get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::FORBIDDEN)?;
+
+    // Block someone, then search a member's messages.
+    page.eval("document.getElementById('people').open = true; true").await?;
+    page.fill("block-user", "zed").await?;
+    page.click("#block").await?;
+    page.wait_for(
+        "the block in the list",
+        &format!("!!document.querySelector({})", js("#blocks li[data-blocked=\"zed\"]")),
+    )
+    .await?;
+    let blocks = t.user("olga").get("/blocks").await?.expect(StatusCode::OK)?;
+    assert_eq!(blocks.body["blocks"][0]["user_id"], "zed");
+    t.user("ann").send(&room, "tiramisu recipe, anyone?").await?;
+    page.fill("search-q", "tiramisu").await?;
+    page.fill("search-sender", "ann").await?;
+    page.click("#search-go").await?;
+    page.wait_for("one hit", "document.querySelectorAll('#search-results li.hit').length === 1").await?;
+    let hit = page.eval("document.querySelector('#search-results li.hit').innerHTML").await?;
+    assert!(hit.as_str().is_some_and(|h| h.contains("<mark>tiramisu</mark>") && h.contains("ann")), "{hit}");
+
+    // The operator sees the flag and the log in the console.
+    let admin = load(&browser, &stack, "/admin", "adminConsole").await?;
+    admin.fill("admin-key", &stack.admin_key).await?;
+    admin.click("#admin-signin").await?;
+    admin.wait_for("the console", "!document.getElementById('console').hidden").await?;
+    admin.fill("find-id", &t.id).await?;
+    admin.click("#find").await?;
+    admin.wait_for("the flag", "document.querySelectorAll('#flags tbody tr[data-flag]').length === 1").await?;
+    let flag_row = admin.eval(&text_of("#flags tbody tr[data-flag]")).await?;
+    assert!(flag_row.as_str().is_some_and(|r| r.contains("off topic") && r.contains("ann")), "{flag_row}");
+    let actions = admin
+        .wait_for(
+            "the log",
+            "[...document.querySelectorAll('#moderation-log tbody tr[data-entry] .action')].map(a => a.textContent).join(' ')",
+        )
+        .await?;
+    assert_eq!(actions, json!("ban settings mute flag"), "newest first");
+    drop(browser);
+    stack.stop().await
+}
