@@ -1,7 +1,8 @@
 //! Blocks (`PUT|DELETE /blocks/{user_id}`, `GET /blocks`) across two gateways: a blocked
 //! user's DM send is refused with `403 FORBIDDEN` over REST and over `/ws`, opening a new
 //! DM with the blocker is refused, group rooms are not affected, unblocking restores
-//! both, `GET /blocks` lists, and bad input is `400`. Needs PostgreSQL, Redis and NATS.
+//! both, `GET /blocks` lists, and bad input is `400`; `rest-chat.md` clients do the same
+//! at `/api/chat/blocks`. Needs PostgreSQL, Redis and NATS.
 
 use chat_test_support::{TestStack, TestTenant, WsClient};
 use reqwest::{Method, StatusCode};
@@ -85,5 +86,45 @@ async fn bad_block_requests_are_400() -> anyhow::Result<()> {
     put(&alice, "/blocks/bad!id").await?.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("user_id"))?;
     alice.delete("/blocks/bad!id").await?.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("user_id"))?;
     assert_eq!(alice.get("/blocks").await?.expect(StatusCode::OK)?.body["blocks"], json!([]));
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_chat_clients_block_through_api_chat() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateways(2).start().await?;
+    let t = stack.tenant_with(json!({"name": "chat-blocks", "rate_limit_per_sec": 100_000})).await?;
+    let bearer = |gw: usize, token: &str| {
+        chat_test_support::Client::raw(&stack.base_url(gw)).with_header("Authorization", &format!("Bearer {token}"))
+    };
+    let token = t.user("alice").post("/tokens", json!({})).await?.expect(StatusCode::CREATED)?.str("token")?.to_owned();
+    let (alice, alice_1) = (bearer(0, &token), bearer(1, &token));
+    let dm = t.user("alice").create_room("dm", &["bob"]).await?;
+
+    let made = put(&alice, "/api/chat/blocks/bob").await?.expect(StatusCode::OK)?;
+    assert_eq!((made.body["success"].as_bool(), made.body["data"]["userId"].as_str()), (Some(true), Some("bob")));
+    assert!(made.body["data"]["blockedAt"].is_string(), "{}", made.body);
+    // The same block as the canonical API's, on either gateway; Bob's DM sends are refused.
+    let listed = alice_1.get("/api/chat/blocks").await?.expect(StatusCode::OK)?;
+    assert_eq!(listed.body["data"]["blocks"][0]["userId"], "bob");
+    assert_eq!(t.user("alice").get("/blocks").await?.expect(StatusCode::OK)?.body["blocks"][0]["user_id"], "bob");
+    let res = t.user("bob").post(&format!("/rooms/{dm}/messages"), json!({"content": "hi"})).await?;
+    res.expect_error(StatusCode::FORBIDDEN, "FORBIDDEN", None)?;
+
+    // Bad ids and yourself: the dialect's 400; unblocking answers whether there was one.
+    let own = put(&alice, "/api/chat/blocks/alice").await?;
+    assert_eq!(
+        (own.status, own.body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("VALIDATION_ERROR")),
+        "{}",
+        own.body
+    );
+    let bad = alice.delete("/api/chat/blocks/bad!id").await?;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    let lifted = alice_1.delete("/api/chat/blocks/bob").await?.expect(StatusCode::OK)?;
+    assert_eq!(lifted.body["data"], json!({"userId": "bob", "removed": true}));
+    let again = alice.delete("/api/chat/blocks/bob").await?.expect(StatusCode::OK)?;
+    assert_eq!(again.body["data"]["removed"], false);
+    assert_eq!(alice.get("/api/chat/blocks").await?.expect(StatusCode::OK)?.body["data"]["blocks"], json!([]));
+    t.user("bob").send(&dm, "after the unblock").await?;
     stack.stop().await
 }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 74] = [
+pub const ROUTES: [(&str, &str); 77] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -72,6 +72,9 @@ pub const ROUTES: [(&str, &str); 74] = [
     ("POST", "/api/chat/support"),
     ("GET", "/api/chat/stats"),
     ("GET", "/api/chat/search"),
+    ("GET", "/api/chat/blocks"),
+    ("PUT", "/api/chat/blocks/{userId}"),
+    ("DELETE", "/api/chat/blocks/{userId}"),
     ("GET", "/api/chat/{room_id}/info"),
     ("PATCH", "/api/chat/{room_id}/archive"),
     ("POST", "/api/chat/{room_id}/participants"),
