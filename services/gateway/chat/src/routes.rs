@@ -41,7 +41,7 @@ fn example_chat() -> Value {
         "title": null,
         "participants": [
             {"_id": "alice", "name": "Alice", "avatarUrl": "https://cdn.example.com/u/alice.png", "roles": [],
-             "role": "admin", "joinedAt": "2026-12-04T17:58:02.000000Z"},
+             "role": "owner", "joinedAt": "2026-12-04T17:58:02.000000Z"},
             {"_id": "bob", "name": "Bob", "avatarUrl": null, "roles": [],
              "role": "member", "joinedAt": "2026-12-04T17:58:02.000000Z"},
         ],
