@@ -221,6 +221,10 @@ pub enum UserEventBody {
     /// A notification for the user (delivered live to their sockets).
     #[serde(rename = "notification")]
     Notification(crate::proto::notify::InboxItem),
+    /// The user made, changed or lifted a block (their sessions on every gateway
+    /// update what they hide; the dialects render no frame for it).
+    #[serde(rename = "block.changed")]
+    BlockChanged(crate::proto::blocks::BlockChanged),
 }
 
 impl UserEventBody {
@@ -228,11 +232,12 @@ impl UserEventBody {
         match self {
             UserEventBody::MessageStatus(_) => "message.status",
             UserEventBody::Notification(_) => "notification",
+            UserEventBody::BlockChanged(_) => "block.changed",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 2] = ["message.status", "notification"];
+    pub const KINDS: [&'static str; 3] = ["message.status", "notification", "block.changed"];
 }
 
 /// The status of a sender's messages as seen by one other member.

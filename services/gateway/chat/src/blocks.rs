@@ -34,11 +34,18 @@ pub(crate) struct ChatBlock {
     /// When the block was first made.
     #[schemars(with = "String", extend("format" = "date-time"))]
     blocked_at: String,
+    /// Their messages are hidden from the caller in group chats (set through
+    /// `PUT /blocks/{user_id}`; a block made here keeps the block's choice).
+    hide_in_groups: bool,
 }
 
 impl From<Block> for ChatBlock {
     fn from(b: Block) -> Self {
-        ChatBlock { user_id: b.user_id, blocked_at: chat_domain::time::format(&b.created_at) }
+        ChatBlock {
+            user_id: b.user_id,
+            blocked_at: chat_domain::time::format(&b.created_at),
+            hide_in_groups: b.hide_in_groups,
+        }
     }
 }
 
@@ -69,7 +76,7 @@ pub(crate) async fn block(
     ChatRest((caller, InBlocked(user_id))): ChatRest<(ChatCaller, InBlocked)>,
     state: web::Data<Core>,
 ) -> ChatResult {
-    let block = state.bus.request(&BlockUser { actor: caller.actor, user_id }).await?;
+    let block = state.bus.request(&BlockUser { actor: caller.actor, user_id, hide_in_groups: None }).await?;
     Ok(ok(StatusCode::OK, ChatBlock::from(block)))
 }
 

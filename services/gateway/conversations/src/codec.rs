@@ -387,6 +387,8 @@ impl Codec for ConversationsCodec {
                     .collect()
             }
             UserEventBody::Notification(item) => vec![notification(item)],
+            // The hub applies it to the user's block set; no frame.
+            UserEventBody::BlockChanged(_) => Vec::new(),
         }
     }
 

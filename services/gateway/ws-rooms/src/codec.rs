@@ -457,8 +457,8 @@ impl Codec for WsRoomsCodec {
     }
 
     fn user_event(&self, event: &UserEvent) -> Vec<ByteString> {
-        vec![match &event.body {
-            UserEventBody::MessageStatus(s) => frame(
+        match &event.body {
+            UserEventBody::MessageStatus(s) => vec![frame(
                 "message_status",
                 json!({
                     "room_id": s.room_id,
@@ -469,9 +469,11 @@ impl Codec for WsRoomsCodec {
                     "timestamp": chat_domain::time::format(&event.occurred_at),
                 }),
                 Some(&s.room_id),
-            ),
-            UserEventBody::Notification(item) => notification(item),
-        }]
+            )],
+            UserEventBody::Notification(item) => vec![notification(item)],
+            // The hub applies it to the user's block set; no frame.
+            UserEventBody::BlockChanged(_) => Vec::new(),
+        }
     }
 
     fn close_code(&self, why: Close) -> u16 {

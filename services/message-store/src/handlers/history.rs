@@ -43,6 +43,6 @@ pub async fn older_messages(store: Store, cmd: OlderMessages) -> Result<Vec<Mess
             })?
         }
     };
-    let rows = page_before(&mut conn, cmd.room_id.as_str(), before, limit).await?;
+    let rows = page_before(&mut conn, &cmd.actor, cmd.room_id.as_str(), before, limit).await?;
     Ok(rows.into_iter().map(Message::try_from).collect::<Result<_, _>>()?)
 }
