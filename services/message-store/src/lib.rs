@@ -72,6 +72,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0031_sync", include_str!("../migrations/0031_sync.sql")),
         ("0050_blocks", include_str!("../migrations/0050_blocks.sql")),
         ("0080_moderation", include_str!("../migrations/0080_moderation.sql")),
+        ("0085_block_hide_in_groups", include_str!("../migrations/0085_block_hide_in_groups.sql")),
     ],
 };
 
