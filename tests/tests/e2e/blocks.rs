@@ -221,6 +221,8 @@ async fn a_blocked_users_messages_typing_and_presence_are_hidden_from_the_blocke
     let bob_1 = t.user_on(1, "bob");
     let room = carol.create_room("group", &["alice", "bob"]).await?;
     bob_1.send(&room, "bob-before-block").await?;
+    bob_1.send(&room, "bob says quokkazebra").await?;
+    let hits = |res: &chat_test_support::Response| res.body["results"].as_array().map_or(0, Vec::len);
 
     // Alice blocks Bob and hides him in groups (on gateway 1); a plain PUT keeps the choice.
     let made = put_json(&t.user_on(1, "alice"), "/blocks/bob", json!({"hide_in_groups": true})).await?;
@@ -273,6 +275,11 @@ async fn a_blocked_users_messages_typing_and_presence_are_hidden_from_the_blocke
         .await?
         .expect(StatusCode::OK)?;
     assert!(!mentions(&[chat.body.clone()], "bob-"), "/api/chat history hides Bob: {}", chat.body);
+    // Search, too.
+    let found = alice.get("/search?q=quokkazebra").await?.expect(StatusCode::OK)?;
+    assert_eq!(hits(&found), 0, "the blocker's search hides Bob: {}", found.body);
+    let found = carol.get("/search?q=quokkazebra").await?.expect(StatusCode::OK)?;
+    assert_eq!(hits(&found), 1, "{}", found.body);
 
     // Without hide_in_groups his messages come through again (once the change reaches
     // gateway 0), but his typing still does not.
@@ -295,6 +302,8 @@ async fn a_blocked_users_messages_typing_and_presence_are_hidden_from_the_blocke
     }
     let mine = contents(&alice.get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?);
     assert!(mine.contains(&"bob-before-block".to_owned()), "history shows him again: {mine:?}");
+    let found = alice.get("/search?q=quokkazebra").await?.expect(StatusCode::OK)?;
+    assert_eq!(hits(&found), 1, "and search: {}", found.body);
 
     // Unblocked: his typing reaches Alice again on every dialect.
     alice.delete("/blocks/bob").await?.expect(StatusCode::OK)?;

@@ -58,6 +58,9 @@ WITH cfg AS (
       AND msg.tsv IS NOT NULL AND msg.tsv @@ q.q AND msg.deleted_at IS NULL
       AND (v.upto IS NULL OR (msg.seq <= v.upto AND (msg.edited_at IS NULL OR msg.edited_at <= v.left_at)))
       AND ($5::text IS NULL OR msg.sender_id = $5)
+      -- Senders the caller hides with a block (migration 0085), read once.
+      AND msg.sender_id <> ALL (ARRAY(SELECT b.blocked_id FROM user_blocks b
+                                      WHERE b.tenant_id = $1 AND b.blocker_id = $2 AND b.hide_in_groups))
       AND ($6::timestamptz IS NULL OR msg.created_at < $6)
       AND ($7::timestamptz IS NULL OR msg.created_at > $7)
     ORDER BY score DESC, msg.created_at DESC, msg.id
