@@ -91,7 +91,20 @@ async fn bad_block_requests_are_400() -> anyhow::Result<()> {
     put(&alice, "/blocks/alice").await?.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("user_id"))?;
     put(&alice, "/blocks/bad!id").await?.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("user_id"))?;
     alice.delete("/blocks/bad!id").await?.expect_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", Some("user_id"))?;
+    put_json(&alice, "/blocks/bob", json!({"hide_in_groups": "yes"})).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("hide_in_groups"),
+    )?;
+    put_json(&alice, "/blocks/bob", json!([true])).await?.expect_error(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("body"),
+    )?;
     assert_eq!(alice.get("/blocks").await?.expect(StatusCode::OK)?.body["blocks"], json!([]));
+    // `null` is absent: a new block does not hide.
+    let made = put_json(&alice, "/blocks/bob", json!({"hide_in_groups": null})).await?.expect(StatusCode::OK)?;
+    assert_eq!(made.body["hide_in_groups"], false);
     stack.stop().await
 }
 

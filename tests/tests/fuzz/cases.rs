@@ -173,7 +173,7 @@ const STORE_VERBS: [&str; 56] = [
 ];
 
 /// Field names the API and the bus commands use.
-const FIELDS: [&str; 58] = [
+const FIELDS: [&str; 59] = [
     "type",
     "members",
     "name",
@@ -232,6 +232,7 @@ const FIELDS: [&str; 58] = [
     "cursor",
     "query",
     "chatId",
+    "hide_in_groups",
 ];
 
 /// `%XX` for every byte but the unreserved ones.

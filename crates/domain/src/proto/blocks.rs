@@ -29,16 +29,6 @@ pub struct BlockUser {
     pub hide_in_groups: Option<bool>,
 }
 
-/// The body of `PUT /blocks/{user_id}` (optional: no body is `{}`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BlockOptions {
-    /// Hide the blocked user's messages in group rooms and channels (live and in
-    /// history). Absent: a new block does not; an existing block keeps its choice.
-    #[serde(default)]
-    pub hide_in_groups: Option<bool>,
-}
-
 /// The actor lifts their block of `user_id` (none: nothing changes).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct UnblockUser {
