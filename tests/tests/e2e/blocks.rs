@@ -259,14 +259,23 @@ async fn a_blocked_users_messages_typing_and_presence_are_hidden_from_the_blocke
 
     // Bob comes online, types and sends: Carol gets all three...
     bob_ws.send(json!({"type": "typing", "data": {"is_typing": true}})).await?;
-    bob_1.send(&room, "bob-hidden-live").await?;
+    let sent = bob_1.send(&room, "bob-hidden-live").await?;
+    let id = sent["message_id"].as_str().or(sent["id"].as_str()).unwrap_or_default().to_owned();
+    bob_1
+        .request(Method::PATCH, &format!("/rooms/{room}/messages/{id}"))
+        .json(&json!({"content": "bob-hidden-edit"}))
+        .send()
+        .await?
+        .error_for_status()?;
     carol_ws.take_where("user_joined", |f| f["data"]["user_id"] == "bob").await?;
     carol_ws.take_where("typing", |f| f["data"]["user_id"] == "bob").await?;
     carol_ws.take_where("message", |f| f["data"]["content"] == "bob-hidden-live").await?;
+    carol_ws.take_where("message_updated", |f| f["data"]["content"] == "bob-hidden-edit").await?;
     // ... and none of it reaches any of Alice's sockets.
     let (w, c, s) = after_marker(&carol, &room, "marker-1", &mut ws, &mut conv, &mut sio).await?;
     for (seen, dialect) in [(&w, "/ws"), (&c, "/conversations"), (&s, "Socket.IO")] {
         assert!(!seen.iter().any(|f| bobs(f, &ACTIVITY)), "{dialect} shows Bob to the blocker: {seen:?}");
+        assert!(!mentions(seen, "bob-hidden-edit"), "{dialect} shows Bob's edit to the blocker: {seen:?}");
     }
     // Who is online, as a new socket of Alice's is told, leaves Bob out.
     let (extra, status) = ws_open(&ws_url(&stack, 0, &room, &t, "alice")).await?;
@@ -278,7 +287,7 @@ async fn a_blocked_users_messages_typing_and_presence_are_hidden_from_the_blocke
     let mine = contents(&alice.get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?);
     assert!(!mine.iter().any(|c| c.starts_with("bob-")) && mine.contains(&"marker-1".to_owned()), "{mine:?}");
     let theirs = contents(&carol.get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?);
-    assert!(theirs.contains(&"bob-hidden-live".to_owned()), "{theirs:?}");
+    assert!(theirs.contains(&"bob-hidden-edit".to_owned()), "{theirs:?}");
     let older = alice.get(&format!("/rooms/{room}/messages?before_seq=1000")).await?.expect(StatusCode::OK)?;
     assert!(!contents(&older).iter().any(|c| c.starts_with("bob-")), "{}", older.body);
     let chat_token = token(&t, "alice").await?;

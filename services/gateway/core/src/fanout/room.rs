@@ -119,6 +119,13 @@ impl RoomTask {
             RoomEventBody::Typing(t) => Some(&t.user_id),
             _ => None,
         };
+        // An edit or deletion of a message a socket's user hides (when the event carries
+        // the message, as every current one does).
+        let hidden: Option<&UserId> = match &event.body {
+            RoomEventBody::MessageUpdated(u) => u.message.as_ref().map(|m| &m.sender_id),
+            RoomEventBody::MessageDeleted(d) => d.message.as_ref().map(|m| &m.sender_id),
+            _ => None,
+        };
         let except: Option<&UserId> = match &event.body {
             RoomEventBody::MessageCreated(_) => None,
             RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) => Some(&p.user_id),
@@ -148,7 +155,11 @@ impl RoomTask {
         offer(
             sockets.values(),
             None,
-            |s| except != Some(&s.user) && !activity.is_some_and(|u| s.blocks.hides_activity(u)),
+            |s| {
+                except != Some(&s.user)
+                    && !activity.is_some_and(|u| s.blocks.hides_activity(u))
+                    && !hidden.is_some_and(|u| s.blocks.hides_messages(u))
+            },
             |codec| codec.room_event(&event),
         );
     }
