@@ -98,33 +98,35 @@ impl BlockSet {
 mod tests {
     use super::*;
 
-    fn user(id: &str) -> UserId {
-        UserId::parse(id).expect("a valid user id")
-    }
+    type Result = anyhow::Result<()>;
 
-    fn change(id: &str, blocked: bool, hide: bool) -> BlockChanged {
-        BlockChanged { blocked_id: user(id), blocked, hide_in_groups: hide }
-    }
-
-    #[test]
-    fn an_empty_set_hides_nothing() {
-        let set = BlockSet::default();
-        assert!(!set.hides_activity(&user("bob")));
-        assert!(!set.hides_messages(&user("bob")));
-        assert_eq!(set.visible(vec![user("bob"), user("carol")]), vec![user("bob"), user("carol")]);
+    fn change(id: &str, blocked: bool, hide: bool) -> anyhow::Result<BlockChanged> {
+        Ok(BlockChanged { blocked_id: UserId::parse(id)?, blocked, hide_in_groups: hide })
     }
 
     #[test]
-    fn a_block_hides_activity_and_with_hide_in_groups_messages_until_lifted() {
+    fn an_empty_set_hides_nothing() -> Result {
+        let (bob, carol) = (UserId::parse("bob")?, UserId::parse("carol")?);
         let set = BlockSet::default();
-        set.apply(&change("bob", true, false));
-        assert!(set.hides_activity(&user("bob")) && !set.hides_messages(&user("bob")));
-        assert!(!set.hides_activity(&user("carol")));
-        assert_eq!(set.visible(vec![user("bob"), user("carol")]), vec![user("carol")]);
-        set.apply(&change("bob", true, true));
-        assert!(set.hides_messages(&user("bob")));
-        set.apply(&change("bob", false, false));
-        assert!(!set.hides_activity(&user("bob")) && !set.hides_messages(&user("bob")));
+        assert!(!set.hides_activity(&bob));
+        assert!(!set.hides_messages(&bob));
+        assert_eq!(set.visible(vec![bob.clone(), carol.clone()]), vec![bob, carol]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_block_hides_activity_and_with_hide_in_groups_messages_until_lifted() -> Result {
+        let (bob, carol) = (UserId::parse("bob")?, UserId::parse("carol")?);
+        let set = BlockSet::default();
+        set.apply(&change("bob", true, false)?);
+        assert!(set.hides_activity(&bob) && !set.hides_messages(&bob));
+        assert!(!set.hides_activity(&carol));
+        assert_eq!(set.visible(vec![bob.clone(), carol.clone()]), vec![carol]);
+        set.apply(&change("bob", true, true)?);
+        assert!(set.hides_messages(&bob));
+        set.apply(&change("bob", false, false)?);
+        assert!(!set.hides_activity(&bob) && !set.hides_messages(&bob));
         assert!(!set.any.load(Ordering::Relaxed), "empty again: the fan-out's check is one load");
+        Ok(())
     }
 }
