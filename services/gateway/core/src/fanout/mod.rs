@@ -170,7 +170,15 @@ impl Hub {
             let mut rooms = self.rooms.lock().await;
             if !rooms.contains_key(&key) {
                 let subject = self.bus.subjects().room_events(&actor.tenant_id, room);
-                let sub = self.bus.client().subscribe(subject).await?;
+                let sub = match self.bus.client().subscribe(subject).await {
+                    Ok(sub) => sub,
+                    Err(e) => {
+                        // Registered with the user already: undo that.
+                        drop(rooms);
+                        self.leave(&actor.tenant_id, room, &actor.user_id, id).await;
+                        return Err(e.into());
+                    }
+                };
                 let shared = Arc::new(RoomShared::default());
                 let task = room::RoomTask::spawn(
                     self.bus.clone(),
