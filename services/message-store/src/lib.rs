@@ -49,8 +49,8 @@ use chat_telemetry::ops::ReadinessCheck;
 use futures_util::FutureExt as _;
 
 pub use bootstrap::Bootstrap;
-pub use handlers::SearchLimits;
 pub use clusters::{ClusterSettings, Clusters, Placement};
+pub use handlers::SearchLimits;
 
 /// message-store's schema, embedded and applied on start.
 pub const MIGRATIONS: db::Migrations = db::Migrations {
@@ -73,6 +73,8 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0031_sync", include_str!("../migrations/0031_sync.sql")),
         ("0050_blocks", include_str!("../migrations/0050_blocks.sql")),
         ("0060_reactions", include_str!("../migrations/0060_reactions.sql")),
+        ("0080_moderation", include_str!("../migrations/0080_moderation.sql")),
+        ("0085_block_hide_in_groups", include_str!("../migrations/0085_block_hide_in_groups.sql")),
         ("0090_search_keys", include_str!("../migrations/0090_search_keys.sql")),
     ],
 };

@@ -16,6 +16,7 @@ mod health;
 mod hostile;
 mod jwt_issuers;
 mod messages;
+mod moderation;
 mod notifications;
 mod numbers;
 mod observability;

@@ -82,6 +82,10 @@ pub enum RoomEventBody {
     /// A message was unpinned (also when a pinned message is deleted).
     #[serde(rename = "message.unpinned")]
     MessageUnpinned(PinEvent),
+    /// A moderation action in the room (room moderation): a ban, unban, mute, unmute,
+    /// role change or settings change. A ban also removes the member (`member.removed`).
+    #[serde(rename = "moderation")]
+    Moderation(ModerationChange),
 }
 
 impl RoomEventBody {
@@ -102,11 +106,12 @@ impl RoomEventBody {
             RoomEventBody::ReactionRemoved(_) => "reaction.removed",
             RoomEventBody::MessagePinned(_) => "message.pinned",
             RoomEventBody::MessageUnpinned(_) => "message.unpinned",
+            RoomEventBody::Moderation(_) => "moderation",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 15] = [
         "message.created",
         "message.updated",
         "message.deleted",
@@ -121,6 +126,7 @@ impl RoomEventBody {
         "reaction.removed",
         "message.pinned",
         "message.unpinned",
+        "moderation",
     ];
 }
 
@@ -152,6 +158,30 @@ pub struct PinEvent {
     /// event carries the message; its reactions' `me` is `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Box<Message>>,
+}
+
+/// What a moderator did in a room (see [`RoomEventBody::Moderation`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModerationChange {
+    /// `ban`, `unban`, `mute`, `unmute`, `role` or `settings`.
+    pub action: String,
+    /// Who did it.
+    pub actor_id: UserId,
+    /// Whom it is about (absent for `settings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When a ban or mute ends by itself (absent: until lifted).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::micros_opt")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The member's role now, for `role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::model::MemberRole>,
+    /// The room's slow mode now, for `settings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_mode_secs: Option<u32>,
 }
 
 /// A member left or was removed.
@@ -244,6 +274,10 @@ pub enum UserEventBody {
     /// A notification for the user (delivered live to their sockets).
     #[serde(rename = "notification")]
     Notification(crate::proto::notify::InboxItem),
+    /// The user made, changed or lifted a block (their sessions on every gateway
+    /// update what they hide; the dialects render no frame for it).
+    #[serde(rename = "block.changed")]
+    BlockChanged(crate::proto::blocks::BlockChanged),
 }
 
 impl UserEventBody {
@@ -251,11 +285,12 @@ impl UserEventBody {
         match self {
             UserEventBody::MessageStatus(_) => "message.status",
             UserEventBody::Notification(_) => "notification",
+            UserEventBody::BlockChanged(_) => "block.changed",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 2] = ["message.status", "notification"];
+    pub const KINDS: [&'static str; 3] = ["message.status", "notification", "block.changed"];
 }
 
 /// The status of a sender's messages as seen by one other member.

@@ -127,6 +127,15 @@ fn samples() -> anyhow::Result<Samples> {
         RoomEventBody::ReactionRemoved(reaction),
         RoomEventBody::MessagePinned(pin.clone()),
         RoomEventBody::MessageUnpinned(pin),
+        RoomEventBody::Moderation(chat_domain::proto::events::ModerationChange {
+            action: "mute".into(),
+            actor_id: user.clone(),
+            user_id: Some(user.clone()),
+            reason: Some("flooding".into()),
+            expires_at: Some(now),
+            role: None,
+            slow_mode_secs: None,
+        }),
     ];
     let room_events = bodies.into_iter().map(|b| RoomEvent::new(&tenant, &room, now, b)).collect();
     let user_event = |body| UserEvent {

@@ -448,7 +448,8 @@ impl Codec for ConversationsCodec {
             | RoomEventBody::MessageUpdated(_)
             | RoomEventBody::MessageDeleted(_)
             | RoomEventBody::MemberAdded(_)
-            | RoomEventBody::MemberRemoved(_) => return None,
+            | RoomEventBody::MemberRemoved(_)
+            | RoomEventBody::Moderation(_) => return None,
         })
     }
 
@@ -470,6 +471,8 @@ impl Codec for ConversationsCodec {
                     .collect()
             }
             UserEventBody::Notification(item) => vec![notification(item)],
+            // The hub applies it to the user's block set; no frame.
+            UserEventBody::BlockChanged(_) => Vec::new(),
         }
     }
 

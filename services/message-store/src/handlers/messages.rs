@@ -6,12 +6,13 @@
 //! no outbox row per message.
 
 use chat_domain::ApiError;
-use chat_domain::model::{Message, validate_attachments, validate_client_id, validate_meta};
+use chat_domain::model::{Actor, Message, validate_attachments, validate_client_id, validate_meta};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage, SendMessages, SendOutcome};
 use chat_pg::prepared;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::blocks::hidden_senders;
 use super::{Store, access};
 use crate::error::StoreError;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow};
@@ -68,21 +69,27 @@ pub async fn send_messages(store: Store, cmd: SendMessages) -> Result<Vec<SendOu
         .collect())
 }
 
-/// The newest `limit` messages of `room` below `seq` `before`, newest first (one
-/// backward index scan); history pages by `seq` and by message id both read this way.
+/// The newest `limit` messages of `room` below `seq` `before` that `reader` sees,
+/// newest first (one backward index scan); history pages by `seq` and by message id
+/// both read this way.
 pub(super) async fn page_before(
     conn: &mut AsyncPgConnection,
+    reader: &Actor,
     room: &str,
     before: i64,
     limit: i64,
 ) -> Result<Vec<MessageRow>, StoreError> {
     prepared(
         diesel::sql_query(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 AND {}
+             ORDER BY seq DESC LIMIT $3",
+            hidden_senders("$4", "$5")
         ))
         .bind::<Text, _>(room)
         .bind::<BigInt, _>(before)
-        .bind::<BigInt, _>(limit),
+        .bind::<BigInt, _>(limit)
+        .bind::<Text, _>(reader.tenant_id.as_str())
+        .bind::<Text, _>(reader.user_id.as_str()),
     )
     .load(conn)
     .await
@@ -97,19 +104,22 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
     let rows: Vec<MessageRow> = match (cmd.after_seq, cmd.before_seq) {
         // Only an upper bound: the newest page below it, returned oldest first.
         (None, Some(before)) => {
-            let mut rows = page_before(&mut conn, cmd.room_id.as_str(), before, limit).await?;
+            let mut rows = page_before(&mut conn, &cmd.actor, cmd.room_id.as_str(), before, limit).await?;
             rows.reverse();
             rows
         }
         (after, Some(before)) => prepared(
             diesel::sql_query(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $3
-                 ORDER BY seq ASC LIMIT $4"
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $3 AND {}
+                 ORDER BY seq ASC LIMIT $4",
+                hidden_senders("$5", "$6")
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
             .bind::<BigInt, _>(after.unwrap_or(0))
             .bind::<BigInt, _>(before)
-            .bind::<BigInt, _>(limit),
+            .bind::<BigInt, _>(limit)
+            .bind::<Text, _>(cmd.actor.tenant_id.as_str())
+            .bind::<Text, _>(cmd.actor.user_id.as_str()),
         )
         .load(&mut conn)
         .await
@@ -117,11 +127,15 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
         // The common case; no upper bound, so the planner walks the primary key and stops.
         (after, None) => prepared(
             diesel::sql_query(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND {}
+                 ORDER BY seq ASC LIMIT $3",
+                hidden_senders("$4", "$5")
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
             .bind::<BigInt, _>(after.unwrap_or(0))
-            .bind::<BigInt, _>(limit),
+            .bind::<BigInt, _>(limit)
+            .bind::<Text, _>(cmd.actor.tenant_id.as_str())
+            .bind::<Text, _>(cmd.actor.user_id.as_str()),
         )
         .load(&mut conn)
         .await

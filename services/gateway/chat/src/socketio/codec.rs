@@ -65,6 +65,7 @@ pub(crate) fn event_of(event: &RoomEvent, links: &dyn AttachmentLinks) -> Option
         RoomEventBody::ReactionRemoved(r) => ("reaction-removed", render::reaction(&event.room_id, r)),
         RoomEventBody::MessagePinned(p) => ("message-pinned", render::pinned(&event.room_id, p, links)),
         RoomEventBody::MessageUnpinned(p) => ("message-unpinned", render::unpinned(&event.room_id, p)),
+        RoomEventBody::Moderation(m) => ("chat-moderation", render::moderation(&event.room_id, m, event.occurred_at)),
         RoomEventBody::PresenceJoined(_) | RoomEventBody::PresenceLeft(_) | RoomEventBody::Delivered(_) => {
             return None;
         }
