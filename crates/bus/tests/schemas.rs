@@ -23,6 +23,10 @@ use chat_domain::proto::chat::{
 };
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody, TenantChanged, UserEvent};
 use chat_domain::proto::health::{Health, ServiceHealth};
+use chat_domain::proto::moderation::{
+    CheckSpeak, FlagMessage, GetRoomSettings, ListFlags, ListRestrictions, ResolveFlag, Restrict, RoomModerationLog,
+    SetMemberRole, TenantFlags, TenantModerationLog, Unrestrict, UpdateRoomSettings,
+};
 use chat_domain::proto::notify::{
     EraseNotifications, ListDeadLetters, ListInbox, ListSubscriptions, Notify, RetryDeadLetter, Subscribe, TakeInbox,
     Unsubscribe,
@@ -198,6 +202,19 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<ListPins>(),
         CommandSpec::owned::<GetThread>(),
         CommandSpec::owned::<ListThreads>(),
+        CommandSpec::owned::<Restrict>(),
+        CommandSpec::owned::<Unrestrict>(),
+        CommandSpec::owned::<ListRestrictions>(),
+        CommandSpec::owned::<SetMemberRole>(),
+        CommandSpec::owned::<GetRoomSettings>(),
+        CommandSpec::owned::<UpdateRoomSettings>(),
+        CommandSpec::owned::<CheckSpeak>(),
+        CommandSpec::owned::<FlagMessage>(),
+        CommandSpec::owned::<ListFlags>(),
+        CommandSpec::owned::<ResolveFlag>(),
+        CommandSpec::owned::<TenantFlags>(),
+        CommandSpec::owned::<RoomModerationLog>(),
+        CommandSpec::owned::<TenantModerationLog>(),
         CommandSpec::common::<Health>(),
     ]
 }

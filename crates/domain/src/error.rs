@@ -12,6 +12,10 @@ pub enum ErrorCode {
     ValidationError,
     AuthenticationError,
     Forbidden,
+    /// A muted room member tried to send or type (room moderation, `403`).
+    Muted,
+    /// A user banned from a room, or an attempt to add them back (room moderation, `403`).
+    Banned,
     NotFound,
     Conflict,
     PayloadTooLarge,
@@ -31,7 +35,7 @@ impl ErrorCode {
         match self {
             ErrorCode::ValidationError => 400,
             ErrorCode::AuthenticationError => 401,
-            ErrorCode::Forbidden => 403,
+            ErrorCode::Forbidden | ErrorCode::Muted | ErrorCode::Banned => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
@@ -49,6 +53,8 @@ impl ErrorCode {
             ErrorCode::ValidationError => "VALIDATION_ERROR",
             ErrorCode::AuthenticationError => "AUTHENTICATION_ERROR",
             ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::Muted => "MUTED",
+            ErrorCode::Banned => "BANNED",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -77,15 +83,19 @@ pub struct ApiError {
     /// The request field at fault, for validation errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Seconds to wait before trying again, for a `RATE_LIMIT_EXCEEDED` whose wait the
+    /// answering service knows (a room's slow mode); REST sends it as `Retry-After` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None }
+        Self { code, message: message.into(), field: None, retry_after: None }
     }
 
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::ValidationError, message: message.into(), field: Some(field.into()) }
+        Self { code: ErrorCode::ValidationError, message: message.into(), field: Some(field.into()), retry_after: None }
     }
 
     pub fn authentication(message: impl Into<String>) -> Self {
@@ -94,6 +104,27 @@ impl ApiError {
 
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// A muted member's send or typing (`MUTED`, `403`).
+    pub fn muted(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Muted, message)
+    }
+
+    /// A banned user, or adding them back (`BANNED`, `403`).
+    pub fn banned(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Banned, message)
+    }
+
+    /// A send refused by a room's slow mode: `RATE_LIMIT_EXCEEDED` with the wait.
+    pub fn slow_mode(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                ErrorCode::RateLimitExceeded,
+                format!("Slow mode is on in this room. Try again in {retry_after} seconds"),
+            )
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {

@@ -56,28 +56,58 @@ impl RoomType {
     }
 }
 
-/// A member's role in a room. Admins manage membership.
+/// A member's role in a room, highest first (the README's "Room moderation" has the
+/// permission table). The creator of a group or channel is its `owner`; `admin`s manage
+/// membership and settings; `moderator`s ban, mute, delete others' messages and review
+/// flags; `member`s talk. A role acts only on members ranked below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberRole {
+    Owner,
     Admin,
+    Moderator,
     Member,
 }
 
 impl MemberRole {
     pub fn as_str(self) -> &'static str {
         match self {
+            MemberRole::Owner => "owner",
             MemberRole::Admin => "admin",
+            MemberRole::Moderator => "moderator",
             MemberRole::Member => "member",
         }
     }
 
     pub fn parse(s: &str) -> Result<Self, ApiError> {
         match s {
+            "owner" => Ok(MemberRole::Owner),
             "admin" => Ok(MemberRole::Admin),
+            "moderator" => Ok(MemberRole::Moderator),
             "member" => Ok(MemberRole::Member),
-            _ => Err(ApiError::validation("role", "Invalid role. Must be one of: admin, member")),
+            _ => Err(ApiError::validation("role", "Invalid role. Must be one of: owner, admin, moderator, member")),
         }
+    }
+
+    /// 3 for the owner down to 0 for a member: a role acts on lower ranks only.
+    pub fn rank(self) -> u8 {
+        match self {
+            MemberRole::Owner => 3,
+            MemberRole::Admin => 2,
+            MemberRole::Moderator => 1,
+            MemberRole::Member => 0,
+        }
+    }
+
+    /// Owner or admin: manages members, roles and room settings, reads the moderation log.
+    pub fn is_admin(self) -> bool {
+        self.rank() >= MemberRole::Admin.rank()
+    }
+
+    /// Moderator or above: bans, mutes, deletes others' messages, reviews flags, and
+    /// is exempt from slow mode.
+    pub fn is_moderator(self) -> bool {
+        self.rank() >= MemberRole::Moderator.rank()
     }
 }
 

@@ -74,6 +74,8 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0050_blocks", include_str!("../migrations/0050_blocks.sql")),
         ("0060_reactions", include_str!("../migrations/0060_reactions.sql")),
         ("0070_threads", include_str!("../migrations/0070_threads.sql")),
+        ("0080_moderation", include_str!("../migrations/0080_moderation.sql")),
+        ("0085_block_hide_in_groups", include_str!("../migrations/0085_block_hide_in_groups.sql")),
         ("0090_search_keys", include_str!("../migrations/0090_search_keys.sql")),
     ],
 };

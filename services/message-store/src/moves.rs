@@ -256,6 +256,11 @@ async fn copy_rows(
         "DELETE FROM message_reactions WHERE tenant_id = $1",
         "DELETE FROM message_pins WHERE tenant_id = $1",
         "DELETE FROM thread_reads WHERE tenant_id = $1",
+        "DELETE FROM room_bans WHERE tenant_id = $1",
+        "DELETE FROM room_mutes WHERE tenant_id = $1",
+        "DELETE FROM room_slow_sends WHERE tenant_id = $1",
+        "DELETE FROM message_flags WHERE tenant_id = $1",
+        "DELETE FROM moderation_log WHERE tenant_id = $1",
         "DELETE FROM rooms WHERE tenant_id = $1",
         "DELETE FROM users WHERE tenant_id = $1",
         "DELETE FROM tenant_residency WHERE tenant_id = $1",
@@ -340,6 +345,17 @@ async fn copy_rows(
             .load(s)
             .await?;
     counts.members = insert(d, "room_members", &members).await?;
+    // Moderation (migration 0080): bans, mutes, slow-mode rows, flags and the log, after
+    // the rooms they reference.
+    for table in ["room_bans", "room_mutes", "room_slow_sends", "message_flags", "moderation_log"] {
+        let rows: Vec<JsonRow> = diesel::sql_query(format!(
+            "DELETE FROM {table} x WHERE x.tenant_id = $1 RETURNING to_jsonb(x.*)::text AS row"
+        ))
+        .bind::<Text, _>(t)
+        .load(s)
+        .await?;
+        insert(d, table, &rows).await?;
+    }
     let cursors: Vec<JsonRow> =
         diesel::sql_query("DELETE FROM room_cursors c WHERE c.room_id = ANY ($1) RETURNING to_jsonb(c.*)::text AS row")
             .bind::<Array<Text>, _>(&ids)

@@ -72,7 +72,7 @@ fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
 /// attachments, thread parent, mentions (a JSON array); no two sends with the same
 /// room, sender and client id). Per send, in
 /// input order: `outcome` (`created`, `duplicate`, `forbidden`, `blocked` (a DM whose other member blocks the
-/// sender), `not_found`,
+/// sender), `muted`, `slow` (inside slow mode's wait, `slow_wait` seconds), `not_found`,
 /// `bad_reply` when the replied-to message is not one of the room's, `parent_room`,
 /// `parent_deleted`, `parent_nested` for a bad thread parent, `mention_channel` (a plain
 /// member's `@channel`) or `mention_member` (a mention of a non-member)), its `seq`, the stored message's columns for
@@ -104,6 +104,14 @@ checked AS (
                        AND coalesce((SELECT true FROM user_blocks b WHERE b.tenant_id = i.tenant
                                      AND b.blocker_id = o.user_id AND b.blocked_id = i.sender LIMIT 1), false)
                      LIMIT 1), false) AS blocked,
+           -- Room moderation (migration 0080): a mute in force, and slow mode's wait for a
+           -- sender below moderator (slow_secs 0: no wait; slow_next: when they may send).
+           coalesce((SELECT true FROM room_mutes mu WHERE mu.room_id = i.room AND mu.user_id = i.sender
+                       AND (mu.expires_at IS NULL OR mu.expires_at > i.at) LIMIT 1), false) AS muted,
+           coalesce((SELECT r.slow_mode_secs FROM rooms r WHERE r.id = i.room AND r.slow_mode_secs > 0
+                       AND NOT coalesce((SELECT mm.role IN ('owner', 'admin', 'moderator') FROM room_members mm
+                                         WHERE mm.room_id = i.room AND mm.user_id = i.sender), false)), 0) AS slow_secs,
+           (SELECT s.next_at FROM room_slow_sends s WHERE s.room_id = i.room AND s.user_id = i.sender) AS slow_next,
            CASE WHEN i.reply_to IS NULL THEN true
                 ELSE coalesce((SELECT q.room_id = i.room FROM messages q WHERE q.id = i.reply_to), false)
            END AS reply_ok,
@@ -142,11 +150,32 @@ checked AS (
         LIMIT 1
     ) prev ON true
 ),
+-- Slow mode (migration 0080): the first otherwise valid send of each sender in a slow
+-- room claims their row, moving next_at forward only when the wait is over; the upsert
+-- waits on a concurrent claim and sees its result, so two gateways cannot both pass.
+slow_first AS (
+    SELECT DISTINCT ON (c.room, c.sender) c.ord, c.room, c.sender, c.tenant, c.at, c.slow_secs
+    FROM checked c
+    WHERE c.slow_secs > 0 AND c.room_ok AND c.member AND c.prev_id IS NULL AND NOT c.blocked AND NOT c.muted
+      AND c.reply_ok AND c.parent_state = 'ok' AND c.mention_state = 'ok'
+    ORDER BY c.room, c.sender, c.ord
+),
+slow_claim AS (
+    INSERT INTO room_slow_sends AS s (room_id, user_id, tenant_id, last_at, next_at)
+    SELECT f.room, f.sender, f.tenant, f.at, f.at + make_interval(secs => f.slow_secs) FROM slow_first f
+    ON CONFLICT (room_id, user_id) DO UPDATE SET last_at = EXCLUDED.last_at, next_at = EXCLUDED.next_at
+        WHERE s.next_at <= EXCLUDED.last_at
+    RETURNING s.room_id, s.user_id
+),
+slow_ok AS (
+    SELECT f.ord FROM slow_first f JOIN slow_claim k ON k.room_id = f.room AND k.user_id = f.sender
+),
 fresh AS (
     SELECT c.*, row_number() OVER (PARTITION BY c.room ORDER BY c.ord) AS rn,
            count(*) OVER (PARTITION BY c.room) AS n
     FROM checked c WHERE c.room_ok AND c.member AND c.prev_id IS NULL AND NOT c.blocked AND c.reply_ok
                          AND c.parent_state = 'ok' AND c.mention_state = 'ok'
+      AND NOT c.muted AND (c.slow_secs = 0 OR c.ord IN (SELECT ord FROM slow_ok))
 ),
 bumped AS (
     UPDATE rooms r SET last_seq = r.last_seq + f.n
@@ -200,10 +229,14 @@ cursors AS (
 SELECT c.ord,
        CASE WHEN c.room_ok IS NOT TRUE THEN 'not_found' WHEN NOT c.member THEN 'forbidden'
             WHEN c.prev_id IS NOT NULL THEN 'duplicate'
-            WHEN c.blocked THEN 'blocked' WHEN NOT c.reply_ok THEN 'bad_reply'
+            WHEN c.blocked THEN 'blocked' WHEN c.muted THEN 'muted' WHEN NOT c.reply_ok THEN 'bad_reply'
             WHEN c.parent_state <> 'ok' THEN 'parent_' || c.parent_state
-            WHEN c.mention_state <> 'ok' THEN 'mention_' || c.mention_state ELSE 'created' END
+            WHEN c.mention_state <> 'ok' THEN 'mention_' || c.mention_state
+            WHEN c.slow_secs > 0 AND n.seq IS NULL THEN 'slow' ELSE 'created' END
            AS outcome,
+       -- Slow mode's wait, in whole seconds (at least 1).
+       CASE WHEN c.slow_next > c.at THEN GREATEST(1, ceil(extract(epoch FROM c.slow_next - c.at)))::int
+            ELSE GREATEST(1, c.slow_secs) END AS slow_wait,
        coalesce(n.seq, c.prev_seq, 0) AS seq, c.prev_id, c.prev_sender_name, c.prev_content, c.prev_meta,
        c.prev_created_at, c.prev_edited_at, c.prev_deleted_at, c.prev_kind, c.prev_reply_to, c.prev_attachments,
        c.prev_parent_id, c.prev_mentions, coalesce(c.prev_reply_count, 0) AS prev_reply_count, c.prev_last_reply_at,
@@ -222,6 +255,9 @@ struct Row {
     outcome: String,
     #[diesel(sql_type = BigInt)]
     seq: i64,
+    /// Slow mode's wait in seconds, for a `slow` outcome.
+    #[diesel(sql_type = Integer)]
+    slow_wait: i32,
     #[diesel(sql_type = Nullable<Text>)]
     prev_id: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -364,6 +400,9 @@ pub async fn send_batch(
             "forbidden" => Err(StoreError::Api(ApiError::forbidden("You are not a member of this room"))),
             "duplicate" => earlier(cmd, row).map(Sent::Duplicate),
             "blocked" => Err(StoreError::Api(ApiError::forbidden(chat_domain::proto::blocks::BLOCKED_MESSAGE))),
+            // Room moderation (migration 0080).
+            "muted" => Err(StoreError::Api(ApiError::muted(chat_domain::proto::moderation::MUTED_MESSAGE))),
+            "slow" => Err(StoreError::Api(ApiError::slow_mode(u64::try_from(row.slow_wait).unwrap_or(1)))),
             "bad_reply" => Err(StoreError::Api(ApiError::validation(
                 "reply_to",
                 "The message replied to is not a message of this room",

@@ -26,6 +26,7 @@ async fn rows(server: &PgServer, table: &str, tenant: &str) -> anyhow::Result<i6
         "user_blocks" => format!("SELECT count(*) AS n FROM user_blocks WHERE tenant_id = '{tenant}'"),
         "message_reactions" => format!("SELECT count(*) AS n FROM message_reactions WHERE tenant_id = '{tenant}'"),
         "message_pins" => format!("SELECT count(*) AS n FROM message_pins WHERE tenant_id = '{tenant}'"),
+        "room_mutes" | "moderation_log" => format!("SELECT count(*) AS n FROM {table} WHERE tenant_id = '{tenant}'"),
         other => anyhow::bail!("no count for {other}"),
     };
     count(server.node.port, &sql).await
@@ -60,6 +61,9 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
     // A block, which must move with the tenant: carol's DM sends to alice stay refused.
     let block = alice[0].request(reqwest::Method::PUT, "/blocks/carol").send().await?;
     chat_test_support::Response::from(block).await?.expect(StatusCode::OK)?;
+    // A mute (and its moderation log row), which must move too.
+    let mute = alice[0].post(&format!("/rooms/{room_a}/mutes"), serde_json::json!({"user_id": "bob"})).await?;
+    mute.expect(StatusCode::CREATED)?;
     let room_b = b_user("zoe").create_room("group", &["yann"]).await?;
     let (mut acked_a, mut acked_b) = (Vec::new(), Vec::new());
     for i in 0..10 {
@@ -114,6 +118,10 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
         let page = alice[1].get(&format!("/rooms/{room_a}/messages?limit=1")).await?.expect(StatusCode::OK)?.body;
         assert_eq!(page[0]["reactions"][0]["count"], 1, "the reaction moved: {page}");
         assert_eq!(page[0]["pinned_by"], "alice", "the pin moved: {page}");
+        assert_eq!((rows(there, "room_mutes", &a.id).await?, rows(away, "room_mutes", &a.id).await?), (1, 0));
+        assert_eq!((rows(there, "moderation_log", &a.id).await?, rows(away, "moderation_log", &a.id).await?), (1, 0));
+        let mutes = alice[1].get(&format!("/rooms/{room_a}/mutes")).await?.expect(StatusCode::OK)?.body;
+        assert_eq!(mutes["items"][0]["user_id"], "bob", "the mute moved with the room: {mutes}");
         let shown = stack.admin(reqwest::Method::GET, &format!("/admin/tenants/{}", a.id), None).await?;
         assert_eq!(shown.expect(StatusCode::OK)?.body["cluster"], to);
         println!(

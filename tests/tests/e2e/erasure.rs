@@ -141,7 +141,8 @@ async fn upload(stack: &TestStack, t: &TestTenant, user: &str, room: &str) -> an
 
 /// A tenant with data of every kind in every store: directory users, a room with
 /// messages, cursors and an attachment, thread replies and mentions both ways, blocks both ways, reactions
-/// both ways and a pin, an inbox entry, a subscription, a dead letter
+/// both ways and a pin, moderation rows (slow mode, a mute, a flag, their log), an inbox entry, a
+/// subscription, a dead letter
 /// (a webhook that refuses), presence and a rate-limit counter. Returns the tenant, the
 /// room and an open socket of `alice`.
 async fn populated(stack: &TestStack, alice: &str, bob: &str) -> anyhow::Result<(TestTenant, String, WsClient)> {
@@ -183,6 +184,22 @@ async fn populated(stack: &TestStack, alice: &str, bob: &str) -> anyhow::Result<
         let block = t.user(who).request(Method::PUT, &format!("/blocks/{whom}"));
         anyhow::ensure!(block.send().await?.status().is_success(), "{who} blocking {whom}");
     }
+    // Moderation: a slow-mode row, a mute and a flag naming the other, and their log rows.
+    let slow =
+        t.user(alice).request(Method::PATCH, &format!("/rooms/{room}/settings")).json(&json!({"slow_mode_secs": 1}));
+    anyhow::ensure!(slow.send().await?.status().is_success(), "slow mode");
+    t.user(bob).send(&room, "in slow mode").await?;
+    let mute = json!({"user_id": bob, "reason": format!("quiet, {bob}")});
+    t.user(alice).post(&format!("/rooms/{room}/mutes"), mute).await?.expect(StatusCode::CREATED)?;
+    let history = t.user(bob).get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?;
+    let first = history
+        .body
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["content"] == format!("hello from {alice}").as_str()))
+        .map(|m| m["message_id"].clone())
+        .ok_or_else(|| anyhow::anyhow!("no message of {alice}"))?;
+    let flag = json!({"message_id": first, "reason": format!("{alice} said hello")});
+    t.user(bob).post(&format!("/rooms/{room}/flags"), flag).await?.expect(StatusCode::CREATED)?;
     let hook = json!({"webhook_url": "http://127.0.0.1:9/refused", "retry": {"max_attempts": 1, "backoff_ms": 10}});
     stack.admin(Method::PATCH, &format!("/admin/tenants/{}", t.id), Some(hook)).await?.expect(StatusCode::OK)?;
     let notify = json!({"topic": "news", "payload": {"n": 1}, "targets": {"user_ids": [alice, bob]}});
@@ -234,7 +251,7 @@ async fn a_deleted_tenant_leaves_nothing_in_any_store() -> anyhow::Result<()> {
     // The other tenant is untouched.
     let page = other.user(&carol).get(&format!("/rooms/{other_room}/messages")).await?;
     let page: Value = page.expect(StatusCode::OK)?.body;
-    assert_eq!(page.as_array().map(Vec::len), Some(6), "{page}");
+    assert_eq!(page.as_array().map(Vec::len), Some(7), "{page}");
     assert_eq!(objects(&stack, &format!("{}/", other.id)).await?.len(), 2);
     assert!(dead_letters(&stack, &other.id).await? > 0);
     stack.stop().await
@@ -271,7 +288,7 @@ async fn an_erased_user_leaves_nothing_but_tombstones() -> anyhow::Result<()> {
     // Bob keeps the room and his messages; alice's are tombstones in place.
     let page = t.user(&bob).get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::OK)?.body;
     let rows = page.as_array().cloned().unwrap_or_default();
-    assert_eq!(rows.iter().filter_map(|m| m["seq"].as_i64()).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6], "{page}");
+    assert_eq!(rows.iter().filter_map(|m| m["seq"].as_i64()).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6, 7], "{page}");
     let erased: Vec<&Value> = rows.iter().filter(|m| m["sender_id"] == chat_domain::ids::ERASED_USER).collect();
     assert_eq!(erased.len(), 3, "{page}");
     assert!(erased.iter().all(|m| m["content"] == "" && !m["deleted_at"].is_null()), "{page}");

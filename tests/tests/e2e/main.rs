@@ -17,6 +17,7 @@ mod hostile;
 mod jwt_issuers;
 mod mentions;
 mod messages;
+mod moderation;
 mod notifications;
 mod numbers;
 mod observability;

@@ -29,7 +29,7 @@ async fn group_room_lifecycle() -> anyhow::Result<()> {
     let list = members.body.as_array().cloned().unwrap_or_default();
     assert_eq!(list.len(), 3);
     let role = |u: &str| list.iter().find(|m| m["user_id"] == u).map(|m| m["role"].clone());
-    assert_eq!(role("alice"), Some(json!("admin")), "the creator is admin");
+    assert_eq!(role("alice"), Some(json!("owner")), "the creator is owner");
     assert_eq!(role("bob"), Some(json!("member")));
     assert!(list.iter().all(|m| m["joined_at"].is_string()));
 

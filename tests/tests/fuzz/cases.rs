@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Every REST route of the gateway (method, path template).
-pub const ROUTES: [(&str, &str); 74] = [
+pub const ROUTES: [(&str, &str); 92] = [
     ("POST", "/rooms/{room_id}/messages"),
     ("GET", "/rooms/{room_id}/messages"),
     ("PATCH", "/rooms/{room_id}/messages/{message_id}"),
@@ -56,6 +56,22 @@ pub const ROUTES: [(&str, &str); 74] = [
     ("GET", "/rooms/{room_id}/pins"),
     ("GET", "/rooms/{room_id}/messages/{message_id}/thread"),
     ("GET", "/threads"),
+    // Room moderation.
+    ("POST", "/rooms/{room_id}/bans"),
+    ("GET", "/rooms/{room_id}/bans"),
+    ("DELETE", "/rooms/{room_id}/bans/{user_id}"),
+    ("POST", "/rooms/{room_id}/mutes"),
+    ("GET", "/rooms/{room_id}/mutes"),
+    ("DELETE", "/rooms/{room_id}/mutes/{user_id}"),
+    ("PATCH", "/rooms/{room_id}/members/{user_id}"),
+    ("GET", "/rooms/{room_id}/settings"),
+    ("PATCH", "/rooms/{room_id}/settings"),
+    ("POST", "/rooms/{room_id}/flags"),
+    ("GET", "/rooms/{room_id}/flags"),
+    ("POST", "/rooms/{room_id}/flags/{flag_id}/resolve"),
+    ("GET", "/rooms/{room_id}/moderation-log"),
+    ("GET", "/admin/tenants/{tenant_id}/flags"),
+    ("GET", "/admin/tenants/{tenant_id}/moderation-log"),
     // The rest-chat.md dialect (its own error shape).
     ("POST", "/api/chat"),
     ("GET", "/api/chat"),
@@ -64,6 +80,9 @@ pub const ROUTES: [(&str, &str); 74] = [
     ("POST", "/api/chat/support"),
     ("GET", "/api/chat/stats"),
     ("GET", "/api/chat/search"),
+    ("GET", "/api/chat/blocks"),
+    ("PUT", "/api/chat/blocks/{userId}"),
+    ("DELETE", "/api/chat/blocks/{userId}"),
     ("GET", "/api/chat/{room_id}/info"),
     ("PATCH", "/api/chat/{room_id}/archive"),
     ("POST", "/api/chat/{room_id}/participants"),
@@ -109,7 +128,7 @@ pub const VERBS: [(Service, &str); 16] = [
 ];
 
 /// Every message-store command.
-const STORE_VERBS: [&str; 51] = [
+const STORE_VERBS: [&str; 64] = [
     "authenticate",
     "get_token_secret",
     "resolve_issuer",
@@ -161,10 +180,23 @@ const STORE_VERBS: [&str; 51] = [
     "list_pins",
     "get_thread",
     "list_threads",
+    "restrict",
+    "unrestrict",
+    "list_restrictions",
+    "set_member_role",
+    "get_room_settings",
+    "update_room_settings",
+    "check_speak",
+    "flag_message",
+    "list_flags",
+    "resolve_flag",
+    "tenant_flags",
+    "room_moderation_log",
+    "tenant_moderation_log",
 ];
 
 /// Field names the API and the bus commands use.
-const FIELDS: [&str; 58] = [
+const FIELDS: [&str; 59] = [
     "type",
     "members",
     "name",
@@ -223,6 +255,7 @@ const FIELDS: [&str; 58] = [
     "cursor",
     "query",
     "chatId",
+    "hide_in_groups",
 ];
 
 /// `%XX` for every byte but the unreserved ones.

@@ -145,7 +145,7 @@ impl Target {
                     "tenant_id" => &self.victim.id,
                     // The document's names for the same ids (`/api/chat/{id}`, `/conversations/{id}`).
                     "id" if template.starts_with("/api/chat/") || template.starts_with("/conversations/") => &self.room,
-                    "participantId" => "bob",
+                    "participantId" | "userId" => "bob",
                     "messageId" => &self.message_id,
                     // 👍, percent-encoded.
                     "emoji" => "%F0%9F%91%8D",

@@ -85,6 +85,10 @@ pub enum RoomEventBody {
     /// A thread's summary changed (a reply was sent or deleted).
     #[serde(rename = "thread.updated")]
     ThreadUpdated(ThreadUpdated),
+    /// A moderation action in the room (room moderation): a ban, unban, mute, unmute,
+    /// role change or settings change. A ban also removes the member (`member.removed`).
+    #[serde(rename = "moderation")]
+    Moderation(ModerationChange),
 }
 
 impl RoomEventBody {
@@ -106,11 +110,12 @@ impl RoomEventBody {
             RoomEventBody::MessagePinned(_) => "message.pinned",
             RoomEventBody::MessageUnpinned(_) => "message.unpinned",
             RoomEventBody::ThreadUpdated(_) => "thread.updated",
+            RoomEventBody::Moderation(_) => "moderation",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 15] = [
+    pub const KINDS: [&'static str; 16] = [
         "message.created",
         "message.updated",
         "message.deleted",
@@ -126,6 +131,7 @@ impl RoomEventBody {
         "message.pinned",
         "message.unpinned",
         "thread.updated",
+        "moderation",
     ];
 }
 
@@ -169,6 +175,30 @@ pub struct ThreadUpdated {
     /// The summary now; absent when its last reply was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<ThreadSummary>,
+}
+
+/// What a moderator did in a room (see [`RoomEventBody::Moderation`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModerationChange {
+    /// `ban`, `unban`, `mute`, `unmute`, `role` or `settings`.
+    pub action: String,
+    /// Who did it.
+    pub actor_id: UserId,
+    /// Whom it is about (absent for `settings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When a ban or mute ends by itself (absent: until lifted).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::micros_opt")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The member's role now, for `role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::model::MemberRole>,
+    /// The room's slow mode now, for `settings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_mode_secs: Option<u32>,
 }
 
 /// A member left or was removed.
@@ -261,6 +291,10 @@ pub enum UserEventBody {
     /// A notification for the user (delivered live to their sockets).
     #[serde(rename = "notification")]
     Notification(crate::proto::notify::InboxItem),
+    /// The user made, changed or lifted a block (their sessions on every gateway
+    /// update what they hide; the dialects render no frame for it).
+    #[serde(rename = "block.changed")]
+    BlockChanged(crate::proto::blocks::BlockChanged),
 }
 
 impl UserEventBody {
@@ -268,11 +302,12 @@ impl UserEventBody {
         match self {
             UserEventBody::MessageStatus(_) => "message.status",
             UserEventBody::Notification(_) => "notification",
+            UserEventBody::BlockChanged(_) => "block.changed",
         }
     }
 
     /// Every kind, for the AsyncAPI document check.
-    pub const KINDS: [&'static str; 2] = ["message.status", "notification"];
+    pub const KINDS: [&'static str; 3] = ["message.status", "notification", "block.changed"];
 }
 
 /// The status of a sender's messages as seen by one other member.

@@ -9,6 +9,7 @@ pub mod blocks;
 pub mod chat;
 pub mod events;
 pub mod health;
+pub mod moderation;
 pub mod notify;
 pub mod presence;
 pub mod reactions;

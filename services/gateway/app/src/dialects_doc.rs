@@ -131,6 +131,15 @@ fn samples() -> anyhow::Result<Samples> {
         RoomEventBody::MessagePinned(pin.clone()),
         RoomEventBody::MessageUnpinned(pin),
         RoomEventBody::ThreadUpdated(ThreadUpdated { message_id: message.message_id.clone(), seq: 1, thread: None }),
+        RoomEventBody::Moderation(chat_domain::proto::events::ModerationChange {
+            action: "mute".into(),
+            actor_id: user.clone(),
+            user_id: Some(user.clone()),
+            reason: Some("flooding".into()),
+            expires_at: Some(now),
+            role: None,
+            slow_mode_secs: None,
+        }),
     ];
     let room_events = bodies.into_iter().map(|b| RoomEvent::new(&tenant, &room, now, b)).collect();
     let user_event = |body| UserEvent {

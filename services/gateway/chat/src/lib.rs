@@ -13,11 +13,14 @@
 //! - `chats`, `participants`, `messages`: one file per resource; `files`: attachments
 //!   (`/{id}/messages/file` uploads, `/{id}/files/{token}` serves a signed link).
 //! - `search`: `GET /api/chat/search`, the canonical message search in this shape.
+//! - `blocks`: `GET /api/chat/blocks`, `PUT|DELETE /api/chat/blocks/:userId`, the
+//!   canonical blocks in this shape.
 //! - `routes`: the `/api/chat` routes with their documentation.
 //! - [`socketio`]: Engine.IO v4 / Socket.IO v5 at `/socket.io/`.
 //!
 //! The reference is `docs/rest-chat.md`; Socket.IO's is `docs/socketio.md`.
 
+mod blocks;
 mod chats;
 pub mod error;
 mod extract;

@@ -224,7 +224,7 @@ pub(crate) struct ParticipantJson {
     pub avatar_url: Option<String>,
     /// Directory roles (`support` and `admin` make the support pool).
     pub roles: Vec<String>,
-    /// Their role in the chat (`admin` for its creator).
+    /// Their role in the chat (`owner` for its creator; `admin`, `moderator`, `member`).
     pub role: MemberRole,
     /// When they joined the chat.
     #[schemars(extend("format" = "date-time"))]
@@ -232,7 +232,7 @@ pub(crate) struct ParticipantJson {
 }
 
 /// A participant, populated from the directory: `_id, name, avatarUrl, roles` and
-/// their place in the chat (`role`: `admin` or `member`, `joinedAt`).
+/// their place in the chat (`role`: `owner`, `admin`, `moderator` or `member`, `joinedAt`).
 pub(crate) fn participant(p: &Participant) -> ParticipantJson {
     ParticipantJson {
         id: p.user_id.clone(),

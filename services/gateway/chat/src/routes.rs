@@ -11,6 +11,7 @@ use crate::messages::{
 };
 use crate::participants::{self, NewParticipants, ParticipantRemoved, ParticipantsAdded};
 use crate::reactions::{self, PinsJson, ReactionChanged, ReactorsJson, ReactorsQuery};
+use chat_domain::ids::UserId;
 use gateway_core::openapi::Auth;
 use gateway_core::routes::{Mount, op};
 
@@ -44,7 +45,7 @@ fn example_chat() -> Value {
         "title": null,
         "participants": [
             {"_id": "alice", "name": "Alice", "avatarUrl": "https://cdn.example.com/u/alice.png", "roles": [],
-             "role": "admin", "joinedAt": "2026-12-04T17:58:02.000000Z"},
+             "role": "owner", "joinedAt": "2026-12-04T17:58:02.000000Z"},
             {"_id": "bob", "name": "Bob", "avatarUrl": null, "roles": [],
              "role": "member", "joinedAt": "2026-12-04T17:58:02.000000Z"},
         ],
@@ -171,6 +172,40 @@ pub(crate) fn routes(m: &mut Mount) {
                 )
                 .query::<crate::search::ChatSearchQuery>()
                 .reply::<crate::search::ChatSearchResults>(200, "A page of results.")
+                .errors(&[400, 401, 403, 503]),
+        )
+    })
+    // Before the `/{id}/...` routes: `/blocks/x` is a block, never chat `blocks`.
+    .at(&["/blocks"], |r| {
+        r.get(
+            crate::blocks::list,
+            op("List the users the caller blocks")
+                .user()
+                .describe("The canonical `GET /blocks` in this shape: newest first (at most 1,000).")
+                .reply::<crate::blocks::ChatBlocks>(200, "The caller's blocks.")
+                .errors(&[400, 401, 403, 503]),
+        )
+    })
+    .at(&["/blocks/{userId}"], |r| {
+        r.put(
+            crate::blocks::block,
+            op("Block a user")
+                .user()
+                .describe(
+                    "The canonical `PUT /blocks/{user_id}`: the blocked user cannot open a direct chat with the caller \
+                     nor send into their existing one (`403 FORBIDDEN`), on every API. Idempotent; yourself is `400`.",
+                )
+                .path_id::<UserId>("userId", "The user to block.")
+                .reply::<crate::blocks::ChatBlock>(200, "The block.")
+                .errors(&[400, 401, 403, 503]),
+        )
+        .delete(
+            crate::blocks::unblock,
+            op("Unblock a user")
+                .user()
+                .describe("Idempotent: `removed` says whether there was a block.")
+                .path_id::<UserId>("userId", "The user to unblock.")
+                .reply::<crate::blocks::ChatUnblocked>(200, "Not blocked (any more).")
                 .errors(&[400, 401, 403, 503]),
         )
     })
@@ -595,9 +630,9 @@ mod tests {
                 }
             }
         }
-        // 25 operations (with `/api/chat/search`, reactions, pins and a message's thread), the
-        // root twice (`""` and `/`).
-        assert_eq!(operations, 27);
+        // 28 operations (with `/api/chat/search`, the three of blocks, reactions, pins and a
+        // message's thread), the root twice (`""` and `/`).
+        assert_eq!(operations, 30);
         Ok(())
     }
 

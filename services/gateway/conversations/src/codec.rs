@@ -483,7 +483,8 @@ impl Codec for ConversationsCodec {
             | RoomEventBody::MessageUpdated(_)
             | RoomEventBody::MessageDeleted(_)
             | RoomEventBody::MemberAdded(_)
-            | RoomEventBody::MemberRemoved(_) => return None,
+            | RoomEventBody::MemberRemoved(_)
+            | RoomEventBody::Moderation(_) => return None,
         })
     }
 
@@ -505,6 +506,8 @@ impl Codec for ConversationsCodec {
                     .collect()
             }
             UserEventBody::Notification(item) => vec![notification(item)],
+            // The hub applies it to the user's block set; no frame.
+            UserEventBody::BlockChanged(_) => Vec::new(),
         }
     }
 

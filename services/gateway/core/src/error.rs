@@ -28,7 +28,12 @@ impl ResponseError for HttpError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({"success": false, "error": self.0}))
+        let mut res = HttpResponse::build(self.status_code());
+        // A wait the service knew (a room's slow mode) goes out as the rate limiter's does.
+        if let Some(secs) = self.0.retry_after {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(serde_json::json!({"success": false, "error": self.0}))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The operator API, authenticated with the admin key: tenants, their settings (the
-//! `settings` document of `rest::settings` too) and key rotation.
+//! `settings` document of `rest::settings` too), key rotation, and the tenant-wide
+//! moderation queues (flags, moderation log).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::ids::TenantId;
 use chat_domain::model::{MAX_NAME_CHARS, RetryPolicy, Tenant, validate_rate_limit};
+use chat_domain::proto::moderation::{FlagList, LogPage, TenantFlags, TenantModerationLog};
 use chat_domain::proto::store::{CreateTenant, GetTenant, ListTenants, RotateKey, UpdateTenant};
 use chat_domain::settings::TenantSettingsPatch;
 use schemars::JsonSchema;
@@ -19,7 +21,7 @@ use gateway_core::body::field;
 use gateway_core::caller::Admin;
 use gateway_core::error::HttpResult;
 use gateway_core::extract::tenant_id;
-use gateway_core::extract::{Body, Cx, InTenant, Page, Part, Rest, parts};
+use gateway_core::extract::{Body, Cx, InTenant, Page, Part, QueryString, Rest, parts};
 use gateway_core::routes::{Mount, op};
 use serde_json::json;
 
@@ -110,6 +112,29 @@ pub async fn get_tenant(
     state: web::Data<Core>,
 ) -> HttpResult {
     Ok(HttpResponse::Ok().json(state.bus.request(&GetTenant { tenant_id }).await?))
+}
+
+/// `GET /admin/tenants/{id}/flags?status=&limit=&offset=`: the tenant's review queue
+/// across rooms (room moderation's flags), newest first.
+pub async fn tenant_flags(
+    Rest((Admin, InTenant(tenant_id), page, QueryString(q))): Rest<(Admin, InTenant, Page, QueryString)>,
+    state: web::Data<Core>,
+) -> HttpResult {
+    let open_only = crate::moderation::open_only(&q)?;
+    state.bus.request(&GetTenant { tenant_id: tenant_id.clone() }).await?;
+    let cmd = TenantFlags { tenant_id, open_only, limit: page.limit, offset: page.offset };
+    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
+}
+
+/// `GET /admin/tenants/{id}/moderation-log?limit=&offset=`: every room's moderation
+/// actions, newest first.
+pub async fn tenant_moderation_log(
+    Rest((Admin, InTenant(tenant_id), page)): Rest<(Admin, InTenant, Page)>,
+    state: web::Data<Core>,
+) -> HttpResult {
+    state.bus.request(&GetTenant { tenant_id: tenant_id.clone() }).await?;
+    let cmd = TenantModerationLog { tenant_id, limit: page.limit, offset: page.offset };
+    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
 }
 
 /// The body of `PATCH /admin/tenants/{id}`: any of the settings, nothing else (absent
@@ -258,6 +283,31 @@ pub(crate) fn routes(m: &mut Mount) {
                     .errors(&[400, 401, 403, 404, 409, 413, 503]),
             )
             .delete(crate::erasure::delete_tenant, crate::erasure::delete_tenant_op())
+        })
+        .at(&["/admin/tenants/{tenant_id}/flags"], |r| {
+            r.get(
+                tenant_flags,
+                op("List a tenant's flagged messages")
+                    .describe("The review queue across the tenant's rooms, newest first: `status=open` (the default, unresolved only) or `all`.")
+                    .operator()
+                    .path_id::<chat_domain::ids::TenantId>("tenant_id", "The tenant.")
+                    .query::<crate::moderation::FlagQuery>()
+                    .query::<Page>()
+                    .reply::<FlagList>(200, "A page of flags.")
+                    .errors(&[400, 401, 403, 404, 503]),
+            )
+        })
+        .at(&["/admin/tenants/{tenant_id}/moderation-log"], |r| {
+            r.get(
+                tenant_moderation_log,
+                op("Read a tenant's moderation log")
+                    .describe("Every room's moderation actions, newest first (see `GET /rooms/{room_id}/moderation-log`).")
+                    .operator()
+                    .path_id::<chat_domain::ids::TenantId>("tenant_id", "The tenant.")
+                    .query::<Page>()
+                    .reply::<LogPage>(200, "A page of the log.")
+                    .errors(&[400, 401, 403, 404, 503]),
+            )
         })
         .at(&["/admin/tenants/{tenant_id}/rotate-key"], |r| {
             r.post(

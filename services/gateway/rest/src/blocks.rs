@@ -2,20 +2,39 @@
 //! `chat_domain::proto::blocks`).
 
 use actix_web::{HttpResponse, web};
+use chat_domain::ApiError;
 use chat_domain::proto::blocks::{BlockList, BlockUser, ListBlocks, UnblockUser};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 use gateway_core::Core;
 use gateway_core::caller::Acting;
 use gateway_core::error::HttpResult;
-use gateway_core::extract::{InUser, Rest};
+use gateway_core::extract::{InUser, MaybeBody, Rest};
 use gateway_core::routes::{Mount, op};
+
+/// The body of `PUT /blocks/{user_id}` (may be empty).
+#[derive(Deserialize, JsonSchema)]
+pub struct BlockBody {
+    /// Hide the blocked user's messages from the caller in group rooms and channels,
+    /// live and in history. Absent: a new block does not, an existing block keeps its
+    /// choice.
+    #[schemars(with = "Option<bool>")]
+    hide_in_groups: Option<Value>,
+}
 
 /// `PUT /blocks/{user_id}`.
 pub async fn block(
-    Rest((Acting(actor), InUser(user_id))): Rest<(Acting, InUser)>,
+    Rest((Acting(actor), InUser(user_id), MaybeBody(body))): Rest<(Acting, InUser, MaybeBody<BlockBody>)>,
     state: web::Data<Core>,
 ) -> HttpResult {
-    let block = state.bus.request(&BlockUser { actor, user_id }).await?;
+    let hide_in_groups = match body.and_then(|b| b.hide_in_groups) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(b),
+        Some(_) => return Err(ApiError::validation("hide_in_groups", "hide_in_groups must be a boolean").into()),
+    };
+    let block = state.bus.request(&BlockUser { actor, user_id, hide_in_groups }).await?;
     Ok(HttpResponse::Ok().json(block))
 }
 
@@ -37,8 +56,9 @@ pub async fn list(Rest((Acting(actor),)): Rest<(Acting,)>, state: web::Data<Core
 /// The routes of blocks, with their documentation.
 pub(crate) fn routes(m: &mut Mount) {
     let rule = "A user the caller blocks cannot create a DM with the caller nor send into their existing DM \
-                (`403 FORBIDDEN`, \"You are blocked by this user\"), on every API. Group rooms and channels are \
-                not affected.";
+                (`403 FORBIDDEN`, \"You are blocked by this user\"), on every API. Their typing and presence are \
+                never shown to the caller; with `hide_in_groups` their messages are left out of the caller's \
+                history and live events in every room, on every API.";
     m.tagged("Blocks")
         .at(&["/blocks"], |r| {
             r.get(
@@ -55,13 +75,17 @@ pub(crate) fn routes(m: &mut Mount) {
                 block,
                 op("Block a user")
                     .describe(&format!(
-                        "Idempotent: blocking again keeps the first block (and its `created_at`). Blocking yourself \
-                         is `400`; more than 1,000 blocks is `400`. {rule}"
+                        "Idempotent: blocking again keeps the first block (and its `created_at`); a given \
+                         `hide_in_groups` replaces the block's (no body: a new block does not hide, an existing one \
+                         keeps its choice). Blocking yourself is `400`; more than 1,000 blocks is `400`; a \
+                         `hide_in_groups` that is not a boolean is `400` (`field: \"hide_in_groups\"`). {rule}"
                     ))
                     .user()
                     .path_id::<chat_domain::ids::UserId>("user_id", "The user to block.")
+                    .json_example::<BlockBody>(json!({"hide_in_groups": true}))
+                    .optional_body()
                     .reply::<chat_domain::proto::blocks::Block>(200, "The block.")
-                    .errors(&[400, 401, 503]),
+                    .errors(&[400, 401, 413, 503]),
             )
             .delete(
                 unblock,

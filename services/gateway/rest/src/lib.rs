@@ -5,7 +5,7 @@
 //!
 //! One file per resource, each with its handlers and the routes that mount them (with
 //! their documentation): `messages`, `cursors`, `rooms`, `users`, `health`, `tokens`,
-//! `notify`, `admin`, `settings`, `search`, `sync`, `blocks`, `reactions` (and pins); `success`: the answer of an action with nothing else
+//! `notify`, `admin`, `settings`, `search`, `sync`, `blocks`, `reactions` (and pins), `moderation`; `success`: the answer of an action with nothing else
 //! to say. Every handler takes one `gateway_core::extract::Rest`
 //! of the parts it reads, in order, and typed request structs convert into bus
 //! commands with `TryFrom`.
@@ -16,6 +16,7 @@ mod cursors;
 mod erasure;
 mod health;
 mod messages;
+mod moderation;
 mod notify;
 mod reactions;
 mod rooms;
@@ -66,4 +67,5 @@ fn routes(m: &mut Mount) {
     sync::routes(m);
     blocks::routes(m);
     reactions::routes(m);
+    moderation::routes(m);
 }

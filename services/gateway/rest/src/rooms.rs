@@ -1,5 +1,5 @@
 //! Rooms and members: `POST /rooms`, `GET /rooms/{id}`, `GET|POST /rooms/{id}/members`,
-//! `DELETE /rooms/{id}/members/{user_id}`.
+//! `DELETE|PATCH /rooms/{id}/members/{user_id}`.
 
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
@@ -29,7 +29,7 @@ pub struct NewRoom {
     #[serde(rename = "type")]
     #[schemars(with = "RoomType", required)]
     room_type: Option<Value>,
-    /// The other members (the caller always is one, as the room's admin).
+    /// The other members (the caller always is one, as the room's owner).
     #[schemars(with = "Option<Vec<UserId>>", length(max = MAX_INITIAL_MEMBERS))]
     members: Option<Value>,
     #[schemars(with = "Option<String>", length(max = MAX_NAME_CHARS))]
@@ -142,6 +142,30 @@ pub async fn remove_member(
     Ok(HttpResponse::Ok().json(crate::success::SUCCESS))
 }
 
+/// The body of `PATCH /rooms/{room_id}/members/{user_id}`.
+#[derive(Deserialize, JsonSchema)]
+pub struct RoleChange {
+    /// `admin`, `moderator` or `member` (`owner` cannot be given).
+    #[schemars(with = "MemberRole", required)]
+    role: Option<Value>,
+}
+
+/// `PATCH /rooms/{room_id}/members/{user_id}`: a member's role (recorded in the
+/// moderation log).
+pub async fn set_role(
+    Rest((Acting(actor), InRoom(room_id), InUser(user_id), Body(body))): Rest<(
+        Acting,
+        InRoom,
+        InUser,
+        Body<RoleChange>,
+    )>,
+    state: web::Data<Core>,
+) -> HttpResult {
+    let role = MemberRole::parse(&field::required_str("role", body.role)?)?;
+    let cmd = chat_domain::proto::moderation::SetMemberRole { actor, room_id, user_id, role };
+    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
+}
+
 /// The routes of rooms and members, each with its documentation.
 pub(crate) fn routes(m: &mut Mount) {
     let room = "The room's id (`room_...`).";
@@ -150,7 +174,7 @@ pub(crate) fn routes(m: &mut Mount) {
             r.post(
                 create,
                 op("Create a room")
-                    .describe("A DM, group or channel; the caller becomes its admin. There is at most one DM per pair of users: creating it again is `409`, naming the existing room.")
+                    .describe("A DM, group or channel; the caller becomes its owner. There is at most one DM per pair of users: creating it again is `409`, naming the existing room.")
                     .user()
                     .json_example::<NewRoom>(json!({"type": "group", "members": ["user2", "user3"], "name": "Team Chat"}))
                     .reply_example::<<CreateRoom as Command>::Reply>(
@@ -202,7 +226,7 @@ pub(crate) fn routes(m: &mut Mount) {
             .post(
                 add_member,
                 op("Add a member")
-                    .describe("Room admins only; the members of a DM cannot change. Adding a member again changes nothing and answers `200`.")
+                    .describe("Admins and the owner, with a role below their own (`member` when absent); the members of a DM cannot change. A user banned from the room is refused (`403 BANNED`). Adding a member again changes nothing and answers `200`.")
                     .user()
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .json_example::<NewMember>(json!({"user_id": "user4", "role": "member"}))
@@ -215,12 +239,25 @@ pub(crate) fn routes(m: &mut Mount) {
             r.delete(
                 remove_member,
                 op("Remove a member")
-                    .describe("A room admin removes anyone; a member removes themself. Not in DMs.")
+                    .describe("Admins and the owner remove members ranked below them (recorded in the moderation log); a member removes themself. Not in DMs.")
                     .user()
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .path_id::<chat_domain::ids::UserId>("user_id", "The member to remove.")
                     .reply::<crate::success::Success>(200, "Removed.")
                     .errors(&[400, 401, 403, 404, 503]),
+            )
+            .patch(
+                set_role,
+                op("Change a member's role")
+                    .describe(
+                        "Admins and the owner, on members ranked below them; `owner` cannot be given, and an admin                          gives `moderator` or `member` only (the owner also `admin`). Recorded in the moderation                          log. Not in DMs.",
+                    )
+                    .user()
+                    .path_id::<chat_domain::ids::RoomId>("room_id", room)
+                    .path_id::<chat_domain::ids::UserId>("user_id", "The member.")
+                    .json_example::<RoleChange>(json!({"role": "moderator"}))
+                    .reply::<Member>(200, "The member with their role now.")
+                    .errors(&[400, 401, 403, 404, 413, 503]),
             )
         });
 }

@@ -560,13 +560,28 @@ impl Codec for WsRoomsCodec {
             RoomEventBody::ThreadUpdated(t) => {
                 frame("thread_updated", json!({"message_id": t.message_id, "seq": t.seq, "thread": t.thread}), room)
             }
+            // Room moderation: a ban, unban, mute, unmute, role or slow-mode change.
+            RoomEventBody::Moderation(m) => frame(
+                "moderation",
+                json!({
+                    "action": m.action,
+                    "actor_id": m.actor_id,
+                    "user_id": m.user_id,
+                    "reason": m.reason,
+                    "expires_at": m.expires_at.as_ref().map(chat_domain::time::format),
+                    "role": m.role,
+                    "slow_mode_secs": m.slow_mode_secs,
+                    "at": at(),
+                }),
+                room,
+            ),
             RoomEventBody::MemberAdded(_) | RoomEventBody::MemberRemoved(_) => return None,
         })
     }
 
     fn user_event(&self, event: &UserEvent) -> Vec<ByteString> {
-        vec![match &event.body {
-            UserEventBody::MessageStatus(s) => frame(
+        match &event.body {
+            UserEventBody::MessageStatus(s) => vec![frame(
                 "message_status",
                 json!({
                     "room_id": s.room_id,
@@ -577,9 +592,11 @@ impl Codec for WsRoomsCodec {
                     "timestamp": chat_domain::time::format(&event.occurred_at),
                 }),
                 Some(&s.room_id),
-            ),
-            UserEventBody::Notification(item) => notification(item),
-        }]
+            )],
+            UserEventBody::Notification(item) => vec![notification(item)],
+            // The hub applies it to the user's block set; no frame.
+            UserEventBody::BlockChanged(_) => Vec::new(),
+        }
     }
 
     fn close_code(&self, why: Close) -> u16 {

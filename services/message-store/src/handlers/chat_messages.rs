@@ -9,6 +9,7 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 
 use super::Store;
+use super::blocks::hidden_senders;
 use super::chats::participant;
 use crate::error::StoreError;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow};
@@ -19,16 +20,20 @@ pub async fn chat_messages(store: Store, cmd: ChatMessages) -> Result<ChatMessag
     let db = store.db(&cmd.actor.tenant_id).await?;
     let mut conn = db.reads.get().await.map_err(StoreError::from)?;
     participant(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
-    // Walks the primary key backwards from the newest message.
+    // Walks the primary key backwards from the newest message, leaving out the senders
+    // the caller hides (`total` still counts every message).
     let rows: Vec<MessageRow> = diesel::sql_query(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages
-         WHERE room_id = $1 AND ($2::timestamptz IS NULL OR created_at < $2)
-         ORDER BY seq DESC LIMIT $3 OFFSET $4"
+         WHERE room_id = $1 AND ($2::timestamptz IS NULL OR created_at < $2) AND {}
+         ORDER BY seq DESC LIMIT $3 OFFSET $4",
+        hidden_senders("$5", "$6")
     ))
     .bind::<Text, _>(cmd.room_id.as_str())
     .bind::<Nullable<Timestamptz>, _>(cmd.before)
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(offset)
+    .bind::<Text, _>(cmd.actor.tenant_id.as_str())
+    .bind::<Text, _>(cmd.actor.user_id.as_str())
     .load(&mut conn)
     .await
     .map_err(StoreError::from)?;

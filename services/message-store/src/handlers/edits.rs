@@ -1,9 +1,10 @@
 //! `edit_message` (the sender only; with `within_edit_window`, only within the tenant's
-//! edit window) and `delete_message` (the sender, a room admin or a directory `admin`;
+//! edit window) and `delete_message` (the sender, a room moderator or above — logged
+//! in the moderation log — or a directory `admin`;
 //! soft: the row and its `seq` stay, the content goes). Each emits a room event.
 
 use chat_domain::ApiError;
-use chat_domain::model::{MemberRole, Message};
+use chat_domain::model::Message;
 use chat_domain::proto::events::{MessageDeleted, MessageUpdated, PinEvent, RoomEvent, RoomEventBody};
 use chat_domain::proto::store::{DeleteMessage, DeletedMessage, EditMessage};
 use diesel::sql_types::{Text, Timestamptz};
@@ -123,12 +124,13 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
         .transaction(async move |conn| -> Result<(DeletedMessage, Vec<outbox::Pending>), StoreError> {
             let role = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             let old = load(conn, cmd.room_id.as_str(), cmd.message_id.as_str()).await?;
-            if old.sender_id != cmd.actor.user_id
-                && role != MemberRole::Admin
+            let by_other = old.sender_id != cmd.actor.user_id;
+            if by_other
+                && !role.is_moderator()
                 && !has_role(conn, &cmd.actor.tenant_id, &cmd.actor.user_id, ADMIN_ROLE).await?
             {
                 return Err(ApiError::forbidden(
-                    "Only the sender, a room admin or a tenant admin can delete a message",
+                    "Only the sender, a room moderator, admin or owner, or a tenant admin can delete a message",
                 )
                 .into());
             }
@@ -166,6 +168,22 @@ pub async fn delete_message(store: Store, cmd: DeleteMessage) -> Result<DeletedM
                     }),
                 )
             });
+            if by_other {
+                super::moderation::log(
+                    conn,
+                    super::moderation::Action {
+                        tenant: &cmd.actor.tenant_id,
+                        room: &cmd.room_id,
+                        actor: &cmd.actor.user_id,
+                        action: "delete_message",
+                        target: Some(&old.sender_id),
+                        message: Some(&message.message_id),
+                        reason: None,
+                        detail: None,
+                    },
+                )
+                .await?;
+            }
             let event = RoomEvent::new(
                 &cmd.actor.tenant_id,
                 &cmd.room_id,

@@ -141,6 +141,10 @@ async fn erase_tenant(
     diesel::sql_query("DELETE FROM message_reactions WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     diesel::sql_query("DELETE FROM message_pins WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     diesel::sql_query("DELETE FROM thread_reads WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
+    // Moderation (migration 0080); its rows also go with their rooms, but be sure.
+    for table in ["room_bans", "room_mutes", "room_slow_sends", "message_flags", "moderation_log"] {
+        diesel::sql_query(format!("DELETE FROM {table} WHERE tenant_id = $1")).bind::<Text, _>(t).execute(conn).await?;
+    }
     diesel::sql_query("DELETE FROM tenant_residency WHERE tenant_id = $1").bind::<Text, _>(t).execute(conn).await?;
     Ok((erased, removals(tenant, memberships)))
 }
@@ -215,6 +219,29 @@ async fn erase_user(
         .bind::<Text, _>(u)
         .execute(conn)
         .await?;
+    // Moderation (migration 0080): bans, mutes and slow-mode rows about them go, and the
+    // flags they filed or that were filed on their messages (whose text goes below). The
+    // moderation log keeps its rows, as messages keep tombstones, but names them as the
+    // erased user and drops the reasons of the rows about them.
+    for sql in [
+        "DELETE FROM room_bans WHERE tenant_id = $1 AND (user_id = $2 OR created_by = $2)",
+        "DELETE FROM room_mutes WHERE tenant_id = $1 AND (user_id = $2 OR created_by = $2)",
+        "DELETE FROM room_slow_sends WHERE tenant_id = $1 AND user_id = $2",
+        "DELETE FROM message_flags WHERE tenant_id = $1 AND (flagged_by = $2 OR sender_id = $2 OR resolved_by = $2)",
+        "UPDATE moderation_log SET reason = NULL WHERE tenant_id = $1 AND (actor_id = $2 OR target_user_id = $2)",
+    ] {
+        diesel::sql_query(sql).bind::<Text, _>(t).bind::<Text, _>(u).execute(conn).await?;
+    }
+    diesel::sql_query(
+        "UPDATE moderation_log SET actor_id = CASE WHEN actor_id = $2 THEN $3 ELSE actor_id END,
+                target_user_id = CASE WHEN target_user_id = $2 THEN $3 ELSE target_user_id END
+         WHERE tenant_id = $1 AND (actor_id = $2 OR target_user_id = $2)",
+    )
+    .bind::<Text, _>(t)
+    .bind::<Text, _>(u)
+    .bind::<Text, _>(ERASED_USER)
+    .execute(conn)
+    .await?;
     let files: Vec<Files> = diesel::sql_query(
         "SELECT attachments FROM messages WHERE room_id = ANY ($1) AND sender_id = $2 AND attachments IS NOT NULL",
     )

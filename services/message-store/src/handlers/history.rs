@@ -43,7 +43,7 @@ pub async fn older_messages(store: Store, cmd: OlderMessages) -> Result<Vec<Mess
             })?
         }
     };
-    let rows = page_before(&mut conn, cmd.room_id.as_str(), before, limit, false).await?;
+    let rows = page_before(&mut conn, &cmd.actor, cmd.room_id.as_str(), before, limit, false).await?;
     let mut messages = rows.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
     super::reactions::decorate(&mut conn, &mut messages, Some(&cmd.actor.user_id)).await?;
     Ok(messages)

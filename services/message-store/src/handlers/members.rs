@@ -1,16 +1,17 @@
-//! Room membership: list, add, remove. Changes go out as `member.added` /
+//! Room membership: list, add, remove (roles and bans checked against the moderation
+//! rules of `moderation`). Changes go out as `member.added` /
 //! `member.removed` events through the outbox.
 
 use chat_domain::ApiError;
 use chat_domain::ids::UserId;
-use chat_domain::model::{Member, MemberRole, RoomType};
+use chat_domain::model::{Member, RoomType};
 use chat_domain::proto::Done;
 use chat_domain::proto::events::{MemberRemoved, RoomEvent, RoomEventBody};
 use chat_domain::proto::store::{AddMember, Audience, ListMembers, MemberAdded, RemoveMember};
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::{Store, access};
+use super::{Store, access, moderation};
 use crate::error::{StoreError, optional};
 use crate::outbox;
 use crate::rows::MemberRow;
@@ -39,12 +40,16 @@ pub async fn add_member(store: Store, cmd: AddMember) -> Result<MemberAdded, Api
     let (added, pending) = conn
         .transaction(async move |conn| -> Result<(MemberAdded, Option<outbox::Pending>), StoreError> {
             let room = access(conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?;
-            if room.member()? != MemberRole::Admin {
-                return Err(ApiError::forbidden("Only room admins can add members").into());
+            let role = room.member()?;
+            if !role.is_admin() {
+                return Err(ApiError::forbidden("Only room admins and the owner can add members").into());
             }
             if room.room_type == RoomType::Dm {
                 return Err(ApiError::forbidden("The members of a DM cannot change").into());
             }
+            // Roles below the adder's own only; nobody banned (moderation, migration 0080).
+            moderation::may_grant(role, cmd.role)?;
+            moderation::not_banned(conn, &cmd.room_id, &cmd.user_id).await?;
             let inserted: Option<MemberRow> = optional(
                 diesel::sql_query(
                     "INSERT INTO room_members (room_id, user_id, tenant_id, role) VALUES ($1, $2, $3, $4)
@@ -98,8 +103,12 @@ pub async fn remove_member(store: Store, cmd: RemoveMember) -> Result<Done, ApiE
             if room.room_type == RoomType::Dm {
                 return Err(ApiError::forbidden("The members of a DM cannot change").into());
             }
-            if !leaving && role != MemberRole::Admin {
-                return Err(ApiError::forbidden("Only room admins can remove other members").into());
+            if !leaving && !role.is_admin() {
+                return Err(ApiError::forbidden("Only room admins and the owner can remove other members").into());
+            }
+            if !leaving {
+                let target = moderation::role_of(conn, &cmd.room_id, &cmd.user_id).await?;
+                moderation::outranks(role, target, "remove")?;
             }
             let removed = diesel::sql_query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
                 .bind::<Text, _>(cmd.room_id.as_str())
@@ -108,6 +117,22 @@ pub async fn remove_member(store: Store, cmd: RemoveMember) -> Result<Done, ApiE
                 .await?;
             if removed == 0 {
                 return Err(ApiError::not_found("That user is not a member of this room").into());
+            }
+            if !leaving {
+                moderation::log(
+                    conn,
+                    moderation::Action {
+                        tenant: &cmd.actor.tenant_id,
+                        room: &cmd.room_id,
+                        actor: &cmd.actor.user_id,
+                        action: "remove_member",
+                        target: Some(&cmd.user_id),
+                        message: None,
+                        reason: None,
+                        detail: None,
+                    },
+                )
+                .await?;
             }
             let event = RoomEvent::new(
                 &cmd.actor.tenant_id,

@@ -6,12 +6,13 @@
 //! no outbox row per message.
 
 use chat_domain::ApiError;
-use chat_domain::model::{Message, validate_attachments, validate_client_id, validate_mentions, validate_meta};
+use chat_domain::model::{Actor, Message, validate_attachments, validate_client_id, validate_mentions, validate_meta};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage, SendMessages, SendOutcome};
 use chat_pg::prepared;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::blocks::hidden_senders;
 use super::{Store, access};
 use crate::error::StoreError;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow};
@@ -69,11 +70,12 @@ pub async fn send_messages(store: Store, cmd: SendMessages) -> Result<Vec<SendOu
         .collect())
 }
 
-/// The newest `limit` messages of `room` below `seq` `before`, newest first (one
-/// backward index scan); history pages by `seq` and by message id both read this way.
-/// `without_replies` leaves thread replies out.
+/// The newest `limit` messages of `room` below `seq` `before` that `reader` sees,
+/// newest first (one backward index scan); history pages by `seq` and by message id
+/// both read this way. `without_replies` leaves thread replies out.
 pub(super) async fn page_before(
     conn: &mut AsyncPgConnection,
+    reader: &Actor,
     room: &str,
     before: i64,
     limit: i64,
@@ -81,12 +83,16 @@ pub(super) async fn page_before(
 ) -> Result<Vec<MessageRow>, StoreError> {
     prepared(
         diesel::sql_query(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 AND (NOT $4 OR parent_id IS NULL)
-             ORDER BY seq DESC LIMIT $3"
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 AND (NOT $6 OR parent_id IS NULL)
+               AND {}
+             ORDER BY seq DESC LIMIT $3",
+            hidden_senders("$4", "$5")
         ))
         .bind::<Text, _>(room)
         .bind::<BigInt, _>(before)
         .bind::<BigInt, _>(limit)
+        .bind::<Text, _>(reader.tenant_id.as_str())
+        .bind::<Text, _>(reader.user_id.as_str())
         .bind::<Bool, _>(without_replies),
     )
     .load(conn)
@@ -102,20 +108,24 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
     let rows: Vec<MessageRow> = match (cmd.after_seq, cmd.before_seq) {
         // Only an upper bound: the newest page below it, returned oldest first.
         (None, Some(before)) => {
-            let mut rows = page_before(&mut conn, cmd.room_id.as_str(), before, limit, cmd.without_replies).await?;
+            let mut rows =
+                page_before(&mut conn, &cmd.actor, cmd.room_id.as_str(), before, limit, cmd.without_replies).await?;
             rows.reverse();
             rows
         }
         (after, Some(before)) => prepared(
             diesel::sql_query(format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $3
-                   AND (NOT $5 OR parent_id IS NULL)
-                 ORDER BY seq ASC LIMIT $4"
+                   AND (NOT $7 OR parent_id IS NULL) AND {}
+                 ORDER BY seq ASC LIMIT $4",
+                hidden_senders("$5", "$6")
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
             .bind::<BigInt, _>(after.unwrap_or(0))
             .bind::<BigInt, _>(before)
             .bind::<BigInt, _>(limit)
+            .bind::<Text, _>(cmd.actor.tenant_id.as_str())
+            .bind::<Text, _>(cmd.actor.user_id.as_str())
             .bind::<Bool, _>(cmd.without_replies),
         )
         .load(&mut conn)
@@ -125,11 +135,15 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
         (after, None) => prepared(
             diesel::sql_query(format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2
-                   AND (NOT $4 OR parent_id IS NULL) ORDER BY seq ASC LIMIT $3"
+                   AND (NOT $6 OR parent_id IS NULL) AND {}
+                 ORDER BY seq ASC LIMIT $3",
+                hidden_senders("$4", "$5")
             ))
             .bind::<Text, _>(cmd.room_id.as_str())
             .bind::<BigInt, _>(after.unwrap_or(0))
             .bind::<BigInt, _>(limit)
+            .bind::<Text, _>(cmd.actor.tenant_id.as_str())
+            .bind::<Text, _>(cmd.actor.user_id.as_str())
             .bind::<Bool, _>(cmd.without_replies),
         )
         .load(&mut conn)

@@ -12,6 +12,7 @@ mod history;
 mod log;
 mod members;
 mod messages;
+mod moderation;
 mod pins;
 mod placement;
 #[cfg(test)]
@@ -96,6 +97,19 @@ pub fn router(store: Store) -> Router<Store> {
         .route(pins::list_pins)
         .route(threads::get_thread)
         .route(threads::list_threads)
+        .route(moderation::restrict)
+        .route(moderation::unrestrict)
+        .route(moderation::list_restrictions)
+        .route(moderation::set_member_role)
+        .route(moderation::get_room_settings)
+        .route(moderation::update_room_settings)
+        .route(moderation::check_speak)
+        .route(moderation::flag_message)
+        .route(moderation::list_flags)
+        .route(moderation::resolve_flag)
+        .route(moderation::tenant_flags)
+        .route(moderation::room_moderation_log)
+        .route(moderation::tenant_moderation_log)
 }
 
 /// A room seen by one user: its type, and the user's role if they are a member.

@@ -97,7 +97,7 @@ pub(super) fn initial_others(
     Ok(others)
 }
 
-/// A new room's members: `creator` as its admin, `others` as members.
+/// A new room's members: `creator` as its owner, `others` as members.
 pub(super) async fn insert_members(
     conn: &mut diesel_async::AsyncPgConnection,
     room_id: &RoomId,
@@ -107,7 +107,7 @@ pub(super) async fn insert_members(
 ) -> Result<(), diesel::result::Error> {
     diesel::sql_query(
         "INSERT INTO room_members (room_id, user_id, tenant_id, role)
-         SELECT $1, u, $2, CASE WHEN u = $3 THEN 'admin' ELSE 'member' END
+         SELECT $1, u, $2, CASE WHEN u = $3 THEN 'owner' ELSE 'member' END
          FROM unnest($4::text[]) AS u",
     )
     .bind::<Text, _>(room_id.as_str())

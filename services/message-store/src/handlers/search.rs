@@ -6,7 +6,8 @@
 //! One statement, in phases, so that its cost follows what the caller can see and is
 //! bounded however common the words are:
 //! 1. For each of the caller's rooms (member now, or left: up to the room's last `seq`
-//!    when they left, and not edited since), its matches through the room-keyed index
+//!    when they left, and not edited since — unless banned from it: a ban in force hides
+//!    the room), its matches through the room-keyed index
 //!    (`search_keys`: one small posting list per word and room), checked against the
 //!    exact query (`tsv @@ query`: phrases), at most `busy_room_matches` + 1 of them
 //!    ([`Limits`]).
@@ -17,6 +18,10 @@
 //!    matches there are reached with `before=`.
 //! 3. A busy room whose walk found fewer than M (its matches are sparse among its
 //!    newest messages) has all its matches taken through the index, as in 1.
+//!
+//! Every phase leaves out the messages of senders the caller blocked with
+//! `hide_in_groups` (migration 0085; the list is read once, `hidden`), so a busy room's
+//! count and walk are of what the caller can see.
 //!
 //! The candidates are ranked (`ts_rank_cd`) best first, then newest, and a highlighted
 //! extract is made for each message of the page (`ts_headline`, only for the page's
@@ -89,17 +94,25 @@ WITH cfg AS (
     SELECT d.room_id, d.last_seq, d.left_at FROM room_departures d
     WHERE d.tenant_id = $1 AND d.user_id = $2
       AND NOT EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = d.room_id AND m.user_id = $2)
+      -- A ban in force hides the whole room (migration 0080).
+      AND NOT EXISTS (SELECT 1 FROM room_bans b WHERE b.room_id = d.room_id AND b.user_id = $2
+                        AND (b.expires_at IS NULL OR b.expires_at > now()))
+), hidden AS MATERIALIZED (
+    -- Senders the caller hides with a block (migration 0085), read once.
+    SELECT ARRAY(SELECT b.blocked_id FROM user_blocks b
+                 WHERE b.tenant_id = $1 AND b.blocker_id = $2 AND b.hide_in_groups) AS ids
 ), rv AS MATERIALIZED (
     SELECT v.room_id, v.upto, v.left_at, chat_search_keys_query(v.room_id, q.q) AS kq
     FROM vis v, q WHERE $4::text IS NULL OR v.room_id = $4
 ), a AS MATERIALIZED (
     SELECT v.room_id, v.upto, v.left_at, f.id, f.created_at, f.tsv
-    FROM q, rv v, LATERAL (
+    FROM q, hidden, rv v, LATERAL (
         SELECT msg.id, msg.created_at, msg.tsv FROM messages msg
         WHERE msg.search_keys @@ v.kq AND msg.room_id || '' = v.room_id AND msg.tsv @@ q.q
           AND msg.deleted_at IS NULL
           AND (v.upto IS NULL OR (msg.seq <= v.upto AND (msg.edited_at IS NULL OR msg.edited_at <= v.left_at)))
           AND ($5::text IS NULL OR msg.sender_id = $5)
+          AND msg.sender_id <> ALL (hidden.ids)
           AND ($6::timestamptz IS NULL OR msg.created_at < $6)
           AND ($7::timestamptz IS NULL OR msg.created_at > $7)
         LIMIT $11 + 1) f
@@ -109,9 +122,9 @@ WITH cfg AS (
     SELECT GREATEST($13, $12 / GREATEST(count(*), 1)) AS matches FROM busy
 ), walk AS MATERIALIZED (
     SELECT v.room_id, n.id, n.created_at, n.tsv
-    FROM q, budget, busy v, LATERAL (
+    FROM q, hidden, budget, busy v, LATERAL (
         SELECT w.id, w.created_at, w.tsv FROM (
-            SELECT msg.id, msg.created_at, msg.tsv, msg.edited_at FROM messages msg
+            SELECT msg.id, msg.created_at, msg.tsv, msg.edited_at, msg.sender_id FROM messages msg
             WHERE msg.room_id = v.room_id AND msg.deleted_at IS NULL
               AND (v.upto IS NULL OR msg.seq <= v.upto)
               AND ($5::text IS NULL OR msg.sender_id = $5)
@@ -119,6 +132,7 @@ WITH cfg AS (
               AND ($7::timestamptz IS NULL OR msg.created_at > $7)
             ORDER BY msg.room_id DESC, msg.seq DESC LIMIT budget.matches * $14) w
         WHERE w.tsv @@ q.q AND (v.upto IS NULL OR w.edited_at IS NULL OR w.edited_at <= v.left_at)
+          AND w.sender_id <> ALL (hidden.ids)
         LIMIT budget.matches) n
 ), full_walks AS MATERIALIZED (
     SELECT walk.room_id FROM walk, budget GROUP BY walk.room_id, budget.matches HAVING count(*) >= budget.matches
@@ -131,12 +145,13 @@ WITH cfg AS (
     SELECT walk.id, walk.created_at, walk.tsv FROM walk WHERE walk.room_id = ANY (ARRAY(SELECT full_walks.room_id FROM full_walks))
     UNION ALL
     SELECT f.id, f.created_at, f.tsv
-    FROM q, sparse v, LATERAL (
+    FROM q, hidden, sparse v, LATERAL (
         SELECT msg.id, msg.created_at, msg.tsv FROM messages msg
         WHERE msg.search_keys @@ v.kq AND msg.room_id || '' = v.room_id AND msg.tsv @@ q.q
           AND msg.deleted_at IS NULL
           AND (v.upto IS NULL OR (msg.seq <= v.upto AND (msg.edited_at IS NULL OR msg.edited_at <= v.left_at)))
           AND ($5::text IS NULL OR msg.sender_id = $5)
+          AND msg.sender_id <> ALL (hidden.ids)
           AND ($6::timestamptz IS NULL OR msg.created_at < $6)
           AND ($7::timestamptz IS NULL OR msg.created_at > $7)) f
 ), hits AS (

@@ -74,6 +74,7 @@ pub(crate) fn event_of(event: &RoomEvent, links: &dyn AttachmentLinks) -> Option
                 "thread": t.thread.as_ref().map(crate::render::thread),
             }),
         ),
+        RoomEventBody::Moderation(m) => ("chat-moderation", render::moderation(&event.room_id, m, event.occurred_at)),
         RoomEventBody::PresenceJoined(_) | RoomEventBody::PresenceLeft(_) | RoomEventBody::Delivered(_) => {
             return None;
         }

@@ -7,7 +7,7 @@
 use chat_domain::ids::RoomId;
 use chat_domain::model::{Member, Message};
 use chat_domain::proto::events::{
-    CursorChange, MemberRemoved, MessageDeleted, MessageUpdated, PinEvent, ReactionEvent,
+    CursorChange, MemberRemoved, MessageDeleted, MessageUpdated, ModerationChange, PinEvent, ReactionEvent,
 };
 use chat_domain::time::format;
 use chrono::{DateTime, Utc};
@@ -70,6 +70,23 @@ pub fn participants_added(room: &RoomId, m: &Member) -> Value {
         "chatId": room.as_str(),
         "participants": [m.user_id.as_str()],
     })
+}
+
+/// A moderation action in the chat (`chat-moderation`): a ban, unban, mute, unmute,
+/// role or slow-mode change; absent fields are omitted.
+pub fn moderation(room: &RoomId, m: &ModerationChange, at: DateTime<Utc>) -> Value {
+    let mut v = json!({"chatId": room.as_str(), "action": m.action, "actorId": m.actor_id.as_str(), "at": format(&at)});
+    let put = |v: &mut Value, k: &str, x: Value| {
+        if !x.is_null() {
+            v[k] = x;
+        }
+    };
+    put(&mut v, "userId", json!(m.user_id));
+    put(&mut v, "reason", json!(m.reason));
+    put(&mut v, "expiresAt", json!(m.expires_at.as_ref().map(format)));
+    put(&mut v, "role", json!(m.role));
+    put(&mut v, "slowModeSecs", json!(m.slow_mode_secs));
+    v
 }
 
 /// A participant left or was removed (`participant-removed`).

@@ -327,7 +327,7 @@ impl SocketTask {
                 }
                 Err(e) => Err(e),
             },
-            "typing-start" | "typing-stop" => self.typing(live, args, name == "typing-start"),
+            "typing-start" | "typing-stop" => self.typing(live, args, name == "typing-start").await,
             _ => Err(ApiError::validation("event", format!("Unknown event {name:?}"))),
         }
     }
@@ -375,13 +375,12 @@ impl SocketTask {
     }
 
     /// `typing-start` / `typing-stop` in a joined chat.
-    fn typing(&self, live: &Live, args: &[Value], is_typing: bool) -> Result<(), ApiError> {
+    async fn typing(&self, live: &Live, args: &[Value], is_typing: bool) -> Result<(), ApiError> {
         let room = chat_arg(args)?;
         let Some(me) = &live.connected else { return Err(ApiError::authentication("Not connected")) };
         if !live.rooms.contains_key(&room) {
             return Err(ApiError::forbidden("Join the chat first"));
         }
-        gateway_core::session::typing(&self.state, &me.actor, &room, me.user_name.clone(), is_typing);
-        Ok(())
+        gateway_core::session::typing(&self.state, &me.actor, &room, me.user_name.clone(), is_typing).await
     }
 }

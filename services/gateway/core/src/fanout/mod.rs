@@ -11,6 +11,9 @@
 //! - `presence`: what the gateway tells presence of its sockets — each one announced
 //!   and announced gone, the gateway's lease, and announcing again what presence does
 //!   not know (a failed announcement, or presence asking after its Redis lost sockets).
+//! - `blocks`: each user's blocks, which the room tasks apply per socket (a blocked
+//!   user's typing and presence, and with `hide_in_groups` their messages, never reach
+//!   the blocker).
 //! - `receipts`: delivered receipts the gateway records itself, batched per gateway.
 //! - `sockets`: a registered socket, a room's sockets, and offering an event to many
 //!   sockets rendered once per codec (what the registry and the tasks share).
@@ -18,6 +21,7 @@
 //! Offering never waits: a socket whose bounded queue is full is kicked (closed with a
 //! retryable code; it resumes by `seq`) and never slows the others.
 
+pub mod blocks;
 mod order;
 mod presence;
 pub mod receipts;
@@ -37,7 +41,8 @@ use chat_domain::model::Actor;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::fanout::sockets::{RoomShared, Socket, UserSockets};
+use crate::fanout::blocks::BlockSet;
+use crate::fanout::sockets::{RoomShared, Socket, UserBlocks, UserSockets};
 use crate::session::codec::Codec;
 use crate::session::queue;
 
@@ -49,6 +54,8 @@ struct RoomEntry {
 /// A tenant's user events while this gateway has sockets of that tenant.
 struct TenantEntry {
     users: Arc<RwLock<UserSockets>>,
+    /// The block set of each user in `users` (the user task applies their changes).
+    blocks: Arc<RwLock<UserBlocks>>,
     task: JoinHandle<()>,
 }
 
@@ -69,6 +76,8 @@ pub struct Joined {
     pub kick: Arc<Kick>,
     /// Whether presence knows the socket (set by [`Hub::announce`]).
     pub announced: Arc<AtomicBool>,
+    /// The user's blocks (whose presence the greeting leaves out).
+    pub blocks: Arc<BlockSet>,
 }
 
 /// All sockets of this gateway.
@@ -114,14 +123,62 @@ impl Hub {
         let (tx, outlet, receiver) = queue::bounded(self.queue);
         let kick = Arc::new(Kick::default());
         let announced = Arc::new(AtomicBool::new(false));
-        let socket =
-            Socket { user: actor.user_id.clone(), codec, tx, kick: kick.clone(), announced: announced.clone() };
+        // The user's block set first: registered with the user (so their block changes
+        // reach it from now on), then read, before any room event can reach the socket.
+        let blocks = {
+            let mut tenants = self.tenants.lock().await;
+            if !tenants.contains_key(&actor.tenant_id) {
+                let subject = self.bus.subjects().tenant_user_events(&actor.tenant_id);
+                let sub = self.bus.client().subscribe(subject).await?;
+                let users = Arc::new(RwLock::new(HashMap::new()));
+                let blocks = Arc::new(RwLock::new(HashMap::new()));
+                let task = tokio::spawn(users::run(self.bus.subjects().clone(), users.clone(), blocks.clone(), sub));
+                tenants.insert(actor.tenant_id.clone(), TenantEntry { users, blocks, task });
+            }
+            let entry = tenants.get(&actor.tenant_id).ok_or_else(|| anyhow::anyhow!("tenant entry vanished"))?;
+            let blocks = match entry.blocks.write() {
+                Ok(mut b) => b.entry(actor.user_id.clone()).or_default().clone(),
+                Err(_) => anyhow::bail!("poisoned block sets"),
+            };
+            let socket = Socket {
+                user: actor.user_id.clone(),
+                codec,
+                tx: tx.clone(),
+                kick: kick.clone(),
+                announced: announced.clone(),
+                blocks: blocks.clone(),
+            };
+            if let Ok(mut users) = entry.users.write() {
+                users.entry(actor.user_id.clone()).or_default().insert(id, socket);
+            }
+            blocks
+        };
+        if let Err(e) = blocks.load(&self.bus, actor).await {
+            self.leave(&actor.tenant_id, room, &actor.user_id, id).await;
+            return Err(e);
+        }
+        let socket = Socket {
+            user: actor.user_id.clone(),
+            codec,
+            tx,
+            kick: kick.clone(),
+            announced: announced.clone(),
+            blocks: blocks.clone(),
+        };
         let key = RoomKey { tenant: actor.tenant_id.clone(), room: room.clone() };
         {
             let mut rooms = self.rooms.lock().await;
             if !rooms.contains_key(&key) {
                 let subject = self.bus.subjects().room_events(&actor.tenant_id, room);
-                let sub = self.bus.client().subscribe(subject).await?;
+                let sub = match self.bus.client().subscribe(subject).await {
+                    Ok(sub) => sub,
+                    Err(e) => {
+                        // Registered with the user already: undo that.
+                        drop(rooms);
+                        self.leave(&actor.tenant_id, room, &actor.user_id, id).await;
+                        return Err(e.into());
+                    }
+                };
                 let shared = Arc::new(RoomShared::default());
                 let task = room::RoomTask::spawn(
                     self.bus.clone(),
@@ -140,24 +197,11 @@ impl Hub {
                     names.insert(actor.user_id.clone(), n.to_owned());
                 }
                 if let Ok(mut sockets) = entry.shared.sockets.write() {
-                    sockets.insert(id, socket.clone());
+                    sockets.insert(id, socket);
                 }
             }
         }
-        let mut tenants = self.tenants.lock().await;
-        if !tenants.contains_key(&actor.tenant_id) {
-            let subject = self.bus.subjects().tenant_user_events(&actor.tenant_id);
-            let sub = self.bus.client().subscribe(subject).await?;
-            let users = Arc::new(RwLock::new(HashMap::new()));
-            let task = tokio::spawn(users::run(self.bus.subjects().clone(), users.clone(), sub));
-            tenants.insert(actor.tenant_id.clone(), TenantEntry { users, task });
-        }
-        if let Some(entry) = tenants.get(&actor.tenant_id)
-            && let Ok(mut users) = entry.users.write()
-        {
-            users.entry(actor.user_id.clone()).or_default().insert(id, socket);
-        }
-        Ok(Joined { id, conn_id, outlet, receiver, kick, announced })
+        Ok(Joined { id, conn_id, outlet, receiver, kick, announced, blocks })
     }
 
     /// Removes a socket; the room's (and tenant's) subscription ends with its last socket.
@@ -171,6 +215,9 @@ impl Hub {
                             sockets.remove(&id);
                             if sockets.is_empty() {
                                 users.remove(user);
+                                if let Ok(mut blocks) = entry.blocks.write() {
+                                    blocks.remove(user);
+                                }
                             }
                         }
                         users.is_empty()

@@ -113,6 +113,19 @@ impl RoomTask {
     }
 
     fn event(&mut self, event: RoomEvent) {
+        // Typing and presence of a user a socket's user blocks do not reach it.
+        let activity: Option<&UserId> = match &event.body {
+            RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) => Some(&p.user_id),
+            RoomEventBody::Typing(t) => Some(&t.user_id),
+            _ => None,
+        };
+        // An edit or deletion of a message a socket's user hides (when the event carries
+        // the message, as every current one does).
+        let hidden: Option<&UserId> = match &event.body {
+            RoomEventBody::MessageUpdated(u) => u.message.as_ref().map(|m| &m.sender_id),
+            RoomEventBody::MessageDeleted(d) => d.message.as_ref().map(|m| &m.sender_id),
+            _ => None,
+        };
         let except: Option<&UserId> = match &event.body {
             RoomEventBody::MessageCreated(_) => None,
             RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) => Some(&p.user_id),
@@ -124,7 +137,8 @@ impl RoomTask {
             RoomEventBody::MessageUpdated(_)
             | RoomEventBody::MessageDeleted(_)
             | RoomEventBody::MemberAdded(_)
-            | RoomEventBody::ThreadUpdated(_) => None,
+            | RoomEventBody::ThreadUpdated(_)
+            | RoomEventBody::Moderation(_) => None,
             // Reactions and pins reach every member, the actor's own sockets too (their
             // other devices show the change).
             RoomEventBody::ReactionAdded(_)
@@ -145,17 +159,32 @@ impl RoomTask {
             return;
         }
         let Ok(sockets) = self.shared.sockets.read() else { return };
-        offer(sockets.values(), None, |s| except != Some(&s.user), |codec| codec.room_event(&event));
+        offer(
+            sockets.values(),
+            None,
+            |s| {
+                except != Some(&s.user)
+                    && !activity.is_some_and(|u| s.blocks.hides_activity(u))
+                    && !hidden.is_some_and(|u| s.blocks.hides_messages(u))
+            },
+            |codec| codec.room_event(&event),
+        );
     }
 
-    /// Offers a message, in order, to every socket of the room.
+    /// Offers a message, in order, to every socket of the room but those whose user
+    /// hides its sender (a block with `hide_in_groups`).
     fn deliver(&self, m: &Message) {
         let fallback = match m.sender_name {
             Some(_) => None,
             None => self.shared.names.read().ok().and_then(|n| n.get(&m.sender_id).cloned()),
         };
         let Ok(sockets) = self.shared.sockets.read() else { return };
-        offer(sockets.values(), Some(m.seq), |_| true, |codec| Some(codec.message(m, fallback.as_deref())));
+        offer(
+            sockets.values(),
+            Some(m.seq),
+            |s| !s.blocks.hides_messages(&m.sender_id),
+            |codec| Some(codec.message(m, fallback.as_deref())),
+        );
         let delay = (chat_domain::time::now() - m.created_at).to_std().unwrap_or_default();
         crate::metrics::FANOUT_DELAY.observe(delay.as_secs_f64());
     }

@@ -10,6 +10,7 @@ use bytestring::ByteString;
 use chat_domain::ids::UserId;
 use tokio::sync::Notify;
 
+use crate::fanout::blocks::BlockSet;
 use crate::session::codec::{Close, Codec};
 use crate::session::queue::{self, Out};
 
@@ -49,6 +50,8 @@ pub(crate) struct Socket {
     /// Whether presence knows this socket: set when a `connect` for it was answered,
     /// cleared when presence asks for a resync. The lease task announces those unset.
     pub(crate) announced: Arc<AtomicBool>,
+    /// The user's blocks (shared by all their sockets here).
+    pub(crate) blocks: Arc<BlockSet>,
 }
 
 impl Socket {
@@ -134,3 +137,6 @@ pub(crate) struct RoomShared {
 
 /// Sockets by user, then by socket id.
 pub(crate) type UserSockets = HashMap<UserId, HashMap<u64, Socket>>;
+
+/// Block sets by user (those with sockets here).
+pub(crate) type UserBlocks = HashMap<UserId, Arc<BlockSet>>;

@@ -30,6 +30,8 @@ pub struct Membership {
     /// Whether presence knows the socket (shared with the hub, which announces again
     /// what presence does not know).
     announced: Arc<AtomicBool>,
+    /// The user's blocks (whose presence is not shown to them).
+    blocks: Arc<crate::fanout::blocks::BlockSet>,
 }
 
 /// A membership just made, with the two ends of its socket's queue.
@@ -53,7 +55,7 @@ impl Membership {
         user_name: Option<&str>,
     ) -> anyhow::Result<Joined> {
         let joined = core.hub.join(actor, &room.room_id, codec, user_name, room.last_seq).await?;
-        let crate::fanout::Joined { id, conn_id, outlet, receiver, kick, announced } = joined;
+        let crate::fanout::Joined { id, conn_id, outlet, receiver, kick, announced, blocks } = joined;
         let membership = Membership {
             core: core.clone(),
             actor: actor.clone(),
@@ -62,19 +64,20 @@ impl Membership {
             conn_id,
             kick,
             announced,
+            blocks,
         };
         Ok(Joined { membership, outlet, receiver })
     }
 
     /// Tells presence the socket is here (it counts as online from now); who is online
-    /// in the room.
+    /// in the room (but the users the actor blocks).
     /// When presence cannot be reached, the hub announces the socket again on its next
     /// lease tick.
     pub async fn announce(&self, user_name: Option<String>) -> Result<Vec<UserId>, ApiError> {
         let (tenant, user) = (&self.actor.tenant_id, &self.actor.user_id);
         let online = self.core.hub.announce(tenant, &self.room, user, user_name, &self.conn_id).await?;
         self.announced.store(true, Ordering::SeqCst);
-        Ok(online)
+        Ok(self.blocks.visible(online))
     }
 
     /// Resolves when the fan-out closes the socket (too slow, or removed from the room).

@@ -37,6 +37,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use chat_domain::ids::RoomId;
 use chat_domain::model::{Actor, Room};
+use chat_domain::proto::moderation::CheckSpeak;
 use chat_domain::proto::notify::TakeInbox;
 use chat_domain::proto::presence::{GetOnline, SetTyping};
 use chat_domain::proto::reactions::{AddReaction, RemoveReaction};
@@ -407,10 +408,7 @@ impl Session {
         let result = match command {
             Command::Ping => Ok(Some(Reply::Pong)),
             Command::KeepAlive => Ok(None),
-            Command::Typing(is_typing) => {
-                self.typing(is_typing);
-                Ok(None)
-            }
+            Command::Typing(is_typing) => self.typing(is_typing).await.map(|()| None),
             Command::OnlineUsers => self
                 .state
                 .bus
@@ -461,8 +459,8 @@ impl Session {
         result.unwrap_or_else(|e| Some(Reply::Error(e)))
     }
 
-    fn typing(&self, is_typing: bool) {
-        typing(&self.state, &self.actor, &self.room.room_id, self.user_name.clone(), is_typing);
+    async fn typing(&self, is_typing: bool) -> Result<(), ApiError> {
+        typing(&self.state, &self.actor, &self.room.room_id, self.user_name.clone(), is_typing).await
     }
 
     /// Stores a message (counted against the tenant's rate limit).
@@ -494,8 +492,19 @@ impl Session {
 }
 
 /// Tells presence that `actor` started or stopped typing in `room`, without waiting
-/// (typing is best effort and frequent). Every dialect's typing goes through here.
-pub fn typing(state: &Core, actor: &Actor, room: &RoomId, user_name: Option<String>, is_typing: bool) {
+/// for presence (typing is best effort and frequent). Every dialect's typing goes
+/// through here. Starting to type is refused to a muted member (`MUTED`, asked of
+/// message-store, which holds the mutes); stopping always passes.
+pub async fn typing(
+    state: &Core,
+    actor: &Actor,
+    room: &RoomId,
+    user_name: Option<String>,
+    is_typing: bool,
+) -> Result<(), ApiError> {
+    if is_typing {
+        state.bus.request(&CheckSpeak { actor: actor.clone(), room_id: room.clone() }).await?;
+    }
     let cmd = SetTyping {
         tenant_id: actor.tenant_id.clone(),
         room_id: room.clone(),
@@ -509,4 +518,5 @@ pub fn typing(state: &Core, actor: &Actor, room: &RoomId, user_name: Option<Stri
             tracing::warn!(error = %e, "typing signal failed");
         }
     });
+    Ok(())
 }

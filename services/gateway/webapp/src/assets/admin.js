@@ -135,6 +135,7 @@ async function select(id) {
     $("rotated-key").textContent = "";
     renderTenants();
     await loadDeadLetters();
+    await loadModeration();
   } catch (e) {
     shown(e);
   }
@@ -175,6 +176,68 @@ $("rotate-key").addEventListener("click", async () => {
     shown(e);
   }
 });
+
+// ---- moderation: the tenant's flags and moderation log --------------------------------
+
+/** A table's body: `rows`, or one cell saying there is nothing. */
+function fill(table, rows, columns, none) {
+  $(table).tBodies[0].replaceChildren(
+    ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: columns, class: "hint" }, none))]),
+  );
+}
+
+async function loadModeration() {
+  const tenant = state.selected;
+  const t = encodeURIComponent(tenant);
+  const [flags, log] = await Promise.all([
+    api("GET", `/admin/tenants/${t}/flags?status=${$("flags-status").value}&limit=100`),
+    api("GET", `/admin/tenants/${t}/moderation-log?limit=100`),
+  ]);
+  if (tenant !== state.selected) return;
+  const when = (iso) => `${new Date(iso).toLocaleDateString()} ${clock(iso)}`;
+  fill(
+    "flags",
+    flags.flags.map((f) =>
+      el(
+        "tr",
+        { dataset: { flag: f.flag_id } },
+        el("td", {}, when(f.created_at)),
+        el("td", {}, f.room_id),
+        el("td", {}, f.message_id),
+        el("td", {}, f.sender_id),
+        el("td", {}, f.flagged_by),
+        el("td", {}, f.reason),
+        el("td", {}, f.resolved_at ? `${f.resolved_by}: ${f.resolution || "resolved"}` : "open"),
+      ),
+    ),
+    7,
+    "No flags.",
+  );
+  fill(
+    "moderation-log",
+    log.entries.map((e) =>
+      el(
+        "tr",
+        { dataset: { entry: e.entry_id } },
+        el("td", {}, when(e.created_at)),
+        el("td", {}, e.room_id),
+        el("td", {}, e.actor_id),
+        el("td", { class: "action" }, e.action),
+        el("td", {}, e.target_user_id || ""),
+        el("td", {}, e.reason || ""),
+        el("td", {}, e.detail ? JSON.stringify(e.detail) : ""),
+      ),
+    ),
+    7,
+    "Nothing yet.",
+  );
+}
+
+$("flags-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  loadModeration().catch(shown);
+});
+$("log-refresh").addEventListener("click", () => loadModeration().catch(shown));
 
 // ---- dead letters ---------------------------------------------------------------------
 

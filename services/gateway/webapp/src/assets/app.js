@@ -6,6 +6,10 @@
 //   `message_status` / `delivered` / `read` frames behind the ticks. When the socket
 //   drops it reconnects with `last_seq` (the highest seq shown) and resends what was
 //   not yet acknowledged, so nothing is lost or shown twice;
+// - room moderation for the open room's moderators, admins and owner: ban, mute (for
+//   some minutes or until lifted), lift them, and set slow mode (`/rooms/{id}/bans`,
+//   `/mutes`, `/settings`); everyone sees the room's `moderation` frames as a notice;
+// - blocks (`PUT|DELETE /blocks/{user_id}`) and search (`GET /search`, with a sender);
 // - `POST /api/chat/{room_id}/messages/file` (rest-chat.md: the chat id is the room
 //   id) to attach a file, with what is in the composer as its caption. Messages show
 //   their `attachments` (in `/ws` frames and history alike): images as thumbnails,
@@ -241,7 +245,149 @@ async function openRoom(roomId) {
   connect();
   refreshRooms();
   loadPins();
+  loadRole(room.room_id);
 }
+
+// ---- moderation of the open room ------------------------------------------------------
+
+/** Shows the moderation panel to the room's moderators and above (slow mode: admins). */
+async function loadRole(roomId) {
+  $("moderation").hidden = true;
+  $("mod-status").textContent = "";
+  try {
+    const members = await api("GET", `/rooms/${encodeURIComponent(roomId)}/members?limit=100`);
+    if (!state.room || state.room.room_id !== roomId) return;
+    const me = members.find((m) => m.user_id === state.auth.user);
+    const role = me ? me.role : "member";
+    state.role = role;
+    if (role === "member") return;
+    $("moderation").hidden = false;
+    $("slow-form").hidden = role === "moderator";
+    const settings = await api("GET", `/rooms/${encodeURIComponent(roomId)}/settings`);
+    $("slow-secs").value = settings.slow_mode_secs;
+  } catch (e) {
+    $("mod-status").textContent = e.message;
+  }
+}
+
+async function moderate(kind, lift) {
+  const user = $("mod-user").value.trim();
+  if (!user || !state.room) return;
+  const base = `/rooms/${encodeURIComponent(state.room.room_id)}/${kind}`;
+  try {
+    if (lift) {
+      await api("DELETE", `${base}/${encodeURIComponent(user)}`);
+    } else {
+      const body = { user_id: user };
+      if ($("mod-reason").value.trim()) body.reason = $("mod-reason").value.trim();
+      const minutes = Number($("mod-minutes").value);
+      if (minutes > 0) body.expires_at = new Date(Date.now() + minutes * 60000).toISOString();
+      await api("POST", base, body);
+    }
+    const verb = { bans: ["banned", "ban lifted"], mutes: ["muted", "unmuted"] }[kind][lift ? 1 : 0];
+    $("mod-status").textContent = `${user}: ${verb}`;
+  } catch (e) {
+    $("mod-status").textContent = e.message;
+  }
+}
+
+$("mod-ban").addEventListener("click", () => moderate("bans", false));
+$("mod-mute").addEventListener("click", () => moderate("mutes", false));
+$("mod-unban").addEventListener("click", () => moderate("bans", true));
+$("mod-unmute").addEventListener("click", () => moderate("mutes", true));
+$("slow-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    const s = await api("PATCH", `/rooms/${encodeURIComponent(state.room.room_id)}/settings`, {
+      slow_mode_secs: Number($("slow-secs").value || 0),
+    });
+    $("mod-status").textContent = s.slow_mode_secs ? `slow mode: ${s.slow_mode_secs} s` : "slow mode off";
+  } catch (e) {
+    $("mod-status").textContent = e.message;
+  }
+});
+
+/** A `moderation` frame as a line for everyone in the room. */
+function moderationNotice(d) {
+  const who = d.user_id || "";
+  const text = {
+    ban: `${who} was banned by ${d.actor_id}`,
+    unban: `${d.actor_id} lifted ${who}'s ban`,
+    mute: `${who} was muted by ${d.actor_id}`,
+    unmute: `${who} was unmuted by ${d.actor_id}`,
+    role: `${who} is now ${d.role} (by ${d.actor_id})`,
+    settings: d.slow_mode_secs ? `slow mode: one message per ${d.slow_mode_secs} s` : "slow mode is off",
+  }[d.action] || d.action;
+  $("mod-status").textContent = text + (d.reason ? ` (${d.reason})` : "");
+  if (d.action === "role" && d.user_id === state.auth.user && state.room) loadRole(state.room.room_id);
+}
+
+// ---- blocks and search -----------------------------------------------------------------
+
+async function loadBlocks() {
+  try {
+    const got = await api("GET", "/blocks");
+    $("blocks").replaceChildren(...got.blocks.map((b) => el("li", { dataset: { blocked: b.user_id } }, b.user_id)));
+  } catch (e) {
+    $("people-status").textContent = e.message;
+  }
+}
+
+$("block-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const user = $("block-user").value.trim();
+  if (!user) return;
+  try {
+    await api("PUT", `/blocks/${encodeURIComponent(user)}`);
+    $("people-status").textContent = `${user} is blocked`;
+  } catch (e) {
+    $("people-status").textContent = e.message;
+  }
+  loadBlocks();
+});
+$("unblock").addEventListener("click", async () => {
+  const user = $("block-user").value.trim();
+  if (!user) return;
+  try {
+    await api("DELETE", `/blocks/${encodeURIComponent(user)}`);
+    $("people-status").textContent = `${user} is not blocked`;
+  } catch (e) {
+    $("people-status").textContent = e.message;
+  }
+  loadBlocks();
+});
+$("people").addEventListener("toggle", () => {
+  if ($("people").open) loadBlocks();
+});
+
+$("search-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const q = $("search-q").value.trim();
+  if (!q) return;
+  const params = new URLSearchParams({ q });
+  const sender = $("search-sender").value.trim();
+  if (sender) params.set("sender_id", sender);
+  try {
+    const got = await api("GET", `/search?${params}`);
+    $("search-results").replaceChildren(
+      ...got.results.map((r) => {
+        // The snippet is HTML-escaped text with <mark> around the matches.
+        const snippet = el("span", { class: "snippet" });
+        snippet.innerHTML = r.snippet;
+        return el(
+          "li",
+          { class: "hit", dataset: { room: r.message.room_id }, onclick: () => openRoom(r.message.room_id) },
+          el("b", {}, r.message.sender_id),
+          ": ",
+          snippet,
+        );
+      }),
+    );
+    $("people-status").textContent = got.results.length ? "" : "Nothing found.";
+  } catch (e) {
+    $("people-status").textContent = e.message;
+  }
+});
 
 /** One page of history below the oldest shown (the newest page at first). */
 async function loadOlder() {
@@ -1056,6 +1202,9 @@ function onFrame({ type, data, room_id: roomId }) {
       break;
     case "cursor":
       if (state.onCursor) state.onCursor(data);
+      break;
+    case "moderation":
+      moderationNotice(data);
       break;
     case "error":
       if (data.local_id && state.elements.has(data.local_id)) failed(data.local_id, data.message);
