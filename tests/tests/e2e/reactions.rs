@@ -218,6 +218,38 @@ async fn a_deleted_message_takes_its_reactions_and_pin_with_it() -> anyhow::Resu
     stack.stop().await
 }
 
+/// An idempotent resend answers the stored message as it is now: reactions (with `me`
+/// for the sender) and pin made since the first send, like history shows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resend_answers_the_message_with_its_reactions_and_pin() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = busy_tenant(&stack).await?;
+    let alice = t.user("alice");
+    let bob = t.user("bob");
+    let room = alice.create_room("group", &["bob"]).await?;
+    let path = format!("/rooms/{room}/messages");
+    let body = json!({"content": "react, then I resend", "client_msg_id": "resend-1"});
+    let first = bob.post(&path, body.clone()).await?.expect(StatusCode::CREATED)?;
+    let mid = id(&first.body)?;
+    call(&alice, Method::PUT, &format!("{path}/{mid}/reactions/{THUMBS}")).await?.expect(StatusCode::CREATED)?;
+    call(&bob, Method::PUT, &format!("{path}/{mid}/reactions/{THUMBS}")).await?.expect(StatusCode::CREATED)?;
+    call(&alice, Method::PUT, &format!("/rooms/{room}/pins/{mid}")).await?.expect(StatusCode::OK)?;
+
+    let again = bob.post(&path, body).await?.expect(StatusCode::OK)?;
+    assert_eq!(again.body["message_id"], mid.as_str());
+    let r = &again.body["reactions"];
+    assert_eq!(r.as_array().map(Vec::len), Some(1), "{}", again.body);
+    assert_eq!(
+        (r[0]["emoji"].as_str(), r[0]["count"].as_i64(), r[0]["me"].as_bool()),
+        (Some("👍"), Some(2), Some(true))
+    );
+    assert_eq!(again.body["pinned_by"], "alice", "{}", again.body);
+    let page = bob.get(&path).await?.expect(StatusCode::OK)?.body;
+    let stored = find(&page, &mid);
+    assert_eq!((&again.body["reactions"], &again.body["pinned_at"]), (&stored["reactions"], &stored["pinned_at"]));
+    stack.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn outsiders_other_tenants_and_bad_emoji_are_refused() -> anyhow::Result<()> {
     let stack = TestStack::start().await?;

@@ -13,6 +13,7 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::blocks::hidden_senders;
+use super::reactions::decorate;
 use super::{Store, access};
 use crate::error::StoreError;
 use crate::rows::{MESSAGE_COLUMNS, MessageRow};
@@ -39,7 +40,22 @@ fn validate(cmd: &SendMessage) -> Result<(), ApiError> {
 
 pub async fn send_message(store: Store, cmd: SendMessage) -> Result<MessageSent, ApiError> {
     validate(&cmd)?;
-    store.db(&cmd.actor.tenant_id).await?.committer.send(cmd).await
+    commit(&store, cmd).await
+}
+
+/// Stores one send through the group committer. A duplicate (an idempotent resend) gets
+/// the stored message as it is now, reactions and pin included, as its sender reads it:
+/// the committer's statement reads only the message row, and a resend can come long after
+/// others reacted.
+async fn commit(store: &Store, cmd: SendMessage) -> Result<MessageSent, ApiError> {
+    let db = store.db(&cmd.actor.tenant_id).await?;
+    let sender = cmd.actor.user_id.clone();
+    let mut sent = db.committer.send(cmd).await?;
+    if sent.duplicate {
+        let mut conn = db.pool.get().await.map_err(StoreError::from)?;
+        decorate(&mut conn, std::slice::from_mut(&mut sent.message), Some(&sender)).await?;
+    }
+    Ok(sent)
 }
 
 /// `send_messages`: every send goes to the group committer at once (they land in
@@ -56,7 +72,7 @@ pub async fn send_messages(store: Store, cmd: SendMessages) -> Result<Vec<SendOu
             let store = store.clone();
             async move {
                 validate(&send)?;
-                store.db(&send.actor.tenant_id).await?.committer.send(send).await
+                commit(&store, send).await
             }
         })
         .collect();
