@@ -42,7 +42,8 @@ pub struct RoomSync {
     /// More new messages than returned: page the rest with `GET
     /// /rooms/{room_id}/messages?after_seq=<from_seq>&before_seq=<first returned seq>`.
     has_more: bool,
-    /// Messages after this `seq` are new since the token.
+    /// Messages after this `seq` are new since the token (of those the caller sees: the
+    /// messages of users they hide with `hide_in_groups` are left out, as in history).
     from_seq: i64,
     /// Older messages edited or deleted since the token, as they are now (deleted: empty
     /// content, `deleted_at` set), in `seq` order, at most `limit_per_room`.
@@ -111,7 +112,9 @@ pub(crate) fn routes(m: &mut Mount) {
                      newest messages). Each change is returned by exactly one sync of a chain of tokens. The token \
                      is opaque, signed and bounded in size; one that was altered, belongs to another user or tenant, \
                      was issued before the tenant's API key was rotated or its data moved, or is older than 30 days \
-                     is `400 VALIDATION_ERROR` on `since` (sync again without it).",
+                     is `400 VALIDATION_ERROR` on `since` (sync again without it). As in history, messages of \
+                     users the caller blocks with `hide_in_groups` are left out of `messages` and `updated`, and \
+                     `has_more` and `from_seq` count only what the caller sees.",
                 )
                 .user()
                 .query::<SyncParams>()

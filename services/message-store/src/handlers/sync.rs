@@ -9,6 +9,11 @@
 //! now as the next token. Each change lies in exactly one such window: none is
 //! returned twice, none is skipped, whatever commits during the sync.
 //!
+//! Like history, a sync leaves out the messages of the senders the caller hides (blocks
+//! with `hide_in_groups`, read in the same snapshot): they are neither new nor updated,
+//! and `has_more`, `from_seq` and the counts behind them are of what the caller sees,
+//! so paging the rest with history (which hides the same senders) fills the gap exactly.
+//!
 //! The token is signed with the tenant's token secret (HMAC-SHA256) over the tenant,
 //! user, cluster, boundary and issue time, so its size does not grow with the number of
 //! rooms and a client can neither forge one nor use another user's.
@@ -30,6 +35,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::Store;
+use super::blocks::hidden_senders;
 use crate::error::{StoreError, stored};
 use crate::rows::{MemberRow, MessageRow, RoomRow};
 
@@ -214,15 +220,19 @@ async fn changes(
         diesel::sql_query(format!(
             "SELECT {M}, n.total, 1::bigint AS first_seq FROM unnest($1::text[]) AS r(id)
              CROSS JOIN LATERAL (SELECT count(*) AS total FROM (
-                 SELECT 1 FROM messages x WHERE x.room_id = r.id AND (x.tx IS NULL OR x.tx < $2)
+                 SELECT 1 FROM messages x WHERE x.room_id = r.id AND (x.tx IS NULL OR x.tx < $2) AND {hidden}
                  ORDER BY x.seq DESC LIMIT $3 + 1) c) n
              CROSS JOIN LATERAL (SELECT * FROM messages x WHERE x.room_id = r.id AND (x.tx IS NULL OR x.tx < $2)
+                                   AND {hidden}
                                  ORDER BY x.seq DESC LIMIT $3) m
-             ORDER BY m.room_id, m.seq"
+             ORDER BY m.room_id, m.seq",
+            hidden = hidden_senders("$4", "$5")
         ))
         .bind::<Array<Text>, _>(&ids)
         .bind::<BigInt, _>(to)
         .bind::<BigInt, _>(limit)
+        .bind::<Text, _>(t)
+        .bind::<Text, _>(u)
         .load(conn)
         .await?
     } else {
@@ -231,13 +241,16 @@ async fn changes(
                  SELECT x.*, row_number() OVER (PARTITION BY x.room_id ORDER BY x.seq DESC) AS rn,
                         count(*) OVER (PARTITION BY x.room_id) AS total,
                         min(x.seq) OVER (PARTITION BY x.room_id) AS first_seq
-                 FROM messages x WHERE x.room_id = ANY ($1) AND x.tx >= $2 AND x.tx < $3) m
-             WHERE m.rn <= $4 ORDER BY m.room_id, m.seq"
+                 FROM messages x WHERE x.room_id = ANY ($1) AND x.tx >= $2 AND x.tx < $3 AND {}) m
+             WHERE m.rn <= $4 ORDER BY m.room_id, m.seq",
+            hidden_senders("$5", "$6")
         ))
         .bind::<Array<Text>, _>(&ids)
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(to)
         .bind::<BigInt, _>(limit)
+        .bind::<Text, _>(t)
+        .bind::<Text, _>(u)
         .load(conn)
         .await?
     };
@@ -249,13 +262,16 @@ async fn changes(
                  SELECT x.*, row_number() OVER (PARTITION BY x.room_id ORDER BY x.seq DESC) AS rn,
                         count(*) OVER (PARTITION BY x.room_id) AS total
                  FROM messages x WHERE x.room_id = ANY ($1) AND x.changed_tx >= $2 AND x.changed_tx < $3
-                   AND NOT (x.tx IS NOT NULL AND x.tx >= $2 AND x.tx < $3)) m
-             WHERE m.rn <= $4 ORDER BY m.room_id, m.seq"
+                   AND NOT (x.tx IS NOT NULL AND x.tx >= $2 AND x.tx < $3) AND {}) m
+             WHERE m.rn <= $4 ORDER BY m.room_id, m.seq",
+            hidden_senders("$5", "$6")
         ))
         .bind::<Array<Text>, _>(&ids)
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(to)
         .bind::<BigInt, _>(limit)
+        .bind::<Text, _>(t)
+        .bind::<Text, _>(u)
         .load(conn)
         .await?
     };
