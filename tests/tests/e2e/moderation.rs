@@ -527,17 +527,31 @@ async fn a_room_owner_moderates_and_the_operator_reviews_in_the_browser() -> any
     assert_eq!(bans.body["items"][0]["user_id"], "max");
     t.user("max").get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::FORBIDDEN)?;
 
-    // Block someone, then search a member's messages.
+    // Block someone, hiding their messages in groups too; the list shows the choice and
+    // its checkbox changes it. Then search a member's messages.
     page.eval("document.getElementById('people').open = true; true").await?;
     page.fill("block-user", "zed").await?;
+    page.click("#block-hide").await?;
     page.click("#block").await?;
-    page.wait_for(
-        "the block in the list",
-        &format!("!!document.querySelector({})", js("#blocks li[data-blocked=\"zed\"]")),
-    )
-    .await?;
+    let zed = "#blocks li[data-blocked=\"zed\"]";
+    let shown = |hide: bool| {
+        format!(
+            "document.querySelector({})?.dataset.hideInGroups === '{hide}' \
+             && document.querySelector({}).checked === {hide} && {}.includes({})",
+            js(zed),
+            js(&format!("{zed} input.hide-in-groups")),
+            text_of(zed),
+            js(if hide { "messages hidden in groups" } else { "DMs, typing, presence" }),
+        )
+    };
+    page.wait_for("the block in the list, hiding in groups", &shown(true)).await?;
     let blocks = t.user("olga").get("/blocks").await?.expect(StatusCode::OK)?;
     assert_eq!(blocks.body["blocks"][0]["user_id"], "zed");
+    assert_eq!(blocks.body["blocks"][0]["hide_in_groups"], true, "{}", blocks.body);
+    page.click(&format!("{zed} input.hide-in-groups")).await?;
+    page.wait_for("the block no longer hiding in groups", &shown(false)).await?;
+    let blocks = t.user("olga").get("/blocks").await?.expect(StatusCode::OK)?;
+    assert_eq!(blocks.body["blocks"][0]["hide_in_groups"], false, "{}", blocks.body);
     t.user("ann").send(&room, "tiramisu recipe, anyone?").await?;
     page.fill("search-q", "tiramisu").await?;
     page.fill("search-sender", "ann").await?;
