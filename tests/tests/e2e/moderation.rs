@@ -413,12 +413,22 @@ async fn the_permission_table_is_enforced() -> anyhow::Result<()> {
     forbidden(owner.post(&format!("/rooms/{dm}/mutes"), json!({"user_id": "max"})).await?)?;
     // The roles read back.
     let members = owner.get(&format!("/rooms/{room}/members")).await?.expect(StatusCode::OK)?;
-    let role =
-        |u: &str| members.body.as_array().into_iter().flatten().find(|m| m["user_id"] == u).map(|m| m["role"].clone());
+    let find = |u: &str| members.body.as_array().into_iter().flatten().find(|m| m["user_id"] == u).cloned();
+    let role = |u: &str| find(u).map(|m| m["role"].clone());
+    // The owner reads as an admin (as rest-rooms.md shows a creator), marked `owner`.
+    let owners: Vec<Value> = members
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["owner"] == true)
+        .map(|m| m["user_id"].clone())
+        .collect();
+    assert_eq!(owners, [json!("olga")], "{}", members.body);
     assert_eq!(
         [role("olga"), role("ada"), role("mia"), role("max"), role("new2")],
         [
-            Some(json!("owner")),
+            Some(json!("admin")),
             Some(json!("admin")),
             Some(json!("moderator")),
             Some(json!("member")),

@@ -52,8 +52,8 @@ pub struct RoomSync {
     updated_has_more: bool,
     /// Delivered and read cursors that moved since the token (fresh start: the caller's).
     cursors: Vec<chat_domain::proto::sync::MemberCursor>,
-    /// Members who joined since the token.
-    members_added: Vec<chat_domain::model::Member>,
+    /// Members who joined since the token (as `GET /rooms/{room_id}/members` shows them).
+    members_added: Vec<gateway_core::members::RoomMember>,
     /// Users who left or were removed since the token.
     members_removed: Vec<chat_domain::ids::UserId>,
 }
@@ -90,7 +90,7 @@ pub async fn sync(
             updated: r.updated.into_iter().map(|m| linked(&links, m)).collect(),
             updated_has_more: r.updated_has_more,
             cursors: r.cursors,
-            members_added: r.members_added,
+            members_added: r.members_added.into_iter().map(Into::into).collect(),
             members_removed: r.members_removed,
         })
         .collect();

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use actix_web::{HttpResponse, web};
 use chat_domain::ApiError;
 use chat_domain::ids::UserId;
-use chat_domain::model::{Actor, MemberRole};
+use chat_domain::model::Actor;
 use chat_domain::proto::blocks::ListBlocks;
 use chat_domain::proto::presence::{GetOnline, GetTenantOnline};
 use chat_domain::proto::store::{GetRoom, ListMembers};
@@ -24,6 +24,7 @@ use gateway_core::Core;
 use gateway_core::caller::{ApiActing, ApiCaller};
 use gateway_core::error::HttpResult;
 use gateway_core::extract::{InRoom, Page, Rest};
+use gateway_core::members::ShownRole;
 
 /// Who is online.
 #[derive(Serialize, JsonSchema)]
@@ -109,7 +110,11 @@ pub struct Participants {
 #[derive(Serialize, JsonSchema)]
 pub struct Participant {
     user_id: UserId,
-    role: MemberRole,
+    /// `admin`, `moderator` or `member`; the room's owner is shown as `admin`, with
+    /// `owner: true` (as in `GET /rooms/{room_id}/members`).
+    role: ShownRole,
+    /// Whether this member is the room's owner (its creator).
+    owner: bool,
     #[schemars(extend("format" = "date-time"))]
     joined_at: String,
     /// Whether the member has a socket open in the room (never for a user the caller
@@ -128,11 +133,15 @@ pub async fn participants(
     let online = room_online(&state, &actor, &room_id).await?;
     let participants = members
         .into_iter()
-        .map(|m| Participant {
-            online: online.contains(&m.user_id),
-            joined_at: chat_domain::time::format(&m.joined_at),
-            user_id: m.user_id,
-            role: m.role,
+        .map(|m| {
+            let (role, owner) = ShownRole::of(m.role);
+            Participant {
+                online: online.contains(&m.user_id),
+                joined_at: chat_domain::time::format(&m.joined_at),
+                user_id: m.user_id,
+                role,
+                owner,
+            }
         })
         .collect();
     Ok(HttpResponse::Ok().json(Enveloped::new(Participants {
