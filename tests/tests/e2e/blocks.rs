@@ -349,3 +349,198 @@ async fn a_blocked_users_messages_typing_and_presence_are_hidden_from_the_blocke
     drop(sio);
     stack.stop().await
 }
+
+/// What a chain of `GET /sync` answers held for one room: new contents, updated
+/// contents, and the last answer's `has_more` / `from_seq` / first new `seq` for it.
+#[derive(Default)]
+struct Synced {
+    token: Option<String>,
+    new: Vec<String>,
+    updated: Vec<String>,
+    /// `(has_more, from_seq, seq of the first new message)` of each answer with new messages.
+    pages: Vec<(bool, i64, i64)>,
+}
+
+impl Synced {
+    async fn sync(&mut self, user: &chat_test_support::Client, room: &str, limit: u32) -> anyhow::Result<()> {
+        let path = match &self.token {
+            None => format!("/sync?limit_per_room={limit}"),
+            Some(t) => format!("/sync?since={t}&limit_per_room={limit}"),
+        };
+        let res = user.get(&path).await?.expect(StatusCode::OK)?;
+        self.token = Some(res.str("token")?.to_owned());
+        for r in res.body["rooms"].as_array().into_iter().flatten().filter(|r| r["room"]["room_id"] == room) {
+            let text = |m: &Value| m["content"].as_str().unwrap_or_default().to_owned();
+            let new: Vec<String> = r["messages"].as_array().into_iter().flatten().map(text).collect();
+            if let Some(first) = r["messages"][0]["seq"].as_i64() {
+                self.pages.push((r["has_more"] == true, r["from_seq"].as_i64().unwrap_or(-1), first));
+            }
+            self.new.extend(new);
+            self.updated.extend(r["updated"].as_array().into_iter().flatten().map(text));
+        }
+        Ok(())
+    }
+
+    /// Syncs until `new` and `updated` hold what is wanted (a change can come one
+    /// sync later while another transaction is open), bounded.
+    async fn until(
+        &mut self,
+        user: &chat_test_support::Client,
+        room: &str,
+        new: &str,
+        updated: &str,
+    ) -> anyhow::Result<()> {
+        for _ in 0..100 {
+            self.sync(user, room, 50).await?;
+            if self.new.iter().any(|c| c == new) && self.updated.iter().any(|c| c == updated) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("{new} and {updated} never came through sync: {:?} {:?}", self.new, self.updated)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_leaves_a_hidden_users_messages_and_edits_out_of_the_blockers_answers() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateways(2).start().await?;
+    let t = stack
+        .tenant_with(json!({"name": chat_test_support::unique("blk-sync-"), "rate_limit_per_sec": 100_000}))
+        .await?;
+    let (alice, carol, bob_1) = (t.user("alice"), t.user("carol"), t.user_on(1, "bob"));
+    let room = carol.create_room("group", &["alice", "bob"]).await?;
+    let c1 = carol.send(&room, "c1").await?;
+    let b1 = bob_1.send(&room, "b1").await?;
+    bob_1.send(&room, "b2").await?;
+    put_json(&t.user_on(1, "alice"), "/blocks/bob", json!({"hide_in_groups": true})).await?.expect(StatusCode::OK)?;
+
+    // A fresh start, one message per room: Carol gets b2 and more (once no other
+    // transaction older than b2 is open: a sync stops below those); then Alice's newest
+    // visible one is c1, and it is all she may see (has_more counts what she sees).
+    let mut theirs = Synced::default();
+    for _ in 0..100 {
+        theirs = Synced::default();
+        theirs.sync(&carol, &room, 1).await?;
+        if theirs.new == ["b2"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(theirs.pages, [(true, 0, 3)], "{:?}", theirs.new);
+    let mut mine = Synced::default();
+    mine.sync(&alice, &room, 1).await?;
+    assert_eq!(mine.new, ["c1"], "the blocker's fresh sync hides Bob");
+    assert_eq!(mine.pages, [(false, 0, 1)], "has_more and from_seq of what she sees");
+
+    // Meanwhile: Bob sends and edits, Carol sends and edits.
+    let edit = |who: &chat_test_support::Client, id: &Value, content: &str| {
+        let path = format!("/rooms/{room}/messages/{}", id.as_str().unwrap_or_default());
+        let req = who.request(Method::PATCH, &path).json(&json!({"content": content}));
+        async move { anyhow::Ok(req.send().await?.error_for_status()?) }
+    };
+    bob_1.send(&room, "b3").await?;
+    edit(&bob_1, &b1["message_id"], "b1-edited").await?;
+    let c2 = carol.send(&room, "c2").await?;
+    edit(&carol, &c1["message_id"], "c1-edited").await?;
+
+    // Carol's syncs have all of it; Alice's have Carol's changes only (Bob's came
+    // before Carol's, so they are in the same answers or earlier ones).
+    theirs.until(&carol, &room, "c2", "c1-edited").await?;
+    assert!(theirs.new.contains(&"b3".to_owned()) && theirs.updated.contains(&"b1-edited".to_owned()));
+    mine.until(&alice, &room, "c2", "c1-edited").await?;
+    assert_eq!(mine.new, ["c1", "c2"], "no new message of Bob's");
+    assert_eq!(mine.updated, ["c1-edited"], "no edit of Bob's");
+    let c2_seq = c2["seq"].as_i64().unwrap_or_default();
+    assert_eq!(mine.pages.last(), Some(&(false, c2_seq - 1, c2_seq)), "from_seq: just below her first new one");
+    // What sync hid, history hides too: paging the gap finds nothing.
+    let gap = alice.get(&format!("/rooms/{room}/messages?after_seq=1&before_seq={c2_seq}")).await?;
+    assert_eq!(contents(&gap.expect(StatusCode::OK)?), Vec::<String>::new());
+
+    // Unhidden, Bob's next message comes through Alice's sync.
+    put_json(&alice, "/blocks/bob", json!({"hide_in_groups": false})).await?.expect(StatusCode::OK)?;
+    bob_1.send(&room, "b4").await?;
+    carol.send(&room, "c3").await?;
+    edit(&carol, &c2["message_id"], "c2-edited").await?;
+    mine.until(&alice, &room, "c3", "c2-edited").await?;
+    assert!(mine.new.contains(&"b4".to_owned()), "{:?}", mine.new);
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_user_is_on_none_of_the_blockers_online_lists() -> anyhow::Result<()> {
+    let stack = TestStack::builder().gateways(2).start().await?;
+    let t = stack
+        .tenant_with(json!({"name": chat_test_support::unique("blk-online-"), "rate_limit_per_sec": 100_000}))
+        .await?;
+    let (alice, carol) = (t.user("alice"), t.user("carol"));
+    let room = carol.create_room("group", &["alice", "bob"]).await?;
+    // A plain block (no hide_in_groups): presence is hidden whatever the choice.
+    put(&alice, "/blocks/bob").await?.expect(StatusCode::OK)?;
+
+    // Bob and Carol online on gateway 1, Alice on gateway 0.
+    let (_bob_ws, _) = ws_open(&ws_url(&stack, 1, &room, &t, "bob")).await?;
+    let (_carol_ws, _) = ws_open(&ws_url(&stack, 1, &room, &t, "carol")).await?;
+    let (mut alice_ws, _) = ws_open(&ws_url(&stack, 0, &room, &t, "alice")).await?;
+    let online = format!("/api/v1/rooms/{room}/online");
+    let users = |res: &chat_test_support::Response| res.body["data"]["online_users"].clone();
+    // Others see Bob online (so presence has him).
+    chat_test_support::eventually("Bob online for Carol", || async {
+        Ok(users(&carol.get(&online).await?.expect(StatusCode::OK)?) == json!(["alice", "bob", "carol"]))
+    })
+    .await?;
+
+    // REST: the room's list, its participants and the tenant's list leave Bob out for Alice.
+    for gw in [0, 1] {
+        let res = t.user_on(gw, "alice").get(&online).await?.expect(StatusCode::OK)?;
+        assert_eq!(users(&res), json!(["alice", "carol"]), "{}", res.body);
+        assert_eq!(res.body["data"]["total_online"], 2);
+    }
+    let participants = |who: &'static str| {
+        let c = t.user(who);
+        let path = format!("/api/v1/rooms/{room}/participants");
+        async move { c.get(&path).await?.expect(StatusCode::OK) }
+    };
+    let bob_online = |res: &chat_test_support::Response| {
+        res.body["data"]["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["user_id"] == "bob")
+            .map(|p| p["online"].clone())
+    };
+    let mine = participants("alice").await?;
+    assert_eq!((bob_online(&mine), mine.body["data"]["total_online"].clone()), (Some(json!(false)), json!(2)));
+    let theirs = participants("carol").await?;
+    assert_eq!((bob_online(&theirs), theirs.body["data"]["total_online"].clone()), (Some(json!(true)), json!(3)));
+    let tenant_online = |c: chat_test_support::Client| async move {
+        let res = c.get("/api/v1/users/online").await?.expect(StatusCode::OK)?;
+        anyhow::Ok(res.body["data"]["online_users"].as_array().cloned().unwrap_or_default())
+    };
+    assert!(!tenant_online(alice.clone()).await?.contains(&json!("bob")), "the tenant's list, as Alice");
+    assert!(tenant_online(carol.clone()).await?.contains(&json!("bob")));
+    let key_only = chat_test_support::Client::raw(&stack.base_url(0)).with_header("X-API-Key", &t.api_key);
+    assert!(tenant_online(key_only).await?.contains(&json!("bob")), "the tenant's own view hides no one");
+
+    // /ws: asking who is online answers as the greeting does.
+    alice_ws.send(json!({"type": "get_online_users", "data": {}})).await?;
+    let status = alice_ws.expect("connection_status").await?;
+    assert_eq!(status["data"]["online_users"], json!(["alice", "carol"]), "{status}");
+
+    // Unblocked: Bob is on Alice's lists again (REST at once, her socket once the
+    // change reaches gateway 0).
+    alice.delete("/blocks/bob").await?.expect(StatusCode::OK)?;
+    assert_eq!(users(&alice.get(&online).await?.expect(StatusCode::OK)?), json!(["alice", "bob", "carol"]));
+    assert_eq!(bob_online(&participants("alice").await?), Some(json!(true)));
+    let mut shown = false;
+    for _ in 0..100 {
+        alice_ws.send(json!({"type": "get_online_users", "data": {}})).await?;
+        let status = alice_ws.expect("connection_status").await?;
+        if status["data"]["online_users"] == json!(["alice", "bob", "carol"]) {
+            shown = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(shown, "unblocked, Bob is online on Alice's socket's list");
+    stack.stop().await
+}

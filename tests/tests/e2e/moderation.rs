@@ -413,12 +413,22 @@ async fn the_permission_table_is_enforced() -> anyhow::Result<()> {
     forbidden(owner.post(&format!("/rooms/{dm}/mutes"), json!({"user_id": "max"})).await?)?;
     // The roles read back.
     let members = owner.get(&format!("/rooms/{room}/members")).await?.expect(StatusCode::OK)?;
-    let role =
-        |u: &str| members.body.as_array().into_iter().flatten().find(|m| m["user_id"] == u).map(|m| m["role"].clone());
+    let find = |u: &str| members.body.as_array().into_iter().flatten().find(|m| m["user_id"] == u).cloned();
+    let role = |u: &str| find(u).map(|m| m["role"].clone());
+    // The owner reads as an admin (as rest-rooms.md shows a creator), marked `owner`.
+    let owners: Vec<Value> = members
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["owner"] == true)
+        .map(|m| m["user_id"].clone())
+        .collect();
+    assert_eq!(owners, [json!("olga")], "{}", members.body);
     assert_eq!(
         [role("olga"), role("ada"), role("mia"), role("max"), role("new2")],
         [
-            Some(json!("owner")),
+            Some(json!("admin")),
             Some(json!("admin")),
             Some(json!("moderator")),
             Some(json!("member")),
@@ -527,17 +537,31 @@ async fn a_room_owner_moderates_and_the_operator_reviews_in_the_browser() -> any
     assert_eq!(bans.body["items"][0]["user_id"], "max");
     t.user("max").get(&format!("/rooms/{room}/messages")).await?.expect(StatusCode::FORBIDDEN)?;
 
-    // Block someone, then search a member's messages.
+    // Block someone, hiding their messages in groups too; the list shows the choice and
+    // its checkbox changes it. Then search a member's messages.
     page.eval("document.getElementById('people').open = true; true").await?;
     page.fill("block-user", "zed").await?;
+    page.click("#block-hide").await?;
     page.click("#block").await?;
-    page.wait_for(
-        "the block in the list",
-        &format!("!!document.querySelector({})", js("#blocks li[data-blocked=\"zed\"]")),
-    )
-    .await?;
+    let zed = "#blocks li[data-blocked=\"zed\"]";
+    let shown = |hide: bool| {
+        format!(
+            "document.querySelector({})?.dataset.hideInGroups === '{hide}' \
+             && document.querySelector({}).checked === {hide} && {}.includes({})",
+            js(zed),
+            js(&format!("{zed} input.hide-in-groups")),
+            text_of(zed),
+            js(if hide { "messages hidden in groups" } else { "DMs, typing, presence" }),
+        )
+    };
+    page.wait_for("the block in the list, hiding in groups", &shown(true)).await?;
     let blocks = t.user("olga").get("/blocks").await?.expect(StatusCode::OK)?;
     assert_eq!(blocks.body["blocks"][0]["user_id"], "zed");
+    assert_eq!(blocks.body["blocks"][0]["hide_in_groups"], true, "{}", blocks.body);
+    page.click(&format!("{zed} input.hide-in-groups")).await?;
+    page.wait_for("the block no longer hiding in groups", &shown(false)).await?;
+    let blocks = t.user("olga").get("/blocks").await?.expect(StatusCode::OK)?;
+    assert_eq!(blocks.body["blocks"][0]["hide_in_groups"], false, "{}", blocks.body);
     t.user("ann").send(&room, "tiramisu recipe, anyone?").await?;
     page.fill("search-q", "tiramisu").await?;
     page.fill("search-sender", "ann").await?;

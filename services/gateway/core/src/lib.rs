@@ -25,7 +25,8 @@
 //!   delivered receipts.
 //! - `search`: what the REST dialects read alike of a message search (query text,
 //!   time bounds, page size, the opaque cursor).
-//! - `render`: frames two dialects render alike (an inbox item's fields).
+//! - `render`: frames two dialects render alike (an inbox item's fields); `members`: a
+//!   room member as the REST APIs show them (the owner as `admin` with `owner: true`).
 //! - `attachments/`: the object store, signed links, type sniffing.
 //! - `routes`: mounting a route with its OpenAPI operation; `dialect`: what a dialect
 //!   exports to the app; `openapi/`: the document's builder and the `/docs` page.
@@ -44,6 +45,7 @@ pub mod extract;
 pub mod fanout;
 pub mod http_errors;
 pub mod jwt;
+pub mod members;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;

@@ -57,8 +57,9 @@ pub async fn list(Rest((Acting(actor),)): Rest<(Acting,)>, state: web::Data<Core
 pub(crate) fn routes(m: &mut Mount) {
     let rule = "A user the caller blocks cannot create a DM with the caller nor send into their existing DM \
                 (`403 FORBIDDEN`, \"You are blocked by this user\"), on every API. Their typing and presence are \
-                never shown to the caller; with `hide_in_groups` their messages are left out of the caller's \
-                history and live events in every room, on every API.";
+                never shown to the caller (nor are they on the caller's lists of who is online); with \
+                `hide_in_groups` their messages are left out of the caller's history, search, sync and live \
+                events in every room, on every API.";
     m.tagged("Blocks")
         .at(&["/blocks"], |r| {
             r.get(

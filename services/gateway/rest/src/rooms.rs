@@ -10,7 +10,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use chat_domain::model::Member;
 use chat_domain::model::Room;
 use chat_domain::proto::Command;
 use gateway_core::Core;
@@ -19,6 +18,7 @@ use gateway_core::caller::{Acting, UserCaller};
 use gateway_core::error::HttpResult;
 use gateway_core::extract::user_id;
 use gateway_core::extract::{Body, Cx, InRoom, InUser, Page, Part, Rest, parts};
+use gateway_core::members::RoomMember;
 use gateway_core::routes::{Mount, op};
 use serde_json::json;
 
@@ -91,7 +91,8 @@ pub async fn list_members(
     state: web::Data<Core>,
 ) -> HttpResult {
     let cmd = ListMembers { actor, room_id, limit: page.limit, offset: page.offset };
-    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
+    let members: Vec<RoomMember> = state.bus.request(&cmd).await?.into_iter().map(RoomMember::from).collect();
+    Ok(HttpResponse::Ok().json(members))
 }
 
 /// The body of `POST /rooms/{room_id}/members`.
@@ -131,7 +132,7 @@ impl TryFrom<AddMemberRequest> for AddMember {
 pub async fn add_member(Rest(req): Rest<AddMemberRequest>, state: web::Data<Core>) -> HttpResult {
     let added = state.bus.request(&AddMember::try_from(req)?).await?;
     let mut res = if added.created { HttpResponse::Created() } else { HttpResponse::Ok() };
-    Ok(res.json(added.member))
+    Ok(res.json(RoomMember::from(added.member)))
 }
 
 pub async fn remove_member(
@@ -163,7 +164,7 @@ pub async fn set_role(
 ) -> HttpResult {
     let role = MemberRole::parse(&field::required_str("role", body.role)?)?;
     let cmd = chat_domain::proto::moderation::SetMemberRole { actor, room_id, user_id, role };
-    Ok(HttpResponse::Ok().json(state.bus.request(&cmd).await?))
+    Ok(HttpResponse::Ok().json(RoomMember::from(state.bus.request(&cmd).await?)))
 }
 
 /// The routes of rooms and members, each with its documentation.
@@ -220,7 +221,7 @@ pub(crate) fn routes(m: &mut Mount) {
                     .user()
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .query::<gateway_core::extract::Page>()
-                    .reply::<Vec<Member>>(200, "A page of the members, in join order.")
+                    .reply::<Vec<RoomMember>>(200, "A page of the members, in join order (the owner: `role` `admin`, `owner: true`).")
                     .errors(&[400, 401, 403, 404, 503]),
             )
             .post(
@@ -230,8 +231,8 @@ pub(crate) fn routes(m: &mut Mount) {
                     .user()
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .json_example::<NewMember>(json!({"user_id": "user4", "role": "member"}))
-                    .reply::<Member>(201, "The member, added.")
-                    .reply::<Member>(200, "The user already was a member.")
+                    .reply::<RoomMember>(201, "The member, added.")
+                    .reply::<RoomMember>(200, "The user already was a member.")
                     .errors(&[400, 401, 403, 404, 413, 503]),
             )
         })
@@ -256,7 +257,7 @@ pub(crate) fn routes(m: &mut Mount) {
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .path_id::<chat_domain::ids::UserId>("user_id", "The member.")
                     .json_example::<RoleChange>(json!({"role": "moderator"}))
-                    .reply::<Member>(200, "The member with their role now.")
+                    .reply::<RoomMember>(200, "The member with their role now.")
                     .errors(&[400, 401, 403, 404, 413, 503]),
             )
         });

@@ -42,7 +42,8 @@ pub struct RoomSync {
     /// More new messages than returned: page the rest with `GET
     /// /rooms/{room_id}/messages?after_seq=<from_seq>&before_seq=<first returned seq>`.
     has_more: bool,
-    /// Messages after this `seq` are new since the token.
+    /// Messages after this `seq` are new since the token (of those the caller sees: the
+    /// messages of users they hide with `hide_in_groups` are left out, as in history).
     from_seq: i64,
     /// Older messages edited or deleted since the token, as they are now (deleted: empty
     /// content, `deleted_at` set), in `seq` order, at most `limit_per_room`.
@@ -51,8 +52,8 @@ pub struct RoomSync {
     updated_has_more: bool,
     /// Delivered and read cursors that moved since the token (fresh start: the caller's).
     cursors: Vec<chat_domain::proto::sync::MemberCursor>,
-    /// Members who joined since the token.
-    members_added: Vec<chat_domain::model::Member>,
+    /// Members who joined since the token (as `GET /rooms/{room_id}/members` shows them).
+    members_added: Vec<gateway_core::members::RoomMember>,
     /// Users who left or were removed since the token.
     members_removed: Vec<chat_domain::ids::UserId>,
 }
@@ -89,7 +90,7 @@ pub async fn sync(
             updated: r.updated.into_iter().map(|m| linked(&links, m)).collect(),
             updated_has_more: r.updated_has_more,
             cursors: r.cursors,
-            members_added: r.members_added,
+            members_added: r.members_added.into_iter().map(Into::into).collect(),
             members_removed: r.members_removed,
         })
         .collect();
@@ -111,7 +112,9 @@ pub(crate) fn routes(m: &mut Mount) {
                      newest messages). Each change is returned by exactly one sync of a chain of tokens. The token \
                      is opaque, signed and bounded in size; one that was altered, belongs to another user or tenant, \
                      was issued before the tenant's API key was rotated or its data moved, or is older than 30 days \
-                     is `400 VALIDATION_ERROR` on `since` (sync again without it).",
+                     is `400 VALIDATION_ERROR` on `since` (sync again without it). As in history, messages of \
+                     users the caller blocks with `hide_in_groups` are left out of `messages` and `updated`, and \
+                     `has_more` and `from_seq` count only what the caller sees.",
                 )
                 .user()
                 .query::<SyncParams>()

@@ -121,6 +121,7 @@ fn api_routes(m: &mut Mount) {
             r.get(
                 live::online,
                 op("Who is online in a room")
+                    .describe("Leaves out the users the caller blocks.")
                     .auth(Auth::KeyOrToken)
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .reply_example::<api_messages::Enveloped<live::OnlineUsers>>(
@@ -135,6 +136,7 @@ fn api_routes(m: &mut Mount) {
             r.get(
                 live::tenant_online,
                 op("Who is online in the tenant")
+                    .describe("With a user named (a user token or `X-User-Id`), leaves out the users they block.")
                     .auth(Auth::KeyOrTokenAnyUser)
                     .reply::<api_messages::Enveloped<live::OnlineUsers>>(200, "The users with a socket open anywhere in the tenant.")
                     .errors(&[400, 401, 403, 503]),
@@ -144,7 +146,7 @@ fn api_routes(m: &mut Mount) {
             r.get(
                 live::participants,
                 op("A room's participants")
-                    .describe("A page of the room's members, each with whether they are online.")
+                    .describe("A page of the room's members, each with whether they are online (never, for a user the caller blocks).")
                     .auth(Auth::KeyOrToken)
                     .path_id::<chat_domain::ids::RoomId>("room_id", room)
                     .query::<gateway_core::extract::Page>()

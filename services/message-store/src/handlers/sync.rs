@@ -9,6 +9,11 @@
 //! now as the next token. Each change lies in exactly one such window: none is
 //! returned twice, none is skipped, whatever commits during the sync.
 //!
+//! Like history, a sync leaves out the messages of the senders the caller hides (blocks
+//! with `hide_in_groups`, read in the same snapshot): they are neither new nor updated,
+//! and `has_more`, `from_seq` and the counts behind them are of what the caller sees,
+//! so paging the rest with history (which hides the same senders) fills the gap exactly.
+//!
 //! The token is signed with the tenant's token secret (HMAC-SHA256) over the tenant,
 //! user, cluster, boundary and issue time, so its size does not grow with the number of
 //! rooms and a client can neither forge one nor use another user's.
@@ -137,6 +142,12 @@ struct Departure {
 }
 
 #[derive(QueryableByName)]
+struct Hidden {
+    #[diesel(sql_type = Text)]
+    blocked_id: String,
+}
+
+#[derive(QueryableByName)]
 struct Boundary {
     #[diesel(sql_type = BigInt)]
     boundary: i64,
@@ -209,20 +220,37 @@ async fn changes(
     .await?;
     let ids: Vec<&str> = rooms.iter().map(|r| r.room.id.as_str()).collect();
     let fresh = since.is_none();
+    // The senders the caller hides, read once and bound as a list: the planner then
+    // knows it (an empty one changes nothing), where a subquery's unknown array of
+    // senders can look selective enough to read whole rooms instead of their newest
+    // messages.
+    let hidden: Vec<String> = diesel::sql_query(
+        "SELECT blocked_id FROM user_blocks WHERE tenant_id = $1 AND blocker_id = $2 AND hide_in_groups",
+    )
+    .bind::<Text, _>(t)
+    .bind::<Text, _>(u)
+    .load::<Hidden>(conn)
+    .await?
+    .into_iter()
+    .map(|h| h.blocked_id)
+    .collect();
 
     let new: Vec<Counted> = if fresh {
         diesel::sql_query(format!(
             "SELECT {M}, n.total, 1::bigint AS first_seq FROM unnest($1::text[]) AS r(id)
              CROSS JOIN LATERAL (SELECT count(*) AS total FROM (
                  SELECT 1 FROM messages x WHERE x.room_id = r.id AND (x.tx IS NULL OR x.tx < $2)
+                   AND x.sender_id <> ALL ($4)
                  ORDER BY x.seq DESC LIMIT $3 + 1) c) n
              CROSS JOIN LATERAL (SELECT * FROM messages x WHERE x.room_id = r.id AND (x.tx IS NULL OR x.tx < $2)
+                                   AND x.sender_id <> ALL ($4)
                                  ORDER BY x.seq DESC LIMIT $3) m
              ORDER BY m.room_id, m.seq"
         ))
         .bind::<Array<Text>, _>(&ids)
         .bind::<BigInt, _>(to)
         .bind::<BigInt, _>(limit)
+        .bind::<Array<Text>, _>(&hidden)
         .load(conn)
         .await?
     } else {
@@ -231,13 +259,15 @@ async fn changes(
                  SELECT x.*, row_number() OVER (PARTITION BY x.room_id ORDER BY x.seq DESC) AS rn,
                         count(*) OVER (PARTITION BY x.room_id) AS total,
                         min(x.seq) OVER (PARTITION BY x.room_id) AS first_seq
-                 FROM messages x WHERE x.room_id = ANY ($1) AND x.tx >= $2 AND x.tx < $3) m
+                 FROM messages x WHERE x.room_id = ANY ($1) AND x.tx >= $2 AND x.tx < $3
+                   AND x.sender_id <> ALL ($5)) m
              WHERE m.rn <= $4 ORDER BY m.room_id, m.seq"
         ))
         .bind::<Array<Text>, _>(&ids)
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(to)
         .bind::<BigInt, _>(limit)
+        .bind::<Array<Text>, _>(&hidden)
         .load(conn)
         .await?
     };
@@ -249,13 +279,14 @@ async fn changes(
                  SELECT x.*, row_number() OVER (PARTITION BY x.room_id ORDER BY x.seq DESC) AS rn,
                         count(*) OVER (PARTITION BY x.room_id) AS total
                  FROM messages x WHERE x.room_id = ANY ($1) AND x.changed_tx >= $2 AND x.changed_tx < $3
-                   AND NOT (x.tx IS NOT NULL AND x.tx >= $2 AND x.tx < $3)) m
+                   AND NOT (x.tx IS NOT NULL AND x.tx >= $2 AND x.tx < $3) AND x.sender_id <> ALL ($5)) m
              WHERE m.rn <= $4 ORDER BY m.room_id, m.seq"
         ))
         .bind::<Array<Text>, _>(&ids)
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(to)
         .bind::<BigInt, _>(limit)
+        .bind::<Array<Text>, _>(&hidden)
         .load(conn)
         .await?
     };

@@ -80,6 +80,11 @@ impl Membership {
         Ok(self.blocks.visible(online))
     }
 
+    /// The users of `online` the actor may see online (all but those they block).
+    pub fn visible(&self, online: Vec<UserId>) -> Vec<UserId> {
+        self.blocks.visible(online)
+    }
+
     /// Resolves when the fan-out closes the socket (too slow, or removed from the room).
     pub fn kick(&self) -> &Arc<Kick> {
         &self.kick

@@ -192,7 +192,7 @@ impl Session {
                                     // A valid frame ends a run of bad or oversized ones.
                                     bad_frames = 0;
                                     oversized = 0;
-                                    Box::pin(self.handle(command)).await
+                                    Box::pin(self.handle(command, membership)).await
                                 }
                                 Err(rejected) => {
                                     bad_frames += 1;
@@ -401,7 +401,7 @@ impl Session {
     }
 
     /// Carries out one command; the reply to send, if any.
-    async fn handle(&self, command: Command) -> Option<Reply> {
+    async fn handle(&self, command: Command, membership: &Membership) -> Option<Reply> {
         if let Some(refused) = self.refuse(&command).await {
             return refused;
         }
@@ -414,7 +414,8 @@ impl Session {
                 .bus
                 .request(&GetOnline { tenant_id: self.actor.tenant_id.clone(), room_id: self.room.room_id.clone() })
                 .await
-                .map(|o| Some(self.online(o.online_users))),
+                // As the greeting: the users the actor blocks are not shown online.
+                .map(|o| Some(self.online(membership.visible(o.online_users)))),
             Command::Send(send) => return Some(self.send_message(send).await),
             Command::History(History { after_seq, before_seq, limit }) => {
                 let cmd = ListMessages {

@@ -9,7 +9,9 @@
 // - room moderation for the open room's moderators, admins and owner: ban, mute (for
 //   some minutes or until lifted), lift them, and set slow mode (`/rooms/{id}/bans`,
 //   `/mutes`, `/settings`); everyone sees the room's `moderation` frames as a notice;
-// - blocks (`PUT|DELETE /blocks/{user_id}`) and search (`GET /search`, with a sender);
+// - blocks (`PUT|DELETE /blocks/{user_id}`, with or without `hide_in_groups`: each
+//   block in the list shows its choice and a checkbox to change it) and search
+//   (`GET /search`, with a sender);
 // - `POST /api/chat/{room_id}/messages/file` (rest-chat.md: the chat id is the room
 //   id) to attach a file, with what is in the composer as its caption. Messages show
 //   their `attachments` (in `/ws` frames and history alike): images as thumbnails,
@@ -324,10 +326,41 @@ function moderationNotice(d) {
 
 // ---- blocks and search -----------------------------------------------------------------
 
+/** Blocks `user`, hiding their messages in groups or not; says so in the status line. */
+async function block(user, hide) {
+  try {
+    const b = await api("PUT", `/blocks/${encodeURIComponent(user)}`, { hide_in_groups: hide });
+    $("people-status").textContent = b.hide_in_groups
+      ? `${user} is blocked, their messages hidden in groups`
+      : `${user} is blocked (DMs, typing and presence)`;
+  } catch (e) {
+    $("people-status").textContent = e.message;
+  }
+  loadBlocks();
+}
+
+/** One block in the list: who, what it hides, and a checkbox to change that. */
+function blockItem(b) {
+  const hide = el("input", {
+    type: "checkbox",
+    class: "hide-in-groups",
+    checked: b.hide_in_groups,
+    "aria-label": `Hide ${b.user_id}'s messages in groups`,
+    onchange: (ev) => block(b.user_id, ev.target.checked),
+  });
+  return el(
+    "li",
+    { dataset: { blocked: b.user_id, hideInGroups: String(b.hide_in_groups) } },
+    el("b", {}, b.user_id),
+    el("span", { class: "hint what" }, b.hide_in_groups ? "messages hidden in groups" : "DMs, typing, presence"),
+    el("label", { class: "check" }, hide, "hide in groups"),
+  );
+}
+
 async function loadBlocks() {
   try {
     const got = await api("GET", "/blocks");
-    $("blocks").replaceChildren(...got.blocks.map((b) => el("li", { dataset: { blocked: b.user_id } }, b.user_id)));
+    $("blocks").replaceChildren(...got.blocks.map(blockItem));
   } catch (e) {
     $("people-status").textContent = e.message;
   }
@@ -337,13 +370,7 @@ $("block-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const user = $("block-user").value.trim();
   if (!user) return;
-  try {
-    await api("PUT", `/blocks/${encodeURIComponent(user)}`);
-    $("people-status").textContent = `${user} is blocked`;
-  } catch (e) {
-    $("people-status").textContent = e.message;
-  }
-  loadBlocks();
+  block(user, $("block-hide").checked);
 });
 $("unblock").addEventListener("click", async () => {
   const user = $("block-user").value.trim();
