@@ -2,8 +2,18 @@
 //! decodes each event of the room's subscription once, puts messages in `seq` order
 //! (filling a lasting gap from message-store, as a service rather than as any user),
 //! renders each event once per dialect and offers it to every socket.
+//!
+//! Arrivals and departures (`presence.joined`/`presence.left`) are held for the
+//! room's presence window (`WS_PRESENCE_WINDOW_MS`) and coalesced: a user's arrival and
+//! departure within it cancel, and a burst of them reaches each socket as one run of
+//! frames at the window's end — to the sockets that were there when each change
+//! arrived (a later socket's greeting already counted it). Any other event of the room first sends what is held,
+//! so the room's events keep their order. (A big room's are not announced at all:
+//! presence counts them instead.)
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chat_bus::Bus;
@@ -24,6 +34,60 @@ const GAP_FILL: u32 = 500;
 /// The longest wait between gap fills while message-store does not answer.
 const GAP_RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// Most presence changes held in a window; past it they are sent at once.
+const MAX_HELD: usize = 10_000;
+
+/// Arrivals and departures held for the presence window, coalesced per user.
+#[derive(Default)]
+struct Held {
+    /// In arrival order, each with the first socket id that was not yet registered
+    /// when it arrived; a cancelled one leaves `None`.
+    events: Vec<Option<(RoomEvent, u64)>>,
+    /// The user's held change (an index in `events`).
+    by_user: HashMap<UserId, usize>,
+    /// When the window ends (set by its first change).
+    until: Option<tokio::time::Instant>,
+}
+
+impl Held {
+    /// Holds a presence change: one that undoes the user's held change (an arrival
+    /// then a departure, or a departure then an arrival) cancels it, and neither is
+    /// sent; the same change again replaces it.
+    fn hold(&mut self, user: UserId, event: RoomEvent, before: u64, window: Duration) {
+        if let Some(i) = self.by_user.get(&user).copied()
+            && let Some(held) = self.events.get_mut(i)
+        {
+            let undoes = matches!(
+                (held.as_ref().map(|(e, _)| &e.body), &event.body),
+                (Some(RoomEventBody::PresenceJoined(_)), RoomEventBody::PresenceLeft(_))
+                    | (Some(RoomEventBody::PresenceLeft(_)), RoomEventBody::PresenceJoined(_))
+            );
+            if undoes {
+                *held = None;
+                self.by_user.remove(&user);
+                crate::metrics::PRESENCE_COALESCED.inc_by(2);
+            } else {
+                *held = Some((event, before));
+            }
+            return;
+        }
+        self.by_user.insert(user, self.events.len());
+        self.events.push(Some((event, before)));
+        self.until.get_or_insert_with(|| tokio::time::Instant::now() + window);
+    }
+
+    /// Everything held, in order, ending the window.
+    fn take(&mut self) -> impl Iterator<Item = (RoomEvent, u64)> {
+        self.by_user.clear();
+        self.until = None;
+        std::mem::take(&mut self.events).into_iter().flatten()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
 /// A room's fan-out.
 pub struct RoomTask {
     bus: Bus,
@@ -34,11 +98,18 @@ pub struct RoomTask {
     order: Reorder,
     /// Gap fills that failed in a row (message-store unreachable), for the backoff.
     fill_failures: u32,
+    /// How long arrivals and departures are held and coalesced (zero: not held).
+    window: Duration,
+    held: Held,
+    /// The hub's next socket id.
+    next_socket: Arc<AtomicU64>,
 }
 
 impl RoomTask {
     /// Starts the task for a room whose newest message was `last_seq` when its first
     /// socket here joined.
+    /// `window`: how long arrivals and departures are held and coalesced.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         bus: Bus,
         shared: Arc<RoomShared>,
@@ -46,8 +117,21 @@ impl RoomTask {
         tenant: TenantId,
         room: RoomId,
         last_seq: i64,
+        window: Duration,
+        next_socket: Arc<AtomicU64>,
     ) -> JoinHandle<()> {
-        let task = Self { bus, shared, sub, tenant, room, order: Reorder::after(last_seq), fill_failures: 0 };
+        let task = Self {
+            bus,
+            shared,
+            sub,
+            tenant,
+            room,
+            order: Reorder::after(last_seq),
+            fill_failures: 0,
+            window,
+            held: Held::default(),
+            next_socket,
+        };
         tokio::spawn(task.run())
     }
 
@@ -77,6 +161,10 @@ impl RoomTask {
                 },
                 () = sleep_until(gap) => {
                     self.fill_gap().await;
+                    None
+                }
+                () = sleep_until(self.held.until) => {
+                    self.release();
                     None
                 }
             };
@@ -113,6 +201,37 @@ impl RoomTask {
     }
 
     fn event(&mut self, event: RoomEvent) {
+        match &event.body {
+            RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) if !self.window.is_zero() => {
+                let user = p.user_id.clone();
+                let before = self.next_socket.load(Ordering::SeqCst);
+                self.held.hold(user, event, before, self.window);
+                if self.held.events.len() >= MAX_HELD {
+                    self.release();
+                }
+                return;
+            }
+            // Whatever else happens in the room comes after the changes held before it.
+            _ => self.release(),
+        }
+        self.offer_event(event, None);
+    }
+
+    /// Sends the arrivals and departures held so far.
+    fn release(&mut self) {
+        if self.held.is_empty() {
+            self.held.until = None;
+            return;
+        }
+        let held: Vec<(RoomEvent, u64)> = self.held.take().collect();
+        for (event, before) in held {
+            self.offer_event(event, Some(before));
+        }
+    }
+
+    /// Offers an event to the room's sockets (with `before`, only to those whose id is
+    /// lower: the sockets already registered when it arrived).
+    fn offer_event(&mut self, event: RoomEvent, before: Option<u64>) {
         // Typing and presence of a user a socket's user blocks do not reach it.
         let activity: Option<&UserId> = match &event.body {
             RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) => Some(&p.user_id),
@@ -159,8 +278,9 @@ impl RoomTask {
             return;
         }
         let Ok(sockets) = self.shared.sockets.read() else { return };
+        let there = sockets.iter().filter(|(id, _)| before.is_none_or(|b| **id < b)).map(|(_, s)| s);
         offer(
-            sockets.values(),
+            there,
             None,
             |s| {
                 except != Some(&s.user)
