@@ -6,9 +6,10 @@
 //! Arrivals and departures (`presence.joined`/`presence.left`) are held for the
 //! room's presence window (`WS_PRESENCE_WINDOW_MS`) and coalesced: a user's arrival and
 //! departure within it cancel, and a burst of them reaches each socket as one run of
-//! frames at the window's end — to the sockets that were there when each change
-//! arrived (a later socket's greeting already counted it). Any other event of the room first sends what is held,
-//! so the room's events keep their order. (A big room's are not announced at all:
+//! frames at the window's end. A socket is told only the changes that arrived after it
+//! registered (its greeting counted the earlier ones), net: an arrival and departure it
+//! was there for both cancel. Any other event of the room first sends what is held, so
+//! the room's events keep their order. (A big room's are not announced at all:
 //! presence counts them instead.)
 
 use std::collections::HashMap;
@@ -37,54 +38,70 @@ const GAP_RETRY_MAX: Duration = Duration::from_secs(5);
 /// Most presence changes held in a window; past it they are sent at once.
 const MAX_HELD: usize = 10_000;
 
+/// One user's changes within the window.
+struct UserChanges {
+    /// The latest change (arrivals and departures alternate).
+    last: RoomEvent,
+    /// For each change, in order, the first socket id not yet registered when it
+    /// arrived: a socket sees the changes whose mark is above its id.
+    marks: Vec<u64>,
+}
+
+impl UserChanges {
+    /// Whether socket `id` is to be told: it was there for an odd number of the
+    /// changes (an arrival and a departure it both was there for cancel; a socket that
+    /// came later was greeted with the state after the earlier ones).
+    fn tells(&self, id: u64) -> bool {
+        self.marks.iter().filter(|m| id < **m).count() % 2 == 1
+    }
+}
+
 /// Arrivals and departures held for the presence window, coalesced per user.
 #[derive(Default)]
 struct Held {
-    /// In arrival order, each with the first socket id that was not yet registered
-    /// when it arrived; a cancelled one leaves `None`.
-    events: Vec<Option<(RoomEvent, u64)>>,
-    /// The user's held change (an index in `events`).
+    /// Each user's changes, in the order of their first change.
+    users: Vec<UserChanges>,
+    /// The user's place in `users`.
     by_user: HashMap<UserId, usize>,
+    /// Changes held.
+    count: usize,
     /// When the window ends (set by its first change).
     until: Option<tokio::time::Instant>,
 }
 
 impl Held {
-    /// Holds a presence change: one that undoes the user's held change (an arrival
-    /// then a departure, or a departure then an arrival) cancels it, and neither is
-    /// sent; the same change again replaces it.
+    /// Holds a presence change that arrived when `before` was the next socket id. A
+    /// change that undoes the user's previous one (an arrival then a departure, or the
+    /// reverse) cancels it for the sockets that were there for both; the same change
+    /// again replaces the previous one.
     fn hold(&mut self, user: UserId, event: RoomEvent, before: u64, window: Duration) {
+        self.count += 1;
+        self.until.get_or_insert_with(|| tokio::time::Instant::now() + window);
         if let Some(i) = self.by_user.get(&user).copied()
-            && let Some(held) = self.events.get_mut(i)
+            && let Some(changes) = self.users.get_mut(i)
         {
             let undoes = matches!(
-                (held.as_ref().map(|(e, _)| &e.body), &event.body),
-                (Some(RoomEventBody::PresenceJoined(_)), RoomEventBody::PresenceLeft(_))
-                    | (Some(RoomEventBody::PresenceLeft(_)), RoomEventBody::PresenceJoined(_))
+                (&changes.last.body, &event.body),
+                (RoomEventBody::PresenceJoined(_), RoomEventBody::PresenceLeft(_))
+                    | (RoomEventBody::PresenceLeft(_), RoomEventBody::PresenceJoined(_))
             );
             if undoes {
-                *held = None;
-                self.by_user.remove(&user);
+                changes.marks.push(before);
                 crate::metrics::PRESENCE_COALESCED.inc_by(2);
-            } else {
-                *held = Some((event, before));
             }
+            changes.last = event;
             return;
         }
-        self.by_user.insert(user, self.events.len());
-        self.events.push(Some((event, before)));
-        self.until.get_or_insert_with(|| tokio::time::Instant::now() + window);
+        self.by_user.insert(user, self.users.len());
+        self.users.push(UserChanges { last: event, marks: vec![before] });
     }
 
     /// Everything held, in order, ending the window.
-    fn take(&mut self) -> impl Iterator<Item = (RoomEvent, u64)> {
+    fn take(&mut self) -> Vec<UserChanges> {
         self.by_user.clear();
         self.until = None;
-        std::mem::take(&mut self.events).into_iter().flatten()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.count = 0;
+        std::mem::take(&mut self.users)
     }
 }
 
@@ -206,7 +223,7 @@ impl RoomTask {
                 let user = p.user_id.clone();
                 let before = self.next_socket.load(Ordering::SeqCst);
                 self.held.hold(user, event, before, self.window);
-                if self.held.events.len() >= MAX_HELD {
+                if self.held.count >= MAX_HELD {
                     self.release();
                 }
                 return;
@@ -219,19 +236,18 @@ impl RoomTask {
 
     /// Sends the arrivals and departures held so far.
     fn release(&mut self) {
-        if self.held.is_empty() {
+        if self.held.count == 0 {
             self.held.until = None;
             return;
         }
-        let held: Vec<(RoomEvent, u64)> = self.held.take().collect();
-        for (event, before) in held {
-            self.offer_event(event, Some(before));
+        for changes in self.held.take() {
+            self.offer_event(changes.last.clone(), Some(&changes));
         }
     }
 
-    /// Offers an event to the room's sockets (with `before`, only to those whose id is
-    /// lower: the sockets already registered when it arrived).
-    fn offer_event(&mut self, event: RoomEvent, before: Option<u64>) {
+    /// Offers an event to the room's sockets (with `held`, only to those it tells: see
+    /// [`UserChanges::tells`]).
+    fn offer_event(&mut self, event: RoomEvent, held: Option<&UserChanges>) {
         // Typing and presence of a user a socket's user blocks do not reach it.
         let activity: Option<&UserId> = match &event.body {
             RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) => Some(&p.user_id),
@@ -278,7 +294,7 @@ impl RoomTask {
             return;
         }
         let Ok(sockets) = self.shared.sockets.read() else { return };
-        let there = sockets.iter().filter(|(id, _)| before.is_none_or(|b| **id < b)).map(|(_, s)| s);
+        let there = sockets.iter().filter(|(id, _)| held.is_none_or(|h| h.tells(**id))).map(|(_, s)| s);
         offer(
             there,
             None,
@@ -315,5 +331,66 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_domain::proto::events::PresenceChange;
+
+    use super::*;
+
+    fn change(user: &str, joined: bool) -> anyhow::Result<(UserId, RoomEvent)> {
+        let (tenant, room, user) = (TenantId::parse("t1")?, RoomId::parse("r1")?, UserId::parse(user)?);
+        let p = PresenceChange { user_id: user.clone(), user_name: None };
+        let body = if joined { RoomEventBody::PresenceJoined(p) } else { RoomEventBody::PresenceLeft(p) };
+        Ok((user, RoomEvent::new(&tenant, &room, chat_domain::time::now(), body)))
+    }
+
+    /// Which of sockets 1..=10 each held user's change is told to.
+    fn told(held: &mut Held) -> Vec<(String, &'static str, Vec<u64>)> {
+        held.take()
+            .into_iter()
+            .map(|c| {
+                let (user, kind) = match &c.last.body {
+                    RoomEventBody::PresenceJoined(p) => (p.user_id.to_string(), "joined"),
+                    RoomEventBody::PresenceLeft(p) => (p.user_id.to_string(), "left"),
+                    _ => (String::new(), "other"),
+                };
+                (user, kind, (1..=10).filter(|id| c.tells(*id)).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_arrival_and_departure_cancel_for_the_sockets_there_for_both() -> anyhow::Result<()> {
+        let window = Duration::from_secs(1);
+        let mut held = Held::default();
+        // Socket ids 1..=4 were registered when xavier arrived, 5..=7 came before he left.
+        let (x, joined) = change("xavier", true)?;
+        held.hold(x.clone(), joined, 5, window);
+        let (_, left) = change("xavier", false)?;
+        held.hold(x, left, 8, window);
+        // Yann left (sockets 1..=2 there) and came back (sockets 1..=5 there).
+        let (y, left) = change("yann", false)?;
+        held.hold(y.clone(), left, 3, window);
+        let (_, joined) = change("yann", true)?;
+        held.hold(y, joined, 6, window);
+        // Zoe only arrived, with sockets 1..=3 there.
+        let (z, joined) = change("zoe", true)?;
+        held.hold(z, joined, 4, window);
+        assert_eq!(held.count, 5);
+        assert_eq!(
+            told(&mut held),
+            [
+                // Sockets 5..=7 were greeted with xavier online: they learn he left.
+                ("xavier".to_owned(), "left", vec![5, 6, 7]),
+                // Sockets 3..=5 were greeted without yann: they learn he is back.
+                ("yann".to_owned(), "joined", vec![3, 4, 5]),
+                ("zoe".to_owned(), "joined", vec![1, 2, 3]),
+            ]
+        );
+        assert_eq!((held.count, held.until), (0, None));
+        Ok(())
     }
 }
