@@ -32,8 +32,8 @@ use chat_domain::proto::notify::{
     Unsubscribe,
 };
 use chat_domain::proto::presence::{
-    Connect, DisconnectSignal, ErasePresence, GatewayLease, GatewayResync, GetOnline, GetTenantOnline, OnlineHistory,
-    SetTyping,
+    Connect, ConnectMany, DisconnectSignal, ErasePresence, GatewayLease, GatewayResync, GetOnline, GetTenantOnline,
+    OnlineHistory, SetTyping,
 };
 use chat_domain::proto::reactions::{AddReaction, ListPins, ListReactors, PinMessage, RemoveReaction, UnpinMessage};
 use chat_domain::proto::search::SearchMessages;
@@ -161,6 +161,7 @@ fn commands() -> Vec<CommandSpec> {
         CommandSpec::owned::<EditMessage>(),
         CommandSpec::owned::<DeleteMessage>(),
         CommandSpec::owned::<Connect>(),
+        CommandSpec::owned::<ConnectMany>(),
         CommandSpec::owned::<GetOnline>(),
         CommandSpec::owned::<GetTenantOnline>(),
         CommandSpec::owned::<SetTyping>(),

@@ -76,6 +76,7 @@ pub struct StackBuilder {
     presence: bool,
     notification: bool,
     gateway_config: Option<fn(&mut gateway::Config)>,
+    presence_config: Option<fn(&mut presence::Config)>,
     message_store_config: Option<fn(&mut message_store::Config)>,
     static_dir: Option<std::path::PathBuf>,
     /// Whether the gateways serve `POST /dev/token` (for [`TestStack::dev_tenant`]).
@@ -94,6 +95,7 @@ impl Default for StackBuilder {
             presence: true,
             notification: true,
             gateway_config: None,
+            presence_config: None,
             message_store_config: None,
             static_dir: None,
             dev_login: false,
@@ -128,6 +130,12 @@ impl StackBuilder {
     /// Adjusts every gateway's configuration before it starts.
     pub fn gateway_config(mut self, f: fn(&mut gateway::Config)) -> Self {
         self.gateway_config = Some(f);
+        self
+    }
+
+    /// Adjusts the presence service's configuration before it starts.
+    pub fn presence_config(mut self, f: fn(&mut presence::Config)) -> Self {
+        self.presence_config = Some(f);
         self
     }
 
@@ -197,6 +205,9 @@ impl StackBuilder {
             let mut cfg = presence::Config::for_tests(ends.nats.clone(), prefix.clone(), ends.redis.clone());
             cfg.ops_addr = Some("127.0.0.1:0".parse()?);
             cfg.redis_replicas = ends.presence_redis_replicas;
+            if let Some(f) = self.presence_config {
+                f(&mut cfg);
+            }
             let app = presence::Presence::build(cfg).await.context("starting presence")?;
             ops_ports.extend(app.ops_port().map(|p| ("presence", p)));
             tasks.push(tokio::spawn(app.run(stopped(stop_rx.clone()))));

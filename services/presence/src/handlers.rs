@@ -1,4 +1,4 @@
-//! The commands presence answers: `connect`, `online`, `tenant_online`, `typing`,
+//! The commands presence answers: `connect`, `connect_many`, `online`, `tenant_online`, `typing`,
 //! `online_history` and `health`. Each validates what the wire types cannot, asks
 //! `redis_state`, and announces what changed on the room's event subject.
 
@@ -11,13 +11,13 @@ use chat_domain::proto::Done;
 use chat_domain::proto::events::{PresenceChange, RoomEventBody, TypingChange};
 use chat_domain::proto::health::{Health, ServiceHealth};
 use chat_domain::proto::presence::{
-    Connect, Connected, ErasePresence, GetOnline, GetTenantOnline, Online, OnlineHistory, PresenceErased, RoomHistory,
-    SetTyping,
+    Connect, ConnectMany, Connected, ConnectedMany, ErasePresence, GetOnline, GetTenantOnline, MAX_CONNECT_MANY,
+    Online, OnlineHistory, PresenceErased, RoomHistory, SetTyping,
 };
 use chat_redis::Redis;
 
 use crate::Ctx;
-use crate::redis_state::now_ms;
+use crate::redis_state::{Announced, now_ms};
 
 /// Most spans one `online_history` request may ask about (it is answered in one
 /// Redis round trip, and the reply must fit in a bus message).
@@ -46,24 +46,77 @@ fn check_conn_id(conn_id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A display name as presence keeps it (at most 100 characters).
+fn short_name(name: Option<&str>) -> Option<String> {
+    name.map(|n| n.chars().take(100).collect::<String>())
+}
+
 pub async fn connect(ctx: Ctx, cmd: Connect) -> Result<Connected, ApiError> {
     check_conn_id(&cmd.conn_id)?;
-    let name = cmd.user_name.as_deref().map(|n| n.chars().take(100).collect::<String>());
+    let name = short_name(cmd.user_name.as_deref());
     let registered = ctx
         .state
         .connect(&cmd.tenant_id, &cmd.room_id, &cmd.user_id, name.as_deref(), &cmd.gateway_id, &cmd.conn_id, now_ms())
         .await
         .map_err(redis_error)?;
-    if registered.previous_ended {
-        // Their grace ran out just before this socket: they left, then came back.
-        let change = PresenceChange { user_id: cmd.user_id.clone(), user_name: name.clone() };
-        ctx.announce(&cmd.tenant_id, &cmd.room_id, RoomEventBody::PresenceLeft(change)).await;
+    let big = ctx.state.is_big(registered.users);
+    // A big room's arrivals and departures are not announced one by one: each would
+    // reach every member (O(n²) frames for n arrivals). Its members read the list.
+    if !big {
+        if registered.previous_ended {
+            // Their grace ran out just before this socket: they left, then came back.
+            let change = PresenceChange { user_id: cmd.user_id.clone(), user_name: name.clone() };
+            ctx.announce(&cmd.tenant_id, &cmd.room_id, RoomEventBody::PresenceLeft(change)).await;
+        }
+        if registered.first {
+            let change = PresenceChange { user_id: cmd.user_id.clone(), user_name: name };
+            ctx.announce(&cmd.tenant_id, &cmd.room_id, RoomEventBody::PresenceJoined(change)).await;
+        }
     }
-    if registered.first {
-        let change = PresenceChange { user_id: cmd.user_id.clone(), user_name: name };
-        ctx.announce(&cmd.tenant_id, &cmd.room_id, RoomEventBody::PresenceJoined(change)).await;
+    let online_users = if big { vec![cmd.user_id.clone()] } else { parse_users(registered.online) };
+    Ok(Connected { online_users, first_connection: registered.first, total_online: registered.users, big_room: big })
+}
+
+/// A gateway's sockets announced again in one request (and one Redis call).
+pub async fn connect_many(ctx: Ctx, cmd: ConnectMany) -> Result<ConnectedMany, ApiError> {
+    if cmd.sockets.len() > MAX_CONNECT_MANY {
+        return Err(ApiError::validation("sockets", format!("at most {MAX_CONNECT_MANY} sockets per request")));
     }
-    Ok(Connected { online_users: parse_users(registered.online), first_connection: registered.first })
+    for (i, s) in cmd.sockets.iter().enumerate() {
+        check_conn_id(&s.conn_id).map_err(|e| ApiError::validation(format!("sockets[{i}].conn_id"), e.message))?;
+    }
+    let names: Vec<Option<String>> = cmd.sockets.iter().map(|s| short_name(s.user_name.as_deref())).collect();
+    let announced: Vec<Announced<'_>> = cmd
+        .sockets
+        .iter()
+        .zip(&names)
+        .map(|(s, name)| Announced {
+            tenant: &s.tenant_id,
+            room: &s.room_id,
+            user: &s.user_id,
+            name: name.as_deref(),
+            conn: &s.conn_id,
+        })
+        .collect();
+    let found = ctx.state.connect_many(&cmd.gateway_id, &announced, now_ms()).await.map_err(redis_error)?;
+    let mut came_online = 0;
+    for ((s, name), registered) in cmd.sockets.iter().zip(names).zip(&found) {
+        if registered.first {
+            came_online += 1;
+        }
+        if ctx.state.is_big(registered.users) {
+            continue;
+        }
+        if registered.previous_ended {
+            let change = PresenceChange { user_id: s.user_id.clone(), user_name: name.clone() };
+            ctx.announce(&s.tenant_id, &s.room_id, RoomEventBody::PresenceLeft(change)).await;
+        }
+        if registered.first {
+            let change = PresenceChange { user_id: s.user_id.clone(), user_name: name };
+            ctx.announce(&s.tenant_id, &s.room_id, RoomEventBody::PresenceJoined(change)).await;
+        }
+    }
+    Ok(ConnectedMany { registered: found.len() as u64, came_online })
 }
 
 pub async fn online(ctx: Ctx, cmd: GetOnline) -> Result<Online, ApiError> {

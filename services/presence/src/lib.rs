@@ -4,7 +4,10 @@
 //! durable beyond the history it keeps for `PRESENCE_HISTORY_SECS`.
 //!
 //! - `handlers`: commands on `<prefix>.cmd.presence.*` (queue group `presence`):
-//!   `connect`, `online`, `tenant_online`, `typing`, `online_history`, `health`.
+//!   `connect`, `connect_many`, `online`, `tenant_online`, `typing`, `online_history`,
+//!   `erase`, `health`. A big room (more than `PRESENCE_BIG_ROOM` users) has its
+//!   arrivals and departures counted, not announced one by one, and a `connect` to it
+//!   answered without the whole list, so n sockets joining it cost O(n) in all.
 //! - `signals`: `disconnect` from gateways, and each gateway's lease renewal. Liveness
 //!   is a lease per gateway, not a heartbeat per socket: a socket lives as long as its
 //!   gateway's lease, and a gateway that stops renewing (it died without a goodbye)
@@ -66,6 +69,11 @@ pub struct Config {
     /// it the change is acknowledged anyway and counted in
     /// `chat_presence_unreplicated_writes_total`.
     pub redis_wait: Duration,
+    /// A room with more users online than this is big (`PRESENCE_BIG_ROOM`, default
+    /// 100): its arrivals and departures are no longer announced one by one (each
+    /// would reach every member: O(n²) frames for n arrivals), and a socket's `connect`
+    /// is answered with a count instead of the whole list (read on demand with `online`).
+    pub big_room: u64,
 }
 
 impl Config {
@@ -88,6 +96,7 @@ impl Config {
             redis_replicas: u32::try_from(number("PRESENCE_REDIS_REPLICAS", 0)?)
                 .context("PRESENCE_REDIS_REPLICAS must be a small number")?,
             redis_wait: ms("PRESENCE_REDIS_WAIT_MS", 100)?,
+            big_room: number("PRESENCE_BIG_ROOM", redis_state::DEFAULT_BIG_ROOM)?,
         })
     }
 
@@ -105,6 +114,7 @@ impl Config {
             history: Duration::from_secs(3_600),
             redis_replicas: 0,
             redis_wait: Duration::from_millis(100),
+            big_room: redis_state::DEFAULT_BIG_ROOM,
         }
     }
 
@@ -174,7 +184,8 @@ impl Presence {
             .with_replicas(
                 self.config.redis_replicas,
                 u64::try_from(self.config.redis_wait.as_millis()).unwrap_or(u64::MAX),
-            );
+            )
+            .with_big_room(self.config.big_room);
         state.start_history(redis_state::now_ms()).await.context("marking the start of presence history")?;
         let ctx = Ctx {
             state,
@@ -199,6 +210,7 @@ impl Presence {
         let served = Router::new(ctx)
             .route(handlers::health)
             .route(handlers::connect)
+            .route(handlers::connect_many)
             .route(handlers::online)
             .route(handlers::tenant_online)
             .route(handlers::typing)

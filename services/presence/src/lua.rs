@@ -83,55 +83,87 @@ local function close_socket(t, r, u, c, at, now, grace)
   mark_due(t, r, due)
   return 1
 end
+
+-- Registers socket c of user u in room (t, r) on gateway gw at `now`. Returns the
+-- user's first (1 if they had no socket in the room, counting closing ones within
+-- the grace) and the end of their previous interval ('' if none ended).
+local function connect_socket(t, r, u, c, gw, name, now, ttl, grace, keep)
+  -- A gateway registering a socket is alive: give it a lease if it has none (or one
+  -- that ran out and was not yet expired), so the socket is never closed before it opened.
+  local lease = redis.call('ZSCORE', P .. 'leases', gw)
+  if not lease or tonumber(lease) < now then redis.call('ZADD', P .. 'leases', num(now + ttl), gw) end
+  redis.call('SET', P .. 'since', num(now), 'NX')
+
+  local conns = key('conns', t, r)
+  local users = key('users', t, r)
+  local m = u .. SEP .. c
+  local ended = ''
+  local st = get_user(users, u)
+  -- Their last socket closed longer than the grace ago: they left, even if the sweeper
+  -- has not got to it yet. The old interval ends, a new one starts.
+  if st and st.open == 0 and st.last + grace <= now then
+    leave(t, r, u, st, now, keep)
+    ended = num(st.last)
+    st = nil
+  end
+  local first = 0
+  if not st then
+    first = 1
+    st = {open = 0, from = num(now), last = 0}
+    local h = key('hist', t, r)
+    redis.call('ZADD', h, 'inf', u .. SEP .. st.from)
+    prune(h, now, keep)
+  end
+  local gws = key('gws', t, r)
+  if redis.call('ZSCORE', conns, m) ~= 'inf' then
+    st.open = st.open + 1
+  else
+    local old = redis.call('HGET', gws, m)
+    if old and old ~= gw then redis.call('SREM', P .. 'gw:' .. old, t .. SEP .. r .. SEP .. m) end
+  end
+  put_user(users, u, st)
+  redis.call('ZADD', conns, 'inf', m)
+  redis.call('HSET', gws, m, gw)
+  redis.call('SADD', P .. 'gw:' .. gw, t .. SEP .. r .. SEP .. m)
+  redis.call('ZADD', P .. 'tenant:' .. t, 'inf', u .. SEP .. r .. SEP .. c)
+  if name ~= '' then redis.call('HSET', key('names', t, r), u, name) end
+  return first, ended
+end
 "#;
 
 /// `connect`: ARGV = prefix, tenant, room, user, conn, gateway, name ('' for none),
-/// now, default lease ms, grace ms, history ms.
-/// Returns `{first (0/1), previous interval's end ('' if none), sockets online}`.
+/// now, default lease ms, grace ms, history ms, big room (users).
+/// Returns `{first (0/1), previous interval's end ('' if none), sockets online, users
+/// in the room}`; the sockets are listed only while the room has at most `big room`
+/// users (a big room's list is not sent with every join: that would be O(n²) in all).
 const CONNECT: &str = r#"
 local t, r, u, c, gw, name = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local now, ttl, grace, keep = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local first, ended = connect_socket(t, r, u, c, gw, name, now, ttl, grace, keep)
+local users = redis.call('HLEN', key('users', t, r))
+local live = {}
+if users <= tonumber(ARGV[12]) then
+  live = redis.call('ZRANGEBYSCORE', key('conns', t, r), '(' .. num(now - grace), 'inf')
+end
+return {first, ended, live, users}
+"#;
 
--- A gateway registering a socket is alive: give it a lease if it has none (or one
--- that ran out and was not yet expired), so the socket is never closed before it opened.
-local lease = redis.call('ZSCORE', P .. 'leases', gw)
-if not lease or tonumber(lease) < now then redis.call('ZADD', P .. 'leases', num(now + ttl), gw) end
-redis.call('SET', P .. 'since', num(now), 'NX')
-
-local conns = key('conns', t, r)
-local users = key('users', t, r)
-local m = u .. SEP .. c
-local ended = ''
-local st = get_user(users, u)
--- Their last socket closed longer than the grace ago: they left, even if the sweeper
--- has not got to it yet. The old interval ends, a new one starts.
-if st and st.open == 0 and st.last + grace <= now then
-  leave(t, r, u, st, now, keep)
-  ended = num(st.last)
-  st = nil
+/// `connect_many`: ARGV = prefix, now, default lease ms, grace ms, history ms, then six
+/// per socket: tenant, room, user, conn, gateway, name ('' for none). A gateway
+/// announcing its sockets again in batches (one call per batch, not per socket).
+/// Returns, per socket, `{first (0/1), previous interval's end ('' if none), users in
+/// the room}`.
+const CONNECT_MANY: &str = r#"
+local now, ttl, grace, keep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local out = {}
+local i = 6
+while i + 5 <= #ARGV do
+  local t, r = ARGV[i], ARGV[i + 1]
+  local first, ended = connect_socket(t, r, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], now, ttl, grace, keep)
+  out[#out + 1] = {first, ended, redis.call('HLEN', key('users', t, r))}
+  i = i + 6
 end
-local first = 0
-if not st then
-  first = 1
-  st = {open = 0, from = num(now), last = 0}
-  local h = key('hist', t, r)
-  redis.call('ZADD', h, 'inf', u .. SEP .. st.from)
-  prune(h, now, keep)
-end
-local gws = key('gws', t, r)
-if redis.call('ZSCORE', conns, m) ~= 'inf' then
-  st.open = st.open + 1
-else
-  local old = redis.call('HGET', gws, m)
-  if old and old ~= gw then redis.call('SREM', P .. 'gw:' .. old, t .. SEP .. r .. SEP .. m) end
-end
-put_user(users, u, st)
-redis.call('ZADD', conns, 'inf', m)
-redis.call('HSET', gws, m, gw)
-redis.call('SADD', P .. 'gw:' .. gw, t .. SEP .. r .. SEP .. m)
-redis.call('ZADD', P .. 'tenant:' .. t, 'inf', u .. SEP .. r .. SEP .. c)
-if name ~= '' then redis.call('HSET', key('names', t, r), u, name) end
-return {first, ended, redis.call('ZRANGEBYSCORE', conns, '(' .. num(now - grace), 'inf')}
+return out
 "#;
 
 /// `disconnect`: ARGV = prefix, tenant, room, user, conn, now, grace ms. Returns 1 if
@@ -164,7 +196,8 @@ return {gw, closed}
 /// Removes up to that many sockets whose grace is over (users whose last socket that
 /// was leave), and typing that expired; then files the room under its next due moment
 /// (at once if sockets remain to be removed; or drops it from the queue).
-/// Returns `{left users, their names, stopped typers, their names}`.
+/// Returns `{left users, their names, stopped typers, their names, users still in the
+/// room}`.
 const SWEEP: &str = r#"
 local t, r = ARGV[2], ARGV[3]
 local now, grace, keep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -213,7 +246,7 @@ if next then
 else
   redis.call('ZREM', P .. 'due', t .. SEP .. r)
 end
-return {left, left_names, stopped, stopped_names}
+return {left, left_names, stopped, stopped_names, redis.call('HLEN', key('users', t, r))}
 "#;
 
 /// `typing`: ARGV = prefix, tenant, room, user, name ('' for none), 1/0, now, ttl ms.
@@ -235,6 +268,7 @@ return redis.call('ZREM', typing, u)
 /// The scripts, each compiled once (Redis caches them by SHA).
 pub struct Scripts {
     pub connect: redis::Script,
+    pub connect_many: redis::Script,
     pub disconnect: redis::Script,
     pub expire_lease: redis::Script,
     pub sweep: redis::Script,
@@ -246,6 +280,7 @@ impl Scripts {
         let script = |body: &str| redis::Script::new(&format!("{LIB}{body}"));
         Self {
             connect: script(CONNECT),
+            connect_many: script(CONNECT_MANY),
             disconnect: script(DISCONNECT),
             expire_lease: script(EXPIRE_LEASE),
             sweep: script(SWEEP),

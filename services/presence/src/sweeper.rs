@@ -62,7 +62,9 @@ async fn sweep_rooms(ctx: &Ctx, now: i64) -> bool {
                     let change = TypingChange { user_id, user_name, is_typing: false };
                     ctx.announce(&tenant, &room, RoomEventBody::Typing(change)).await;
                 }
-                for (user_id, user_name) in swept.left {
+                // A big room's departures are not announced one by one (see `connect`).
+                let left = if ctx.state.is_big(swept.users) { Vec::new() } else { swept.left };
+                for (user_id, user_name) in left {
                     let change = PresenceChange { user_id, user_name };
                     ctx.announce(&tenant, &room, RoomEventBody::PresenceLeft(change)).await;
                 }

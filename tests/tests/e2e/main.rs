@@ -4,6 +4,7 @@
 
 mod admin;
 mod attachments;
+mod big_rooms;
 mod blocks;
 mod browser;
 mod bus;

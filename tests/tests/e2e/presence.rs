@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use chat_domain::ids::{GatewayId, RoomId, TenantId, UserId};
-use chat_domain::proto::presence::{Connect, GatewayLease, GetOnline, HistorySpan, OnlineHistory, RoomHistory};
+use chat_domain::proto::presence::{
+    Connect, ConnectMany, GatewayLease, GetOnline, HistorySpan, OnlineHistory, RoomHistory, SocketOpen,
+};
 use chat_test_support::{TestStack, TestTenant, WsClient, eventually};
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -215,5 +217,42 @@ async fn presence_rebuilds_what_its_redis_lost_from_the_gateways() -> anyhow::Re
     alice.close().await?;
     eventually("alice to leave", || async { Ok(online(&stack, &t, &room).await? == ["bob"]) }).await?;
     drop(bob);
+    stack.stop().await
+}
+
+/// A gateway announces its sockets again in batches (`connect_many`): each is registered
+/// as one `connect` would be, and bad batches are refused naming what is wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn sockets_announced_in_a_batch_are_online_and_bad_batches_are_refused() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = stack.tenant().await?;
+    let room = t.user("carol").create_room("group", &["alice", "bob"]).await?;
+    let gw = GatewayId::parse("gw_batch")?;
+    let socket = |user: &str, conn: &str| -> anyhow::Result<SocketOpen> {
+        Ok(SocketOpen {
+            tenant_id: TenantId::parse(t.id.as_str())?,
+            room_id: RoomId::parse(room.as_str())?,
+            user_id: UserId::parse(user)?,
+            user_name: None,
+            conn_id: conn.to_owned(),
+        })
+    };
+    let batch = ConnectMany {
+        gateway_id: gw.clone(),
+        sockets: vec![socket("alice", "gw_batch-1")?, socket("alice", "gw_batch-2")?, socket("bob", "gw_batch-3")?],
+    };
+    let done = stack.bus.request(&batch).await.map_err(|e| anyhow::anyhow!("connect_many: {e}"))?;
+    assert_eq!((done.registered, done.came_online), (3, 2));
+    assert_eq!(online(&stack, &t, &room).await?, ["alice", "bob"]);
+
+    let too_many = ConnectMany {
+        gateway_id: gw.clone(),
+        sockets: (0..501).map(|i| socket("alice", &format!("gw_batch-{i}"))).collect::<anyhow::Result<_>>()?,
+    };
+    let err = stack.bus.request(&too_many).await.err();
+    assert!(err.as_ref().is_some_and(|e| e.field.as_deref() == Some("sockets")), "{err:?}");
+    let bad_conn = ConnectMany { gateway_id: gw, sockets: vec![socket("bob", "gw_batch-4")?, socket("bob", "")?] };
+    let err = stack.bus.request(&bad_conn).await.err();
+    assert!(err.as_ref().is_some_and(|e| e.field.as_deref() == Some("sockets[1].conn_id")), "{err:?}");
     stack.stop().await
 }

@@ -108,8 +108,9 @@ pub const ROUTES: [(&str, &str); 92] = [
 ];
 
 /// Every command on the bus, by the service that answers it.
-pub const VERBS: [(Service, &str); 16] = [
+pub const VERBS: [(Service, &str); 17] = [
     (Service::Presence, "connect"),
+    (Service::Presence, "connect_many"),
     (Service::Presence, "online"),
     (Service::Presence, "tenant_online"),
     (Service::Presence, "typing"),

@@ -49,10 +49,12 @@ pub enum RoomEventBody {
     MemberAdded(Member),
     #[serde(rename = "member.removed")]
     MemberRemoved(MemberRemoved),
-    /// A user's first socket in the room opened.
+    /// A user's first socket in the room opened (not announced in a big room: more
+    /// users than presence's `PRESENCE_BIG_ROOM`).
     #[serde(rename = "presence.joined")]
     PresenceJoined(PresenceChange),
-    /// A user's last socket in the room closed (after the grace period) or expired.
+    /// A user's last socket in the room closed (after the grace period) or expired
+    /// (not announced in a big room).
     #[serde(rename = "presence.left")]
     PresenceLeft(PresenceChange),
     /// A user started or stopped typing (or their typing expired).

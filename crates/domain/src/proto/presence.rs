@@ -24,7 +24,8 @@ macro_rules! presence_command {
     };
 }
 
-/// A socket opened in a room. Announces `presence.joined` when it is the user's first.
+/// A socket opened in a room. Announces `presence.joined` when it is the user's first,
+/// unless the room is big (more users than `PRESENCE_BIG_ROOM`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Connect {
     pub tenant_id: TenantId,
@@ -37,14 +38,57 @@ pub struct Connect {
     pub conn_id: String,
 }
 
-/// Who is online in the room now (this socket included).
+/// Who is online in the room now (this socket included). In a big room (more users
+/// than presence's `PRESENCE_BIG_ROOM`) only this user is listed, with `big_room` set:
+/// a list of every member with every join would cost O(n²) for n joins. The whole
+/// list is read on demand ([`GetOnline`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Connected {
     pub online_users: Vec<UserId>,
     /// Whether this is the user's only socket in the room (they just came online).
     pub first_connection: bool,
+    /// Users online in the room (this one included), counting those within the grace.
+    #[serde(default)]
+    pub total_online: u64,
+    /// The room is big: `online_users` lists only this user, and arrivals and
+    /// departures are not announced one by one (`presence.joined`/`presence.left`).
+    #[serde(default)]
+    pub big_room: bool,
 }
 presence_command!(Connect, "connect", Connected);
+
+/// Most sockets one [`ConnectMany`] may carry.
+pub const MAX_CONNECT_MANY: usize = 500;
+
+/// One socket of a [`ConnectMany`].
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SocketOpen {
+    pub tenant_id: TenantId,
+    pub room_id: RoomId,
+    pub user_id: UserId,
+    pub user_name: Option<String>,
+    /// Unique per socket (gateway id and a counter).
+    pub conn_id: String,
+}
+
+/// A gateway's open sockets announced again, up to [`MAX_CONNECT_MANY`] in one request
+/// (one Redis call), when presence asked it to resync: the work is per batch, not a
+/// request per socket. Each is registered as by [`Connect`]; a user who comes online
+/// by it is announced (`presence.joined`) unless their room is big.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ConnectMany {
+    pub gateway_id: GatewayId,
+    pub sockets: Vec<SocketOpen>,
+}
+
+/// How many sockets of a [`ConnectMany`] were registered, and how many of them made
+/// their user come online in their room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConnectedMany {
+    pub registered: u64,
+    pub came_online: u64,
+}
+presence_command!(ConnectMany, "connect_many", ConnectedMany);
 
 /// Who is online in a room.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -79,7 +79,7 @@ fn samples() -> anyhow::Result<Samples> {
         InboxItem { id: "n1".into(), kind: "notification".into(), body: json!({}), created_at: now, delivered: false };
     let replies = vec![
         Reply::Pong,
-        Reply::Online { user_id: user.clone(), online: vec![user.clone()], total_participants: 1 },
+        Reply::Online { user_id: user.clone(), online: vec![user.clone()], total_participants: 1, total_online: None },
         Reply::Sent { sent: MessageSent { message: message.clone(), duplicate: true }, sender_name: None },
         Reply::SendFailed { error: ApiError::validation("content", "x"), local_id: Some("l1".into()) },
         Reply::History(vec![message.clone()]),

@@ -133,6 +133,7 @@ impl Config {
                 max_sockets_per_tenant: num("WS_MAX_SOCKETS_PER_TENANT", 100_000)?,
                 user_actions_per_sec: u32::try_from(num("WS_USER_ACTIONS_PER_SEC", 50)?)
                     .context("WS_USER_ACTIONS_PER_SEC is too large")?,
+                presence_window: Duration::from_millis(num("WS_PRESENCE_WINDOW_MS", 250)? as u64),
                 ..WsConfig::default()
             },
             socketio: SocketIoConfig {

@@ -37,6 +37,10 @@ pub struct WsConfig {
     pub heartbeat_every: Duration,
     /// Reconnect delays sent at shutdown are spread over this window.
     pub reconnect_spread_ms: u64,
+    /// How long each room holds arrivals and departures before sending them, so that a
+    /// user's arrival and departure within it cancel and a burst is sent as one run
+    /// (`WS_PRESENCE_WINDOW_MS`, default 250; 0 sends each at once).
+    pub presence_window: Duration,
     /// Sockets one user may have open on this gateway (`WS_MAX_SOCKETS_PER_USER`;
     /// a Socket.IO session counts once).
     pub max_sockets_per_user: usize,
@@ -56,6 +60,7 @@ impl Default for WsConfig {
             idle_timeout: Duration::from_secs(60),
             heartbeat_every: Duration::from_secs(10),
             reconnect_spread_ms: 5_000,
+            presence_window: Duration::from_millis(250),
             max_sockets_per_user: 64,
             max_sockets_per_tenant: 100_000,
             user_actions_per_sec: 50,

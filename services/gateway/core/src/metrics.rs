@@ -100,7 +100,17 @@ pub fn init() {
         let _ = SEND_SECONDS.with_label_values(&[outcome]);
     }
     LazyLock::force(&FANOUT_DELAY);
+    LazyLock::force(&PRESENCE_COALESCED);
 }
+
+/// Arrivals and departures that cancelled each other within a room's presence window
+/// (each pair counts two), so no socket was sent either.
+pub static PRESENCE_COALESCED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(IntCounter::new(
+        "chat_gateway_presence_coalesced_total",
+        "Presence changes (arrivals and departures) that cancelled each other within a room's presence window",
+    ))
+});
 
 pub static SLOW_KICKS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(IntCounter::new(

@@ -57,7 +57,7 @@ impl Core {
         let attachments =
             attachments::Attachments::open(&config.attachments).context("opening the attachment store")?;
         Ok(Self {
-            hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue)),
+            hub: Arc::new(fanout::Hub::new(bus.clone(), gateway_id, config.ws.queue, config.ws.presence_window)),
             deliveries: Arc::default(),
             sends: sends::Sends::new(bus.clone()),
             bus,

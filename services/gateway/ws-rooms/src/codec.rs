@@ -408,17 +408,22 @@ impl Codec for WsRoomsCodec {
         let room = Some(room);
         Some(match reply {
             Reply::Pong => frame("pong", json!({}), room),
-            Reply::Online { user_id, online, total_participants } => frame(
-                "connection_status",
-                json!({
+            Reply::Online { user_id, online, total_participants, total_online } => {
+                let mut data = json!({
                     "status": "connected",
                     "user_id": user_id,
                     "room_id": room.map(RoomId::as_str),
                     "online_users": online,
                     "total_participants": total_participants,
-                }),
-                room,
-            ),
+                });
+                // A big room: `online_users` is the user alone; the count, and a flag
+                // saying the list is partial (`get_online_users` reads the whole one).
+                if let Some(total) = total_online {
+                    data["total_online"] = json!(total);
+                    data["online_users_complete"] = json!(false);
+                }
+                frame("connection_status", data, room)
+            }
             Reply::Sent { sent, sender_name } => {
                 let mut data = MessageData::of(&sent.message, sender_name.as_deref(), &self.links());
                 data.duplicate = Some(sent.duplicate);

@@ -22,6 +22,10 @@ const LEASE_CHUNK: usize = 1_000;
 /// is swept again on the next tick.
 const SWEEP_CHUNK: usize = 2_000;
 
+/// Rooms with more users than this are big unless configured otherwise
+/// (`PRESENCE_BIG_ROOM`).
+pub const DEFAULT_BIG_ROOM: u64 = 100;
+
 /// The clock, in the unit of every stored time.
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -51,6 +55,9 @@ pub struct State {
     /// Replicas a socket's opening or closing must reach before it is acknowledged
     /// (`WAIT`), and how long to wait for them; none by default.
     replicas: Option<(u32, u64)>,
+    /// A room with more users than this is big: a socket's `connect` no longer carries
+    /// the room's whole list, and arrivals and departures are not announced one by one.
+    pub(super) big_room: u64,
 }
 
 /// Socket changes acknowledged before as many replicas as asked had them (`WAIT` ran
@@ -78,7 +85,21 @@ impl State {
             scripts: Arc::new(Scripts::new()),
             chunks: (LEASE_CHUNK, SWEEP_CHUNK),
             replicas: None,
+            big_room: DEFAULT_BIG_ROOM,
         }
+    }
+
+    /// Rooms with more than `users` users count as big (see [`State::is_big`]).
+    pub fn with_big_room(mut self, users: u64) -> Self {
+        self.big_room = users;
+        self
+    }
+
+    /// Whether a room of `users` users is big: its arrivals and departures are not
+    /// announced one by one (each would reach every member: O(n²) for n arrivals), and
+    /// a connect does not carry its list (read on demand with `online`).
+    pub fn is_big(&self, users: u64) -> bool {
+        users > self.big_room
     }
 
     /// Makes every socket opening and closing wait (Redis `WAIT`) until `replicas`

@@ -53,7 +53,8 @@ mod sockets;
 mod sweep;
 mod typing;
 
-pub use handle::{State, Timing, now_ms};
+pub use handle::{DEFAULT_BIG_ROOM, State, Timing, now_ms};
+pub use sockets::Announced;
 
 #[cfg(test)]
 mod tests;

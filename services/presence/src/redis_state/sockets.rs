@@ -16,8 +16,21 @@ pub struct Registered {
     /// The user's previous interval ended before this socket (their grace was over,
     /// but the sweeper had not yet announced them as left).
     pub previous_ended: bool,
-    /// Users online in the room, this one included, sorted.
+    /// Users online in the room, this one included, sorted; empty in a big room
+    /// (more users than [`State::big_room`]), whose list is read on demand instead.
     pub online: Vec<String>,
+    /// Users in the room (online, or closing within the grace), this one included.
+    pub users: u64,
+}
+
+/// One socket a gateway announces again ([`State::connect_many`]).
+#[derive(Debug, Clone)]
+pub struct Announced<'a> {
+    pub tenant: &'a TenantId,
+    pub room: &'a RoomId,
+    pub user: &'a UserId,
+    pub name: Option<&'a str>,
+    pub conn: &'a str,
 }
 
 fn users_of(members: &[String]) -> Vec<String> {
@@ -39,7 +52,7 @@ impl State {
         now: i64,
     ) -> redis::RedisResult<Registered> {
         let mut r = self.redis.clone();
-        let (first, ended, live): (i64, String, Vec<String>) = self
+        let (first, ended, live, users): (i64, String, Vec<String>, u64) = self
             .scripts
             .connect
             .arg(&*self.prefix)
@@ -53,10 +66,47 @@ impl State {
             .arg(self.timing.default_lease_ms)
             .arg(self.timing.grace_ms)
             .arg(self.timing.history_ms)
+            .arg(self.big_room)
             .invoke_async(&mut r)
             .await?;
         self.replicated(&mut r).await?;
-        Ok(Registered { first: first == 1, previous_ended: !ended.is_empty(), online: users_of(&live) })
+        Ok(Registered { first: first == 1, previous_ended: !ended.is_empty(), online: users_of(&live), users })
+    }
+
+    /// Registers many sockets of gateway `gw` opened (or known open) at `now`, in one
+    /// Redis call: a gateway announcing its sockets again after presence lost them.
+    /// What each registration found, in order (without the online list).
+    pub async fn connect_many(
+        &self,
+        gw: &GatewayId,
+        sockets: &[Announced<'_>],
+        now: i64,
+    ) -> redis::RedisResult<Vec<Registered>> {
+        if sockets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut r = self.redis.clone();
+        let mut call = self.scripts.connect_many.arg(&*self.prefix);
+        call.arg(now).arg(self.timing.default_lease_ms).arg(self.timing.grace_ms).arg(self.timing.history_ms);
+        for s in sockets {
+            call.arg(s.tenant.as_str())
+                .arg(s.room.as_str())
+                .arg(s.user.as_str())
+                .arg(s.conn)
+                .arg(gw.as_str())
+                .arg(s.name.unwrap_or_default());
+        }
+        let found: Vec<(i64, String, u64)> = call.invoke_async(&mut r).await?;
+        self.replicated(&mut r).await?;
+        Ok(found
+            .into_iter()
+            .map(|(first, ended, users)| Registered {
+                first: first == 1,
+                previous_ended: !ended.is_empty(),
+                online: Vec::new(),
+                users,
+            })
+            .collect())
     }
 
     /// Marks a socket closed at `now`: it counts as online for the grace, then the

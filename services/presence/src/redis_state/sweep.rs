@@ -13,6 +13,8 @@ pub struct Swept {
     pub left: Vec<(UserId, Option<String>)>,
     /// Users whose typing expired.
     pub stopped_typing: Vec<(UserId, Option<String>)>,
+    /// Users still in the room after the sweep.
+    pub users: u64,
 }
 
 fn named(users: Vec<String>, names: Vec<Option<String>>) -> Vec<(UserId, Option<String>)> {
@@ -44,8 +46,8 @@ impl State {
     /// stopped typing. Only the replica whose script removed an entry announces it.
     pub async fn sweep(&self, tenant: &TenantId, room: &RoomId, now: i64) -> redis::RedisResult<Swept> {
         let mut r = self.redis.clone();
-        type Reply = (Vec<String>, Vec<Option<String>>, Vec<String>, Vec<Option<String>>);
-        let (left, left_names, stopped, stopped_names): Reply = self
+        type Reply = (Vec<String>, Vec<Option<String>>, Vec<String>, Vec<Option<String>>, u64);
+        let (left, left_names, stopped, stopped_names, users): Reply = self
             .scripts
             .sweep
             .arg(&*self.prefix)
@@ -57,6 +59,6 @@ impl State {
             .arg(self.chunks.1)
             .invoke_async(&mut r)
             .await?;
-        Ok(Swept { left: named(left, left_names), stopped_typing: named(stopped, stopped_names) })
+        Ok(Swept { left: named(left, left_names), stopped_typing: named(stopped, stopped_names), users })
     }
 }

@@ -7,7 +7,7 @@ use chat_redis::Redis;
 
 use crate::redis_state::handle::{State, Timing, now_ms};
 use crate::redis_state::history::time;
-use crate::redis_state::sockets::Registered;
+use crate::redis_state::sockets::{Announced, Registered};
 use crate::redis_state::sweep::Swept;
 
 const GRACE: i64 = 300;
@@ -110,7 +110,7 @@ async fn an_interval_ends_when_the_last_socket_closed_once_the_grace_is_over() -
     assert!(f.disconnect("alice", "c2", t0 + 200).await?);
     // Within the grace of the last close: still online, interval still open.
     assert_eq!(f.state.online(&f.t, &r, t0 + 200 + GRACE - 1).await?, vec!["alice"]);
-    assert_eq!(f.state.sweep(&f.t, &r, t0 + 200 + GRACE - 1).await?, Swept::default());
+    assert_eq!(f.state.sweep(&f.t, &r, t0 + 200 + GRACE - 1).await?, Swept { users: 1, ..Swept::default() });
     assert_eq!(f.history(&r, t0, t0 + 1, t0 + 201).await?, vec![("alice".into(), vec![(t0, None)])]);
     // The grace is over: she leaves, and the interval ends when her last socket closed.
     let swept = f.state.sweep(&f.t, &r, t0 + 200 + GRACE).await?;
@@ -355,5 +355,55 @@ async fn leases_extended_after_an_outage_keep_their_sockets() -> anyhow::Result<
     // The gateway renews as before; one that does not is expired a lease later.
     assert_eq!(f.state.expire_lease(t0 + 2_000 + LEASE + 1).await?, Some(("gw_a".to_owned(), 1)));
     assert_eq!(f.state.expire_lease(t0 + 59_000).await?, None, "the longer lease was not shortened");
+    f.cleanup().await
+}
+
+/// A big room's `connect` answers with the count, not the list: n sockets joining cost
+/// O(n) bytes in all, not O(n²). A room at the threshold still gets its whole list.
+#[tokio::test]
+async fn a_big_rooms_connect_counts_its_users_instead_of_listing_them() -> anyhow::Result<()> {
+    let mut f = Fixture::new().await?;
+    f.state = f.state.clone().with_big_room(3);
+    let (t0, r) = (f.t0, f.r.clone());
+    let mut found = Vec::new();
+    for (i, u) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+        found.push(f.connect(&r, u, &format!("c{i}"), t0 + i as i64).await?);
+    }
+    // A second socket of a user already there counts them once.
+    let again = f.connect(&r, "e", "c9", t0 + 9).await?;
+    assert_eq!(found.iter().map(|g| g.users).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(found[2].online, ["a", "b", "c"]);
+    assert!(!f.state.is_big(found[2].users) && f.state.is_big(found[3].users));
+    assert!(found[3].online.is_empty() && found[4].online.is_empty() && again.online.is_empty());
+    assert_eq!((again.users, again.first), (5, false));
+    // The whole list is still read on demand.
+    assert_eq!(f.state.online(&f.t, &r, t0 + 10).await?, ["a", "b", "c", "d", "e"]);
+    // A sweep says how many users remain, for the same decision about departures.
+    f.disconnect("a", "c0", t0 + 20).await?;
+    let swept = f.state.sweep(&f.t, &r, t0 + 20 + GRACE).await?;
+    assert_eq!((names(&swept.left), swept.users), (vec!["a"], 4));
+    f.cleanup().await
+}
+
+/// Sockets announced again in one call are registered as one `connect` each would be.
+#[tokio::test]
+async fn many_sockets_are_registered_in_one_call() -> anyhow::Result<()> {
+    let f = Fixture::new().await?;
+    let (t0, r) = (f.t0, f.r.clone());
+    let other = RoomId::parse("room_b")?;
+    let (alice, bob) = (UserId::parse("alice")?, UserId::parse("bob")?);
+    let socket = |room, user, conn| Announced { tenant: &f.t, room, user, name: Some("N"), conn };
+    let sockets =
+        [socket(&r, &alice, "c1"), socket(&r, &alice, "c2"), socket(&r, &bob, "c3"), socket(&other, &bob, "c4")];
+    let found = f.state.connect_many(&f.gw, &sockets, t0).await?;
+    assert_eq!(
+        found.iter().map(|g| (g.first, g.users)).collect::<Vec<_>>(),
+        [(true, 1), (false, 1), (true, 2), (true, 1)]
+    );
+    assert!(f.state.connect_many(&f.gw, &[], t0).await?.is_empty());
+    assert_eq!(f.state.online(&f.t, &r, t0).await?, ["alice", "bob"]);
+    assert_eq!(f.state.online(&f.t, &other, t0).await?, ["bob"]);
+    // They are the gateway's like any other: its lease running out closes them all.
+    assert_eq!(f.state.expire_lease(t0 + LEASE).await?, Some(("gw_a".to_owned(), 4)));
     f.cleanup().await
 }

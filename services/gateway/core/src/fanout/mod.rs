@@ -87,7 +87,11 @@ pub struct Hub {
     pub gateway_id: GatewayId,
     /// Bound of each socket's queue.
     queue: usize,
-    next: AtomicU64,
+    /// How long each room holds arrivals and departures to coalesce them.
+    presence_window: std::time::Duration,
+    /// The next socket's id (ids only grow: a room task tells by it which sockets
+    /// were there when a presence change arrived).
+    next: Arc<AtomicU64>,
     rooms: Mutex<HashMap<RoomKey, RoomEntry>>,
     /// Per-tenant subscriptions (`<p>.user.<tenant>.>`) while the tenant has sockets
     /// here. One per tenant rather than one per user: an idle socket should not cost a
@@ -102,9 +106,18 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// `queue` bounds each socket's outgoing frames.
-    pub fn new(bus: Bus, gateway_id: GatewayId, queue: usize) -> Self {
-        Self { bus, gateway_id, queue, next: AtomicU64::new(1), rooms: Mutex::default(), tenants: Mutex::default() }
+    /// `queue` bounds each socket's outgoing frames; each room holds arrivals and
+    /// departures for `presence_window` to coalesce them (zero: sent at once).
+    pub fn new(bus: Bus, gateway_id: GatewayId, queue: usize, presence_window: std::time::Duration) -> Self {
+        Self {
+            bus,
+            gateway_id,
+            queue,
+            presence_window,
+            next: Arc::new(AtomicU64::new(1)),
+            rooms: Mutex::default(),
+            tenants: Mutex::default(),
+        }
     }
 
     /// Registers a socket of `actor` in `room` speaking `codec`, subscribing to the
@@ -187,6 +200,8 @@ impl Hub {
                     actor.tenant_id.clone(),
                     room.clone(),
                     last_seq,
+                    self.presence_window,
+                    self.next.clone(),
                 );
                 rooms.insert(key.clone(), RoomEntry { shared, task });
             }

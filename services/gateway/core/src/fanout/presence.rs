@@ -9,6 +9,10 @@
 //! - when presence asks (`<p>.gateway.<gw>.resync`, sent when presence receives a
 //!   lease it holds no lease for, or after its Redis came back), every socket.
 //!
+//! Announcing again is batched: up to `MAX_CONNECT_MANY` sockets per `connect_many`
+//! request (one Redis call in presence), so a gateway with big rooms pays per batch,
+//! not a request per socket.
+//!
 //! A socket that closes while it is being announced again is announced gone once
 //! more after the answer, so presence never keeps a socket that is not there.
 
@@ -18,14 +22,15 @@ use std::time::Duration;
 
 use chat_domain::ApiError;
 use chat_domain::ids::{RoomId, TenantId, UserId};
-use chat_domain::proto::presence::{ConnRef, Connect, DisconnectSignal, GatewayLease};
+use chat_domain::proto::presence::{
+    ConnRef, Connect, ConnectMany, Connected, DisconnectSignal, GatewayLease, MAX_CONNECT_MANY, SocketOpen,
+};
 use futures_util::StreamExt as _;
 
 use crate::fanout::{Hub, RoomKey};
 
-/// Announcements sent at once when announcing again (bounded so that thousands of
-/// sockets do not become thousands of requests in flight).
-const REANNOUNCE_CONCURRENCY: usize = 16;
+/// Batches of announcements in flight at once when announcing again.
+const REANNOUNCE_CONCURRENCY: usize = 4;
 
 /// One socket to announce again.
 struct Pending {
@@ -42,7 +47,8 @@ impl Hub {
         format!("{}-{id}", self.gateway_id)
     }
 
-    /// Tells presence that socket `conn_id` of `user` is in `room`; who is online there.
+    /// Tells presence that socket `conn_id` of `user` is in `room`; who is online there
+    /// (in a big room, only a count: see [`Connected`]).
     pub async fn announce(
         &self,
         tenant: &TenantId,
@@ -50,7 +56,7 @@ impl Hub {
         user: &UserId,
         user_name: Option<String>,
         conn_id: &str,
-    ) -> Result<Vec<UserId>, ApiError> {
+    ) -> Result<Connected, ApiError> {
         let connect = Connect {
             tenant_id: tenant.clone(),
             room_id: room.clone(),
@@ -59,7 +65,7 @@ impl Hub {
             gateway_id: self.gateway_id.clone(),
             conn_id: conn_id.to_owned(),
         };
-        self.bus.request(&connect).await.map(|c| c.online_users)
+        self.bus.request(&connect).await
     }
 
     /// Tells presence that socket `conn_id` of `user` left `room`, without waiting.
@@ -105,19 +111,41 @@ impl Hub {
             return;
         }
         tracing::info!(sockets = pending.len(), all, "announcing sockets to presence again");
-        futures_util::stream::iter(pending)
-            .for_each_concurrent(REANNOUNCE_CONCURRENCY, |p| async move {
-                let conn_id = self.conn_id(p.id);
-                match self.announce(&p.key.tenant, &p.key.room, &p.user, p.user_name, &conn_id).await {
+        let batches: Vec<Vec<Pending>> = {
+            let mut batches = Vec::new();
+            let mut rest = pending.into_iter().peekable();
+            while rest.peek().is_some() {
+                batches.push(rest.by_ref().take(MAX_CONNECT_MANY).collect());
+            }
+            batches
+        };
+        futures_util::stream::iter(batches)
+            .for_each_concurrent(REANNOUNCE_CONCURRENCY, |batch| async move {
+                let cmd = ConnectMany {
+                    gateway_id: self.gateway_id.clone(),
+                    sockets: batch
+                        .iter()
+                        .map(|p| SocketOpen {
+                            tenant_id: p.key.tenant.clone(),
+                            room_id: p.key.room.clone(),
+                            user_id: p.user.clone(),
+                            user_name: p.user_name.clone(),
+                            conn_id: self.conn_id(p.id),
+                        })
+                        .collect(),
+                };
+                match self.bus.request(&cmd).await {
                     Ok(_) => {
-                        p.announced.store(true, Ordering::SeqCst);
-                        // Closed meanwhile: its own `disconnect` may have reached
-                        // presence before this `connect`; say it again, after.
-                        if !self.has_socket(&p.key, p.id).await {
-                            self.announce_gone(&p.key.tenant, &p.key.room, &p.user, conn_id).await;
+                        for p in batch {
+                            p.announced.store(true, Ordering::SeqCst);
+                            // Closed meanwhile: its own `disconnect` may have reached
+                            // presence before this `connect`; say it again, after.
+                            if !self.has_socket(&p.key, p.id).await {
+                                self.announce_gone(&p.key.tenant, &p.key.room, &p.user, self.conn_id(p.id)).await;
+                            }
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "presence unavailable; the socket is announced again later"),
+                    Err(e) => tracing::warn!(error = %e, "presence unavailable; the sockets are announced again later"),
                 }
             })
             .await;

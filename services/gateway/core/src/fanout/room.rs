@@ -2,8 +2,19 @@
 //! decodes each event of the room's subscription once, puts messages in `seq` order
 //! (filling a lasting gap from message-store, as a service rather than as any user),
 //! renders each event once per dialect and offers it to every socket.
+//!
+//! Arrivals and departures (`presence.joined`/`presence.left`) are held for the
+//! room's presence window (`WS_PRESENCE_WINDOW_MS`) and coalesced: a user's arrival and
+//! departure within it cancel, and a burst of them reaches each socket as one run of
+//! frames at the window's end. A socket is told only the changes that arrived after it
+//! registered (its greeting counted the earlier ones), net: an arrival and departure it
+//! was there for both cancel. Any other event of the room first sends what is held, so
+//! the room's events keep their order. (A big room's are not announced at all:
+//! presence counts them instead.)
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chat_bus::Bus;
@@ -24,6 +35,76 @@ const GAP_FILL: u32 = 500;
 /// The longest wait between gap fills while message-store does not answer.
 const GAP_RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// Most presence changes held in a window; past it they are sent at once.
+const MAX_HELD: usize = 10_000;
+
+/// One user's changes within the window.
+struct UserChanges {
+    /// The latest change (arrivals and departures alternate).
+    last: RoomEvent,
+    /// For each change, in order, the first socket id not yet registered when it
+    /// arrived: a socket sees the changes whose mark is above its id.
+    marks: Vec<u64>,
+}
+
+impl UserChanges {
+    /// Whether socket `id` is to be told: it was there for an odd number of the
+    /// changes (an arrival and a departure it both was there for cancel; a socket that
+    /// came later was greeted with the state after the earlier ones).
+    fn tells(&self, id: u64) -> bool {
+        self.marks.iter().filter(|m| id < **m).count() % 2 == 1
+    }
+}
+
+/// Arrivals and departures held for the presence window, coalesced per user.
+#[derive(Default)]
+struct Held {
+    /// Each user's changes, in the order of their first change.
+    users: Vec<UserChanges>,
+    /// The user's place in `users`.
+    by_user: HashMap<UserId, usize>,
+    /// Changes held.
+    count: usize,
+    /// When the window ends (set by its first change).
+    until: Option<tokio::time::Instant>,
+}
+
+impl Held {
+    /// Holds a presence change that arrived when `before` was the next socket id. A
+    /// change that undoes the user's previous one (an arrival then a departure, or the
+    /// reverse) cancels it for the sockets that were there for both; the same change
+    /// again replaces the previous one.
+    fn hold(&mut self, user: UserId, event: RoomEvent, before: u64, window: Duration) {
+        self.count += 1;
+        self.until.get_or_insert_with(|| tokio::time::Instant::now() + window);
+        if let Some(i) = self.by_user.get(&user).copied()
+            && let Some(changes) = self.users.get_mut(i)
+        {
+            let undoes = matches!(
+                (&changes.last.body, &event.body),
+                (RoomEventBody::PresenceJoined(_), RoomEventBody::PresenceLeft(_))
+                    | (RoomEventBody::PresenceLeft(_), RoomEventBody::PresenceJoined(_))
+            );
+            if undoes {
+                changes.marks.push(before);
+                crate::metrics::PRESENCE_COALESCED.inc_by(2);
+            }
+            changes.last = event;
+            return;
+        }
+        self.by_user.insert(user, self.users.len());
+        self.users.push(UserChanges { last: event, marks: vec![before] });
+    }
+
+    /// Everything held, in order, ending the window.
+    fn take(&mut self) -> Vec<UserChanges> {
+        self.by_user.clear();
+        self.until = None;
+        self.count = 0;
+        std::mem::take(&mut self.users)
+    }
+}
+
 /// A room's fan-out.
 pub struct RoomTask {
     bus: Bus,
@@ -34,11 +115,18 @@ pub struct RoomTask {
     order: Reorder,
     /// Gap fills that failed in a row (message-store unreachable), for the backoff.
     fill_failures: u32,
+    /// How long arrivals and departures are held and coalesced (zero: not held).
+    window: Duration,
+    held: Held,
+    /// The hub's next socket id.
+    next_socket: Arc<AtomicU64>,
 }
 
 impl RoomTask {
     /// Starts the task for a room whose newest message was `last_seq` when its first
     /// socket here joined.
+    /// `window`: how long arrivals and departures are held and coalesced.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         bus: Bus,
         shared: Arc<RoomShared>,
@@ -46,8 +134,21 @@ impl RoomTask {
         tenant: TenantId,
         room: RoomId,
         last_seq: i64,
+        window: Duration,
+        next_socket: Arc<AtomicU64>,
     ) -> JoinHandle<()> {
-        let task = Self { bus, shared, sub, tenant, room, order: Reorder::after(last_seq), fill_failures: 0 };
+        let task = Self {
+            bus,
+            shared,
+            sub,
+            tenant,
+            room,
+            order: Reorder::after(last_seq),
+            fill_failures: 0,
+            window,
+            held: Held::default(),
+            next_socket,
+        };
         tokio::spawn(task.run())
     }
 
@@ -77,6 +178,10 @@ impl RoomTask {
                 },
                 () = sleep_until(gap) => {
                     self.fill_gap().await;
+                    None
+                }
+                () = sleep_until(self.held.until) => {
+                    self.release();
                     None
                 }
             };
@@ -113,6 +218,36 @@ impl RoomTask {
     }
 
     fn event(&mut self, event: RoomEvent) {
+        match &event.body {
+            RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) if !self.window.is_zero() => {
+                let user = p.user_id.clone();
+                let before = self.next_socket.load(Ordering::SeqCst);
+                self.held.hold(user, event, before, self.window);
+                if self.held.count >= MAX_HELD {
+                    self.release();
+                }
+                return;
+            }
+            // Whatever else happens in the room comes after the changes held before it.
+            _ => self.release(),
+        }
+        self.offer_event(event, None);
+    }
+
+    /// Sends the arrivals and departures held so far.
+    fn release(&mut self) {
+        if self.held.count == 0 {
+            self.held.until = None;
+            return;
+        }
+        for changes in self.held.take() {
+            self.offer_event(changes.last.clone(), Some(&changes));
+        }
+    }
+
+    /// Offers an event to the room's sockets (with `held`, only to those it tells: see
+    /// [`UserChanges::tells`]).
+    fn offer_event(&mut self, event: RoomEvent, held: Option<&UserChanges>) {
         // Typing and presence of a user a socket's user blocks do not reach it.
         let activity: Option<&UserId> = match &event.body {
             RoomEventBody::PresenceJoined(p) | RoomEventBody::PresenceLeft(p) => Some(&p.user_id),
@@ -159,8 +294,9 @@ impl RoomTask {
             return;
         }
         let Ok(sockets) = self.shared.sockets.read() else { return };
+        let there = sockets.iter().filter(|(id, _)| held.is_none_or(|h| h.tells(**id))).map(|(_, s)| s);
         offer(
-            sockets.values(),
+            there,
             None,
             |s| {
                 except != Some(&s.user)
@@ -195,5 +331,66 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_domain::proto::events::PresenceChange;
+
+    use super::*;
+
+    fn change(user: &str, joined: bool) -> anyhow::Result<(UserId, RoomEvent)> {
+        let (tenant, room, user) = (TenantId::parse("t1")?, RoomId::parse("r1")?, UserId::parse(user)?);
+        let p = PresenceChange { user_id: user.clone(), user_name: None };
+        let body = if joined { RoomEventBody::PresenceJoined(p) } else { RoomEventBody::PresenceLeft(p) };
+        Ok((user, RoomEvent::new(&tenant, &room, chat_domain::time::now(), body)))
+    }
+
+    /// Which of sockets 1..=10 each held user's change is told to.
+    fn told(held: &mut Held) -> Vec<(String, &'static str, Vec<u64>)> {
+        held.take()
+            .into_iter()
+            .map(|c| {
+                let (user, kind) = match &c.last.body {
+                    RoomEventBody::PresenceJoined(p) => (p.user_id.to_string(), "joined"),
+                    RoomEventBody::PresenceLeft(p) => (p.user_id.to_string(), "left"),
+                    _ => (String::new(), "other"),
+                };
+                (user, kind, (1..=10).filter(|id| c.tells(*id)).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_arrival_and_departure_cancel_for_the_sockets_there_for_both() -> anyhow::Result<()> {
+        let window = Duration::from_secs(1);
+        let mut held = Held::default();
+        // Socket ids 1..=4 were registered when xavier arrived, 5..=7 came before he left.
+        let (x, joined) = change("xavier", true)?;
+        held.hold(x.clone(), joined, 5, window);
+        let (_, left) = change("xavier", false)?;
+        held.hold(x, left, 8, window);
+        // Yann left (sockets 1..=2 there) and came back (sockets 1..=5 there).
+        let (y, left) = change("yann", false)?;
+        held.hold(y.clone(), left, 3, window);
+        let (_, joined) = change("yann", true)?;
+        held.hold(y, joined, 6, window);
+        // Zoe only arrived, with sockets 1..=3 there.
+        let (z, joined) = change("zoe", true)?;
+        held.hold(z, joined, 4, window);
+        assert_eq!(held.count, 5);
+        assert_eq!(
+            told(&mut held),
+            [
+                // Sockets 5..=7 were greeted with xavier online: they learn he left.
+                ("xavier".to_owned(), "left", vec![5, 6, 7]),
+                // Sockets 3..=5 were greeted without yann: they learn he is back.
+                ("yann".to_owned(), "joined", vec![3, 4, 5]),
+                ("zoe".to_owned(), "joined", vec![1, 2, 3]),
+            ]
+        );
+        assert_eq!((held.count, held.until), (0, None));
+        Ok(())
     }
 }

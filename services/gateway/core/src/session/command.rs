@@ -85,6 +85,9 @@ pub enum Reply {
         user_id: UserId,
         online: Vec<UserId>,
         total_participants: i64,
+        /// Set when `online` is not the whole list: a big room's greeting lists only the
+        /// user, with the room's count here (the whole list is read on demand).
+        total_online: Option<u64>,
     },
     /// The stored message (or the earlier one, for a resend).
     Sent {

@@ -34,6 +34,14 @@ pub struct Membership {
     blocks: Arc<crate::fanout::blocks::BlockSet>,
 }
 
+/// Who is online in a room, as a socket is told when it connects.
+pub struct Online {
+    /// Sorted; in a big room only the socket's own user.
+    pub users: Vec<UserId>,
+    /// In a big room, how many users are online (`users` is then not the whole list).
+    pub total: Option<u64>,
+}
+
 /// A membership just made, with the two ends of its socket's queue.
 pub struct Joined {
     pub membership: Membership,
@@ -70,14 +78,18 @@ impl Membership {
     }
 
     /// Tells presence the socket is here (it counts as online from now); who is online
-    /// in the room (but the users the actor blocks).
+    /// in the room (but the users the actor blocks) — in a big room only the actor,
+    /// with the room's count.
     /// When presence cannot be reached, the hub announces the socket again on its next
     /// lease tick.
-    pub async fn announce(&self, user_name: Option<String>) -> Result<Vec<UserId>, ApiError> {
+    pub async fn announce(&self, user_name: Option<String>) -> Result<Online, ApiError> {
         let (tenant, user) = (&self.actor.tenant_id, &self.actor.user_id);
-        let online = self.core.hub.announce(tenant, &self.room, user, user_name, &self.conn_id).await?;
+        let connected = self.core.hub.announce(tenant, &self.room, user, user_name, &self.conn_id).await?;
         self.announced.store(true, Ordering::SeqCst);
-        Ok(self.blocks.visible(online))
+        Ok(Online {
+            users: self.blocks.visible(connected.online_users),
+            total: connected.big_room.then_some(connected.total_online),
+        })
     }
 
     /// The users of `online` the actor may see online (all but those they block).

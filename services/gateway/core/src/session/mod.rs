@@ -26,7 +26,7 @@ mod membership;
 pub mod queue;
 pub mod transport;
 
-pub use membership::{Joined, Membership};
+pub use membership::{Joined, Membership, Online};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,9 +260,9 @@ impl Session {
     async fn greet(&self, outlet: &Outlet, membership: &Membership) -> bool {
         let online = membership.announce(self.user_name.clone()).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "presence unavailable at connect");
-            vec![self.actor.user_id.clone()]
+            Online { users: vec![self.actor.user_id.clone()], total: None }
         });
-        if !self.answer(outlet, &self.online(online)).await {
+        if !self.answer(outlet, &self.online(online.users, online.total)).await {
             return false;
         }
         // What arrived for this user while they were away.
@@ -284,8 +284,14 @@ impl Session {
         }
     }
 
-    fn online(&self, online: Vec<chat_domain::UserId>) -> Reply {
-        Reply::Online { user_id: self.actor.user_id.clone(), online, total_participants: self.room.member_count }
+    /// `total` when `online` is not the whole list (a big room's greeting).
+    fn online(&self, online: Vec<chat_domain::UserId>, total: Option<u64>) -> Reply {
+        Reply::Online {
+            user_id: self.actor.user_id.clone(),
+            online,
+            total_participants: self.room.member_count,
+            total_online: total,
+        }
     }
 
     /// A reconnect delay spread over the configured window, so sockets do not all
@@ -415,7 +421,7 @@ impl Session {
                 .request(&GetOnline { tenant_id: self.actor.tenant_id.clone(), room_id: self.room.room_id.clone() })
                 .await
                 // As the greeting: the users the actor blocks are not shown online.
-                .map(|o| Some(self.online(membership.visible(o.online_users)))),
+                .map(|o| Some(self.online(membership.visible(o.online_users), None))),
             Command::Send(send) => return Some(self.send_message(send).await),
             Command::History(History { after_seq, before_seq, limit }) => {
                 let cmd = ListMessages {

@@ -55,6 +55,8 @@ const state = {
   retryTimer: null,
   offline: false,
   online: new Set(),
+  // Users online beyond those listed (a big room greets with a count).
+  onlineMore: 0,
   typers: new Map(),
   typingSentAt: 0,
   typingStop: null,
@@ -226,6 +228,7 @@ async function openRoom(roomId) {
   state.elements.clear();
   state.pending.clear();
   state.online.clear();
+  state.onlineMore = 0;
   state.typers.clear();
   forgetFiles();
   $("message-list").replaceChildren();
@@ -976,8 +979,10 @@ document.addEventListener("visibilitychange", markRead);
 // ---- presence and typing ------------------------------------------------------------
 
 function renderOnline() {
+  const more = state.onlineMore ? [el("span", { class: "more" }, `and ${state.onlineMore} more online`)] : [];
   $("online").replaceChildren(
     ...[...state.online].sort().map((u) => el("span", { class: "user", dataset: { user: u } }, u)),
+    ...more,
   );
 }
 
@@ -1116,6 +1121,7 @@ function connect() {
     if (gen !== state.wsGen) return;
     state.ws = null;
     state.online.clear();
+    state.onlineMore = 0;
     state.typers.clear();
     renderOnline();
     renderTyping();
@@ -1169,6 +1175,9 @@ function onFrame({ type, data, room_id: roomId }) {
   switch (type) {
     case "connection_status":
       state.online = new Set(data.online_users || []);
+      // A big room greets with a count, not the list (and announces no arrivals).
+      state.onlineMore =
+        data.online_users_complete === false ? Math.max(0, (data.total_online || 0) - state.online.size) : 0;
       renderOnline();
       break;
     case "user_joined":
