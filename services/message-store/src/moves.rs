@@ -345,6 +345,15 @@ async fn copy_rows(
             .load(s)
             .await?;
     counts.members = insert(d, "room_members", &members).await?;
+    // The rooms arrived with their member counts and the inserts above counted the
+    // members again (migration 0095's trigger): set each from the members it has.
+    diesel::sql_query(
+        "UPDATE rooms r SET member_count = (SELECT count(*) FROM room_members m WHERE m.room_id = r.id)
+         WHERE r.id = ANY ($1)",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .execute(d)
+    .await?;
     // Moderation (migration 0080): bans, mutes, slow-mode rows, flags and the log, after
     // the rooms they reference.
     for table in ["room_bans", "room_mutes", "room_slow_sends", "message_flags", "moderation_log"] {

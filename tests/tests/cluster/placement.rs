@@ -122,6 +122,9 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
         assert_eq!((rows(there, "moderation_log", &a.id).await?, rows(away, "moderation_log", &a.id).await?), (1, 0));
         let mutes = alice[1].get(&format!("/rooms/{room_a}/mutes")).await?.expect(StatusCode::OK)?.body;
         assert_eq!(mutes["items"][0]["user_id"], "bob", "the mute moved with the room: {mutes}");
+        // The member count moved as it was (alice and bob), not counted again on arrival.
+        let room = alice[1].get(&format!("/rooms/{room_a}")).await?.expect(StatusCode::OK)?.body;
+        assert_eq!(room["member_count"], 2, "the member count moved: {room}");
         let shown = stack.admin(reqwest::Method::GET, &format!("/admin/tenants/{}", a.id), None).await?;
         assert_eq!(shown.expect(StatusCode::OK)?.body["cluster"], to);
         println!(

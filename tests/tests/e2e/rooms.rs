@@ -66,6 +66,16 @@ async fn group_room_lifecycle() -> anyhow::Result<()> {
     let members = alice.get(&format!("/rooms/{room}/members")).await?.expect(StatusCode::OK)?;
     let ids: Vec<_> = members.body.as_array().into_iter().flatten().map(|m| m["user_id"].clone()).collect();
     assert_eq!(ids, vec![json!("alice"), json!("dave")]);
+    // The count on the room (kept on its row) followed every add, re-add and removal,
+    // in the room, the room list and a socket's greeting.
+    let shown = alice.get(&format!("/rooms/{room}")).await?.expect(StatusCode::OK)?.body;
+    assert_eq!(shown["member_count"], 2, "{shown}");
+    let listed = alice.get("/rooms").await?.expect(StatusCode::OK)?.body;
+    let listed = listed.as_array().into_iter().flatten().find(|r| r["room_id"] == room.as_str()).cloned();
+    assert_eq!(listed.map(|r| r["member_count"].clone()), Some(json!(2)));
+    let url = format!("{}/ws/{room}?token={}&user_id=dave", stack.ws_url(0), t.api_key);
+    let mut ws = chat_test_support::WsClient::connect(&url).await?;
+    assert_eq!(ws.expect("connection_status").await?["data"]["total_participants"], 2);
     stack.stop().await
 }
 

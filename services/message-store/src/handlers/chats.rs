@@ -58,7 +58,7 @@ struct ChatRow {
 const CHATS: &str = "
 WITH mine AS (
     SELECT r.id, r.room_type, r.name, r.unique_key, r.last_seq, r.created_by, r.created_at,
-           (SELECT count(*) FROM room_members x WHERE x.room_id = r.id) AS member_count,
+           r.member_count,
            r.context_type, r.context_id, r.metadata,
            GREATEST(r.last_seq - COALESCE(c.read_seq, 0), 0) AS unread_count,
            -- Mentions (migration 0070): unread messages mentioning the viewer or @channel.

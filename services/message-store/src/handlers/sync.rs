@@ -206,7 +206,7 @@ async fn changes(
     // the next sync (where it is `joined`).
     let rooms: Vec<RoomOf> = diesel::sql_query(
         "SELECT r.id, r.room_type, r.name, r.unique_key, r.last_seq,
-                (SELECT count(*) FROM room_members c WHERE c.room_id = r.id) AS member_count,
+                r.member_count,
                 r.created_by, r.created_at, (m.tx IS NOT NULL AND m.tx >= $3) AS joined
          FROM room_members m JOIN rooms r ON r.id = m.room_id AND r.tenant_id = $1
          WHERE m.tenant_id = $1 AND m.user_id = $2 AND (m.tx IS NULL OR m.tx < $4)
