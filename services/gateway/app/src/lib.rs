@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use actix_http::HttpServiceBuilder;
 use actix_http::error::DispatchError;
-use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
+use actix_service::{
+    IntoServiceFactory as _, ServiceFactory as _, ServiceFactoryExt as _, fn_factory, fn_service, map_config,
+};
 use actix_web::dev::AppConfig;
 use actix_web::dev::Service as _;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -331,9 +333,26 @@ impl Gateway {
         // is wrapped: the errors actix-http answers itself get the documented body too
         // (`gateway_core::http_errors`).
         let connection = move || {
-            let app = map_config(app().into_factory().map_err(|e: actix_web::Error| e.error_response()), |_| {
-                AppConfig::default()
+            let factory = || {
+                map_config(app().into_factory().map_err(|e: actix_web::Error| e.error_response()), |_| {
+                    AppConfig::default()
+                })
+            };
+            // A WebSocket handshake leaves actix-http's dispatcher (and its two 8 KiB
+            // buffers, kept for the connection's life): the same application answers it
+            // and the connection goes on with buffers only while bytes move
+            // (`gateway_core::session::upgraded`).
+            let upgrades = factory();
+            let upgrade = fn_factory(move || {
+                let service = upgrades.new_service(());
+                async move {
+                    let app = std::rc::Rc::new(service.await?);
+                    Ok::<_, ()>(fn_service(move |(req, framed)| {
+                        gateway_core::session::upgraded::serve(app.clone(), req, framed)
+                    }))
+                }
             });
+            let app = factory();
             fn_service(|io: actix_web::rt::net::TcpStream| async move {
                 // Small frames go out at once: with Nagle's algorithm a second frame
                 // written before the client acknowledged the first waited for its
@@ -347,6 +366,7 @@ impl Gateway {
                     // As `HttpServer` has it: a second to finish a response to a client
                     // that is going away.
                     .client_disconnect_timeout(Duration::from_secs(1))
+                    .upgrade(upgrade)
                     .h1(app),
             )
         };

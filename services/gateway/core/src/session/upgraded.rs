@@ -1,0 +1,242 @@
+//! WebSocket connections off actix-http's HTTP/1 dispatcher.
+//!
+//! actix-http's dispatcher keeps two 8 KiB buffers (read and write) for as long as a
+//! connection lives, whether or not anything moves: two thirds of what an idle socket
+//! cost. A WebSocket handshake (`Upgrade: websocket`) is therefore handed over by the
+//! dispatcher (its `upgrade` service; the dispatcher and its buffers are dropped) to
+//! [`serve`], which answers it with the same application — every route, middleware,
+//! admission and error is the one a plain request gets — and then carries the
+//! connection itself with buffers that exist only while bytes move:
+//!
+//! - the client's bytes are read when the session asks for them (its `Inlet` polls the
+//!   request payload), through a buffer on the stack, into a chunk the size of what
+//!   arrived; nothing is kept between reads;
+//! - the response body (the socket's queue, encoded) is written chunk by chunk as it
+//!   comes; only a chunk the kernel did not take whole waits, and it is the chunk
+//!   itself, not a copy.
+//!
+//! A response other than `101 Switching Protocols` (a refused handshake answered with
+//! an HTTP error) is written with the request's HTTP/1 codec, body and all, and the
+//! connection is closed after it.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use actix_codec::{AsyncRead, AsyncWrite, Encoder as _, Framed, ReadBuf};
+use actix_http::body::{BoxBody, MessageBody};
+use actix_http::error::PayloadError;
+use actix_http::h1::{Codec, Message};
+use actix_http::{ConnectionType, Payload, Request, Response, StatusCode};
+use actix_web::dev::Service;
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+
+/// Bytes read from the socket at most per read (on the stack, copied out at their size).
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Answers an upgrade request with `app`, then carries its connection to the end.
+/// Failures of the connection itself (a reset, a broken pipe) end it quietly: they are
+/// the client's, and its session notices them as the end of its stream.
+pub async fn serve<S, T>(app: Rc<S>, req: Request, framed: Framed<T, Codec>) -> Result<(), actix_http::Error>
+where
+    S: Service<Request>,
+    S::Response: Into<Response<BoxBody>>,
+    S::Error: Into<Response<BoxBody>>,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    if let Err(e) = carry(app, req, framed).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+    Ok(())
+}
+
+async fn carry<S, T>(app: Rc<S>, req: Request, framed: Framed<T, Codec>) -> io::Result<()>
+where
+    S: Service<Request>,
+    S::Response: Into<Response<BoxBody>>,
+    S::Error: Into<Response<BoxBody>>,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let parts = framed.into_parts();
+    let mut codec = parts.codec;
+    let io = Rc::new(RefCell::new(parts.io));
+    // Bytes the client sent after its head (its first frames, if it did not wait for
+    // the answer): copied out, so the dispatcher's 8 KiB read buffer is not kept for them.
+    let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
+    drop(parts.read_buf);
+    drop(parts.write_buf);
+    let reader = Reader { io: io.clone(), early, done: false };
+    let payload: actix_http::BoxedPayloadStream = Box::pin(reader);
+    let (req, _) = req.replace_payload(Payload::from(payload));
+    let res: Response<BoxBody> = match app.call(req).await {
+        Ok(res) => res.into(),
+        Err(err) => err.into(),
+    };
+    let (mut head, body) = res.into_parts();
+    let switching = head.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if !switching {
+        // The connection ends with this answer: say so.
+        head.head_mut().set_connection_type(ConnectionType::Close);
+    }
+    let mut buf = BytesMut::new();
+    codec.encode(Message::Item((head, body.size())), &mut buf)?;
+    write_all(&io, buf.freeze()).await?;
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+        let chunk = chunk.map_err(|e| io::Error::other(e.to_string()))?;
+        if switching {
+            // After a `101` the body is the connection's bytes, as they are.
+            write_all(&io, chunk).await?;
+        } else {
+            let mut buf = BytesMut::new();
+            codec.encode(Message::Chunk(Some(chunk)), &mut buf)?;
+            write_all(&io, buf.freeze()).await?;
+        }
+    }
+    if !switching {
+        let mut buf = BytesMut::new();
+        codec.encode(Message::Chunk(None), &mut buf)?;
+        write_all(&io, buf.freeze()).await?;
+    }
+    poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_flush(cx)).await?;
+    poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_shutdown(cx)).await
+}
+
+/// Writes `bytes` whole; what the kernel does not take at once waits in `bytes` itself.
+async fn write_all<T: AsyncWrite + Unpin>(io: &RefCell<T>, mut bytes: Bytes) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_write(cx, &bytes)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let _ = bytes.split_to(n);
+    }
+    Ok(())
+}
+
+/// The request payload of an upgraded connection: the client's bytes, read when asked for.
+struct Reader<T> {
+    io: Rc<RefCell<T>>,
+    early: Option<Bytes>,
+    done: bool,
+}
+
+impl<T: AsyncRead + Unpin> Stream for Reader<T> {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(early) = this.early.take() {
+            return Poll::Ready(Some(Ok(early)));
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let mut space = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut read = ReadBuf::uninit(&mut space);
+        match Pin::new(&mut *this.io.borrow_mut()).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => {
+                this.done = true;
+                Poll::Ready(Some(Err(PayloadError::Io(e))))
+            }
+            Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(Bytes::copy_from_slice(read.filled())))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_http::ServiceConfig;
+    use actix_http::body::BodyStream;
+    use actix_web::dev::fn_service;
+    use futures_util::StreamExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
+
+    use super::*;
+
+    const HANDSHAKE: &str = "GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+                             sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
+
+    /// The dispatcher's side: the request decoded from what the client sent so far.
+    async fn handed_over(server: DuplexStream) -> anyhow::Result<(Request, Framed<DuplexStream, Codec>)> {
+        let mut framed = Framed::new(server, Codec::new(ServiceConfig::default()));
+        match framed.next().await {
+            Some(Ok(Message::Item(req))) => Ok((req, framed)),
+            other => anyhow::bail!("no request head: {other:?}"),
+        }
+    }
+
+    /// Reads until `want` has arrived (or the stream ended); everything read.
+    async fn read_until(client: &mut DuplexStream, want: &str) -> anyhow::Result<String> {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut chunk)).await??;
+            anyhow::ensure!(n > 0, "ended before {want:?}: {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        Ok(String::from_utf8_lossy(&seen).into_owned())
+    }
+
+    #[actix_web::test]
+    async fn an_upgraded_connection_carries_bytes_both_ways_including_those_sent_with_the_head() -> anyhow::Result<()> {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        // The client's first bytes come in the same write as its handshake.
+        client.write_all(format!("{HANDSHAKE}early").as_bytes()).await?;
+        let (req, framed) = handed_over(server).await?;
+        // An echo: the body is the request's payload as it is read.
+        let app = Rc::new(fn_service(|mut req: Request| async move {
+            let echo = req.take_payload().map(|chunk| chunk.map(|b| Bytes::from([&b"echo:"[..], &b[..]].concat())));
+            let res = Response::build(StatusCode::SWITCHING_PROTOCOLS)
+                .upgrade("websocket")
+                .body(BodyStream::new(echo))
+                .map_into_boxed_body();
+            Ok::<_, Response<BoxBody>>(res)
+        }));
+        let served = tokio::task::spawn_local(serve(app, req, framed));
+        let head = read_until(&mut client, "echo:early").await?;
+        assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head:?}");
+        assert!(!head.contains("content-length") && !head.contains("transfer-encoding"), "{head:?}");
+        // Idle in between: nothing is held for the connection, and it still carries.
+        client.write_all(b"later").await?;
+        assert!(read_until(&mut client, "echo:later").await?.ends_with("echo:later"));
+        // The client ends its side: the payload ends, so does the body and the connection.
+        client.shutdown().await?;
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await?;
+        assert!(rest.is_empty(), "{rest:?}");
+        served.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+
+    #[actix_web::test]
+    async fn a_refused_upgrade_gets_its_http_answer_and_the_connection_closes() -> anyhow::Result<()> {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        client.write_all(HANDSHAKE.as_bytes()).await?;
+        let (req, framed) = handed_over(server).await?;
+        let app = Rc::new(fn_service(|_: Request| async {
+            Err::<Response<BoxBody>, _>(
+                Response::build(StatusCode::UNAUTHORIZED).body(r#"{"success":false}"#).map_into_boxed_body(),
+            )
+        }));
+        let served = tokio::task::spawn_local(serve(app, req, framed));
+        let mut answer = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(5), client.read_to_end(&mut answer)).await??;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{answer:?}");
+        assert!(answer.contains("connection: close\r\n"), "{answer:?}");
+        assert!(answer.ends_with("\r\n\r\n{\"success\":false}"), "{answer:?}");
+        served.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+}
