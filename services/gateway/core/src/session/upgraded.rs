@@ -15,16 +15,23 @@
 //!   comes; only a chunk the kernel did not take whole waits, and it is the chunk
 //!   itself, not a copy.
 //!
+//! The connection runs on a task of its own ([`hand_over`]): the dispatcher's task ends
+//! with the handover. So an upgraded connection is not among those actix-server counts
+//! (nor under its per-worker limit); the gateway's socket caps bound them, and its
+//! shutdown waits for them ([`Open`]).
+//!
 //! A response other than `101 Switching Protocols` (a refused handshake answered with
 //! an HTTP error) is written with the request's HTTP/1 codec, body and all, and the
 //! connection is closed after it.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use actix_codec::{AsyncRead, AsyncWrite, Encoder as _, Framed, ReadBuf};
@@ -39,40 +46,109 @@ use futures_util::Stream;
 /// Bytes read from the socket at most per read (on the stack, copied out at their size).
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Answers an upgrade request with `app`, then carries its connection to the end.
-/// Failures of the connection itself (a reset, a broken pipe) end it quietly: they are
-/// the client's, and its session notices them as the end of its stream.
-pub async fn serve<S, T>(app: Rc<S>, req: Request, framed: Framed<T, Codec>) -> Result<(), actix_http::Error>
+/// The upgraded connections open on one server (their own tasks, see [`hand_over`]).
+#[derive(Debug, Clone, Default)]
+pub struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    /// How many are still open: shutting down waits for them, as actix-server waits for
+    /// the connections it still counts.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One open upgraded connection, counted while it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Takes an upgrade request from the dispatcher: [`serve`] runs on a task of its own
+/// (counted in `open`), so the dispatcher's task — sized for a whole HTTP/1
+/// dispatcher — ends at once.
+pub async fn hand_over<S, T>(
+    open: Open,
+    app: Rc<S>,
+    req: Request,
+    framed: Framed<T, Codec>,
+) -> Result<(), actix_http::Error>
 where
-    S: Service<Request>,
+    S: Service<Request> + 'static,
     S::Response: Into<Response<BoxBody>>,
     S::Error: Into<Response<BoxBody>>,
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    if let Err(e) = carry(app, req, framed).await {
-        tracing::debug!(error = %e, "upgraded connection ended");
-    }
+    open.0.fetch_add(1, Ordering::Relaxed);
+    let counted = Counted(open.0);
+    let serving = serve(app, req, framed);
+    actix_web::rt::spawn(async move {
+        let _counted = counted;
+        serving.await;
+    });
     Ok(())
 }
 
-async fn carry<S, T>(app: Rc<S>, req: Request, framed: Framed<T, Codec>) -> io::Result<()>
+/// Answers an upgrade request with `app`, then carries its connection to the end.
+/// Failures of the connection itself (a reset, a broken pipe) end it quietly: they are
+/// the client's, and its session notices them as the end of its stream.
+///
+/// Only the connection, its body and a flag are kept for the connection's life: the
+/// answering (the request, the application's call, the codec) is boxed and gone once
+/// the head is written.
+pub fn serve<S, T>(app: Rc<S>, req: Request, framed: Framed<T, Codec>) -> impl Future<Output = ()> + 'static
 where
-    S: Service<Request>,
+    S: Service<Request> + 'static,
     S::Response: Into<Response<BoxBody>>,
     S::Error: Into<Response<BoxBody>>,
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let parts = framed.into_parts();
-    let mut codec = parts.codec;
     let io = Rc::new(RefCell::new(parts.io));
     // Bytes the client sent after its head (its first frames, if it did not wait for
     // the answer): copied out, so the dispatcher's 8 KiB read buffer is not kept for them.
     let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
-    drop(parts.read_buf);
-    drop(parts.write_buf);
     let reader = Reader { io: io.clone(), early, done: false };
     let payload: actix_http::BoxedPayloadStream = Box::pin(reader);
     let (req, _) = req.replace_payload(Payload::from(payload));
+    let answering: Pin<Box<dyn Future<Output = io::Result<Answered>>>> =
+        Box::pin(answer(app, req, parts.codec, io.clone()));
+    async move {
+        let carried = match answering.await {
+            Ok(Answered::Switching(body)) => carry(&io, body).await,
+            // Rare and short: its codec is boxed with it.
+            Ok(Answered::Http(body, codec)) => Box::pin(carry_http(&io, body, codec)).await,
+            Err(e) => Err(e),
+        };
+        let ended = match carried {
+            Ok(()) => Box::pin(finish(&io)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "upgraded connection ended");
+        }
+    }
+}
+
+/// The answer's head is written; what follows it.
+enum Answered {
+    /// After a `101`: the body is the connection's bytes, as they are.
+    Switching(BoxBody),
+    /// Any other answer: a body written with the request's codec, then the end.
+    Http(BoxBody, Codec),
+}
+
+/// Calls the application and writes the head of its answer.
+async fn answer<S, T>(app: Rc<S>, req: Request, mut codec: Codec, io: Rc<RefCell<T>>) -> io::Result<Answered>
+where
+    S: Service<Request>,
+    S::Response: Into<Response<BoxBody>>,
+    S::Error: Into<Response<BoxBody>>,
+    T: AsyncWrite + Unpin,
+{
     let res: Response<BoxBody> = match app.call(req).await {
         Ok(res) => res.into(),
         Err(err) => err.into(),
@@ -86,23 +162,33 @@ where
     let mut buf = BytesMut::new();
     codec.encode(Message::Item((head, body.size())), &mut buf)?;
     write_all(&io, buf.freeze()).await?;
+    Ok(if switching { Answered::Switching(body) } else { Answered::Http(body, codec) })
+}
+
+/// Writes a `101`'s body (the socket's frames) as it comes.
+async fn carry<T: AsyncWrite + Unpin>(io: &RefCell<T>, body: BoxBody) -> io::Result<()> {
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = poll_fn(|cx| body.as_mut().poll_next(cx)).await {
-        let chunk = chunk.map_err(|e| io::Error::other(e.to_string()))?;
-        if switching {
-            // After a `101` the body is the connection's bytes, as they are.
-            write_all(&io, chunk).await?;
-        } else {
-            let mut buf = BytesMut::new();
-            codec.encode(Message::Chunk(Some(chunk)), &mut buf)?;
-            write_all(&io, buf.freeze()).await?;
-        }
+        write_all(io, chunk.map_err(|e| io::Error::other(e.to_string()))?).await?;
     }
-    if !switching {
+    Ok(())
+}
+
+/// Writes any other answer's body with its codec.
+async fn carry_http<T: AsyncWrite + Unpin>(io: &RefCell<T>, body: BoxBody, mut codec: Codec) -> io::Result<()> {
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = poll_fn(|cx| body.as_mut().poll_next(cx)).await {
         let mut buf = BytesMut::new();
-        codec.encode(Message::Chunk(None), &mut buf)?;
-        write_all(&io, buf.freeze()).await?;
+        codec.encode(Message::Chunk(Some(chunk.map_err(|e| io::Error::other(e.to_string()))?)), &mut buf)?;
+        write_all(io, buf.freeze()).await?;
     }
+    let mut buf = BytesMut::new();
+    codec.encode(Message::Chunk(None), &mut buf)?;
+    write_all(io, buf.freeze()).await
+}
+
+/// Flushes and closes our side of the connection.
+async fn finish<T: AsyncWrite + Unpin>(io: &RefCell<T>) -> io::Result<()> {
     poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_flush(cx)).await?;
     poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_shutdown(cx)).await
 }
@@ -215,7 +301,7 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await?;
         assert!(rest.is_empty(), "{rest:?}");
-        served.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        served.await?;
         Ok(())
     }
 
@@ -236,7 +322,7 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{answer:?}");
         assert!(answer.contains("connection: close\r\n"), "{answer:?}");
         assert!(answer.ends_with("\r\n\r\n{\"success\":false}"), "{answer:?}");
-        served.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        served.await?;
         Ok(())
     }
 }
