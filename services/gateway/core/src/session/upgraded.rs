@@ -20,6 +20,10 @@
 //! (nor under its per-worker limit); the gateway's socket caps bound them, and its
 //! shutdown waits for them ([`Open`]).
 //!
+//! Once the body has ended, our side is shut down and whatever the client still sends
+//! is read and dropped for a second (`linger`), so that closing does not reset the
+//! connection under a client that has not read our close frame yet.
+//!
 //! A response other than `101 Switching Protocols` (a refused handshake answered with
 //! an HTTP error) is written with the request's HTTP/1 codec, body and all, and the
 //! connection is closed after it.
@@ -33,6 +37,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_codec::{AsyncRead, AsyncWrite, Encoder as _, Framed, ReadBuf};
 use actix_http::body::{BoxBody, MessageBody};
@@ -45,6 +50,8 @@ use futures_util::Stream;
 
 /// Bytes read from the socket at most per read (on the stack, copied out at their size).
 const READ_CHUNK: usize = 8 * 1024;
+/// Longest a closed connection still reads what the client sends (see `linger`).
+const LINGER: Duration = Duration::from_secs(1);
 
 /// The upgraded connections open on one server (their own tasks, see [`hand_over`]).
 #[derive(Debug, Clone, Default)]
@@ -130,7 +137,31 @@ where
         if let Err(e) = ended {
             tracing::debug!(error = %e, "upgraded connection ended");
         }
+        Box::pin(linger(&io)).await;
     }
+}
+
+/// Our side is closed: the client's last bytes (its answer to our close frame, or frames
+/// it sent before reading it) are read and dropped for up to [`LINGER`], so that closing
+/// the socket does not reset the connection under a client still writing — as
+/// actix-http's client-disconnect timeout did. The session's own closing handshake reads
+/// first; this only reads once it has let go of the connection.
+async fn linger<T: AsyncRead + Unpin>(io: &Rc<RefCell<T>>) {
+    let drained = async {
+        loop {
+            if Rc::strong_count(io) > 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            let mut space = [MaybeUninit::<u8>::uninit(); 1024];
+            let mut read = ReadBuf::uninit(&mut space);
+            match poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_read(cx, &mut read)).await {
+                Ok(()) if !read.filled().is_empty() => {}
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drained).await;
 }
 
 /// The answer's head is written; what follows it.
@@ -301,6 +332,41 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await?;
         assert!(rest.is_empty(), "{rest:?}");
+        served.await?;
+        Ok(())
+    }
+
+    #[actix_web::test]
+    async fn a_client_still_writing_after_the_end_is_not_reset() -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        client.write_all(HANDSHAKE.as_bytes()).await?;
+        let mut framed = Framed::new(server, Codec::new(ServiceConfig::default()));
+        let Some(Ok(Message::Item(req))) = framed.next().await else { anyhow::bail!("no request head") };
+        // The application ends the connection at once, without reading what the client sends.
+        let app = Rc::new(fn_service(|_: Request| async {
+            let res = Response::build(StatusCode::SWITCHING_PROTOCOLS)
+                .upgrade("websocket")
+                .body(BodyStream::new(futures_util::stream::iter([Ok::<_, PayloadError>(Bytes::from_static(b"bye"))])))
+                .map_into_boxed_body();
+            Ok::<_, Response<BoxBody>>(res)
+        }));
+        let served = tokio::task::spawn_local(serve(app, req, framed));
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).ends_with("bye") {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut chunk)).await??;
+            anyhow::ensure!(n > 0, "ended early");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        // The server's side is closed; the client, not having read that yet, still writes.
+        for _ in 0..20 {
+            client.write_all(&[0u8; 4096]).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Its writes were taken (read and dropped), not answered with a reset.
+        assert_eq!(tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut chunk)).await??, 0);
         served.await?;
         Ok(())
     }
