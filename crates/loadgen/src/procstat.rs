@@ -76,6 +76,11 @@ pub fn cpu_delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) 
         .collect()
 }
 
+/// Resident memory of each watched process name (summed over its processes), in bytes.
+pub fn rss_all() -> BTreeMap<String, u64> {
+    WATCHED.iter().map(|name| (name.to_string(), rss_bytes(name))).collect()
+}
+
 /// Resident memory of all processes named `name`, in bytes.
 pub fn rss_bytes(name: &str) -> u64 {
     pids_named(name)

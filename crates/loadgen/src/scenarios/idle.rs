@@ -6,6 +6,11 @@
 //! started gateway: memory the allocator kept from an earlier scenario would be reused
 //! by new sockets and hide their cost. Run with a file limit above the largest count
 //! (`ulimit -n`), here and in the gateway.
+//!
+//! Every watched process's memory is reported too (`rss_delta_by_process`: growth
+//! since before the sockets opened, per connection): presence and Redis hold per-socket
+//! state as well. On a machine running other stacks, `LOADGEN_PROC_ROOTS` (see
+//! `procstat`) keeps their processes of the same names out of the figures.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -49,6 +54,7 @@ pub async fn run(stack: &Stack, sources: &[IpAddr], args: &Args) -> anyhow::Resu
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = procstat::rss_bytes(&args.process);
+    let all_before = procstat::rss_all();
     let mut sockets: Vec<Socket> = Vec::with_capacity(total);
     let mut failed = 0usize;
     let mut lines = Vec::with_capacity(counts.len());
@@ -80,12 +86,21 @@ pub async fn run(stack: &Stack, sources: &[IpAddr], args: &Args) -> anyhow::Resu
                 }
             }
             tokio::time::sleep(Duration::from_secs(args.hold)).await;
-            Ok(json!({"rss_after": procstat::rss_bytes(&args.process)}))
+            Ok(json!({"rss_after": procstat::rss_bytes(&args.process), "all_after": procstat::rss_all()}))
         })
         .await?;
         let open = sockets.len() as u64;
         let rss_after = figures["rss_after"].as_u64().unwrap_or(0);
         let per_conn = rss_after.saturating_sub(rss_before).checked_div(open).unwrap_or(0);
+        // Bytes per connection each process grew by (signed: a process may shrink).
+        let by_process: serde_json::Map<String, Value> = all_before
+            .iter()
+            .filter_map(|(name, before)| {
+                let after = figures["all_after"][name].as_u64()?;
+                let grew = after as i64 - *before as i64;
+                Some((name.clone(), json!(grew.checked_div(open as i64).unwrap_or(0))))
+            })
+            .collect();
         let summary = format!(
             "idle: {open} sockets open ({failed} failed) from {} source address(es); gateway RSS {:.1} MiB -> {:.1} MiB, {:.2} KiB per connection",
             sources.len(),
@@ -101,6 +116,7 @@ pub async fn run(stack: &Stack, sources: &[IpAddr], args: &Args) -> anyhow::Resu
             "gateway_rss_before": rss_before,
             "gateway_rss_after": rss_after,
             "bytes_per_connection": per_conn,
+            "rss_delta_by_process": by_process,
             "duration_s": (wall * 100.0).round() / 100.0,
             "cpu_seconds": cpu,
             "summary": summary,

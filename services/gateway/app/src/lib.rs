@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use actix_http::HttpServiceBuilder;
 use actix_http::error::DispatchError;
-use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
+use actix_service::{
+    IntoServiceFactory as _, ServiceFactory as _, ServiceFactoryExt as _, fn_factory, fn_service, map_config,
+};
 use actix_web::dev::AppConfig;
 use actix_web::dev::Service as _;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -331,25 +333,50 @@ impl Gateway {
         // actix-web's `HttpServer`, assembled by hand so that each connection's socket
         // is wrapped: the errors actix-http answers itself get the documented body too
         // (`gateway_core::http_errors`).
-        let connection = move || {
-            let app = map_config(app().into_factory().map_err(|e: actix_web::Error| e.error_response()), |_| {
-                AppConfig::default()
-            });
-            fn_service(|io: actix_web::rt::net::TcpStream| async move {
-                // Small frames go out at once: with Nagle's algorithm a second frame
-                // written before the client acknowledged the first waited for its
-                // delayed ACK (~40 ms per round trip in the WebSocket persist benchmark).
-                let _ = io.set_nodelay(true);
-                let peer = io.peer_addr().ok();
-                Ok::<_, DispatchError>((gateway_core::http_errors::JsonErrors::new(io), peer))
-            })
-            .and_then(
-                HttpServiceBuilder::default()
-                    // As `HttpServer` has it: a second to finish a response to a client
-                    // that is going away.
-                    .client_disconnect_timeout(Duration::from_secs(1))
-                    .h1(app),
-            )
+        // The WebSocket connections handed over by the dispatchers, still open.
+        let upgraded = gateway_core::session::upgraded::Open::default();
+        let connection = {
+            let upgraded = upgraded.clone();
+            move || {
+                let factory = || {
+                    map_config(app().into_factory().map_err(|e: actix_web::Error| e.error_response()), |_| {
+                        AppConfig::default()
+                    })
+                };
+                // A WebSocket handshake leaves actix-http's dispatcher (and its two 8 KiB
+                // buffers, kept for the connection's life): the same application answers it
+                // and the connection goes on with buffers only while bytes move
+                // (`gateway_core::session::upgraded`).
+                let upgrades = factory();
+                let open = upgraded.clone();
+                let upgrade = fn_factory(move || {
+                    let service = upgrades.new_service(());
+                    let open = open.clone();
+                    async move {
+                        let app = std::rc::Rc::new(service.await?);
+                        Ok::<_, ()>(fn_service(move |(req, framed)| {
+                            gateway_core::session::upgraded::hand_over(open.clone(), app.clone(), req, framed)
+                        }))
+                    }
+                });
+                let app = factory();
+                fn_service(|io: actix_web::rt::net::TcpStream| async move {
+                    // Small frames go out at once: with Nagle's algorithm a second frame
+                    // written before the client acknowledged the first waited for its
+                    // delayed ACK (~40 ms per round trip in the WebSocket persist benchmark).
+                    let _ = io.set_nodelay(true);
+                    let peer = io.peer_addr().ok();
+                    Ok::<_, DispatchError>((gateway_core::http_errors::JsonErrors::new(io), peer))
+                })
+                .and_then(
+                    HttpServiceBuilder::default()
+                        // As `HttpServer` has it: a second to finish a response to a client
+                        // that is going away.
+                        .client_disconnect_timeout(Duration::from_secs(1))
+                        .upgrade(upgrade)
+                        .h1(app),
+                )
+            }
         };
         let server = actix_server::Server::build()
             .workers(self.config.workers)
@@ -368,7 +395,8 @@ impl Gateway {
             // then stop serving (in-flight requests finish).
             let _ = stop.send(true);
             let deadline = Instant::now() + Duration::from_secs(5);
-            while hub.socket_count().await > 0 && Instant::now() < deadline {
+            // Sockets first, then their connections (each writes its close frame).
+            while (hub.socket_count().await > 0 || upgraded.count() > 0) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             handle.stop(true).await;

@@ -13,6 +13,8 @@
 //! - `queue`: the socket's outgoing frames (the fan-out's lane and the session's own).
 //! - `transport`: the handshake, the response body that writes the queue, the
 //!   client's frames.
+//! - `upgraded`: the connection itself once its handshake left actix-http's HTTP/1
+//!   dispatcher (no buffers kept while idle).
 //! - `connect`: refusing or starting a connection, for every WebSocket endpoint.
 //! - `membership`: a socket's place in one room — registered with the fan-out,
 //!   announced to presence, and both undone at the end — for every socket of every
@@ -25,6 +27,7 @@ pub mod guard;
 mod membership;
 pub mod queue;
 pub mod transport;
+pub mod upgraded;
 
 pub use membership::{Joined, Membership, Online};
 
@@ -73,6 +76,36 @@ enum End {
     Gone,
 }
 
+/// What woke the session's loop.
+enum Input {
+    Frame(Option<Result<WsMessage, transport::Broken>>),
+    Tick,
+    Shutdown,
+}
+
+/// What the loop counts across inputs.
+struct Count {
+    last_heard: Instant,
+    /// Consecutive invalid frames, and oversized ones.
+    bad_frames: u32,
+    oversized: u32,
+}
+
+/// Sends the close frame, then gives the client a moment to answer it, so it reads
+/// our code instead of a reset connection.
+async fn close_with(outlet: &Outlet, inlet: &mut Inlet, reason: Option<CloseReason>) {
+    if outlet.send(Own::Close(reason), Duration::from_secs(1)).await {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(m)) = inlet.recv().await {
+                if matches!(m, WsMessage::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
 /// One admitted connection to one room.
 pub struct Session {
     pub state: web::Data<Core>,
@@ -104,20 +137,11 @@ impl Session {
         let end = self.serve(&outlet, &mut inlet, &kick, &membership).await;
         crate::metrics::SOCKETS.dec();
         connections.dec();
-        membership.leave().await;
-        if let End::Close(reason) = end
-            && outlet.send(Own::Close(reason), Duration::from_secs(1)).await
-        {
-            // Give the client a moment to answer the close, so it reads our code
-            // instead of a reset connection.
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while let Some(Ok(m)) = inlet.recv().await {
-                    if matches!(m, WsMessage::Close(_)) {
-                        break;
-                    }
-                }
-            })
-            .await;
+        // Boxed, as everything the socket does besides waiting: a future awaited inline
+        // would be part of every idle socket's task for its whole life.
+        Box::pin(membership.leave()).await;
+        if let End::Close(reason) = end {
+            Box::pin(close_with(&outlet, &mut inlet, reason)).await;
         }
     }
 
@@ -145,112 +169,133 @@ impl Session {
         outlet.open();
         let mut ping = tokio::time::interval(cfg.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_heard = Instant::now();
-        let mut bad_frames = 0u32;
-        let mut oversized = 0u32;
+        let mut count = Count { last_heard: Instant::now(), bad_frames: 0, oversized: 0 };
         let mut shutdown = self.state.shutdown.clone();
         loop {
-            tokio::select! {
-                frame = inlet.recv() => {
-                    last_heard = Instant::now();
-                    match frame {
-                        None => return End::Gone,
-                        Some(Err(broken)) => {
-                            tracing::debug!(error = %broken, "websocket protocol error");
-                            return match broken.close() {
-                                Some((code, why)) => End::Close(close(code, why)),
-                                None => End::Gone,
-                            };
-                        }
-                        Some(Ok(WsMessage::Text(text))) => {
-                            if text.len() > cfg.max_frame_bytes {
-                                oversized += 1;
-                                if oversized >= MAX_BAD_FRAMES {
-                                    return End::Close(close(1009, "repeated oversized frames"));
-                                }
-                                let e = ApiError::new(
-                                    ErrorCode::PayloadTooLarge,
-                                    format!("Frame larger than {} bytes", cfg.max_frame_bytes),
-                                );
-                                if !self.answer(outlet, &Reply::Error(e)).await {
-                                    return End::Gone;
-                                }
-                                continue;
-                            }
-                            // Nothing nested past what every reply can wrap and still
-                            // read back reaches a codec.
-                            let decoded = if chat_domain::json::nests_deeper_than(text.as_bytes(), chat_domain::json::MAX_DEPTH) {
-                                Err(Rejected::Frame(chat_domain::json::too_deep("frame")))
-                            } else if let Some(n) = chat_domain::json::unfaithful_number(text.as_bytes()) {
-                                // Nor a number that would not read back as written.
-                                Err(Rejected::Frame(chat_domain::json::unfaithful("frame", &n)))
-                            } else {
-                                self.codec.decode(&text, &self.room.room_id)
-                            };
-                            let reply = match decoded {
-                                Ok(command) => {
-                                    // A valid frame ends a run of bad or oversized ones.
-                                    bad_frames = 0;
-                                    oversized = 0;
-                                    Box::pin(self.handle(command, membership)).await
-                                }
-                                Err(rejected) => {
-                                    bad_frames += 1;
-                                    if bad_frames >= MAX_BAD_FRAMES {
-                                        return End::Close(close(1008, "repeated invalid frames"));
-                                    }
-                                    Some(match rejected {
-                                        Rejected::Send { error, local_id } => Reply::SendFailed { error, local_id },
-                                        Rejected::Frame(error) => Reply::Error(error),
-                                    })
-                                }
-                            };
-                            if let Some(reply) = reply
-                                && !self.answer(outlet, &reply).await
-                            {
-                                return End::Gone;
-                            }
-                        }
-                        Some(Ok(WsMessage::Binary(_))) => {
-                            bad_frames += 1;
-                            if bad_frames >= MAX_BAD_FRAMES {
-                                return End::Close(close(1003, "binary frames are not supported"));
-                            }
-                            let e = ApiError::validation("frame", "Binary frames are not supported; send JSON text");
-                            if !self.answer(outlet, &Reply::Error(e)).await {
-                                return End::Gone;
-                            }
-                        }
-                        Some(Ok(WsMessage::Ping(bytes))) => {
-                            if !outlet.send(Own::Pong(bytes), SEND_TIMEOUT).await {
-                                return End::Gone;
-                            }
-                        }
-                        Some(Ok(WsMessage::Close(_))) => return End::Close(None),
-                        Some(Ok(_)) => {}
-                    }
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > cfg.idle_timeout {
-                        return End::Close(close(1001, "idle timeout"));
-                    }
-                    if !outlet.send(Own::Ping(Bytes::new()), SEND_TIMEOUT).await {
-                        return End::Gone;
-                    }
-                    if let Some(beat) = self.codec.heartbeat()
-                        && !self.send(outlet, beat).await
-                    {
-                        return End::Gone;
-                    }
-                }
+            // Only what is awaited while idle lives here; each input is handled in a boxed
+            // future that exists while it runs (`step`).
+            let input = tokio::select! {
+                frame = inlet.recv() => Input::Frame(frame),
+                _ = ping.tick() => Input::Tick,
                 why = kick.kicked() => {
                     return End::Close(close(self.codec.close_code(why), why.reason()));
                 }
-                _ = shutdown.wait_for(|stop| *stop) => {
-                    let _ = self.answer(outlet, &Reply::Reconnect { delay_ms: self.reconnect_delay_ms() }).await;
-                    return End::Close(Some(CloseReason { code: CloseCode::Away, description: Some("server shutting down".to_owned()) }));
+                _ = shutdown.wait_for(|stop| *stop) => Input::Shutdown,
+            };
+            if let Some(end) = Box::pin(self.step(input, outlet, &mut count, membership)).await {
+                return end;
+            }
+        }
+    }
+
+    /// Handles one input of the loop; `Some` when the connection ends.
+    async fn step(&self, input: Input, outlet: &Outlet, count: &mut Count, membership: &Membership) -> Option<End> {
+        let cfg = &self.state.ws;
+        match input {
+            Input::Frame(frame) => {
+                count.last_heard = Instant::now();
+                self.frame(frame, outlet, count, membership).await
+            }
+            Input::Tick => {
+                if count.last_heard.elapsed() > cfg.idle_timeout {
+                    return Some(End::Close(close(1001, "idle timeout")));
+                }
+                if !outlet.send(Own::Ping(Bytes::new()), SEND_TIMEOUT).await {
+                    return Some(End::Gone);
+                }
+                if let Some(beat) = self.codec.heartbeat()
+                    && !self.send(outlet, beat).await
+                {
+                    return Some(End::Gone);
+                }
+                None
+            }
+            Input::Shutdown => {
+                let _ = self.answer(outlet, &Reply::Reconnect { delay_ms: self.reconnect_delay_ms() }).await;
+                Some(End::Close(Some(CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("server shutting down".to_owned()),
+                })))
+            }
+        }
+    }
+
+    /// Handles one of the client's frames; `Some` when the connection ends.
+    async fn frame(
+        &self,
+        frame: Option<Result<WsMessage, transport::Broken>>,
+        outlet: &Outlet,
+        count: &mut Count,
+        membership: &Membership,
+    ) -> Option<End> {
+        let cfg = &self.state.ws;
+        match frame {
+            None => Some(End::Gone),
+            Some(Err(broken)) => {
+                tracing::debug!(error = %broken, "websocket protocol error");
+                Some(match broken.close() {
+                    Some((code, why)) => End::Close(close(code, why)),
+                    None => End::Gone,
+                })
+            }
+            Some(Ok(WsMessage::Text(text))) => {
+                if text.len() > cfg.max_frame_bytes {
+                    count.oversized += 1;
+                    if count.oversized >= MAX_BAD_FRAMES {
+                        return Some(End::Close(close(1009, "repeated oversized frames")));
+                    }
+                    let e = ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("Frame larger than {} bytes", cfg.max_frame_bytes),
+                    );
+                    return (!self.answer(outlet, &Reply::Error(e)).await).then_some(End::Gone);
+                }
+                // Nothing nested past what every reply can wrap and still read back
+                // reaches a codec.
+                let decoded = if chat_domain::json::nests_deeper_than(text.as_bytes(), chat_domain::json::MAX_DEPTH) {
+                    Err(Rejected::Frame(chat_domain::json::too_deep("frame")))
+                } else if let Some(n) = chat_domain::json::unfaithful_number(text.as_bytes()) {
+                    // Nor a number that would not read back as written.
+                    Err(Rejected::Frame(chat_domain::json::unfaithful("frame", &n)))
+                } else {
+                    self.codec.decode(&text, &self.room.room_id)
+                };
+                let reply = match decoded {
+                    Ok(command) => {
+                        // A valid frame ends a run of bad or oversized ones.
+                        count.bad_frames = 0;
+                        count.oversized = 0;
+                        Box::pin(self.handle(command, membership)).await
+                    }
+                    Err(rejected) => {
+                        count.bad_frames += 1;
+                        if count.bad_frames >= MAX_BAD_FRAMES {
+                            return Some(End::Close(close(1008, "repeated invalid frames")));
+                        }
+                        Some(match rejected {
+                            Rejected::Send { error, local_id } => Reply::SendFailed { error, local_id },
+                            Rejected::Frame(error) => Reply::Error(error),
+                        })
+                    }
+                };
+                match reply {
+                    Some(reply) if !self.answer(outlet, &reply).await => Some(End::Gone),
+                    _ => None,
                 }
             }
+            Some(Ok(WsMessage::Binary(_))) => {
+                count.bad_frames += 1;
+                if count.bad_frames >= MAX_BAD_FRAMES {
+                    return Some(End::Close(close(1003, "binary frames are not supported")));
+                }
+                let e = ApiError::validation("frame", "Binary frames are not supported; send JSON text");
+                (!self.answer(outlet, &Reply::Error(e)).await).then_some(End::Gone)
+            }
+            Some(Ok(WsMessage::Ping(bytes))) => {
+                (!outlet.send(Own::Pong(bytes), SEND_TIMEOUT).await).then_some(End::Gone)
+            }
+            Some(Ok(WsMessage::Close(_))) => Some(End::Close(None)),
+            Some(Ok(_)) => None,
         }
     }
 
