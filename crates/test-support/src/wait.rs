@@ -42,5 +42,10 @@ where
 
 /// Runs `fut` with a 60 s bound, so a hang fails the test instead of stalling the run.
 pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> anyhow::Result<T> {
-    tokio::time::timeout(Duration::from_secs(60), fut).await.map_err(|_| anyhow!("{what} took over 60 s"))
+    bounded_for(60, what, fut).await
+}
+
+/// Runs `fut` with a bound of `secs`.
+pub async fn bounded_for<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> anyhow::Result<T> {
+    tokio::time::timeout(Duration::from_secs(secs), fut).await.map_err(|_| anyhow!("{what} took over {secs} s"))
 }

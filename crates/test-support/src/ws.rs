@@ -3,12 +3,16 @@
 use anyhow::{anyhow, bail};
 use serde_json::Value;
 
-use crate::wait::bounded;
+use crate::wait::{bounded, bounded_for};
+
+/// Longest a wait for one frame, or for the end, may take in all (each read is bounded
+/// on its own as well: pings or other frames arriving meanwhile do not extend it).
+const WHOLE_WAIT_SECS: u64 = 90;
 
 /// A WebSocket client for tests, for any of the gateway's dialects (frames are JSON
 /// objects with a `type`).
 pub struct WsClient {
-    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    stream: Stream,
     /// Frames read while looking for another one, in arrival order.
     pub seen: Vec<Value>,
 }
@@ -62,19 +66,7 @@ impl WsClient {
 
     /// The next JSON frame (skipping pings), or how the socket ended.
     pub async fn next(&mut self) -> anyhow::Result<Result<Value, Ended>> {
-        use futures_util::StreamExt as _;
-        use tokio_tungstenite::tungstenite::Message;
-        loop {
-            let msg = bounded("a websocket frame", self.stream.next()).await?;
-            match msg {
-                None | Some(Err(_)) => return Ok(Err(Ended::Dropped)),
-                Some(Ok(Message::Text(t))) => return Ok(Ok(serde_json::from_str(&t)?)),
-                Some(Ok(Message::Close(frame))) => {
-                    return Ok(Err(Ended::Closed(frame.map(|f| u16::from(f.code)).unwrap_or(1005))));
-                }
-                Some(Ok(_)) => continue,
-            }
-        }
+        next_frame(&mut self.stream).await
     }
 
     /// Reads until a frame of `kind` arrives and returns it (earlier frames go to `seen`).
@@ -82,14 +74,24 @@ impl WsClient {
         self.expect_where(kind, |_| true).await
     }
 
-    /// Reads until a frame of `kind` matching `pred` arrives.
+    /// Reads until a frame of `kind` matching `pred` arrives: within 90 s in all, however
+    /// many other frames (or pings) keep coming meanwhile.
     pub async fn expect_where(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-        loop {
-            match self.next().await? {
-                Ok(frame) if frame["type"] == kind && pred(&frame) => return Ok(frame),
-                Ok(frame) => self.seen.push(frame),
-                Err(end) => bail!("socket ended ({end:?}) while waiting for {kind:?}; saw {:?}", self.seen),
+        let seen = &mut self.seen;
+        let stream = &mut self.stream;
+        let found = bounded_for(WHOLE_WAIT_SECS, &format!("a {kind:?} frame"), async {
+            loop {
+                match next_frame(stream).await? {
+                    Ok(frame) if frame["type"] == kind && pred(&frame) => return Ok(frame),
+                    Ok(frame) => seen.push(frame),
+                    Err(end) => bail!("socket ended ({end:?}) while waiting for {kind:?}; saw {seen:?}"),
+                }
             }
+        })
+        .await;
+        match found {
+            Ok(found) => found,
+            Err(e) => Err(e.context(format!("saw {:?}", self.seen))),
         }
     }
 
@@ -141,13 +143,42 @@ impl WsClient {
         Ok(())
     }
 
-    /// Reads until the socket ends and returns how.
+    /// Reads until the socket ends and returns how: within 90 s in all, so a socket the
+    /// server keeps open (answering its pings) is a failure naming what it sent, not a hang.
     pub async fn ended(&mut self) -> anyhow::Result<Ended> {
-        loop {
-            match self.next().await? {
-                Ok(frame) => self.seen.push(frame),
-                Err(end) => return Ok(end),
+        let seen = &mut self.seen;
+        let stream = &mut self.stream;
+        let ended = bounded_for(WHOLE_WAIT_SECS, "the socket to end", async {
+            loop {
+                match next_frame(stream).await? {
+                    Ok(frame) => seen.push(frame),
+                    Err(end) => return anyhow::Ok(end),
+                }
             }
+        })
+        .await;
+        match ended {
+            Ok(ended) => ended,
+            Err(e) => Err(e.context(format!("saw {:?}", self.seen))),
+        }
+    }
+}
+
+type Stream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next JSON frame of `stream` (skipping pings), or how it ended.
+async fn next_frame(stream: &mut Stream) -> anyhow::Result<Result<Value, Ended>> {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = bounded("a websocket frame", stream.next()).await?;
+        match msg {
+            None | Some(Err(_)) => return Ok(Err(Ended::Dropped)),
+            Some(Ok(Message::Text(t))) => return Ok(Ok(serde_json::from_str(&t)?)),
+            Some(Ok(Message::Close(frame))) => {
+                return Ok(Err(Ended::Closed(frame.map(|f| u16::from(f.code)).unwrap_or(1005))));
+            }
+            Some(Ok(_)) => continue,
         }
     }
 }

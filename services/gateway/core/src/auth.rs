@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chat_bus::Bus;
@@ -26,13 +27,22 @@ pub struct AuthCache {
     ttl: Duration,
     tenants: Mutex<HashMap<String, (TenantAuth, Instant)>>,
     admins: Mutex<HashMap<String, Instant>>,
+    /// Bumped by every [`Self::forget`]: a key resolved before a change (its answer still
+    /// on the way while the change was announced) is used once but not cached.
+    forgotten: AtomicU64,
     /// Failed credentials and failures per client address.
     pub failures: crate::auth_failures::AuthFailures,
 }
 
 impl AuthCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, tenants: Mutex::default(), admins: Mutex::default(), failures: Default::default() }
+        Self {
+            ttl,
+            tenants: Mutex::default(),
+            admins: Mutex::default(),
+            forgotten: AtomicU64::new(0),
+            failures: Default::default(),
+        }
     }
 
     /// The tenant a key belongs to, or `AUTHENTICATION_ERROR`.
@@ -47,11 +57,14 @@ impl AuthCache {
             return Err(e);
         }
         crate::auth_failures::lookup_allowed(self.tenants.lock().is_ok_and(|m| m.contains_key(&hash)))?;
+        let asked_at = self.forgotten.load(Ordering::Acquire);
         let auth = bus
             .request(&Authenticate { api_key: api_key.to_owned() })
             .await
             .map_err(|e| self.failures.remember_bad(api_key, e))?;
-        if let Ok(mut m) = self.tenants.lock() {
+        if let Ok(mut m) = self.tenants.lock()
+            && self.forgotten.load(Ordering::Acquire) == asked_at
+        {
             if m.len() >= MAX_ENTRIES {
                 m.clear();
             }
@@ -88,6 +101,7 @@ impl AuthCache {
     /// Forgets every cached key of `tenant`.
     pub fn forget(&self, tenant: &TenantId) {
         if let Ok(mut m) = self.tenants.lock() {
+            self.forgotten.fetch_add(1, Ordering::AcqRel);
             m.retain(|_, (auth, _)| &auth.tenant_id != tenant);
         }
         // A key, issuer or tenant that failed may exist now.
