@@ -86,7 +86,8 @@ WITH input AS (
            t.kind, t.reply_to, t.attachments,
            -- Threads and mentions (issue 23): the parent, and the mentions as a text[].
            t.parent_id,
-           CASE WHEN t.mentions IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(t.mentions)) END AS mentions
+           /*full{*/ CASE WHEN t.mentions IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(t.mentions)) END
+           /*}plain{ NULL::text[] }*/ AS mentions
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[],
                 $9::timestamptz[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::jsonb[])
          WITH ORDINALITY AS t (tenant, room, sender, sender_name, id, content, meta, client_id, at, kind, reply_to,
@@ -115,6 +116,7 @@ checked AS (
            CASE WHEN i.reply_to IS NULL THEN true
                 ELSE coalesce((SELECT q.room_id = i.room FROM messages q WHERE q.id = i.reply_to), false)
            END AS reply_ok,
+           /*full{*/
            -- Threads (issue 23): the parent must be a live top-level message of the room.
            CASE WHEN i.parent_id IS NULL THEN 'ok'
                 ELSE coalesce((SELECT CASE WHEN p.room_id <> i.room THEN 'room'
@@ -133,6 +135,7 @@ checked AS (
                                                WHERE mb.room_id = i.room AND mb.user_id = u.id)) THEN 'member'
                 ELSE 'ok'
            END AS mention_state,
+           /*}plain{ 'ok' AS parent_state, 'ok' AS mention_state, }*/
            prev.id AS prev_id, prev.sender_name AS prev_sender_name, prev.seq AS prev_seq,
            prev.content AS prev_content, prev.meta AS prev_meta, prev.created_at AS prev_created_at,
            prev.edited_at AS prev_edited_at, prev.deleted_at AS prev_deleted_at, prev.kind AS prev_kind,
@@ -195,6 +198,7 @@ inserted AS (
     FROM fresh f JOIN numbered n ON n.ord = f.ord
     RETURNING 1
 ),
+/*full{*/
 -- Threads (issue 23): each parent's summary moves once per batch by its new replies
 -- (participants: the parent's author, then repliers by their first reply), and the
 -- parent counts as changed for sync.
@@ -217,6 +221,7 @@ threaded AS (
     RETURNING p.id AS thread_parent, p.seq AS thread_seq, p.reply_count AS thread_count,
               p.last_reply_at AS thread_last, p.thread_participants
 ),
+/*}plain{ }*/
 cursors AS (
     INSERT INTO room_cursors AS rc (room_id, user_id, delivered_seq, read_seq)
     SELECT n.room, n.sender, max(n.seq), max(n.seq) FROM numbered n GROUP BY n.room, n.sender
@@ -241,10 +246,37 @@ SELECT c.ord,
        c.prev_created_at, c.prev_edited_at, c.prev_deleted_at, c.prev_kind, c.prev_reply_to, c.prev_attachments,
        c.prev_parent_id, c.prev_mentions, coalesce(c.prev_reply_count, 0) AS prev_reply_count, c.prev_last_reply_at,
        c.prev_thread_participants,
-       th.thread_seq, coalesce(th.thread_count, 0) AS thread_count, th.thread_last, th.thread_participants,
+       /*full{*/ th.thread_seq, coalesce(th.thread_count, 0) AS thread_count, th.thread_last, th.thread_participants,
+       /*}plain{ NULL::bigint AS thread_seq, 0 AS thread_count, NULL::timestamptz AS thread_last,
+       NULL::text[] AS thread_participants, }*/
        pg_current_xact_id()::text::bigint AS tx
 FROM checked c LEFT JOIN numbered n ON n.ord = c.ord
-LEFT JOIN threaded th ON n.seq IS NOT NULL AND th.thread_parent = c.parent_id";
+/*full{*/ LEFT JOIN threaded th ON n.seq IS NOT NULL AND th.thread_parent = c.parent_id /*}plain{ }*/";
+
+/// [`SEND_BATCH`] for a batch with no thread reply and no mention (most batches): each
+/// `/*full{*/ A /*}plain{ B }*/` of it replaced by `B`, so the thread and mention checks
+/// and the thread summaries' update are not in the statement at all. PostgreSQL sets up
+/// every node of a statement's plan on every execution, whether or not a row reaches it;
+/// for a batch of one message that set-up was most of the statement's cost.
+pub static SEND_BATCH_PLAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| plain(SEND_BATCH));
+
+/// `sql` with each `/*full{*/ A /*}plain{ B }*/` replaced by `B`.
+fn plain(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find("/*full{*/") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at..];
+        let (Some(alt), Some(end)) = (after.find("/*}plain{"), after.find("}*/")) else {
+            // Unbalanced markers: the full statement, which is always right.
+            return sql.to_owned();
+        };
+        out.push_str(&after[alt + "/*}plain{".len()..end]);
+        rest = &after[end + "}*/".len()..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// One row of [`SEND_BATCH`].
 #[derive(QueryableByName)]
@@ -361,8 +393,11 @@ pub async fn send_batch(
         mentions.push(mentions_json(&cmd.mentions));
     }
     let id_strs: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
+    // Replies and mentions are rare: a batch without them runs the lighter statement.
+    let plain = unique.iter().all(|&i| cmds[i].0.parent_id.is_none() && cmds[i].0.mentions.is_empty());
+    let sql: &str = if plain { &SEND_BATCH_PLAIN } else { SEND_BATCH };
     let rows: Vec<Row> = prepared(
-        diesel::sql_query(SEND_BATCH)
+        diesel::sql_query(sql)
             .bind::<Array<Text>, _>(&tenants)
             .bind::<Array<Text>, _>(&rooms)
             .bind::<Array<Text>, _>(&senders)
@@ -500,4 +535,28 @@ fn earlier(cmd: &SendMessage, row: Row) -> Result<Message, StoreError> {
         pinned_at: None,
         pinned_by: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_statement_leaves_out_threads_and_mentions_and_keeps_the_rest() {
+        let plain: &str = &SEND_BATCH_PLAIN;
+        for gone in ["/*full{*/", "plain{", "threaded", "thread_senders", "jsonb_array_elements_text", "p.parent_id"] {
+            assert!(!plain.contains(gone), "{gone:?} is still in the plain statement:\n{plain}");
+        }
+        for kept in ["slow_claim", "INSERT INTO messages", "room_cursors", "'ok' AS parent_state", "prev.mentions"] {
+            assert!(plain.contains(kept), "{kept:?} is missing from the plain statement:\n{plain}");
+        }
+        // The full statement is the text as written: its alternatives are comments.
+        assert!(SEND_BATCH.contains("threaded AS (") && SEND_BATCH.contains("mention_state"));
+    }
+
+    #[test]
+    fn alternatives_are_replaced_in_order_and_unbalanced_markers_keep_the_full_text() {
+        assert_eq!(plain("a /*full{*/ b /*}plain{ c }*/ d /*full{*/e/*}plain{f}*/"), "a  c  d f");
+        assert_eq!(plain("a /*full{*/ b"), "a /*full{*/ b");
+    }
 }

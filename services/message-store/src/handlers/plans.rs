@@ -11,7 +11,7 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::log::ROOM_AUDIENCES;
-use crate::send_batch::SEND_BATCH;
+use crate::send_batch::{SEND_BATCH, SEND_BATCH_PLAIN};
 
 #[derive(QueryableByName)]
 struct PlanLine {
@@ -19,18 +19,19 @@ struct PlanLine {
     line: String,
 }
 
+/// Parameters of the send statement, and arguments for it.
+const SEND_TYPES: &str = "text[], text[], text[], text[], text[], text[], jsonb[], text[], timestamptz[], text[], text[], jsonb[], text[], jsonb[]";
+const SEND_ARGS: &str = "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x}', ARRAY[now()], '{text}', '{m}', \
+                         '{null}', '{p}', ARRAY['[\"bob\", \"@channel\"]'::jsonb]";
+
 /// (name, parameter types, statement, arguments for EXPLAIN EXECUTE)
-const STATEMENTS: [(&str, &str, &str, &str); 2] = [
-    (
-        "send_batch",
-        "text[], text[], text[], text[], text[], text[], jsonb[], text[], timestamptz[], text[], text[], jsonb[], \
-         text[], jsonb[]",
-        SEND_BATCH,
-        "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x}', ARRAY[now()], '{text}', '{m}', '{null}', '{p}', \
-         ARRAY['[\"bob\", \"@channel\"]'::jsonb]",
-    ),
-    ("room_audiences", "text[], text[]", ROOM_AUDIENCES, "'{t}', '{r}'"),
-];
+fn statements() -> [(&'static str, &'static str, &'static str, &'static str); 3] {
+    [
+        ("send_batch", SEND_TYPES, SEND_BATCH, SEND_ARGS),
+        ("send_batch_plain", SEND_TYPES, &SEND_BATCH_PLAIN, SEND_ARGS),
+        ("room_audiences", "text[], text[]", ROOM_AUDIENCES, "'{t}', '{r}'"),
+    ]
+}
 
 fn test_database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -52,7 +53,7 @@ async fn plans_on(url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
     let mut conn = AsyncPgConnection::establish(url).await?;
     conn.batch_execute("SET plan_cache_mode = force_generic_plan").await?;
     let mut plans = Vec::new();
-    for (name, types, sql, args) in STATEMENTS {
+    for (name, types, sql, args) in statements() {
         conn.batch_execute(&format!("PREPARE {name} ({types}) AS {sql}")).await?;
         let lines: Vec<PlanLine> =
             diesel::sql_query(format!("EXPLAIN EXECUTE {name} ({args})")).load(&mut conn).await?;
@@ -71,7 +72,7 @@ async fn send_path_statements_probe_indexes_when_planned_on_empty_tables() -> an
     admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
 
     let plans = plans?;
-    assert_eq!(plans.len(), STATEMENTS.len());
+    assert_eq!(plans.len(), statements().len());
     for (statement, plan) in plans {
         assert!(plan.contains("Index"), "{statement}: expected index probes:\n{plan}");
         assert!(!plan.contains("Seq Scan"), "{statement} scans a table when planned on empty tables:\n{plan}");
