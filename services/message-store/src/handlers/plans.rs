@@ -85,3 +85,86 @@ fn the_scratch_database_replaces_only_the_name() {
     assert_eq!(with_database("postgres://u:p@h:5432/chat_test", "x"), "postgres://u:p@h:5432/x");
     assert_eq!(with_database("postgres://u:p@h/chat_test?sslmode=disable", "x"), "postgres://u:p@h/x?sslmode=disable");
 }
+
+/// The light send statement leaves slow mode to the full one: a batch with a send to a
+/// slow room is stored by [`SEND_BATCH`] (the light one stored nothing of it), so slow
+/// mode holds, and the batch's other sends are stored once, in order.
+#[tokio::test]
+async fn a_batch_with_a_send_to_a_slow_room_is_stored_by_the_full_statement() -> anyhow::Result<()> {
+    let admin_url = test_database_url();
+    let name = format!("slow_{}_{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    let checked = slow_batches_on(&with_database(&admin_url, &name)).await;
+    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
+    checked
+}
+
+async fn slow_batches_on(url: &str) -> anyhow::Result<()> {
+    use chat_domain::ErrorCode;
+    use chat_domain::ids::{RoomId, TenantId, UserId};
+    use chat_domain::model::{Actor, MessageContent, MessageKind};
+    use chat_domain::proto::store::SendMessage;
+
+    use crate::error::StoreError;
+    use crate::send_batch::{Sent, send_batch};
+
+    chat_pg::migrate(url, &crate::MIGRATIONS).await?;
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute(
+        "INSERT INTO tenants (id, name) VALUES ('t1', 't1');
+         INSERT INTO tenant_residency (tenant_id) VALUES ('t1') ON CONFLICT DO NOTHING;
+         INSERT INTO rooms (id, tenant_id, room_type, created_by, slow_mode_secs)
+             VALUES ('r_slow', 't1', 'group', 'u1', 600), ('r_open', 't1', 'group', 'u1', 0);
+         INSERT INTO room_members (room_id, user_id, tenant_id, role)
+             VALUES ('r_slow', 'u1', 't1', 'member'), ('r_open', 'u1', 't1', 'member');",
+    )
+    .await?;
+    let send = |room: &str, text: &str| -> anyhow::Result<(SendMessage, chrono::DateTime<chrono::Utc>)> {
+        Ok((
+            SendMessage {
+                actor: Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse("u1")? },
+                room_id: RoomId::parse(room)?,
+                content: MessageContent::parse(text.to_owned())?,
+                sender_name: None,
+                meta: None,
+                client_msg_id: None,
+                kind: MessageKind::Text,
+                reply_to: None,
+                attachments: Vec::new(),
+                parent_id: None,
+                mentions: Vec::new(),
+            },
+            chrono::Utc::now(),
+        ))
+    };
+    let seqs = |results: &[Result<Sent, StoreError>]| -> Vec<Result<i64, String>> {
+        results
+            .iter()
+            .map(|r| match r {
+                Ok(Sent::New(m)) => Ok(m.seq),
+                Ok(Sent::Duplicate(m)) => Err(format!("duplicate of {}", m.seq)),
+                Err(StoreError::Api(e)) if e.code == ErrorCode::RateLimitExceeded => Err("slow".to_owned()),
+                Err(e) => Err(format!("{e}")),
+            })
+            .collect()
+    };
+
+    // The slow room's first send passes; the open room's send is stored once beside it.
+    let stored = send_batch(&mut conn, &[send("r_slow", "one")?, send("r_open", "two")?]).await?;
+    assert_eq!(seqs(&stored.results), vec![Ok(1), Ok(1)]);
+    // Inside the wait: the slow room's send is refused, the open room's is stored.
+    let stored = send_batch(&mut conn, &[send("r_open", "three")?, send("r_slow", "four")?]).await?;
+    assert_eq!(seqs(&stored.results), vec![Ok(2), Err("slow".to_owned())]);
+    // A batch of the open room alone (the light statement, start to end).
+    let stored = send_batch(&mut conn, &[send("r_open", "five")?, send("r_open", "six")?]).await?;
+    assert_eq!(seqs(&stored.results), vec![Ok(3), Ok(4)]);
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS n FROM messages").load(&mut conn).await?;
+    assert_eq!(rows.iter().map(|c| c.n).next(), Some(5), "every stored send is stored once");
+    Ok(())
+}
