@@ -270,10 +270,10 @@ FROM checked c LEFT JOIN numbered n ON n.ord = c.ord
 /// statement's cost. Whether a room is slow is the room's state, not the command's: when
 /// a send of the batch goes to a slow room, this statement stores nothing (every send it
 /// would have stored answers `again`) and the batch is stored with [`SEND_BATCH`].
-pub static SEND_BATCH_PLAIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| plain(SEND_BATCH));
+pub static SEND_BATCH_LIGHT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| light(SEND_BATCH));
 
 /// `sql` with each `/*full{*/ A /*}plain{ B }*/` replaced by `B`.
-fn plain(sql: &str) -> String {
+fn light(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
     while let Some(at) = rest.find("/*full{*/") {
@@ -409,7 +409,7 @@ pub async fn send_batch(
     // which also leaves out slow mode: when one of its sends goes to a slow room it
     // stores nothing (each otherwise valid send answers `again`), and the batch is
     // stored with the full statement instead.
-    let light = unique.iter().all(|&i| cmds[i].0.parent_id.is_none() && cmds[i].0.mentions.is_empty());
+    let use_light = unique.iter().all(|&i| cmds[i].0.parent_id.is_none() && cmds[i].0.mentions.is_empty());
     macro_rules! run {
         ($sql:expr) => {
             prepared(
@@ -433,8 +433,8 @@ pub async fn send_batch(
             .await?
         };
     }
-    let mut rows: Vec<Row> = if light { run!(SEND_BATCH_PLAIN.as_str()) } else { run!(SEND_BATCH) };
-    if light && rows.iter().any(|r| r.outcome == "again") {
+    let mut rows: Vec<Row> = if use_light { run!(SEND_BATCH_LIGHT.as_str()) } else { run!(SEND_BATCH) };
+    if use_light && rows.iter().any(|r| r.outcome == "again") {
         rows = run!(SEND_BATCH);
     }
     if rows.len() != n {
@@ -565,8 +565,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_plain_statement_leaves_out_threads_and_mentions_and_keeps_the_rest() {
-        let plain: &str = &SEND_BATCH_PLAIN;
+    fn the_light_statement_leaves_out_threads_and_mentions_and_keeps_the_rest() {
+        let light: &str = &SEND_BATCH_LIGHT;
         for gone in [
             "/*full{*/",
             "plain{",
@@ -577,12 +577,12 @@ mod tests {
             "slow_claim",
             "room_slow_sends",
         ] {
-            assert!(!plain.contains(gone), "{gone:?} is still in the plain statement:\n{plain}");
+            assert!(!light.contains(gone), "{gone:?} is still in the light statement:\n{light}");
         }
         for kept in
             ["room_mutes", "INSERT INTO messages", "room_cursors", "'ok' AS parent_state", "x.slow_room", "'again'"]
         {
-            assert!(plain.contains(kept), "{kept:?} is missing from the plain statement:\n{plain}");
+            assert!(light.contains(kept), "{kept:?} is missing from the light statement:\n{light}");
         }
         // The full statement is the text as written: its alternatives are comments.
         assert!(SEND_BATCH.contains("threaded AS (") && SEND_BATCH.contains("slow_claim AS ("));
@@ -591,7 +591,7 @@ mod tests {
 
     #[test]
     fn alternatives_are_replaced_in_order_and_unbalanced_markers_keep_the_full_text() {
-        assert_eq!(plain("a /*full{*/ b /*}plain{ c }*/ d /*full{*/e/*}plain{f}*/"), "a  c  d f");
-        assert_eq!(plain("a /*full{*/ b"), "a /*full{*/ b");
+        assert_eq!(light("a /*full{*/ b /*}plain{ c }*/ d /*full{*/e/*}plain{f}*/"), "a  c  d f");
+        assert_eq!(light("a /*full{*/ b"), "a /*full{*/ b");
     }
 }

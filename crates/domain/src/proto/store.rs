@@ -263,6 +263,26 @@ pub struct MessageSent {
 }
 store_command!(SendMessage, "send_message", MessageSent);
 
+impl SendMessage {
+    /// A plain text message from `actor` in `room_id`: no name, meta, idempotency id,
+    /// reply, files, thread or mentions.
+    pub fn text(actor: Actor, room_id: RoomId, content: MessageContent) -> Self {
+        Self {
+            actor,
+            room_id,
+            content,
+            sender_name: None,
+            meta: None,
+            client_msg_id: None,
+            kind: MessageKind::Text,
+            reply_to: None,
+            attachments: Vec::new(),
+            parent_id: None,
+            mentions: Vec::new(),
+        }
+    }
+}
+
 /// Store several messages in one request: what a gateway sends when sends arrive
 /// faster than it gets answers (each is handled exactly as a `send_message` would
 /// be; one failing does not affect the others).

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::web;
 use chat_domain::ApiError;
 use chat_domain::ids::UserId;
-use chat_domain::model::{Actor, MessageContent, MessageKind};
+use chat_domain::model::{Actor, MessageContent};
 use chat_domain::proto::chat::{
     ChatContext, ChatType, CreateChat, GetChat, GetChatStats, ListChats, MAX_CHAT_PAGE, NewChatKind, ToggleArchive,
 };
@@ -237,19 +237,7 @@ pub(crate) async fn support(
 }
 
 fn first_message(actor: Actor, room_id: &chat_domain::ids::RoomId, content: MessageContent) -> SendMessage {
-    SendMessage {
-        actor,
-        room_id: room_id.clone(),
-        content,
-        sender_name: None,
-        meta: None,
-        client_msg_id: None,
-        kind: MessageKind::Text,
-        reply_to: None,
-        attachments: Vec::new(),
-        parent_id: None,
-        mentions: Vec::new(),
-    }
+    SendMessage::text(actor, room_id.clone(), content)
 }
 
 /// Largest `page` of the dialect's lists.

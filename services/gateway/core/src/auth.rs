@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chat_bus::Bus;
@@ -27,9 +26,8 @@ pub struct AuthCache {
     ttl: Duration,
     tenants: Mutex<HashMap<String, (TenantAuth, Instant)>>,
     admins: Mutex<HashMap<String, Instant>>,
-    /// Bumped by every [`Self::forget`]: a key resolved before a change (its answer still
-    /// on the way while the change was announced) is used once but not cached.
-    forgotten: AtomicU64,
+    /// Advanced by every [`Self::forget`]: a key resolved across a change is not cached.
+    forgotten: crate::cache_epoch::Epoch,
     /// Failed credentials and failures per client address.
     pub failures: crate::auth_failures::AuthFailures,
 }
@@ -40,7 +38,7 @@ impl AuthCache {
             ttl,
             tenants: Mutex::default(),
             admins: Mutex::default(),
-            forgotten: AtomicU64::new(0),
+            forgotten: Default::default(),
             failures: Default::default(),
         }
     }
@@ -57,13 +55,13 @@ impl AuthCache {
             return Err(e);
         }
         crate::auth_failures::lookup_allowed(self.tenants.lock().is_ok_and(|m| m.contains_key(&hash)))?;
-        let asked_at = self.forgotten.load(Ordering::Acquire);
+        let asked_at = self.forgotten.now();
         let auth = bus
             .request(&Authenticate { api_key: api_key.to_owned() })
             .await
             .map_err(|e| self.failures.remember_bad(api_key, e))?;
         if let Ok(mut m) = self.tenants.lock()
-            && self.forgotten.load(Ordering::Acquire) == asked_at
+            && self.forgotten.unchanged_since(asked_at)
         {
             if m.len() >= MAX_ENTRIES {
                 m.clear();
@@ -101,7 +99,7 @@ impl AuthCache {
     /// Forgets every cached key of `tenant`.
     pub fn forget(&self, tenant: &TenantId) {
         if let Ok(mut m) = self.tenants.lock() {
-            self.forgotten.fetch_add(1, Ordering::AcqRel);
+            self.forgotten.advance();
             m.retain(|_, (auth, _)| &auth.tenant_id != tenant);
         }
         // A key, issuer or tenant that failed may exist now.

@@ -37,6 +37,7 @@ pub mod attachments;
 pub mod auth;
 pub mod auth_failures;
 pub mod body;
+pub mod cache_epoch;
 pub mod caller;
 mod config;
 pub mod dialect;

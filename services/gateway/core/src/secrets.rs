@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chat_bus::Bus;
@@ -17,15 +16,13 @@ use chat_domain::proto::store::{GetTokenSecret, TenantAuth};
 pub struct SecretCache {
     ttl: Duration,
     entries: Mutex<HashMap<TenantId, (TenantAuth, String, Instant)>>,
-    /// Bumped by every [`Self::forget`]: a secret read before a change (its answer still
-    /// on the way while the change was announced) is used once but not cached, or it
-    /// would be trusted for a whole `ttl` after the change.
-    forgotten: AtomicU64,
+    /// Advanced by every [`Self::forget`]: a secret read across a change is not cached.
+    forgotten: crate::cache_epoch::Epoch,
 }
 
 impl SecretCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::default(), forgotten: AtomicU64::new(0) }
+        Self { ttl, entries: Mutex::default(), forgotten: Default::default() }
     }
 
     /// The tenant and its secret, from the cache or from message-store.
@@ -36,10 +33,10 @@ impl SecretCache {
             return Ok((auth, secret));
         }
         crate::auth_failures::lookup_allowed(self.entries.lock().is_ok_and(|m| m.contains_key(tenant)))?;
-        let asked_at = self.forgotten.load(Ordering::Acquire);
+        let asked_at = self.forgotten.now();
         let got = bus.request(&GetTokenSecret { tenant_id: tenant.clone() }).await?;
         if let Ok(mut m) = self.entries.lock()
-            && self.forgotten.load(Ordering::Acquire) == asked_at
+            && self.forgotten.unchanged_since(asked_at)
         {
             m.insert(tenant.clone(), (got.tenant.clone(), got.secret.clone(), Instant::now()));
         }
@@ -48,7 +45,7 @@ impl SecretCache {
 
     pub fn forget(&self, tenant: &TenantId) {
         if let Ok(mut m) = self.entries.lock() {
-            self.forgotten.fetch_add(1, Ordering::AcqRel);
+            self.forgotten.advance();
             m.remove(tenant);
         }
     }

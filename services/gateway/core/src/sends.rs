@@ -197,19 +197,11 @@ mod tests {
     use super::*;
 
     fn send(n: usize) -> anyhow::Result<SendMessage> {
-        Ok(SendMessage {
-            actor: Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse("u1")? },
-            room_id: RoomId::parse("r1")?,
-            content: MessageContent::parse(format!("m{n}"))?,
-            sender_name: None,
-            meta: None,
-            client_msg_id: None,
-            kind: MessageKind::Text,
-            reply_to: None,
-            attachments: Vec::new(),
-            parent_id: None,
-            mentions: Vec::new(),
-        })
+        Ok(SendMessage::text(
+            Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse("u1")? },
+            RoomId::parse("r1")?,
+            MessageContent::parse(format!("m{n}"))?,
+        ))
     }
 
     fn sent(cmd: &SendMessage) -> MessageSent {

@@ -11,7 +11,7 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::log::ROOM_AUDIENCES;
-use crate::send_batch::{SEND_BATCH, SEND_BATCH_PLAIN};
+use crate::send_batch::{SEND_BATCH, SEND_BATCH_LIGHT};
 
 #[derive(QueryableByName)]
 struct PlanLine {
@@ -28,7 +28,7 @@ const SEND_ARGS: &str = "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x
 fn statements() -> [(&'static str, &'static str, &'static str, &'static str); 3] {
     [
         ("send_batch", SEND_TYPES, SEND_BATCH, SEND_ARGS),
-        ("send_batch_plain", SEND_TYPES, &SEND_BATCH_PLAIN, SEND_ARGS),
+        ("send_batch_light", SEND_TYPES, &SEND_BATCH_LIGHT, SEND_ARGS),
         ("room_audiences", "text[], text[]", ROOM_AUDIENCES, "'{t}', '{r}'"),
     ]
 }
@@ -48,6 +48,21 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// Runs `check` against a fresh, empty database named after `prefix`, dropped afterwards
+/// whatever `check` answered.
+async fn on_scratch_database<T, Fut>(prefix: &str, check: impl FnOnce(String) -> Fut) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let admin_url = test_database_url();
+    let name = format!("{prefix}_{}_{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    let checked = check(with_database(&admin_url, &name)).await;
+    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
+    checked
+}
+
 async fn plans_on(url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
     chat_pg::migrate(url, &crate::MIGRATIONS).await?;
     let mut conn = AsyncPgConnection::establish(url).await?;
@@ -64,14 +79,7 @@ async fn plans_on(url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
 
 #[tokio::test]
 async fn send_path_statements_probe_indexes_when_planned_on_empty_tables() -> anyhow::Result<()> {
-    let admin_url = test_database_url();
-    let name = format!("plans_{}_{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-    let mut admin = AsyncPgConnection::establish(&admin_url).await?;
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
-    let plans = plans_on(&with_database(&admin_url, &name)).await;
-    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
-
-    let plans = plans?;
+    let plans = on_scratch_database("plans", |url| async move { plans_on(&url).await }).await?;
     assert_eq!(plans.len(), statements().len());
     for (statement, plan) in plans {
         assert!(plan.contains("Index"), "{statement}: expected index probes:\n{plan}");
@@ -91,19 +99,13 @@ fn the_scratch_database_replaces_only_the_name() {
 /// mode holds, and the batch's other sends are stored once, in order.
 #[tokio::test]
 async fn a_batch_with_a_send_to_a_slow_room_is_stored_by_the_full_statement() -> anyhow::Result<()> {
-    let admin_url = test_database_url();
-    let name = format!("slow_{}_{}", std::process::id(), chrono::Utc::now().timestamp_micros());
-    let mut admin = AsyncPgConnection::establish(&admin_url).await?;
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
-    let checked = slow_batches_on(&with_database(&admin_url, &name)).await;
-    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
-    checked
+    on_scratch_database("slow", |url| async move { slow_batches_on(&url).await }).await
 }
 
 async fn slow_batches_on(url: &str) -> anyhow::Result<()> {
     use chat_domain::ErrorCode;
     use chat_domain::ids::{RoomId, TenantId, UserId};
-    use chat_domain::model::{Actor, MessageContent, MessageKind};
+    use chat_domain::model::{Actor, MessageContent};
     use chat_domain::proto::store::SendMessage;
 
     use crate::error::StoreError;
@@ -122,19 +124,11 @@ async fn slow_batches_on(url: &str) -> anyhow::Result<()> {
     .await?;
     let send = |room: &str, text: &str| -> anyhow::Result<(SendMessage, chrono::DateTime<chrono::Utc>)> {
         Ok((
-            SendMessage {
-                actor: Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse("u1")? },
-                room_id: RoomId::parse(room)?,
-                content: MessageContent::parse(text.to_owned())?,
-                sender_name: None,
-                meta: None,
-                client_msg_id: None,
-                kind: MessageKind::Text,
-                reply_to: None,
-                attachments: Vec::new(),
-                parent_id: None,
-                mentions: Vec::new(),
-            },
+            SendMessage::text(
+                Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse("u1")? },
+                RoomId::parse(room)?,
+                MessageContent::parse(text.to_owned())?,
+            ),
             chrono::Utc::now(),
         ))
     };
