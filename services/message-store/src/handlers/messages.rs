@@ -9,14 +9,15 @@ use chat_domain::ApiError;
 use chat_domain::model::{Actor, Message, validate_attachments, validate_client_id, validate_mentions, validate_meta};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage, SendMessages, SendOutcome};
 use chat_pg::prepared;
+use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::blocks::hidden_senders;
-use super::reactions::decorate;
+use super::reactions::{Decorations, decorate, decorations, pin_join};
 use super::{Store, access};
 use crate::error::StoreError;
-use crate::rows::{MESSAGE_COLUMNS, MessageRow};
+use crate::rows::{M_MESSAGE_COLUMNS, MESSAGE_COLUMNS, MessageRow};
 
 /// Largest history page.
 pub const MAX_PAGE: u32 = 100;
@@ -116,57 +117,92 @@ pub(super) async fn page_before(
     .map_err(StoreError::from)
 }
 
+/// `list_messages`: one statement per page in the common case — the page, each
+/// message's reactions and pin as the reader sees them, and the reader's membership
+/// (the page is empty unless they are a member of the room in their tenant). Only an
+/// empty page asks again, to tell an empty page from a room the reader cannot read.
 pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Message>, ApiError> {
     let limit = i64::from(cmd.limit.clamp(1, MAX_PAGE));
     let db = store.db(&cmd.actor.tenant_id).await?;
     let mut conn = db.reads.get().await.map_err(StoreError::from)?;
-    access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
-    let rows: Vec<MessageRow> = match (cmd.after_seq, cmd.before_seq) {
-        // Only an upper bound: the newest page below it, returned oldest first.
-        (None, Some(before)) => {
-            let mut rows =
-                page_before(&mut conn, &cmd.actor, cmd.room_id.as_str(), before, limit, cmd.without_replies).await?;
-            rows.reverse();
-            rows
-        }
-        (after, Some(before)) => prepared(
-            diesel::sql_query(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq < $3
-                   AND (NOT $7 OR parent_id IS NULL) AND {}
-                 ORDER BY seq ASC LIMIT $4",
-                hidden_senders("$5", "$6")
-            ))
-            .bind::<Text, _>(cmd.room_id.as_str())
-            .bind::<BigInt, _>(after.unwrap_or(0))
-            .bind::<BigInt, _>(before)
-            .bind::<BigInt, _>(limit)
-            .bind::<Text, _>(cmd.actor.tenant_id.as_str())
-            .bind::<Text, _>(cmd.actor.user_id.as_str())
-            .bind::<Bool, _>(cmd.without_replies),
-        )
-        .load(&mut conn)
-        .await
-        .map_err(StoreError::from)?,
-        // The common case; no upper bound, so the planner walks the primary key and stops.
-        (after, None) => prepared(
-            diesel::sql_query(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2
-                   AND (NOT $6 OR parent_id IS NULL) AND {}
-                 ORDER BY seq ASC LIMIT $3",
-                hidden_senders("$4", "$5")
-            ))
-            .bind::<Text, _>(cmd.room_id.as_str())
-            .bind::<BigInt, _>(after.unwrap_or(0))
-            .bind::<BigInt, _>(limit)
-            .bind::<Text, _>(cmd.actor.tenant_id.as_str())
-            .bind::<Text, _>(cmd.actor.user_id.as_str())
-            .bind::<Bool, _>(cmd.without_replies),
-        )
-        .load(&mut conn)
-        .await
-        .map_err(StoreError::from)?,
+    let shape = match (cmd.after_seq, cmd.before_seq) {
+        (None, Some(_)) => PageShape::Before,
+        (_, Some(_)) => PageShape::Between,
+        (_, None) => PageShape::After,
     };
-    let mut messages = rows.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
-    super::reactions::decorate(&mut conn, &mut messages, Some(&cmd.actor.user_id)).await?;
-    Ok(messages)
+    let rows: Vec<PageRow> = prepared(
+        diesel::sql_query(history_page(shape))
+            .bind::<Text, _>(cmd.room_id.as_str())
+            .bind::<BigInt, _>(cmd.after_seq.unwrap_or(0))
+            .bind::<BigInt, _>(cmd.before_seq.unwrap_or(i64::MAX))
+            .bind::<BigInt, _>(limit)
+            .bind::<Text, _>(cmd.actor.tenant_id.as_str())
+            .bind::<Text, _>(cmd.actor.user_id.as_str())
+            .bind::<Bool, _>(cmd.without_replies),
+    )
+    .load(&mut conn)
+    .await
+    .map_err(StoreError::from)?;
+    if rows.is_empty() {
+        access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
+        return Ok(Vec::new());
+    }
+    rows.into_iter()
+        .map(|r| {
+            let mut m = Message::try_from(r.message)?;
+            r.decorations.apply(&mut m);
+            Ok(m)
+        })
+        .collect::<Result<Vec<_>, StoreError>>()
+        .map_err(ApiError::from)
+}
+
+/// The bounds a history page has (each its own prepared statement).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PageShape {
+    /// Only an upper bound: the newest page below it (one backward index scan).
+    Before,
+    /// Both bounds.
+    Between,
+    /// The common case; no upper bound, so the planner walks the primary key and stops.
+    After,
+}
+
+#[cfg(test)]
+impl PageShape {
+    pub(crate) const ALL: [PageShape; 3] = [PageShape::Before, PageShape::Between, PageShape::After];
+}
+
+/// The statement reading a history page of `shape` with its reactions and pins, oldest
+/// first. Parameters: $1 room, $2 after, $3 before, $4 limit, $5 tenant, $6 reader,
+/// $7 without replies. A reader who is not a member of the room in their tenant reads
+/// no rows (the membership check is a one-time `InitPlan`).
+pub(crate) fn history_page(shape: PageShape) -> String {
+    let (range, order) = match shape {
+        PageShape::Before => ("seq < $3 AND $2 = $2", "DESC"),
+        PageShape::Between => ("seq > $2 AND seq < $3", "ASC"),
+        PageShape::After => ("seq > $2 AND $3 = $3", "ASC"),
+    };
+    format!(
+        "SELECT {M_MESSAGE_COLUMNS}, {decorations}
+           FROM (SELECT {MESSAGE_COLUMNS} FROM messages
+                  WHERE room_id = $1 AND {range} AND (NOT $7 OR parent_id IS NULL) AND {hidden}
+                    AND EXISTS (SELECT 1 FROM room_members rm JOIN rooms r ON r.id = rm.room_id
+                                 WHERE rm.room_id = $1 AND rm.user_id = $6 AND r.tenant_id = $5)
+                  ORDER BY seq {order} LIMIT $4) m
+           {pin}
+          ORDER BY m.seq ASC",
+        decorations = decorations("m.id", "$6"),
+        pin = pin_join("m.id"),
+        hidden = hidden_senders("$5", "$6"),
+    )
+}
+
+/// A message of a history page with its reactions and pin.
+#[derive(QueryableByName)]
+struct PageRow {
+    #[diesel(embed)]
+    message: MessageRow,
+    #[diesel(embed)]
+    decorations: Decorations,
 }

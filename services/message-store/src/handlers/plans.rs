@@ -1,4 +1,5 @@
-//! The statements on the send path must keep index-driven plans whatever the
+//! The statements on the send path, and the history page (with its reactions and
+//! pins) that readers ask for most, must keep index-driven plans whatever the
 //! statistics said when their plan was cached. A writer's connection caches one
 //! generic plan per statement for its whole life, often made while the tables are
 //! still empty, and nothing replans it unless the tables are analyzed again (never,
@@ -11,6 +12,8 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::log::ROOM_AUDIENCES;
+use super::messages::{PageShape, history_page};
+use super::reactions::decorate_sql;
 use crate::send_batch::{SEND_BATCH, SEND_BATCH_LIGHT};
 
 #[derive(QueryableByName)]
@@ -24,13 +27,22 @@ const SEND_TYPES: &str = "text[], text[], text[], text[], text[], text[], jsonb[
 const SEND_ARGS: &str = "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x}', ARRAY[now()], '{text}', '{m}', \
                          '{null}', '{p}', ARRAY['[\"bob\", \"@channel\"]'::jsonb]";
 
+/// Parameters of a history page, and arguments for it.
+const PAGE_TYPES: &str = "text, bigint, bigint, bigint, text, text, bool";
+const PAGE_ARGS: &str = "'r', 10, 60, 50, 't', 'u', false";
+
 /// (name, parameter types, statement, arguments for EXPLAIN EXECUTE)
-fn statements() -> [(&'static str, &'static str, &'static str, &'static str); 3] {
-    [
-        ("send_batch", SEND_TYPES, SEND_BATCH, SEND_ARGS),
-        ("send_batch_light", SEND_TYPES, &SEND_BATCH_LIGHT, SEND_ARGS),
-        ("room_audiences", "text[], text[]", ROOM_AUDIENCES, "'{t}', '{r}'"),
-    ]
+fn statements() -> Vec<(String, &'static str, String, &'static str)> {
+    let mut all = vec![
+        ("send_batch".to_owned(), SEND_TYPES, SEND_BATCH.to_owned(), SEND_ARGS),
+        ("send_batch_light".to_owned(), SEND_TYPES, SEND_BATCH_LIGHT.to_string(), SEND_ARGS),
+        ("room_audiences".to_owned(), "text[], text[]", ROOM_AUDIENCES.to_owned(), "'{t}', '{r}'"),
+        ("decorate".to_owned(), "text[], text", decorate_sql(), "'{m1,m2}', 'u'"),
+    ];
+    for shape in PageShape::ALL {
+        all.push((format!("history_{shape:?}").to_lowercase(), PAGE_TYPES, history_page(shape), PAGE_ARGS));
+    }
+    all
 }
 
 fn test_database_url() -> String {
@@ -63,7 +75,7 @@ where
     checked
 }
 
-async fn plans_on(url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+async fn plans_on(url: &str) -> anyhow::Result<Vec<(String, String)>> {
     chat_pg::migrate(url, &crate::MIGRATIONS).await?;
     let mut conn = AsyncPgConnection::establish(url).await?;
     conn.batch_execute("SET plan_cache_mode = force_generic_plan").await?;
@@ -78,7 +90,7 @@ async fn plans_on(url: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
 }
 
 #[tokio::test]
-async fn send_path_statements_probe_indexes_when_planned_on_empty_tables() -> anyhow::Result<()> {
+async fn hot_path_statements_probe_indexes_when_planned_on_empty_tables() -> anyhow::Result<()> {
     let plans = on_scratch_database("plans", |url| async move { plans_on(&url).await }).await?;
     assert_eq!(plans.len(), statements().len());
     for (statement, plan) in plans {

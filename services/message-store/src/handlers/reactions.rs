@@ -28,47 +28,111 @@ use super::{Store, access};
 use crate::error::{StoreError, optional, stored};
 use crate::outbox;
 
-#[derive(QueryableByName)]
-struct SummaryRow {
-    #[diesel(sql_type = Text)]
-    message_id: String,
-    #[diesel(sql_type = Text)]
-    emoji: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-    #[diesel(sql_type = Array<Text>)]
-    sample: Vec<String>,
-    #[diesel(sql_type = Bool)]
-    me: bool,
+/// A message's reactions and pin, read in the same statement as the message (or its
+/// id): the select-list items of [`decorations`].
+#[derive(QueryableByName, Debug)]
+pub(crate) struct Decorations {
+    /// `[[emoji, count, [first users], me], ...]`, emoji in the order they were first
+    /// used; null without reactions.
+    #[diesel(sql_type = Nullable<Text>)]
+    reactions: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pinned_by: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pinned_at: Option<DateTime<Utc>>,
 }
 
-#[derive(QueryableByName)]
-struct PinRow {
-    #[diesel(sql_type = Text)]
-    message_id: String,
-    #[diesel(sql_type = Text)]
-    pinned_by: String,
-    #[diesel(sql_type = Timestamptz)]
-    pinned_at: DateTime<Utc>,
-}
-
-/// Per message and emoji (emoji in the order they were first used): the count, the
-/// first users, and whether `$2` is one of them.
-fn summary_sql() -> String {
+/// Select-list items giving [`Decorations`] for the message whose id is the SQL
+/// expression `id`, as the user in placeholder `viewer` sees it (`me`), in a statement
+/// that joins [`pin_join`] of the same `id`. Per emoji: the
+/// count, the first [`REACTION_SAMPLE`] users, whether the viewer is one of them; one
+/// index range of `message_reactions`' primary key per message.
+pub(crate) fn decorations(id: &str, viewer: &str) -> String {
     format!(
-        "SELECT r.message_id, r.emoji, count(*) AS n,
-                (array_agg(r.user_id ORDER BY r.created_at, r.user_id))[1:{REACTION_SAMPLE}] AS sample,
-                coalesce(bool_or(r.user_id = $2), false) AS me
-         FROM message_reactions r WHERE r.message_id = ANY ($1)
-         GROUP BY r.message_id, r.emoji
-         ORDER BY r.message_id, min(r.created_at), r.emoji"
+        "(SELECT json_agg(json_build_array(s.emoji, s.n, s.sample, s.me) ORDER BY s.first_at, s.emoji)::text
+            FROM (SELECT r.emoji, count(*) AS n,
+                         (array_agg(r.user_id ORDER BY r.created_at, r.user_id))[1:{REACTION_SAMPLE}] AS sample,
+                         coalesce(bool_or(r.user_id = {viewer}), false) AS me,
+                         min(r.created_at) AS first_at
+                    FROM message_reactions r WHERE r.message_id = {id} GROUP BY r.emoji) s) AS reactions,
+         pin.pinned_by, pin.pinned_at"
     )
 }
 
+/// The join giving [`decorations`] the pin of message `id`: a lateral probe of
+/// `message_pins`' primary key per message, whatever the statistics (a plain left join,
+/// or a lateral one the planner may flatten into it, planned on empty tables hashed a
+/// scan of every pin; the `LIMIT` keeps it a probe).
+pub(crate) fn pin_join(id: &str) -> String {
+    format!(
+        "LEFT JOIN LATERAL (SELECT p.pinned_by, p.pinned_at FROM message_pins p WHERE p.message_id = {id} LIMIT 1) pin ON true"
+    )
+}
+
+impl Decorations {
+    /// Sets `m`'s reactions and pin from these. A stored value that does not parse is
+    /// left out with a logged error: one bad row never breaks a page.
+    pub(crate) fn apply(self, m: &mut Message) {
+        m.reactions = self.reactions(&m.message_id);
+        (m.pinned_at, m.pinned_by) = match (self.pinned_at, self.pinned_by) {
+            (Some(at), Some(by)) => (Some(at), UserId::parse(by).ok()),
+            _ => (None, None),
+        };
+    }
+
+    /// The reactions of message `id`.
+    fn reactions(&self, id: &MessageId) -> Vec<ReactionSummary> {
+        match self.reactions.as_deref().map(serde_json::from_str::<Vec<(String, i64, Vec<String>, bool)>>) {
+            None => Vec::new(),
+            Some(Ok(list)) => list
+                .into_iter()
+                .filter_map(|(emoji, count, sample, me)| match Emoji::parse(emoji) {
+                    Ok(emoji) => {
+                        let user_ids = sample.into_iter().filter_map(|u| UserId::parse(u).ok()).collect();
+                        Some(ReactionSummary { emoji, count, user_ids, me })
+                    }
+                    Err(_) => {
+                        tracing::error!(message_id = %id, "a stored reaction emoji cannot be read; left out");
+                        None
+                    }
+                })
+                .collect(),
+            Some(Err(e)) => {
+                tracing::error!(message_id = %id, error = %e, "stored reactions cannot be read; left out");
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Decorated {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(embed)]
+    decorations: Decorations,
+}
+
+/// The statement reading the [`Decorations`] of messages: $1 their ids, $2 the viewer.
+pub(crate) fn decorate_sql() -> String {
+    format!("SELECT d.id, {} FROM unnest($1::text[]) AS d(id) {}", decorations("d.id", "$2"), pin_join("d.id"))
+}
+
+/// The [`Decorations`] of the messages `ids` as `viewer` sees them ("": no one).
+async fn decorations_of(
+    conn: &mut AsyncPgConnection,
+    ids: &[&str],
+    viewer: &str,
+) -> Result<Vec<Decorated>, StoreError> {
+    Ok(prepared(diesel::sql_query(decorate_sql()).bind::<Array<Text>, _>(ids).bind::<Text, _>(viewer))
+        .load(conn)
+        .await?)
+}
+
 /// Fills in `reactions`, `pinned_at` and `pinned_by` of `messages` as `viewer` sees
-/// them (`me`: whether the viewer reacted; `false` for everyone without a viewer). Two
-/// index lookups for the whole page. A stored value that does not parse is left out
-/// with a logged error: one bad row never breaks a page.
+/// them (`me`: whether the viewer reacted; `false` for everyone without a viewer). One
+/// statement for the whole page (history pages read them with the messages themselves:
+/// [`decorations`]).
 pub(crate) async fn decorate(
     conn: &mut AsyncPgConnection,
     messages: &mut [Message],
@@ -78,39 +142,14 @@ pub(crate) async fn decorate(
         return Ok(());
     }
     let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
-    let rows: Vec<SummaryRow> = prepared(
-        diesel::sql_query(summary_sql())
-            .bind::<Array<Text>, _>(&ids)
-            .bind::<Text, _>(viewer.map_or("", UserId::as_str)),
-    )
-    .load(conn)
-    .await?;
-    let pins: Vec<PinRow> = prepared(
-        diesel::sql_query("SELECT message_id, pinned_by, pinned_at FROM message_pins WHERE message_id = ANY ($1)")
-            .bind::<Array<Text>, _>(&ids),
-    )
-    .load(conn)
-    .await?;
-    let mut by_message: HashMap<String, Vec<ReactionSummary>> = HashMap::new();
-    for r in rows {
-        let Ok(emoji) = Emoji::parse(r.emoji) else {
-            tracing::error!(message_id = %r.message_id, "a stored reaction emoji cannot be read; left out");
-            continue;
-        };
-        let user_ids = r.sample.into_iter().filter_map(|u| UserId::parse(u).ok()).collect();
-        by_message.entry(r.message_id).or_default().push(ReactionSummary { emoji, count: r.n, user_ids, me: r.me });
-    }
-    let pins: HashMap<String, PinRow> = pins.into_iter().map(|p| (p.message_id.clone(), p)).collect();
+    let rows = decorations_of(conn, &ids, viewer.map_or("", UserId::as_str)).await?;
+    let mut by_message: HashMap<String, Decorations> = rows.into_iter().map(|r| (r.id, r.decorations)).collect();
     for m in messages.iter_mut() {
-        m.reactions = by_message.remove(m.message_id.as_str()).unwrap_or_default();
-        match pins.get(m.message_id.as_str()) {
-            Some(p) => {
-                m.pinned_at = Some(p.pinned_at);
-                m.pinned_by = UserId::parse(p.pinned_by.as_str()).ok();
-            }
+        match by_message.remove(m.message_id.as_str()) {
+            Some(d) => d.apply(m),
             None => {
-                m.pinned_at = None;
-                m.pinned_by = None;
+                m.reactions = Vec::new();
+                (m.pinned_at, m.pinned_by) = (None, None);
             }
         }
     }
@@ -179,21 +218,8 @@ async fn summaries(
     message: &MessageId,
     viewer: &UserId,
 ) -> Result<Vec<ReactionSummary>, StoreError> {
-    let rows: Vec<SummaryRow> = prepared(
-        diesel::sql_query(summary_sql())
-            .bind::<Array<Text>, _>(vec![message.as_str()])
-            .bind::<Text, _>(viewer.as_str()),
-    )
-    .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| {
-            let emoji = Emoji::parse(r.emoji).ok()?;
-            let user_ids = r.sample.into_iter().filter_map(|u| UserId::parse(u).ok()).collect();
-            Some(ReactionSummary { emoji, count: r.n, user_ids, me: r.me })
-        })
-        .collect())
+    let rows = decorations_of(conn, &[message.as_str()], viewer.as_str()).await?;
+    Ok(rows.into_iter().next().map(|r| r.decorations.reactions(message)).unwrap_or_default())
 }
 
 pub async fn add_reaction(store: Store, cmd: AddReaction) -> Result<ReactionChange, ApiError> {
