@@ -206,6 +206,9 @@ pub struct Issuers {
     /// Tenant → its issuers compiled, with the settings they were compiled from (a
     /// tenant record with other settings recompiles).
     compiled: Mutex<HashMap<TenantId, CompiledFor>>,
+    /// Counts [`Issuers::forget`]s: an issuer resolved across a tenant change (a key
+    /// removed from its JWKS) is used once and not kept.
+    epoch: crate::cache_epoch::Epoch,
 }
 
 impl std::fmt::Debug for Issuers {
@@ -223,11 +226,14 @@ impl Issuers {
             return Ok(auth);
         }
         crate::auth_failures::lookup_allowed(self.tenants.lock().is_ok_and(|m| m.contains_key(issuer)))?;
+        let asked_at = self.epoch.now();
         let auth = bus
             .request(&ResolveIssuer { issuer: issuer.to_owned() })
             .await
             .map_err(|e| if e.code == chat_domain::ErrorCode::AuthenticationError { invalid() } else { e })?;
-        if let Ok(mut m) = self.tenants.lock() {
+        if let Ok(mut m) = self.tenants.lock()
+            && self.epoch.unchanged_since(asked_at)
+        {
             if m.len() >= MAX_ENTRIES {
                 m.clear();
             }
@@ -271,10 +277,80 @@ impl Issuers {
     /// Forgets what is cached about `tenant`.
     pub fn forget(&self, tenant: &TenantId) {
         if let Ok(mut m) = self.tenants.lock() {
+            self.epoch.advance();
             m.retain(|_, (auth, _)| &auth.tenant_id != tenant);
         }
         if let Ok(mut m) = self.compiled.lock() {
             m.remove(tenant);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_bus::{Subjects, envelope};
+    use chat_domain::ids::MessageId;
+    use chat_domain::proto::Service;
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    /// An issuer resolved before its tenant changed, whose answer arrives after the
+    /// change was announced (and the cache forgotten), must not be cached: tokens would
+    /// be checked against the old settings (a key the tenant removed from its JWKS) for a
+    /// whole TTL after the change.
+    #[tokio::test]
+    async fn an_issuer_resolved_across_a_change_is_not_kept() -> anyhow::Result<()> {
+        let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+        let client = chat_bus::client::connect(&url, "issuers-test").await?;
+        let id = MessageId::generate();
+        let subjects = Subjects::new(&format!("issuers-{}", &id.as_str()[id.as_str().len() - 20..]))?;
+        let bus = Bus::new(client.clone(), subjects.clone()).with_timeout(Duration::from_secs(30));
+        let mut requests = client.subscribe(subjects.commands_of(Service::MessageStore)).await?;
+        client.flush().await?;
+        let tenant = TenantId::parse("t1")?;
+        let answer = |name: &str| TenantAuth {
+            tenant_id: tenant.clone(),
+            name: name.into(),
+            rate_limit_per_sec: 10,
+            settings: Default::default(),
+        };
+        let issuers = Arc::new(Issuers::default());
+        let ttl = Duration::from_secs(600);
+        let resolve = || {
+            let (issuers, bus) = (issuers.clone(), bus.clone());
+            tokio::spawn(async move { issuers.tenant(&bus, ttl, "https://idp.example").await })
+        };
+
+        let first = resolve();
+        // The first lookup is on its way; the tenant changes and that is announced meanwhile.
+        let held = tokio::time::timeout(Duration::from_secs(30), requests.next()).await?;
+        let held = held.ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
+        issuers.forget(&tenant);
+        client
+            .publish(held.reply.ok_or_else(|| anyhow::anyhow!("no reply subject"))?, envelope::ok(&answer("old")))
+            .await?;
+        assert_eq!(first.await??.name, "old", "the lookup in flight answers with what it read");
+
+        // The next lookup asks again (before the fix it answered at once from the cache).
+        let mut second = resolve();
+        let asked = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::select! {
+                r = requests.next() => Ok(r),
+                done = &mut second => Err(done),
+            }
+        })
+        .await?;
+        let asked = match asked {
+            Ok(r) => r.ok_or_else(|| anyhow::anyhow!("subscription ended"))?,
+            Err(served) => anyhow::bail!("served from the cache without asking: {:?}", served??.name),
+        };
+        client
+            .publish(asked.reply.ok_or_else(|| anyhow::anyhow!("no reply subject"))?, envelope::ok(&answer("new")))
+            .await?;
+        assert_eq!(second.await??.name, "new");
+        // And that one is cached.
+        assert_eq!(issuers.tenant(&bus, ttl, "https://idp.example").await?.name, "new");
+        Ok(())
     }
 }
