@@ -9,7 +9,7 @@ use chat_pg::prepared;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 
-use super::messages::{MAX_PAGE, page_before};
+use super::messages::{MAX_PAGE, PageShape, read_page};
 use super::{Store, access};
 use crate::error::{StoreError, optional};
 
@@ -17,10 +17,11 @@ pub async fn older_messages(store: Store, cmd: OlderMessages) -> Result<Vec<Mess
     let limit = i64::from(cmd.limit.clamp(1, MAX_PAGE));
     let db = store.db(&cmd.actor.tenant_id).await?;
     let mut conn = db.reads.get().await.map_err(StoreError::from)?;
-    access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
     let before = match &cmd.before_id {
         None => i64::MAX,
         Some(id) => {
+            // Membership first: whether a message id is in the room is for members to learn.
+            access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
             #[derive(diesel::QueryableByName)]
             struct Seq {
                 #[diesel(sql_type = BigInt)]
@@ -43,8 +44,10 @@ pub async fn older_messages(store: Store, cmd: OlderMessages) -> Result<Vec<Mess
             })?
         }
     };
-    let rows = page_before(&mut conn, &cmd.actor, cmd.room_id.as_str(), before, limit, false).await?;
-    let mut messages = rows.into_iter().map(Message::try_from).collect::<Result<Vec<_>, _>>()?;
-    super::reactions::decorate(&mut conn, &mut messages, Some(&cmd.actor.user_id)).await?;
+    // One statement for the page with its reactions and pins (and, without `before_id`,
+    // the membership check), oldest first; this command answers newest first.
+    let mut messages =
+        read_page(&mut conn, &cmd.actor, &cmd.room_id, PageShape::Before, (0, before), limit, false).await?;
+    messages.reverse();
     Ok(messages)
 }

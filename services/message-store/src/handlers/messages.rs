@@ -6,6 +6,7 @@
 //! no outbox row per message.
 
 use chat_domain::ApiError;
+use chat_domain::ids::RoomId;
 use chat_domain::model::{Actor, Message, validate_attachments, validate_client_id, validate_mentions, validate_meta};
 use chat_domain::proto::store::{ListMessages, MessageSent, SendMessage, SendMessages, SendOutcome};
 use chat_pg::prepared;
@@ -87,36 +88,6 @@ pub async fn send_messages(store: Store, cmd: SendMessages) -> Result<Vec<SendOu
         .collect())
 }
 
-/// The newest `limit` messages of `room` below `seq` `before` that `reader` sees,
-/// newest first (one backward index scan); history pages by `seq` and by message id
-/// both read this way. `without_replies` leaves thread replies out.
-pub(super) async fn page_before(
-    conn: &mut AsyncPgConnection,
-    reader: &Actor,
-    room: &str,
-    before: i64,
-    limit: i64,
-    without_replies: bool,
-) -> Result<Vec<MessageRow>, StoreError> {
-    prepared(
-        diesel::sql_query(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq < $2 AND (NOT $6 OR parent_id IS NULL)
-               AND {}
-             ORDER BY seq DESC LIMIT $3",
-            hidden_senders("$4", "$5")
-        ))
-        .bind::<Text, _>(room)
-        .bind::<BigInt, _>(before)
-        .bind::<BigInt, _>(limit)
-        .bind::<Text, _>(reader.tenant_id.as_str())
-        .bind::<Text, _>(reader.user_id.as_str())
-        .bind::<Bool, _>(without_replies),
-    )
-    .load(conn)
-    .await
-    .map_err(StoreError::from)
-}
-
 /// `list_messages`: one statement per page in the common case — the page, each
 /// message's reactions and pin as the reader sees them, and the reader's membership
 /// (the page is empty unless they are a member of the room in their tenant). Only an
@@ -130,21 +101,37 @@ pub async fn list_messages(store: Store, cmd: ListMessages) -> Result<Vec<Messag
         (_, Some(_)) => PageShape::Between,
         (_, None) => PageShape::After,
     };
+    let range = (cmd.after_seq.unwrap_or(0), cmd.before_seq.unwrap_or(i64::MAX));
+    read_page(&mut conn, &cmd.actor, &cmd.room_id, shape, range, limit, cmd.without_replies).await
+}
+
+/// A page of history (`shape`, between `seq`s `after` and `before`, exclusive) as
+/// `reader` reads it, oldest first, in one statement ([`history_page`]); only an empty
+/// page asks again, to answer a reader who may not read the room with the error.
+pub(super) async fn read_page(
+    conn: &mut AsyncPgConnection,
+    reader: &Actor,
+    room: &RoomId,
+    shape: PageShape,
+    (after, before): (i64, i64),
+    limit: i64,
+    without_replies: bool,
+) -> Result<Vec<Message>, ApiError> {
     let rows: Vec<PageRow> = prepared(
         diesel::sql_query(history_page(shape))
-            .bind::<Text, _>(cmd.room_id.as_str())
-            .bind::<BigInt, _>(cmd.after_seq.unwrap_or(0))
-            .bind::<BigInt, _>(cmd.before_seq.unwrap_or(i64::MAX))
+            .bind::<Text, _>(room.as_str())
+            .bind::<BigInt, _>(after)
+            .bind::<BigInt, _>(before)
             .bind::<BigInt, _>(limit)
-            .bind::<Text, _>(cmd.actor.tenant_id.as_str())
-            .bind::<Text, _>(cmd.actor.user_id.as_str())
-            .bind::<Bool, _>(cmd.without_replies),
+            .bind::<Text, _>(reader.tenant_id.as_str())
+            .bind::<Text, _>(reader.user_id.as_str())
+            .bind::<Bool, _>(without_replies),
     )
-    .load(&mut conn)
+    .load(conn)
     .await
     .map_err(StoreError::from)?;
     if rows.is_empty() {
-        access(&mut conn, &cmd.actor.tenant_id, &cmd.room_id, &cmd.actor.user_id).await?.member()?;
+        access(conn, &reader.tenant_id, room, &reader.user_id).await?.member()?;
         return Ok(Vec::new());
     }
     rows.into_iter()
