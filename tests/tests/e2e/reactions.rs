@@ -4,7 +4,8 @@
 //! 100 members reacting at once end with the exact count; deleted messages, non-members,
 //! other tenants and bad emoji are refused with the documented errors; the socket
 //! `add_reaction` / `remove_reaction` frames work and bad ones get error frames;
-//! resume and sync show reactions and pins made while away. Needs PostgreSQL, Redis,
+//! resume and sync show reactions and pins made while away; every shape of a history
+//! page reads reactions, pins and membership alike. Needs PostgreSQL, Redis,
 //! NATS, and Node.js for the Socket.IO client.
 
 use chat_test_support::{Response, TestStack, TestTenant, WsClient};
@@ -426,5 +427,79 @@ async fn resume_and_sync_show_reactions_and_pins_made_while_away() -> anyhow::Re
             && room_changes["updated"][0]["reactions"][0]["emoji"] == ":wave:")
     })
     .await?;
+    stack.stop().await
+}
+
+/// Every shape of a history page (`before_seq` only, both bounds, `after_seq` only, and
+/// `/conversations`' `fetch_messages` with and without `before_id`) reads one statement
+/// with the page's reactions (`me` per reader) and pins, and the reader's membership:
+/// the same message reads the same through each; a non-member gets `403`, another
+/// tenant's reader `404`, and a member's empty page `200 []`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_shape_reads_reactions_pins_and_membership_alike() -> anyhow::Result<()> {
+    let stack = TestStack::start().await?;
+    let t = busy_tenant(&stack).await?;
+    let other = busy_tenant(&stack).await?;
+    let alice = t.user("alice");
+    let room = alice.create_room("group", &["bob"]).await?;
+    let first = t.user("bob").send(&room, "first").await?;
+    let target = t.user("bob").send(&room, "the decorated one").await?;
+    let last = t.user("bob").send(&room, "last").await?;
+    let (s1, s3) = (first["seq"].as_i64().unwrap_or(0), last["seq"].as_i64().unwrap_or(0));
+    let mid = id(&target)?;
+    call(&alice, Method::PUT, &format!("/rooms/{room}/messages/{mid}/reactions/{THUMBS}"))
+        .await?
+        .expect(StatusCode::CREATED)?;
+    call(&t.user("bob"), Method::PUT, &format!("/rooms/{room}/messages/{mid}/reactions/:wave:"))
+        .await?
+        .expect(StatusCode::CREATED)?;
+    call(&alice, Method::PUT, &format!("/rooms/{room}/pins/{mid}")).await?.expect(StatusCode::OK)?;
+    let expected = json!([
+        {"emoji": "👍", "count": 1, "user_ids": ["alice"], "me": true},
+        {"emoji": ":wave:", "count": 1, "user_ids": ["bob"], "me": false},
+    ]);
+
+    let shapes =
+        [format!("before_seq={s3}"), format!("after_seq={s1}&before_seq={s3}"), format!("after_seq={s1}&limit=1")];
+    for query in &shapes {
+        let page = alice.get(&format!("/rooms/{room}/messages?{query}")).await?.expect(StatusCode::OK)?.body;
+        let seqs: Vec<i64> = page.as_array().into_iter().flatten().filter_map(|m| m["seq"].as_i64()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{query}: oldest first: {seqs:?}");
+        let m = find(&page, &mid);
+        assert_eq!(m["reactions"], expected, "{query}: {page}");
+        assert_eq!(m["pinned_by"], "alice", "{query}: {m}");
+        assert!(m["pinned_at"].is_string(), "{query}: {m}");
+        // Bob reads his own reaction as his.
+        let page = t.user("bob").get(&format!("/rooms/{room}/messages?{query}")).await?.expect(StatusCode::OK)?.body;
+        let mine: Vec<bool> =
+            find(&page, &mid)["reactions"].as_array().into_iter().flatten().filter_map(|r| r["me"].as_bool()).collect();
+        assert_eq!(mine, vec![false, true], "{query}: {page}");
+        // Outsiders are refused on every shape; a member's empty page is empty.
+        t.user("mallory").get(&format!("/rooms/{room}/messages?{query}")).await?.expect_error(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            None,
+        )?;
+        other.user("alice").get(&format!("/rooms/{room}/messages?{query}")).await?.expect_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            None,
+        )?;
+    }
+    let empty = alice.get(&format!("/rooms/{room}/messages?after_seq={s3}")).await?.expect(StatusCode::OK)?.body;
+    assert_eq!(empty, json!([]));
+
+    // /conversations pages backwards, newest first, with and without before_id.
+    let mut conv = WsClient::connect(&conv_url(&stack, 0, &room, &t, "alice")).await?;
+    for frame in [json!({"action": "fetch_messages"}), json!({"action": "fetch_messages", "before_id": id(&last)?})] {
+        conv.send(frame.clone()).await?;
+        let fetched = conv.expect("messages_fetched").await?;
+        let messages = fetched["messages"].as_array().cloned().unwrap_or_default();
+        let seqs: Vec<i64> = messages.iter().filter_map(|m| m["seq"].as_i64()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{frame}: newest first: {seqs:?}");
+        let m = messages.iter().find(|m| m["id"] == mid.as_str()).cloned().unwrap_or(Value::Null);
+        assert_eq!(m["reactions"], expected, "{frame}: {fetched}");
+        assert_eq!(m["pinned_by"], "alice", "{frame}: {m}");
+    }
     stack.stop().await
 }
