@@ -29,3 +29,65 @@ impl Epoch {
         self.now() == at
     }
 }
+
+/// For the caches' tests: a bus whose message-store is the test itself, so a lookup can
+/// be held on its way while the test announces a change.
+#[cfg(test)]
+pub(crate) mod held {
+    use std::time::Duration;
+
+    use chat_bus::{Bus, Subjects, envelope};
+    use chat_domain::ids::MessageId;
+    use chat_domain::proto::Service;
+    use futures_util::StreamExt as _;
+
+    /// How long a test waits for a request or an answer.
+    const WAIT: Duration = Duration::from_secs(30);
+
+    /// A bus (own subject prefix) and the message-store requests sent on it.
+    pub struct HeldStore {
+        pub bus: Bus,
+        client: async_nats::Client,
+        requests: async_nats::Subscriber,
+    }
+
+    impl HeldStore {
+        /// Subjects under `<prefix>-<unique>`.
+        pub async fn start(prefix: &str) -> anyhow::Result<Self> {
+            let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+            let client = chat_bus::client::connect(&url, &format!("{prefix}-test")).await?;
+            let id = MessageId::generate();
+            let subjects = Subjects::new(&format!("{prefix}-{}", &id.as_str()[id.as_str().len() - 20..]))?;
+            let bus = Bus::new(client.clone(), subjects.clone()).with_timeout(WAIT);
+            let requests = client.subscribe(subjects.commands_of(Service::MessageStore)).await?;
+            client.flush().await?;
+            Ok(Self { bus, client, requests })
+        }
+
+        /// The next request, held until [`HeldStore::answer`].
+        pub async fn next(&mut self) -> anyhow::Result<async_nats::Message> {
+            tokio::time::timeout(WAIT, self.requests.next()).await?.ok_or_else(|| anyhow::anyhow!("subscription ended"))
+        }
+
+        /// The next request, or, when `lookup` finishes without asking (it answered from
+        /// its cache), an error naming what it served.
+        pub async fn asked_by<T: std::fmt::Debug>(
+            &mut self,
+            lookup: &mut tokio::task::JoinHandle<T>,
+        ) -> anyhow::Result<async_nats::Message> {
+            tokio::time::timeout(WAIT, async {
+                tokio::select! {
+                    r = self.requests.next() => r.ok_or_else(|| anyhow::anyhow!("subscription ended")),
+                    served = lookup => anyhow::bail!("served from the cache without asking: {:?}", served?),
+                }
+            })
+            .await?
+        }
+
+        /// Answers `request` with `reply`.
+        pub async fn answer<R: serde::Serialize>(&self, request: async_nats::Message, reply: &R) -> anyhow::Result<()> {
+            let to = request.reply.ok_or_else(|| anyhow::anyhow!("no reply subject"))?;
+            Ok(self.client.publish(to, envelope::ok(reply)).await?)
+        }
+    }
+}

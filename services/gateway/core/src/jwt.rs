@@ -288,12 +288,8 @@ impl Issuers {
 
 #[cfg(test)]
 mod tests {
-    use chat_bus::{Subjects, envelope};
-    use chat_domain::ids::MessageId;
-    use chat_domain::proto::Service;
-    use futures_util::StreamExt as _;
-
     use super::*;
+    use crate::cache_epoch::held::HeldStore;
 
     /// An issuer resolved before its tenant changed, whose answer arrives after the
     /// change was announced (and the cache forgotten), must not be cached: tokens would
@@ -301,13 +297,8 @@ mod tests {
     /// whole TTL after the change.
     #[tokio::test]
     async fn an_issuer_resolved_across_a_change_is_not_kept() -> anyhow::Result<()> {
-        let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-        let client = chat_bus::client::connect(&url, "issuers-test").await?;
-        let id = MessageId::generate();
-        let subjects = Subjects::new(&format!("issuers-{}", &id.as_str()[id.as_str().len() - 20..]))?;
-        let bus = Bus::new(client.clone(), subjects.clone()).with_timeout(Duration::from_secs(30));
-        let mut requests = client.subscribe(subjects.commands_of(Service::MessageStore)).await?;
-        client.flush().await?;
+        let mut store = HeldStore::start("issuers").await?;
+        let bus = store.bus.clone();
         let tenant = TenantId::parse("t1")?;
         let answer = |name: &str| TenantAuth {
             tenant_id: tenant.clone(),
@@ -319,36 +310,21 @@ mod tests {
         let ttl = Duration::from_secs(600);
         let resolve = || {
             let (issuers, bus) = (issuers.clone(), bus.clone());
-            tokio::spawn(async move { issuers.tenant(&bus, ttl, "https://idp.example").await })
+            tokio::spawn(async move { issuers.tenant(&bus, ttl, "https://idp.example").await.map(|t| t.name) })
         };
 
         let first = resolve();
         // The first lookup is on its way; the tenant changes and that is announced meanwhile.
-        let held = tokio::time::timeout(Duration::from_secs(30), requests.next()).await?;
-        let held = held.ok_or_else(|| anyhow::anyhow!("subscription ended"))?;
+        let held = store.next().await?;
         issuers.forget(&tenant);
-        client
-            .publish(held.reply.ok_or_else(|| anyhow::anyhow!("no reply subject"))?, envelope::ok(&answer("old")))
-            .await?;
-        assert_eq!(first.await??.name, "old", "the lookup in flight answers with what it read");
+        store.answer(held, &answer("old")).await?;
+        assert_eq!(first.await??, "old", "the lookup in flight answers with what it read");
 
         // The next lookup asks again (before the fix it answered at once from the cache).
         let mut second = resolve();
-        let asked = tokio::time::timeout(Duration::from_secs(30), async {
-            tokio::select! {
-                r = requests.next() => Ok(r),
-                done = &mut second => Err(done),
-            }
-        })
-        .await?;
-        let asked = match asked {
-            Ok(r) => r.ok_or_else(|| anyhow::anyhow!("subscription ended"))?,
-            Err(served) => anyhow::bail!("served from the cache without asking: {:?}", served??.name),
-        };
-        client
-            .publish(asked.reply.ok_or_else(|| anyhow::anyhow!("no reply subject"))?, envelope::ok(&answer("new")))
-            .await?;
-        assert_eq!(second.await??.name, "new");
+        let asked = store.asked_by(&mut second).await?;
+        store.answer(asked, &answer("new")).await?;
+        assert_eq!(second.await??, "new");
         // And that one is cached.
         assert_eq!(issuers.tenant(&bus, ttl, "https://idp.example").await?.name, "new");
         Ok(())

@@ -193,17 +193,9 @@ fn command(actor: Actor, room_id: RoomId, form: &mut Form) -> Result<SendMessage
     let caption = form.content.take().filter(|c| !c.trim().is_empty());
     let content = MessageContent::parse(caption.unwrap_or_else(|| stored.attachment.filename.clone()))?;
     Ok(SendMessage {
-        actor,
-        room_id,
-        content,
-        sender_name: None,
-        meta: None,
-        client_msg_id: None,
-        kind: Default::default(),
         reply_to,
         attachments: vec![stored.attachment.clone()],
-        parent_id: None,
-        mentions: Vec::new(),
+        ..SendMessage::text(actor, room_id, content)
     })
 }
 
