@@ -14,7 +14,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use super::log::ROOM_AUDIENCES;
 use super::messages::{PageShape, history_page};
 use super::reactions::decorate_sql;
-use crate::send_batch::{SEND_BATCH, SEND_BATCH_LIGHT};
+use crate::send_batch::{SEND_BATCH, SEND_BATCH_LIGHT, SEND_ONE};
 
 #[derive(QueryableByName)]
 struct PlanLine {
@@ -27,6 +27,10 @@ const SEND_TYPES: &str = "text[], text[], text[], text[], text[], text[], jsonb[
 const SEND_ARGS: &str = "'{t}', '{r}', '{s}', '{n}', '{i}', '{c}', '{null}', '{x}', ARRAY[now()], '{text}', '{m}', \
                          '{null}', '{p}', ARRAY['[\"bob\", \"@channel\"]'::jsonb]";
 
+/// Parameters of the statement for one send, and arguments for it.
+const ONE_TYPES: &str = "text, text, text, text, text, text, jsonb, text, timestamptz, text, text, jsonb";
+const ONE_ARGS: &str = "'t', 'r', 's', 'n', 'i', 'c', null, 'x', now(), 'text', 'm', null";
+
 /// Parameters of a history page, and arguments for it.
 const PAGE_TYPES: &str = "text, bigint, bigint, bigint, text, text, bool";
 const PAGE_ARGS: &str = "'r', 10, 60, 50, 't', 'u', false";
@@ -36,6 +40,7 @@ fn statements() -> Vec<(String, &'static str, String, &'static str)> {
     let mut all = vec![
         ("send_batch".to_owned(), SEND_TYPES, SEND_BATCH.to_owned(), SEND_ARGS),
         ("send_batch_light".to_owned(), SEND_TYPES, SEND_BATCH_LIGHT.to_string(), SEND_ARGS),
+        ("send_one".to_owned(), ONE_TYPES, SEND_ONE.to_owned(), ONE_ARGS),
         ("room_audiences".to_owned(), "text[], text[]", ROOM_AUDIENCES.to_owned(), "'{t}', '{r}'"),
         ("decorate".to_owned(), "text[], text", decorate_sql(), "'{m1,m2}', 'u'"),
     ];
@@ -172,5 +177,117 @@ async fn slow_batches_on(url: &str) -> anyhow::Result<()> {
     }
     let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS n FROM messages").load(&mut conn).await?;
     assert_eq!(rows.iter().map(|c| c.n).next(), Some(5), "every stored send is stored once");
+    Ok(())
+}
+
+/// A send alone is stored by [`SEND_ONE`], a send beside another by a batch statement:
+/// each outcome (stored, resend, no such room, another tenant's room, not a member, a
+/// DM whose other member blocks the sender, muted, a reply to another room's message,
+/// slow mode) must come out the same from both, and every stored send be stored once.
+#[tokio::test]
+async fn one_send_and_a_batch_answer_every_outcome_alike() -> anyhow::Result<()> {
+    on_scratch_database("outcomes", |url| async move { outcomes_on(&url).await }).await
+}
+
+async fn outcomes_on(url: &str) -> anyhow::Result<()> {
+    use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
+    use chat_domain::model::{Actor, MessageContent};
+    use chat_domain::proto::store::SendMessage;
+
+    use crate::error::StoreError;
+    use crate::send_batch::{Sent, send_batch};
+
+    chat_pg::migrate(url, &crate::MIGRATIONS).await?;
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute("SET plan_cache_mode = force_generic_plan").await?;
+    // Each case has rooms of its own twice over: `_1` for the send alone, `_2` for the
+    // same send in a batch (beside a send to `fill`), so neither sees the other's rows.
+    let mut setup = String::from(
+        "INSERT INTO tenants (id, name) VALUES ('t1', 't1'), ('t2', 't2');
+         INSERT INTO tenant_residency (tenant_id) VALUES ('t1'), ('t2') ON CONFLICT DO NOTHING;
+         INSERT INTO rooms (id, tenant_id, room_type, created_by) VALUES ('fill', 't1', 'group', 'u1');
+         INSERT INTO room_members (room_id, user_id, tenant_id, role) VALUES ('fill', 'u1', 't1', 'member');
+         INSERT INTO user_blocks (tenant_id, blocker_id, blocked_id) VALUES ('t1', 'u2', 'u1');",
+    );
+    for k in 1..=2 {
+        setup.push_str(&format!(
+            "INSERT INTO rooms (id, tenant_id, room_type, created_by, slow_mode_secs) VALUES
+                 ('open_{k}', 't1', 'group', 'u1', 0), ('dm_{k}', 't1', 'dm', 'u1', 0),
+                 ('dmok_{k}', 't1', 'dm', 'u1', 0), ('mute_{k}', 't1', 'group', 'u1', 0),
+                 ('slow_{k}', 't1', 'group', 'u1', 600), ('other_{k}', 't2', 'group', 'u1', 0);
+             INSERT INTO room_members (room_id, user_id, tenant_id, role) VALUES
+                 ('open_{k}', 'u1', 't1', 'member'), ('open_{k}', 'u2', 't1', 'member'),
+                 ('dm_{k}', 'u1', 't1', 'member'), ('dm_{k}', 'u2', 't1', 'member'),
+                 ('dmok_{k}', 'u1', 't1', 'member'), ('dmok_{k}', 'u3', 't1', 'member'),
+                 ('mute_{k}', 'u1', 't1', 'member'), ('slow_{k}', 'u1', 't1', 'member'),
+                 ('other_{k}', 'u1', 't2', 'member');
+             INSERT INTO room_mutes (room_id, user_id, tenant_id, created_by) VALUES ('mute_{k}', 'u1', 't1', 'u9');"
+        ));
+    }
+    conn.batch_execute(&setup).await?;
+
+    type Timed = (SendMessage, chrono::DateTime<chrono::Utc>);
+    let send = |user: &str, room: &str, text: &str| -> anyhow::Result<Timed> {
+        Ok((
+            SendMessage::text(
+                Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse(user)? },
+                RoomId::parse(room)?,
+                MessageContent::parse(text.to_owned())?,
+            ),
+            chrono::Utc::now(),
+        ))
+    };
+    let outcome = |r: &Result<Sent, StoreError>| -> String {
+        match r {
+            Ok(Sent::New(m)) => format!("new {} {}", m.seq, m.content),
+            Ok(Sent::Duplicate(m)) => format!("duplicate {} {}", m.seq, m.content),
+            // Slow mode's message says how long to wait, which depends on the clock.
+            Err(StoreError::Api(e)) if e.code == chat_domain::ErrorCode::RateLimitExceeded => format!("{:?}", e.code),
+            Err(StoreError::Api(e)) => format!("{:?} {}", e.code, e.message),
+            Err(e) => format!("failed: {e}"),
+        }
+    };
+    // The case's send to its `_k` room, and what it must answer.
+    let cases = |k: u8| -> anyhow::Result<Vec<(Timed, &'static str)>> {
+        let mut resend = send("u1", &format!("open_{k}"), "first")?;
+        resend.0.client_msg_id = Some("c1".to_owned());
+        let mut stray_reply = send("u1", &format!("open_{k}"), "a reply")?;
+        stray_reply.0.reply_to = Some(MessageId::parse("msg_not_in_this_room")?);
+        Ok(vec![
+            (send("u1", &format!("open_{k}"), "hello")?, "new 1 hello"),
+            (resend.clone(), "new 2 first"),
+            (resend, "duplicate 2 first"),
+            (send("u1", &format!("none_{k}"), "x")?, "NotFound Room not found"),
+            (send("u1", &format!("other_{k}"), "x")?, "NotFound Room not found"),
+            (send("u3", &format!("open_{k}"), "x")?, "Forbidden You are not a member of this room"),
+            (send("u1", &format!("dm_{k}"), "x")?, "Forbidden You are blocked by this user"),
+            (send("u1", &format!("dmok_{k}"), "not blocked")?, "new 1 not blocked"),
+            (send("u1", &format!("mute_{k}"), "x")?, "Muted You are muted in this room"),
+            (stray_reply, "ValidationError The message replied to is not a message of this room"),
+            (send("u1", &format!("slow_{k}"), "slow one")?, "new 1 slow one"),
+            (send("u1", &format!("slow_{k}"), "slow two")?, "RateLimitExceeded"),
+        ])
+    };
+    let (alone, batched) = (cases(1)?, cases(2)?);
+    for ((one, expected), (two, _)) in alone.into_iter().zip(batched) {
+        let by_itself = send_batch(&mut conn, &[one]).await?;
+        let [result] = &by_itself.results[..] else { anyhow::bail!("one send, {} results", by_itself.results.len()) };
+        let in_batch = send_batch(&mut conn, &[send("u1", "fill", "filler")?, two]).await?;
+        let [filler, result_2] = &in_batch.results[..] else {
+            anyhow::bail!("two sends, {} results", in_batch.results.len())
+        };
+        assert!(matches!(filler, Ok(Sent::New(_))), "the filler send was not stored: {}", outcome(filler));
+        let (a, b) = (outcome(result), outcome(result_2));
+        assert!(a.starts_with(expected), "alone: expected {expected:?}, got {a:?}");
+        assert_eq!(a, b, "the send alone and the same send in a batch answered differently");
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Count> =
+        diesel::sql_query("SELECT count(*) AS n FROM messages WHERE room_id <> 'fill'").load(&mut conn).await?;
+    assert_eq!(rows.iter().map(|c| c.n).next(), Some(2 * 4), "every stored send is stored once");
     Ok(())
 }
