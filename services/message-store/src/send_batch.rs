@@ -67,6 +67,20 @@ fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
         .map(|n| n.chars().filter(|c| *c != '\0').take(chat_domain::model::MAX_DISPLAY_NAME_CHARS).collect())
 }
 
+/// The columns of an earlier send of the same client id (`prev`, a resend's message), as
+/// both send statements name them.
+macro_rules! prev_columns {
+    () => {
+        "           prev.id AS prev_id, prev.sender_name AS prev_sender_name, prev.seq AS prev_seq,
+           prev.content AS prev_content, prev.meta AS prev_meta, prev.created_at AS prev_created_at,
+           prev.edited_at AS prev_edited_at, prev.deleted_at AS prev_deleted_at, prev.kind AS prev_kind,
+           prev.reply_to AS prev_reply_to, prev.attachments AS prev_attachments,
+           prev.parent_id AS prev_parent_id, prev.mentions AS prev_mentions, prev.reply_count AS prev_reply_count,
+           prev.last_reply_at AS prev_last_reply_at, prev.thread_participants AS prev_thread_participants
+"
+    };
+}
+
 /// Stores a batch of sends (arrays `$1..$14`: tenant, room, sender, sender name, new
 /// message id, content, meta, client id, arrival time, kind, replied-to message id,
 /// attachments, thread parent, mentions (a JSON array); no two sends with the same
@@ -80,7 +94,8 @@ fn stored_sender_name(cmd: &SendMessage) -> Option<String> {
 /// `LIMIT 1` lateral probe on an index: neither can be turned into a join that scans
 /// a whole table, so the plan a writer caches once (often while the tables are still
 /// empty, and kept when nothing re-analyzes them) stays an index probe per send.
-pub const SEND_BATCH: &str = "
+pub const SEND_BATCH: &str = concat!(
+    "
 WITH input AS (
     SELECT t.ord::int AS ord, t.tenant, t.room, t.sender, t.sender_name, t.id, t.content, t.meta, t.client_id, t.at,
            t.kind, t.reply_to, t.attachments,
@@ -139,13 +154,9 @@ checked AS (
                 ELSE 'ok'
            END AS mention_state,
            /*}plain{ 'ok' AS parent_state, 'ok' AS mention_state, }*/
-           prev.id AS prev_id, prev.sender_name AS prev_sender_name, prev.seq AS prev_seq,
-           prev.content AS prev_content, prev.meta AS prev_meta, prev.created_at AS prev_created_at,
-           prev.edited_at AS prev_edited_at, prev.deleted_at AS prev_deleted_at, prev.kind AS prev_kind,
-           prev.reply_to AS prev_reply_to, prev.attachments AS prev_attachments,
-           prev.parent_id AS prev_parent_id, prev.mentions AS prev_mentions, prev.reply_count AS prev_reply_count,
-           prev.last_reply_at AS prev_last_reply_at, prev.thread_participants AS prev_thread_participants
-    FROM input i
+",
+    prev_columns!(),
+    "    FROM input i
     LEFT JOIN LATERAL (
         SELECT m.id, m.sender_name, m.seq, m.content, m.meta, m.created_at, m.edited_at, m.deleted_at, m.kind,
                m.reply_to, m.attachments, m.parent_id, m.mentions, m.reply_count, m.last_reply_at,
@@ -260,7 +271,8 @@ SELECT c.ord,
        NULL::text[] AS thread_participants, }*/
        pg_current_xact_id()::text::bigint AS tx
 FROM checked c LEFT JOIN numbered n ON n.ord = c.ord
-/*full{*/ LEFT JOIN threaded th ON n.seq IS NOT NULL AND th.thread_parent = c.parent_id /*}plain{ }*/";
+/*full{*/ LEFT JOIN threaded th ON n.seq IS NOT NULL AND th.thread_parent = c.parent_id /*}plain{ }*/"
+);
 
 /// [`SEND_BATCH`] for a batch with no thread reply and no mention (most batches): each
 /// `/*full{*/ A /*}plain{ B }*/` of it replaced by `B`, so the thread and mention checks,
@@ -283,7 +295,8 @@ pub static SEND_BATCH_LIGHT: std::sync::LazyLock<String> = std::sync::LazyLock::
 /// one message the batch statements spent most of their time on nodes that had
 /// nothing to do: measured back to back on one backend, 0.2–0.28 ms against 0.42–0.45
 /// ms per send with its commit (BENCHMARKS.md, "A statement for a batch of one").
-pub const SEND_ONE: &str = "
+pub const SEND_ONE: &str = concat!(
+    "
 WITH c AS (
     SELECT r.tenant_id = $1 AS room_ok,
            coalesce((SELECT true FROM room_members mb WHERE mb.room_id = $2 AND mb.user_id = $3 LIMIT 1), false)
@@ -301,13 +314,9 @@ WITH c AS (
            CASE WHEN $11::text IS NULL THEN true
                 ELSE coalesce((SELECT q.room_id = $2 FROM messages q WHERE q.id = $11), false)
            END AS reply_ok,
-           prev.id AS prev_id, prev.sender_name AS prev_sender_name, prev.seq AS prev_seq,
-           prev.content AS prev_content, prev.meta AS prev_meta, prev.created_at AS prev_created_at,
-           prev.edited_at AS prev_edited_at, prev.deleted_at AS prev_deleted_at, prev.kind AS prev_kind,
-           prev.reply_to AS prev_reply_to, prev.attachments AS prev_attachments,
-           prev.parent_id AS prev_parent_id, prev.mentions AS prev_mentions, prev.reply_count AS prev_reply_count,
-           prev.last_reply_at AS prev_last_reply_at, prev.thread_participants AS prev_thread_participants
-    FROM (SELECT 1) AS one
+",
+    prev_columns!(),
+    "    FROM (SELECT 1) AS one
     LEFT JOIN LATERAL (SELECT x.tenant_id, x.room_type, x.slow_mode_secs FROM rooms x WHERE x.id = $2 LIMIT 1) r
         ON true
     LEFT JOIN LATERAL (
@@ -358,7 +367,8 @@ SELECT 1 AS ord,
        NULL::bigint AS thread_seq, 0 AS thread_count, NULL::timestamptz AS thread_last,
        NULL::text[] AS thread_participants,
        pg_current_xact_id()::text::bigint AS tx
-FROM c LEFT JOIN bumped b ON true";
+FROM c LEFT JOIN bumped b ON true"
+);
 
 /// `sql` with each `/*full{*/ A /*}plain{ B }*/` replaced by `B`.
 fn light(sql: &str) -> String {

@@ -14,7 +14,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use super::log::ROOM_AUDIENCES;
 use super::messages::{PageShape, history_page};
 use super::reactions::decorate_sql;
-use crate::send_batch::{SEND_BATCH, SEND_BATCH_LIGHT, SEND_ONE};
+use crate::error::StoreError;
+use crate::send_batch::{SEND_BATCH, SEND_BATCH_LIGHT, SEND_ONE, Sent, send_batch};
 
 #[derive(QueryableByName)]
 struct PlanLine {
@@ -80,10 +81,17 @@ where
     checked
 }
 
-async fn plans_on(url: &str) -> anyhow::Result<Vec<(String, String)>> {
+/// A connection to the freshly migrated database at `url`, with generic plans as the
+/// services' pooled connections have them.
+async fn migrated(url: &str) -> anyhow::Result<AsyncPgConnection> {
     chat_pg::migrate(url, &crate::MIGRATIONS).await?;
     let mut conn = AsyncPgConnection::establish(url).await?;
     conn.batch_execute("SET plan_cache_mode = force_generic_plan").await?;
+    Ok(conn)
+}
+
+async fn plans_on(url: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut conn = migrated(url).await?;
     let mut plans = Vec::new();
     for (name, types, sql, args) in statements() {
         conn.batch_execute(&format!("PREPARE {name} ({types}) AS {sql}")).await?;
@@ -111,6 +119,24 @@ fn the_scratch_database_replaces_only_the_name() {
     assert_eq!(with_database("postgres://u:p@h/chat_test?sslmode=disable", "x"), "postgres://u:p@h/x?sslmode=disable");
 }
 
+/// A send as the group committer hands it over: the command and its arrival time.
+type TimedSend = (chat_domain::proto::store::SendMessage, chrono::DateTime<chrono::Utc>);
+
+/// A plain text send by `user` of tenant `t1` to `room`, arriving now.
+fn plain_send(user: &str, room: &str, text: &str) -> anyhow::Result<TimedSend> {
+    use chat_domain::ids::{RoomId, TenantId, UserId};
+    use chat_domain::model::{Actor, MessageContent};
+
+    Ok((
+        chat_domain::proto::store::SendMessage::text(
+            Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse(user)? },
+            RoomId::parse(room)?,
+            MessageContent::parse(text.to_owned())?,
+        ),
+        chrono::Utc::now(),
+    ))
+}
+
 /// The light send statement leaves slow mode to the full one: a batch with a send to a
 /// slow room is stored by [`SEND_BATCH`] (the light one stored nothing of it), so slow
 /// mode holds, and the batch's other sends are stored once, in order.
@@ -121,15 +147,8 @@ async fn a_batch_with_a_send_to_a_slow_room_is_stored_by_the_full_statement() ->
 
 async fn slow_batches_on(url: &str) -> anyhow::Result<()> {
     use chat_domain::ErrorCode;
-    use chat_domain::ids::{RoomId, TenantId, UserId};
-    use chat_domain::model::{Actor, MessageContent};
-    use chat_domain::proto::store::SendMessage;
 
-    use crate::error::StoreError;
-    use crate::send_batch::{Sent, send_batch};
-
-    chat_pg::migrate(url, &crate::MIGRATIONS).await?;
-    let mut conn = AsyncPgConnection::establish(url).await?;
+    let mut conn = migrated(url).await?;
     conn.batch_execute(
         "INSERT INTO tenants (id, name) VALUES ('t1', 't1');
          INSERT INTO tenant_residency (tenant_id) VALUES ('t1') ON CONFLICT DO NOTHING;
@@ -139,16 +158,7 @@ async fn slow_batches_on(url: &str) -> anyhow::Result<()> {
              VALUES ('r_slow', 'u1', 't1', 'member'), ('r_open', 'u1', 't1', 'member');",
     )
     .await?;
-    let send = |room: &str, text: &str| -> anyhow::Result<(SendMessage, chrono::DateTime<chrono::Utc>)> {
-        Ok((
-            SendMessage::text(
-                Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse("u1")? },
-                RoomId::parse(room)?,
-                MessageContent::parse(text.to_owned())?,
-            ),
-            chrono::Utc::now(),
-        ))
-    };
+    let send = |room: &str, text: &str| plain_send("u1", room, text);
     let seqs = |results: &[Result<Sent, StoreError>]| -> Vec<Result<i64, String>> {
         results
             .iter()
@@ -190,16 +200,9 @@ async fn one_send_and_a_batch_answer_every_outcome_alike() -> anyhow::Result<()>
 }
 
 async fn outcomes_on(url: &str) -> anyhow::Result<()> {
-    use chat_domain::ids::{MessageId, RoomId, TenantId, UserId};
-    use chat_domain::model::{Actor, MessageContent};
-    use chat_domain::proto::store::SendMessage;
+    use chat_domain::ids::MessageId;
 
-    use crate::error::StoreError;
-    use crate::send_batch::{Sent, send_batch};
-
-    chat_pg::migrate(url, &crate::MIGRATIONS).await?;
-    let mut conn = AsyncPgConnection::establish(url).await?;
-    conn.batch_execute("SET plan_cache_mode = force_generic_plan").await?;
+    let mut conn = migrated(url).await?;
     // Each case has rooms of its own twice over: `_1` for the send alone, `_2` for the
     // same send in a batch (beside a send to `fill`), so neither sees the other's rows.
     let mut setup = String::from(
@@ -226,17 +229,7 @@ async fn outcomes_on(url: &str) -> anyhow::Result<()> {
     }
     conn.batch_execute(&setup).await?;
 
-    type Timed = (SendMessage, chrono::DateTime<chrono::Utc>);
-    let send = |user: &str, room: &str, text: &str| -> anyhow::Result<Timed> {
-        Ok((
-            SendMessage::text(
-                Actor { tenant_id: TenantId::parse("t1")?, user_id: UserId::parse(user)? },
-                RoomId::parse(room)?,
-                MessageContent::parse(text.to_owned())?,
-            ),
-            chrono::Utc::now(),
-        ))
-    };
+    let send = plain_send;
     let outcome = |r: &Result<Sent, StoreError>| -> String {
         match r {
             Ok(Sent::New(m)) => format!("new {} {}", m.seq, m.content),
@@ -248,7 +241,7 @@ async fn outcomes_on(url: &str) -> anyhow::Result<()> {
         }
     };
     // The case's send to its `_k` room, and what it must answer.
-    let cases = |k: u8| -> anyhow::Result<Vec<(Timed, &'static str)>> {
+    let cases = |k: u8| -> anyhow::Result<Vec<(TimedSend, &'static str)>> {
         let mut resend = send("u1", &format!("open_{k}"), "first")?;
         resend.0.client_msg_id = Some("c1".to_owned());
         let mut stray_reply = send("u1", &format!("open_{k}"), "a reply")?;
