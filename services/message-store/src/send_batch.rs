@@ -293,7 +293,7 @@ pub static SEND_BATCH_LIGHT: std::sync::LazyLock<String> = std::sync::LazyLock::
 /// columns as [`SEND_BATCH_LIGHT`]; a send to a slow room answers `again` and is stored
 /// by [`SEND_BATCH`]. PostgreSQL builds every node of a plan on every execution, so for
 /// one message the batch statements spent most of their time on nodes that had
-/// nothing to do: measured back to back on one backend, 0.2–0.28 ms against 0.42–0.45
+/// nothing to do: measured back to back on one backend, 0.20–0.28 ms against 0.40–0.56
 /// ms per send with its commit (BENCHMARKS.md, "A statement for a batch of one").
 pub const SEND_ONE: &str = concat!(
     "
