@@ -84,6 +84,31 @@ pub(crate) mod held {
             .await?
         }
 
+        /// The race each cache must survive: a lookup (`lookup`, answering what it
+        /// read) held on its way while `forget` announces a change, then answered with
+        /// `answer("old")`, answers "old"; the next lookup asks again (it is answered
+        /// "new"; before the caches counted forgets it was served "old" from the cache),
+        /// and the one after that is served "new" from the cache.
+        pub async fn lookup_across_a_forget<R: serde::Serialize>(
+            mut self,
+            lookup: impl Fn() -> tokio::task::JoinHandle<Result<String, chat_domain::ApiError>>,
+            forget: impl FnOnce(),
+            answer: impl Fn(&str) -> R,
+        ) -> anyhow::Result<()> {
+            let first = lookup();
+            let held = self.next().await?;
+            forget();
+            self.answer(held, &answer("old")).await?;
+            assert_eq!(first.await??, "old", "the lookup in flight answers with what it read");
+
+            let mut second = lookup();
+            let asked = self.asked_by(&mut second).await?;
+            self.answer(asked, &answer("new")).await?;
+            assert_eq!(second.await??, "new");
+            assert_eq!(lookup().await??, "new", "the answer read after the change is cached");
+            Ok(())
+        }
+
         /// Answers `request` with `reply`.
         pub async fn answer<R: serde::Serialize>(&self, request: async_nats::Message, reply: &R) -> anyhow::Result<()> {
             let to = request.reply.ok_or_else(|| anyhow::anyhow!("no reply subject"))?;
