@@ -78,6 +78,7 @@ pub const MIGRATIONS: db::Migrations = db::Migrations {
         ("0085_block_hide_in_groups", include_str!("../migrations/0085_block_hide_in_groups.sql")),
         ("0090_search_keys", include_str!("../migrations/0090_search_keys.sql")),
         ("0095_member_count", include_str!("../migrations/0095_member_count.sql")),
+        ("0100_send_search_vector", include_str!("../migrations/0100_send_search_vector.sql")),
     ],
 };
 

@@ -420,7 +420,10 @@ async fn insert(d: &mut AsyncPgConnection, table: &'static str, rows: &[JsonRow]
     Ok(n as u64)
 }
 
-/// Inserts messages with this transaction's id as their `tx` (see the module documentation).
+/// Inserts messages with this transaction's id as their `tx` (see the module documentation),
+/// and without their search vector and keys, which the insert trigger computes again on
+/// the new cluster, in the tenant's search language there, as for any row written
+/// without them (migration 0100).
 async fn insert_messages(d: &mut AsyncPgConnection, rows: &[JsonRow]) -> Result<u64, StoreError> {
     if rows.is_empty() {
         return Ok(0);
@@ -428,7 +431,7 @@ async fn insert_messages(d: &mut AsyncPgConnection, rows: &[JsonRow]) -> Result<
     let array = format!("[{}]", rows.iter().map(|r| r.row.as_str()).collect::<Vec<_>>().join(","));
     let n = diesel::sql_query(
         "INSERT INTO messages
-         SELECT (jsonb_populate_record(NULL::messages, r || jsonb_build_object('tx', pg_current_xact_id()::text::bigint))).*
+         SELECT (jsonb_populate_record(NULL::messages, r || jsonb_build_object('tx', pg_current_xact_id()::text::bigint, 'tsv', NULL, 'search_keys', NULL))).*
          FROM jsonb_array_elements($1::jsonb) AS r",
     )
     .bind::<Text, _>(array)

@@ -81,6 +81,36 @@ macro_rules! prev_columns {
     };
 }
 
+/// The search vector and search keys of a new message (its tenant, room and content
+/// given as SQL expressions), as `v.tsv` and `k.keys`: the same values
+/// `chat_message_tsv()` computes (migrations 0090 and 0100) — the tenant's search
+/// language (`simple` without one), no vector for empty content, every lexeme prefixed
+/// with the room's key — in the statement, so the trigger, a PL/pgSQL call with two
+/// queries of its own per row, does not run for the statement's rows (its `WHEN` skips
+/// rows that arrive with both). `OFFSET 0` keeps the vector a subquery of its own:
+/// flattened, the planner copied its expression into every reference and parsed each
+/// message three times, slower than the trigger.
+macro_rules! search_columns {
+    ($tenant:literal, $room:literal, $content:literal) => {
+        concat!(
+            "    CROSS JOIN LATERAL (SELECT CASE WHEN ",
+            $content,
+            " = '' THEN NULL
+        ELSE to_tsvector(coalesce((SELECT tr.search_lang FROM tenant_residency tr WHERE tr.tenant_id = ",
+            $tenant,
+            "),
+                                  'simple'::regconfig), ",
+            $content,
+            ") END AS tsv OFFSET 0) v
+    CROSS JOIN LATERAL (SELECT CASE WHEN v.tsv IS NOT NULL THEN array_to_tsvector(ARRAY(
+        SELECT chat_search_key(",
+            $room,
+            ") || unnest(tsvector_to_array(v.tsv)))) END AS keys) k
+"
+        )
+    };
+}
+
 /// Stores a batch of sends (arrays `$1..$14`: tenant, room, sender, sender name, new
 /// message id, content, meta, client id, arrival time, kind, replied-to message id,
 /// attachments, thread parent, mentions (a JSON array); no two sends with the same
@@ -211,11 +241,14 @@ numbered AS (
 ),
 inserted AS (
     INSERT INTO messages (room_id, seq, id, sender_id, sender_name, content, meta, client_msg_id, created_at, tx,
-                          kind, reply_to, attachments, parent_id, mentions)
+                          kind, reply_to, attachments, parent_id, mentions, tsv, search_keys)
     SELECT f.room, n.seq, f.id, f.sender, f.sender_name, f.content, f.meta, f.client_id, f.at,
-           pg_current_xact_id()::text::bigint, f.kind, f.reply_to, f.attachments, f.parent_id, f.mentions
+           pg_current_xact_id()::text::bigint, f.kind, f.reply_to, f.attachments, f.parent_id, f.mentions,
+           v.tsv, k.keys
     FROM fresh f JOIN numbered n ON n.ord = f.ord
-    RETURNING 1
+",
+    search_columns!("f.tenant", "f.room", "f.content"),
+    "    RETURNING 1
 ),
 /*full{*/
 -- Threads (issue 23): each parent's summary moves once per batch by its new replies
@@ -338,10 +371,13 @@ bumped AS (
 ),
 inserted AS (
     INSERT INTO messages (room_id, seq, id, sender_id, sender_name, content, meta, client_msg_id, created_at, tx,
-                          kind, reply_to, attachments)
-    SELECT $2, b.last_seq, $5, $3, $4, $6, $7, $8, $9, pg_current_xact_id()::text::bigint, $10, $11, $12
+                          kind, reply_to, attachments, tsv, search_keys)
+    SELECT $2, b.last_seq, $5, $3, $4, $6, $7, $8, $9, pg_current_xact_id()::text::bigint, $10, $11, $12,
+           v.tsv, k.keys
     FROM bumped b
-    RETURNING 1
+",
+    search_columns!("$1", "$2", "$6"),
+    "    RETURNING 1
 ),
 cursors AS (
     INSERT INTO room_cursors AS rc (room_id, user_id, delivered_seq, read_seq)

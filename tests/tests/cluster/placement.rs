@@ -23,6 +23,14 @@ async fn rows(server: &PgServer, table: &str, tenant: &str) -> anyhow::Result<i6
         "messages" => format!(
             "SELECT count(*) AS n FROM messages m JOIN rooms r ON r.id = m.room_id WHERE r.tenant_id = '{tenant}'"
         ),
+        // Messages with the search vector and keys of their text, as the insert trigger
+        // computes them on arrival (a move copies them without; migration 0100).
+        "searchable messages" => format!(
+            "SELECT count(*) AS n FROM messages m JOIN rooms r ON r.id = m.room_id
+              JOIN tenant_residency tr ON tr.tenant_id = r.tenant_id
+             WHERE r.tenant_id = '{tenant}' AND m.tsv = to_tsvector(tr.search_lang, m.content)
+               AND m.search_keys = chat_search_keys(m.room_id, m.tsv)"
+        ),
         "user_blocks" => format!("SELECT count(*) AS n FROM user_blocks WHERE tenant_id = '{tenant}'"),
         "message_reactions" => format!("SELECT count(*) AS n FROM message_reactions WHERE tenant_id = '{tenant}'"),
         "message_pins" => format!("SELECT count(*) AS n FROM message_pins WHERE tenant_id = '{tenant}'"),
@@ -109,6 +117,11 @@ async fn tenants_live_on_two_clusters_and_one_moves_there_and_back_losing_nothin
         assert_eq!(rows(there, "rooms", &a.id).await?, 1, "the room is on {to}");
         assert_eq!(rows(away, "rooms", &a.id).await?, 0, "nothing is left behind");
         assert_eq!(rows(there, "messages", &a.id).await?, acked_a.len() as i64);
+        assert_eq!(
+            rows(there, "searchable messages", &a.id).await?,
+            acked_a.len() as i64,
+            "moved messages are searchable"
+        );
         assert_eq!((rows(there, "user_blocks", &a.id).await?, rows(away, "user_blocks", &a.id).await?), (1, 0));
         let blocks = alice[1].get("/blocks").await?.expect(StatusCode::OK)?.body;
         assert_eq!(blocks["blocks"][0]["user_id"], "carol", "alice's block moved with her: {blocks}");

@@ -284,3 +284,82 @@ async fn outcomes_on(url: &str) -> anyhow::Result<()> {
     assert_eq!(rows.iter().map(|c| c.n).next(), Some(2 * 4), "every stored send is stored once");
     Ok(())
 }
+
+/// The send statements compute a new message's search vector and keys themselves
+/// (migration 0100): what they store must be exactly what `chat_message_tsv()` computes
+/// from the same row (here in the tenant's own language, English, where 'simple' would
+/// keep "running" unstemmed), and the trigger must not run for their rows at all — the
+/// point of computing it in the statement.
+#[tokio::test]
+async fn send_statements_store_the_search_vector_the_trigger_would() -> anyhow::Result<()> {
+    on_scratch_database("vectors", |url| async move { vectors_on(&url).await }).await
+}
+
+async fn vectors_on(url: &str) -> anyhow::Result<()> {
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Vector {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        tsv: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        search_keys: Option<String>,
+    }
+    #[derive(QueryableByName)]
+    struct Calls {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    const VECTORS: &str = "SELECT id, tsv::text AS tsv, search_keys::text AS search_keys FROM messages ORDER BY id";
+    // Calls of the trigger function so far (function statistics of this database,
+    // flushed by this session before they are read).
+    async fn trigger_calls(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
+        conn.batch_execute("SELECT pg_stat_force_next_flush()").await?;
+        conn.batch_execute("SELECT pg_stat_clear_snapshot()").await?;
+        let calls: Vec<Calls> = diesel::sql_query(
+            "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_user_functions WHERE funcname = 'chat_message_tsv'",
+        )
+        .load(conn)
+        .await?;
+        Ok(calls.iter().map(|c| c.n).next().unwrap_or(0))
+    }
+
+    let mut conn = migrated(url).await?;
+    conn.batch_execute(
+        "SET track_functions = 'pl';
+         INSERT INTO tenants (id, name) VALUES ('t1', 't1');
+         INSERT INTO tenant_residency (tenant_id, search_lang) VALUES ('t1', 'english')
+             ON CONFLICT (tenant_id) DO UPDATE SET search_lang = 'english';
+         INSERT INTO rooms (id, tenant_id, room_type, created_by) VALUES ('ra', 't1', 'group', 'u1'), ('rb', 't1', 'group', 'u1');
+         INSERT INTO room_members (room_id, user_id, tenant_id, role) VALUES ('ra', 'u1', 't1', 'member'), ('rb', 'u1', 't1', 'member');",
+    )
+    .await?;
+    let texts = [
+        "Running quickly through the gardens",
+        "the and of",
+        "Wörter ünïcödé 123 foo@example.com https://example.org/a?b=c 🎉",
+        "x",
+    ];
+    // One send alone (the one-send statement), two at once (the light batch statement),
+    // and a thread reply beside a send (the full batch statement).
+    let first = send_batch(&mut conn, &[plain_send("u1", "ra", texts[0])?]).await?;
+    let [Ok(Sent::New(parent))] = &first.results[..] else { anyhow::bail!("the first send was not stored") };
+    send_batch(&mut conn, &[plain_send("u1", "ra", texts[1])?, plain_send("u1", "rb", texts[2])?]).await?;
+    let mut reply = plain_send("u1", "ra", texts[3])?;
+    reply.0.parent_id = Some(parent.message_id.clone());
+    let full = send_batch(&mut conn, &[reply, plain_send("u1", "rb", texts[0])?]).await?;
+    assert!(full.results.iter().all(|r| matches!(r, Ok(Sent::New(_)))), "every send is stored");
+
+    let stored: Vec<Vector> = diesel::sql_query(VECTORS).load(&mut conn).await?;
+    assert_eq!(stored.len(), 5);
+    assert!(stored.iter().all(|v| v.tsv.is_some() && v.search_keys.is_some()), "every text has a vector: {stored:?}");
+    assert!(stored.iter().any(|v| v.tsv.as_deref().is_some_and(|t| t.contains("'run'"))), "stemmed in English");
+    assert_eq!(trigger_calls(&mut conn).await?, 0, "the trigger ran for rows the statements stored");
+
+    // The trigger recomputes every row from its content (and is counted doing so).
+    conn.batch_execute("UPDATE messages SET tsv = NULL").await?;
+    assert_eq!(trigger_calls(&mut conn).await?, 5, "the trigger's calls are counted");
+    let recomputed: Vec<Vector> = diesel::sql_query(VECTORS).load(&mut conn).await?;
+    assert_eq!(stored, recomputed, "the statements and the trigger computed different vectors");
+    Ok(())
+}
