@@ -174,8 +174,25 @@ impl Bus {
         self.request_to(C::SERVICE, cmd).await
     }
 
+    /// Sends a command to the service that owns it and decodes the reply's data as `R`
+    /// instead of the command's reply type: a caller that passes the data on as it came
+    /// reads it as `serde_json::value::RawValue`s and does not build what it never
+    /// looks at.
+    pub async fn request_as<C: ServiceCommand, R: serde::de::DeserializeOwned>(&self, cmd: &C) -> Result<R, ApiError> {
+        self.exchange(C::SERVICE, cmd).await
+    }
+
     /// Sends a command that several services answer (such as `health`) to one of them.
     pub async fn request_to<C: Command>(&self, service: Service, cmd: &C) -> Result<C::Reply, ApiError> {
+        self.exchange(service, cmd).await
+    }
+
+    /// Sends `cmd` to `service` and decodes the reply's data as `R`.
+    async fn exchange<C: Command, R: serde::de::DeserializeOwned>(
+        &self,
+        service: Service,
+        cmd: &C,
+    ) -> Result<R, ApiError> {
         let subject = self.subjects.command(service, C::VERB);
         let payload = serde_json::to_vec(cmd).map_err(|e| {
             tracing::error!(error = %e, verb = C::VERB, "could not serialize a command");
