@@ -119,6 +119,17 @@ fn the_scratch_database_replaces_only_the_name() {
     assert_eq!(with_database("postgres://u:p@h/chat_test?sslmode=disable", "x"), "postgres://u:p@h/x?sslmode=disable");
 }
 
+/// The one `bigint` column `n` of the one row `sql` answers (a count).
+async fn number(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
+    #[derive(QueryableByName)]
+    struct Number {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Number> = diesel::sql_query(sql).load(conn).await?;
+    rows.into_iter().map(|r| r.n).next().ok_or_else(|| anyhow::anyhow!("no row from {sql}"))
+}
+
 /// A send as the group committer hands it over: the command and its arrival time.
 type TimedSend = (chat_domain::proto::store::SendMessage, chrono::DateTime<chrono::Utc>);
 
@@ -180,13 +191,7 @@ async fn slow_batches_on(url: &str) -> anyhow::Result<()> {
     // A batch of the open room alone (the light statement, start to end).
     let stored = send_batch(&mut conn, &[send("r_open", "five")?, send("r_open", "six")?]).await?;
     assert_eq!(seqs(&stored.results), vec![Ok(3), Ok(4)]);
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS n FROM messages").load(&mut conn).await?;
-    assert_eq!(rows.iter().map(|c| c.n).next(), Some(5), "every stored send is stored once");
+    assert_eq!(number(&mut conn, "SELECT count(*) AS n FROM messages").await?, 5, "every stored send is stored once");
     Ok(())
 }
 
@@ -274,14 +279,8 @@ async fn outcomes_on(url: &str) -> anyhow::Result<()> {
         assert!(a.starts_with(expected), "alone: expected {expected:?}, got {a:?}");
         assert_eq!(a, b, "the send alone and the same send in a batch answered differently");
     }
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let rows: Vec<Count> =
-        diesel::sql_query("SELECT count(*) AS n FROM messages WHERE room_id <> 'fill'").load(&mut conn).await?;
-    assert_eq!(rows.iter().map(|c| c.n).next(), Some(2 * 4), "every stored send is stored once");
+    let stored = number(&mut conn, "SELECT count(*) AS n FROM messages WHERE room_id <> 'fill'").await?;
+    assert_eq!(stored, 2 * 4, "every stored send is stored once");
     Ok(())
 }
 
@@ -305,23 +304,17 @@ async fn vectors_on(url: &str) -> anyhow::Result<()> {
         #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
         search_keys: Option<String>,
     }
-    #[derive(QueryableByName)]
-    struct Calls {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
     const VECTORS: &str = "SELECT id, tsv::text AS tsv, search_keys::text AS search_keys FROM messages ORDER BY id";
     // Calls of the trigger function so far (function statistics of this database,
     // flushed by this session before they are read).
     async fn trigger_calls(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
         conn.batch_execute("SELECT pg_stat_force_next_flush()").await?;
         conn.batch_execute("SELECT pg_stat_clear_snapshot()").await?;
-        let calls: Vec<Calls> = diesel::sql_query(
+        number(
+            conn,
             "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_user_functions WHERE funcname = 'chat_message_tsv'",
         )
-        .load(conn)
-        .await?;
-        Ok(calls.iter().map(|c| c.n).next().unwrap_or(0))
+        .await
     }
 
     let mut conn = migrated(url).await?;
