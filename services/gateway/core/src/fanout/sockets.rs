@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::fanout::blocks::BlockSet;
 use crate::session::codec::{Close, Codec};
 use crate::session::queue::{self, Out};
+use crate::session::relay::{self, Pending};
 
 /// Tells a socket's session to close, from outside its task.
 #[derive(Debug, Default)]
@@ -55,13 +56,23 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    /// Queues a frame; a full queue kicks the socket.
+    /// Queues a frame and wakes the connection; a full queue kicks the socket.
     pub(crate) fn offer(&self, out: Out) {
-        match self.tx.offer(out) {
-            Ok(()) | Err(queue::Refused::Closed) => {}
+        if let Some(pending) = self.offer_unwoken(out) {
+            pending.wake();
+        }
+    }
+
+    /// Queues a frame, handing back the connection for the caller to wake; a full
+    /// queue kicks the socket.
+    fn offer_unwoken(&self, out: Out) -> Option<Pending> {
+        match self.tx.offer_unwoken(out) {
+            Ok(waker) => waker,
+            Err(queue::Refused::Closed) => None,
             Err(queue::Refused::Full) => {
                 crate::metrics::SLOW_KICKS.inc();
                 self.kick.kick(Close::Slow);
+                None
             }
         }
     }
@@ -113,6 +124,11 @@ impl<F: FnMut(&'static dyn Codec) -> Option<ByteString>> Rendered<F> {
 }
 
 /// Offers one event to `sockets` (those `only` keeps), rendered once per dialect.
+///
+/// Every frame is queued before any connection is woken, and the connections of each
+/// other worker thread are woken through its relay with one wake-up
+/// ([`relay::wake_all`]): woken one by one, each would take the CPU from this loop
+/// there and then, and cost a switch there and back per socket.
 pub(crate) fn offer<'a>(
     sockets: impl Iterator<Item = &'a Socket>,
     seq: Option<i64>,
@@ -120,11 +136,13 @@ pub(crate) fn offer<'a>(
     render: impl FnMut(&'static dyn Codec) -> Option<ByteString>,
 ) {
     let mut rendered = Rendered::new(render);
+    let mut pending = Vec::new();
     for socket in sockets.filter(|s| only(s)) {
         if let Some(text) = rendered.for_codec(socket.codec) {
-            socket.offer(Out { seq, text });
+            pending.extend(socket.offer_unwoken(Out { seq, text }));
         }
     }
+    relay::wake_all(pending);
 }
 
 /// What a room's task shares with the registry.

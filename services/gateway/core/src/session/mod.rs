@@ -26,6 +26,7 @@ pub mod connect;
 pub mod guard;
 mod membership;
 pub mod queue;
+pub mod relay;
 pub mod transport;
 pub mod upgraded;
 

@@ -28,6 +28,8 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use tokio::sync::Notify;
 
+use crate::session::relay::{Pending, Relay};
+
 /// Spare capacity kept after a drain; anything above is released.
 const KEEP: usize = 8;
 /// Frames the session may have waiting in its own lane before it waits itself.
@@ -85,6 +87,8 @@ struct Inner {
     gone: bool,
     /// The body's task, to wake when there is something to write.
     waker: Option<Waker>,
+    /// The relay of the thread that task runs on (see `relay`).
+    relay: Option<Arc<Relay>>,
 }
 
 struct Shared {
@@ -121,6 +125,7 @@ pub fn bounded(bound: usize) -> (Sender, Outlet, Receiver) {
             closing: false,
             gone: false,
             waker: None,
+            relay: None,
         }),
         room: Notify::new(),
         bound: bound.max(1),
@@ -137,8 +142,19 @@ fn wake(mut inner: MutexGuard<'_, Inner>) {
 }
 
 impl Sender {
-    /// Queues a live frame, or says why not.
+    /// Queues a live frame and wakes the connection, or says why not.
     pub fn offer(&self, out: Out) -> Result<(), Refused> {
+        if let Some(pending) = self.offer_unwoken(out)? {
+            pending.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a live frame like [`Self::offer`], but hands back the connection to wake
+    /// (when it waits for frames) instead of waking it: an event for many sockets is
+    /// queued on all of them before any is woken (`fanout::sockets::offer`,
+    /// [`wake_all`](crate::session::relay::wake_all)).
+    pub fn offer_unwoken(&self, out: Out) -> Result<Option<Pending>, Refused> {
         let Some(mut inner) = self.0.lock() else { return Err(Refused::Closed) };
         if inner.gone || inner.closing {
             return Err(Refused::Closed);
@@ -147,10 +163,11 @@ impl Sender {
             return Err(Refused::Full);
         }
         inner.live.push_back(out);
-        if inner.open {
-            wake(inner);
+        if !inner.open {
+            return Ok(None);
         }
-        Ok(())
+        let relay = inner.relay.clone();
+        Ok(inner.waker.take().map(|waker| Pending { waker, relay }))
     }
 }
 
@@ -260,6 +277,9 @@ impl Receiver {
             inner.own = VecDeque::new();
         }
         if taken.own.is_empty() && taken.live.is_empty() {
+            if inner.relay.is_none() {
+                inner.relay = Relay::here();
+            }
             inner.waker = Some(waker.clone());
             return None;
         }
