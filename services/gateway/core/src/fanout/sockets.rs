@@ -67,7 +67,7 @@ impl Socket {
     /// queue kicks the socket.
     fn offer_unwoken(&self, out: Out) -> Option<Pending> {
         match self.tx.offer_unwoken(out) {
-            Ok(waker) => waker,
+            Ok(pending) => pending,
             Err(queue::Refused::Closed) => None,
             Err(queue::Refused::Full) => {
                 crate::metrics::SLOW_KICKS.inc();

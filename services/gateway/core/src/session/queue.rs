@@ -166,8 +166,7 @@ impl Sender {
         if !inner.open {
             return Ok(None);
         }
-        let relay = inner.relay.clone();
-        Ok(inner.waker.take().map(|waker| Pending { waker, relay }))
+        Ok(inner.waker.take().map(|waker| Pending { waker, relay: inner.relay.clone() }))
     }
 }
 
