@@ -5,6 +5,7 @@
 //!   trace ids either way, so trace context still travels across the bus.
 //! - [`ops`]: `/healthz`, `/readyz` and Prometheus `/metrics` for Kubernetes.
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
+//! - [`on_workers`]: runs a service on the runtime's worker threads.
 //! - [`instance_id`]: which replica this is, for health replies and logs.
 
 pub mod ops;
@@ -178,6 +179,21 @@ pub fn shutdown() {
     }
 }
 
+/// Runs a service (its `run` future) in a task on the runtime's workers rather than on
+/// the thread that called `block_on` (a binary's `main`), which is not one of them: a
+/// command loop running there spawns each handler onto the runtime's shared queue and
+/// wakes a worker from outside for it, a switch between threads per command; from a
+/// worker, the handler goes to that worker's own queue and runs next.
+pub async fn on_workers<F>(run: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    match tokio::spawn(run).await {
+        Ok(result) => result,
+        Err(e) => Err(anyhow::anyhow!("the service stopped abnormally: {e}")),
+    }
+}
+
 /// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -213,6 +229,30 @@ pub fn instance_id() -> String {
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+
+    /// The test's own body runs on the thread that called `block_on`, as a `main` does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_service_runs_on_a_worker_not_on_the_thread_that_started_the_runtime() -> anyhow::Result<()> {
+        let caller = std::thread::current().id();
+        let ran_on = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let record = ran_on.clone();
+        super::on_workers(async move {
+            *record.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(std::thread::current().id());
+            Ok(())
+        })
+        .await?;
+        let ran_on = *ran_on.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        assert!(ran_on.is_some_and(|t| t != caller), "ran on {ran_on:?}, the caller is {caller:?}");
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_service_that_fails_or_panics_is_an_error() {
+        let failed = super::on_workers(async { Err(anyhow::anyhow!("no database")) }).await;
+        assert_eq!(failed.map_err(|e| e.to_string()), Err("no database".to_owned()));
+        let panicked = super::on_workers(async { panic!("bug") }).await;
+        assert!(panicked.is_err_and(|e| e.to_string().contains("stopped abnormally")));
+    }
 
     #[test]
     fn no_collector_is_no_error() {

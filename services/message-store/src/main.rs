@@ -7,7 +7,7 @@ async fn main() -> anyhow::Result<()> {
     let clusters = message_store::Clusters::from_env()?;
     let app = message_store::MessageStore::build_on(config, clusters).await?;
     tracing::info!(ops_port = ?app.ops_port(), "message-store started");
-    let result = app.run(chat_telemetry::shutdown_signal()).await;
+    let result = chat_telemetry::on_workers(app.run(chat_telemetry::shutdown_signal())).await;
     chat_telemetry::shutdown();
     result
 }

@@ -6,7 +6,7 @@ async fn main() -> anyhow::Result<()> {
     let replicas = notification::stream_replicas_from_env()?;
     let app = notification::Notification::build(notification::Config::from_env()?).await?.stream_replicas(replicas);
     tracing::info!(ops_port = ?app.ops_port(), "notification started");
-    let result = app.run(chat_telemetry::shutdown_signal()).await;
+    let result = chat_telemetry::on_workers(app.run(chat_telemetry::shutdown_signal())).await;
     chat_telemetry::shutdown();
     result
 }
