@@ -1,5 +1,7 @@
-//! CPU seconds and resident memory of the processes on this machine, from `/proc`, so
-//! figures can be given per CPU-second (the load generator shares the machine).
+//! CPU seconds, context switches and resident memory of the processes on this machine,
+//! from `/proc`, so figures can be given per CPU-second (the load generator shares the
+//! machine). Context switches are a count, not a time: on a virtual machine whose speed
+//! drifts from one minute to the next they compare across runs where CPU seconds do not.
 //!
 //! On a machine that runs other work on the same servers (another PostgreSQL client,
 //! tests against the same NATS), set `LOADGEN_PROC_ROOTS` to a comma-separated list of
@@ -90,4 +92,80 @@ pub fn rss_bytes(name: &str) -> u64 {
         .filter_map(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
         .map(|kb| kb * 1024)
         .sum()
+}
+
+/// Context switches (voluntary and involuntary) of one process, summed over its threads.
+/// A thread that ended takes its count along, so a process that ends threads between two
+/// readings shows fewer than it made.
+fn switches_of(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        tasks
+            .filter_map(|t| t.ok())
+            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .map(|status| {
+                status
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:")
+                    })
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .sum(),
+    )
+}
+
+/// Context switches so far of each watched process name (summed over its processes).
+pub fn switches() -> BTreeMap<String, u64> {
+    WATCHED.iter().map(|name| (name.to_string(), pids_named(name).into_iter().filter_map(switches_of).sum())).collect()
+}
+
+/// Context switches per message between two readings, by process and for the stack (the
+/// load generator's own beside it, not in the total).
+pub fn switches_per(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, messages: u64) -> serde_json::Value {
+    if messages == 0 {
+        return serde_json::Value::Null;
+    }
+    let per = |n: u64| (n as f64 / messages as f64 * 100.0).round() / 100.0;
+    let by: BTreeMap<&str, u64> =
+        after.iter().map(|(k, v)| (k.as_str(), v.saturating_sub(before.get(k).copied().unwrap_or(0)))).collect();
+    let stack: u64 = by.iter().filter(|(k, _)| **k != "loadgen").map(|(_, v)| v).sum();
+    serde_json::json!({
+        "total": per(stack),
+        "by_process": by.iter().map(|(k, v)| (k.to_string(), per(*v))).collect::<BTreeMap<_, _>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_sleeps_is_counted_switching() -> anyhow::Result<()> {
+        let me = std::process::id();
+        let before = switches_of(me).ok_or_else(|| anyhow::anyhow!("no count for this process"))?;
+        // Each sleep gives the CPU up: a voluntary switch of this thread.
+        for _ in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let after = switches_of(me).ok_or_else(|| anyhow::anyhow!("no count for this process"))?;
+        assert!(after >= before + 5, "{before} -> {after}");
+        Ok(())
+    }
+
+    #[test]
+    fn switches_per_message_leave_the_load_generator_out_of_the_total() {
+        let before: BTreeMap<String, u64> =
+            [("gateway", 100), ("postgres", 50), ("loadgen", 10)].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let after: BTreeMap<String, u64> = [("gateway", 1_100), ("postgres", 550), ("loadgen", 2_010)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let per = switches_per(&before, &after, 100);
+        assert_eq!(per["total"], 15.0);
+        assert_eq!(per["by_process"]["gateway"], 10.0);
+        assert_eq!(per["by_process"]["loadgen"], 20.0);
+        assert_eq!(switches_per(&before, &after, 0), serde_json::Value::Null);
+    }
 }

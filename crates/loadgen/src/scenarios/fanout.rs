@@ -125,6 +125,8 @@ struct Step {
     hist: hdrhistogram::Histogram<u64>,
     wall: f64,
     cpu: Value,
+    /// Context switches per message sent, by process.
+    switches: Value,
 }
 
 /// Readers' per-step histograms, merged when the run ends.
@@ -196,6 +198,7 @@ impl Outcome {
                     "duration_s": (s.wall * 100.0).round() / 100.0,
                     "cpu_seconds": s.cpu,
                     "cpu_ms_per_message": cpu_per_message(&s.cpu, s.sent),
+                    "context_switches_per_message": s.switches,
                 })
             })
             .collect();
@@ -240,6 +243,7 @@ impl Outcome {
             "deliveries_per_s": headline.map(|s| (s.delivered as f64 / s.wall).round()),
             "latency": headline.map(|s| crate::percentiles(&s.hist)),
             "cpu_ms_per_message": headline.map(|s| cpu_per_message(&s.cpu, s.sent)),
+            "context_switches_per_message": headline.map(|s| s.switches.clone()),
             "steps": steps,
             "summary": summary,
         })
@@ -347,6 +351,7 @@ async fn drive(
     let mut step_rate = rate.max(1);
     for step in 0..steps {
         let cpu_before = crate::procstat::cpu_seconds();
+        let switches_before = crate::procstat::switches();
         let started = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / step_rate));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -400,6 +405,7 @@ async fn drive(
             hist: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2)?,
             wall,
             cpu: json!({"by_process": cpu, "total": (total * 100.0).round() / 100.0}),
+            switches: crate::procstat::switches_per(&switches_before, &crate::procstat::switches(), sent),
         });
         eprintln!(
             "step {step}: {step_rate} msg/s offered, {n} sent, {sent} persisted, {failed} failed, {delivered} delivered"
