@@ -71,8 +71,9 @@ impl Relay {
         })
     }
 
-    fn is_here(self: &Arc<Self>) -> bool {
-        HERE.with(|here| here.borrow().as_ref().is_some_and(|r| Arc::ptr_eq(r, self)))
+    /// This thread's relay if it has one, without starting one.
+    fn current() -> Option<Arc<Relay>> {
+        HERE.with(|here| here.borrow().clone())
     }
 }
 
@@ -92,10 +93,12 @@ impl Pending {
 /// Wakes every connection in `pending`: each other thread's through its relay, with one
 /// wake-up per relay; this thread's, and any without a live relay, directly.
 pub fn wake_all(pending: Vec<Pending>) {
+    let here = Relay::current();
+    let is_here = |relay: &Arc<Relay>| here.as_ref().is_some_and(|h| Arc::ptr_eq(h, relay));
     let mut relays: Vec<(Arc<Relay>, Vec<Waker>)> = Vec::new();
     for Pending { waker, relay } in pending {
         match relay {
-            Some(relay) if relay.alive.load(Ordering::SeqCst) && !relay.is_here() => {
+            Some(relay) if relay.alive.load(Ordering::SeqCst) && !is_here(&relay) => {
                 match relays.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &relay)) {
                     Some((_, wakers)) => wakers.push(waker),
                     None => relays.push((relay, vec![waker])),
