@@ -5,6 +5,7 @@
 //!   trace ids either way, so trace context still travels across the bus.
 //! - [`ops`]: `/healthz`, `/readyz` and Prometheus `/metrics` for Kubernetes.
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
+//! - [`runtime`]: the runtime a service's `main` runs on (`WORKER_THREADS`).
 //! - [`on_workers`]: runs a service on the runtime's worker threads.
 //! - [`instance_id`]: which replica this is, for health replies and logs.
 
@@ -179,11 +180,54 @@ pub fn shutdown() {
     }
 }
 
+/// The runtime a service's `main` runs on, sized by `WORKER_THREADS` (see [`worker_threads`]).
+///
+/// One thread (the default) is a current-thread runtime: the service's tasks — its
+/// command handlers, the NATS client's connection, a database connection's task — hand
+/// work to each other on the one thread, with no wake-up of another thread in between.
+/// On a 2-core box running the whole stack this cut message-store's CPU per stored
+/// message by a fifth (BENCHMARKS.md, "One thread per service"). More threads give a
+/// work-stealing runtime with that many workers, for a process that has several cores
+/// to itself; scaling out is otherwise done with replicas, which every service supports.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    runtime_with(worker_threads(std::env::var("WORKER_THREADS").ok().as_deref())?)
+}
+
+/// [`runtime`] with `threads` workers: one is a current-thread runtime.
+pub fn runtime_with(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    Ok(builder.enable_all().build()?)
+}
+
+/// Most worker threads `WORKER_THREADS` may ask for.
+pub const MAX_WORKER_THREADS: usize = 256;
+
+/// Reads a `WORKER_THREADS` value: absent or empty is 1; otherwise a whole number from
+/// 1 to [`MAX_WORKER_THREADS`], or an error that says what was wrong.
+pub fn worker_threads(value: Option<&str>) -> anyhow::Result<usize> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(1),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_WORKER_THREADS).contains(&n) => Ok(n),
+            _ => {
+                Err(anyhow::anyhow!("WORKER_THREADS must be a whole number from 1 to {MAX_WORKER_THREADS}, not {v:?}"))
+            }
+        },
+    }
+}
+
 /// Runs a service (its `run` future) in a task on the runtime's workers rather than on
-/// the thread that called `block_on` (a binary's `main`), which is not one of them: a
-/// command loop running there spawns each handler onto the runtime's shared queue and
-/// wakes a worker from outside for it, a switch between threads per command; from a
-/// worker, the handler goes to that worker's own queue and runs next.
+/// the thread that called `block_on` (a binary's `main`), which is not one of them on a
+/// work-stealing runtime: a command loop running there spawns each handler onto the
+/// runtime's shared queue and wakes a worker from outside for it, a switch between
+/// threads per command; from a worker, the handler goes to that worker's own queue and
+/// runs next. On a current-thread runtime the task runs on that same thread.
 pub async fn on_workers<F>(run: F) -> anyhow::Result<()>
 where
     F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -252,6 +296,38 @@ mod tests {
         assert_eq!(failed.map_err(|e| e.to_string()), Err("no database".to_owned()));
         let panicked = super::on_workers(async { panic!("bug") }).await;
         assert!(panicked.is_err_and(|e| e.to_string().contains("stopped abnormally")));
+    }
+
+    #[test]
+    fn worker_threads_is_one_unless_asked_and_a_bad_value_says_what_is_wrong() {
+        assert_eq!(super::worker_threads(None).ok(), Some(1));
+        assert_eq!(super::worker_threads(Some("")).ok(), Some(1));
+        assert_eq!(super::worker_threads(Some(" 4 ")).ok(), Some(4));
+        assert_eq!(super::worker_threads(Some("256")).ok(), Some(256));
+        for bad in ["0", "257", "-1", "two", "1.5"] {
+            let e = super::worker_threads(Some(bad)).map_err(|e| e.to_string());
+            assert!(e.as_ref().is_err_and(|m| m.contains("WORKER_THREADS") && m.contains(bad)), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn one_worker_thread_is_a_current_thread_runtime_that_runs_a_service() -> anyhow::Result<()> {
+        use tokio::runtime::RuntimeFlavor;
+        let one = super::runtime_with(1)?;
+        assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+        // A service's run, spawned as `main` does, runs (on the one thread) and ends.
+        let caller = std::thread::current().id();
+        let ran_on = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let record = ran_on.clone();
+        one.block_on(super::on_workers(async move {
+            *record.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(std::thread::current().id());
+            Ok(())
+        }))?;
+        assert_eq!(*ran_on.lock().map_err(|_| anyhow::anyhow!("poisoned"))?, Some(caller));
+        let two = super::runtime_with(2)?;
+        assert_eq!(two.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
+        assert_eq!(two.metrics().num_workers(), 2);
+        Ok(())
     }
 
     #[test]

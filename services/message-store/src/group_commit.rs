@@ -103,10 +103,18 @@ async fn writer(mut rx: mpsc::Receiver<Queued>, pool: PgPool, publisher: Publish
                         Err(e) => Err(ApiError::from(e)),
                     })
                     .collect();
-                publisher.publish(ticket, stored.tx, &created, &stored.threads).await;
+                // The answers are handed over first and the events published right after,
+                // in this same turn of the task (unless the client's queue is full): the
+                // events reach the NATS client's queue before any reply does (a reply is
+                // published by its command's handler, which runs later), and on a
+                // one-thread runtime the client then writes the
+                // events and the replies together. Published first, the events woke the
+                // client ahead of the handlers: one write to NATS for the events, another
+                // for the replies, and two wake-ups of nats-server and the gateway.
                 for (answer, reply) in answers.into_iter().zip(replies) {
                     let _ = reply.send(answer);
                 }
+                publisher.publish(ticket, stored.tx, &created, &stored.threads).await;
             }
             Err(e) => {
                 publisher.nothing(ticket, None);
