@@ -107,10 +107,11 @@ async fn writer(mut rx: mpsc::Receiver<Queued>, pool: PgPool, publisher: Publish
                 // in this same turn of the task (unless the client's queue is full): the
                 // events reach the NATS client's queue before any reply does (a reply is
                 // published by its command's handler, which runs later), and on a
-                // one-thread runtime the client then writes the
-                // events and the replies together. Published first, the events woke the
-                // client ahead of the handlers: one write to NATS for the events, another
-                // for the replies, and two wake-ups of nats-server and the gateway.
+                // one-thread runtime the client then writes events and replies together.
+                // Published first, the events woke the client ahead of the handlers: one
+                // write to NATS for the events, another for the replies, and two wake-ups
+                // of nats-server and of the gateway. A crash in between is the crash
+                // between commit and publish that the ticket already covers.
                 for (answer, reply) in answers.into_iter().zip(replies) {
                     let _ = reply.send(answer);
                 }
