@@ -56,16 +56,9 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    /// Queues a frame and wakes the connection; a full queue kicks the socket.
-    pub(crate) fn offer(&self, out: Out) {
-        if let Some(pending) = self.offer_unwoken(out) {
-            pending.wake();
-        }
-    }
-
     /// Queues a frame, handing back the connection for the caller to wake; a full
     /// queue kicks the socket.
-    fn offer_unwoken(&self, out: Out) -> Option<Pending> {
+    pub(crate) fn offer_unwoken(&self, out: Out) -> Option<Pending> {
         match self.tx.offer_unwoken(out) {
             Ok(pending) => pending,
             Err(queue::Refused::Closed) => None,

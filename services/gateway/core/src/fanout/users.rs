@@ -42,7 +42,9 @@ pub async fn run(
         let Ok(users) = users.read() else { continue };
         let Some(sockets) = users.get(&event.user_id) else { continue };
         // Rendered once per codec; a dialect may turn one event into several frames.
+        // Every frame is queued before any socket is woken, as for a room's event.
         let mut rendered: Vec<(usize, Vec<bytestring::ByteString>)> = Vec::new();
+        let mut pending = Vec::new();
         for socket in sockets.values() {
             let codec = codec_key(socket.codec);
             let frames = match rendered.iter().find(|(c, _)| *c == codec) {
@@ -56,8 +58,9 @@ pub async fn run(
                 }
             };
             for text in frames {
-                socket.offer(Out { seq: None, text: text.clone() });
+                pending.extend(socket.offer_unwoken(Out { seq: None, text: text.clone() }));
             }
         }
+        crate::session::relay::wake_all(pending);
     }
 }
